@@ -1,0 +1,31 @@
+# Quick start: `make demo` trains an MLP on scikit-learn's digits; `make test` runs every test
+# environment (C kernels, NumPy kernels, PyTorch parity, lint) through tox.
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: demo test dev bench clean
+
+$(BIN)/qorus: pyproject.toml setup.py qorus_layers_mlp/pyproject.toml qorus_layers_llm/pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e . -e ./qorus_layers_mlp -e ./qorus_layers_llm pytest scikit-learn matplotlib
+	touch $@
+
+dev: $(BIN)/qorus
+
+demo: $(BIN)/qorus
+	$(BIN)/qorus backend
+	$(BIN)/qorus train examples/digits_mlp.toml --out runs/digits
+
+test:
+	$(PY) -m venv .venv-tox
+	.venv-tox/bin/python -m pip install -q "tox>=4.11"
+	.venv-tox/bin/tox run -e c,numpy,parity,lint
+
+bench: $(BIN)/qorus
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python bench/bench_mlp.py
+
+clean:
+	rm -rf $(VENV) .venv-tox .tox build runs qorus_core/kernels/_lib

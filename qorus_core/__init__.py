@@ -1,0 +1,24 @@
+"""qorus-core: a minimal deep-learning core for CPUs.
+
+The public API: layers and containers, models compiled to planned arenas, the kernel
+dispatch, the plugin hooks, training and model IO. Plugins import from here only.
+"""
+
+from .containers import Residual, Sequential
+from .errors import (CheckpointError, ConfigError, DataError, KernelError, NumericsError,
+                     QorusError, RegistryError, ShapeError)
+from .hookspecs import hookimpl
+from .kernels import get_kernels
+from .layer import Composite, Layer, LayerCtx, layer_from_dict, layer_to_dict
+from .model import Model
+from .registry import get_layer, get_registry
+from .tensor import Spec, Tensor
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Layer", "Composite", "LayerCtx", "Sequential", "Residual", "Model", "Spec", "Tensor",
+    "get_kernels", "get_registry", "get_layer", "hookimpl", "layer_from_dict", "layer_to_dict",
+    "QorusError", "ShapeError", "ConfigError", "RegistryError", "KernelError",
+    "CheckpointError", "DataError", "NumericsError", "__version__",
+]

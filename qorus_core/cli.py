@@ -1,0 +1,253 @@
+"""The ``qorus`` command: subcommands in one table that other modules add to.
+
+Adding a subcommand (how ``train`` and ``bench`` plug in)::
+
+    from qorus_core.cli import add_command
+
+    def setup(p: argparse.ArgumentParser) -> None: p.add_argument("config")
+    def run(args: argparse.Namespace) -> int | None: ...   # None means 0
+
+    add_command("train", "train a model from a TOML config", setup, run)
+
+and list the module in ``COMMAND_MODULES`` below so ``main`` imports it. Exit codes: 0 ok,
+2 for a ``QorusError`` (one line on stderr; the traceback too when ``QORUS_DEBUG=1``) and for
+usage errors (argparse), 1 when the backend cannot be inspected, 130 on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import sys
+import traceback
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import QorusError
+
+SetupParser = Callable[[argparse.ArgumentParser], None]
+Run = Callable[[argparse.Namespace], "int | None"]
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    help: str
+    setup_parser: SetupParser
+    run: Run
+
+
+_COMMANDS: dict[str, Command] = {}
+
+# >>> Modules that add subcommands with add_command() when imported. Append yours here. <<<
+COMMAND_MODULES: list[str] = [
+    "qorus_core.train.cli_train",   # `qorus train`
+]
+
+
+def add_command(name: str, help: str, setup_parser: SetupParser, run: Run,
+                *, replace: bool = False) -> Command:
+    """Register subcommand ``name``: ``setup_parser(p)`` adds its arguments, ``run(args)`` runs it."""
+    if name in _COMMANDS and not replace:
+        raise ValueError(f"qorus subcommand {name!r} is already defined")
+    _COMMANDS[name] = cmd = Command(name, help, setup_parser, run)
+    return cmd
+
+
+def _debug() -> bool:
+    return os.environ.get("QORUS_DEBUG", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _load_command_modules() -> None:
+    for module in COMMAND_MODULES:
+        try:
+            importlib.import_module(module)
+        except Exception as exc:  # one broken command must not take the others down
+            print(f"qorus: commands from {module} unavailable: {type(exc).__name__}: {exc}",
+                  file=sys.stderr)
+
+
+def _version() -> str:
+    package = sys.modules[__package__]
+    return str(getattr(package, "__version__", None) or _dist_version("qorus-core") or "unknown")
+
+
+def _dist_version(dist: str) -> str | None:
+    from importlib import metadata
+
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argparse tree of every registered subcommand."""
+    _load_command_modules()
+    parser = argparse.ArgumentParser(prog="qorus", description="Qorus: deep learning on CPUs.")
+    parser.add_argument("--version", action="version", version=f"qorus {_version()}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for cmd in _COMMANDS.values():
+        p = sub.add_parser(cmd.name, help=cmd.help, description=cmd.help)
+        cmd.setup_parser(p)
+        p.set_defaults(_run=cmd.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``qorus``; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        rc = args._run(args)
+        sys.stdout.flush()
+        return 0 if rc is None else int(rc)
+    except QorusError as exc:
+        if _debug():
+            traceback.print_exc()
+        print(f"qorus: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:  # `qorus layers | head`: stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+
+
+# --- output helpers -----------------------------------------------------------------------
+def _print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, default=str))
+
+
+def _print_table(header: Sequence[str], rows: list[Sequence[Any]]) -> None:
+    cells = [[("" if c is None else str(c)) for c in row] for row in [header, *rows]]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header) - 1)]
+    for row in cells:
+        print("  ".join([c.ljust(w) for c, w in zip(row, widths)] + [row[-1]]).rstrip())
+
+
+def _print_mapping(data: dict[str, Any], indent: int = 0) -> None:
+    width = max((len(str(k)) for k in data), default=0) + 1
+    for key, value in data.items():
+        label = " " * indent + f"{key}:".ljust(width)
+        if isinstance(value, dict):
+            print(label)
+            _print_mapping(value, indent + 2)
+        elif isinstance(value, (list, tuple, set)):
+            print(f"{label} {', '.join(map(str, value)) or '-'}")
+        else:
+            print(f"{label} {value}")
+
+
+def _dist(distribution: str | None, version: str | None) -> str:
+    return " ".join(x for x in (distribution, version) if x) or "-"
+
+
+def _loaded_registry():
+    """The default registry with plugins loaded; failures are listed, so no warnings."""
+    from .registry import PluginLoadWarning, get_registry
+
+    registry = get_registry()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PluginLoadWarning)
+        registry.plugins()
+    return registry
+
+
+# --- built-in subcommands -----------------------------------------------------------------
+def _json_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def _list_kind(kind: str) -> Run:
+    def run(args: argparse.Namespace) -> int:
+        registry = _loaded_registry()
+        entries = registry.entries(kind)
+        if args.json:
+            _print_json([e.to_dict() for e in entries])
+        else:
+            _print_table(["NAME", "PLUGIN", "DISTRIBUTION", "DESCRIPTION"],
+                         [[e.name, e.plugin, _dist(e.distribution, e.version), e.doc]
+                          for e in entries])
+        failed = [p.namespace for p in registry.plugins() if p.status != "ok"]
+        if failed:
+            print(f"note: plugins failed to load: {', '.join(failed)} (see `qorus plugins`)",
+                  file=sys.stderr)
+        return 0
+    return run
+
+
+def _setup_plugins(p: argparse.ArgumentParser) -> None:
+    _json_flag(p)
+    p.add_argument("-v", "--verbose", action="store_true", help="tracebacks of failed plugins")
+
+
+def _run_plugins(args: argparse.Namespace) -> int:
+    registry = _loaded_registry()
+    plugins = registry.plugins()
+    verbose = args.verbose or _debug()
+    if args.json:
+        _print_json([dict(p.to_dict(), **({"traceback": p.traceback} if verbose else {}))
+                     for p in plugins])
+    else:
+        _print_table(["NAMESPACE", "DISTRIBUTION", "STATUS", "ITEMS", "SOURCE"],
+                     [[p.namespace, _dist(p.distribution, p.version), p.status, p.items, p.source]
+                      for p in plugins])
+        for p in plugins:
+            if p.status != "ok":
+                print(f"\n{p.namespace}: {p.error}")
+                if verbose and p.traceback:
+                    print(p.traceback.rstrip())
+    if not registry.autoload:
+        print("note: entry-point plugins are off (QORUS_DISABLE_PLUGIN_AUTOLOAD)", file=sys.stderr)
+    return 0
+
+
+def _run_backend(args: argparse.Namespace) -> int:
+    try:
+        from .kernels.info import backend_info
+    except Exception as exc:
+        reason = f"{type(exc).__name__}: {exc}"
+        if args.json:
+            _print_json({"error": reason})
+        print(f"qorus: backend info unavailable: {reason}", file=sys.stderr)
+        return 1
+    info = backend_info()
+    if args.json:
+        _print_json(info)
+    else:
+        _print_mapping(info)
+    return 0
+
+
+def _run_version(args: argparse.Namespace) -> int:
+    import platform
+
+    import numpy
+    import pluggy
+
+    versions = {"qorus-core": _version(), "python": platform.python_version(),
+                "numpy": numpy.__version__, "pluggy": pluggy.__version__}
+    if args.json:
+        _print_json(versions)
+    else:
+        for name, version in versions.items():
+            print(f"{name} {version}")
+    return 0
+
+
+add_command("layers", "list registered layers", _json_flag, _list_kind("layer"))
+add_command("losses", "list registered losses", _json_flag, _list_kind("loss"))
+add_command("optimizers", "list registered optimizers", _json_flag, _list_kind("optimizer"))
+add_command("plugins", "list plugins, failed ones with the reason", _setup_plugins, _run_plugins)
+add_command("backend", "show the kernel backend and CPU features", _json_flag, _run_backend)
+add_command("version", "show versions", _json_flag, _run_version)
+# >>> `train` and `bench` are added by their own modules (see COMMAND_MODULES above). <<<
+
+if __name__ == "__main__":  # `python -m qorus_core.cli`: run the importable module's table
+    from qorus_core.cli import main as _main
+
+    sys.exit(_main())

@@ -1,0 +1,35 @@
+"""One exception hierarchy: every error Qorus raises on bad input is a QorusError."""
+
+from __future__ import annotations
+
+
+class QorusError(Exception):
+    """Base of every error Qorus raises for bad input, files or configuration."""
+
+
+class ShapeError(QorusError, ValueError):
+    """A tensor has the wrong shape or dtype (names the layer, position and both shapes)."""
+
+
+class ConfigError(QorusError, ValueError):
+    """A model, layer or training configuration is invalid or names something unknown."""
+
+
+class RegistryError(QorusError):
+    """A plugin failed to load, a name clashes, or a name is not registered."""
+
+
+class KernelError(QorusError):
+    """A kernel was called with arguments it cannot take, or a backend is unavailable."""
+
+
+class CheckpointError(QorusError):
+    """A checkpoint or weights file is missing, truncated, corrupt or does not fit the model."""
+
+
+class DataError(QorusError):
+    """A data set file is missing, malformed, or does not fit the model."""
+
+
+class NumericsError(QorusError, FloatingPointError):
+    """Training produced a non-finite value (NaN or inf loss)."""

@@ -1,0 +1,179 @@
+"""Tracing a model into a tape: the values, the ops, and the buffers their layers declare.
+
+``Graph.call(layer, x)`` runs a primitive layer's ``build`` (or a composite's, which calls
+back into the graph), records an ``Op`` and returns its output ``Value``. Nothing has memory
+yet: ``plan.compile_plan`` turns the tape into slots, places them and wires the tensors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import ConfigError, ShapeError
+from .init import Initializer
+from .layer import Composite, Layer, LayerCtx
+from .tensor import Spec
+
+
+class Value:
+    """A symbolic tensor in the traced graph: the output of one op, the input of others."""
+
+    __slots__ = ("spec", "producer", "consumers", "alias_of", "index")
+
+    def __init__(self, spec: Spec, index: int, producer: "Op | None" = None) -> None:
+        self.spec = spec
+        self.index = index
+        self.producer = producer
+        self.consumers: list[Op] = []
+        self.alias_of: Value | None = None   # shares this value's memory (a reshape)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.spec.shape
+
+    @property
+    def dtype(self) -> str:
+        return self.spec.dtype
+
+    def __repr__(self) -> str:
+        return f"Value(#{self.index}, {self.spec.shape})"
+
+
+@dataclass(eq=False)
+class ParamDecl:
+    name: str          # full name, e.g. "0.weight" (PyTorch's state_dict naming)
+    shape: tuple[int, ...]
+    init: Initializer
+    attr: str          # attribute name on the layer's ctx
+
+
+@dataclass(eq=False)
+class BufferDecl:
+    attr: str
+    spec: Spec
+    kind: str          # "saved": forward to backward; "scratch": within one call
+
+
+@dataclass(eq=False)
+class Op:
+    layer: Layer
+    ctx: LayerCtx
+    inputs: list[Value]
+    output: Value
+    tick: int
+    alias: bool = False
+    params: list[ParamDecl] = field(default_factory=list)
+    buffers: list[BufferDecl] = field(default_factory=list)
+
+
+class LayerBuilder:
+    """What ``Layer.build`` receives: declares params and buffers for one layer in one plan."""
+
+    def __init__(self, graph: "Graph", path: str, op_params: list, op_buffers: list) -> None:
+        self._graph = graph
+        self.path = path
+        self._params = op_params
+        self._buffers = op_buffers
+        self.alias = False
+
+    @property
+    def train(self) -> bool:
+        """True when compiling a training plan (buffers for backward are needed)."""
+        return self._graph.train
+
+    def _full(self, name: str) -> str:
+        return f"{self.path}.{name}" if self.path else name
+
+    def param(self, name: str, shape: tuple[int, ...], init: Initializer) -> None:
+        """A trainable float32 parameter, ``ctx.<name>``; its gradient is ``ctx.d<name>``."""
+        self._params.append(ParamDecl(self._full(name), tuple(int(d) for d in shape), init, name))
+
+    def saved(self, name: str, shape: tuple[int, ...], dtype: str = "f32") -> None:
+        """A buffer written in forward and read in backward (e.g. LayerNorm's mean)."""
+        self._buffers.append(BufferDecl(name, Spec(tuple(shape), dtype), "saved"))
+
+    def scratch(self, name: str, shape: tuple[int, ...], dtype: str = "f32") -> None:
+        """A buffer used within one forward or backward call only; its memory is reused."""
+        self._buffers.append(BufferDecl(name, Spec(tuple(shape), dtype), "scratch"))
+
+    def view_input(self, shape: tuple[int, ...]) -> Spec:
+        """Return as the output spec to make the output a reshape of the input: same memory,
+        same gradient memory; forward returns ``ctx.y`` and backward has nothing to do."""
+        self.alias = True
+        return Spec(tuple(shape))
+
+    # --- for composites -------------------------------------------------------------
+    def call(self, layer: Layer, x: Value, name: str) -> Value:
+        """Run child ``layer`` on ``x``; ``name`` extends the parameter path."""
+        return self._graph.call(layer, x, self._full(name))
+
+    def add(self, u: Value, v: Value) -> Value:
+        """Elementwise sum of two values of the same shape (residual connections)."""
+        from .containers import Add
+
+        if u.shape != v.shape:
+            raise ShapeError(f"{self.path or 'model'}: cannot add shapes {u.shape} and {v.shape}")
+        return self._graph.call(Add(), u, self._full("add"), extra=[v])
+
+
+class Graph:
+    """The tape of one plan: ops in forward order over values."""
+
+    def __init__(self, train: bool) -> None:
+        self.train = train
+        self.values: list[Value] = []
+        self.ops: list[Op] = []
+
+    def new_value(self, spec: Spec, producer: Op | None = None) -> Value:
+        v = Value(spec, len(self.values), producer)
+        self.values.append(v)
+        return v
+
+    def call(self, layer: Layer, x: Value, path: str, extra: list[Value] | None = None) -> Value:
+        if not isinstance(layer, Layer):
+            raise ConfigError(f"{path or 'model'}: {layer!r} is not a qorus Layer")
+        if isinstance(layer, Composite):
+            y = layer.build(x, LayerBuilder(self, path, [], []))
+            if not isinstance(y, Value):
+                raise ConfigError(f"{path or 'model'} ({layer.type_name}): a Composite's build "
+                                  "must return the Value of its last b.call/b.add")
+            return y
+        tick = len(self.ops)
+        ctx = LayerCtx(path, tick, self.train)
+        params: list[ParamDecl] = []
+        buffers: list[BufferDecl] = []
+        b = LayerBuilder(self, path, params, buffers)
+        where = f"layer {path or '<root>'} ({layer.type_name}) at position {tick}"
+        try:
+            spec = layer.build(x.spec, b)
+        except ShapeError as exc:
+            raise ShapeError(f"{where}: {exc} (input shape {x.shape})") from None
+        if not isinstance(spec, Spec):
+            raise ConfigError(f"{where}: build must return a Spec, got {spec!r}")
+        if b.alias and spec.size != x.spec.size:
+            raise ShapeError(f"{where}: view_input{spec.shape} does not fit input {x.shape}")
+        op = Op(layer, ctx, [x] + list(extra or []), None, tick, b.alias, params, buffers)  # type: ignore[arg-type]
+        y = self.new_value(spec, op)
+        if b.alias:
+            y.alias_of = x
+        op.output = y
+        for v in op.inputs:
+            v.consumers.append(op)
+        self.ops.append(op)
+        return y
+
+    def trace(self, net: Layer, input_spec: Spec) -> tuple[Value, Value]:
+        x = self.new_value(input_spec)
+        return x, self.call(net, x, "")
+
+    def params(self) -> list[ParamDecl]:
+        out: list[ParamDecl] = []
+        seen: dict[str, Any] = {}
+        for op in self.ops:
+            for p in op.params:
+                if p.name in seen:
+                    raise ConfigError(f"two parameters named {p.name!r}")
+                seen[p.name] = p
+                out.append(p)
+        return out

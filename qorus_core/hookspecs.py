@@ -1,0 +1,73 @@
+"""The Qorus hook specification (pluggy project ``"qorus"``).
+
+A plugin is a module (or any object) carrying functions marked with ``hookimpl``, advertised
+through an entry point in the group ``qorus``. The entry point's NAME is the plugin's
+namespace; every item the plugin registers is named ``<namespace>.<name>``::
+
+    # pyproject.toml of a plugin package
+    [project.entry-points.qorus]
+    mlp = "qorus_layers_mlp.plugin"
+
+    # qorus_layers_mlp/plugin.py
+    from qorus_core.hookspecs import hookimpl
+
+    @hookimpl
+    def qorus_register_layers(register):
+        register(Linear)              # -> "mlp.Linear"
+        register(Linear, "Dense")     # -> "mlp.Dense" (an alias)
+
+Hooks run once, when the registry loads plugins (on its first use), never per step; the
+``register`` callable they receive works only while the hook runs. A plugin whose import or
+hook raises is recorded as failed (``qorus plugins``) and registers nothing: its items are
+committed all together only after all its hooks returned.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import pluggy
+
+PROJECT = "qorus"
+
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+class Register(Protocol):
+    """The callable a registration hook receives.
+
+    ``register(obj, name=None)`` records ``obj`` as ``<namespace>.<name>``; ``name`` defaults to
+    ``obj.__name__`` and must not contain a dot. It returns ``obj`` (so it also works as a
+    decorator) and raises ``RegistryError`` for a bad name or a name this plugin already used.
+    When the plugin is committed, ``obj.registry_name`` is set to the full name (last
+    registration wins for aliases) so ``get_config`` round-trips through the registry.
+    """
+
+    def __call__(self, obj: Any, name: str | None = None) -> Any: ...
+
+
+@hookspec
+def qorus_register_layers(register: Register) -> None:
+    """Register layer classes: call ``register(cls)`` / ``register(cls, name)`` for each.
+
+    ``cls`` must be a class, and a subclass of ``qorus_core.layer.Layer``; its first docstring
+    line is what ``qorus layers`` shows. Import heavy dependencies inside the hook or lazily:
+    the hook runs whenever any Qorus user loads the registry.
+    """
+
+
+@hookspec
+def qorus_register_losses(register: Register) -> None:
+    """Register losses (classes or callables): call ``register(obj)`` / ``register(obj, name)``.
+
+    Same naming, doc and failure rules as ``qorus_register_layers``.
+    """
+
+
+@hookspec
+def qorus_register_optimizers(register: Register) -> None:
+    """Register optimizers (classes or callables): ``register(obj)`` / ``register(obj, name)``.
+
+    Same naming, doc and failure rules as ``qorus_register_layers``.
+    """

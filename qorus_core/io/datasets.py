@@ -1,0 +1,139 @@
+"""Data sets as ``(x, y)`` NumPy arrays: CSV, NPZ, scikit-learn's digits, and a split helper.
+
+Inputs come back float32; labels int32 when every label is a whole number (classification),
+else float32 (regression). Errors are DataError naming the file, line and column at fault.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import DataError
+
+
+def _labels(y: np.ndarray) -> np.ndarray:
+    y = np.asarray(y)
+    whole = y.dtype.kind == "f" and bool(np.all(np.isfinite(y))) and np.array_equal(y, np.round(y))
+    if y.dtype.kind in "iu" or whole:
+        return np.ascontiguousarray(y, dtype=np.int32)
+    return np.ascontiguousarray(y, dtype=np.float32)
+
+
+def load_csv(path: str | os.PathLike, label_column: int | str = -1, delimiter: str = ",",
+             header: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Numeric CSV: every column but ``label_column`` (an index or, with a header, a name) is a
+    feature. ``header=None`` detects a header row (a first row that is not all numbers)."""
+    path = Path(path)
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = [(i + 1, r) for i, r in enumerate(csv.reader(f, delimiter=delimiter))
+                    if r and any(c.strip() for c in r)]
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise DataError(f"{path}: cannot read CSV: {exc}") from None
+    if not rows:
+        raise DataError(f"{path}: empty CSV file")
+    names: list[str] | None = None
+    if header is None:
+        header = not all(_is_number(c) for c in rows[0][1])
+    if header:
+        names = [c.strip() for c in rows[0][1]]
+        rows = rows[1:]
+    if not rows:
+        raise DataError(f"{path}: no data rows")
+    width = len(rows[0][1])
+    if isinstance(label_column, str):
+        if names is None or label_column not in names:
+            raise DataError(f"{path}: no column named {label_column!r}; columns: {names}")
+        label = names.index(label_column)
+    else:
+        label = int(label_column) % width if -width <= int(label_column) < width else -1
+        if label < 0:
+            raise DataError(f"{path}: label column {label_column} out of range for {width} columns")
+    data = np.empty((len(rows), width), np.float64)
+    for r, (line, row) in enumerate(rows):
+        if len(row) != width:
+            raise DataError(f"{path}:{line}: {len(row)} columns, expected {width}")
+        for c, cell in enumerate(row):
+            try:
+                data[r, c] = float(cell)
+            except ValueError:
+                raise DataError(f"{path}:{line}: column {c + 1}: {cell!r} is not a number") from None
+    x = np.delete(data, label, axis=1).astype(np.float32)
+    return np.ascontiguousarray(x), _labels(data[:, label])
+
+
+def _is_number(s: str) -> bool:
+    try:
+        float(s)
+    except ValueError:
+        return False
+    return True
+
+
+def load_npz(path: str | os.PathLike, x_key: str = "x", y_key: str = "y") -> tuple[np.ndarray, np.ndarray]:
+    """Arrays ``x_key`` (inputs) and ``y_key`` (labels or targets) of a ``.npz`` file."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            keys = list(z.keys())
+            if x_key not in keys or y_key not in keys:
+                raise DataError(f"{path}: needs arrays {x_key!r} and {y_key!r}; it has {keys}")
+            x, y = z[x_key], z[y_key]
+    except DataError:
+        raise
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path}: cannot read NPZ: {exc}") from None
+    if len(x) != len(y):
+        raise DataError(f"{path}: {len(x)} inputs but {len(y)} labels")
+    if x.dtype.kind not in "fiub":
+        raise DataError(f"{path}: {x_key} has non-numeric dtype {x.dtype}")
+    return np.ascontiguousarray(x, dtype=np.float32), _labels(y)
+
+
+def load_digits() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's 8x8 handwritten digits: x (1797, 64) float32 in [0, 16], y int32 0..9.
+    Ships inside scikit-learn: no download."""
+    try:
+        from sklearn.datasets import load_digits as sk_load_digits
+    except ImportError:
+        raise DataError("the digits data set needs scikit-learn: pip install scikit-learn") from None
+    d = sk_load_digits()
+    return np.ascontiguousarray(d.data, dtype=np.float32), np.ascontiguousarray(d.target, dtype=np.int32)
+
+
+def load_source(source: str, base: str | os.PathLike | None = None,
+                **options) -> tuple[np.ndarray, np.ndarray]:
+    """``"sklearn:digits"``, ``"csv:PATH"`` or ``"npz:PATH"`` (relative paths from ``base``)."""
+    kind, _, rest = str(source).partition(":")
+    if kind == "sklearn":
+        if rest != "digits":
+            raise DataError(f"data source {source!r}: the sklearn data set available is 'digits'")
+        return load_digits()
+    if kind in ("csv", "npz") and rest:
+        path = Path(rest).expanduser()
+        if base is not None and not path.is_absolute():
+            path = Path(base) / path
+        return load_csv(path, **options) if kind == "csv" else load_npz(path, **options)
+    raise DataError(f"data source {source!r}: expected 'sklearn:digits', 'csv:PATH' or 'npz:PATH'")
+
+
+def split(x: np.ndarray, y: np.ndarray, validation: float = 0.1, test: float = 0.2, seed: int = 0
+          ) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
+    """Deterministic shuffled split into ``(train, validation, test)`` pairs; the fractions
+    are of the whole set (rounded); a fraction of 0 gives an empty pair."""
+    n = len(x)
+    if len(y) != n:
+        raise DataError(f"split: {n} inputs but {len(y)} labels")
+    if not (0.0 <= validation < 1.0 and 0.0 <= test < 1.0 and validation + test < 1.0):
+        raise DataError(f"split: validation ({validation}) and test ({test}) must be fractions "
+                        "summing to less than 1")
+    order = np.random.default_rng(seed).permutation(n)
+    n_test, n_val = int(round(n * test)), int(round(n * validation))
+    te, va, tr = order[:n_test], order[n_test:n_test + n_val], order[n_test + n_val:]
+    if len(tr) == 0:
+        raise DataError(f"split: no training samples left out of {n}")
+    return tuple((x[i], y[i]) for i in (tr, va, te))  # type: ignore[return-value]

@@ -1,0 +1,57 @@
+"""Kernel dispatch: one interface, two implementations.
+
+``QORUS_KERNELS=auto|c|numpy`` picks the set (``auto``: C when its library loads, else NumPy).
+Both sets have the same methods with the same signatures; ``numpy.NumpyKernels`` is the
+reference and documents each kernel. A C set may serve only some kernels natively; the rest
+fall through to NumPy (``CKernels.native`` lists which).
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+
+from ..errors import KernelError
+from .numpy import NumpyKernels
+
+__all__ = ["get_kernels", "c_status", "NumpyKernels", "KERNEL_SETS"]
+
+KERNEL_SETS = ("auto", "c", "numpy")
+
+
+@lru_cache(maxsize=None)
+def _numpy() -> NumpyKernels:
+    return NumpyKernels()
+
+
+@lru_cache(maxsize=None)
+def _c():
+    """The C kernel set, or the reason it cannot load (as a string)."""
+    try:
+        from .c import CKernels
+        return CKernels(fallback=_numpy())
+    except (OSError, ImportError, KernelError) as exc:
+        return f"{type(exc).__name__}: {exc}"
+
+
+def c_status() -> tuple[bool, str]:
+    """(available, reason or library path) for the C kernel library."""
+    c = _c()
+    if isinstance(c, str):
+        return False, c
+    return True, c.library_path
+
+
+def get_kernels(which: str | None = None):
+    """The kernel set named by ``which`` or by ``QORUS_KERNELS`` (default ``auto``)."""
+    which = (which or os.environ.get("QORUS_KERNELS", "auto")).strip().lower()
+    if which not in KERNEL_SETS:
+        raise KernelError(f"QORUS_KERNELS={which!r}: expected one of {', '.join(KERNEL_SETS)}")
+    if which == "numpy":
+        return _numpy()
+    c = _c()
+    if isinstance(c, str):
+        if which == "c":
+            raise KernelError(f"C kernels requested but unavailable: {c}")
+        return _numpy()
+    return c

@@ -1,0 +1,465 @@
+"""The C kernel set: ctypes binding to ``libqorus.so`` (built from ``csrc/`` by setup.py).
+
+The library is loaded from ``QORUS_LIB`` when set, else from ``_lib/libqorus.so`` next to this
+file. Argument types are declared once at load; tensors are passed by their cached address
+(``Tensor.p``), so a call creates no array and no ctypes object. Every argument is checked here
+before the C call (dtype, sizes, shapes, scalar ranges): a bad call raises ``KernelError``
+naming the kernel and the shapes, never crashes the interpreter.
+
+Methods and signatures are those of ``NumpyKernels`` (the reference, with the docstrings). A
+call the C library does not serve (a non-float32 operand, a GEMM whose output overlaps an
+input) is passed to the NumPy fallback, as is any attribute this class does not define.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import math
+import os
+from ctypes import c_double, c_float, c_int, c_int64, c_uint32, c_void_p
+
+from ..errors import KernelError
+from ..tensor import Tensor
+from .numpy import NumpyKernels
+
+__all__ = ["CKernels", "default_library_path"]
+
+_P, _I64, _I, _F, _D = c_void_p, c_int64, c_int, c_float, c_double
+
+# name -> (restype, argtypes): the whole C API used here, declared once.
+_SIGNATURES = {
+    "qr_get_threads": (_I, []),
+    "qr_set_threads": (_I, [_I]),
+    "qr_cpu_features": (ctypes.c_uint, []),
+    "qr_simd_path": (_I, []),
+    "qr_set_simd_path": (_I, [_I]),
+    "qr_simd_compiled": (_I, []),
+    "qr_version": (ctypes.c_char_p, []),
+    "qr_gemm_f32": (_I, [_I, _I, _I64, _I64, _I64, _F, _P, _P, _F, _P]),
+    "qr_bias_add_f32": (_I, [_P, _P, _I64, _I64]),
+    "qr_col_sum_f32": (_I, [_P, _P, _I64, _I64, _F]),
+    "qr_fill_f32": (_I, [_P, _I64, _F]),
+    "qr_copy_f32": (_I, [_P, _P, _I64]),
+    "qr_add_f32": (_I, [_P, _P, _P, _I64]),
+    "qr_mul_f32": (_I, [_P, _P, _P, _I64]),
+    "qr_scale_f32": (_I, [_P, _I64, _F]),
+    "qr_axpy_f32": (_I, [_F, _P, _P, _I64]),
+    "qr_sumsq_f32": (_D, [_P, _I64]),
+    "qr_relu_f32": (_I, [_P, _P, _I64]),
+    "qr_relu_bwd_f32": (_I, [_P, _P, _P, _I64]),
+    "qr_gelu_f32": (_I, [_P, _P, _I64, _I]),
+    "qr_gelu_bwd_f32": (_I, [_P, _P, _P, _I64, _I]),
+    "qr_sigmoid_f32": (_I, [_P, _P, _I64]),
+    "qr_sigmoid_bwd_f32": (_I, [_P, _P, _P, _I64]),
+    "qr_silu_f32": (_I, [_P, _P, _I64]),
+    "qr_silu_bwd_f32": (_I, [_P, _P, _P, _I64]),
+    "qr_tanh_f32": (_I, [_P, _P, _I64]),
+    "qr_tanh_bwd_f32": (_I, [_P, _P, _P, _I64]),
+    "qr_softmax_f32": (_I, [_P, _P, _I64, _I64]),
+    "qr_softmax_bwd_f32": (_I, [_P, _P, _P, _I64, _I64]),
+    "qr_layernorm_f32": (_I, [_P, _P, _P, _P, _P, _P, _I64, _I64, _F]),
+    "qr_layernorm_bwd_f32": (_I, [_P, _P, _P, _P, _P, _P, _P, _P, _I64, _I64]),
+    "qr_cross_entropy_f32": (_D, [_P, _P, _P, _I64, _I64, _D]),
+    "qr_mse_f32": (_D, [_P, _P, _P, _I64]),
+    "qr_count_correct_f32": (_I64, [_P, _P, _I64, _I64]),
+    "qr_dropout_mask_f32": (_I, [_P, _I64, c_uint32, _F, c_uint32]),
+    "qr_sgd_step_f32": (_I, [_P, _P, _P, _I64, _D, _D, _D, _D, _I, _I]),
+    "qr_adam_step_f32": (_I, [_P, _P, _P, _P, _I64, _D, _D, _D, _D, _D, _I64, _I]),
+}
+
+_CPU_BITS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f")
+_ERRORS = {-1: "invalid argument", -2: "target class out of range", -3: "out of memory"}
+
+
+def default_library_path() -> str:
+    """Where the library is looked for: ``QORUS_LIB`` or ``_lib/libqorus.so`` beside this file."""
+    env = os.environ.get("QORUS_LIB")
+    if env:
+        return os.path.abspath(env)
+    return os.path.join(os.path.dirname(os.path.abspath(__file__)), "_lib", "libqorus.so")
+
+
+def _load(path: str) -> ctypes.CDLL:
+    if not os.path.isfile(path):
+        raise OSError(f"C kernel library not found at {path} (build it with "
+                      "`pip install -e .` or `python setup.py build_ext --inplace`)")
+    lib = ctypes.CDLL(path)
+    for name, (restype, argtypes) in _SIGNATURES.items():
+        try:
+            fn = getattr(lib, name)
+        except AttributeError as exc:
+            raise OSError(f"{path} is missing {name}: rebuild the C kernels") from exc
+        fn.restype = restype
+        fn.argtypes = argtypes
+    return lib
+
+
+def _fail(kernel: str, what: str) -> KernelError:
+    return KernelError(f"{kernel}: {what}")
+
+
+def _check(kernel: str, rc: int) -> None:
+    raise _fail(kernel, f"C kernel returned {rc} ({_ERRORS.get(rc, 'error')})")
+
+
+def _overlap(x: Tensor, y: Tensor) -> bool:
+    return x.p < y.p + 4 * y.size and y.p < x.p + 4 * x.size
+
+
+class CKernels:
+    """The C kernel set; same methods and signatures as ``NumpyKernels``."""
+
+    name = "c"
+
+    def __init__(self, fallback: NumpyKernels | None = None, path: str | None = None) -> None:
+        self.fallback = fallback if fallback is not None else NumpyKernels()
+        self.library_path = os.path.abspath(path) if path else default_library_path()
+        lib = self._lib = _load(self.library_path)
+        self.native = frozenset(n[3:-4] for n in _SIGNATURES if n.endswith("_f32"))
+        # bound C functions, looked up once
+        for n in _SIGNATURES:
+            setattr(self, "_" + n[3:], getattr(lib, n))
+
+    def __getattr__(self, name: str):
+        # only reached for names this class lacks: delegate to the reference set
+        if name.startswith("__") or name in ("fallback", "_lib"):
+            raise AttributeError(name)
+        return getattr(self.fallback, name)
+
+    def __repr__(self) -> str:
+        return f"CKernels({self.library_path!r}, threads={self.threads}, simd={self.simd_path})"
+
+    # ----------------------------------------------------------------- runtime
+    @property
+    def threads(self) -> int:
+        """Threads the C kernels use (``QORUS_NUM_THREADS``, default: usable cores)."""
+        return self._get_threads()
+
+    def set_threads(self, n: int) -> int:
+        """Set the thread count (n <= 0: the default); returns the count now in effect."""
+        return self._set_threads(int(n))
+
+    def cpu_features(self) -> dict[str, bool]:
+        """CPU features detected at run time by the library."""
+        bits = self._cpu_features()
+        return {name: bool(bits >> i & 1) for i, name in enumerate(_CPU_BITS)}
+
+    @property
+    def simd_path(self) -> str:
+        """The GEMM path in use: "avx2" (AVX2 + FMA present and compiled in) or "portable"."""
+        return "avx2" if self._simd_path() == 1 else "portable"
+
+    def set_simd_path(self, path: str) -> str:
+        """Force "portable", or "auto" (AVX2 where available); returns the path in effect."""
+        if path not in ("portable", "auto", "avx2"):
+            raise KernelError(f"simd path {path!r}: expected 'portable', 'auto' or 'avx2'")
+        self._set_simd_path(0 if path == "portable" else 1)
+        return self.simd_path
+
+    @property
+    def simd_compiled(self) -> bool:
+        return bool(self._simd_compiled())
+
+    @property
+    def version(self) -> str:
+        return self._version().decode()
+
+    # ----------------------------------------------------------------- dense algebra
+    def gemm(self, a: Tensor, b: Tensor, c: Tensor, trans_a: bool = False, trans_b: bool = False,
+             alpha: float = 1.0, beta: float = 0.0) -> None:
+        if a.dtype != "f32" or b.dtype != "f32" or c.dtype != "f32" or _overlap(c, a) \
+                or _overlap(c, b):
+            return self.fallback.gemm(a, b, c, trans_a, trans_b, alpha, beta)
+        if trans_a:
+            k, m = a.rows, a.cols
+        else:
+            m, k = a.rows, a.cols
+        if trans_b:
+            n, kb = b.rows, b.cols
+        else:
+            kb, n = b.rows, b.cols
+        if kb != k or c.rows != m or c.cols != n:
+            raise _fail("gemm", f"op(A) is {m}x{k} (A {a.shape}, trans_a={bool(trans_a)}), "
+                                f"op(B) is {kb}x{n} (B {b.shape}, trans_b={bool(trans_b)}), "
+                                f"C is {c.rows}x{c.cols} {c.shape}: expected C {m}x{n} and "
+                                "matching inner dimensions")
+        rc = self._gemm_f32(1 if trans_a else 0, 1 if trans_b else 0, m, n, k, alpha, a.p, b.p,
+                            beta, c.p)
+        if rc:
+            _check("gemm", rc)
+
+    def bias_add(self, y: Tensor, bias: Tensor) -> None:
+        if y.dtype != "f32" or bias.dtype != "f32":
+            return self.fallback.bias_add(y, bias)
+        if bias.size != y.cols:
+            raise _fail("bias_add", f"bias {bias.shape} does not match y {y.shape} "
+                                    f"(needs {y.cols} values)")
+        self._bias_add_f32(y.p, bias.p, y.rows, y.cols)
+
+    def col_sum(self, x: Tensor, out: Tensor, beta: float = 0.0) -> None:
+        if x.dtype != "f32" or out.dtype != "f32":
+            return self.fallback.col_sum(x, out, beta)
+        if out.size != x.cols:
+            raise _fail("col_sum", f"out {out.shape} does not match x {x.shape} "
+                                   f"(needs {x.cols} values)")
+        self._col_sum_f32(x.p, out.p, x.rows, x.cols, beta)
+
+    # ----------------------------------------------------------------- elementwise
+    def fill(self, x: Tensor, value: float) -> None:
+        if x.dtype != "f32":
+            return self.fallback.fill(x, value)
+        self._fill_f32(x.p, x.size, value)
+
+    def copy(self, src: Tensor, dst: Tensor) -> None:
+        if src.dtype != dst.dtype or (src.p != dst.p and _overlap(src, dst)):
+            return self.fallback.copy(src, dst)
+        if src.size != dst.size:
+            raise _fail("copy", f"src {src.shape} and dst {dst.shape} differ in size")
+        self._copy_f32(src.p, dst.p, dst.size)
+
+    def add(self, a: Tensor, b: Tensor, out: Tensor) -> None:
+        if a.dtype != "f32" or b.dtype != "f32" or out.dtype != "f32":
+            return self.fallback.add(a, b, out)
+        if a.size != out.size or b.size != out.size:
+            raise _fail("add", f"a {a.shape}, b {b.shape} and out {out.shape} must have the "
+                               "same size")
+        self._add_f32(a.p, b.p, out.p, out.size)
+
+    def mul(self, a: Tensor, b: Tensor, out: Tensor) -> None:
+        if a.dtype != "f32" or b.dtype != "f32" or out.dtype != "f32":
+            return self.fallback.mul(a, b, out)
+        if a.size != out.size or b.size != out.size:
+            raise _fail("mul", f"a {a.shape}, b {b.shape} and out {out.shape} must have the "
+                               "same size")
+        self._mul_f32(a.p, b.p, out.p, out.size)
+
+    def scale(self, x: Tensor, alpha: float) -> None:
+        if x.dtype != "f32":
+            return self.fallback.scale(x, alpha)
+        self._scale_f32(x.p, x.size, alpha)
+
+    def axpy(self, alpha: float, x: Tensor, y: Tensor) -> None:
+        if x.dtype != "f32" or y.dtype != "f32":
+            return self.fallback.axpy(alpha, x, y)
+        if x.size != y.size:
+            raise _fail("axpy", f"x {x.shape} and y {y.shape} differ in size")
+        self._axpy_f32(alpha, x.p, y.p, y.size)
+
+    def sumsq(self, x: Tensor) -> float:
+        if x.dtype != "f32":
+            return self.fallback.sumsq(x)
+        s = self._sumsq_f32(x.p, x.size)
+        if s < 0.0:
+            _check("sumsq", -3)
+        return s
+
+    # ----------------------------------------------------------------- activations
+    def relu(self, x: Tensor, y: Tensor) -> None:
+        if x.dtype != "f32" or y.dtype != "f32":
+            return self.fallback.relu(x, y)
+        if x.size != y.size:
+            raise _fail("relu", f"x {x.shape} and y {y.shape} differ in size")
+        self._relu_f32(x.p, y.p, y.size)
+
+    def relu_bwd(self, x: Tensor, dy: Tensor, dx: Tensor) -> None:
+        if x.dtype != "f32" or dy.dtype != "f32" or dx.dtype != "f32":
+            return self.fallback.relu_bwd(x, dy, dx)
+        if x.size != dx.size or dy.size != dx.size:
+            raise _fail("relu_bwd", f"x {x.shape}, dy {dy.shape} and dx {dx.shape} must have "
+                                  "the same size")
+        self._relu_bwd_f32(x.p, dy.p, dx.p, dx.size)
+
+    def gelu(self, x: Tensor, y: Tensor, approximate: bool = False) -> None:
+        if x.dtype != "f32" or y.dtype != "f32":
+            return self.fallback.gelu(x, y, approximate)
+        if x.size != y.size:
+            raise _fail("gelu", f"x {x.shape} and y {y.shape} differ in size")
+        self._gelu_f32(x.p, y.p, y.size, 1 if approximate else 0)
+
+    def gelu_bwd(self, x: Tensor, dy: Tensor, dx: Tensor, approximate: bool = False) -> None:
+        if x.dtype != "f32" or dy.dtype != "f32" or dx.dtype != "f32":
+            return self.fallback.gelu_bwd(x, dy, dx, approximate)
+        if x.size != dx.size or dy.size != dx.size:
+            raise _fail("gelu_bwd", f"x {x.shape}, dy {dy.shape} and dx {dx.shape} must have "
+                                  "the same size")
+        self._gelu_bwd_f32(x.p, dy.p, dx.p, dx.size, 1 if approximate else 0)
+
+    def sigmoid(self, x: Tensor, y: Tensor) -> None:
+        if x.dtype != "f32" or y.dtype != "f32":
+            return self.fallback.sigmoid(x, y)
+        if x.size != y.size:
+            raise _fail("sigmoid", f"x {x.shape} and y {y.shape} differ in size")
+        self._sigmoid_f32(x.p, y.p, y.size)
+
+    def sigmoid_bwd(self, y: Tensor, dy: Tensor, dx: Tensor) -> None:
+        if y.dtype != "f32" or dy.dtype != "f32" or dx.dtype != "f32":
+            return self.fallback.sigmoid_bwd(y, dy, dx)
+        if y.size != dx.size or dy.size != dx.size:
+            raise _fail("sigmoid_bwd", f"y {y.shape}, dy {dy.shape} and dx {dx.shape} must have "
+                                  "the same size")
+        self._sigmoid_bwd_f32(y.p, dy.p, dx.p, dx.size)
+
+    def silu(self, x: Tensor, y: Tensor) -> None:
+        if x.dtype != "f32" or y.dtype != "f32":
+            return self.fallback.silu(x, y)
+        if x.size != y.size:
+            raise _fail("silu", f"x {x.shape} and y {y.shape} differ in size")
+        self._silu_f32(x.p, y.p, y.size)
+
+    def silu_bwd(self, x: Tensor, dy: Tensor, dx: Tensor) -> None:
+        if x.dtype != "f32" or dy.dtype != "f32" or dx.dtype != "f32":
+            return self.fallback.silu_bwd(x, dy, dx)
+        if x.size != dx.size or dy.size != dx.size:
+            raise _fail("silu_bwd", f"x {x.shape}, dy {dy.shape} and dx {dx.shape} must have "
+                                  "the same size")
+        self._silu_bwd_f32(x.p, dy.p, dx.p, dx.size)
+
+    def tanh(self, x: Tensor, y: Tensor) -> None:
+        if x.dtype != "f32" or y.dtype != "f32":
+            return self.fallback.tanh(x, y)
+        if x.size != y.size:
+            raise _fail("tanh", f"x {x.shape} and y {y.shape} differ in size")
+        self._tanh_f32(x.p, y.p, y.size)
+
+    def tanh_bwd(self, y: Tensor, dy: Tensor, dx: Tensor) -> None:
+        if y.dtype != "f32" or dy.dtype != "f32" or dx.dtype != "f32":
+            return self.fallback.tanh_bwd(y, dy, dx)
+        if y.size != dx.size or dy.size != dx.size:
+            raise _fail("tanh_bwd", f"y {y.shape}, dy {dy.shape} and dx {dx.shape} must have "
+                                  "the same size")
+        self._tanh_bwd_f32(y.p, dy.p, dx.p, dx.size)
+
+    # ----------------------------------------------------------------- row-wise
+    def softmax(self, x: Tensor, y: Tensor) -> None:
+        if x.dtype != "f32" or y.dtype != "f32":
+            return self.fallback.softmax(x, y)
+        if x.size != y.size or x.cols != y.cols:
+            raise _fail("softmax", f"x {x.shape} and y {y.shape} must have the same rows "
+                                   "and last dimension")
+        self._softmax_f32(x.p, y.p, x.rows, x.cols)
+
+    def softmax_bwd(self, y: Tensor, dy: Tensor, dx: Tensor) -> None:
+        if y.dtype != "f32" or dy.dtype != "f32" or dx.dtype != "f32":
+            return self.fallback.softmax_bwd(y, dy, dx)
+        if not (y.size == dy.size == dx.size and y.cols == dy.cols == dx.cols):
+            raise _fail("softmax_bwd", f"y {y.shape}, dy {dy.shape} and dx {dx.shape} must "
+                                       "have the same rows and last dimension")
+        self._softmax_bwd_f32(y.p, dy.p, dx.p, y.rows, y.cols)
+
+    def layernorm(self, x: Tensor, gamma: Tensor, beta: Tensor, y: Tensor, mean: Tensor,
+                  rstd: Tensor, eps: float) -> None:
+        if "i32" in (x.dtype, gamma.dtype, beta.dtype, y.dtype, mean.dtype, rstd.dtype):
+            return self.fallback.layernorm(x, gamma, beta, y, mean, rstd, eps)
+        n, r = x.cols, x.rows
+        if y.size != x.size or y.cols != n or gamma.size != n or beta.size != n \
+                or mean.size != r or rstd.size != r:
+            raise _fail("layernorm", f"x {x.shape} ({r} rows of {n}) needs y of the same "
+                                     f"shape, gamma/beta of {n} and mean/rstd of {r}; got y "
+                                     f"{y.shape}, gamma {gamma.shape}, beta {beta.shape}, "
+                                     f"mean {mean.shape}, rstd {rstd.shape}")
+        self._layernorm_f32(x.p, gamma.p, beta.p, y.p, mean.p, rstd.p, r, n, eps)
+
+    def layernorm_bwd(self, x: Tensor, gamma: Tensor, mean: Tensor, rstd: Tensor, dy: Tensor,
+                      dx: Tensor, dgamma: Tensor, dbeta: Tensor) -> None:
+        if "i32" in (x.dtype, gamma.dtype, mean.dtype, rstd.dtype, dy.dtype, dx.dtype,
+                     dgamma.dtype, dbeta.dtype):
+            return self.fallback.layernorm_bwd(x, gamma, mean, rstd, dy, dx, dgamma, dbeta)
+        n, r = x.cols, x.rows
+        if dy.size != x.size or dy.cols != n or dx.size != x.size or dx.cols != n \
+                or gamma.size != n or dgamma.size != n or dbeta.size != n \
+                or mean.size != r or rstd.size != r:
+            raise _fail("layernorm_bwd", f"x {x.shape} ({r} rows of {n}) needs dy/dx of the "
+                                         f"same shape, gamma/dgamma/dbeta of {n}, mean/rstd "
+                                         f"of {r}; got dy {dy.shape}, dx {dx.shape}, gamma "
+                                         f"{gamma.shape}, dgamma {dgamma.shape}, dbeta "
+                                         f"{dbeta.shape}, mean {mean.shape}, rstd {rstd.shape}")
+        self._layernorm_bwd_f32(x.p, gamma.p, mean.p, rstd.p, dy.p, dx.p, dgamma.p, dbeta.p,
+                                r, n)
+
+    # ----------------------------------------------------------------- randomness
+    def dropout_mask(self, mask: Tensor, p: float, seed: int) -> None:
+        if mask.dtype != "f32":
+            return self.fallback.dropout_mask(mask, p, seed)
+        if not 0.0 <= p <= 1.0:
+            raise _fail("dropout_mask", f"p={p} is outside [0, 1]")
+        # the same threshold and scale as numpy.py: ceil(p * 2^24), float32(1 / (1 - p))
+        threshold = min(int(math.ceil(p * (1 << 24))), 1 << 24)
+        scale = 1.0 / (1.0 - p) if p < 1.0 else 0.0
+        self._dropout_mask_f32(mask.p, mask.size, threshold, scale, int(seed) & 0xFFFFFFFF)
+
+    # ----------------------------------------------------------------- losses
+    def cross_entropy(self, logits: Tensor, targets: Tensor, dlogits: Tensor | None,
+                      label_smoothing: float = 0.0) -> float:
+        if logits.dtype != "f32" or targets.dtype != "i32" or \
+                (dlogits is not None and dlogits.dtype != "f32"):
+            return self.fallback.cross_entropy(logits, targets, dlogits, label_smoothing)
+        n, c = logits.rows, logits.cols
+        if n == 0 or c == 0:
+            raise _fail("cross_entropy", f"empty logits {logits.shape}")
+        if targets.size != n:
+            raise _fail("cross_entropy", f"{targets.size} targets {targets.shape} for {n} rows "
+                                         f"of logits {logits.shape}")
+        if dlogits is not None and (dlogits.size != logits.size or dlogits.cols != c):
+            raise _fail("cross_entropy", f"dlogits {dlogits.shape} does not match logits "
+                                         f"{logits.shape}")
+        if not 0.0 <= label_smoothing <= 1.0:
+            raise _fail("cross_entropy", f"label_smoothing={label_smoothing} is outside [0, 1]")
+        loss = self._cross_entropy_f32(logits.p, targets.p, dlogits.p if dlogits is not None
+                                       else None, n, c, label_smoothing)
+        if loss < 0.0:
+            if loss == -2.0:
+                raise _fail("cross_entropy", f"target class out of range [0, {c}) "
+                                             f"(logits {logits.shape})")
+            _check("cross_entropy", int(loss))
+        return loss
+
+    def mse(self, pred: Tensor, target: Tensor, dpred: Tensor | None) -> float:
+        if pred.dtype != "f32" or target.dtype != "f32" or \
+                (dpred is not None and dpred.dtype != "f32"):
+            return self.fallback.mse(pred, target, dpred)
+        if pred.size == 0:
+            raise _fail("mse", f"empty pred {pred.shape}")
+        if target.size != pred.size or (dpred is not None and dpred.size != pred.size):
+            raise _fail("mse", f"pred {pred.shape}, target {target.shape}"
+                               + (f" and dpred {dpred.shape}" if dpred is not None else "")
+                               + " must have the same size")
+        loss = self._mse_f32(pred.p, target.p, dpred.p if dpred is not None else None,
+                             pred.size)
+        if loss < 0.0:
+            _check("mse", int(loss))
+        return loss
+
+    def count_correct(self, logits: Tensor, targets: Tensor) -> int:
+        if logits.dtype != "f32" or targets.dtype != "i32":
+            return self.fallback.count_correct(logits, targets)
+        if targets.size != logits.rows:
+            raise _fail("count_correct", f"{targets.size} targets {targets.shape} for "
+                                         f"{logits.rows} rows of logits {logits.shape}")
+        return self._count_correct_f32(logits.p, targets.p, logits.rows, logits.cols)
+
+    # ----------------------------------------------------------------- optimizers
+    def sgd_step(self, p: Tensor, g: Tensor, buf: Tensor, lr: float, momentum: float,
+                 dampening: float, weight_decay: float, nesterov: bool, first: bool) -> None:
+        if p.dtype != "f32" or g.dtype != "f32" or buf.dtype != "f32":
+            return self.fallback.sgd_step(p, g, buf, lr, momentum, dampening, weight_decay,
+                                          nesterov, first)
+        if g.size != p.size or (momentum and buf.size != p.size):
+            raise _fail("sgd_step", f"p {p.shape}, g {g.shape} and buf {buf.shape} must have "
+                                    "the same size")
+        self._sgd_step_f32(p.p, g.p, buf.p, p.size, lr, momentum, dampening, weight_decay,
+                           1 if nesterov else 0, 1 if first else 0)
+
+    def adam_step(self, p: Tensor, g: Tensor, m: Tensor, v: Tensor, lr: float, beta1: float,
+                  beta2: float, eps: float, weight_decay: float, step: int,
+                  decoupled: bool) -> None:
+        if p.dtype != "f32" or g.dtype != "f32" or m.dtype != "f32" or v.dtype != "f32":
+            return self.fallback.adam_step(p, g, m, v, lr, beta1, beta2, eps, weight_decay,
+                                           step, decoupled)
+        if not (g.size == m.size == v.size == p.size):
+            raise _fail("adam_step", f"p {p.shape}, g {g.shape}, m {m.shape} and v {v.shape} "
+                                     "must have the same size")
+        if step < 1:
+            raise _fail("adam_step", f"step={step}: steps count from 1")
+        self._adam_step_f32(p.p, g.p, m.p, v.p, p.size, lr, beta1, beta2, eps, weight_decay,
+                            step, 1 if decoupled else 0)
+

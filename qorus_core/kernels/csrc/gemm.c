@@ -1,0 +1,197 @@
+/* gemm.c - the f32 GEMM driver: packed panels, cache blocking, threads, and the portable path.
+ *
+ *   C[M,N] = alpha * op(A)[M,K] @ op(B)[K,N] + beta * C
+ *
+ * Loop nest (BLIS order), per thread over its own block of C:
+ *   jc: N in steps of nc  ->  pc: K in kb equal steps (<= kc)  ->  pack B block [kc, nc]
+ *     ic: M in steps of mc  ->  pack A block [mc, kc]
+ *       jr: nr columns (B micro-panel stays in L1)  ->  ir: mr rows  ->  micro-kernel
+ * Threads split C along N (each packs its own B columns and all of A) or along M, on
+ * micro-tile boundaries. Each C element is summed in the same order whatever the split, so
+ * results do not depend on the thread count.
+ */
+#include <string.h>
+
+#include "gemm_internal.h"
+#include "qorus.h"
+
+/* ------------------------------------------------------------------ portable kernel */
+#define P_MR 6
+#define P_NR 8
+
+static void ukr_portable(int64_t kc, const float *ap, const float *bp, float *c, int64_t ldc,
+                         float alpha, float beta) {
+    float acc[P_MR][P_NR];
+    for (int i = 0; i < P_MR; i++)
+        for (int j = 0; j < P_NR; j++) acc[i][j] = 0.0f;
+    for (int64_t p = 0; p < kc; p++) {
+        const float *a = ap + p * P_MR, *b = bp + p * P_NR;
+        for (int i = 0; i < P_MR; i++) {
+            float ai = a[i];
+            for (int j = 0; j < P_NR; j++) acc[i][j] += ai * b[j];
+        }
+    }
+    for (int i = 0; i < P_MR; i++) {
+        float *ci = c + i * ldc;
+        if (beta == 0.0f) {
+            for (int j = 0; j < P_NR; j++) ci[j] = alpha * acc[i][j];
+        } else {
+            for (int j = 0; j < P_NR; j++) {
+                float t = alpha * acc[i][j];
+                ci[j] = beta * ci[j] + t;
+            }
+        }
+    }
+}
+
+/* Generic packers for any (mr, nr); the AVX2 file has faster ones for 6 x 16. */
+static void pack_a_generic(int mr, int trans, const float *A, int64_t lda, int64_t i0,
+                           int64_t mc, int64_t p0, int64_t kc, float *ap) {
+    for (int64_t ib = 0; ib < mc; ib += mr) {
+        int64_t rows = mc - ib < mr ? mc - ib : mr;
+        for (int64_t p = 0; p < kc; p++) {
+            float *d = ap + p * mr;
+            for (int64_t i = 0; i < rows; i++)
+                d[i] = trans ? A[(p0 + p) * lda + i0 + ib + i] : A[(i0 + ib + i) * lda + p0 + p];
+            for (int64_t i = rows; i < mr; i++) d[i] = 0.0f;
+        }
+        ap += kc * mr;
+    }
+}
+
+static void pack_b_generic(int nr, int trans, const float *B, int64_t ldb, int64_t p0,
+                           int64_t kc, int64_t j0, int64_t nc, float *bp) {
+    for (int64_t jb = 0; jb < nc; jb += nr) {
+        int64_t cols = nc - jb < nr ? nc - jb : nr;
+        for (int64_t p = 0; p < kc; p++) {
+            float *d = bp + p * nr;
+            for (int64_t j = 0; j < cols; j++)
+                d[j] = trans ? B[(j0 + jb + j) * ldb + p0 + p] : B[(p0 + p) * ldb + j0 + jb + j];
+            for (int64_t j = cols; j < nr; j++) d[j] = 0.0f;
+        }
+        bp += kc * nr;
+    }
+}
+
+static void pack_a_portable(int trans, const float *A, int64_t lda, int64_t i0, int64_t mc,
+                            int64_t p0, int64_t kc, float *ap) {
+    pack_a_generic(P_MR, trans, A, lda, i0, mc, p0, kc, ap);
+}
+static void pack_b_portable(int trans, const float *B, int64_t ldb, int64_t p0, int64_t kc,
+                            int64_t j0, int64_t nc, float *bp) {
+    pack_b_generic(P_NR, trans, B, ldb, p0, kc, j0, nc, bp);
+}
+
+static const qr_gemm_kernel portable_kernel = {
+    P_MR, P_NR, 256, 120, 2048, ukr_portable, pack_a_portable, pack_b_portable};
+
+/* ------------------------------------------------------------------ driver */
+typedef struct {
+    const qr_gemm_kernel *kr;
+    int ta, tb, split_n;
+    int64_t M, N, K, lda, ldb, kc, kb;
+    float alpha, beta;
+    const float *A, *B;
+    float *C;
+    int64_t unit, tiles;     /* split dimension in micro-tiles */
+    volatile int err;
+} gemm_ctx;
+
+/* One thread's block C[m0:m1, n0:n1]. */
+static void gemm_block(gemm_ctx *g, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+    const qr_gemm_kernel *kr = g->kr;
+    const int mr = kr->mr, nr = kr->nr;
+    const int64_t N = g->N, kc_max = g->kc;
+    int64_t mc_max = kr->mc, nc_max = kr->nc;
+    if (m1 - m0 < mc_max) mc_max = m1 - m0;
+    if (n1 - n0 < nc_max) nc_max = n1 - n0;
+    int64_t mcp = (mc_max + mr - 1) / mr * mr, ncp = (nc_max + nr - 1) / nr * nr;
+    float *ap = qr_scratch(0, (size_t)(mcp * kc_max + QR_GEMM_SLACK) * sizeof(float));
+    float *bp = qr_scratch(1, (size_t)(ncp * kc_max + QR_GEMM_SLACK) * sizeof(float));
+    if (!ap || !bp) { g->err = QR_ENOMEM; return; }
+    float tmp[16 * 16] __attribute__((aligned(64)));
+
+    for (int64_t jc = n0; jc < n1; jc += nc_max) {
+        int64_t nc = n1 - jc < nc_max ? n1 - jc : nc_max;
+        for (int64_t b = 0; b < g->kb; b++) {
+            int64_t pc = b * g->kc, kc = g->K - pc < g->kc ? g->K - pc : g->kc;
+            float beta = b == 0 ? g->beta : 1.0f;
+            kr->pack_b(g->tb, g->B, g->ldb, pc, kc, jc, nc, bp);
+            for (int64_t ic = m0; ic < m1; ic += mc_max) {
+                int64_t mc = m1 - ic < mc_max ? m1 - ic : mc_max;
+                kr->pack_a(g->ta, g->A, g->lda, ic, mc, pc, kc, ap);
+                for (int64_t jr = 0; jr < nc; jr += nr) {
+                    int64_t nv = nc - jr < nr ? nc - jr : nr;
+                    const float *bpan = bp + (jr / nr) * kc * nr;
+                    for (int64_t ir = 0; ir < mc; ir += mr) {
+                        int64_t mv = mc - ir < mr ? mc - ir : mr;
+                        const float *apan = ap + (ir / mr) * kc * mr;
+                        float *c = g->C + (ic + ir) * N + jc + jr;
+                        if (mv == mr && nv == nr) {
+                            kr->ukr(kc, apan, bpan, c, N, g->alpha, beta);
+                            continue;
+                        }
+                        kr->ukr(kc, apan, bpan, tmp, nr, g->alpha, 0.0f);
+                        for (int64_t i = 0; i < mv; i++)
+                            for (int64_t j = 0; j < nv; j++) {
+                                float t = tmp[i * nr + j];
+                                c[i * N + j] = beta == 0.0f ? t : beta * c[i * N + j] + t;
+                            }
+                    }
+                }
+            }
+        }
+    }
+}
+
+static void gemm_task(void *ctx, int task, int ntasks) {
+    gemm_ctx *g = ctx;
+    int64_t t0 = g->tiles * task / ntasks, t1 = g->tiles * (task + 1) / ntasks;
+    int64_t lo = t0 * g->unit, hi = t1 * g->unit;
+    int64_t dim = g->split_n ? g->N : g->M;
+    if (hi > dim) hi = dim;
+    if (lo >= hi) return;
+    if (g->split_n) gemm_block(g, 0, g->M, lo, hi);
+    else gemm_block(g, lo, hi, 0, g->N);
+}
+
+static void scale_c(float *C, int64_t n, float beta) {
+    if (beta == 0.0f) memset(C, 0, (size_t)n * sizeof(float));
+    else if (beta != 1.0f)
+        for (int64_t i = 0; i < n; i++) C[i] *= beta;
+}
+
+int qr_gemm_f32(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                const float *A, const float *B, float beta, float *C) {
+    if (M < 0 || N < 0 || K < 0) return QR_EARG;
+    if (M == 0 || N == 0) return QR_OK;
+    if (!C) return QR_EARG;
+    if (K == 0) { scale_c(C, M * N, beta); return QR_OK; }
+    if (!A || !B) return QR_EARG;
+
+    gemm_ctx g;
+    memset(&g, 0, sizeof(g));
+    g.kr = &portable_kernel;
+#ifdef QR_HAVE_AVX2_BUILD
+    if (qr_simd_path() == QR_SIMD_AVX2) g.kr = qr__gemm_avx2_kernel();
+#endif
+    g.ta = trans_a; g.tb = trans_b;
+    g.M = M; g.N = N; g.K = K;
+    g.lda = trans_a ? M : K;
+    g.ldb = trans_b ? K : N;
+    g.alpha = alpha; g.beta = beta;
+    g.A = A; g.B = B; g.C = C;
+    g.kb = (K + g.kr->kc - 1) / g.kr->kc;            /* K in kb equal blocks */
+    g.kc = (K + g.kb - 1) / g.kb;
+
+    /* Threads: ~2^17 multiply-adds make a task worth waking a worker for. */
+    int64_t tn = (N + g.kr->nr - 1) / g.kr->nr, tm = (M + g.kr->mr - 1) / g.kr->mr;
+    int nt = qr_tasks_for((size_t)M * (size_t)N * (size_t)K, (size_t)1 << 17);
+    /* split N when A is the smaller operand (each thread re-packs A) and N has tiles */
+    g.split_n = (tn >= nt && (M <= N || tm < nt)) || tm < 2;
+    g.unit = g.split_n ? g.kr->nr : g.kr->mr;
+    g.tiles = g.split_n ? tn : tm;
+    if (nt > g.tiles) nt = (int)g.tiles;
+    qr_parallel(gemm_task, &g, nt);
+    return g.err;
+}

@@ -1,0 +1,31 @@
+/* gemm_internal.h - private interface between the GEMM driver (gemm.c) and its SIMD kernels
+ * (gemm_avx2.c). Not installed, not part of the public API. */
+#ifndef QORUS_GEMM_INTERNAL_H
+#define QORUS_GEMM_INTERNAL_H
+
+#include <stdint.h>
+
+/* Packed layouts (mr, nr: the micro-tile):
+ *   Ap: ceil(mc/mr) panels, each kc x mr: Ap[panel][p][i] = op(A)[i0 + panel*mr + i, p0 + p]
+ *   Bp: ceil(nc/nr) panels, each kc x nr: Bp[panel][p][j] = op(B)[p0 + p, j0 + panel*nr + j]
+ * rows/columns past the edge are packed as zeros. */
+typedef struct qr_gemm_kernel {
+    int mr, nr;           /* micro-tile */
+    int kc, mc, nc;       /* cache blocks: kc x nr B panel in L1, mc x kc A block in L2 */
+    /* c[mr, nr] (row stride ldc) = alpha * Ap_panel @ Bp_panel + beta * c;
+     * beta == 0 never reads c; rounding: t = alpha*acc; c = beta*c + t (no fused add). */
+    void (*ukr)(int64_t kc, const float *ap, const float *bp, float *c, int64_t ldc,
+                float alpha, float beta);
+    /* op(A) block [i0, i0+mc) x [p0, p0+kc) into Ap; A stored [M,K] (lda) or [K,M] if trans */
+    void (*pack_a)(int trans, const float *A, int64_t lda, int64_t i0, int64_t mc, int64_t p0,
+                   int64_t kc, float *ap);
+    /* op(B) block [p0, p0+kc) x [j0, j0+nc) into Bp; B stored [K,N] (ldb) or [N,K] if trans */
+    void (*pack_b)(int trans, const float *B, int64_t ldb, int64_t p0, int64_t kc, int64_t j0,
+                   int64_t nc, float *bp);
+} qr_gemm_kernel;
+
+#define QR_GEMM_SLACK 64   /* floats of slack after a packed buffer (overlapping stores) */
+
+const qr_gemm_kernel *qr__gemm_avx2_kernel(void);   /* gemm_avx2.c */
+
+#endif

@@ -1,0 +1,141 @@
+/* qr_math.h - private inline helpers for the elementwise and row-wise kernels: float32 math
+ * written so the compiler vectorizes it (no libm calls, no errno), fixed-order reductions,
+ * and a parallel-for over element ranges. Not part of the public API. */
+#ifndef QORUS_MATH_H
+#define QORUS_MATH_H
+
+#include <stdint.h>
+#include <string.h>
+
+#include "qorus.h"
+
+#define QR_PAR_GRAIN ((int64_t)1 << 16)   /* elements per task before threads pay off */
+
+static inline float qr_bits_to_f(int32_t i) { float f; memcpy(&f, &i, 4); return f; }
+
+/* exp(x) in float32, ~1 ulp (Cephes polynomial, Cody-Waite reduction). Overflows to +inf
+ * above ~88.72, goes through the subnormals to 0 below ~-103.9; NaN propagates. */
+static inline float qr_expf(float x) {
+    float xc = x > 89.0f ? 89.0f : x;
+    xc = xc < -104.0f ? -104.0f : xc;
+    xc = xc == xc ? xc : 0.0f;                                  /* NaN: fixed up at the end */
+    float fx = xc * 1.44269504088896341f;
+    fx = (fx + 12582912.0f) - 12582912.0f;                      /* round to nearest */
+    float r = xc - fx * 0.693359375f;
+    r = r - fx * -2.12194440e-4f;
+    float y = 1.9875691500e-4f;
+    y = y * r + 1.3981999507e-3f;
+    y = y * r + 8.3334519073e-3f;
+    y = y * r + 4.1665795894e-2f;
+    y = y * r + 1.6666665459e-1f;
+    y = y * r + 5.0000001201e-1f;
+    y = y * (r * r) + r + 1.0f;
+    int32_t n = (int32_t)fx, n1 = n / 2, n2 = n - n1;             /* 2^n in two exact steps */
+    y = y * qr_bits_to_f((n1 + 127) << 23);
+    y = y * qr_bits_to_f((n2 + 127) << 23);
+    return x == x ? y : x;
+}
+
+/* tanh(x) in float32 (Cephes): odd polynomial for |x| < 0.625, else 1 - 2 / (exp(2|x|) + 1). */
+static inline float qr_tanhf(float x) {
+    float ax = x < 0.0f ? -x : x;
+    float s = x * x;
+    float p = -5.70498872745e-3f;
+    p = p * s + 2.06390887954e-2f;
+    p = p * s - 5.37397155531e-2f;
+    p = p * s + 1.33314422036e-1f;
+    p = p * s - 3.33332819422e-1f;
+    float small = p * s * x + x;
+    float big = 1.0f - 2.0f / (qr_expf(ax + ax) + 1.0f);
+    big = x < 0.0f ? -big : big;
+    return ax < 0.625f ? small : big;                           /* NaN takes `big`: NaN */
+}
+
+/* erf(x) exactly as numpy.py computes it (Abramowitz-Stegun 7.1.26, |err| < 1.5e-7), same
+ * float32 operation order. */
+static inline float qr_erff(float x) {
+    float ax = x < 0.0f ? -x : x;
+    float t = 1.0f / (ax * 0.3275911f + 1.0f);
+    float o = t * 1.061405429f;
+    o = (o + -1.453152027f) * t;
+    o = (o + 1.421413741f) * t;
+    o = (o + -0.284496736f) * t;
+    o = (o + 0.254829592f) * t;
+    o = o * qr_expf(-(ax * ax));
+    o = 1.0f - o;
+    float sgn = x > 0.0f ? 1.0f : (x < 0.0f ? -1.0f : x);      /* numpy.sign: 0 and NaN kept */
+    return o * sgn;
+}
+
+/* Fixed-order sums: 16 float lanes (vectorized), lanes added in order. */
+static inline float qr_sum_f(const float *x, int64_t n) {
+    float acc[16] = {0};
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        for (int k = 0; k < 16; k++) acc[k] += x[i + k];
+    for (int k = 0; i < n; i++, k++) acc[k] += x[i];
+    float s = 0.0f;
+    for (int k = 0; k < 16; k++) s += acc[k];
+    return s;
+}
+
+static inline float qr_dot_f(const float *x, const float *y, int64_t n) {
+    float acc[16] = {0};
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        for (int k = 0; k < 16; k++) acc[k] += x[i + k] * y[i + k];
+    for (int k = 0; i < n; i++, k++) acc[k] += x[i] * y[i];
+    float s = 0.0f;
+    for (int k = 0; k < 16; k++) s += acc[k];
+    return s;
+}
+
+/* Row maximum that propagates NaN like numpy.max. */
+static inline float qr_max_f(const float *x, int64_t n) {
+    float m = x[0];
+    for (int64_t i = 1; i < n; i++) {
+        float v = x[i];
+        m = (v > m || v != v) && m == m ? v : m;
+    }
+    return m;
+}
+
+/* Parallel for over [0, n) in contiguous chunks (multiples of 16 elements): body(ctx, lo, hi).
+ * Chunks depend only on n and the task count; elementwise results do not depend on either. */
+typedef void (*qr_range_fn)(void *ctx, int64_t lo, int64_t hi);
+typedef struct { qr_range_fn fn; void *ctx; int64_t n; } qr_range_job;
+
+static inline void qr__range_task(void *p, int task, int ntasks) {
+    qr_range_job *j = p;
+    int64_t blocks = (j->n + 15) / 16;
+    int64_t lo = blocks * task / ntasks * 16, hi = blocks * (task + 1) / ntasks * 16;
+    if (hi > j->n) hi = j->n;
+    if (lo < hi) j->fn(j->ctx, lo, hi);
+}
+
+static inline void qr_par_range(qr_range_fn fn, void *ctx, int64_t n, int64_t grain) {
+    if (n <= 0) return;
+    int nt = n < 2 * grain ? 1 : qr_tasks_for((size_t)n, (size_t)grain);
+    if (nt <= 1) { fn(ctx, 0, n); return; }
+    qr_range_job j = {fn, ctx, n};
+    qr_parallel(qr__range_task, &j, nt);
+}
+
+/* Parallel for over `count` items (rows, blocks, column chunks) split evenly; `work` (total
+ * elements touched) decides whether threads pay off. body(ctx, lo, hi) gets item indices. */
+static inline void qr__items_task(void *p, int task, int ntasks) {
+    qr_range_job *j = p;
+    int64_t lo = j->n * task / ntasks, hi = j->n * (task + 1) / ntasks;
+    if (lo < hi) j->fn(j->ctx, lo, hi);
+}
+
+static inline void qr_par_items(qr_range_fn fn, void *ctx, int64_t count, int64_t work) {
+    if (count <= 0) return;
+    int nt = work < 2 * QR_PAR_GRAIN ? 1 : qr_tasks_for((size_t)work, (size_t)QR_PAR_GRAIN);
+    if (nt > count) nt = (int)count;
+    if (nt <= 1) { fn(ctx, 0, count); return; }
+    qr_range_job j = {fn, ctx, count};
+    qr_parallel(qr__items_task, &j, nt);
+}
+
+#endif

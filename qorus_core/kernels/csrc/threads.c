@@ -1,0 +1,258 @@
+/* threads.c - the persistent thread pool, per-thread scratch, and the library's only global
+ * state (thread count, SIMD override).
+ *
+ * Each worker waits for a post to its own mailbox: it spins briefly (low wake-up latency
+ * between back-to-back kernels), then sleeps on a condition variable. The caller runs task 0 itself and
+ * spins until the workers are done. Partitioning is decided by the kernels (a function of the
+ * task count only), so results are reproducible for a given thread count.
+ */
+#define _GNU_SOURCE
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "qorus.h"
+
+#define QR_MAX_THREADS 64
+#define QR_SPIN_NS 200000     /* a worker polls this long after its last task, then sleeps */
+#define QR_WAIT_SPIN_NS 50000 /* the caller polls this long for workers, then yields */
+
+#if defined(__x86_64__) || defined(__i386__)
+#define QR_PAUSE() __builtin_ia32_pause()
+#else
+#define QR_PAUSE() ((void)0)
+#endif
+
+static struct {
+    pthread_mutex_t owner;     /* held by the thread running a parallel region */
+    pthread_mutex_t mu;        /* guards sleeping workers */
+    pthread_cond_t cv;
+    pthread_t tid[QR_MAX_THREADS];
+    int nworkers;              /* workers started (threads - 1) */
+    int nthreads;              /* configured thread count; 0 = not yet read */
+    atomic_int pending;        /* workers still running the current region */
+    atomic_int sleepers;
+    atomic_int quit;
+    qr_task_fn fn;             /* the current region: written only while no worker runs */
+    void *ctx;
+    int ntasks;
+} pool = {.owner = PTHREAD_MUTEX_INITIALIZER, .mu = PTHREAD_MUTEX_INITIALIZER,
+            .cv = PTHREAD_COND_INITIALIZER};
+
+/* One mailbox per worker, on its own cache line: a new value means "run your task". Only the
+ * workers taking part in a region are posted, so the others never read the region fields. */
+static struct { _Alignas(64) atomic_uint go; } mailbox[QR_MAX_THREADS];
+
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+static _Thread_local int tl_in_region;   /* nested calls run serially */
+
+/* ------------------------------------------------------------------ configuration */
+static int default_threads(void) {
+    const char *env = getenv("QORUS_NUM_THREADS");
+    if (env && *env) {
+        char *end;
+        long v = strtol(env, &end, 10);
+        if (*end == '\0' && v > 0) return v > QR_MAX_THREADS ? QR_MAX_THREADS : (int)v;
+    }
+    int n = 0;
+#ifdef CPU_COUNT
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof(set), &set) == 0) n = CPU_COUNT(&set);
+#endif
+    if (n <= 0) n = (int)sysconf(_SC_NPROCESSORS_ONLN);
+    if (n <= 0) n = 1;
+    return n > QR_MAX_THREADS ? QR_MAX_THREADS : n;
+}
+
+static int64_t now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* ------------------------------------------------------------------ workers */
+static void *worker_main(void *arg) {
+    int id = (int)(intptr_t)arg;   /* 1 .. nworkers; task number in every region */
+    atomic_uint *go = &mailbox[id].go;
+    unsigned seen = 0;             /* start_workers zeroes the mailbox before the thread */
+    tl_in_region = 1;              /* kernels called from a task never re-enter the pool */
+    for (;;) {
+        unsigned g;
+        unsigned spins = 0;
+        int64_t t0 = 0;
+        while ((g = atomic_load_explicit(go, memory_order_acquire)) == seen) {
+            QR_PAUSE();
+            if (++spins % 64) continue;
+            int64_t t = now_ns();
+            if (t0 == 0) t0 = t;
+            if (t - t0 < QR_SPIN_NS) continue;
+            pthread_mutex_lock(&pool.mu);
+            atomic_fetch_add(&pool.sleepers, 1);
+            while (atomic_load(go) == seen) pthread_cond_wait(&pool.cv, &pool.mu);
+            atomic_fetch_sub(&pool.sleepers, 1);
+            pthread_mutex_unlock(&pool.mu);
+        }
+        seen = g;
+        if (atomic_load(&pool.quit)) return NULL;
+        pool.fn(pool.ctx, id, pool.ntasks);
+        atomic_fetch_sub_explicit(&pool.pending, 1, memory_order_release);
+    }
+}
+
+/* Post to workers 1..nw (seq_cst stores pair with the sleepers check in worker_main). */
+static void post(int nw) {
+    for (int i = 1; i <= nw; i++) atomic_fetch_add(&mailbox[i].go, 1);
+    if (atomic_load(&pool.sleepers) > 0) {
+        pthread_mutex_lock(&pool.mu);
+        pthread_cond_broadcast(&pool.cv);
+        pthread_mutex_unlock(&pool.mu);
+    }
+}
+
+static void stop_workers(void) {   /* caller holds pool.owner */
+    if (pool.nworkers == 0) return;
+    atomic_store(&pool.quit, 1);
+    post(pool.nworkers);
+    for (int i = 0; i < pool.nworkers; i++) pthread_join(pool.tid[i], NULL);
+    pool.nworkers = 0;
+    atomic_store(&pool.quit, 0);
+}
+
+static void start_workers(int want) {   /* caller holds pool.owner */
+    while (pool.nworkers < want) {
+        pthread_attr_t attr;
+        atomic_store(&mailbox[pool.nworkers + 1].go, 0);
+        pthread_attr_init(&attr);
+        pthread_attr_setstacksize(&attr, 1u << 20);
+        int rc = pthread_create(&pool.tid[pool.nworkers], &attr, worker_main,
+                                (void *)(intptr_t)(pool.nworkers + 1));
+        pthread_attr_destroy(&attr);
+        if (rc != 0) break;   /* fewer workers: tasks beyond them run on the caller */
+        pool.nworkers++;
+    }
+}
+
+/* After fork() only the forking thread exists in the child: forget the workers. */
+static void atfork_child(void) {
+    pthread_mutex_init(&pool.owner, NULL);
+    pthread_mutex_init(&pool.mu, NULL);
+    pthread_cond_init(&pool.cv, NULL);
+    pool.nworkers = 0;
+    atomic_store(&pool.sleepers, 0);
+    atomic_store(&pool.pending, 0);
+    atomic_store(&pool.quit, 0);
+}
+static void register_atfork(void) { pthread_atfork(NULL, NULL, atfork_child); }
+
+/* ------------------------------------------------------------------ public API */
+int qr_get_threads(void) {
+    if (pool.nthreads == 0) {
+        pthread_mutex_lock(&pool.owner);
+        if (pool.nthreads == 0) pool.nthreads = default_threads();
+        pthread_mutex_unlock(&pool.owner);
+    }
+    return pool.nthreads;
+}
+
+int qr_set_threads(int n) {
+    if (n <= 0) n = default_threads();
+    if (n > QR_MAX_THREADS) n = QR_MAX_THREADS;
+    pthread_mutex_lock(&pool.owner);
+    if (pool.nworkers > n - 1) stop_workers();   /* restarted lazily at the new size */
+    pool.nthreads = n;
+    pthread_mutex_unlock(&pool.owner);
+    return n;
+}
+
+int qr_tasks_for(size_t work, size_t grain) {
+    int nt = qr_get_threads();
+    if (grain == 0) grain = 1;
+    size_t by_work = work / grain;
+    if (by_work < 1) by_work = 1;
+    return by_work < (size_t)nt ? (int)by_work : nt;
+}
+
+static void run_serial(qr_task_fn fn, void *ctx, int ntasks) {
+    for (int i = 0; i < ntasks; i++) fn(ctx, i, ntasks);
+}
+
+void qr_parallel(qr_task_fn fn, void *ctx, int ntasks) {
+    if (ntasks <= 1) { if (ntasks == 1) fn(ctx, 0, 1); return; }
+    if (tl_in_region || pthread_mutex_trylock(&pool.owner) != 0) {
+        run_serial(fn, ctx, ntasks);
+        return;
+    }
+    pthread_once(&atfork_once, register_atfork);
+    if (pool.nthreads == 0) pool.nthreads = default_threads();
+    int want = (ntasks < pool.nthreads ? ntasks : pool.nthreads) - 1;
+    if (pool.nworkers < want) start_workers(want);
+    int nw = pool.nworkers < ntasks - 1 ? pool.nworkers : ntasks - 1;   /* tasks 1..nw */
+    pool.fn = fn;
+    pool.ctx = ctx;
+    pool.ntasks = ntasks;    /* workers run tasks 1..nw; the caller runs the rest */
+    atomic_store(&pool.pending, nw);
+    if (nw > 0) post(nw);
+    tl_in_region = 1;
+    fn(ctx, 0, ntasks);
+    for (int i = nw + 1; i < ntasks; i++) fn(ctx, i, ntasks);   /* more tasks than workers */
+    tl_in_region = 0;
+    unsigned spins = 0;
+    int64_t t0 = 0;
+    while (atomic_load_explicit(&pool.pending, memory_order_acquire) > 0) {
+        if (t0 < 0) { sched_yield(); continue; }   /* oversubscribed: let the workers run */
+        QR_PAUSE();
+        if (++spins % 64) continue;
+        int64_t t = now_ns();
+        if (t0 == 0) t0 = t;
+        else if (t - t0 > QR_WAIT_SPIN_NS) t0 = -1;
+    }
+    pthread_mutex_unlock(&pool.owner);
+}
+
+/* ------------------------------------------------------------------ per-thread scratch */
+#define QR_SCRATCH_SLOTS 4
+static _Thread_local struct { void *p; size_t n; } tl_scratch[QR_SCRATCH_SLOTS];
+static pthread_key_t scratch_key;
+static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
+
+static void scratch_free(void *unused) {
+    (void)unused;
+    for (int i = 0; i < QR_SCRATCH_SLOTS; i++) {
+        free(tl_scratch[i].p);
+        tl_scratch[i].p = NULL;
+        tl_scratch[i].n = 0;
+    }
+}
+static void scratch_key_init(void) { pthread_key_create(&scratch_key, scratch_free); }
+
+void *qr_scratch(int slot, size_t bytes) {
+    if (slot < 0 || slot >= QR_SCRATCH_SLOTS) return NULL;
+    if (tl_scratch[slot].n >= bytes && tl_scratch[slot].p) return tl_scratch[slot].p;
+    pthread_once(&scratch_once, scratch_key_init);
+    pthread_setspecific(scratch_key, (void *)1);   /* so the destructor runs at thread exit */
+    free(tl_scratch[slot].p);
+    size_t n = (bytes + 4095) & ~(size_t)4095;
+    void *p = NULL;
+    if (posix_memalign(&p, 64, n) != 0) p = NULL;
+    tl_scratch[slot].p = p;
+    tl_scratch[slot].n = p ? n : 0;
+    return p;
+}
+
+/* ------------------------------------------------------------------ SIMD override */
+static atomic_int simd_override = -2;   /* -2: not read yet; -1: auto; 0: portable; 1: avx2 */
+
+int qr__simd_override(void) {
+    int v = atomic_load(&simd_override);
+    if (v == -2) {
+        const char *env = getenv("QORUS_SIMD");
+        v = (env && (strcmp(env, "portable") == 0 || strcmp(env, "0") == 0)) ? 0 : -1;
+        atomic_store(&simd_override, v);
+    }
+    return v;
+}
+void qr__set_simd_override(int v) { atomic_store(&simd_override, v); }

@@ -1,0 +1,148 @@
+"""The Layer contract that every plugin implements.
+
+A layer object holds hyperparameters only (a JSON-able config). Compiling a model for an input
+shape calls ``build`` once per plan; running it calls ``forward`` and ``backward`` with planned
+``Tensor`` views and a per-plan ``LayerCtx`` holding everything ``build`` declared.
+
+Primitive layer (``Layer``)::
+
+    def build(self, x: Spec, b: LayerBuilder) -> Spec      # declare params and buffers
+    def forward(self, x: Tensor, ctx: LayerCtx) -> Tensor  # write ctx.y, return it
+    def backward(self, dy: Tensor, ctx: LayerCtx) -> Tensor | None
+        # write ctx.dx (None when the input needs no gradient) and *add* into param grads
+
+Composite layer (``Composite``): ``build(x: Value, b) -> Value`` wires child layers with
+``b.call(child, x)`` and ``b.add(u, v)``; it writes no forward or backward, the graph runs
+them (forward in order, backward in reverse, fan-out gradients summed).
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, ClassVar
+
+from .errors import ConfigError
+
+
+class LayerCtx:
+    """What one layer sees at run time in one plan.
+
+    Always present: ``k`` (the kernel set), ``train`` (bool), ``path`` (e.g. ``"layers.2"``),
+    ``run`` (the plan's ``RunState``: ``step`` counts training forwards, for seeded RNG),
+    ``x`` (input Tensor, alive until backward in train plans), ``y`` (output Tensor), ``dx`` (input-gradient Tensor or None). Plus, by the names given
+    to the builder: each param ``<name>`` and its gradient ``d<name>`` (train plans), and each
+    saved or scratch buffer.
+    """
+
+    def __init__(self, path: str, index: int, train: bool) -> None:
+        self.path = path
+        self.index = index
+        self.train = train
+        self.k: Any = None
+        self.run: Any = None
+        self.x: Any = None
+        self.y: Any = None
+        self.dx: Any = None
+
+    def __repr__(self) -> str:
+        return f"LayerCtx({self.path!r})"
+
+
+class Layer:
+    """Base of primitive layers. ``registry_name`` is set when a plugin registers the class."""
+
+    registry_name: ClassVar[str] = ""
+
+    # --- the contract ---------------------------------------------------------------
+    def build(self, x, b):  # pragma: no cover - abstract
+        """Declare params and buffers on ``b`` for input spec ``x``; return the output Spec."""
+        raise NotImplementedError(f"{type(self).__name__}.build")
+
+    def forward(self, x, ctx: LayerCtx):  # pragma: no cover - abstract
+        raise NotImplementedError(f"{type(self).__name__}.forward")
+
+    def backward(self, dy, ctx: LayerCtx):  # pragma: no cover - abstract
+        raise NotImplementedError(f"{type(self).__name__}.backward")
+
+    # --- configuration --------------------------------------------------------------
+    def get_config(self) -> dict[str, Any]:
+        """Constructor arguments, read from same-named attributes (Keras' convention)."""
+        cfg = {}
+        for name, p in inspect.signature(type(self).__init__).parameters.items():
+            if name == "self" or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+                continue
+            if not hasattr(self, name):
+                raise ConfigError(f"{type(self).__name__}.get_config: no attribute {name!r}; "
+                                  "store each constructor argument or override get_config")
+            cfg[name] = getattr(self, name)
+        return cfg
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> "Layer":
+        try:
+            return cls(**config)
+        except TypeError as exc:
+            raise ConfigError(f"{cls.registry_name or cls.__name__}: bad config {config}: {exc}") from None
+
+    @property
+    def type_name(self) -> str:
+        """The registered name (``mlp.Linear``); ``module:Class`` for an unregistered class,
+        which ``layer_from_dict`` imports (ad-hoc layers still round-trip)."""
+        cls = type(self)
+        name = cls.__dict__.get("registry_name")
+        if not name:
+            from .registry import get_registry
+
+            get_registry().entries("layer")     # loads plugins once; they name their classes
+            name = cls.__dict__.get("registry_name")
+        return name or f"{cls.__module__}:{cls.__qualname__}"
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{self.type_name}({args})"
+
+
+class Composite(Layer):
+    """Base of layers built from other layers: implement ``build(x: Value, b) -> Value`` only."""
+
+    def forward(self, x, ctx):  # pragma: no cover - never called
+        raise TypeError("a Composite runs through its graph, not forward()")
+
+    backward = forward
+
+
+def layer_to_dict(layer: Layer) -> dict[str, Any]:
+    """``{"type": registered name, "config": {...}}``: how layers live in TOML/JSON."""
+    return {"type": layer.type_name, "config": layer.get_config()}
+
+
+def layer_from_dict(spec: dict[str, Any] | Layer) -> Layer:
+    """Inverse of ``layer_to_dict``; also accepts flat ``{"type": ..., **config}`` tables."""
+    if isinstance(spec, Layer):
+        return spec
+    if not isinstance(spec, dict) or "type" not in spec:
+        raise ConfigError(f"a layer entry needs a 'type' naming a registered layer, got {spec!r}")
+    cls = _resolve(str(spec["type"]))
+    config = dict(spec.get("config", {}))
+    config.update({k: v for k, v in spec.items() if k not in ("type", "config")})
+    return cls.from_config(config)
+
+
+def _resolve(type_name: str) -> type:
+    """A registered layer name, or ``module:Class`` for a layer that no plugin registers."""
+    if ":" in type_name:
+        import importlib
+
+        module, _, qual = type_name.partition(":")
+        try:
+            obj: Any = importlib.import_module(module)
+            for part in qual.split("."):
+                obj = getattr(obj, part)
+        except (ImportError, AttributeError) as exc:
+            raise ConfigError(f"layer type {type_name!r} cannot be imported: {exc}") from None
+        if not (isinstance(obj, type) and issubclass(obj, Layer)):
+            raise ConfigError(f"layer type {type_name!r} is not a Layer class")
+        return obj
+    from .registry import get_registry
+
+    return get_registry().get("layer", type_name)

@@ -1,0 +1,159 @@
+"""Model: a network of registered layers, compiled to plans over one state arena.
+
+``Model(net, input_shape)`` traces the network once to declare its parameters and initialise
+them (seeded). ``plan(batch, train)`` compiles, and caches, a plan for that batch size and mode:
+the training batch, the last partial batch, and inference each get their own activation arena
+while sharing the parameters, gradients and optimizer state.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .errors import CheckpointError, ConfigError, ShapeError
+from .graph import Graph
+from .kernels import get_kernels
+from .layer import Layer, layer_from_dict, layer_to_dict
+from .params import ParamStore
+from .plan import Plan, RunState
+from .tensor import DTYPES, Spec, Tensor
+
+
+class Model:
+    """A compiled-on-demand network with its parameters."""
+
+    def __init__(self, net: Layer | dict[str, Any], input_shape: tuple[int, ...] | list[int],
+                 input_dtype: str = "f32", seed: int = 0, kernels: Any = None) -> None:
+        self.net = layer_from_dict(net)
+        self.input_shape = tuple(int(d) for d in input_shape)
+        if input_dtype not in DTYPES:
+            raise ConfigError(f"input_dtype {input_dtype!r}: expected one of {sorted(DTYPES)}")
+        self.input_dtype = input_dtype
+        self.seed = int(seed)
+        self.kernels = kernels if kernels is not None and not isinstance(kernels, str) else get_kernels(kernels)
+        self.run = RunState()
+        self._plans: dict[tuple, Plan] = {}
+        graph = Graph(train=False)
+        _, y = graph.trace(self.net, Spec((1,) + self.input_shape, input_dtype))
+        self.output_shape = y.shape[1:]
+        self.output_dtype = y.dtype
+        self.store = ParamStore(graph.params(), self.seed)
+
+    # ----------------------------------------------------------------- plans
+    def plan(self, batch: int, train: bool = False, input_grad: bool = False) -> Plan:
+        """The compiled plan for ``batch`` rows in train or inference mode (cached)."""
+        key = (int(batch), bool(train), bool(input_grad))
+        p = self._plans.get(key)
+        if p is not None:
+            return p
+        if train and self.store.ensure(True, self.store.n_slots):
+            self._plans.clear()
+        graph = Graph(train=train)
+        x, y = graph.trace(self.net, Spec((key[0],) + self.input_shape, self.input_dtype))
+        self.store.check_same(graph.params())
+        p = self._plans[key] = Plan(graph, x, y, self.store, self.kernels, self.run, key[0],
+                                    input_grad=input_grad)
+        return p
+
+    def reserve_optimizer_state(self, slots: int) -> None:
+        """Make room for ``slots`` parameter-sized optimizer buffers (and the grads)."""
+        if self.store.ensure(True, slots):
+            self._plans.clear()
+
+    def set_kernels(self, kernels: Any) -> None:
+        """Switch kernel sets (``"c"``, ``"numpy"`` or a set); plans are recompiled."""
+        self.kernels = get_kernels(kernels) if kernels is None or isinstance(kernels, str) else kernels
+        self._plans.clear()
+
+    # ----------------------------------------------------------------- parameters
+    @property
+    def params(self) -> Tensor:
+        """All parameters as one flat float32 Tensor (alignment padding included)."""
+        return self.store.params
+
+    @property
+    def grads(self) -> Tensor | None:
+        return self.store.grads
+
+    @property
+    def num_parameters(self) -> int:
+        return self.store.count
+
+    def parameters(self) -> dict[str, np.ndarray]:
+        """Name -> live view of each parameter (writing to it changes the model)."""
+        return {name: t.a for name, t in self.store.tensors.items()}
+
+    def gradients(self) -> dict[str, np.ndarray]:
+        return {name: t.a for name, t in self.store.grad_tensors.items()}
+
+    def zero_grad(self) -> None:
+        if self.store.grads is not None:
+            self.kernels.fill(self.store.grads, 0.0)
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        return {name: t.a.copy() for name, t in self.store.tensors.items()}
+
+    def load_state_dict(self, state: dict[str, np.ndarray], source: str = "state") -> None:
+        """Copy weights in; every parameter must be present with its exact shape."""
+        mine = self.store.tensors
+        missing = sorted(set(mine) - set(state))
+        extra = sorted(set(state) - set(mine))
+        if missing or extra:
+            raise CheckpointError(f"{source}: missing parameters {missing}, unexpected {extra}")
+        for name, t in mine.items():
+            v = np.asarray(state[name])
+            if v.shape != t.shape:
+                raise CheckpointError(f"{source}: parameter {name} has shape {v.shape}, "
+                                      f"the model expects {t.shape}")
+            t.a[...] = v
+
+    # ----------------------------------------------------------------- running
+    def check_input(self, x: np.ndarray, what: str = "input") -> np.ndarray:
+        """Validate a batch against the model's input spec; returns it as an ndarray."""
+        x = np.asarray(x)
+        if x.ndim != len(self.input_shape) + 1 or tuple(x.shape[1:]) != self.input_shape:
+            raise ShapeError(f"model {what}: expected shape (N, {', '.join(map(str, self.input_shape))})"
+                             f", got {tuple(x.shape)}")
+        ok = "fiu" if self.input_dtype == "f32" else "iu"
+        if x.dtype.kind not in ok:
+            raise ShapeError(f"model {what}: dtype {x.dtype} cannot feed a {self.input_dtype} input")
+        return x
+
+    def predict(self, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
+        """Inference on any number of rows, in chunks of ``batch_size``; returns a new array."""
+        x = self.check_input(x)
+        out = np.empty((len(x),) + self.output_shape, DTYPES[self.output_dtype])
+        for start in range(0, len(x), batch_size):
+            chunk = x[start:start + batch_size]
+            p = self.plan(len(chunk), train=False)
+            p.x.a[...] = chunk
+            out[start:start + len(chunk)] = p.forward().a
+        return out
+
+    __call__ = predict
+
+    def memory_report(self) -> dict[str, Any]:
+        """Bytes per region of the state arena, and per compiled plan."""
+        report: dict[str, Any] = dict(self.store.memory())
+        report["plans"] = {f"batch={b},{'train' if t else 'infer'}": p.memory()
+                           for (b, t, _), p in self._plans.items()}
+        return report
+
+    # ----------------------------------------------------------------- config
+    def get_config(self) -> dict[str, Any]:
+        return {"net": layer_to_dict(self.net), "input_shape": list(self.input_shape),
+                "input_dtype": self.input_dtype, "seed": self.seed}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], kernels: Any = None) -> "Model":
+        try:
+            return cls(config["net"], config["input_shape"], config.get("input_dtype", "f32"),
+                       config.get("seed", 0), kernels)
+        except KeyError as exc:
+            raise ConfigError(f"model config lacks {exc}") from None
+
+    def __repr__(self) -> str:
+        return (f"Model({self.net!r}, input_shape={self.input_shape}, "
+                f"params={self.num_parameters})")

@@ -1,0 +1,97 @@
+"""The state arena: ``params | grads | optimizer state``, each one contiguous region.
+
+Every parameter is 64-byte aligned inside the params region; grads and each optimizer slot
+repeat that layout, so clipping is one norm over ``grads`` and AdamW one kernel call over
+``(params, grads, m, v)``. Padding stays zero and is left unchanged by every optimizer.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .arena import ALIGN, Arena, align_up
+from .errors import ConfigError, ShapeError
+from .graph import ParamDecl
+from .tensor import Tensor
+
+
+class ParamStore:
+    """Owns the model's parameters, their gradients and ``slots`` optimizer-state buffers."""
+
+    def __init__(self, decls: list[ParamDecl], seed: int) -> None:
+        self.decls = list(decls)
+        self.offsets: dict[str, int] = {}
+        off = 0
+        for d in self.decls:
+            self.offsets[d.name] = off
+            off += align_up(4 * _numel(d.shape), ALIGN)
+        self.region_bytes = max(off, ALIGN)
+        self.has_grads = False
+        self.n_slots = 0
+        self._allocate(False, 0)
+        rng = np.random.default_rng(seed)
+        for d in self.decls:
+            value = np.asarray(d.init(rng, d.shape), dtype=np.float32)
+            if value.shape != d.shape:
+                raise ShapeError(f"initializer of {d.name} gave shape {value.shape}, expected {d.shape}")
+            self.tensors[d.name].a[...] = value
+
+    def _allocate(self, grads: bool, slots: int) -> None:
+        old = getattr(self, "arena", None)
+        regions = 1 + int(grads) + slots
+        self.arena = Arena(self.region_bytes * regions, "state")
+        n = self.region_bytes // 4
+        self.params = self.arena.view(0, (n,), name="params")
+        self.grads = self.arena.view(self.region_bytes, (n,), name="grads") if grads else None
+        base = self.region_bytes * (1 + int(grads))
+        self.slots = [self.arena.view(base + i * self.region_bytes, (n,), name=f"slot{i}")
+                      for i in range(slots)]
+        if old is not None:   # keep values across a re-allocation
+            self.params.a[...] = self._old_params.a
+            if self.has_grads and grads:
+                self.grads.a[...] = self._old_grads.a
+            for new, prev in zip(self.slots, self._old_slots):
+                new.a[...] = prev.a
+        self.tensors = {d.name: self.arena.view(self.offsets[d.name], d.shape, name=d.name)
+                        for d in self.decls}
+        self.grad_tensors = ({d.name: self.arena.view(self.region_bytes + self.offsets[d.name],
+                                                      d.shape, name="d" + d.name)
+                              for d in self.decls} if grads else {})
+        self.has_grads, self.n_slots = grads, slots
+        self._old_params, self._old_grads, self._old_slots = self.params, self.grads, self.slots
+
+    def ensure(self, grads: bool, slots: int) -> bool:
+        """Grow the arena to hold grads and ``slots`` state buffers; True if it moved."""
+        grads = grads or self.has_grads
+        slots = max(slots, self.n_slots)
+        if grads == self.has_grads and slots == self.n_slots:
+            return False
+        self._allocate(grads, slots)
+        return True
+
+    def check_same(self, decls: list[ParamDecl]) -> None:
+        """A later plan (another batch size) must declare exactly the same parameters."""
+        mine = [(d.name, d.shape) for d in self.decls]
+        theirs = [(d.name, d.shape) for d in decls]
+        if mine != theirs:
+            raise ConfigError(f"parameters differ between plans: {mine} vs {theirs}")
+
+    @property
+    def count(self) -> int:
+        """Number of scalar parameters (without alignment padding)."""
+        return sum(_numel(d.shape) for d in self.decls)
+
+    def memory(self) -> dict[str, int]:
+        return {"params": self.region_bytes,
+                "grads": self.region_bytes if self.has_grads else 0,
+                "optimizer_state": self.region_bytes * self.n_slots}
+
+    def grad(self, name: str) -> Tensor:
+        return self.grad_tensors[name]
+
+
+def _numel(shape: tuple[int, ...]) -> int:
+    n = 1
+    for d in shape:
+        n *= d
+    return n

@@ -1,0 +1,130 @@
+"""Checks every layer's tests should run, ours and third-party: finite-difference gradients and
+C-vs-NumPy parity. Both compile a one-layer ``Model`` exactly as training would.
+
+    from qorus_core.testing import check_gradients, check_kernel_parity
+    check_gradients(MyLayer(8), input_shape=(5,))
+    check_kernel_parity(MyLayer(8), input_shape=(5,))   # skips itself if C is unavailable
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .kernels import c_status, get_kernels
+from .layer import Layer
+from .model import Model
+
+
+@dataclass
+class GradCheck:
+    """Largest normalised error found, per checked tensor (``input`` and each parameter)."""
+
+    errors: dict[str, float]
+    checked: int
+
+
+def _random_input(rng: np.random.Generator, shape: tuple[int, ...], dtype: str,
+                  int_range: tuple[int, int] | None) -> np.ndarray:
+    """Normal floats kept at least 0.1 from zero (kinks such as ReLU's sit there), or ints."""
+    if dtype != "f32":
+        lo, hi = int_range or (0, 8)
+        return rng.integers(lo, hi, size=shape).astype(np.int32)
+    x = rng.standard_normal(shape).astype(np.float32)
+    return np.where(np.abs(x) < 0.1, np.copysign(np.float32(0.1), x) + x, x).astype(np.float32)
+
+
+def _loss_and_grads(model: Model, x: np.ndarray, r: np.ndarray, input_grad: bool):
+    plan = model.plan(len(x), train=True, input_grad=input_grad)
+    plan.x.a[...] = x
+    y = plan.forward().a.astype(np.float64)
+    loss = float(np.sum(y * r))
+    return plan, loss
+
+
+def check_gradients(layer: Layer, input_shape: tuple[int, ...], batch: int = 3, seed: int = 0,
+                    kernels: str | None = "numpy", input_dtype: str = "f32", eps: float = 1e-2,
+                    rtol: float = 2e-2, atol: float = 2e-3, samples: int = 20,
+                    input_range: tuple[int, int] | None = None) -> GradCheck:
+    """Compare analytic gradients of L = sum(y * r) (r random) with central differences.
+
+    Checks up to ``samples`` random coordinates of the input (float inputs) and of every
+    parameter; raises AssertionError naming the tensor, index and both values on mismatch.
+    """
+    model = Model(layer, input_shape, input_dtype, seed=seed, kernels=kernels)
+    rng = np.random.default_rng(seed + 1)
+    shape = (batch,) + tuple(input_shape)
+    x = _random_input(rng, shape, input_dtype, input_range)
+    r = rng.standard_normal((batch,) + model.output_shape)
+    input_grad = input_dtype == "f32"
+    plan, _ = _loss_and_grads(model, x, r, input_grad)
+    model.zero_grad()
+    plan.dy.a[...] = r.astype(np.float32)
+    plan.backward()
+    targets: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    if input_grad:
+        targets["input"] = (x, plan.dx.a.copy())
+    params = model.parameters()
+    grads = model.gradients()
+    for name in params:
+        targets[name] = (params[name], grads[name].copy())
+
+    errors: dict[str, float] = {}
+    checked = 0
+    for name, (values, analytic) in targets.items():
+        flat = values.reshape(-1)
+        picks = rng.choice(flat.size, size=min(samples, flat.size), replace=False)
+        worst = 0.0
+        for i in picks:
+            orig = flat[i].copy()
+            flat[i] = orig + eps
+            _, lp = _loss_and_grads(model, x, r, input_grad)
+            flat[i] = orig - eps
+            _, lm = _loss_and_grads(model, x, r, input_grad)
+            flat[i] = orig
+            numeric = (lp - lm) / (2 * eps)
+            got = float(analytic.reshape(-1)[i])
+            err = abs(numeric - got) / (atol + rtol * abs(numeric))
+            worst = max(worst, err)
+            checked += 1
+            if err > 1.0:
+                raise AssertionError(
+                    f"{layer.type_name}: gradient of {name}[{np.unravel_index(i, values.shape)}] "
+                    f"analytic {got:.6g} vs finite difference {numeric:.6g}")
+        errors[name] = worst
+    return GradCheck(errors, checked)
+
+
+def c_available() -> bool:
+    return c_status()[0]
+
+
+def check_kernel_parity(layer: Layer, input_shape: tuple[int, ...], batch: int = 5,
+                        seed: int = 0, input_dtype: str = "f32", rtol: float = 1e-4,
+                        atol: float = 1e-5, input_range: tuple[int, int] | None = None) -> None:
+    """Forward output, input gradient and parameter gradients agree between the C and NumPy
+    kernel sets. Skips (pytest.skip) when the C library is unavailable."""
+    ok, why = c_status()
+    if not ok:
+        import pytest
+
+        pytest.skip(f"C kernels unavailable: {why}")
+    x = _random_input(np.random.default_rng(seed + 7), (batch,) + tuple(input_shape),
+                      input_dtype, input_range)
+    results = []
+    for which in ("numpy", "c"):
+        model = Model(layer, input_shape, input_dtype, seed=seed, kernels=get_kernels(which))
+        plan = model.plan(batch, train=True, input_grad=input_dtype == "f32")
+        plan.x.a[...] = x
+        y = plan.forward().a.copy()
+        model.zero_grad()
+        plan.dy.a[...] = np.random.default_rng(seed + 3).standard_normal(plan.dy.shape)
+        plan.backward()
+        out = {"output": y, **{f"grad {k}": v.copy() for k, v in model.gradients().items()}}
+        if plan.dx is not None:
+            out["input grad"] = plan.dx.a.copy()
+        results.append(out)
+    for key in results[0]:
+        np.testing.assert_allclose(results[1][key], results[0][key], rtol=rtol, atol=atol,
+                                   err_msg=f"{layer.type_name}: C vs NumPy differ in {key}")

@@ -1,0 +1,41 @@
+"""``qorus train CONFIG.toml [--out DIR] [--epochs N] [--kernels c|numpy] [--resume]``.
+
+Importing this module adds the subcommand (``qorus_core.cli.COMMAND_MODULES`` lists it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..cli import add_command
+
+
+def _setup(p: argparse.ArgumentParser) -> None:
+    p.add_argument("config", help="training config (TOML): model layers, data, loss, optimizer, ...")
+    p.add_argument("--out", help="output directory for checkpoint/ and metrics.json "
+                                 "(default: runs/<config name>)")
+    p.add_argument("--epochs", type=int, help="override [train] epochs")
+    p.add_argument("--kernels", choices=("auto", "c", "numpy"),
+                   help="kernel set (default: QORUS_KERNELS or auto)")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint if it exists")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _run(args: argparse.Namespace) -> int:
+    from .config import run_training
+
+    out = Path(args.out) if args.out else Path("runs") / Path(args.config).stem
+    m = run_training(args.config, out, epochs=args.epochs, kernels=args.kernels,
+                     progress=not args.no_progress, resume=args.resume)
+    parts = [f"{split} " + " ".join(f"{k} {v:.4f}" for k, v in m[split].items())
+             for split in ("train", "validation", "test") if m[split]]
+    print(f"{m['epochs']} epochs in {m['seconds']:.2f}s, {m['parameters']:,} parameters, "
+          f"kernels {m['kernels']}")
+    print("\n".join(parts))
+    print(f"wrote {out / 'checkpoint'} and {out / 'metrics.json'}", file=sys.stderr)
+    return 0
+
+
+add_command("train", "train a model from a TOML config", _setup, _run)

@@ -1,0 +1,191 @@
+"""Training from a TOML file: registered layers, data, loss, optimizer, schedule, settings.
+
+    [model]     input_shape, layers = [{type = "mlp.Linear", out_features = 128}, ...], seed
+    [data]      source = "sklearn:digits" | "csv:PATH" | "npz:PATH", validation, test, scale
+    [loss]      type = "CrossEntropy", plus its arguments
+    [optimizer] type = "AdamW", lr, plus its arguments
+    [schedule]  type = "constant" | "linear_warmup" | "cosine", warmup_steps, min_lr (optional)
+    [train]     epochs, batch_size, clip_norm, seed, shuffle, checkpoint_every
+
+Names of layers, losses and optimizers go through the registry (unknown names are errors
+naming close matches); every other mistake is a ConfigError naming the file and the key.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import ConfigError, QorusError
+from ..io.datasets import load_source, split
+from ..io.safetensors import write_atomic
+from .schedules import Schedule, make_schedule
+
+SECTIONS = {
+    "model": {"input_shape", "layers", "seed", "input_dtype"},
+    "data": {"source", "validation", "test", "scale", "seed", "label_column", "delimiter",
+             "x_key", "y_key"},
+    "loss": None, "optimizer": None, "schedule": None,      # free-form: the class's arguments
+    "train": {"epochs", "batch_size", "clip_norm", "seed", "shuffle", "checkpoint_every",
+              "eval_batch_size"},
+}
+REQUIRED = ("model", "data", "loss", "optimizer")
+
+
+@dataclass
+class TrainConfig:
+    """A parsed, checked config: one dict per section (``schedule`` may be None)."""
+
+    path: Path
+    model: dict[str, Any]
+    data: dict[str, Any]
+    loss: dict[str, Any]
+    optimizer: dict[str, Any]
+    schedule: dict[str, Any] | None = None
+    train: dict[str, Any] = field(default_factory=dict)
+
+
+def _toml():
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        try:
+            import tomli as tomllib
+        except ModuleNotFoundError:
+            raise ConfigError("reading TOML needs Python 3.11+ or `pip install tomli`") from None
+    return tomllib
+
+
+def load_config(path: str | os.PathLike) -> TrainConfig:
+    """Read and check ``path``; ConfigError names the file and what is wrong (TOML: the line)."""
+    path = Path(path)
+    tomllib = _toml()
+    try:
+        raw = tomllib.loads(path.read_text("utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text: {exc}") from None
+    unknown = sorted(set(raw) - set(SECTIONS))
+    if unknown:
+        raise ConfigError(f"{path}: unknown section(s) {unknown}; known: {', '.join(SECTIONS)}")
+    for name in REQUIRED:
+        if not isinstance(raw.get(name), dict):
+            raise ConfigError(f"{path}: missing section [{name}]")
+    for name, keys in SECTIONS.items():
+        section = raw.get(name)
+        if section is None:
+            continue
+        if not isinstance(section, dict):
+            raise ConfigError(f"{path}: [{name}] must be a table")
+        bad = sorted(set(section) - keys) if keys is not None else []
+        if bad:
+            raise ConfigError(f"{path}: [{name}] has unknown key(s) {bad}; known: {', '.join(sorted(keys))}")
+    for name in ("loss", "optimizer"):
+        if not isinstance(raw[name].get("type"), str):
+            raise ConfigError(f"{path}: [{name}] needs type = \"<registered name>\"")
+    m = raw["model"]
+    shape = m.get("input_shape")
+    if not isinstance(shape, list) or not shape or not all(isinstance(d, int) and d > 0 for d in shape):
+        raise ConfigError(f"{path}: [model] input_shape must be a list of positive integers, got {shape!r}")
+    if not isinstance(m.get("layers"), list) or not m["layers"]:
+        raise ConfigError(f"{path}: [model] layers must be a non-empty list of {{type = ...}} tables")
+    if not isinstance(raw["data"].get("source"), str):
+        raise ConfigError(f"{path}: [data] needs source = \"sklearn:digits\" | \"csv:PATH\" | \"npz:PATH\"")
+    return TrainConfig(path, m, raw["data"], raw["loss"], raw["optimizer"], raw.get("schedule"),
+                       raw.get("train", {}))
+
+
+def _registered(kind: str, section: dict[str, Any], path: Path) -> Any:
+    from ..registry import get_registry
+
+    args = {k: v for k, v in section.items() if k != "type"}
+    cls = get_registry().get(kind, section["type"])
+    try:
+        obj = cls.from_config(args) if hasattr(cls, "from_config") else cls(**args)
+    except QorusError as exc:
+        raise ConfigError(f"{path}: [{kind}]: {exc}") from None
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{path}: [{kind}] {section['type']} {args}: {exc}") from None
+    if kind == "optimizer" and not hasattr(obj, "bind"):
+        raise ConfigError(f"{path}: [optimizer] {section['type']} is not a qorus Optimizer")
+    return obj
+
+
+def build(cfg: TrainConfig, kernels: str | None = None, epochs: int | None = None,
+          progress: bool = True, checkpoint_dir: str | os.PathLike | None = None):
+    """The Model and a ready Trainer for ``cfg`` (``epochs`` overrides [train] epochs)."""
+    from ..containers import Sequential
+    from ..model import Model
+    from .trainer import Trainer
+
+    m = cfg.model
+    model = Model(Sequential(m["layers"]), m["input_shape"], m.get("input_dtype", "f32"),
+                  seed=m.get("seed", 0), kernels=kernels)
+    loss = _registered("loss", cfg.loss, cfg.path)
+    optimizer = _registered("optimizer", cfg.optimizer, cfg.path)
+    schedule: Schedule | None = make_schedule(cfg.schedule, f"{cfg.path}: [schedule]")
+    t = dict(cfg.train)
+    if epochs is not None:
+        t["epochs"] = epochs
+    try:
+        trainer = Trainer(model, loss, optimizer, schedule, progress=progress,
+                          checkpoint_dir=checkpoint_dir, **t)
+    except QorusError as exc:
+        raise ConfigError(f"{cfg.path}: [train]: {exc}") from None
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{cfg.path}: [train] {t}: {exc}") from None
+    return model, trainer
+
+
+def load_data(cfg: TrainConfig):
+    """``(train, validation, test)`` pairs from [data]; empty pairs for fractions of 0."""
+    d = dict(cfg.data)
+    options = {k: d.pop(k) for k in ("label_column", "delimiter", "x_key", "y_key") if k in d}
+    try:
+        scale = float(d.get("scale", 1.0))
+        fractions = float(d.get("validation", 0.0)), float(d.get("test", 0.0)), int(d.get("seed", 0))
+        x, y = load_source(d.pop("source"), base=cfg.path.parent, **options)
+    except (TypeError, ValueError) as exc:
+        if isinstance(exc, QorusError):
+            raise
+        raise ConfigError(f"{cfg.path}: [data] {cfg.data}: {exc}") from None
+    if scale != 1.0:
+        x = (x * np.float32(scale)).astype(np.float32)
+    return split(x, y, *fractions)
+
+
+def run_training(config_path: str | os.PathLike, out_dir: str | os.PathLike,
+                 epochs: int | None = None, kernels: str | None = None, progress: bool = True,
+                 resume: bool = False) -> dict[str, Any]:
+    """Train as ``config_path`` says; write ``OUT/checkpoint/`` and ``OUT/metrics.json``
+    (final train/validation/test loss and metrics, epochs, seconds, parameter count)."""
+    cfg = load_config(config_path)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt = out / "checkpoint"
+    model, trainer = build(cfg, kernels, epochs, progress, ckpt)
+    (xt, yt), (xv, yv), (xs, ys) = load_data(cfg)
+    val = (xv, yv) if len(xv) else None
+    t0 = time.perf_counter()
+    history = trainer.fit(xt, yt, val=val, resume_from=ckpt if resume and ckpt.exists() else None)
+    seconds = time.perf_counter() - t0
+    metrics = {
+        "config": str(cfg.path), "epochs": trainer.epoch, "seconds": round(seconds, 3),
+        "parameters": model.num_parameters, "kernels": model.kernels.name,
+        "train": trainer.evaluate(xt, yt),
+        "validation": trainer.evaluate(xv, yv) if len(xv) else None,
+        "test": trainer.evaluate(xs, ys) if len(xs) else None,
+        "samples": {"train": len(xt), "validation": len(xv), "test": len(xs)},
+        "history": history,
+    }
+    write_atomic(out / "metrics.json", [json.dumps(metrics, indent=1).encode("utf-8")])
+    return metrics

@@ -1,0 +1,162 @@
+"""Optimizers with PyTorch's semantics, each step one kernel call over the flat buffers.
+
+The model keeps params, grads and ``slots`` optimizer-state buffers as equally laid out
+contiguous regions of one arena, so an optimizer holds no arrays of its own: ``bind(model)``
+reserves its slots (before any plan is compiled) and ``step(lr)`` updates the whole model at
+once. ``state_dict`` holds the step count; the buffers are saved with the model's arena.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar
+
+from ..errors import ConfigError, NumericsError, QorusError
+
+
+class Optimizer:
+    """Base: ``slots`` state buffers, a step count, a base ``lr`` (a schedule may override)."""
+
+    registry_name: ClassVar[str] = ""
+    #: names of the state buffers, in ``model.store.slots`` order (PyTorch's state names)
+    slot_names: tuple[str, ...] = ()
+
+    def __init__(self, lr: float) -> None:
+        if not float(lr) >= 0.0:
+            raise ConfigError(f"{type(self).__name__}: lr must be >= 0, got {lr!r}")
+        self.lr = float(lr)
+        self.steps = 0
+        self.model: Any = None
+
+    @property
+    def slots(self) -> int:
+        return len(self.slot_names)
+
+    def bind(self, model: Any) -> Optimizer:
+        """Attach to ``model`` and reserve its state buffers (drops plans compiled before)."""
+        model.reserve_optimizer_state(self.slots)
+        self.model = model
+        return self
+
+    def _buffers(self):
+        if self.model is None:
+            raise QorusError(f"{type(self).__name__}.step: call bind(model) first")
+        st = self.model.store
+        return self.model.kernels, st.params, st.grads, st.slots
+
+    def step(self, lr: float | None = None) -> None:
+        """One update of every parameter from the current grads, at ``lr`` (default: self.lr)."""
+        self.steps += 1
+        self._update(self.lr if lr is None else float(lr))
+
+    def _update(self, lr: float) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"type": self.type_name, "steps": self.steps}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.steps = int(state["steps"])
+
+    @property
+    def type_name(self) -> str:
+        return type(self).registry_name or type(self).__name__
+
+    def get_config(self) -> dict[str, Any]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Optimizer:
+        try:
+            return cls(**config)
+        except TypeError as exc:
+            raise ConfigError(f"optimizer {cls.registry_name or cls.__name__}: bad config "
+                              f"{config}: {exc}") from None
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{self.type_name}({args})"
+
+
+class SGD(Optimizer):
+    """torch.optim.SGD: weight decay (L2), momentum with dampening, Nesterov."""
+
+    def __init__(self, lr: float, momentum: float = 0.0, dampening: float = 0.0,
+                 weight_decay: float = 0.0, nesterov: bool = False) -> None:
+        super().__init__(lr)
+        if momentum < 0 or weight_decay < 0:
+            raise ConfigError(f"SGD: momentum ({momentum}) and weight_decay ({weight_decay}) must be >= 0")
+        if nesterov and (momentum <= 0 or dampening != 0):
+            raise ConfigError("SGD: nesterov needs momentum > 0 and dampening = 0")
+        self.momentum, self.dampening = float(momentum), float(dampening)
+        self.weight_decay, self.nesterov = float(weight_decay), bool(nesterov)
+        self.slot_names = ("momentum_buffer",) if self.momentum else ()
+
+    def _update(self, lr: float) -> None:
+        k, p, g, s = self._buffers()
+        k.sgd_step(p, g, s[0] if s else g, lr, self.momentum, self.dampening,
+                   self.weight_decay, self.nesterov, self.steps == 1)
+
+    def get_config(self) -> dict[str, Any]:
+        return {"lr": self.lr, "momentum": self.momentum, "dampening": self.dampening,
+                "weight_decay": self.weight_decay, "nesterov": self.nesterov}
+
+
+class Adam(Optimizer):
+    """torch.optim.Adam: L2 weight decay added to the gradient; bias-corrected moments."""
+
+    slot_names: tuple[str, ...] = ("exp_avg", "exp_avg_sq")
+    decoupled: ClassVar[bool] = False
+
+    def __init__(self, lr: float = 1e-3, betas: tuple[float, float] | list[float] = (0.9, 0.999),
+                 eps: float = 1e-8, weight_decay: float = 0.0) -> None:
+        super().__init__(lr)
+        if len(betas) != 2 or not all(0.0 <= b < 1.0 for b in betas):
+            raise ConfigError(f"{type(self).__name__}: betas must be two numbers in [0, 1), got {betas!r}")
+        if eps < 0 or weight_decay < 0:
+            raise ConfigError(f"{type(self).__name__}: eps ({eps}) and weight_decay "
+                              f"({weight_decay}) must be >= 0")
+        self.betas = (float(betas[0]), float(betas[1]))
+        self.eps, self.weight_decay = float(eps), float(weight_decay)
+
+    def _update(self, lr: float) -> None:
+        k, p, g, (m, v) = self._buffers()
+        k.adam_step(p, g, m, v, lr, self.betas[0], self.betas[1], self.eps, self.weight_decay,
+                    self.steps, self.decoupled)
+
+    def get_config(self) -> dict[str, Any]:
+        return {"lr": self.lr, "betas": list(self.betas), "eps": self.eps,
+                "weight_decay": self.weight_decay}
+
+
+class AdamW(Adam):
+    """torch.optim.AdamW: Adam with decoupled weight decay (p *= 1 - lr * weight_decay)."""
+
+    decoupled: ClassVar[bool] = True
+
+    def __init__(self, lr: float = 1e-3, betas: tuple[float, float] | list[float] = (0.9, 0.999),
+                 eps: float = 1e-8, weight_decay: float = 1e-2) -> None:
+        super().__init__(lr, betas, eps, weight_decay)
+
+
+def clip_grad_norm(model: Any, max_norm: float, step: int | None = None) -> float:
+    """Scale all grads so their global L2 norm is at most ``max_norm``; return the norm before
+    clipping (torch.nn.utils.clip_grad_norm_). One ``sumsq`` over the grads region, one ``scale``.
+
+    Raises NumericsError (naming ``step`` when given) if the norm is not finite.
+    """
+    k, grads = model.kernels, model.grads
+    if grads is None:
+        raise QorusError("clip_grad_norm: the model has no gradients yet (compile a training plan)")
+    norm = math.sqrt(k.sumsq(grads))
+    if not math.isfinite(norm):
+        where = f" at step {step}" if step is not None else ""
+        raise NumericsError(f"gradient norm is {norm}{where}: the gradients hold NaN or inf")
+    coef = float(max_norm) / (norm + 1e-6)
+    if coef < 1.0:
+        k.scale(grads, coef)
+    return norm
+
+
+#: what core registers, under ``core.<name>``
+OPTIMIZERS: dict[str, type[Optimizer]] = {"SGD": SGD, "Adam": Adam, "AdamW": AdamW}

@@ -1,0 +1,31 @@
+"""Embedding: token ids (int32) to vectors; the gradient is a scatter-add into the table."""
+
+from __future__ import annotations
+
+from qorus_core import Layer, Spec
+from qorus_core.errors import ConfigError, ShapeError
+from qorus_core.init import normal
+
+
+class Embedding(Layer):
+    """A lookup table ``weight`` (num_embeddings, embedding_dim), N(0, 1) init like PyTorch."""
+
+    def __init__(self, num_embeddings: int, embedding_dim: int) -> None:
+        if int(num_embeddings) <= 0 or int(embedding_dim) <= 0:
+            raise ConfigError(f"Embedding: sizes must be positive, got {num_embeddings}, {embedding_dim}")
+        self.num_embeddings = int(num_embeddings)
+        self.embedding_dim = int(embedding_dim)
+
+    def build(self, x: Spec, b) -> Spec:
+        if x.dtype != "i32":
+            raise ShapeError(f"expects int32 token ids, got {x.dtype}")
+        b.param("weight", (self.num_embeddings, self.embedding_dim), normal(1.0))  # (V, D)
+        return Spec(x.shape + (self.embedding_dim,))
+
+    def forward(self, x, ctx):
+        ctx.k.embedding(x, ctx.weight, ctx.y)      # y (..., D) = weight[x]
+        return ctx.y
+
+    def backward(self, dy, ctx):
+        ctx.k.embedding_bwd(ctx.x, dy, ctx.dweight)
+        return None                                # ids have no gradient

@@ -1,0 +1,16 @@
+"""Entry point of the ``llm`` plugin: registers its layers as ``llm.<Name>``."""
+
+from __future__ import annotations
+
+from qorus_core.hookspecs import hookimpl
+
+from .embedding import Embedding
+from .rmsnorm import RMSNorm
+
+LAYERS = (Embedding, RMSNorm)
+
+
+@hookimpl
+def qorus_register_layers(register) -> None:
+    for cls in LAYERS:
+        register(cls)

@@ -1,0 +1,148 @@
+"""Build step for qorus-core: compiles the C kernels into a plain shared library.
+
+Metadata lives in pyproject.toml; this file only adds the native build, which setuptools
+merges in. The library is not a Python extension module: ``qorus_core.kernels.c`` loads it
+with ctypes from ``qorus_core/kernels/_lib/libqorus.so``.
+
+    pip install .                       # wheel: the library is built into the wheel
+    pip install -e . --no-build-isolation   # editable: built in the source tree
+    python setup.py build_ext --inplace     # developers: (re)build in the source tree
+
+Flags: -O3 -std=c11 -fPIC -pthread for every file; -mavx2 -mfma -mf16c only for *_avx2.c
+(x86 only; whether they run is decided at run time). ``QORUS_CFLAGS`` appends flags to every
+compile and link (e.g. ``-O1 -g -fsanitize=address,undefined``); ``CC`` picks the compiler.
+If there is no compiler or the build fails, installation still succeeds with a warning and
+Qorus runs on its NumPy kernels.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import platform
+import shlex
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tempfile
+
+from setuptools import Distribution, setup
+from setuptools.command.build_ext import build_ext
+
+ROOT = os.path.dirname(os.path.abspath(__file__))
+CSRC = os.path.join("qorus_core", "kernels", "csrc")
+LIB_DIR = os.path.join("qorus_core", "kernels", "_lib")
+LIB_NAME = "libqorus.so"
+
+BASE_FLAGS = ["-O3", "-std=c11", "-fPIC", "-pthread", "-ffp-contract=off", "-fno-math-errno",
+              "-fno-trapping-math", "-Wall",
+              "-fvisibility=hidden", "-DNDEBUG"]
+AVX2_FLAGS = ["-mavx2", "-mfma", "-mf16c"]
+
+
+def _warn(msg: str) -> None:
+    print(f"WARNING: qorus: {msg}", file=sys.stderr)
+    print(f"WARNING: qorus: {msg}")  # pip shows stdout with -v; keep both
+
+
+def _compiler() -> list[str] | None:
+    cc = os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc"
+    cmd = shlex.split(cc)
+    if cmd and shutil.which(cmd[0]):
+        return cmd
+    for name in ("cc", "gcc", "clang"):
+        if shutil.which(name):
+            return [name]
+    return None
+
+
+def _run(cmd: list[str]) -> bool:
+    print(" ".join(cmd))
+    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if proc.stdout:
+        print(proc.stdout, end="")
+    return proc.returncode == 0
+
+
+def build_library(out_path: str) -> bool:
+    """Compile csrc/*.c into ``out_path``; False (with a warning) when it cannot."""
+    cc = _compiler()
+    if cc is None:
+        _warn("no C compiler found; the C kernels are not built (NumPy kernels will be used)")
+        return False
+    src_dir = os.path.join(ROOT, CSRC)
+    sources = sorted(glob.glob(os.path.join(src_dir, "*.c")))
+    if not sources:
+        _warn(f"no C sources in {src_dir}; the C kernels are not built")
+        return False
+    extra = shlex.split(os.environ.get("QORUS_CFLAGS", ""))
+    x86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686")
+    simd = [s for s in sources if s.endswith("_avx2.c")]
+    plain = [s for s in sources if not s.endswith("_avx2.c")]
+    with tempfile.TemporaryDirectory(prefix="qorus-build-") as tmp:
+        objects: list[str] = []
+        defines: list[str] = []
+        if x86 and simd:
+            simd_objs = []
+            for src in simd:
+                obj = os.path.join(tmp, os.path.basename(src)[:-2] + ".o")
+                cmd = cc + BASE_FLAGS + AVX2_FLAGS + ["-DQR_HAVE_AVX2_BUILD", "-I", src_dir]
+                if not _run(cmd + extra + ["-c", src, "-o", obj]):
+                    _warn(f"{os.path.basename(src)} did not compile with AVX2 flags; "
+                          "building the portable path only")
+                    simd_objs = []
+                    break
+                simd_objs.append(obj)
+            if simd_objs:
+                objects += simd_objs
+                defines = ["-DQR_HAVE_AVX2_BUILD"]
+        for src in plain:
+            obj = os.path.join(tmp, os.path.basename(src)[:-2] + ".o")
+            if not _run(cc + BASE_FLAGS + defines + ["-I", src_dir] + extra
+                        + ["-c", src, "-o", obj]):
+                _warn(f"compiling {os.path.basename(src)} failed; the C kernels are not built "
+                      "(NumPy kernels will be used)")
+                return False
+            objects.append(obj)
+        os.makedirs(os.path.dirname(out_path), exist_ok=True)
+        tmp_lib = os.path.join(tmp, LIB_NAME)
+        if not _run(cc + ["-shared", "-pthread"] + extra + objects + ["-o", tmp_lib, "-lm"]):
+            _warn("linking libqorus failed; the C kernels are not built")
+            return False
+        # replace atomically: a running process keeps its mapped copy of the old file
+        staged = out_path + ".tmp"
+        shutil.copyfile(tmp_lib, staged)
+        os.replace(staged, out_path)
+    print(f"qorus: built {out_path}")
+    return True
+
+
+class BuildQorusLib(build_ext):
+    """build_ext that also builds libqorus.so (in place for --inplace / editable installs)."""
+
+    def run(self) -> None:
+        super().run()
+        if self.inplace or getattr(self, "editable_mode", False):
+            target = os.path.join(ROOT, LIB_DIR, LIB_NAME)
+        else:
+            target = os.path.join(os.path.abspath(self.build_lib), LIB_DIR, LIB_NAME)
+        try:
+            built = build_library(target)
+        except Exception as exc:  # never fail the install over the optional library
+            _warn(f"building the C kernels failed: {exc}")
+            built = False
+        self._qorus_outputs = [target] if built else []
+
+    def get_outputs(self) -> list[str]:
+        return super().get_outputs() + list(getattr(self, "_qorus_outputs", []))
+
+
+class BinaryDistribution(Distribution):
+    """The wheel carries a native library, so it is platform-specific (and build_ext runs)."""
+
+    def has_ext_modules(self) -> bool:
+        return True
+
+
+setup(distclass=BinaryDistribution, cmdclass={"build_ext": BuildQorusLib})

@@ -1,0 +1,478 @@
+"""C kernels against the NumPy reference, kernel by kernel.
+
+Tolerances (float32): bit-identical where both sides do the same IEEE operations in the same
+order (add, mul, scale, axpy, fill, copy, relu and every *_bwd without exp, bias_add,
+dropout masks, SGD and Adam/AdamW); rtol 1e-5 / atol 1e-6 where an exp/tanh/erf or a
+reduction order differs (activations with exp, softmax, layernorm, losses); GEMM within
+1e-5 * sqrt(K) of the NumPy (OpenBLAS) result. NaN: elementwise kernels propagate it like
+NumPy (relu(NaN) = NaN; relu_bwd masks a NaN input to 0 * dy; softmax/CE rows with a NaN
+are NaN); gemm with beta = 0 never reads C, so NaN in C is overwritten.
+
+The C side is skipped (with the reason) only when the library is unavailable.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from qorus_core.errors import KernelError
+from qorus_core.kernels import NumpyKernels, c_status, get_kernels
+from qorus_core.tensor import Tensor
+
+SHAPES = [(1, 1), (3, 5), (7, 33), (37, 129), (130, 257), (300, 701)]   # last: threaded path
+EDGE = np.array([0.0, -0.0, 1e-30, -1e-30, 1e-7, -1e-7, 0.3, -0.3, 1.0, -1.0, 5.0, -5.0,
+                 20.0, -20.0, 88.0, -88.0, 100.0, -100.0, 1e6, -1e6], np.float32)
+FLOAT_OPS = dict(rtol=1e-5, atol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def ck():
+    ok, why = c_status()
+    if not ok:
+        pytest.skip(f"C kernel library unavailable: {why}")
+    return get_kernels("c")
+
+
+@pytest.fixture(scope="module")
+def nk():
+    return NumpyKernels()
+
+
+@pytest.fixture
+def threads(ck):
+    """Restore the thread count and SIMD path a test changes."""
+    n = ck.threads
+    yield ck
+    ck.set_threads(n)
+    ck.set_simd_path("auto")
+
+
+def rnd(shape, seed=0, scale=1.0, dtype=np.float32):
+    return (np.random.default_rng(seed).standard_normal(shape) * scale).astype(dtype)
+
+
+def with_edges(shape, seed=0, scale=3.0):
+    x = rnd(shape, seed, scale).reshape(-1)
+    k = min(x.size, EDGE.size)
+    x[:k] = EDGE[:k]
+    return x.reshape(shape)
+
+
+def T(a):
+    return Tensor(np.array(a, copy=True))
+
+
+def both(ck, nk, kernel, arrays, *scalars):
+    """Run `kernel` on fresh copies for each set; return (C tensors, NumPy tensors, results)."""
+    tc, tn = [T(a) for a in arrays], [T(a) for a in arrays]
+    rc = getattr(ck, kernel)(*tc, *scalars)
+    with np.errstate(all="ignore"):            # NumPy warns on exp overflow; C does not
+        rn = getattr(nk, kernel)(*tn, *scalars)
+    return tc, tn, rc, rn
+
+
+# ----------------------------------------------------------------------------- gemm
+GEMM_DIMS = [(1, 1, 1), (3, 5, 7), (7, 33, 37), (37, 129, 130), (130, 257, 129), (6, 16, 300),
+             (128, 512, 784), (512, 784, 128), (128, 10, 256)]
+
+
+@pytest.mark.parametrize("ta", [False, True])
+@pytest.mark.parametrize("tb", [False, True])
+@pytest.mark.parametrize("mnk", GEMM_DIMS)
+@pytest.mark.parametrize("alpha,beta", [(1.0, 0.0), (0.5, 0.0), (1.0, 1.0), (-0.7, 0.3)])
+def test_gemm(ck, nk, ta, tb, mnk, alpha, beta):
+    m, n, k = mnk
+    a = rnd((k, m) if ta else (m, k), 1)
+    b = rnd((n, k) if tb else (k, n), 2)
+    c0 = rnd((m, n), 3)
+    tc, tn, _, _ = both(ck, nk, "gemm", [a, b, c0], ta, tb, alpha, beta)
+    ref = alpha * ((a.T if ta else a).astype(np.float64) @ (b.T if tb else b)) + beta * c0
+    tol = 1e-5 * np.sqrt(k) * (abs(alpha) + abs(beta) + 1)
+    np.testing.assert_allclose(tc[2].a, tn[2].a, rtol=1e-5, atol=tol)
+    np.testing.assert_allclose(tc[2].a, ref, rtol=1e-5, atol=tol)
+
+
+@pytest.mark.parametrize("mnk", [(7, 33, 37), (130, 257, 300)])
+def test_gemm_portable_path_and_threads(threads, nk, mnk):
+    ck = threads
+    m, n, k = mnk
+    a, b = rnd((m, k), 1), rnd((k, n), 2)
+    results = []
+    for path in ("portable", "auto"):
+        ck.set_simd_path(path)
+        for nt in (1, 2, 3):
+            ck.set_threads(nt)
+            c = T(np.zeros((m, n), np.float32))
+            ck.gemm(T(a), T(b), c, False, False, 1.0, 0.0)
+            results.append(c.a.copy())
+        # GEMM sums each element in the same order whatever the thread split
+        assert all(np.array_equal(results[-1], r) for r in results[-3:])
+    ref = T(np.zeros((m, n), np.float32))
+    nk.gemm(T(a), T(b), ref)
+    for r in results:
+        np.testing.assert_allclose(r, ref.a, rtol=1e-5, atol=1e-5 * np.sqrt(k))
+
+
+def test_gemm_beta0_ignores_nan_in_c_and_propagates_nan_inputs(ck):
+    a, b = rnd((5, 7), 1), rnd((7, 9), 2)
+    c = T(np.full((5, 9), np.nan, np.float32))
+    ck.gemm(T(a), T(b), c)
+    assert np.isfinite(c.a).all()
+    a[2, 3] = np.nan
+    ck.gemm(T(a), T(b), c)
+    assert np.isnan(c.a[2]).all() and np.isfinite(np.delete(c.a, 2, axis=0)).all()
+
+
+def test_gemm_rank3_and_overlap_fallback(ck, nk):
+    a = rnd((2, 3, 8), 1)             # seen as (6, 8)
+    b = rnd((8, 4), 2)
+    c = T(np.zeros((2, 3, 4), np.float32))
+    ck.gemm(T(a), T(b), c)
+    np.testing.assert_allclose(c.a.reshape(6, 4), a.reshape(6, 8) @ b, rtol=1e-5, atol=1e-5)
+    sq = T(rnd((6, 6), 3))            # C aliases A: served by the NumPy fallback
+    expect = sq.a @ sq.a
+    ck.gemm(sq, T(sq.a), sq)
+    np.testing.assert_allclose(sq.a, expect, rtol=1e-5, atol=1e-5)
+
+
+def test_gemm_shape_errors(ck):
+    with pytest.raises(KernelError, match=r"gemm: .*\(3, 4\).*\(5, 6\)"):
+        ck.gemm(T(rnd((3, 4))), T(rnd((5, 6))), T(np.zeros((3, 6), np.float32)))
+    with pytest.raises(KernelError, match="gemm"):
+        ck.gemm(T(rnd((3, 4))), T(rnd((4, 6))), T(np.zeros((3, 5), np.float32)))
+    with pytest.raises(KernelError, match="gemm"):
+        ck.gemm(T(rnd((3, 4))), T(rnd((4, 6))), T(np.zeros((6, 3), np.float32)), True, False)
+
+
+# ----------------------------------------------------------------------------- elementwise
+@pytest.mark.parametrize("shape", SHAPES)
+def test_elementwise_exact(ck, nk, shape):
+    a, b = with_edges(shape, 1), rnd(shape, 2)
+    for kernel, arrays, scalars, out in [
+        ("add", [a, b, np.zeros(shape, np.float32)], (), 2),
+        ("mul", [a, b, np.zeros(shape, np.float32)], (), 2),
+        ("relu", [a, np.zeros(shape, np.float32)], (), 1),
+        ("relu_bwd", [a, b, np.zeros(shape, np.float32)], (), 2),
+        ("sigmoid_bwd", [a, b, np.zeros(shape, np.float32)], (), 2),
+        ("tanh_bwd", [a, b, np.zeros(shape, np.float32)], (), 2),
+        ("copy", [a, np.zeros(shape, np.float32)], (), 1),
+    ]:
+        tc, tn, _, _ = both(ck, nk, kernel, arrays, *scalars)
+        np.testing.assert_array_equal(tc[out].a, tn[out].a, err_msg=kernel)
+    for alpha in (0.0, -1.5, 3.25):
+        tc, tn = T(a), T(a)
+        ck.scale(tc, alpha)
+        nk.scale(tn, alpha)
+        np.testing.assert_array_equal(tc.a, tn.a)
+        yc, yn = T(b), T(b)
+        ck.axpy(alpha, T(a), yc)
+        nk.axpy(alpha, T(a), yn)
+        np.testing.assert_array_equal(yc.a, yn.a)
+        ck.fill(yc, alpha)
+        nk.fill(yn, alpha)
+        np.testing.assert_array_equal(yc.a, yn.a)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("kernel,extra", [("gelu", (False,)), ("gelu", (True,)), ("sigmoid", ()),
+                                          ("silu", ()), ("tanh", ())])
+def test_activations(ck, nk, shape, kernel, extra):
+    x = with_edges(shape, 4)
+    tc, tn, _, _ = both(ck, nk, kernel, [x, np.zeros(shape, np.float32)], *extra)
+    np.testing.assert_allclose(tc[1].a, tn[1].a, **FLOAT_OPS)
+    dy = rnd(shape, 5)
+    bwd = kernel + "_bwd"
+    first = tn[1].a if kernel in ("sigmoid", "tanh") else x    # these take y, others x
+    tc, tn, _, _ = both(ck, nk, bwd, [first, dy, np.zeros(shape, np.float32)], *extra)
+    # tanh-GELU backward: 1 - tanh^2 cancels for |x| > 3 and is scaled by ~x^3 (both sides use
+    # the same formula; one ulp of tanh there is ~1e-6 absolute)
+    tol = dict(rtol=1e-5, atol=2e-5) if extra == (True,) else FLOAT_OPS
+    np.testing.assert_allclose(tc[2].a, tn[2].a, **tol)
+
+
+def test_nan_and_inf_propagation(ck, nk):
+    x = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, 1.0], np.float32)
+    for kernel, extra in [("relu", ()), ("gelu", (False,)), ("gelu", (True,)), ("sigmoid", ()),
+                          ("silu", ()), ("tanh", ())]:
+        tc, tn, _, _ = both(ck, nk, kernel, [x, np.zeros_like(x)], *extra)
+        assert np.isnan(tc[1].a[0]), kernel                         # NaN in, NaN out
+        np.testing.assert_allclose(tc[1].a[1:], tn[1].a[1:], err_msg=kernel, **FLOAT_OPS)
+    dx = T(np.zeros_like(x))
+    ck.relu_bwd(T(x), T(np.ones_like(x)), dx)                       # NaN input: masked
+    np.testing.assert_array_equal(dx.a, [0, 1, 0, 0, 0, 1])
+
+
+def test_in_place(ck, nk):
+    x = with_edges((37, 129), 6)
+    for kernel in ("relu", "sigmoid", "silu", "tanh", "gelu", "softmax"):
+        tc, yn = T(x), T(x)
+        getattr(ck, kernel)(tc, tc)
+        with np.errstate(all="ignore"):
+            getattr(nk, kernel)(T(x), yn)
+        np.testing.assert_allclose(tc.a, yn.a, err_msg=kernel, **FLOAT_OPS)
+    a, b = T(x), T(rnd(x.shape, 7))
+    expect = a.a + b.a
+    ck.add(a, b, a)
+    np.testing.assert_array_equal(a.a, expect)
+
+
+# ----------------------------------------------------------------------------- bias / col_sum
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("beta", [0.0, 1.0, 0.5])
+def test_bias_add_col_sum(ck, nk, shape, beta):
+    y, bias = rnd(shape, 1), rnd(shape[1:], 2)
+    tc, tn, _, _ = both(ck, nk, "bias_add", [y, bias])
+    np.testing.assert_array_equal(tc[0].a, tn[0].a)
+    tc, tn, _, _ = both(ck, nk, "col_sum", [y, rnd(shape[1:], 3)], beta)
+    np.testing.assert_allclose(tc[1].a, tn[1].a, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("n", [1, 5, 4097, 300_001])
+def test_sumsq(ck, nk, n):
+    x = rnd((n,), 8, 3.0)
+    ref = float(np.sum(x.astype(np.float64) ** 2))
+    assert ck.sumsq(T(x)) == pytest.approx(ref, rel=1e-6)
+    assert ck.sumsq(T(x)) == pytest.approx(nk.sumsq(T(x)), rel=1e-5)
+
+
+def test_reductions_reproducible_across_threads(threads):
+    ck = threads
+    x, t = rnd((700, 513), 9, 2.0), np.random.default_rng(1).integers(0, 513, 700, np.int32)
+    seen = []
+    for nt in (1, 2, 3):
+        ck.set_threads(nt)
+        cs = T(np.zeros(513, np.float32))
+        ck.col_sum(T(x), cs)
+        d = T(np.zeros_like(x))
+        loss = ck.cross_entropy(T(x), T(t), d, 0.1)
+        seen.append((ck.sumsq(T(x)), cs.a.copy(), loss, d.a.copy(), ck.mse(T(x), T(x * 0.5), None)))
+    for s in seen[1:]:
+        assert s[0] == seen[0][0] and s[2] == seen[0][2] and s[4] == seen[0][4]
+        np.testing.assert_array_equal(s[1], seen[0][1])
+        np.testing.assert_array_equal(s[3], seen[0][3])
+
+
+# ----------------------------------------------------------------------------- row-wise
+@pytest.mark.parametrize("shape", SHAPES)
+def test_softmax(ck, nk, shape):
+    x = with_edges(shape, 10, 5.0)
+    tc, tn, _, _ = both(ck, nk, "softmax", [x, np.zeros(shape, np.float32)])
+    np.testing.assert_allclose(tc[1].a, tn[1].a, **FLOAT_OPS)
+    dy = rnd(shape, 11)
+    tc, tn, _, _ = both(ck, nk, "softmax_bwd", [tn[1].a, dy, np.zeros(shape, np.float32)])
+    np.testing.assert_allclose(tc[2].a, tn[2].a, rtol=1e-5, atol=1e-5)
+    nanrow = x.copy()
+    nanrow[0, 0] = np.nan
+    y = T(np.zeros(shape, np.float32))
+    ck.softmax(T(nanrow), y)
+    assert np.isnan(y.a[0]).all() and np.isfinite(y.a[1:]).all()
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_layernorm(ck, nk, shape):
+    r, n = shape
+    x = rnd(shape, 12, 4.0) + 3.0
+    g, b = rnd((n,), 13) + 1.0, rnd((n,), 14)
+    z, zr = np.zeros(shape, np.float32), np.zeros(r, np.float32)
+    tc, tn, _, _ = both(ck, nk, "layernorm", [x, g, b, z, zr, zr], 1e-5)
+    for i in (3, 4, 5):                       # y, mean, rstd
+        np.testing.assert_allclose(tc[i].a, tn[i].a, rtol=1e-5, atol=1e-5)
+    dy = rnd(shape, 15)
+    dg0, db0 = rnd((n,), 16), rnd((n,), 17)   # accumulated into
+    tc, tn, _, _ = both(ck, nk, "layernorm_bwd", [x, g, tn[4].a, tn[5].a, dy, z, dg0, db0])
+    for i in (5, 6, 7):                       # dx, dgamma, dbeta
+        np.testing.assert_allclose(tc[i].a, tn[i].a, rtol=1e-4, atol=1e-4)
+
+
+# ----------------------------------------------------------------------------- randomness
+@pytest.mark.parametrize("n", [1, 7, 1000, 200_001])
+@pytest.mark.parametrize("p", [0.0, 0.1, 0.5, 0.999, 1.0])
+@pytest.mark.parametrize("seed", [0, 12345, 2**32 + 5, -3])
+def test_dropout_mask_bit_identical(ck, nk, n, p, seed):
+    tc, tn, _, _ = both(ck, nk, "dropout_mask", [np.zeros(n, np.float32)], p, seed)
+    np.testing.assert_array_equal(tc[0].a, tn[0].a)
+    if n > 1000 and 0 < p < 1:
+        assert abs((tc[0].a == 0).mean() - p) < 0.01
+
+
+# ----------------------------------------------------------------------------- losses
+@pytest.mark.parametrize("shape", [(1, 1), (3, 5), (7, 33), (128, 10), (130, 257), (600, 300)])
+@pytest.mark.parametrize("eps", [0.0, 0.1, 1.0])
+@pytest.mark.parametrize("with_grad", [True, False])
+def test_cross_entropy(ck, nk, shape, eps, with_grad):
+    n, c = shape
+    x = rnd(shape, 18, 4.0)
+    x[0, 0] = 1e4 if c > 1 else x[0, 0]       # a huge logit: log-sum-exp stays finite
+    t = np.random.default_rng(19).integers(0, c, n).astype(np.int32)
+    d = np.zeros(shape, np.float32)
+    tc, tn = [T(x), T(t), T(d)], [T(x), T(t), T(d)]
+    lc = ck.cross_entropy(tc[0], tc[1], tc[2] if with_grad else None, eps)
+    ln = nk.cross_entropy(tn[0], tn[1], tn[2] if with_grad else None, eps)
+    x64 = x.astype(np.float64)
+    lse = np.log(np.exp(x64 - x64.max(1, keepdims=True)).sum(1)) + x64.max(1)
+    ref = np.mean((1 - eps) * (lse - x64[np.arange(n), t]) + eps * (lse - x64.mean(1)))
+    assert lc == pytest.approx(ref, rel=1e-5, abs=1e-5)
+    assert lc == pytest.approx(ln, rel=1e-4, abs=1e-4)
+    if with_grad:
+        np.testing.assert_allclose(tc[2].a, tn[2].a, rtol=1e-5, atol=1e-7)
+    dl = T(x)                                  # dlogits may alias logits
+    assert ck.cross_entropy(dl, T(t), dl, eps) == pytest.approx(lc, rel=1e-12)
+
+
+def test_cross_entropy_errors_and_nan(ck):
+    x = T(rnd((4, 3)))
+    with pytest.raises(KernelError, match=r"cross_entropy: target class out of range \[0, 3\)"):
+        ck.cross_entropy(x, T(np.array([0, 1, 3, 0], np.int32)), None)
+    with pytest.raises(KernelError, match="cross_entropy: target class out of range"):
+        ck.cross_entropy(x, T(np.array([0, -1, 2, 0], np.int32)), None)
+    with pytest.raises(KernelError, match="3 targets"):
+        ck.cross_entropy(x, T(np.array([0, 1, 2], np.int32)), None)
+    with pytest.raises(KernelError, match="dlogits"):
+        ck.cross_entropy(x, T(np.zeros(4, np.int32)), T(np.zeros((4, 2), np.float32)))
+    with pytest.raises(KernelError, match="label_smoothing"):
+        ck.cross_entropy(x, T(np.zeros(4, np.int32)), None, 1.5)
+    bad = x.a.copy()
+    bad[1, 1] = np.nan
+    assert np.isnan(ck.cross_entropy(T(bad), T(np.zeros(4, np.int32)), None))
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_mse(ck, nk, shape):
+    p, t = rnd(shape, 20), rnd(shape, 21)
+    for grad in (True, False):
+        dc, dn = T(np.zeros(shape, np.float32)), T(np.zeros(shape, np.float32))
+        lc = ck.mse(T(p), T(t), dc if grad else None)
+        ln = nk.mse(T(p), T(t), dn if grad else None)
+        assert lc == pytest.approx(float(np.mean((p.astype(np.float64) - t) ** 2)), rel=1e-6)
+        assert lc == pytest.approx(ln, rel=1e-5)
+        np.testing.assert_array_equal(dc.a, dn.a)
+    with pytest.raises(KernelError, match="mse"):
+        ck.mse(T(p), T(np.zeros(p.size + 1, np.float32)), None)
+
+
+def test_count_correct(ck, nk):
+    x = rnd((130, 7), 22)
+    x[0] = [1, 3, 3, 0, 0, 0, 0]               # tie: the first maximum wins
+    x[1, 4] = np.nan                           # NaN is the maximum (numpy.argmax)
+    t = np.random.default_rng(23).integers(0, 7, 130).astype(np.int32)
+    t[0], t[1] = 1, 4
+    assert ck.count_correct(T(x), T(t)) == nk.count_correct(T(x), T(t))
+    t[:] = np.argmax(x, axis=1)
+    assert ck.count_correct(T(x), T(t)) == 130
+    with pytest.raises(KernelError, match="count_correct"):
+        ck.count_correct(T(x), T(t[:5]))
+
+
+# ----------------------------------------------------------------------------- optimizers
+@pytest.mark.parametrize("n", [1, 33, 200_003])
+@pytest.mark.parametrize("cfg", [
+    dict(momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False),
+    dict(momentum=0.9, dampening=0.0, weight_decay=1e-2, nesterov=False),
+    dict(momentum=0.9, dampening=0.1, weight_decay=0.0, nesterov=False),
+    dict(momentum=0.8, dampening=0.0, weight_decay=5e-4, nesterov=True)])
+def test_sgd_bit_identical(ck, nk, n, cfg):
+    sets = [[T(rnd((n,), 24)), T(np.zeros(n, np.float32))] for _ in range(2)]
+    for step in range(4):
+        g = rnd((n,), 25 + step)
+        for kern, (p, buf) in zip((ck, nk), sets):
+            kern.sgd_step(p, T(g), buf, 0.05, first=step == 0, **cfg)
+    np.testing.assert_array_equal(sets[0][0].a, sets[1][0].a)
+    np.testing.assert_array_equal(sets[0][1].a, sets[1][1].a)
+
+
+@pytest.mark.parametrize("n", [1, 33, 200_003])
+@pytest.mark.parametrize("decoupled,wd", [(False, 0.0), (False, 1e-2), (True, 0.0), (True, 1e-2)])
+def test_adam_bit_identical(ck, nk, n, decoupled, wd):
+    sets = [[T(rnd((n,), 30))] + [T(np.zeros(n, np.float32)) for _ in range(2)] for _ in range(2)]
+    for step in range(1, 6):
+        g = rnd((n,), 31 + step, 0.1)
+        for kern, (p, m, v) in zip((ck, nk), sets):
+            kern.adam_step(p, T(g), m, v, 1e-3, 0.9, 0.999, 1e-8, wd, step, decoupled)
+    for a, b in zip(*sets):
+        np.testing.assert_array_equal(a.a, b.a)
+
+
+# ----------------------------------------------------------------------------- errors
+def test_argument_errors(ck):
+    z = lambda *s: T(np.zeros(s, np.float32))  # noqa: E731
+    cases = [
+        ("bias_add", lambda: ck.bias_add(z(3, 4), z(5))),
+        ("col_sum", lambda: ck.col_sum(z(3, 4), z(3))),
+        ("add", lambda: ck.add(z(3), z(4), z(3))),
+        ("mul", lambda: ck.mul(z(3), z(3), z(2))),
+        ("axpy", lambda: ck.axpy(1.0, z(3), z(4))),
+        ("copy", lambda: ck.copy(z(3), z(4))),
+        ("relu", lambda: ck.relu(z(3), z(4))),
+        ("gelu_bwd", lambda: ck.gelu_bwd(z(3), z(3), z(4))),
+        ("softmax", lambda: ck.softmax(z(2, 6), z(3, 4))),
+        ("softmax_bwd", lambda: ck.softmax_bwd(z(2, 6), z(2, 6), z(3, 4))),
+        ("layernorm", lambda: ck.layernorm(z(2, 4), z(5), z(4), z(2, 4), z(2), z(2), 1e-5)),
+        ("layernorm_bwd", lambda: ck.layernorm_bwd(z(2, 4), z(4), z(3), z(2), z(2, 4), z(2, 4),
+                                                   z(4), z(4))),
+        ("dropout_mask", lambda: ck.dropout_mask(z(4), 1.5, 0)),
+        ("sgd_step", lambda: ck.sgd_step(z(3), z(4), z(3), 0.1, 0.9, 0, 0, False, True)),
+        ("adam_step", lambda: ck.adam_step(z(3), z(3), z(3), z(2), 1e-3, .9, .999, 1e-8, 0, 1,
+                                           True)),
+        ("adam_step", lambda: ck.adam_step(z(3), z(3), z(3), z(3), 1e-3, .9, .999, 1e-8, 0, 0,
+                                           True)),
+    ]
+    for name, call in cases:
+        with pytest.raises(KernelError, match=name):
+            call()
+
+
+# ----------------------------------------------------------------------------- binding
+CORE_KERNELS = {"gemm", "bias_add", "col_sum", "fill", "copy", "add", "mul", "scale", "axpy",
+                "sumsq", "relu", "relu_bwd", "gelu", "gelu_bwd", "sigmoid", "sigmoid_bwd", "silu",
+                "silu_bwd", "tanh", "tanh_bwd", "softmax", "softmax_bwd", "layernorm",
+                "layernorm_bwd", "dropout_mask", "cross_entropy", "mse", "count_correct",
+                "sgd_step", "adam_step"}
+
+
+def test_binding_surface(ck):
+    reference = {k for k in dir(NumpyKernels) if not k.startswith("_") and k != "name"}
+    assert all(callable(getattr(ck, k)) for k in reference)   # native or via the fallback
+    assert ck.native <= reference, ck.native - reference
+    assert CORE_KERNELS <= ck.native, CORE_KERNELS - ck.native
+    assert ck.name == "c" and ck.library_path.endswith(".so")
+    assert isinstance(ck.fallback, NumpyKernels)
+    assert ck._scratch is not None             # unknown attributes delegate to the fallback
+    feats = ck.cpu_features()
+    assert set(feats) == {"sse4_2", "avx", "avx2", "fma", "f16c", "avx512f"}
+    assert ck.simd_path in ("avx2", "portable")
+    if ck.simd_path == "avx2":
+        assert feats["avx2"] and feats["fma"]
+    i = T(np.arange(6, dtype=np.int32))        # non-float32 operands use the fallback
+    ck.fill(i, 7)
+    assert (i.a == 7).all()
+
+
+def test_threads_setting(threads):
+    ck = threads
+    assert ck.set_threads(1) == 1 and ck.threads == 1
+    assert ck.set_threads(3) == 3
+    assert ck.set_threads(0) >= 1              # back to the default
+
+
+def test_missing_library_is_oserror(tmp_path):
+    from qorus_core.kernels.c import CKernels
+    with pytest.raises(OSError, match="not found"):
+        CKernels(path=str(tmp_path / "libqorus.so"))
+
+
+# ----------------------------------------------------------------------------- dispatch
+def test_dispatch_env(monkeypatch):
+    monkeypatch.setenv("QORUS_KERNELS", "numpy")
+    assert isinstance(get_kernels(), NumpyKernels)
+    monkeypatch.setenv("QORUS_KERNELS", "fortran")
+    with pytest.raises(KernelError, match="QORUS_KERNELS"):
+        get_kernels()
+    monkeypatch.setenv("QORUS_KERNELS", "c")
+    if c_status()[0]:
+        assert get_kernels().name == "c"
+    else:
+        with pytest.raises(KernelError, match="unavailable"):
+            get_kernels()
+    monkeypatch.setenv("QORUS_KERNELS", "auto")
+    assert get_kernels().name == ("c" if c_status()[0] else "numpy")

@@ -1,0 +1,91 @@
+"""Model: validation, config round trip, memory report, allocation-free hot path."""
+
+from __future__ import annotations
+
+import tracemalloc
+
+import numpy as np
+import pytest
+
+from qorus_core import ConfigError, Model, QorusError, Sequential, ShapeError
+from qorus_layers_mlp import Dropout, GELU, LayerNorm, Linear, ReLU
+
+
+def mlp():
+    return Sequential([Linear(20, 32), LayerNorm(), GELU(), Dropout(0.1), Linear(None, 5)])
+
+
+def test_predict_validates_shape_and_dtype():
+    m = Model(mlp(), (20,))
+    with pytest.raises(ShapeError, match=r"expected shape \(N, 20\), got \(4, 21\)"):
+        m.predict(np.zeros((4, 21)))
+    with pytest.raises(ShapeError, match="dtype"):
+        m.predict(np.array([["a"] * 20]))
+    assert m.predict(np.zeros((3, 20), np.float64)).shape == (3, 5)   # numeric inputs are cast
+
+
+def test_compile_error_names_layer_position_and_shapes():
+    net = Sequential([Linear(20, 32), ReLU(), Linear(31, 5)])
+    with pytest.raises(ShapeError) as info:
+        Model(net, (20,))
+    msg = str(info.value)
+    assert "2 (mlp.Linear)" in msg and "position 2" in msg and "31" in msg and "(1, 32)" in msg
+    assert isinstance(info.value, QorusError)
+
+
+def test_not_a_layer():
+    with pytest.raises(ConfigError):
+        Model(Sequential([object()]), (3,))
+
+
+def test_config_round_trip_gives_same_model():
+    m = Model(mlp(), (20,), seed=5)
+    again = Model.from_config(m.get_config())
+    x = np.random.default_rng(0).standard_normal((7, 20))
+    np.testing.assert_array_equal(m.predict(x), again.predict(x))
+
+
+def test_params_and_grads_are_contiguous_regions():
+    m = Model(mlp(), (20,))
+    m.reserve_optimizer_state(2)
+    params = m.parameters()
+    base = m.params.a.ctypes.data
+    for name, v in params.items():
+        assert base <= v.ctypes.data < base + m.params.a.nbytes, name
+    assert m.grads.a.ctypes.data == base + m.params.a.nbytes
+    report = m.memory_report()
+    assert report["params"] == report["grads"] and report["optimizer_state"] == 2 * report["params"]
+
+
+def _array_bytes_allocated(fn, repeat=5):
+    domain = np.lib.tracemalloc_domain
+    tracemalloc.start()
+    try:
+        before = tracemalloc.take_snapshot()
+        for _ in range(repeat):
+            fn()
+        after = tracemalloc.take_snapshot()
+    finally:
+        tracemalloc.stop()
+    flt = [tracemalloc.DomainFilter(True, domain)]
+    diff = after.filter_traces(flt).compare_to(before.filter_traces(flt), "lineno")
+    return sum(d.size_diff for d in diff if d.size_diff > 0), diff
+
+
+def test_forward_backward_allocate_no_arrays(kernels):
+    m = Model(mlp(), (20,), kernels=kernels)
+    train = m.plan(16, train=True)
+    infer = m.plan(16, train=False)
+    train.x.a[...] = 0.5
+
+    def step():
+        m.zero_grad()
+        train.forward()
+        train.dy.a[...] = 1.0
+        train.backward()
+        m.run.step += 1
+        infer.forward()
+
+    step()                     # warm-up: NumPy kernels fill their scratch cache here
+    grown, diff = _array_bytes_allocated(step)
+    assert grown == 0, [str(d) for d in diff[:5]]
