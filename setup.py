@@ -42,8 +42,7 @@ AVX2_FLAGS = ["-mavx2", "-mfma", "-mf16c"]
 
 
 def _warn(msg: str) -> None:
-    print(f"WARNING: qorus: {msg}", file=sys.stderr)
-    print(f"WARNING: qorus: {msg}")  # pip shows stdout with -v; keep both
+    print(f"WARNING: qorus: {msg}", file=sys.stderr, flush=True)
 
 
 def _compiler() -> list[str] | None:

@@ -5,8 +5,16 @@ dispatch, the plugin hooks, training and model IO. Plugins import from here only
 """
 
 from .containers import Residual, Sequential
-from .errors import (CheckpointError, ConfigError, DataError, KernelError, NumericsError,
-                     QorusError, RegistryError, ShapeError)
+from .errors import (
+                     CheckpointError,
+                     ConfigError,
+                     DataError,
+                     KernelError,
+                     NumericsError,
+                     QorusError,
+                     RegistryError,
+                     ShapeError,
+)
 from .hookspecs import hookimpl
 from .kernels import get_kernels
 from .layer import Composite, Layer, LayerCtx, layer_from_dict, layer_to_dict

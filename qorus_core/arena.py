@@ -31,7 +31,7 @@ class Slot:
     region: str = "activations"
     offset: int = -1
 
-    def overlaps_in_time(self, other: "Slot") -> bool:
+    def overlaps_in_time(self, other: Slot) -> bool:
         return any(a0 <= b1 and b0 <= a1 for a0, a1 in self.intervals for b0, b1 in other.intervals)
 
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from .layer import Composite, Layer, layer_from_dict, layer_to_dict
 from .tensor import Spec

@@ -21,7 +21,7 @@ class Value:
 
     __slots__ = ("spec", "producer", "consumers", "alias_of", "index")
 
-    def __init__(self, spec: Spec, index: int, producer: "Op | None" = None) -> None:
+    def __init__(self, spec: Spec, index: int, producer: Op | None = None) -> None:
         self.spec = spec
         self.index = index
         self.producer = producer
@@ -70,7 +70,7 @@ class Op:
 class LayerBuilder:
     """What ``Layer.build`` receives: declares params and buffers for one layer in one plan."""
 
-    def __init__(self, graph: "Graph", path: str, op_params: list, op_buffers: list) -> None:
+    def __init__(self, graph: Graph, path: str, op_params: list, op_buffers: list) -> None:
         self._graph = graph
         self.path = path
         self._params = op_params

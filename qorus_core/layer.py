@@ -29,9 +29,10 @@ class LayerCtx:
 
     Always present: ``k`` (the kernel set), ``train`` (bool), ``path`` (e.g. ``"layers.2"``),
     ``run`` (the plan's ``RunState``: ``step`` counts training forwards, for seeded RNG),
-    ``x`` (input Tensor, alive until backward in train plans), ``y`` (output Tensor), ``dx`` (input-gradient Tensor or None). Plus, by the names given
-    to the builder: each param ``<name>`` and its gradient ``d<name>`` (train plans), and each
-    saved or scratch buffer.
+    ``x`` (input Tensor, alive until backward in train plans), ``y`` (output Tensor) and
+    ``dx`` (input-gradient Tensor, or None when the input needs no gradient). Plus, by the
+    names given to the builder: each param ``<name>`` and its gradient ``d<name>`` (train
+    plans), and each saved or scratch buffer.
     """
 
     def __init__(self, path: str, index: int, train: bool) -> None:
@@ -78,7 +79,7 @@ class Layer:
         return cfg
 
     @classmethod
-    def from_config(cls, config: dict[str, Any]) -> "Layer":
+    def from_config(cls, config: dict[str, Any]) -> Layer:
         try:
             return cls(**config)
         except TypeError as exc:

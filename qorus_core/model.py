@@ -32,7 +32,7 @@ class Model:
             raise ConfigError(f"input_dtype {input_dtype!r}: expected one of {sorted(DTYPES)}")
         self.input_dtype = input_dtype
         self.seed = int(seed)
-        self.kernels = kernels if kernels is not None and not isinstance(kernels, str) else get_kernels(kernels)
+        self.kernels = get_kernels(kernels) if kernels is None or isinstance(kernels, str) else kernels
         self.run = RunState()
         self._plans: dict[tuple, Plan] = {}
         graph = Graph(train=False)
@@ -147,7 +147,7 @@ class Model:
                 "input_dtype": self.input_dtype, "seed": self.seed}
 
     @classmethod
-    def from_config(cls, config: dict[str, Any], kernels: Any = None) -> "Model":
+    def from_config(cls, config: dict[str, Any], kernels: Any = None) -> Model:
         try:
             return cls(config["net"], config["input_shape"], config.get("input_dtype", "f32"),
                        config.get("seed", 0), kernels)

@@ -15,7 +15,7 @@ From the ticks at which a value is touched the planner derives every lifetime:
 from __future__ import annotations
 
 from .arena import Arena, Slot, plan_offsets
-from .graph import Graph, Op, Value
+from .graph import Graph, Value
 from .params import ParamStore
 from .tensor import Tensor
 
@@ -29,125 +29,126 @@ class RunState:
         self.step = 0
 
 
+class _Timeline:
+    """Tick arithmetic of one plan with ``n`` ops (see the module docstring)."""
+
+    def __init__(self, n: int, train: bool) -> None:
+        self.n, self.last, self.train = n, 2 * n + 1, train
+
+    def mirror(self, t: int) -> int:
+        return self.last - t
+
+    def activation(self, ticks: set[int]) -> list[tuple[int, int]]:
+        lo = min(ticks)
+        return [(lo, self.mirror(lo) if self.train else max(ticks))]
+
+    def gradient(self, ticks: set[int]) -> list[tuple[int, int]]:
+        return [(self.mirror(max(ticks)), self.mirror(min(ticks)))]
+
+    def buffer(self, kind: str, t: int) -> list[tuple[int, int]]:
+        if not self.train:
+            return [(t, t)]
+        m = self.mirror(t)
+        return [(t, m)] if kind == "saved" else [(t, t), (m, m)]
+
+
+def _touches(v: Value, loss_tick: int | None) -> set[int]:
+    """The forward ticks at which ``v`` is written or read (the loss reads the output)."""
+    ts = {c.tick for c in v.consumers}
+    if v.producer is not None:
+        ts.add(v.producer.tick)
+    if loss_tick is not None:
+        ts.add(loss_tick)
+    return ts or {0}
+
+
+def _data_slots(graph: Graph, x: Value, y: Value, tl: _Timeline) -> dict[int, Slot]:
+    """value index -> its data slot; a reshape shares its input's slot; in and out pinned."""
+    data: dict[int, Slot] = {}
+    ticks: dict[int, set[int]] = {}
+    for v in graph.values:
+        s = data[v.alias_of.index] if v.alias_of is not None else Slot(f"act{v.index}", v.spec.nbytes)
+        data[v.index] = s
+        ticks.setdefault(id(s), set()).update(_touches(v, tl.n if v is y else None))
+    for s in {id(s): s for s in data.values()}.values():
+        s.intervals = tl.activation(ticks[id(s)])
+    for v in (x, y):
+        data[v.index].intervals = [(0, tl.last)]
+    return data
+
+
+class _Grads:
+    """Gradient slots: one shared per value; the value's last consumer (the first to run
+    backward) writes it, every other consumer writes a private slot that is then added in."""
+
+    def __init__(self, graph: Graph, x: Value, y: Value, needs: dict[int, bool], tl: _Timeline):
+        self.of_value: dict[int, Slot | None] = {}
+        self.dx: dict[tuple[int, int], Slot] = {}                 # (tick, input pos) -> slot
+        self.accum: dict[int, list[tuple[Slot, Slot, tuple]]] = {}  # tick -> [(priv, shared, shape)]
+        ticks: dict[int, set[int]] = {}
+        for v in graph.values:
+            if not needs[v.index]:
+                self.of_value[v.index] = None
+                continue
+            # a reshape's gradient is the gradient its producer hands back for its input
+            s = self.dx[(v.producer.tick, 0)] if v.alias_of is not None else Slot(
+                f"grad{v.index}", v.spec.nbytes)
+            self.of_value[v.index] = s
+            ticks.setdefault(id(s), set()).update(_touches(v, tl.n if v is y else None))
+            for i, c in enumerate(v.consumers):
+                key = (c.tick, c.inputs.index(v))
+                if i == len(v.consumers) - 1:
+                    self.dx[key] = s
+                    continue
+                p = self.dx[key] = Slot(f"grad{v.index}@{c.tick}", v.spec.nbytes)
+                ticks[id(p)] = {c.tick}
+                self.accum.setdefault(c.tick, []).append((p, s, v.shape))
+        self.slots = {id(s): s for s in [*self.of_value.values(), *self.dx.values()] if s}
+        for s in self.slots.values():
+            s.intervals = tl.gradient(ticks[id(s)])
+
+
 class Plan:
     """A compiled model for one batch size and mode: forward, backward, no allocation."""
 
     def __init__(self, graph: Graph, x: Value, y: Value, store: ParamStore, kernels,
                  run: RunState, batch: int, input_grad: bool = False) -> None:
-        self.train = graph.train
-        self.batch = batch
-        self.kernels = kernels
-        ops = graph.ops
-        n = len(ops)
-        last = 2 * n + 1
-        mirror = (lambda t: last - t)
-
-        # ----- which values carry a gradient ----------------------------------------
-        needs_grad: dict[int, bool] = {x.index: self.train and input_grad}
+        self.train, self.batch, self.kernels = graph.train, batch, kernels
+        self.ops = ops = graph.ops
+        tl = _Timeline(len(ops), self.train)
+        needs = {x.index: self.train and input_grad}
         for op in ops:
-            needs_grad[op.output.index] = self.train and (
-                bool(op.params) or any(needs_grad[v.index] for v in op.inputs))
-
-        # ----- data slots ---------------------------------------------------------------
-        data: dict[int, Slot] = {}
-        touches: dict[int, set[int]] = {}
-        for v in graph.values:
-            if v.alias_of is not None:
-                data[v.index] = data[v.alias_of.index]
-            else:
-                data[v.index] = Slot(f"act{v.index}", v.spec.nbytes)
-                touches[id(data[v.index])] = set()
-            t = touches[id(data[v.index])]
-            if v.producer is not None:
-                t.add(v.producer.tick)
-            t.update(c.tick for c in v.consumers)
-        touches[id(data[y.index])].add(n)          # the loss reads the output
-        pinned = {id(data[x.index]), id(data[y.index])}
-        for v in graph.values:
-            s = data[v.index]
-            if s.intervals:
-                continue
-            ts = touches[id(s)] or {0}
-            if id(s) in pinned:
-                s.intervals = [(0, last)]
-            elif self.train:
-                s.intervals = [(min(ts), mirror(min(ts)))]
-            else:
-                s.intervals = [(min(ts), max(ts))]
-
-        # ----- gradient slots: shared per value, private per extra consumer ----------------
-        grad: dict[int, Slot | None] = {}
-        dx_slot: dict[tuple[int, int], Slot] = {}      # (op tick, input position) -> slot
-        accum: dict[int, list[tuple[Slot, Slot, tuple]]] = {}  # tick -> [(private, shared, shape)]
-        gtouch: dict[int, set[int]] = {}
-        for v in graph.values:
-            if not needs_grad[v.index]:
-                grad[v.index] = None
-                continue
-            if v.alias_of is not None:
-                s = dx_slot[(v.producer.tick, 0)]
-            else:
-                s = Slot(f"grad{v.index}", v.spec.nbytes)
-                gtouch[id(s)] = set()
-            grad[v.index] = s
-            gtouch[id(s)] |= touches[id(data[v.index])] if v.alias_of is None else set(
-                [v.producer.tick] + [c.tick for c in v.consumers])
-            if v is y:
-                gtouch[id(s)].add(n)
-            for i, c in enumerate(v.consumers):
-                pos = c.inputs.index(v)
-                if i == len(v.consumers) - 1:
-                    dx_slot[(c.tick, pos)] = s
-                else:
-                    p = Slot(f"grad{v.index}@{c.tick}", v.spec.nbytes)
-                    gtouch[id(p)] = {c.tick}
-                    dx_slot[(c.tick, pos)] = p
-                    accum.setdefault(c.tick, []).append((p, s, v.shape))
-        grad_slots = {id(s): s for s in list(grad.values()) + list(dx_slot.values()) if s}
-        for s in grad_slots.values():
-            ts = gtouch[id(s)]
-            s.intervals = [(mirror(max(ts)), mirror(min(ts)))]
-
-        # ----- declared buffers ----------------------------------------------------------
-        buf_slots: list[tuple[Op, str, Slot, object]] = []
+            needs[op.output.index] = self.train and (
+                bool(op.params) or any(needs[v.index] for v in op.inputs))
+        data = _data_slots(graph, x, y, tl)
+        grads = _Grads(graph, x, y, needs, tl)
+        buffers = []
         for op in ops:
-            t = op.tick
             for d in op.buffers:
-                s = Slot(f"{op.ctx.path}.{d.attr}", d.spec.nbytes)
-                if d.kind == "saved":
-                    s.intervals = [(t, mirror(t) if self.train else t)]
-                else:
-                    s.intervals = [(t, t), (mirror(t), mirror(t))] if self.train else [(t, t)]
-                buf_slots.append((op, d.attr, s, d.spec))
+                s = Slot(f"{op.ctx.path}.{d.attr}", d.spec.nbytes, tl.buffer(d.kind, op.tick))
+                buffers.append((op, d, s))
 
-        # ----- place and carve -----------------------------------------------------------
-        unique: dict[int, Slot] = {id(s): s for s in data.values()}
-        unique.update(grad_slots)
-        unique.update({id(s): s for _, _, s, _ in buf_slots})
-        slots = list(unique.values())
-        size = plan_offsets(slots)
-        self.arena = Arena(size, f"plan[{batch},{'train' if self.train else 'infer'}]")
-        A = self.arena
-        self.slots = slots
+        unique = {id(s): s for s in data.values()}
+        unique.update(grads.slots)
+        unique.update({id(s): s for _, _, s in buffers})
+        self.slots = list(unique.values())
+        A = self.arena = Arena(plan_offsets(self.slots),
+                               f"plan[{batch},{'train' if self.train else 'infer'}]")
 
-        def view(slot: Slot, v: Value, prefix: str = "") -> Tensor:
-            return A.view(slot.offset, v.shape, v.dtype, f"{prefix}{slot.name}")
+        def view(slot: Slot, shape: tuple[int, ...], dtype: str = "f32") -> Tensor:
+            return A.view(slot.offset, shape, dtype, slot.name)
 
-        value_t = {v.index: view(data[v.index], v) for v in graph.values}
-        grad_t = {v.index: view(grad[v.index], v, "") if grad[v.index] else None
+        value_t = {v.index: view(data[v.index], v.shape, v.dtype) for v in graph.values}
+        grad_t = {v.index: view(s, v.shape) if (s := grads.of_value[v.index]) else None
                   for v in graph.values}
-        self.x, self.y = value_t[x.index], value_t[y.index]
-        self.dy = grad_t[y.index]
-        self.dx = grad_t[x.index]
-        self.ops = ops
-
+        self.x, self.y, self.dx, self.dy = (value_t[x.index], value_t[y.index],
+                                            grad_t[x.index], grad_t[y.index])
         fwd, bwd = [], []
         for op in ops:
-            ctx = op.ctx
-            ins = op.inputs
+            ctx, ins = op.ctx, op.inputs
             ctx.k, ctx.run = kernels, run
             ctx.x, ctx.y = value_t[ins[0].index], value_t[op.output.index]
-            dxs = [(view(dx_slot[(op.tick, i)], v) if (op.tick, i) in dx_slot else None)
+            dxs = [view(grads.dx[(op.tick, i)], v.shape) if (op.tick, i) in grads.dx else None
                    for i, v in enumerate(ins)]
             ctx.dx = dxs[0]
             if len(ins) > 1:
@@ -155,18 +156,14 @@ class Plan:
             for p in op.params:
                 setattr(ctx, p.attr, store.tensors[p.name])
                 setattr(ctx, "d" + p.attr, store.grad_tensors.get(p.name) if self.train else None)
-            fwd.append((op.layer.forward, value_t[ins[0].index], ctx))
-            adds = [(A.view(pv.offset, shape, "f32", pv.name), A.view(sv.offset, shape, "f32", sv.name))
-                    for pv, sv, shape in accum.get(op.tick, [])]
-            if self.train and grad[op.output.index] is not None:
-                # an alias (reshape) op has no backward work: dy already is dx
-                bwd.append((None if op.alias else op.layer.backward,
-                            grad_t[op.output.index], ctx, adds))
-        for op, attr, s, spec in buf_slots:
-            setattr(op.ctx, attr, A.view(s.offset, spec.shape, spec.dtype, s.name))
-        self._fwd = fwd
-        self._bwd = bwd[::-1]
-        self._add = kernels.add
+            fwd.append((op.layer.forward, ctx.x, ctx))
+            if self.train and grads.of_value[op.output.index] is not None:
+                adds = [(view(p, shape), view(s, shape)) for p, s, shape in grads.accum.get(op.tick, [])]
+                # a reshape has no backward work: its dy already is its dx
+                bwd.append((None if op.alias else op.layer.backward, grad_t[op.output.index], ctx, adds))
+        for op, d, s in buffers:
+            setattr(op.ctx, d.attr, view(s, d.spec.shape, d.spec.dtype))
+        self._fwd, self._bwd, self._add = fwd, bwd[::-1], kernels.add
 
     # ----------------------------------------------------------------- running
     def forward(self) -> Tensor:

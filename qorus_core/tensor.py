@@ -64,7 +64,7 @@ class Tensor:
         self.name = name
 
     @classmethod
-    def of(cls, array: np.ndarray, name: str = "") -> "Tensor":
+    def of(cls, array: np.ndarray, name: str = "") -> Tensor:
         """Wrap an existing array (tests, user data copied into a plan's input)."""
         return cls(np.ascontiguousarray(array), name)
 

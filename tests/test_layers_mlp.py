@@ -8,8 +8,7 @@ import pytest
 from qorus_core import Model, Residual, Sequential, ShapeError
 from qorus_core.layer import layer_from_dict, layer_to_dict
 from qorus_core.testing import check_gradients, check_kernel_parity
-from qorus_layers_mlp import (GELU, Dropout, Flatten, LayerNorm, Linear, ReLU, Sigmoid, SiLU,
-                              Softmax, Tanh)
+from qorus_layers_mlp import GELU, Dropout, Flatten, LayerNorm, Linear, ReLU, Sigmoid, SiLU, Softmax, Tanh
 
 CASES = [
     pytest.param(lambda: Linear(7, 5), (7,), id="Linear"),

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from qorus_core import ConfigError, Model, QorusError, Sequential, ShapeError
-from qorus_layers_mlp import Dropout, GELU, LayerNorm, Linear, ReLU
+from qorus_layers_mlp import GELU, Dropout, LayerNorm, Linear, ReLU
 
 
 def mlp():

@@ -9,7 +9,7 @@ fall through to NumPy (``CKernels.native`` lists which).
 from __future__ import annotations
 
 import os
-from functools import lru_cache
+from functools import cache
 
 from ..errors import KernelError
 from .numpy import NumpyKernels
@@ -19,12 +19,12 @@ __all__ = ["get_kernels", "c_status", "NumpyKernels", "KERNEL_SETS"]
 KERNEL_SETS = ("auto", "c", "numpy")
 
 
-@lru_cache(maxsize=None)
+@cache
 def _numpy() -> NumpyKernels:
     return NumpyKernels()
 
 
-@lru_cache(maxsize=None)
+@cache
 def _c():
     """The C kernel set, or the reason it cannot load (as a string)."""
     try:

@@ -59,6 +59,10 @@ _SIGNATURES = {
     "qr_softmax_bwd_f32": (_I, [_P, _P, _P, _I64, _I64]),
     "qr_layernorm_f32": (_I, [_P, _P, _P, _P, _P, _P, _I64, _I64, _F]),
     "qr_layernorm_bwd_f32": (_I, [_P, _P, _P, _P, _P, _P, _P, _P, _I64, _I64]),
+    "qr_rmsnorm_f32": (_I, [_P, _P, _P, _P, _I64, _I64, _F]),
+    "qr_rmsnorm_bwd_f32": (_I, [_P, _P, _P, _P, _P, _P, _I64, _I64]),
+    "qr_embedding_f32": (_I, [_P, _P, _P, _I64, _I64, _I64]),
+    "qr_embedding_bwd_f32": (_I, [_P, _P, _P, _I64, _I64, _I64]),
     "qr_cross_entropy_f32": (_D, [_P, _P, _P, _I64, _I64, _D]),
     "qr_mse_f32": (_D, [_P, _P, _P, _I64]),
     "qr_count_correct_f32": (_I64, [_P, _P, _I64, _I64]),
@@ -98,12 +102,14 @@ def _fail(kernel: str, what: str) -> KernelError:
     return KernelError(f"{kernel}: {what}")
 
 
+def _sizes(kernel: str, what: str, **tensors: Tensor) -> KernelError:
+    """KernelError naming the kernel and every operand's shape."""
+    shapes = ", ".join(f"{k} {t.shape}" for k, t in tensors.items())
+    return KernelError(f"{kernel}: {shapes} {what}")
+
+
 def _check(kernel: str, rc: int) -> None:
     raise _fail(kernel, f"C kernel returned {rc} ({_ERRORS.get(rc, 'error')})")
-
-
-def _overlap(x: Tensor, y: Tensor) -> bool:
-    return x.p < y.p + 4 * y.size and y.p < x.p + 4 * x.size
 
 
 class CKernels:
@@ -116,12 +122,10 @@ class CKernels:
         self.library_path = os.path.abspath(path) if path else default_library_path()
         lib = self._lib = _load(self.library_path)
         self.native = frozenset(n[3:-4] for n in _SIGNATURES if n.endswith("_f32"))
-        # bound C functions, looked up once
-        for n in _SIGNATURES:
+        for n in _SIGNATURES:   # bound C functions, looked up once
             setattr(self, "_" + n[3:], getattr(lib, n))
 
-    def __getattr__(self, name: str):
-        # only reached for names this class lacks: delegate to the reference set
+    def __getattr__(self, name: str):   # names this class lacks: the reference set's
         if name.startswith("__") or name in ("fallback", "_lib"):
             raise AttributeError(name)
         return getattr(self.fallback, name)
@@ -157,18 +161,15 @@ class CKernels:
         return self.simd_path
 
     @property
-    def simd_compiled(self) -> bool:
-        return bool(self._simd_compiled())
-
-    @property
     def version(self) -> str:
         return self._version().decode()
 
     # ----------------------------------------------------------------- dense algebra
     def gemm(self, a: Tensor, b: Tensor, c: Tensor, trans_a: bool = False, trans_b: bool = False,
              alpha: float = 1.0, beta: float = 0.0) -> None:
-        if a.dtype != "f32" or b.dtype != "f32" or c.dtype != "f32" or _overlap(c, a) \
-                or _overlap(c, b):
+        cp, ce = c.p, c.p + 4 * c.size          # C must not overlap A or B
+        if a.dtype != "f32" or b.dtype != "f32" or c.dtype != "f32" or \
+                (a.p < ce and cp < a.p + 4 * a.size) or (b.p < ce and cp < b.p + 4 * b.size):
             return self.fallback.gemm(a, b, c, trans_a, trans_b, alpha, beta)
         if trans_a:
             k, m = a.rows, a.cols
@@ -184,7 +185,7 @@ class CKernels:
                                 f"C is {c.rows}x{c.cols} {c.shape}: expected C {m}x{n} and "
                                 "matching inner dimensions")
         rc = self._gemm_f32(1 if trans_a else 0, 1 if trans_b else 0, m, n, k, alpha, a.p, b.p,
-                            beta, c.p)
+                            beta, cp)
         if rc:
             _check("gemm", rc)
 
@@ -192,16 +193,14 @@ class CKernels:
         if y.dtype != "f32" or bias.dtype != "f32":
             return self.fallback.bias_add(y, bias)
         if bias.size != y.cols:
-            raise _fail("bias_add", f"bias {bias.shape} does not match y {y.shape} "
-                                    f"(needs {y.cols} values)")
+            raise _sizes("bias_add", f"do not match: bias needs {y.cols} values", y=y, bias=bias)
         self._bias_add_f32(y.p, bias.p, y.rows, y.cols)
 
     def col_sum(self, x: Tensor, out: Tensor, beta: float = 0.0) -> None:
         if x.dtype != "f32" or out.dtype != "f32":
             return self.fallback.col_sum(x, out, beta)
         if out.size != x.cols:
-            raise _fail("col_sum", f"out {out.shape} does not match x {x.shape} "
-                                   f"(needs {x.cols} values)")
+            raise _sizes("col_sum", f"do not match: out needs {x.cols} values", x=x, out=out)
         self._col_sum_f32(x.p, out.p, x.rows, x.cols, beta)
 
     # ----------------------------------------------------------------- elementwise
@@ -211,26 +210,25 @@ class CKernels:
         self._fill_f32(x.p, x.size, value)
 
     def copy(self, src: Tensor, dst: Tensor) -> None:
-        if src.dtype != dst.dtype or (src.p != dst.p and _overlap(src, dst)):
+        if src.dtype != dst.dtype or (src.p != dst.p and src.p < dst.p + 4 * dst.size
+                                      and dst.p < src.p + 4 * src.size):   # partial overlap
             return self.fallback.copy(src, dst)
         if src.size != dst.size:
-            raise _fail("copy", f"src {src.shape} and dst {dst.shape} differ in size")
+            raise _sizes("copy", "must have the same size", src=src, dst=dst)
         self._copy_f32(src.p, dst.p, dst.size)
 
     def add(self, a: Tensor, b: Tensor, out: Tensor) -> None:
         if a.dtype != "f32" or b.dtype != "f32" or out.dtype != "f32":
             return self.fallback.add(a, b, out)
         if a.size != out.size or b.size != out.size:
-            raise _fail("add", f"a {a.shape}, b {b.shape} and out {out.shape} must have the "
-                               "same size")
+            raise _sizes("add", "must have the same size", a=a, b=b, out=out)
         self._add_f32(a.p, b.p, out.p, out.size)
 
     def mul(self, a: Tensor, b: Tensor, out: Tensor) -> None:
         if a.dtype != "f32" or b.dtype != "f32" or out.dtype != "f32":
             return self.fallback.mul(a, b, out)
         if a.size != out.size or b.size != out.size:
-            raise _fail("mul", f"a {a.shape}, b {b.shape} and out {out.shape} must have the "
-                               "same size")
+            raise _sizes("mul", "must have the same size", a=a, b=b, out=out)
         self._mul_f32(a.p, b.p, out.p, out.size)
 
     def scale(self, x: Tensor, alpha: float) -> None:
@@ -242,91 +240,84 @@ class CKernels:
         if x.dtype != "f32" or y.dtype != "f32":
             return self.fallback.axpy(alpha, x, y)
         if x.size != y.size:
-            raise _fail("axpy", f"x {x.shape} and y {y.shape} differ in size")
+            raise _sizes("axpy", "must have the same size", x=x, y=y)
         self._axpy_f32(alpha, x.p, y.p, y.size)
 
     def sumsq(self, x: Tensor) -> float:
         if x.dtype != "f32":
             return self.fallback.sumsq(x)
         s = self._sumsq_f32(x.p, x.size)
-        if s < 0.0:
-            _check("sumsq", -3)
-        return s
+        return _check("sumsq", -3) if s < 0.0 else s   # NaN in x: NaN out
 
     # ----------------------------------------------------------------- activations
     def relu(self, x: Tensor, y: Tensor) -> None:
         if x.dtype != "f32" or y.dtype != "f32":
             return self.fallback.relu(x, y)
         if x.size != y.size:
-            raise _fail("relu", f"x {x.shape} and y {y.shape} differ in size")
+            raise _sizes("relu", "must have the same size", x=x, y=y)
         self._relu_f32(x.p, y.p, y.size)
 
     def relu_bwd(self, x: Tensor, dy: Tensor, dx: Tensor) -> None:
         if x.dtype != "f32" or dy.dtype != "f32" or dx.dtype != "f32":
             return self.fallback.relu_bwd(x, dy, dx)
         if x.size != dx.size or dy.size != dx.size:
-            raise _fail("relu_bwd", f"x {x.shape}, dy {dy.shape} and dx {dx.shape} must have "
-                                  "the same size")
+            raise _sizes("relu_bwd", "must have the same size", x=x, dy=dy, dx=dx)
         self._relu_bwd_f32(x.p, dy.p, dx.p, dx.size)
 
     def gelu(self, x: Tensor, y: Tensor, approximate: bool = False) -> None:
         if x.dtype != "f32" or y.dtype != "f32":
             return self.fallback.gelu(x, y, approximate)
         if x.size != y.size:
-            raise _fail("gelu", f"x {x.shape} and y {y.shape} differ in size")
+            raise _sizes("gelu", "must have the same size", x=x, y=y)
         self._gelu_f32(x.p, y.p, y.size, 1 if approximate else 0)
 
     def gelu_bwd(self, x: Tensor, dy: Tensor, dx: Tensor, approximate: bool = False) -> None:
         if x.dtype != "f32" or dy.dtype != "f32" or dx.dtype != "f32":
             return self.fallback.gelu_bwd(x, dy, dx, approximate)
         if x.size != dx.size or dy.size != dx.size:
-            raise _fail("gelu_bwd", f"x {x.shape}, dy {dy.shape} and dx {dx.shape} must have "
-                                  "the same size")
+            raise _sizes("gelu_bwd", "must have the same size", x=x, dy=dy, dx=dx)
         self._gelu_bwd_f32(x.p, dy.p, dx.p, dx.size, 1 if approximate else 0)
 
     def sigmoid(self, x: Tensor, y: Tensor) -> None:
         if x.dtype != "f32" or y.dtype != "f32":
             return self.fallback.sigmoid(x, y)
         if x.size != y.size:
-            raise _fail("sigmoid", f"x {x.shape} and y {y.shape} differ in size")
+            raise _sizes("sigmoid", "must have the same size", x=x, y=y)
         self._sigmoid_f32(x.p, y.p, y.size)
 
     def sigmoid_bwd(self, y: Tensor, dy: Tensor, dx: Tensor) -> None:
         if y.dtype != "f32" or dy.dtype != "f32" or dx.dtype != "f32":
             return self.fallback.sigmoid_bwd(y, dy, dx)
         if y.size != dx.size or dy.size != dx.size:
-            raise _fail("sigmoid_bwd", f"y {y.shape}, dy {dy.shape} and dx {dx.shape} must have "
-                                  "the same size")
+            raise _sizes("sigmoid_bwd", "must have the same size", y=y, dy=dy, dx=dx)
         self._sigmoid_bwd_f32(y.p, dy.p, dx.p, dx.size)
 
     def silu(self, x: Tensor, y: Tensor) -> None:
         if x.dtype != "f32" or y.dtype != "f32":
             return self.fallback.silu(x, y)
         if x.size != y.size:
-            raise _fail("silu", f"x {x.shape} and y {y.shape} differ in size")
+            raise _sizes("silu", "must have the same size", x=x, y=y)
         self._silu_f32(x.p, y.p, y.size)
 
     def silu_bwd(self, x: Tensor, dy: Tensor, dx: Tensor) -> None:
         if x.dtype != "f32" or dy.dtype != "f32" or dx.dtype != "f32":
             return self.fallback.silu_bwd(x, dy, dx)
         if x.size != dx.size or dy.size != dx.size:
-            raise _fail("silu_bwd", f"x {x.shape}, dy {dy.shape} and dx {dx.shape} must have "
-                                  "the same size")
+            raise _sizes("silu_bwd", "must have the same size", x=x, dy=dy, dx=dx)
         self._silu_bwd_f32(x.p, dy.p, dx.p, dx.size)
 
     def tanh(self, x: Tensor, y: Tensor) -> None:
         if x.dtype != "f32" or y.dtype != "f32":
             return self.fallback.tanh(x, y)
         if x.size != y.size:
-            raise _fail("tanh", f"x {x.shape} and y {y.shape} differ in size")
+            raise _sizes("tanh", "must have the same size", x=x, y=y)
         self._tanh_f32(x.p, y.p, y.size)
 
     def tanh_bwd(self, y: Tensor, dy: Tensor, dx: Tensor) -> None:
         if y.dtype != "f32" or dy.dtype != "f32" or dx.dtype != "f32":
             return self.fallback.tanh_bwd(y, dy, dx)
         if y.size != dx.size or dy.size != dx.size:
-            raise _fail("tanh_bwd", f"y {y.shape}, dy {dy.shape} and dx {dx.shape} must have "
-                                  "the same size")
+            raise _sizes("tanh_bwd", "must have the same size", y=y, dy=dy, dx=dx)
         self._tanh_bwd_f32(y.p, dy.p, dx.p, dx.size)
 
     # ----------------------------------------------------------------- row-wise
@@ -334,16 +325,15 @@ class CKernels:
         if x.dtype != "f32" or y.dtype != "f32":
             return self.fallback.softmax(x, y)
         if x.size != y.size or x.cols != y.cols:
-            raise _fail("softmax", f"x {x.shape} and y {y.shape} must have the same rows "
-                                   "and last dimension")
+            raise _sizes("softmax", "must have the same rows and last dimension", x=x, y=y)
         self._softmax_f32(x.p, y.p, x.rows, x.cols)
 
     def softmax_bwd(self, y: Tensor, dy: Tensor, dx: Tensor) -> None:
         if y.dtype != "f32" or dy.dtype != "f32" or dx.dtype != "f32":
             return self.fallback.softmax_bwd(y, dy, dx)
         if not (y.size == dy.size == dx.size and y.cols == dy.cols == dx.cols):
-            raise _fail("softmax_bwd", f"y {y.shape}, dy {dy.shape} and dx {dx.shape} must "
-                                       "have the same rows and last dimension")
+            raise _sizes("softmax_bwd", "must have the same rows and last dimension", y=y, dy=dy,
+                         dx=dx)
         self._softmax_bwd_f32(y.p, dy.p, dx.p, y.rows, y.cols)
 
     def layernorm(self, x: Tensor, gamma: Tensor, beta: Tensor, y: Tensor, mean: Tensor,
@@ -353,10 +343,8 @@ class CKernels:
         n, r = x.cols, x.rows
         if y.size != x.size or y.cols != n or gamma.size != n or beta.size != n \
                 or mean.size != r or rstd.size != r:
-            raise _fail("layernorm", f"x {x.shape} ({r} rows of {n}) needs y of the same "
-                                     f"shape, gamma/beta of {n} and mean/rstd of {r}; got y "
-                                     f"{y.shape}, gamma {gamma.shape}, beta {beta.shape}, "
-                                     f"mean {mean.shape}, rstd {rstd.shape}")
+            raise _sizes("layernorm", f"do not fit: y like x, gamma/beta of {n}, mean/rstd of {r}",
+                         x=x, y=y, gamma=gamma, beta=beta, mean=mean, rstd=rstd)
         self._layernorm_f32(x.p, gamma.p, beta.p, y.p, mean.p, rstd.p, r, n, eps)
 
     def layernorm_bwd(self, x: Tensor, gamma: Tensor, mean: Tensor, rstd: Tensor, dy: Tensor,
@@ -368,13 +356,60 @@ class CKernels:
         if dy.size != x.size or dy.cols != n or dx.size != x.size or dx.cols != n \
                 or gamma.size != n or dgamma.size != n or dbeta.size != n \
                 or mean.size != r or rstd.size != r:
-            raise _fail("layernorm_bwd", f"x {x.shape} ({r} rows of {n}) needs dy/dx of the "
-                                         f"same shape, gamma/dgamma/dbeta of {n}, mean/rstd "
-                                         f"of {r}; got dy {dy.shape}, dx {dx.shape}, gamma "
-                                         f"{gamma.shape}, dgamma {dgamma.shape}, dbeta "
-                                         f"{dbeta.shape}, mean {mean.shape}, rstd {rstd.shape}")
+            raise _sizes("layernorm_bwd", f"do not fit: dy/dx like x, gamma/dgamma/dbeta of {n}, "
+                         f"mean/rstd of {r}", x=x, dy=dy, dx=dx, gamma=gamma, dgamma=dgamma,
+                         dbeta=dbeta, mean=mean, rstd=rstd)
         self._layernorm_bwd_f32(x.p, gamma.p, mean.p, rstd.p, dy.p, dx.p, dgamma.p, dbeta.p,
                                 r, n)
+
+    def rmsnorm(self, x: Tensor, weight: Tensor, y: Tensor, rstd: Tensor, eps: float) -> None:
+        if "i32" in (x.dtype, weight.dtype, y.dtype, rstd.dtype):
+            return self.fallback.rmsnorm(x, weight, y, rstd, eps)
+        n, r = x.cols, x.rows
+        if y.size != x.size or y.cols != n or weight.size != n or rstd.size != r:
+            raise _sizes("rmsnorm", f"do not fit: y like x, weight of {n}, rstd of {r}", x=x, y=y,
+                         weight=weight, rstd=rstd)
+        self._rmsnorm_f32(x.p, weight.p, y.p, rstd.p, r, n, eps)
+
+    def rmsnorm_bwd(self, x: Tensor, weight: Tensor, rstd: Tensor, dy: Tensor, dx: Tensor | None,
+                    dweight: Tensor) -> None:
+        if "i32" in (x.dtype, weight.dtype, rstd.dtype, dy.dtype, dweight.dtype) or \
+                (dx is not None and dx.dtype != "f32"):
+            return self.fallback.rmsnorm_bwd(x, weight, rstd, dy, dx, dweight)
+        n, r = x.cols, x.rows
+        if dy.size != x.size or dy.cols != n or weight.size != n or dweight.size != n \
+                or rstd.size != r or (dx is not None and (dx.size != x.size or dx.cols != n)):
+            raise _sizes("rmsnorm_bwd", f"do not fit: dy/dx like x, weight/dweight of {n}, rstd "
+                         f"of {r}", x=x, dy=dy, **({} if dx is None else {"dx": dx}),
+                         weight=weight, dweight=dweight, rstd=rstd)
+        self._rmsnorm_bwd_f32(x.p, weight.p, rstd.p, dy.p, dx.p if dx is not None else None,
+                              dweight.p, r, n)
+
+    def _bad_id(self, kernel: str, ids: Tensor, vocab: int) -> KernelError:
+        lo, hi = int(ids.a.min()), int(ids.a.max())
+        return _fail(kernel, f"token id {lo if lo < 0 else hi} outside [0, {vocab})")
+
+    def embedding(self, ids: Tensor, weight: Tensor, y: Tensor) -> None:
+        if ids.dtype != "i32" or weight.dtype != "f32" or y.dtype != "f32":
+            return self.fallback.embedding(ids, weight, y)
+        vocab = weight.shape[0]
+        dim = weight.size // vocab if vocab else 0
+        if y.size != ids.size * dim or y.cols != dim:
+            raise _sizes("embedding", f"do not fit: y must be ({ids.size}, {dim})", ids=ids,
+                         weight=weight, y=y)
+        if self._embedding_f32(ids.p, weight.p, y.p, ids.size, vocab, dim):
+            raise self._bad_id("embedding", ids, vocab)
+
+    def embedding_bwd(self, ids: Tensor, dy: Tensor, dweight: Tensor) -> None:
+        if ids.dtype != "i32" or dy.dtype != "f32" or dweight.dtype != "f32":
+            return self.fallback.embedding_bwd(ids, dy, dweight)
+        vocab = dweight.shape[0]
+        dim = dweight.size // vocab if vocab else 0
+        if dy.size != ids.size * dim or dy.cols != dim:
+            raise _sizes("embedding_bwd", f"do not fit: dy must be ({ids.size}, {dim})", ids=ids,
+                         dy=dy, dweight=dweight)
+        if self._embedding_bwd_f32(ids.p, dy.p, dweight.p, ids.size, vocab, dim):
+            raise self._bad_id("embedding_bwd", ids, vocab)
 
     # ----------------------------------------------------------------- randomness
     def dropout_mask(self, mask: Tensor, p: float, seed: int) -> None:
@@ -397,19 +432,17 @@ class CKernels:
         if n == 0 or c == 0:
             raise _fail("cross_entropy", f"empty logits {logits.shape}")
         if targets.size != n:
-            raise _fail("cross_entropy", f"{targets.size} targets {targets.shape} for {n} rows "
-                                         f"of logits {logits.shape}")
+            raise _sizes("cross_entropy", f"do not fit: {targets.size} targets for {n} rows",
+                         logits=logits, targets=targets)
         if dlogits is not None and (dlogits.size != logits.size or dlogits.cols != c):
-            raise _fail("cross_entropy", f"dlogits {dlogits.shape} does not match logits "
-                                         f"{logits.shape}")
+            raise _sizes("cross_entropy", "do not match", logits=logits, dlogits=dlogits)
         if not 0.0 <= label_smoothing <= 1.0:
             raise _fail("cross_entropy", f"label_smoothing={label_smoothing} is outside [0, 1]")
         loss = self._cross_entropy_f32(logits.p, targets.p, dlogits.p if dlogits is not None
                                        else None, n, c, label_smoothing)
         if loss < 0.0:
             if loss == -2.0:
-                raise _fail("cross_entropy", f"target class out of range [0, {c}) "
-                                             f"(logits {logits.shape})")
+                raise _fail("cross_entropy", f"target class out of range [0, {c}), logits {logits.shape}")
             _check("cross_entropy", int(loss))
         return loss
 
@@ -420,9 +453,8 @@ class CKernels:
         if pred.size == 0:
             raise _fail("mse", f"empty pred {pred.shape}")
         if target.size != pred.size or (dpred is not None and dpred.size != pred.size):
-            raise _fail("mse", f"pred {pred.shape}, target {target.shape}"
-                               + (f" and dpred {dpred.shape}" if dpred is not None else "")
-                               + " must have the same size")
+            raise _sizes("mse", "must have the same size", pred=pred, target=target,
+                         **({} if dpred is None else {"dpred": dpred}))
         loss = self._mse_f32(pred.p, target.p, dpred.p if dpred is not None else None,
                              pred.size)
         if loss < 0.0:
@@ -433,8 +465,8 @@ class CKernels:
         if logits.dtype != "f32" or targets.dtype != "i32":
             return self.fallback.count_correct(logits, targets)
         if targets.size != logits.rows:
-            raise _fail("count_correct", f"{targets.size} targets {targets.shape} for "
-                                         f"{logits.rows} rows of logits {logits.shape}")
+            raise _sizes("count_correct", f"do not fit: {targets.size} targets for {logits.rows} "
+                         "rows", logits=logits, targets=targets)
         return self._count_correct_f32(logits.p, targets.p, logits.rows, logits.cols)
 
     # ----------------------------------------------------------------- optimizers
@@ -444,8 +476,7 @@ class CKernels:
             return self.fallback.sgd_step(p, g, buf, lr, momentum, dampening, weight_decay,
                                           nesterov, first)
         if g.size != p.size or (momentum and buf.size != p.size):
-            raise _fail("sgd_step", f"p {p.shape}, g {g.shape} and buf {buf.shape} must have "
-                                    "the same size")
+            raise _sizes("sgd_step", "must have the same size", p=p, g=g, buf=buf)
         self._sgd_step_f32(p.p, g.p, buf.p, p.size, lr, momentum, dampening, weight_decay,
                            1 if nesterov else 0, 1 if first else 0)
 
@@ -456,10 +487,12 @@ class CKernels:
             return self.fallback.adam_step(p, g, m, v, lr, beta1, beta2, eps, weight_decay,
                                            step, decoupled)
         if not (g.size == m.size == v.size == p.size):
-            raise _fail("adam_step", f"p {p.shape}, g {g.shape}, m {m.shape} and v {v.shape} "
-                                     "must have the same size")
+            raise _sizes("adam_step", "must have the same size", p=p, g=g, m=m, v=v)
         if step < 1:
             raise _fail("adam_step", f"step={step}: steps count from 1")
         self._adam_step_f32(p.p, g.p, m.p, v.p, p.size, lr, beta1, beta2, eps, weight_decay,
                             step, 1 if decoupled else 0)
 
+
+for _name in (n[3:-4] for n in _SIGNATURES if n.endswith("_f32")):   # the reference's docs
+    getattr(CKernels, _name).__doc__ = getattr(getattr(NumpyKernels, _name, None), "__doc__", None)

@@ -1,111 +1,21 @@
 /* act.c - elementwise kernels: activations and their backward, bias_add, col_sum, fill, copy,
- * add, mul, scale, axpy, sumsq. Every formula follows numpy.py's float32 operation order;
- * loops are plain so the compiler vectorizes them, and large arrays are split over threads
- * (elementwise results never depend on the split). */
+ * add, mul, scale, axpy, sumsq, embedding. Every formula follows numpy.py's float32 operation
+ * order; loops are plain so the compiler vectorizes them, and large arrays are split over
+ * threads (elementwise results never depend on the split). The elementwise bodies live in
+ * vec_impl.h, built here (portable) and in act_avx2.c (AVX2), picked at run time. */
 #include <string.h>
 
-#include "qr_math.h"
-#include "qorus.h"
+#include "qr_vec.h"
 
-#define QR_SQRT_2_OVER_PI 0.7978845608028654f
-#define QR_INV_SQRT2 0.7071067811865476f
-#define QR_INV_SQRT_2PI 0.3989422804014327f
-
-enum {
-    OP_FILL, OP_COPY, OP_ADD, OP_MUL, OP_SCALE, OP_AXPY, OP_RELU, OP_RELU_BWD, OP_GELU,
-    OP_GELU_TANH, OP_GELU_BWD, OP_GELU_TANH_BWD, OP_SIGMOID, OP_SIGMOID_BWD, OP_SILU,
-    OP_SILU_BWD, OP_TANH, OP_TANH_BWD
-};
-
-typedef struct {
-    int op;
-    const float *a, *b;   /* inputs (x or y, dy) */
-    float *o;             /* output */
-    float s;              /* scalar */
-} ew_ctx;
-
-static void ew_range(void *p, int64_t lo, int64_t hi) {
-    const ew_ctx *c = p;
-    const float *a = c->a, *b = c->b;
-    float *o = c->o;
-    const float s = c->s;
-    switch (c->op) {
-    case OP_FILL: for (int64_t i = lo; i < hi; i++) o[i] = s; break;
-    case OP_COPY: memcpy(o + lo, a + lo, (size_t)(hi - lo) * sizeof(float)); break;
-    case OP_ADD: for (int64_t i = lo; i < hi; i++) o[i] = a[i] + b[i]; break;
-    case OP_MUL: for (int64_t i = lo; i < hi; i++) o[i] = a[i] * b[i]; break;
-    case OP_SCALE: for (int64_t i = lo; i < hi; i++) o[i] = o[i] * s; break;
-    case OP_AXPY: for (int64_t i = lo; i < hi; i++) { float t = a[i] * s; o[i] = o[i] + t; } break;
-    case OP_RELU: for (int64_t i = lo; i < hi; i++) o[i] = a[i] < 0.0f ? 0.0f : a[i]; break;
-    case OP_RELU_BWD:   /* dx = dy * (x > 0): NaN x gives 0 * dy */
-        for (int64_t i = lo; i < hi; i++) o[i] = b[i] * (a[i] > 0.0f ? 1.0f : 0.0f);
-        break;
-    case OP_GELU:
-        for (int64_t i = lo; i < hi; i++) {
-            float x = a[i], t = qr_erff(x * QR_INV_SQRT2);
-            t = (t + 1.0f) * 0.5f;
-            o[i] = x * t;
-        }
-        break;
-    case OP_GELU_TANH:
-        for (int64_t i = lo; i < hi; i++) {
-            float x = a[i], t = x * x;
-            t = t * 0.044715f + 1.0f;
-            t = qr_tanhf(t * x * QR_SQRT_2_OVER_PI);
-            t = (t + 1.0f) * 0.5f;
-            o[i] = x * t;
-        }
-        break;
-    case OP_GELU_BWD:   /* Phi(x) + x phi(x) */
-        for (int64_t i = lo; i < hi; i++) {
-            float x = a[i], cdf = qr_erff(x * QR_INV_SQRT2);
-            cdf = (cdf + 1.0f) * 0.5f;
-            float pdf = qr_expf((x * x) * -0.5f) * QR_INV_SQRT_2PI;
-            cdf = cdf + pdf * x;
-            o[i] = b[i] * cdf;
-        }
-        break;
-    case OP_GELU_TANH_BWD:
-        for (int64_t i = lo; i < hi; i++) {
-            float x = a[i], u = x * x;
-            float q = u * 0.044715f;                                /* 0.044715 x^2 */
-            float th = qr_tanhf((q + 1.0f) * x * QR_SQRT_2_OVER_PI);
-            float dinner = (q * 3.0f + 1.0f) * QR_SQRT_2_OVER_PI;
-            float w = (1.0f - th * th) * dinner * x;
-            float g = ((th + 1.0f) + w) * 0.5f;
-            o[i] = b[i] * g;
-        }
-        break;
-    case OP_SIGMOID:
-        for (int64_t i = lo; i < hi; i++) o[i] = 1.0f / (qr_expf(-a[i]) + 1.0f);
-        break;
-    case OP_SIGMOID_BWD:
-        for (int64_t i = lo; i < hi; i++) { float y = a[i]; o[i] = b[i] * ((1.0f - y) * y); }
-        break;
-    case OP_SILU:
-        for (int64_t i = lo; i < hi; i++) o[i] = a[i] / (qr_expf(-a[i]) + 1.0f);
-        break;
-    case OP_SILU_BWD:
-        for (int64_t i = lo; i < hi; i++) {
-            float x = a[i], sg = 1.0f / (qr_expf(-x) + 1.0f);
-            float t = (1.0f - sg) * x + 1.0f;
-            o[i] = b[i] * (t * sg);
-        }
-        break;
-    case OP_TANH: for (int64_t i = lo; i < hi; i++) o[i] = qr_tanhf(a[i]); break;
-    case OP_TANH_BWD:
-        for (int64_t i = lo; i < hi; i++) { float y = a[i]; o[i] = b[i] * (1.0f - y * y); }
-        break;
-    default: break;
-    }
-}
+#define QR_VEC_SFX portable
+#include "vec_impl.h"
 
 static int ew(int op, const float *a, const float *b, float *o, float s, int64_t n) {
     if (n < 0) return QR_EARG;
     if (n == 0) return QR_OK;
     if (!o) return QR_EARG;
     ew_ctx c = {op, a, b, o, s};
-    qr_par_range(ew_range, &c, n, QR_PAR_GRAIN);
+    qr_par_range(qr_vec_pick(ew_range), &c, n, QR_PAR_GRAIN);
     return QR_OK;
 }
 
@@ -219,4 +129,56 @@ double qr_sumsq_f32(const float *x, int64_t n) {
     double s = 0.0;
     for (int64_t b = 0; b < nb; b++) s += part[b];
     return s;
+}
+
+/* ------------------------------------------------------------------ embedding */
+/* y[i, :] = weight[ids[i], :]: ids[n] int32, weight[V, D], y[n, D]. */
+typedef struct { const int32_t *ids; const float *w; float *y; int64_t D; } emb_ctx;
+
+static void embedding_rows(void *p, int64_t lo, int64_t hi) {
+    const emb_ctx *c = p;
+    for (int64_t i = lo; i < hi; i++)
+        memcpy(c->y + i * c->D, c->w + (int64_t)c->ids[i] * c->D, (size_t)c->D * sizeof(float));
+}
+
+static int ids_ok(const int32_t *ids, int64_t n, int64_t V) {
+    for (int64_t i = 0; i < n; i++)
+        if (ids[i] < 0 || ids[i] >= V) return 0;
+    return 1;
+}
+
+int qr_embedding_f32(const int32_t *ids, const float *weight, float *y, int64_t n, int64_t V,
+                     int64_t D) {
+    if (n < 0 || V < 0 || D < 0) return QR_EARG;
+    if (n * D == 0) return QR_OK;
+    if (!ids || !weight || !y) return QR_EARG;
+    if (!ids_ok(ids, n, V)) return QR_ETARGET;
+    emb_ctx c = {ids, weight, y, D};
+    qr_par_items(embedding_rows, &c, n, n * D);
+    return QR_OK;
+}
+
+/* dweight[ids[i], :] += dy[i, :] in order of i (repeats accumulate, like numpy.add.at); split
+ * over column chunks so the order never depends on the thread count. */
+typedef struct { const int32_t *ids; const float *dy; float *dw; int64_t n, D; } embb_ctx;
+
+static void embedding_bwd_cols(void *p, int64_t lo, int64_t hi) {   /* column chunks of 256 */
+    const embb_ctx *c = p;
+    int64_t j0 = lo * COL_CHUNK, j1 = hi * COL_CHUNK < c->D ? hi * COL_CHUNK : c->D;
+    for (int64_t i = 0; i < c->n; i++) {
+        float *d = c->dw + (int64_t)c->ids[i] * c->D;
+        const float *s = c->dy + i * c->D;
+        for (int64_t j = j0; j < j1; j++) d[j] = d[j] + s[j];
+    }
+}
+
+int qr_embedding_bwd_f32(const int32_t *ids, const float *dy, float *dweight, int64_t n,
+                         int64_t V, int64_t D) {
+    if (n < 0 || V < 0 || D < 0) return QR_EARG;
+    if (n * D == 0) return QR_OK;
+    if (!ids || !dy || !dweight) return QR_EARG;
+    if (!ids_ok(ids, n, V)) return QR_ETARGET;
+    embb_ctx c = {ids, dy, dweight, n, D};
+    qr_par_items(embedding_bwd_cols, &c, (D + COL_CHUNK - 1) / COL_CHUNK, n * D);
+    return QR_OK;
 }

@@ -82,8 +82,69 @@ static void pack_b_portable(int trans, const float *B, int64_t ldb, int64_t p0, 
     pack_b_generic(P_NR, trans, B, ldb, p0, kc, j0, nc, bp);
 }
 
+/* Skinny product with B^T, portable: a 16-lane dot product per element. */
+static void skinny_portable(int M, int trans_b, int64_t K, const float *A, const float *B,
+                            int64_t ldb, float *C, int64_t ldc, int64_t j0, int64_t j1,
+                            float alpha, float beta) {
+    (void)trans_b;
+    for (int64_t j = j0; j < j1; j++)
+        for (int i = 0; i < M; i++) {
+            const float *a = A + i * K, *b = B + j * ldb;
+            float acc[16] = {0};
+            int64_t p = 0;
+            for (; p + 16 <= K; p += 16)
+                for (int q = 0; q < 16; q++) acc[q] += a[p + q] * b[p + q];
+            float s = 0.0f;
+            for (int q = 0; q < 16; q++) s += acc[q];
+            for (; p < K; p++) s += a[p] * b[p];
+            float t = alpha * s, *c = C + i * ldc + j;
+            *c = beta == 0.0f ? t : beta * *c + t;
+        }
+}
+
+/* Skinny product with B[K,N] (both paths): stream the rows of B once, accumulating
+ * acc[i, :] += A[i, p] * B[p, j0:j1] in blocks of columns that stay in L1/L2; each element
+ * sums p in order. Memory-bound, so plain vectorized C is enough. */
+#define SKINNY_COLS 2048
+static int skinny_rows(int M, int64_t K, const float *A, const float *B, int64_t ldb, float *C,
+                       int64_t ldc, int64_t j0, int64_t j1, float alpha, float beta) {
+    float *acc = qr_scratch(3, (size_t)QR_SKINNY_M * SKINNY_COLS * sizeof(float));
+    if (!acc) return QR_ENOMEM;
+    for (int64_t jb = j0; jb < j1; jb += SKINNY_COLS) {
+        int64_t w = j1 - jb < SKINNY_COLS ? j1 - jb : SKINNY_COLS;
+        memset(acc, 0, (size_t)(M * w) * sizeof(float));
+        int64_t p = 0;
+        for (; p + 4 <= K; p += 4) {   /* four rows of B per pass, still added in order of p */
+            const float *restrict b0 = B + p * ldb + jb, *restrict b1 = b0 + ldb;
+            const float *restrict b2 = b1 + ldb, *restrict b3 = b2 + ldb;
+            for (int i = 0; i < M; i++) {
+                const float *a = A + i * K + p;
+                const float a0 = a[0], a1 = a[1], a2 = a[2], a3 = a[3];
+                float *restrict r = acc + i * w;
+                for (int64_t q = 0; q < w; q++)
+                    r[q] = (((r[q] + a0 * b0[q]) + a1 * b1[q]) + a2 * b2[q]) + a3 * b3[q];
+            }
+        }
+        for (; p < K; p++) {
+            const float *restrict b = B + p * ldb + jb;
+            for (int i = 0; i < M; i++) {
+                const float a = A[i * K + p];
+                float *restrict r = acc + i * w;
+                for (int64_t q = 0; q < w; q++) r[q] = r[q] + a * b[q];
+            }
+        }
+        for (int i = 0; i < M; i++)
+            for (int64_t q = 0; q < w; q++) {
+                float t = alpha * acc[i * w + q], *c = C + i * ldc + jb + q;
+                *c = beta == 0.0f ? t : beta * *c + t;
+            }
+    }
+    return QR_OK;
+}
+
 static const qr_gemm_kernel portable_kernel = {
-    P_MR, P_NR, 256, 120, 2048, ukr_portable, pack_a_portable, pack_b_portable};
+    P_MR, P_NR, 256, 120, 2048, ukr_portable, pack_a_portable, pack_b_portable,
+    skinny_portable, 0};
 
 /* ------------------------------------------------------------------ driver */
 typedef struct {
@@ -131,7 +192,14 @@ static void gemm_block(gemm_ctx *g, int64_t m0, int64_t m1, int64_t n0, int64_t 
                             kr->ukr(kc, apan, bpan, c, N, g->alpha, beta);
                             continue;
                         }
-                        kr->ukr(kc, apan, bpan, tmp, nr, g->alpha, 0.0f);
+                        if (kr->ukr_rows && nv == nr) {     /* edge rows, full width */
+                            kr->ukr_rows((int)mv, kc, apan, bpan, c, N, g->alpha, beta);
+                            continue;
+                        }
+                        if (kr->ukr_rows)
+                            kr->ukr_rows((int)mv, kc, apan, bpan, tmp, nr, g->alpha, 0.0f);
+                        else
+                            kr->ukr(kc, apan, bpan, tmp, nr, g->alpha, 0.0f);
                         for (int64_t i = 0; i < mv; i++)
                             for (int64_t j = 0; j < nv; j++) {
                                 float t = tmp[i * nr + j];
@@ -153,6 +221,21 @@ static void gemm_task(void *ctx, int task, int ntasks) {
     if (lo >= hi) return;
     if (g->split_n) gemm_block(g, 0, g->M, lo, hi);
     else gemm_block(g, lo, hi, 0, g->N);
+}
+
+/* Skinny path: threads split N in chunks of 64 columns. */
+static void skinny_task(void *ctx, int task, int ntasks) {
+    gemm_ctx *g = ctx;
+    int64_t chunks = (g->N + 63) / 64;
+    int64_t j0 = chunks * task / ntasks * 64, j1 = chunks * (task + 1) / ntasks * 64;
+    if (j1 > g->N) j1 = g->N;
+    if (j0 >= j1) return;
+    if (g->tb)
+        g->kr->skinny((int)g->M, 1, g->K, g->A, g->B, g->ldb, g->C, g->N, j0, j1, g->alpha,
+                      g->beta);
+    else if (skinny_rows((int)g->M, g->K, g->A, g->B, g->ldb, g->C, g->N, j0, j1, g->alpha,
+                         g->beta))
+        g->err = QR_ENOMEM;
 }
 
 static void scale_c(float *C, int64_t n, float beta) {
@@ -181,6 +264,19 @@ int qr_gemm_f32(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float
     g.ldb = trans_b ? K : N;
     g.alpha = alpha; g.beta = beta;
     g.A = A; g.B = B; g.C = C;
+    if (M <= QR_SKINNY_M) {        /* GEMV-like: read B once, in place, no packing */
+        if (trans_a) {              /* op(A) rows made contiguous: M * K floats */
+            float *a = qr_scratch(2, (size_t)(M * K) * sizeof(float));
+            if (!a) return QR_ENOMEM;
+            for (int64_t i = 0; i < M; i++)
+                for (int64_t p = 0; p < K; p++) a[i * K + p] = A[p * M + i];
+            g.A = a;
+        }
+        int nt = qr_tasks_for((size_t)M * (size_t)N * (size_t)K, (size_t)1 << 17);
+        int64_t chunks = (N + 63) / 64;
+        qr_parallel(skinny_task, &g, nt < chunks ? nt : (int)chunks);
+        return g.err;
+    }
     g.kb = (K + g.kr->kc - 1) / g.kr->kc;            /* K in kb equal blocks */
     g.kc = (K + g.kb - 1) / g.kb;
 

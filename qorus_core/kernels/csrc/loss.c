@@ -3,65 +3,10 @@
  * added in order, so the loss does not depend on the thread count. */
 #include <math.h>
 
-#include "qr_math.h"
-#include "qorus.h"
+#include "qr_vec.h"
 
 /* ------------------------------------------------------------------ cross-entropy */
-typedef struct {
-    const float *x;
-    const int32_t *t;
-    float *d;           /* dlogits or NULL */
-    double *row;        /* per-row loss terms: [3 * r] = lse, picked, sum of shifted */
-    int64_t C;
-    float inv_n, eps_c, one_m_eps;
-    int smooth;
-} ce_ctx;
-
-static void ce_rows(void *p, int64_t lo, int64_t hi) {
-    const ce_ctx *c = p;
-    const int64_t C = c->C;
-    for (int64_t r = lo; r < hi; r++) {
-        const float *x = c->x + r * C;
-        const float mx = qr_max_f(x, C);
-        const int32_t t = c->t[r];
-        double *o = c->row + 3 * r;
-        o[1] = (double)(x[t] - mx);                 /* shifted logit of the target */
-        o[2] = 0.0;
-        if (c->smooth) {                            /* sum of shifted logits */
-            float acc[16] = {0};
-            int64_t j = 0;
-            for (; j + 16 <= C; j += 16)
-                for (int k = 0; k < 16; k++) acc[k] += x[j + k] - mx;
-            for (int k = 0; j < C; j++, k++) acc[k] += x[j] - mx;
-            double sh = 0.0;
-            for (int k = 0; k < 16; k++) sh += acc[k];
-            o[2] = sh;
-        }
-        float *e = c->d ? c->d + r * C : 0;         /* may alias x: x is not read after this */
-        float s;
-        if (e) {
-            for (int64_t j = 0; j < C; j++) e[j] = qr_expf(x[j] - mx);
-            s = qr_sum_f(e, C);
-        } else {
-            float acc[16] = {0};
-            int64_t j = 0;
-            for (; j + 16 <= C; j += 16)
-                for (int k = 0; k < 16; k++) acc[k] += qr_expf(x[j + k] - mx);
-            for (int k = 0; j < C; j++, k++) acc[k] += qr_expf(x[j] - mx);
-            s = 0.0f;
-            for (int k = 0; k < 16; k++) s += acc[k];
-        }
-        o[0] = (double)logf(s);                     /* log-sum-exp of the shifted logits */
-        if (e) {   /* (softmax - eps/C - (1-eps) onehot) / N, in numpy.py's order */
-            for (int64_t j = 0; j < C; j++) e[j] = e[j] / s;
-            if (c->smooth)
-                for (int64_t j = 0; j < C; j++) e[j] = e[j] - c->eps_c;
-            e[t] = e[t] - c->one_m_eps;
-            for (int64_t j = 0; j < C; j++) e[j] = e[j] * c->inv_n;
-        }
-    }
-}
-
+/* rows in vec_impl.h (portable / AVX2) */
 double qr_cross_entropy_f32(const float *logits, const int32_t *targets, float *dlogits,
                             int64_t N, int64_t C, double eps) {
     if (N <= 0 || C <= 0 || !logits || !targets || !(eps >= 0.0 && eps <= 1.0))
@@ -72,7 +17,7 @@ double qr_cross_entropy_f32(const float *logits, const int32_t *targets, float *
     if (!row) return (double)QR_ENOMEM;
     ce_ctx c = {logits, targets, dlogits, row, C, (float)(1.0 / (double)N),
                 (float)(eps / (double)C), (float)(1.0 - eps), eps != 0.0};
-    qr_par_items(ce_rows, &c, N, N * C);
+    qr_par_items(qr_vec_pick(ce_rows), &c, N, N * C);
     double lse = 0.0, picked = 0.0, sh = 0.0;
     for (int64_t r = 0; r < N; r++) {
         lse += row[3 * r];

@@ -4,8 +4,7 @@
  * thread count. Formulas follow numpy.py's float32 operation order. */
 #include <string.h>
 
-#include "qr_math.h"
-#include "qorus.h"
+#include "qr_vec.h"
 
 typedef struct {
     const float *x, *g, *b, *dy, *mean, *rstd;
@@ -15,44 +14,20 @@ typedef struct {
 } rw_ctx;
 
 /* ------------------------------------------------------------------ softmax */
-static void softmax_rows(void *p, int64_t lo, int64_t hi) {
-    const rw_ctx *c = p;
-    const int64_t n = c->n;
-    for (int64_t r = lo; r < hi; r++) {
-        const float *x = c->x + r * n;
-        float *y = c->y + r * n;
-        float mx = qr_max_f(x, n);
-        for (int64_t j = 0; j < n; j++) y[j] = qr_expf(x[j] - mx);
-        float s = qr_sum_f(y, n);
-        for (int64_t j = 0; j < n; j++) y[j] = y[j] / s;
-    }
-}
-
+/* rows in vec_impl.h (portable / AVX2) */
 int qr_softmax_f32(const float *x, float *y, int64_t rows, int64_t n) {
     if (rows < 0 || n < 0 || (rows * n > 0 && (!x || !y))) return QR_EARG;
     if (n == 0) return QR_OK;
-    rw_ctx c = {.x = x, .y = y, .rows = rows, .n = n};
-    qr_par_items(softmax_rows, &c, rows, rows * n);
+    sm_ctx c = {.x = x, .y = y, .n = n};
+    qr_par_items(qr_vec_pick(softmax_rows), &c, rows, rows * n);
     return QR_OK;
-}
-
-/* dx = y * (dy - sum(dy * y)) per row. dx may alias dy. */
-static void softmax_bwd_rows(void *p, int64_t lo, int64_t hi) {
-    const rw_ctx *c = p;
-    const int64_t n = c->n;
-    for (int64_t r = lo; r < hi; r++) {
-        const float *y = c->x + r * n, *dy = c->dy + r * n;
-        float *dx = c->dx + r * n;
-        float s = qr_dot_f(dy, y, n);
-        for (int64_t j = 0; j < n; j++) dx[j] = (dy[j] - s) * y[j];
-    }
 }
 
 int qr_softmax_bwd_f32(const float *y, const float *dy, float *dx, int64_t rows, int64_t n) {
     if (rows < 0 || n < 0 || (rows * n > 0 && (!y || !dy || !dx))) return QR_EARG;
     if (n == 0) return QR_OK;
-    rw_ctx c = {.x = y, .dy = dy, .dx = dx, .rows = rows, .n = n};
-    qr_par_items(softmax_bwd_rows, &c, rows, rows * n);
+    sm_ctx c = {.x = y, .dy = dy, .dx = dx, .n = n};
+    qr_par_items(qr_vec_pick(softmax_bwd_rows), &c, rows, rows * n);
     return QR_OK;
 }
 
@@ -153,5 +128,82 @@ int qr_layernorm_bwd_f32(const float *x, const float *gamma, const float *mean,
     /* parameter grads first: dx may alias dy */
     qr_par_items(layernorm_param_chunks, &c, (n + LN_CHUNK - 1) / LN_CHUNK, rows * n);
     qr_par_items(layernorm_bwd_rows, &c, rows, rows * n);
+    return QR_OK;
+}
+
+/* ------------------------------------------------------------------ rmsnorm */
+/* y[R,N] = x * rstd * w[N], rstd = 1 / sqrt(mean(x^2) + eps) saved in rstd[R]. */
+static void rmsnorm_rows(void *p, int64_t lo, int64_t hi) {
+    const rw_ctx *c = p;
+    const int64_t n = c->n;
+    for (int64_t r = lo; r < hi; r++) {
+        const float *x = c->x + r * n;
+        float *y = c->y + r * n;
+        float ms = qr_dot_f(x, x, n) / (float)n;
+        float rs = 1.0f / __builtin_sqrtf(ms + c->eps);
+        for (int64_t j = 0; j < n; j++) y[j] = x[j] * rs * c->g[j];
+        c->r[r] = rs;
+    }
+}
+
+int qr_rmsnorm_f32(const float *x, const float *weight, float *y, float *rstd, int64_t rows,
+                   int64_t n, float eps) {
+    if (rows < 0 || n < 0) return QR_EARG;
+    if (rows * n == 0) return QR_OK;
+    if (!x || !weight || !y || !rstd) return QR_EARG;
+    rw_ctx c = {.x = x, .g = weight, .y = y, .r = rstd, .rows = rows, .n = n, .eps = eps};
+    qr_par_items(rmsnorm_rows, &c, rows, rows * n);
+    return QR_OK;
+}
+
+/* dx = rstd * (g - xhat * mean(g * xhat)), g = dy * w, xhat = x * rstd (dx may be NULL). */
+static void rmsnorm_bwd_rows(void *p, int64_t lo, int64_t hi) {
+    const rw_ctx *c = p;
+    const int64_t n = c->n;
+    for (int64_t r = lo; r < hi; r++) {
+        const float *x = c->x + r * n, *dy = c->dy + r * n;
+        float *dx = c->dx + r * n;
+        const float rs = c->rstd[r];
+        float acc[16] = {0};
+        int64_t j = 0;
+        for (; j + 16 <= n; j += 16)
+            for (int k = 0; k < 16; k++) acc[k] += (dy[j + k] * c->g[j + k]) * (x[j + k] * rs);
+        for (int k = 0; j < n; j++, k++) acc[k] += (dy[j] * c->g[j]) * (x[j] * rs);
+        float s = 0.0f;
+        for (int k = 0; k < 16; k++) s += acc[k];
+        const float m = s / (float)n;
+        for (j = 0; j < n; j++) {
+            float xh = x[j] * rs, g = dy[j] * c->g[j];
+            dx[j] = (g - xh * m) * rs;
+        }
+    }
+}
+
+/* dweight[j] += sum_r dy * xhat: rows in order, chunks of columns. */
+static void rmsnorm_param_chunks(void *p, int64_t lo, int64_t hi) {
+    const rw_ctx *c = p;
+    const int64_t n = c->n;
+    float ag[LN_CHUNK];
+    for (int64_t ch = lo; ch < hi; ch++) {
+        int64_t j0 = ch * LN_CHUNK, w = n - j0 < LN_CHUNK ? n - j0 : LN_CHUNK;
+        memset(ag, 0, sizeof(ag));
+        for (int64_t r = 0; r < c->rows; r++) {
+            const float *x = c->x + r * n + j0, *dy = c->dy + r * n + j0;
+            const float rs = c->rstd[r];
+            for (int64_t j = 0; j < w; j++) ag[j] += dy[j] * (x[j] * rs);
+        }
+        for (int64_t j = 0; j < w; j++) c->dg[j0 + j] = c->dg[j0 + j] + ag[j];
+    }
+}
+
+int qr_rmsnorm_bwd_f32(const float *x, const float *weight, const float *rstd, const float *dy,
+                       float *dx, float *dweight, int64_t rows, int64_t n) {
+    if (rows < 0 || n < 0) return QR_EARG;
+    if (rows * n == 0) return QR_OK;
+    if (!x || !weight || !rstd || !dy || !dweight) return QR_EARG;
+    rw_ctx c = {.x = x, .g = weight, .rstd = rstd, .dy = dy, .dx = dx, .dg = dweight,
+                .rows = rows, .n = n};
+    qr_par_items(rmsnorm_param_chunks, &c, (n + LN_CHUNK - 1) / LN_CHUNK, rows * n);
+    if (dx) qr_par_items(rmsnorm_bwd_rows, &c, rows, rows * n);
     return QR_OK;
 }

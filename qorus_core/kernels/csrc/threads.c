@@ -2,9 +2,12 @@
  * state (thread count, SIMD override).
  *
  * Each worker waits for a post to its own mailbox: it spins briefly (low wake-up latency
- * between back-to-back kernels), then sleeps on a condition variable. The caller runs task 0 itself and
- * spins until the workers are done. Partitioning is decided by the kernels (a function of the
- * task count only), so results are reproducible for a given thread count.
+ * between back-to-back kernels), then sleeps on a condition variable. Tasks are claimed from
+ * a shared counter by the caller and the workers alike, so a worker that the OS has not
+ * scheduled yet (a loaded machine) delays nothing: the caller runs its task. What a task
+ * computes depends only on its index and the task count (set by the kernel), never on the
+ * thread that runs it, so results are reproducible for a given thread count.
+ * Global state: the pool, the configured thread count and the SIMD override, all here.
  */
 #define _GNU_SOURCE
 #include <pthread.h>
@@ -19,7 +22,7 @@
 
 #define QR_MAX_THREADS 64
 #define QR_SPIN_NS 200000     /* a worker polls this long after its last task, then sleeps */
-#define QR_WAIT_SPIN_NS 50000 /* the caller polls this long for workers, then yields */
+#define QR_WAIT_SPIN_NS 50000 /* the caller polls this long for running tasks, then yields */
 
 #if defined(__x86_64__) || defined(__i386__)
 #define QR_PAUSE() __builtin_ia32_pause()
@@ -34,17 +37,18 @@ static struct {
     pthread_t tid[QR_MAX_THREADS];
     int nworkers;              /* workers started (threads - 1) */
     int nthreads;              /* configured thread count; 0 = not yet read */
-    atomic_int pending;        /* workers still running the current region */
+    uint32_t region;           /* id of the current parallel region */
+    _Atomic uint64_t word;     /* region << 32 | next unclaimed task */
+    atomic_int done;           /* tasks of the current region finished */
+    _Atomic(qr_task_fn) fn;    /* the current region (valid while it has unfinished tasks) */
+    _Atomic(void *) ctx;
+    atomic_int ntasks;
     atomic_int sleepers;
     atomic_int quit;
-    qr_task_fn fn;             /* the current region: written only while no worker runs */
-    void *ctx;
-    int ntasks;
 } pool = {.owner = PTHREAD_MUTEX_INITIALIZER, .mu = PTHREAD_MUTEX_INITIALIZER,
             .cv = PTHREAD_COND_INITIALIZER};
 
-/* One mailbox per worker, on its own cache line: a new value means "run your task". Only the
- * workers taking part in a region are posted, so the others never read the region fields. */
+/* One mailbox per worker, on its own cache line: a new value means "come and claim tasks". */
 static struct { _Alignas(64) atomic_uint go; } mailbox[QR_MAX_THREADS];
 
 static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
@@ -75,8 +79,27 @@ static int64_t now_ns(void) {
 }
 
 /* ------------------------------------------------------------------ workers */
+/* Claim and run tasks of the current region until none is left. A claim (CAS on `word`)
+ * succeeds only while its region is current, and a region ends only when all its tasks are
+ * done, so fn/ctx read before a successful claim belong to that region. */
+static void claim_tasks(void) {
+    for (;;) {
+        uint64_t w = atomic_load_explicit(&pool.word, memory_order_acquire);
+        int nt = atomic_load_explicit(&pool.ntasks, memory_order_relaxed);
+        qr_task_fn fn = atomic_load_explicit(&pool.fn, memory_order_relaxed);
+        void *ctx = atomic_load_explicit(&pool.ctx, memory_order_relaxed);
+        int i = (int)(uint32_t)w;
+        if (i >= nt) return;
+        if (!atomic_compare_exchange_weak_explicit(&pool.word, &w, w + 1, memory_order_acq_rel,
+                                                   memory_order_relaxed))
+            continue;
+        fn(ctx, i, nt);
+        atomic_fetch_add_explicit(&pool.done, 1, memory_order_release);
+    }
+}
+
 static void *worker_main(void *arg) {
-    int id = (int)(intptr_t)arg;   /* 1 .. nworkers; task number in every region */
+    int id = (int)(intptr_t)arg;   /* 1 .. nworkers */
     atomic_uint *go = &mailbox[id].go;
     unsigned seen = 0;             /* start_workers zeroes the mailbox before the thread */
     tl_in_region = 1;              /* kernels called from a task never re-enter the pool */
@@ -98,8 +121,7 @@ static void *worker_main(void *arg) {
         }
         seen = g;
         if (atomic_load(&pool.quit)) return NULL;
-        pool.fn(pool.ctx, id, pool.ntasks);
-        atomic_fetch_sub_explicit(&pool.pending, 1, memory_order_release);
+        claim_tasks();
     }
 }
 
@@ -143,7 +165,6 @@ static void atfork_child(void) {
     pthread_cond_init(&pool.cv, NULL);
     pool.nworkers = 0;
     atomic_store(&pool.sleepers, 0);
-    atomic_store(&pool.pending, 0);
     atomic_store(&pool.quit, 0);
 }
 static void register_atfork(void) { pthread_atfork(NULL, NULL, atfork_child); }
@@ -190,20 +211,21 @@ void qr_parallel(qr_task_fn fn, void *ctx, int ntasks) {
     if (pool.nthreads == 0) pool.nthreads = default_threads();
     int want = (ntasks < pool.nthreads ? ntasks : pool.nthreads) - 1;
     if (pool.nworkers < want) start_workers(want);
-    int nw = pool.nworkers < ntasks - 1 ? pool.nworkers : ntasks - 1;   /* tasks 1..nw */
-    pool.fn = fn;
-    pool.ctx = ctx;
-    pool.ntasks = ntasks;    /* workers run tasks 1..nw; the caller runs the rest */
-    atomic_store(&pool.pending, nw);
+    int nw = pool.nworkers < want ? pool.nworkers : want;
+    atomic_store_explicit(&pool.fn, fn, memory_order_relaxed);
+    atomic_store_explicit(&pool.ctx, ctx, memory_order_relaxed);
+    atomic_store_explicit(&pool.ntasks, ntasks, memory_order_relaxed);
+    atomic_store_explicit(&pool.done, 0, memory_order_relaxed);
+    pool.region++;
+    atomic_store_explicit(&pool.word, (uint64_t)pool.region << 32, memory_order_release);
     if (nw > 0) post(nw);
     tl_in_region = 1;
-    fn(ctx, 0, ntasks);
-    for (int i = nw + 1; i < ntasks; i++) fn(ctx, i, ntasks);   /* more tasks than workers */
+    claim_tasks();           /* the caller works too, and takes over tasks of late workers */
     tl_in_region = 0;
     unsigned spins = 0;
     int64_t t0 = 0;
-    while (atomic_load_explicit(&pool.pending, memory_order_acquire) > 0) {
-        if (t0 < 0) { sched_yield(); continue; }   /* oversubscribed: let the workers run */
+    while (atomic_load_explicit(&pool.done, memory_order_acquire) < ntasks) {
+        if (t0 < 0) { sched_yield(); continue; }   /* a task's thread was preempted */
         QR_PAUSE();
         if (++spins % 64) continue;
         int64_t t = now_ns();
