@@ -89,3 +89,25 @@ def test_forward_backward_allocate_no_arrays(kernels):
     step()                     # warm-up: NumPy kernels fill their scratch cache here
     grown, diff = _array_bytes_allocated(step)
     assert grown == 0, [str(d) for d in diff[:5]]
+
+
+@pytest.mark.parametrize("first", ["mlp.Linear", "mlp.LayerNorm", "llm.RMSNorm"])
+def test_first_layer_with_params_needs_no_input_gradient(first, kernels):
+    """The model input carries no gradient, so the first layer's backward gets dx=None and
+    must still produce its parameter gradients (the same as when dx is wanted)."""
+    from qorus_core import layer_from_dict
+
+    cfg = {"type": first, "out_features": 6} if first == "mlp.Linear" else {"type": first}
+    grads = []
+    for input_grad in (False, True):
+        m = Model(Sequential([layer_from_dict(cfg), Linear(None, 3)]), (6,), kernels=kernels)
+        p = m.plan(4, train=True, input_grad=input_grad)
+        assert (p.dx is None) is (not input_grad)
+        p.x.a[...] = np.arange(24, dtype=np.float32).reshape(4, 6) / 7
+        p.forward()
+        m.zero_grad()
+        p.dy.a[...] = 1.0
+        p.backward()
+        grads.append(m.gradients())
+    for name in grads[0]:
+        np.testing.assert_array_equal(grads[0][name], grads[1][name], err_msg=name)

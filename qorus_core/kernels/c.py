@@ -348,19 +348,19 @@ class CKernels:
         self._layernorm_f32(x.p, gamma.p, beta.p, y.p, mean.p, rstd.p, r, n, eps)
 
     def layernorm_bwd(self, x: Tensor, gamma: Tensor, mean: Tensor, rstd: Tensor, dy: Tensor,
-                      dx: Tensor, dgamma: Tensor, dbeta: Tensor) -> None:
-        if "i32" in (x.dtype, gamma.dtype, mean.dtype, rstd.dtype, dy.dtype, dx.dtype,
-                     dgamma.dtype, dbeta.dtype):
+                      dx: Tensor | None, dgamma: Tensor, dbeta: Tensor) -> None:
+        if "i32" in (x.dtype, gamma.dtype, mean.dtype, rstd.dtype, dy.dtype, dgamma.dtype,
+                     dbeta.dtype) or (dx is not None and dx.dtype != "f32"):
             return self.fallback.layernorm_bwd(x, gamma, mean, rstd, dy, dx, dgamma, dbeta)
         n, r = x.cols, x.rows
-        if dy.size != x.size or dy.cols != n or dx.size != x.size or dx.cols != n \
-                or gamma.size != n or dgamma.size != n or dbeta.size != n \
-                or mean.size != r or rstd.size != r:
+        if dy.size != x.size or dy.cols != n or gamma.size != n or dgamma.size != n \
+                or dbeta.size != n or mean.size != r or rstd.size != r \
+                or (dx is not None and (dx.size != x.size or dx.cols != n)):
             raise _sizes("layernorm_bwd", f"do not fit: dy/dx like x, gamma/dgamma/dbeta of {n}, "
-                         f"mean/rstd of {r}", x=x, dy=dy, dx=dx, gamma=gamma, dgamma=dgamma,
-                         dbeta=dbeta, mean=mean, rstd=rstd)
-        self._layernorm_bwd_f32(x.p, gamma.p, mean.p, rstd.p, dy.p, dx.p, dgamma.p, dbeta.p,
-                                r, n)
+                         f"mean/rstd of {r}", x=x, dy=dy, **({} if dx is None else {"dx": dx}),
+                         gamma=gamma, dgamma=dgamma, dbeta=dbeta, mean=mean, rstd=rstd)
+        self._layernorm_bwd_f32(x.p, gamma.p, mean.p, rstd.p, dy.p,
+                                dx.p if dx is not None else None, dgamma.p, dbeta.p, r, n)
 
     def rmsnorm(self, x: Tensor, weight: Tensor, y: Tensor, rstd: Tensor, eps: float) -> None:
         if "i32" in (x.dtype, weight.dtype, y.dtype, rstd.dtype):

@@ -288,9 +288,9 @@ class NumpyKernels:
         np.add(Y, beta.a, out=Y)
 
     def layernorm_bwd(self, x: Tensor, gamma: Tensor, mean: Tensor, rstd: Tensor, dy: Tensor,
-                      dx: Tensor, dgamma: Tensor, dbeta: Tensor) -> None:
-        """LayerNorm backward: dx written; dgamma, dbeta accumulated (+=)."""
-        X, DY, DX = self._m(x), self._m(dy), self._m(dx)
+                      dx: Tensor | None, dgamma: Tensor, dbeta: Tensor) -> None:
+        """LayerNorm backward: dx written (if given); dgamma, dbeta accumulated (+=)."""
+        X, DY = self._m(x), self._m(dy)
         mu = mean.a.reshape(-1, 1)
         rs = rstd.a.reshape(-1, 1)
         xhat = self._scratch("ln_xhat", X.shape)
@@ -304,6 +304,9 @@ class NumpyKernels:
         np.add(dgamma.a, col, out=dgamma.a)
         np.sum(DY, axis=0, out=col)
         np.add(dbeta.a, col, out=dbeta.a)
+        if dx is None:
+            return
+        DX = self._m(dx)
         np.multiply(DY, gamma.a, out=g)                     # g = dxhat
         # dx = rstd * (g - mean(g) - xhat * mean(g * xhat))
         np.mean(g, axis=1, keepdims=True, out=r)

@@ -122,12 +122,12 @@ int qr_layernorm_bwd_f32(const float *x, const float *gamma, const float *mean,
                          float *dbeta, int64_t rows, int64_t n) {
     if (rows < 0 || n < 0) return QR_EARG;
     if (rows * n == 0) return QR_OK;
-    if (!x || !gamma || !mean || !rstd || !dy || !dx || !dgamma || !dbeta) return QR_EARG;
+    if (!x || !gamma || !mean || !rstd || !dy || !dgamma || !dbeta) return QR_EARG;
     rw_ctx c = {.x = x, .g = gamma, .mean = mean, .rstd = rstd, .dy = dy, .dx = dx,
                 .dg = dgamma, .db = dbeta, .rows = rows, .n = n};
-    /* parameter grads first: dx may alias dy */
+    /* parameter grads first: dx may alias dy; dx NULL: the input needs no gradient */
     qr_par_items(layernorm_param_chunks, &c, (n + LN_CHUNK - 1) / LN_CHUNK, rows * n);
-    qr_par_items(layernorm_bwd_rows, &c, rows, rows * n);
+    if (dx) qr_par_items(layernorm_bwd_rows, &c, rows, rows * n);
     return QR_OK;
 }
 

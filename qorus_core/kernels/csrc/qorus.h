@@ -113,7 +113,7 @@ QR_API int qr_softmax_bwd_f32(const float *y, const float *dy, float *dx, int64_
 /* y[R,N] = (x - mean) * rstd * gamma[N] + beta[N]; writes mean[R], rstd[R] */
 QR_API int qr_layernorm_f32(const float *x, const float *gamma, const float *beta, float *y,
                             float *mean, float *rstd, int64_t rows, int64_t n, float eps);
-/* dx[R,N] written; dgamma[N], dbeta[N] accumulated (+=) */
+/* dx[R,N] written (may be NULL: no input gradient); dgamma[N], dbeta[N] accumulated (+=) */
 QR_API int qr_layernorm_bwd_f32(const float *x, const float *gamma, const float *mean,
                                 const float *rstd, const float *dy, float *dx, float *dgamma,
                                 float *dbeta, int64_t rows, int64_t n);

@@ -1,29 +1,64 @@
-"""Elementwise activations; each backward reads the input (``ctx.x``) or output (``ctx.y``)."""
+"""Elementwise activations: each is a forward kernel and its ``_bwd`` twin, which reads the
+layer's input (``ctx.x``) or, where cheaper, its output (``ctx.y``)."""
 
 from __future__ import annotations
+
+from typing import ClassVar
 
 from qorus_core import Layer, Spec
 from qorus_core.errors import ConfigError
 
 
-class _Elementwise(Layer):
+class _Pointwise(Layer):
+    """A shape-keeping layer computed by kernel ``<kernel>`` with backward ``<kernel>_bwd``."""
+
+    kernel: ClassVar[str]
+    grad_reads_output: ClassVar[bool] = False   # backward takes y instead of x
+
     def build(self, x: Spec, b) -> Spec:
         return x
 
-
-class ReLU(_Elementwise):
-    """max(x, 0)."""
-
     def forward(self, x, ctx):
-        ctx.k.relu(x, ctx.y)
+        getattr(ctx.k, self.kernel)(x, ctx.y)
         return ctx.y
 
     def backward(self, dy, ctx):
-        ctx.k.relu_bwd(ctx.x, dy, ctx.dx)
+        saved = ctx.y if self.grad_reads_output else ctx.x
+        getattr(ctx.k, self.kernel + "_bwd")(saved, dy, ctx.dx)
         return ctx.dx
 
 
-class GELU(_Elementwise):
+class ReLU(_Pointwise):
+    """max(x, 0)."""
+
+    kernel = "relu"
+
+
+class SiLU(_Pointwise):
+    """x * sigmoid(x) (a.k.a. swish)."""
+
+    kernel = "silu"
+
+
+class Tanh(_Pointwise):
+    """tanh(x)."""
+
+    kernel, grad_reads_output = "tanh", True
+
+
+class Sigmoid(_Pointwise):
+    """1 / (1 + exp(-x))."""
+
+    kernel, grad_reads_output = "sigmoid", True
+
+
+class Softmax(_Pointwise):
+    """softmax over the last dimension (for probabilities; train on logits with CrossEntropy)."""
+
+    kernel, grad_reads_output = "softmax", True
+
+
+class GELU(Layer):
     """x * Phi(x); ``approximate="tanh"`` for the tanh form (PyTorch's nn.GELU)."""
 
     def __init__(self, approximate: str = "none") -> None:
@@ -32,58 +67,13 @@ class GELU(_Elementwise):
         self.approximate = approximate
         self._tanh = approximate == "tanh"
 
+    def build(self, x: Spec, b) -> Spec:
+        return x
+
     def forward(self, x, ctx):
         ctx.k.gelu(x, ctx.y, self._tanh)
         return ctx.y
 
     def backward(self, dy, ctx):
         ctx.k.gelu_bwd(ctx.x, dy, ctx.dx, self._tanh)
-        return ctx.dx
-
-
-class SiLU(_Elementwise):
-    """x * sigmoid(x) (a.k.a. swish)."""
-
-    def forward(self, x, ctx):
-        ctx.k.silu(x, ctx.y)
-        return ctx.y
-
-    def backward(self, dy, ctx):
-        ctx.k.silu_bwd(ctx.x, dy, ctx.dx)
-        return ctx.dx
-
-
-class Tanh(_Elementwise):
-    """tanh(x)."""
-
-    def forward(self, x, ctx):
-        ctx.k.tanh(x, ctx.y)
-        return ctx.y
-
-    def backward(self, dy, ctx):
-        ctx.k.tanh_bwd(ctx.y, dy, ctx.dx)
-        return ctx.dx
-
-
-class Sigmoid(_Elementwise):
-    """1 / (1 + exp(-x))."""
-
-    def forward(self, x, ctx):
-        ctx.k.sigmoid(x, ctx.y)
-        return ctx.y
-
-    def backward(self, dy, ctx):
-        ctx.k.sigmoid_bwd(ctx.y, dy, ctx.dx)
-        return ctx.dx
-
-
-class Softmax(_Elementwise):
-    """softmax over the last dimension (for probabilities; train on logits with CrossEntropy)."""
-
-    def forward(self, x, ctx):
-        ctx.k.softmax(x, ctx.y)
-        return ctx.y
-
-    def backward(self, dy, ctx):
-        ctx.k.softmax_bwd(ctx.y, dy, ctx.dx)
         return ctx.dx
