@@ -6,10 +6,11 @@ BIN := $(VENV)/bin
 
 .PHONY: demo test dev bench clean
 
-$(BIN)/qorus: pyproject.toml setup.py qorus_layers_mlp/pyproject.toml qorus_layers_llm/pyproject.toml
+$(BIN)/qorus: pyproject.toml setup.py qorus_layers_mlp/pyproject.toml qorus_layers_llm/pyproject.toml \
+		plugins/template/pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e . -e ./qorus_layers_mlp -e ./qorus_layers_llm pytest scikit-learn matplotlib
+	$(BIN)/python -m pip install -q -e . -e ./qorus_layers_mlp -e ./qorus_layers_llm -e ./plugins/template pytest scikit-learn matplotlib
 	touch $@
 
 dev: $(BIN)/qorus

@@ -1,4 +1,5 @@
-"""Data sets as ``(x, y)`` NumPy arrays: CSV, NPZ, scikit-learn's digits, and a split helper.
+"""Data sets as ``(x, y)`` NumPy arrays: CSV, NPZ, IDX (MNIST's format, see ``idx.py``),
+scikit-learn's digits, Fashion-MNIST, and a split helper.
 
 Inputs come back float32; labels int32 when every label is a whole number (classification),
 else float32 (regression). Errors are DataError naming the file, line and column at fault.
@@ -105,20 +106,45 @@ def load_digits() -> tuple[np.ndarray, np.ndarray]:
     return np.ascontiguousarray(d.data, dtype=np.float32), np.ascontiguousarray(d.target, dtype=np.int32)
 
 
+SOURCES = ("'sklearn:digits'", "'csv:PATH'", "'npz:PATH'", "'idx:IMAGES_PATH,LABELS_PATH'",
+           "'fashion-mnist[:DIR]'", "'fashion-mnist-test[:DIR]'")
+
+
 def load_source(source: str, base: str | os.PathLike | None = None,
                 **options) -> tuple[np.ndarray, np.ndarray]:
-    """``"sklearn:digits"``, ``"csv:PATH"`` or ``"npz:PATH"`` (relative paths from ``base``)."""
+    """A data set named by a source string (relative paths from ``base``):
+
+    - ``"sklearn:digits"``; ``"csv:PATH"`` and ``"npz:PATH"`` (``options`` go to the loader);
+    - ``"idx:IMAGES_PATH,LABELS_PATH"``: a pair of IDX files, plain or gzipped;
+    - ``"fashion-mnist[:DIR]"`` and ``"fashion-mnist-test[:DIR]"``: the 60000 training or
+      10000 test images of Fashion-MNIST, from ``DIR`` (default
+      ``/usr/share/datasets/fashion-mnist``, Debian's ``dataset-fashion-mnist``).
+    """
+    from .idx import load_fashion_mnist, load_idx
+
+    def resolve(p: str) -> Path:
+        path = Path(p.strip()).expanduser()
+        return Path(base) / path if base is not None and not path.is_absolute() else path
+
     kind, _, rest = str(source).partition(":")
     if kind == "sklearn":
         if rest != "digits":
             raise DataError(f"data source {source!r}: the sklearn data set available is 'digits'")
         return load_digits()
     if kind in ("csv", "npz") and rest:
-        path = Path(rest).expanduser()
-        if base is not None and not path.is_absolute():
-            path = Path(base) / path
+        path = resolve(rest)
         return load_csv(path, **options) if kind == "csv" else load_npz(path, **options)
-    raise DataError(f"data source {source!r}: expected 'sklearn:digits', 'csv:PATH' or 'npz:PATH'")
+    if kind in ("idx", "fashion-mnist", "fashion-mnist-test") and options:
+        raise DataError(f"data source {source!r} takes no options, got {sorted(options)}")
+    if kind == "idx":
+        paths = rest.split(",")
+        if len(paths) != 2 or not all(p.strip() for p in paths):
+            raise DataError(f"data source {source!r}: expected 'idx:IMAGES_PATH,LABELS_PATH'")
+        return load_idx(resolve(paths[0]), resolve(paths[1]))
+    if kind in ("fashion-mnist", "fashion-mnist-test"):
+        part = "test" if kind.endswith("-test") else "train"
+        return load_fashion_mnist(resolve(rest) if rest else None, part)
+    raise DataError(f"data source {source!r}: expected {', '.join(SOURCES)}")
 
 
 def split(x: np.ndarray, y: np.ndarray, validation: float = 0.1, test: float = 0.2, seed: int = 0

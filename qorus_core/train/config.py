@@ -1,7 +1,9 @@
 """Training from a TOML file: registered layers, data, loss, optimizer, schedule, settings.
 
     [model]     input_shape, layers = [{type = "mlp.Linear", out_features = 128}, ...], seed
-    [data]      source = "sklearn:digits" | "csv:PATH" | "npz:PATH", validation, test, scale
+    [data]      source = "sklearn:digits" | "csv:PATH" | "npz:PATH" | "idx:IMAGES,LABELS"
+                | "fashion-mnist[:DIR]", validation, test (a fraction) or test_source, scale;
+                samples are reshaped to [model] input_shape when their sizes agree
     [loss]      type = "CrossEntropy", plus its arguments
     [optimizer] type = "AdamW", lr, plus its arguments
     [schedule]  type = "constant" | "linear_warmup" | "cosine", warmup_steps, min_lr (optional)
@@ -29,8 +31,8 @@ from .schedules import Schedule, make_schedule
 
 SECTIONS = {
     "model": {"input_shape", "layers", "seed", "input_dtype"},
-    "data": {"source", "validation", "test", "scale", "seed", "label_column", "delimiter",
-             "x_key", "y_key"},
+    "data": {"source", "validation", "test", "test_source", "scale", "seed", "label_column",
+             "delimiter", "x_key", "y_key"},
     "loss": None, "optimizer": None, "schedule": None,      # free-form: the class's arguments
     "train": {"epochs", "batch_size", "clip_norm", "seed", "shuffle", "checkpoint_every",
               "eval_batch_size"},
@@ -99,7 +101,12 @@ def load_config(path: str | os.PathLike) -> TrainConfig:
     if not isinstance(m.get("layers"), list) or not m["layers"]:
         raise ConfigError(f"{path}: [model] layers must be a non-empty list of {{type = ...}} tables")
     if not isinstance(raw["data"].get("source"), str):
-        raise ConfigError(f"{path}: [data] needs source = \"sklearn:digits\" | \"csv:PATH\" | \"npz:PATH\"")
+        raise ConfigError(f"{path}: [data] needs source = \"sklearn:digits\" | \"csv:PATH\" | \"npz:PATH\""
+                          " | \"idx:IMAGES_PATH,LABELS_PATH\" | \"fashion-mnist[:DIR]\"")
+    test_source = raw["data"].get("test_source")
+    if test_source is not None and (not isinstance(test_source, str) or raw["data"].get("test")):
+        raise ConfigError(f"{path}: [data] test_source must be a source string, and replaces "
+                          "the test fraction (give one of them)")
     return TrainConfig(path, m, raw["data"], raw["loss"], raw["optimizer"], raw.get("schedule"),
                        raw.get("train", {}))
 
@@ -146,21 +153,44 @@ def build(cfg: TrainConfig, kernels: str | None = None, epochs: int | None = Non
     return model, trainer
 
 
+def _fit_shape(x: np.ndarray, shape: Any) -> np.ndarray:
+    """``x`` with samples reshaped (a view) to the model's input shape when the sizes agree:
+    28x28 IDX images feed an MLP taking [784] or a CNN taking [1, 28, 28]."""
+    shape = tuple(shape or ())
+    if not shape or x.ndim < 1 or tuple(x.shape[1:]) == shape:
+        return x
+    if int(np.prod(x.shape[1:])) != int(np.prod(shape)):
+        return x                           # the model reports the mismatch with both shapes
+    return x.reshape((len(x),) + shape)
+
+
 def load_data(cfg: TrainConfig):
-    """``(train, validation, test)`` pairs from [data]; empty pairs for fractions of 0."""
+    """``(train, validation, test)`` pairs from [data]; empty pairs for fractions of 0.
+    With ``test_source`` the test pair is that data set (e.g. Fashion-MNIST's test files)."""
     d = dict(cfg.data)
     options = {k: d.pop(k) for k in ("label_column", "delimiter", "x_key", "y_key") if k in d}
+    test_source = d.pop("test_source", None)
     try:
         scale = float(d.get("scale", 1.0))
         fractions = float(d.get("validation", 0.0)), float(d.get("test", 0.0)), int(d.get("seed", 0))
         x, y = load_source(d.pop("source"), base=cfg.path.parent, **options)
+        test = None if test_source is None else load_source(test_source, base=cfg.path.parent,
+                                                            **options)
     except (TypeError, ValueError) as exc:
         if isinstance(exc, QorusError):
             raise
         raise ConfigError(f"{cfg.path}: [data] {cfg.data}: {exc}") from None
+    shape = cfg.model.get("input_shape")
+    x = _fit_shape(x, shape)
     if scale != 1.0:
         x = (x * np.float32(scale)).astype(np.float32)
-    return split(x, y, *fractions)
+    if test is None:
+        return split(x, y, *fractions)
+    xs, ys = _fit_shape(test[0], shape), test[1]
+    if scale != 1.0:
+        xs = (xs * np.float32(scale)).astype(np.float32)
+    train, val, _ = split(x, y, fractions[0], 0.0, fractions[2])
+    return train, val, (xs, ys)
 
 
 def run_training(config_path: str | os.PathLike, out_dir: str | os.PathLike,
