@@ -22,7 +22,7 @@ demo: $(BIN)/qorus
 test:
 	$(PY) -m venv .venv-tox
 	.venv-tox/bin/python -m pip install -q "tox>=4.11"
-	.venv-tox/bin/tox run -e c,numpy,parity,lint
+	.venv-tox/bin/tox run -e c,numpy,parity,sanitize,lint
 
 bench: $(BIN)/qorus
 	$(BIN)/python -m pip install -q torch==2.13.0

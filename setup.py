@@ -144,4 +144,5 @@ class BinaryDistribution(Distribution):
         return True
 
 
-setup(distclass=BinaryDistribution, cmdclass={"build_ext": BuildQorusLib})
+if __name__ == "__main__":   # setuptools runs this file as __main__; `import setup` only builds
+    setup(distclass=BinaryDistribution, cmdclass={"build_ext": BuildQorusLib})

@@ -20,7 +20,9 @@ from ctypes import c_double, c_float, c_int, c_int64, c_uint32, c_void_p
 
 from ..errors import KernelError
 from ..tensor import Tensor
+from .c_fused import CFusedKernels  # fused kernels (rope, swiglu, attention, ...): c_fused.py
 from .numpy import NumpyKernels
+from .numpy_quant import QuantNumpyMixin, QWeight  # quantized weights (section below)
 
 __all__ = ["CKernels", "default_library_path"]
 
@@ -112,7 +114,79 @@ def _check(kernel: str, rc: int) -> None:
     raise _fail(kernel, f"C kernel returned {rc} ({_ERRORS.get(rc, 'error')})")
 
 
-class CKernels:
+# ===================================================================== quantized weights
+# quantize / dequantize / matmul_q (csrc/quant.c); NumPy twins and the QWeight type in
+# numpy_quant.py. Bound on first use, so a library built before quant.c still serves the rest
+# (these kernels then run on the NumPy fallback).
+_QUANT_SIGNATURES = {
+    "qr_quant_row_bytes": (_I64, [_I, _I64]),
+    **{f"qr_{op}_{t}": (_I, [_P, _P, _I64, _I64]) for op in ("quantize", "dequantize")
+       for t in ("q8_0", "q4_0", "q4_1", "f16")},
+    **{f"qr_matmul_{t}_f32": (_I, [_P, _P, _P, _I64, _I64, _I64])
+       for t in ("q8_0", "q4_0", "q4_1", "f16")},
+}
+
+
+class _QuantCMixin:
+    """The C quantized-weight kernels; same signatures as ``QuantNumpyMixin``."""
+
+    _qfn: dict | None = None
+
+    def _quant(self, name: str):
+        """The bound C function, or None when the library predates quant.c."""
+        if self._qfn is None:
+            fns = {}
+            for cname, (restype, argtypes) in _QUANT_SIGNATURES.items():
+                fn = getattr(self._lib, cname, None)
+                if fn is None:
+                    fns = {}
+                    break
+                fn.restype, fn.argtypes = restype, argtypes
+                fns[cname] = fn
+            self._qfn = fns
+        return self._qfn.get(name)
+
+    def _quant_native(self) -> frozenset:
+        """The quantized-weight kernels this library serves natively."""
+        return frozenset(("quantize", "dequantize", "matmul_q")) if self._quant(
+            "qr_quant_row_bytes") else frozenset()
+
+    def quantize(self, x: Tensor, out, qtype) -> None:
+        name, rows, k, buf = QuantNumpyMixin._q_args(x, out, qtype)
+        fn = self._quant(f"qr_quantize_{name}")
+        if fn is None:
+            return self.fallback.quantize(x, out, qtype)
+        if rows * k:
+            rc = fn(x.p, buf.ctypes.data, rows, k)
+            if rc:
+                _check("quantize", rc)
+
+    def dequantize(self, w: QWeight, y: Tensor) -> None:
+        QuantNumpyMixin._q_check_out(w, y, "dequantize")
+        fn = self._quant(f"qr_dequantize_{w.qtype}")
+        if fn is None:
+            return self.fallback.dequantize(w, y)
+        if w.n * w.k:
+            rc = fn(w.p, y.p, w.n, w.k)
+            if rc:
+                _check("dequantize", rc)
+
+    def matmul_q(self, x: Tensor, w: QWeight, y: Tensor) -> None:
+        m, n, k = QuantNumpyMixin._q_check_mm(x, w, y)
+        fn = self._quant(f"qr_matmul_{w.qtype}_f32")
+        if fn is None:
+            return self.fallback.matmul_q(x, w, y)
+        rc = fn(x.p, w.p, y.p, m, n, k)
+        if rc:
+            _check("matmul_q", rc)
+
+
+for _name in ("quantize", "dequantize", "matmul_q"):
+    getattr(_QuantCMixin, _name).__doc__ = getattr(QuantNumpyMixin, _name).__doc__
+# ===================================================================== end quantized weights
+
+
+class CKernels(_QuantCMixin, CFusedKernels):
     """The C kernel set; same methods and signatures as ``NumpyKernels``."""
 
     name = "c"
@@ -122,6 +196,8 @@ class CKernels:
         self.library_path = os.path.abspath(path) if path else default_library_path()
         lib = self._lib = _load(self.library_path)
         self.native = frozenset(n[3:-4] for n in _SIGNATURES if n.endswith("_f32"))
+        self.native = self.native | self._fused_native()   # c_fused.py
+        self.native = self.native | self._quant_native()   # quantized weights
         for n in _SIGNATURES:   # bound C functions, looked up once
             setattr(self, "_" + n[3:], getattr(lib, n))
 

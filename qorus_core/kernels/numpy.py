@@ -15,12 +15,14 @@ import numpy as np
 
 from ..errors import KernelError
 from ..tensor import Tensor
+from .numpy_fused import NumpyFusedKernels  # fused: rope, swiglu, *_bcast, softmax_masked, attention
+from .numpy_quant import QuantNumpyMixin  # quantized weights: quantize, dequantize, matmul_q
 
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 _INV_SQRT2 = 1.0 / math.sqrt(2.0)
 
 
-class NumpyKernels:
+class NumpyKernels(QuantNumpyMixin, NumpyFusedKernels):
     """Reference implementation of every Qorus kernel."""
 
     name = "numpy"

@@ -150,6 +150,94 @@ QR_API int qr_adam_step_f32(float *p, const float *g, float *m, float *v, int64_
                             double beta1, double beta2, double eps, double weight_decay,
                             int64_t step, int decoupled);
 
+/* ------------------------------------------------------------------ quant (quant.c) */
+/* Quantized weights in the ggml block formats, bit for bit (32 values a block):
+ *   Q8_0 (34 bytes): fp16 d, int8 q[32]; x = d * q
+ *   Q4_0 (18 bytes): fp16 d, 16 bytes of nibbles (element j low nibble of byte j, element
+ *                    j + 16 its high nibble); x = d * (q - 8)
+ *   Q4_1 (20 bytes): fp16 d, fp16 m, nibbles as Q4_0; x = d * q + m
+ *   F16  (2 bytes a value): IEEE half, converted with round to nearest even (F16C when present)
+ * A quantized matrix [rows, k] is rows of k values, each row its blocks in order (the layout
+ * of a GGUF tensor); k must be a multiple of 32 for the block formats. qtype numbers are
+ * ggml's. */
+#define QR_QTYPE_F16 1
+#define QR_QTYPE_Q4_0 2
+#define QR_QTYPE_Q4_1 3
+#define QR_QTYPE_Q8_0 8
+/* bytes of one row of k values in qtype, or QR_EARG (unknown type, k not a multiple of 32) */
+QR_API int64_t qr_quant_row_bytes(int qtype, int64_t k);
+/* out[rows, row_bytes] = quantize(x[rows, k]) as ggml's reference quantizers */
+QR_API int qr_quantize_q8_0(const float *x, void *out, int64_t rows, int64_t k);
+QR_API int qr_quantize_q4_0(const float *x, void *out, int64_t rows, int64_t k);
+QR_API int qr_quantize_q4_1(const float *x, void *out, int64_t rows, int64_t k);
+QR_API int qr_quantize_f16(const float *x, void *out, int64_t rows, int64_t k);
+/* y[rows, k] = dequantize(w) */
+QR_API int qr_dequantize_q8_0(const void *w, float *y, int64_t rows, int64_t k);
+QR_API int qr_dequantize_q4_0(const void *w, float *y, int64_t rows, int64_t k);
+QR_API int qr_dequantize_q4_1(const void *w, float *y, int64_t rows, int64_t k);
+QR_API int qr_dequantize_f16(const void *w, float *y, int64_t rows, int64_t k);
+/* y[M,N] = x[M,K] @ W^T, W [N,K] in the format (row-major, N rows of row_bytes(K)).
+ * The block formats quantize each row of x to 8-bit blocks of 32 (d = amax / 127, q rounded
+ * half away from zero; Q4_1 also uses s = d * sum q) and sum exact integer block products
+ * scaled by d_w * d_x (+ m_w * s_x) in float32, as ggml does; F16 multiplies in float32.
+ * Multithreaded over N; the result depends on the SIMD path, not on the thread count. */
+QR_API int qr_matmul_q8_0_f32(const float *x, const void *w, float *y, int64_t M, int64_t N,
+                              int64_t K);
+QR_API int qr_matmul_q4_0_f32(const float *x, const void *w, float *y, int64_t M, int64_t N,
+                              int64_t K);
+QR_API int qr_matmul_q4_1_f32(const float *x, const void *w, float *y, int64_t M, int64_t N,
+                              int64_t K);
+QR_API int qr_matmul_f16_f32(const float *x, const void *w, float *y, int64_t M, int64_t N,
+                             int64_t K);
+/* ------------------------------------------------------------------ end quant */
+
+/* ------------------------------------------------------------------ fused (fused.c) */
+/* RoPE on x[B,T,H,D] (D even), position of row t = pos_offset + t, freq_i = theta^(-2i/D):
+ * half_split 0 rotates adjacent pairs (2i, 2i+1) (GGUF llama), 1 pairs (i, i + D/2) (HF).
+ * y may alias x. Backward: the inverse rotation of dy (dx may alias dy). */
+QR_API int qr_rope_f32(const float *x, float *y, int64_t B, int64_t T, int64_t H, int64_t D,
+                       int64_t pos_offset, float theta, int half_split);
+QR_API int qr_rope_bwd_f32(const float *dy, float *dx, int64_t B, int64_t T, int64_t H,
+                           int64_t D, int64_t pos_offset, float theta, int half_split);
+/* y[n] = silu(gate) * up; backward writes dgate[n] and dup[n] */
+QR_API int qr_swiglu_f32(const float *gate, const float *up, float *y, int64_t n);
+QR_API int qr_swiglu_bwd_f32(const float *gate, const float *up, const float *dy, float *dgate,
+                             float *dup, int64_t n);
+/* y[R,N] = x + b[N]; backward: dx = dy (dx NULL or == dy: not written), db[N] += sum_r dy */
+QR_API int qr_add_bcast_f32(const float *x, const float *b, float *y, int64_t rows, int64_t n);
+QR_API int qr_add_bcast_bwd_f32(const float *dy, float *dx, float *db, int64_t rows, int64_t n);
+/* y[R,N] = x * w[N]; backward: dx = dy * w (may be NULL, may alias dy), dw[N] += sum_r dy x */
+QR_API int qr_mul_bcast_f32(const float *x, const float *w, float *y, int64_t rows, int64_t n);
+QR_API int qr_mul_bcast_bwd_f32(const float *x, const float *w, const float *dy, float *dx,
+                                float *dw, int64_t rows, int64_t n);
+/* y[G,Tq,Tk] = softmax(scale * x) over the last dim; causal masks key j > i + (Tk - Tq)
+ * (queries aligned to the last keys; Tk >= Tq), masked entries are 0.
+ * Backward: dx = scale * y * (dy - sum(dy * y)) per row, 0 where masked. */
+QR_API int qr_softmax_masked_f32(const float *x, float *y, int64_t G, int64_t Tq, int64_t Tk,
+                                 float scale, int causal);
+QR_API int qr_softmax_masked_bwd_f32(const float *y, const float *dy, float *dx, int64_t G,
+                                     int64_t Tq, int64_t Tk, float scale, int causal);
+/* Attention, tiled with an online softmax (no Tq x Tk matrix), GQA: query head h reads kv head
+ * h / (H / Hkv). q, out [B,Tq,H,D]; k, v [B,Tk,Hkv,D]; lse [B,H,Tq] (log-sum-exp of the scaled
+ * scores, saved for the backward); causal as in qr_softmax_masked_f32. Threads over (b, h).
+ * Backward writes dq (like q), dk, dv (like k; summed over the query heads of each kv head;
+ * threads over (b, kv head)). No output may alias an input. */
+QR_API int qr_attention_f32(const float *q, const float *k, const float *v, float *out,
+                            float *lse, int64_t B, int64_t Tq, int64_t Tk, int64_t H,
+                            int64_t Hkv, int64_t D, float scale, int causal);
+QR_API int qr_attention_bwd_f32(const float *q, const float *k, const float *v,
+                                const float *out, const float *lse, const float *dout,
+                                float *dq, float *dk, float *dv, int64_t B, int64_t Tq,
+                                int64_t Tk, int64_t H, int64_t Hkv, int64_t D, float scale,
+                                int causal);
+/* One decode step: q, out [B,H,D]; KV cache per layer k_cache, v_cache [B,max_ctx,Hkv,D]
+ * (position-major: row j holds every kv head of position j); the new token attends to the
+ * cached positions [0, n_ctx), its own k/v already written at n_ctx - 1. 1 <= n_ctx <= max_ctx */
+QR_API int qr_attention_decode_f32(const float *q, const float *k_cache, const float *v_cache,
+                                   float *out, int64_t B, int64_t H, int64_t Hkv, int64_t D,
+                                   int64_t max_ctx, int64_t n_ctx, float scale);
+/* ------------------------------------------------------------------ end fused */
+
 #ifdef __cplusplus
 }
 #endif

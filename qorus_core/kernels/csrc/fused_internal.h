@@ -1,0 +1,77 @@
+/* fused_internal.h - private: contexts and twin declarations of the fused kernels (fused.c).
+ * The bodies live in fused_impl.h, compiled twice: portable (fused.c) and AVX2 (fused_avx2.c,
+ * -mavx2 -mfma with FMA contraction on: the two builds agree to float tolerance, not bit for
+ * bit); qr_fused_pick() chooses at run time, like qr_vec_pick() for act.c. */
+#ifndef QORUS_FUSED_INTERNAL_H
+#define QORUS_FUSED_INTERNAL_H
+
+#include <stdatomic.h>
+
+#include "qr_math.h"
+#include "qorus.h"
+
+#define QR_ATT_BK 64   /* keys per tile of the attention kernels */
+
+/* rope: rows of x [B*T, H*D]; cs: per t, D/2 cos then D/2 sin */
+typedef struct {
+    const float *x; float *y; const float *cs;
+    int64_t T, H, D;
+    int half_split;
+} rope_ctx;
+
+/* swiglu / broadcast ops */
+typedef struct {
+    const float *a, *b, *dy;   /* gate|x, up|bias|w, dy */
+    float *o, *o2;             /* y|dgate|dx, dup|dw|db */
+    int64_t rows, n;
+} fz_ctx;
+
+/* broadcast backward over blocks of QR_BB_ROWS rows: partial column sums part[block][n] */
+#define QR_BB_ROWS 64
+typedef struct {
+    const float *x, *w, *dy;   /* x, w: NULL for add_bcast */
+    float *dx, *part;          /* dx: NULL (or == dy for add) to skip */
+    int64_t rows, n;
+} bb_ctx;
+
+/* masked softmax over rows of [G, Tq, Tk] */
+typedef struct {
+    const float *x, *dy; float *y, *dx;
+    int64_t Tq, Tk;
+    float scale;
+    int causal;
+} smm_ctx;
+
+/* attention: q [B,Tq,H,D], k/v [B,Tk,Hkv,D], out/dout/dq like q, dk/dv like k, lse [B,H,Tq] */
+typedef struct {
+    const float *q, *k, *v, *out, *lse, *dout;
+    float *o, *l, *dq, *dk, *dv;
+    int64_t B, Tq, Tk, H, Hkv, D, max_ctx;
+    float scale;
+    int causal;
+    atomic_int err;
+} att_ctx;
+
+#define QR_FUSED_DECL(sfx)                                                 \
+    void qr__rope_rows_##sfx(void *ctx, int64_t lo, int64_t hi);           \
+    void qr__swiglu_range_##sfx(void *ctx, int64_t lo, int64_t hi);        \
+    void qr__swiglu_bwd_range_##sfx(void *ctx, int64_t lo, int64_t hi);    \
+    void qr__add_bcast_rows_##sfx(void *ctx, int64_t lo, int64_t hi);      \
+    void qr__mul_bcast_rows_##sfx(void *ctx, int64_t lo, int64_t hi);      \
+    void qr__bcast_bwd_blocks_##sfx(void *ctx, int64_t lo, int64_t hi);    \
+    void qr__smm_rows_##sfx(void *ctx, int64_t lo, int64_t hi);            \
+    void qr__smm_bwd_rows_##sfx(void *ctx, int64_t lo, int64_t hi);        \
+    void qr__att_fwd_items_##sfx(void *ctx, int64_t lo, int64_t hi);       \
+    void qr__att_bwd_items_##sfx(void *ctx, int64_t lo, int64_t hi);       \
+    void qr__att_dec_items_##sfx(void *ctx, int64_t lo, int64_t hi);
+QR_FUSED_DECL(portable)
+QR_FUSED_DECL(avx2)
+
+#ifdef QR_HAVE_AVX2_BUILD
+#define qr_fused_pick(name) \
+    (qr_simd_path() == QR_SIMD_AVX2 ? qr__##name##_avx2 : qr__##name##_portable)
+#else
+#define qr_fused_pick(name) (qr__##name##_portable)
+#endif
+
+#endif

@@ -1,0 +1,470 @@
+/* quant.c - quantized weights: the ggml block formats Q8_0, Q4_0, Q4_1 and F16 (bit for bit),
+ * their row-wise quantize / dequantize, and the products y[M,N] = x[M,K] @ W^T of a quantized
+ * weight W [N,K] (row-major, the layout of a GGUF tensor) with float32 activations.
+ *
+ * Blocks of 32 values (ggml):
+ *   Q8_0: fp16 d | int8 q[32]                 x = d * q
+ *   Q4_0: fp16 d | uint8 qs[16]               x = d * (q - 8)
+ *   Q4_1: fp16 d | fp16 m | uint8 qs[16]      x = d * q + m
+ *   Q4 nibbles: element j in the low nibble of qs[j], element j + 16 in its high nibble.
+ * The quantizers follow ggml's reference ones (quantize_row_*_ref, and the gguf package's
+ * NumPy port) operation by operation, so the bytes are identical.
+ *
+ * Products: each activation row is quantized to 8-bit blocks (quant_internal.h), each block
+ * pair gives an exact integer dot product, scaled by d_w * d_x and summed in float32 (plus
+ * m_w * s_x for Q4_1), as ggml does. F16 weights are converted and multiplied with the float
+ * activations directly. Work is split over N (weight rows) in contiguous ranges; a prompt
+ * (M > 1) walks the weight in tiles that stay in L2 while every activation row passes over
+ * them, 4 rows at a time. The AVX2 path needs AVX2 + FMA + F16C at run time; the portable
+ * path is plain C. Results depend on the SIMD path (summation order), not on the thread count.
+ */
+#include <string.h>
+
+#include "qr_math.h"
+#include "quant_internal.h"
+#include "qorus.h"
+
+/* ------------------------------------------------------------------ fp16 (portable) */
+static inline uint16_t f32_to_f16(float f) {   /* round to nearest even, as F16C / NumPy */
+    uint32_t x;
+    memcpy(&x, &f, 4);
+    uint32_t sign = (x >> 16) & 0x8000u, ax = x & 0x7fffffffu;
+    if (ax >= 0x7f800000u)   /* inf, NaN (quieted, payload truncated like F16C) */
+        return (uint16_t)(sign | (ax == 0x7f800000u ? 0x7c00u : 0x7e00u | ((ax >> 13) & 0x3ffu)));
+    if (ax >= 0x477ff000u) return (uint16_t)(sign | 0x7c00u);   /* rounds to inf */
+    if (ax < 0x38800000u) {   /* fp16 subnormal or zero: round(|f| * 2^24), ties to even */
+        float a;
+        memcpy(&a, &ax, 4);
+        volatile float t = a * 16777216.0f + 12582912.0f;   /* exact scale, then RNE */
+        float r = t - 12582912.0f;
+        return (uint16_t)(sign | (uint32_t)r);
+    }
+    uint32_t m = ax - 0x38000000u;               /* rebias the exponent 127 -> 15 */
+    m = m + 0x0fffu + ((m >> 13) & 1u);          /* ties to even; a carry bumps the exponent */
+    return (uint16_t)(sign | (m >> 13));
+}
+
+static inline float f16_to_f32(uint16_t h) {   /* exact */
+    uint32_t sign = (uint32_t)(h & 0x8000u) << 16, e = (h >> 10) & 0x1fu, m = h & 0x3ffu, b;
+    if (e == 0) {
+        float v = (float)m * 5.9604644775390625e-8f;   /* m * 2^-24, exact */
+        memcpy(&b, &v, 4);
+        b |= sign;
+    } else if (e == 31) {
+        b = sign | 0x7f800000u | (m << 13);
+    } else {
+        b = sign | ((e + 112u) << 23) | (m << 13);
+    }
+    float f;
+    memcpy(&f, &b, 4);
+    return f;
+}
+
+static int use_avx2(void) {
+#ifdef QR_HAVE_AVX2_BUILD
+    return qr_simd_path() == QR_SIMD_AVX2 && (qr_cpu_features() & QR_CPU_F16C);
+#else
+    return 0;
+#endif
+}
+
+/* ------------------------------------------------------------------ formats */
+int64_t qr_quant_row_bytes(int qtype, int64_t k) {
+    if (k < 0) return QR_EARG;
+    switch (qtype) {
+    case QR_QTYPE_F16: return 2 * k;
+    case QR_QTYPE_Q8_0: return k % QR_QK ? QR_EARG : k / QR_QK * 34;
+    case QR_QTYPE_Q4_0: return k % QR_QK ? QR_EARG : k / QR_QK * 18;
+    case QR_QTYPE_Q4_1: return k % QR_QK ? QR_EARG : k / QR_QK * 20;
+    default: return QR_EARG;
+    }
+}
+
+static inline void put16(uint8_t *p, uint16_t v) { memcpy(p, &v, 2); }
+static inline float get16f(const uint8_t *p) {
+    uint16_t v;
+    memcpy(&v, p, 2);
+    return f16_to_f32(v);
+}
+
+/* one block each; x[32] -> bytes (ggml quantize_row_*_ref) */
+static void quant_block_q8_0(const float *x, uint8_t *out) {
+    float amax = 0.0f;
+    for (int j = 0; j < QR_QK; j++) {
+        float a = x[j] < 0.0f ? -x[j] : x[j];
+        amax = a > amax ? a : amax;
+    }
+    float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+    put16(out, f32_to_f16(d));
+    for (int j = 0; j < QR_QK; j++) {
+        float v = x[j] * id, a = v < 0.0f ? -v : v;
+        a = a <= 127.5f ? a : 0.0f;   /* NaN / inf weights: unspecified bytes, never UB */
+        float t = (float)(int32_t)a;                      /* |v| <= 127.x: half away from 0 */
+        float r = t + (a - t >= 0.5f ? 1.0f : 0.0f);
+        out[2 + j] = (uint8_t)(int8_t)(int32_t)(v < 0.0f ? -r : r);
+    }
+}
+
+static void quant_block_q4_0(const float *x, uint8_t *out) {
+    float max = x[0], amax = max < 0.0f ? -max : max;
+    for (int j = 1; j < QR_QK; j++) {   /* the first element of largest magnitude, signed */
+        float a = x[j] < 0.0f ? -x[j] : x[j];
+        if (a > amax) { amax = a; max = x[j]; }
+    }
+    float d = max / -8.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+    put16(out, f32_to_f16(d));
+    for (int j = 0; j < QR_QK / 2; j++) {
+        float f0 = x[j] * id + 8.5f, f1 = x[j + 16] * id + 8.5f;
+        int q0 = f0 >= 0.0f && f0 < 16.0f ? (int)f0 : 15;   /* 16.x and NaN: 15 */
+        int q1 = f1 >= 0.0f && f1 < 16.0f ? (int)f1 : 15;
+        q0 = q0 > 15 ? 15 : q0;
+        q1 = q1 > 15 ? 15 : q1;
+        out[2 + j] = (uint8_t)(q0 | q1 << 4);
+    }
+}
+
+static void quant_block_q4_1(const float *x, uint8_t *out) {
+    float min = x[0], max = x[0];
+    for (int j = 1; j < QR_QK; j++) {
+        min = x[j] < min ? x[j] : min;
+        max = x[j] > max ? x[j] : max;
+    }
+    float d = (max - min) / 15.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+    put16(out, f32_to_f16(d));
+    put16(out + 2, f32_to_f16(min));
+    for (int j = 0; j < QR_QK / 2; j++) {
+        float f0 = (x[j] - min) * id + 0.5f, f1 = (x[j + 16] - min) * id + 0.5f;
+        int q0 = f0 >= 0.0f && f0 < 16.0f ? (int)f0 : 15;   /* 16.x and NaN: 15 */
+        int q1 = f1 >= 0.0f && f1 < 16.0f ? (int)f1 : 15;
+        q0 = q0 > 15 ? 15 : q0;
+        q1 = q1 > 15 ? 15 : q1;
+        out[4 + j] = (uint8_t)(q0 | q1 << 4);
+    }
+}
+
+static void dequant_block_q8_0(const uint8_t *b, float *y) {
+    float d = get16f(b);
+    for (int j = 0; j < QR_QK; j++) y[j] = (float)(int8_t)b[2 + j] * d;
+}
+static void dequant_block_q4_0(const uint8_t *b, float *y) {
+    float d = get16f(b);
+    for (int j = 0; j < QR_QK / 2; j++) {
+        y[j] = d * (float)((b[2 + j] & 15) - 8);
+        y[j + 16] = d * (float)((b[2 + j] >> 4) - 8);
+    }
+}
+static void dequant_block_q4_1(const uint8_t *b, float *y) {
+    float d = get16f(b), m = get16f(b + 2);
+    for (int j = 0; j < QR_QK / 2; j++) {
+        y[j] = d * (float)(b[4 + j] & 15) + m;
+        y[j + 16] = d * (float)(b[4 + j] >> 4) + m;
+    }
+}
+
+/* ------------------------------------------------------------------ row-wise drivers */
+typedef struct {
+    int qtype, dir;   /* dir 0: quantize, 1: dequantize */
+    const void *src;
+    void *dst;
+    int64_t k;
+    size_t rb;        /* bytes per quantized row */
+} qrows_ctx;
+
+static void qrows(void *p, int64_t lo, int64_t hi) {
+    const qrows_ctx *c = p;
+    int64_t k = c->k, nb = k / QR_QK;
+    size_t bs = c->qtype == QR_QTYPE_Q8_0 ? 34 : c->qtype == QR_QTYPE_Q4_0 ? 18 : 20;
+    for (int64_t r = lo; r < hi; r++) {
+        if (c->qtype == QR_QTYPE_F16) {
+            if (c->dir == 0) {
+                const float *x = (const float *)c->src + r * k;
+                uint16_t *y = (uint16_t *)c->dst + r * k;
+#ifdef QR_HAVE_AVX2_BUILD
+                if (use_avx2()) { qr__f32_to_f16_avx2(x, y, k); continue; }
+#endif
+                for (int64_t j = 0; j < k; j++) y[j] = f32_to_f16(x[j]);
+            } else {
+                const uint16_t *x = (const uint16_t *)c->src + r * k;
+                float *y = (float *)c->dst + r * k;
+#ifdef QR_HAVE_AVX2_BUILD
+                if (use_avx2()) { qr__f16_to_f32_avx2(x, y, k); continue; }
+#endif
+                for (int64_t j = 0; j < k; j++) y[j] = f16_to_f32(x[j]);
+            }
+            continue;
+        }
+        for (int64_t b = 0; b < nb; b++) {
+            if (c->dir == 0) {
+                const float *x = (const float *)c->src + r * k + b * QR_QK;
+                uint8_t *o = (uint8_t *)c->dst + r * c->rb + b * bs;
+                if (c->qtype == QR_QTYPE_Q8_0) quant_block_q8_0(x, o);
+                else if (c->qtype == QR_QTYPE_Q4_0) quant_block_q4_0(x, o);
+                else quant_block_q4_1(x, o);
+            } else {
+                const uint8_t *w = (const uint8_t *)c->src + r * c->rb + b * bs;
+                float *y = (float *)c->dst + r * k + b * QR_QK;
+                if (c->qtype == QR_QTYPE_Q8_0) dequant_block_q8_0(w, y);
+                else if (c->qtype == QR_QTYPE_Q4_0) dequant_block_q4_0(w, y);
+                else dequant_block_q4_1(w, y);
+            }
+        }
+    }
+}
+
+static int rows_op(int qtype, int dir, const void *src, void *dst, int64_t rows, int64_t k) {
+    int64_t rb = qr_quant_row_bytes(qtype, k);
+    if (rb < 0 || rows < 0) return QR_EARG;
+    if (rows == 0 || k == 0) return QR_OK;
+    if (!src || !dst) return QR_EARG;
+    qrows_ctx c = {qtype, dir, src, dst, k, (size_t)rb};
+    qr_par_items(qrows, &c, rows, rows * k * (dir == 0 ? 8 : 1));
+    return QR_OK;
+}
+
+int qr_quantize_q8_0(const float *x, void *out, int64_t rows, int64_t k) {
+    return rows_op(QR_QTYPE_Q8_0, 0, x, out, rows, k);
+}
+int qr_quantize_q4_0(const float *x, void *out, int64_t rows, int64_t k) {
+    return rows_op(QR_QTYPE_Q4_0, 0, x, out, rows, k);
+}
+int qr_quantize_q4_1(const float *x, void *out, int64_t rows, int64_t k) {
+    return rows_op(QR_QTYPE_Q4_1, 0, x, out, rows, k);
+}
+int qr_quantize_f16(const float *x, void *out, int64_t rows, int64_t k) {
+    return rows_op(QR_QTYPE_F16, 0, x, out, rows, k);
+}
+int qr_dequantize_q8_0(const void *w, float *y, int64_t rows, int64_t k) {
+    return rows_op(QR_QTYPE_Q8_0, 1, w, y, rows, k);
+}
+int qr_dequantize_q4_0(const void *w, float *y, int64_t rows, int64_t k) {
+    return rows_op(QR_QTYPE_Q4_0, 1, w, y, rows, k);
+}
+int qr_dequantize_q4_1(const void *w, float *y, int64_t rows, int64_t k) {
+    return rows_op(QR_QTYPE_Q4_1, 1, w, y, rows, k);
+}
+int qr_dequantize_f16(const void *w, float *y, int64_t rows, int64_t k) {
+    return rows_op(QR_QTYPE_F16, 1, w, y, rows, k);
+}
+
+/* ------------------------------------------------------------------ activations -> q8 rows */
+static size_t q8_stride(int64_t k) { return ((size_t)(k / QR_QK) * 40 + 63) & ~(size_t)63; }
+
+static void quantize_q8_row(const float *x, int64_t k, uint8_t *row) {
+    int64_t nb = k / QR_QK;
+    int8_t *q = (int8_t *)row;
+    float *d = (float *)(row + nb * QR_QK), *s = d + nb;
+    for (int64_t b = 0; b < nb; b++) {
+        const float *xb = x + b * QR_QK;
+        float amax = 0.0f;
+        int finite = 1;
+        for (int j = 0; j < QR_QK; j++) {
+            float a = xb[j] < 0.0f ? -xb[j] : xb[j];
+            amax = a > amax ? a : amax;
+            finite &= xb[j] - xb[j] == 0.0f;
+        }
+        if (!finite) {   /* NaN / inf: the block's scale is NaN, so are the outputs */
+            memset(q + b * QR_QK, 0, QR_QK);
+            d[b] = s[b] = __builtin_nanf("");
+            continue;
+        }
+        float db = amax / 127.0f, id = db != 0.0f ? 1.0f / db : 0.0f;
+        int32_t sum = 0;
+        for (int j = 0; j < QR_QK; j++) {
+            float v = xb[j] * id, a = v < 0.0f ? -v : v;
+            float t = (float)(int32_t)a;
+            float r = t + (a - t >= 0.5f ? 1.0f : 0.0f);
+            int32_t qi = (int32_t)(v < 0.0f ? -r : r);
+            q[b * QR_QK + j] = (int8_t)qi;
+            sum += qi;
+        }
+        d[b] = db;
+        s[b] = db * (float)sum;
+    }
+}
+
+typedef struct { const float *x; uint8_t *xq; int64_t k; size_t stride; int avx2, paired; } q8_ctx;
+
+static void q8_rows(void *p, int64_t lo, int64_t hi) {
+    const q8_ctx *c = p;
+    for (int64_t r = lo; r < hi; r++) {
+#ifdef QR_HAVE_AVX2_BUILD
+        if (c->avx2) {
+            qr__quantize_q8_row_avx2(c->x + r * c->k, c->k, c->xq + r * c->stride, c->paired);
+            continue;
+        }
+#endif
+        quantize_q8_row(c->x + r * c->k, c->k, c->xq + r * c->stride);
+    }
+}
+
+/* ------------------------------------------------------------------ portable dot products */
+static void qdot_q8_0(int64_t nb, const uint8_t *w, const uint8_t *xq, size_t xs, int mx,
+                      float *out) {
+    for (int j = 0; j < mx; j++) {
+        const int8_t *q = (const int8_t *)(xq + j * xs);
+        const float *d = (const float *)(xq + j * xs + nb * QR_QK);
+        float acc = 0.0f;
+        for (int64_t b = 0; b < nb; b++) {
+            const uint8_t *wb = w + b * 34;
+            int32_t s = 0;
+            for (int i = 0; i < QR_QK; i++) s += (int8_t)wb[2 + i] * q[b * QR_QK + i];
+            acc += get16f(wb) * d[b] * (float)s;
+        }
+        out[j] = acc;
+    }
+}
+
+static void qdot_q4_0(int64_t nb, const uint8_t *w, const uint8_t *xq, size_t xs, int mx,
+                      float *out) {
+    for (int j = 0; j < mx; j++) {
+        const int8_t *q = (const int8_t *)(xq + j * xs);
+        const float *d = (const float *)(xq + j * xs + nb * QR_QK);
+        float acc = 0.0f;
+        for (int64_t b = 0; b < nb; b++) {
+            const uint8_t *wb = w + b * 18;
+            const int8_t *qb = q + b * QR_QK;
+            int32_t s = 0;
+            for (int i = 0; i < 16; i++)
+                s += ((wb[2 + i] & 15) - 8) * qb[i] + ((wb[2 + i] >> 4) - 8) * qb[i + 16];
+            acc += get16f(wb) * d[b] * (float)s;
+        }
+        out[j] = acc;
+    }
+}
+
+static void qdot_q4_1(int64_t nb, const uint8_t *w, const uint8_t *xq, size_t xs, int mx,
+                      float *out) {
+    for (int j = 0; j < mx; j++) {
+        const int8_t *q = (const int8_t *)(xq + j * xs);
+        const float *d = (const float *)(xq + j * xs + nb * QR_QK), *sx = d + nb;
+        float acc = 0.0f, accm = 0.0f;
+        for (int64_t b = 0; b < nb; b++) {
+            const uint8_t *wb = w + b * 20;
+            const int8_t *qb = q + b * QR_QK;
+            int32_t s = 0;
+            for (int i = 0; i < 16; i++)
+                s += (wb[4 + i] & 15) * qb[i] + (wb[4 + i] >> 4) * qb[i + 16];
+            acc += get16f(wb) * d[b] * (float)s;
+            accm += get16f(wb + 2) * sx[b];
+        }
+        out[j] = acc + accm;
+    }
+}
+
+static void fdot_f16(int64_t k, const uint16_t *w, const float *x, int64_t ldx, int mx,
+                     float *out) {
+    for (int j = 0; j < mx; j++) {
+        const float *xr = x + j * ldx;
+        float acc[8] = {0};
+        int64_t i = 0;
+        for (; i + 8 <= k; i += 8)
+            for (int l = 0; l < 8; l++) acc[l] += f16_to_f32(w[i + l]) * xr[i + l];
+        for (int l = 0; i < k; i++, l++) acc[l] += f16_to_f32(w[i]) * xr[i];
+        float s = 0.0f;
+        for (int l = 0; l < 8; l++) s += acc[l];
+        out[j] = s;
+    }
+}
+
+/* ------------------------------------------------------------------ products */
+#define QR_TILE_BYTES (96 * 1024)   /* weight tile kept in L2 while activation rows pass */
+
+typedef struct {
+    const uint8_t *w;
+    size_t wrow;        /* bytes per weight row */
+    int64_t M, N, K, nb;
+    const uint8_t *xq;  /* q8 rows (quantized types) */
+    size_t xs;
+    const float *x;     /* float rows (F16) */
+    float *y;
+    qr_qdot_fn qdot;
+    qr_fdot_fn fdot;
+    qr_qrows_fn rows1;  /* M = 1 over a range of rows (AVX2), or NULL */
+} mm_ctx;
+
+static void mm_task(void *p, int task, int ntasks) {
+    const mm_ctx *c = p;
+    int64_t n0 = c->N * task / ntasks, n1 = c->N * (task + 1) / ntasks;
+    int64_t tile = c->M <= QR_QMAX_ROWS ? n1 - n0 : (int64_t)(QR_TILE_BYTES / c->wrow);
+    if (tile < 1) tile = 1;
+    if (c->M == 1 && c->rows1) {   /* decode: one pass over this task's weight rows */
+        if (c->qdot) c->rows1(c->nb, c->w + n0 * c->wrow, c->wrow, n1 - n0, c->xq, c->y + n0);
+        else c->rows1(c->K, c->w + n0 * c->wrow, c->wrow, n1 - n0, (const uint8_t *)c->x,
+                      c->y + n0);
+        return;
+    }
+    float out[QR_QMAX_ROWS];
+    for (int64_t t0 = n0; t0 < n1; t0 += tile) {
+        int64_t t1 = t0 + tile < n1 ? t0 + tile : n1;
+        for (int64_t m = 0; m < c->M; m += QR_QMAX_ROWS) {
+            int mx = c->M - m < QR_QMAX_ROWS ? (int)(c->M - m) : QR_QMAX_ROWS;
+            float *y = c->y + m * c->N;
+            for (int64_t n = t0; n < t1; n++) {
+                const uint8_t *wr = c->w + n * c->wrow;
+                if (c->qdot) c->qdot(c->nb, wr, c->xq + m * c->xs, c->xs, mx, out);
+                else c->fdot(c->K, (const uint16_t *)wr, c->x + m * c->K, c->K, mx, out);
+                for (int j = 0; j < mx; j++) y[j * c->N + n] = out[j];
+            }
+        }
+    }
+}
+
+static int matmul(int qtype, const float *x, const void *w, float *y, int64_t M, int64_t N,
+                  int64_t K) {
+    int64_t rb = qr_quant_row_bytes(qtype, K);
+    if (rb < 0 || M < 0 || N < 0) return QR_EARG;
+    if (M == 0 || N == 0) return QR_OK;
+    if (!y || (K > 0 && (!x || !w))) return QR_EARG;
+    if (K == 0) return qr_fill_f32(y, M * N, 0.0f);
+    int avx2 = use_avx2();
+    mm_ctx c = {w, (size_t)rb, M, N, K, K / QR_QK, NULL, 0, x, y, NULL, NULL, NULL};
+    if (qtype == QR_QTYPE_F16) {
+        c.fdot = fdot_f16;
+#ifdef QR_HAVE_AVX2_BUILD
+        if (avx2) {
+            c.fdot = qr__fdot_f16_avx2;
+            c.rows1 = qr__qrows_f16_avx2;
+        }
+#endif
+    } else {
+        c.xs = q8_stride(K);
+        uint8_t *xq = qr_scratch(2, (size_t)M * c.xs);
+        if (!xq) return QR_ENOMEM;
+        q8_ctx qc = {x, xq, K, c.xs, avx2, avx2 && qtype != QR_QTYPE_Q8_0};
+        qr_par_items(q8_rows, &qc, M, M * K * 4);
+        c.xq = xq;
+        c.qdot = qtype == QR_QTYPE_Q8_0 ? qdot_q8_0
+               : qtype == QR_QTYPE_Q4_0 ? qdot_q4_0 : qdot_q4_1;
+#ifdef QR_HAVE_AVX2_BUILD
+        if (avx2) {
+            c.qdot = qtype == QR_QTYPE_Q8_0 ? qr__qdot_q8_0_avx2
+                   : qtype == QR_QTYPE_Q4_0 ? qr__qdot_q4_0_avx2 : qr__qdot_q4_1_avx2;
+            c.rows1 = qtype == QR_QTYPE_Q8_0 ? qr__qrows_q8_0_avx2
+                    : qtype == QR_QTYPE_Q4_0 ? qr__qrows_q4_0_avx2 : qr__qrows_q4_1_avx2;
+        }
+#endif
+    }
+    /* weight bytes touched (x4 per extra group of 4 activation rows) decide the split */
+    int64_t groups = (M + QR_QMAX_ROWS - 1) / QR_QMAX_ROWS;
+    size_t work = (size_t)N * (size_t)rb * (size_t)groups;
+    int nt = qr_tasks_for(work, (size_t)1 << 16);
+    /* 4 tasks a thread, claimed dynamically: a thread the OS preempts delays only its
+     * current slice (each output depends on its row alone, so the split changes nothing) */
+    if (nt > 1) nt *= 4;
+    if (nt > N) nt = (int)N;
+    qr_parallel(mm_task, &c, nt);
+    return QR_OK;
+}
+
+int qr_matmul_q8_0_f32(const float *x, const void *w, float *y, int64_t M, int64_t N, int64_t K) {
+    return matmul(QR_QTYPE_Q8_0, x, w, y, M, N, K);
+}
+int qr_matmul_q4_0_f32(const float *x, const void *w, float *y, int64_t M, int64_t N, int64_t K) {
+    return matmul(QR_QTYPE_Q4_0, x, w, y, M, N, K);
+}
+int qr_matmul_q4_1_f32(const float *x, const void *w, float *y, int64_t M, int64_t N, int64_t K) {
+    return matmul(QR_QTYPE_Q4_1, x, w, y, M, N, K);
+}
+int qr_matmul_f16_f32(const float *x, const void *w, float *y, int64_t M, int64_t N, int64_t K) {
+    return matmul(QR_QTYPE_F16, x, w, y, M, N, K);
+}

@@ -1,0 +1,369 @@
+/* quant_avx2.c - the AVX2/FMA/F16C kernels of quant.c: integer block dot products of
+ * quantized weights with q8 activation rows (maddubs/madd, the sign trick for signed pairs),
+ * the F16 dot product, the q8 activation quantizer (bit-identical to the portable one) and
+ * F16 conversion. Called only when cpu.c reports AVX2 + FMA and F16C is present. */
+#include <immintrin.h>
+#include <string.h>
+
+#include "quant_internal.h"
+
+static inline float h2f(const uint8_t *p) {
+    uint16_t v;
+    memcpy(&v, p, 2);
+    return _cvtsh_ss(v);
+}
+
+static inline float hsum(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/* two floats (any alignment) into lanes 0, 1; lanes 2, 3 zero */
+static inline __m128 load2f(const float *p) {
+    return _mm_castsi128_ps(_mm_loadl_epi64((const __m128i *)p));
+}
+
+/* 8 int32 partial sums of signed a . signed b (32 int8 each; |a| <= 128, |b| <= 127) */
+static inline __m256 dot_ss(__m256i a, __m256i b) {
+    __m256i p = _mm256_maddubs_epi16(_mm256_sign_epi8(a, a), _mm256_sign_epi8(b, a));
+    return _mm256_cvtepi32_ps(_mm256_madd_epi16(p, _mm256_set1_epi16(1)));
+}
+/* unsigned a (0..15) . signed b */
+static inline __m256 dot_us(__m256i a, __m256i b) {
+    __m256i p = _mm256_maddubs_epi16(a, b);
+    return _mm256_cvtepi32_ps(_mm256_madd_epi16(p, _mm256_set1_epi16(1)));
+}
+/* 16 bytes of nibbles -> 32 bytes 0..15: low nibbles in the low lane (elements 0..15) */
+static inline __m256i unpack_nibbles(const uint8_t *p) {
+    __m128i raw = _mm_loadu_si128((const __m128i *)p);
+    __m256i v = _mm256_set_m128i(_mm_srli_epi16(raw, 4), raw);
+    return _mm256_and_si256(v, _mm256_set1_epi8(15));
+}
+
+#define QR_ALWAYS_INLINE static inline __attribute__((always_inline))
+
+/* One weight row against MX q8 rows; FMT 0: q8_0, 1: q4_0, 2: q4_1. */
+QR_ALWAYS_INLINE void qdot_n(int fmt, int MX, int64_t nb, const uint8_t *w, const uint8_t *xq,
+                             size_t xs, float *out) {
+    const size_t bs = fmt == 0 ? 34 : fmt == 1 ? 18 : 20;
+    __m256 acc[QR_QMAX_ROWS];
+    float accm[QR_QMAX_ROWS];
+    const float *d[QR_QMAX_ROWS];
+    for (int j = 0; j < MX; j++) {
+        acc[j] = _mm256_setzero_ps();
+        accm[j] = 0.0f;
+        d[j] = (const float *)(xq + j * xs + nb * QR_QK);
+    }
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *wb = w + b * bs;
+        _mm_prefetch((const char *)(wb + 8 * bs), _MM_HINT_T0);
+        float dw = h2f(wb);
+        __m256i qw;
+        if (fmt == 0) qw = _mm256_loadu_si256((const __m256i *)(wb + 2));
+        else if (fmt == 1) qw = _mm256_sub_epi8(unpack_nibbles(wb + 2), _mm256_set1_epi8(8));
+        else qw = unpack_nibbles(wb + 4);
+        float mw = fmt == 2 ? h2f(wb + 2) : 0.0f;
+        for (int j = 0; j < MX; j++) {
+            __m256i qx = _mm256_loadu_si256((const __m256i *)(xq + j * xs + b * QR_QK));
+            __m256 p = fmt == 2 ? dot_us(qw, qx) : dot_ss(qw, qx);
+            acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(dw * d[j][b]), p, acc[j]);
+            if (fmt == 2) accm[j] += mw * d[j][nb + b];
+        }
+    }
+    for (int j = 0; j < MX; j++) out[j] = hsum(acc[j]) + accm[j];
+}
+
+/* Decode (one activation row) is the memory-bound case: four blocks a step, four
+ * accumulators, so the FMA latency never limits the weight stream. */
+QR_ALWAYS_INLINE void qdot_1(int fmt, int64_t nb, const uint8_t *w, const uint8_t *xq,
+                             float *out) {
+    const size_t bs = fmt == 0 ? 34 : fmt == 1 ? 18 : 20;
+    const float *d = (const float *)(xq + nb * QR_QK), *sx = d + nb;
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
+                     _mm256_setzero_ps()};
+    float accm = 0.0f;
+    int64_t b = 0;
+    for (; b + 4 <= nb; b += 4) {
+        _mm_prefetch((const char *)(w + (b + 16) * bs), _MM_HINT_T0);
+        _mm_prefetch((const char *)(w + (b + 16) * bs + 64), _MM_HINT_T0);
+        for (int u = 0; u < 4; u++) {
+            const uint8_t *wb = w + (b + u) * bs;
+            __m256i qx = _mm256_loadu_si256((const __m256i *)(xq + (b + u) * QR_QK));
+            __m256 p;
+            if (fmt == 0) p = dot_ss(_mm256_loadu_si256((const __m256i *)(wb + 2)), qx);
+            else if (fmt == 1)
+                p = dot_ss(_mm256_sub_epi8(unpack_nibbles(wb + 2), _mm256_set1_epi8(8)), qx);
+            else p = dot_us(unpack_nibbles(wb + 4), qx);
+            acc[u] = _mm256_fmadd_ps(_mm256_set1_ps(h2f(wb) * d[b + u]), p, acc[u]);
+            if (fmt == 2) accm += h2f(wb + 2) * sx[b + u];
+        }
+    }
+    for (; b < nb; b++) {
+        const uint8_t *wb = w + b * bs;
+        __m256i qx = _mm256_loadu_si256((const __m256i *)(xq + b * QR_QK));
+        __m256 p;
+        if (fmt == 0) p = dot_ss(_mm256_loadu_si256((const __m256i *)(wb + 2)), qx);
+        else if (fmt == 1)
+            p = dot_ss(_mm256_sub_epi8(unpack_nibbles(wb + 2), _mm256_set1_epi8(8)), qx);
+        else p = dot_us(unpack_nibbles(wb + 4), qx);
+        acc[0] = _mm256_fmadd_ps(_mm256_set1_ps(h2f(wb) * d[b]), p, acc[0]);
+        if (fmt == 2) accm += h2f(wb + 2) * sx[b];
+    }
+    out[0] = hsum(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])))
+             + accm;
+}
+
+/* blocks b and b + 1 of a Q4 row (w0: block b) against MX q8 rows in the paired layout */
+QR_ALWAYS_INLINE void q4_pair(int fmt, int MX, const uint8_t *w0, const uint8_t *xq, size_t xs,
+                              int64_t b, const float *const *d, const float *const *sx,
+                              __m256 acc[][2], int u, __m128 *corr) {
+    const size_t bs = fmt == 1 ? 18 : 20, off = fmt == 1 ? 2 : 4;
+    const __m256i m4 = _mm256_set1_epi8(15), ones = _mm256_set1_epi16(1);
+    const __m256i bcast2 = _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1);
+    const uint8_t *w1 = w0 + bs;
+    _mm_prefetch((const char *)(w0 + 12 * bs), _MM_HINT_T0);
+    __m256i raw = _mm256_inserti128_si256(
+        _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(w0 + off))),
+        _mm_loadu_si128((const __m128i *)(w1 + off)), 1);
+    __m256i lo = _mm256_and_si256(raw, m4);
+    __m256i hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
+    __m128 dw2, cw2;   /* [d0, d1, ...] and the correction factor [c0, c1, ...] */
+    if (fmt == 1) {
+        uint16_t h0, h1;
+        memcpy(&h0, w0, 2);
+        memcpy(&h1, w1, 2);
+        dw2 = _mm_cvtph_ps(_mm_cvtsi32_si128((int)((uint32_t)h0 | (uint32_t)h1 << 16)));
+        cw2 = dw2;
+    } else {
+        uint32_t a0, a1;
+        memcpy(&a0, w0, 4);
+        memcpy(&a1, w1, 4);
+        __m128 dm = _mm_cvtph_ps(_mm_cvtsi64_si128((long long)((uint64_t)a0 | (uint64_t)a1 << 32)));
+        dw2 = _mm_shuffle_ps(dm, dm, _MM_SHUFFLE(3, 1, 2, 0));   /* d0 d1 m0 m1 */
+        cw2 = _mm_movehl_ps(dw2, dw2);                          /* m0 m1 */
+    }
+    for (int j = 0; j < MX; j++) {
+        const uint8_t *q = xq + j * xs + b * QR_QK;
+        __m256i pa = _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)q));
+        __m256i pb = _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(q + 32)));
+        __m256 p = _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_add_epi16(pa, pb), ones));
+        __m128 sc = _mm_mul_ps(dw2, load2f(d[j] + b));
+        __m256 scv = _mm256_permutevar8x32_ps(_mm256_castps128_ps256(sc), bcast2);
+        acc[j][u] = _mm256_fmadd_ps(scv, p, acc[j][u]);
+        corr[j] = _mm_fmadd_ps(cw2, load2f(sx[j] + b),
+                               corr[j]);
+    }
+}
+
+/* Q4_0 / Q4_1 (FMT 1 / 2) against MX q8 rows in the paired layout (see quant_internal.h):
+ * two weight blocks a step, their nibble bytes in one 256-bit register (block b in the low
+ * lane, b + 1 in the high lane), so each unpack, maddubs, madd, convert and FMA serves two
+ * blocks. Nibbles are used unsigned (0..15); Q4_0's -8 is applied through the activation
+ * sums: sum d_w d_x (q - 8) . x = sum d_w d_x q . x - 8 sum d_w s_x. */
+QR_ALWAYS_INLINE void qdot_q4(int fmt, int MX, int64_t nb, const uint8_t *w, const uint8_t *xq,
+                              size_t xs, float *out) {
+    const size_t bs = fmt == 1 ? 18 : 20, off = fmt == 1 ? 2 : 4;
+    __m256 acc[QR_QMAX_ROWS][2];
+    __m128 corr[QR_QMAX_ROWS];
+    const float *d[QR_QMAX_ROWS], *sx[QR_QMAX_ROWS];
+    for (int j = 0; j < MX; j++) {
+        acc[j][0] = acc[j][1] = _mm256_setzero_ps();
+        corr[j] = _mm_setzero_ps();
+        d[j] = (const float *)(xq + j * xs + nb * QR_QK);
+        sx[j] = d[j] + nb;
+    }
+    int64_t b = 0;
+    for (; b + 4 <= nb; b += 4) {   /* two pairs, one accumulator set each (registers) */
+        q4_pair(fmt, MX, w + b * bs, xq, xs, b, d, sx, acc, 0, corr);
+        q4_pair(fmt, MX, w + (b + 2) * bs, xq, xs, b + 2, d, sx, acc, 1, corr);
+    }
+    if (b + 2 <= nb) {
+        q4_pair(fmt, MX, w + b * bs, xq, xs, b, d, sx, acc, 0, corr);
+        b += 2;
+    }
+    float cs[QR_QMAX_ROWS];
+    for (int j = 0; j < MX; j++) {
+        __m128 c = corr[j];
+        cs[j] = _mm_cvtss_f32(c) + _mm_cvtss_f32(_mm_shuffle_ps(c, c, 1));
+    }
+    if (b < nb) {   /* an odd last block, natural order */
+        const uint8_t *wb = w + b * bs;
+        __m256i qw = unpack_nibbles(wb + off);
+        float dw = h2f(wb), cw = fmt == 1 ? dw : h2f(wb + 2);
+        for (int j = 0; j < MX; j++) {
+            __m256i qx = _mm256_loadu_si256((const __m256i *)(xq + j * xs + b * QR_QK));
+            acc[j][0] = _mm256_fmadd_ps(_mm256_set1_ps(dw * d[j][b]), dot_us(qw, qx), acc[j][0]);
+            cs[j] += cw * sx[j][b];
+        }
+    }
+    for (int j = 0; j < MX; j++)
+        out[j] = hsum(_mm256_add_ps(acc[j][0], acc[j][1])) + (fmt == 1 ? -8.0f : 1.0f) * cs[j];
+}
+
+#define QDOT4(name, fmt)                                                                    \
+    void name(int64_t nb, const uint8_t *w, const uint8_t *xq, size_t xs, int mx, float *out) { \
+        switch (mx) {                                                                       \
+        case 1: qdot_q4(fmt, 1, nb, w, xq, xs, out); break;                                 \
+        case 2: qdot_q4(fmt, 2, nb, w, xq, xs, out); break;                                 \
+        case 3: qdot_q4(fmt, 3, nb, w, xq, xs, out); break;                                 \
+        default: qdot_q4(fmt, 4, nb, w, xq, xs, out); break;                                \
+        }                                                                                   \
+    }
+QDOT4(qr__qdot_q4_0_avx2, 1)
+QDOT4(qr__qdot_q4_1_avx2, 2)
+
+#define QDOT(name, fmt)                                                                     \
+    void name(int64_t nb, const uint8_t *w, const uint8_t *xq, size_t xs, int mx, float *out) { \
+        switch (mx) {                                                                       \
+        case 1: qdot_1(fmt, nb, w, xq, out); break;                                         \
+        case 2: qdot_n(fmt, 2, nb, w, xq, xs, out); break;                                  \
+        case 3: qdot_n(fmt, 3, nb, w, xq, xs, out); break;                                  \
+        default: qdot_n(fmt, 4, nb, w, xq, xs, out); break;                                 \
+        }                                                                                   \
+    }
+QDOT(qr__qdot_q8_0_avx2, 0)
+
+
+QR_ALWAYS_INLINE void fdot_n(int MX, int64_t k, const uint16_t *w, const float *x, int64_t ldx,
+                             float *out) {
+    enum { NA = 4 };   /* accumulators a row: 4 independent FMA chains (MX = 1), else 2 */
+    const int na = MX == 1 ? 4 : 2;
+    __m256 acc[QR_QMAX_ROWS][NA];
+    for (int j = 0; j < MX; j++)
+        for (int a = 0; a < na; a++) acc[j][a] = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 8 * na <= k; i += 8 * na) {
+        _mm_prefetch((const char *)(w + i + 256), _MM_HINT_T0);
+        for (int a = 0; a < na; a++) {
+            __m256 wv = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + i + 8 * a)));
+            for (int j = 0; j < MX; j++)
+                acc[j][a] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x + j * ldx + i + 8 * a),
+                                            acc[j][a]);
+        }
+    }
+    for (; i + 8 <= k; i += 8) {
+        __m256 wv = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + i)));
+        for (int j = 0; j < MX; j++)
+            acc[j][0] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x + j * ldx + i), acc[j][0]);
+    }
+    for (int j = 0; j < MX; j++) {
+        __m256 t = acc[j][0];
+        for (int a = 1; a < na; a++) t = _mm256_add_ps(t, acc[j][a]);
+        float s = hsum(t);
+        for (int64_t r = i; r < k; r++) s += _cvtsh_ss(w[r]) * x[j * ldx + r];
+        out[j] = s;
+    }
+}
+
+void qr__fdot_f16_avx2(int64_t k, const uint16_t *w, const float *x, int64_t ldx, int mx,
+                       float *out) {
+    switch (mx) {
+    case 1: fdot_n(1, k, w, x, ldx, out); break;
+    case 2: fdot_n(2, k, w, x, ldx, out); break;
+    case 3: fdot_n(3, k, w, x, ldx, out); break;
+    default: fdot_n(4, k, w, x, ldx, out); break;
+    }
+}
+
+void qr__qrows_q8_0_avx2(int64_t nb, const uint8_t *w, size_t wrow, int64_t nrows,
+                         const uint8_t *xq, float *y) {
+    for (int64_t r = 0; r < nrows; r++) qdot_1(0, nb, w + r * wrow, xq, y + r);
+}
+void qr__qrows_q4_0_avx2(int64_t nb, const uint8_t *w, size_t wrow, int64_t nrows,
+                         const uint8_t *xq, float *y) {
+    for (int64_t r = 0; r < nrows; r++) qdot_q4(1, 1, nb, w + r * wrow, xq, 0, y + r);
+}
+void qr__qrows_q4_1_avx2(int64_t nb, const uint8_t *w, size_t wrow, int64_t nrows,
+                         const uint8_t *xq, float *y) {
+    for (int64_t r = 0; r < nrows; r++) qdot_q4(2, 1, nb, w + r * wrow, xq, 0, y + r);
+}
+void qr__qrows_f16_avx2(int64_t k, const uint8_t *w, size_t wrow, int64_t nrows,
+                        const uint8_t *x, float *y) {
+    for (int64_t r = 0; r < nrows; r++)
+        fdot_n(1, k, (const uint16_t *)(w + r * wrow), (const float *)x, 0, y + r);
+}
+
+/* Same operations as quantize_q8_row in quant.c: amax, d = amax / 127, id = 1 / d,
+ * q = |v| truncated + (frac >= 0.5), signed; s = d * sum(q). */
+void qr__quantize_q8_row_avx2(const float *x, int64_t k, uint8_t *row, int paired) {
+    int64_t nb = k / QR_QK;
+    float *d = (float *)(row + nb * QR_QK), *s = d + nb;
+    const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    const __m256 half = _mm256_set1_ps(0.5f), one = _mm256_set1_ps(1.0f);
+    for (int64_t b = 0; b < nb; b++) {
+        const float *xb = x + b * QR_QK;
+        __m256 v[4];
+        __m256 m = _mm256_setzero_ps();
+        for (int i = 0; i < 4; i++) {
+            v[i] = _mm256_loadu_ps(xb + 8 * i);
+            m = _mm256_max_ps(m, _mm256_and_ps(v[i], absmask));
+        }
+        __m256 fin = _mm256_cmp_ps(_mm256_sub_ps(v[0], v[0]), _mm256_setzero_ps(), _CMP_EQ_OQ);
+        for (int i = 1; i < 4; i++)
+            fin = _mm256_and_ps(fin, _mm256_cmp_ps(_mm256_sub_ps(v[i], v[i]), _mm256_setzero_ps(),
+                                                   _CMP_EQ_OQ));
+        if (_mm256_movemask_ps(fin) != 0xff) {   /* NaN / inf, as the portable version */
+            uint8_t *q0 = row + b * QR_QK;
+            if (paired && (b | 1) < nb) {
+                uint8_t *base = row + (b & ~(int64_t)1) * QR_QK + (b & 1) * 16;
+                memset(base, 0, 16);
+                memset(base + 32, 0, 16);
+            } else {
+                memset(q0, 0, QR_QK);
+            }
+            d[b] = s[b] = __builtin_nanf("");
+            continue;
+        }
+        __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+        m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+        m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+        float amax = _mm_cvtss_f32(m4);
+        float db = amax / 127.0f, id = db != 0.0f ? 1.0f / db : 0.0f;
+        __m256 vid = _mm256_set1_ps(id);
+        __m256i qi[4];
+        __m256i sum = _mm256_setzero_si256();
+        for (int i = 0; i < 4; i++) {
+            __m256 t = _mm256_mul_ps(v[i], vid);
+            __m256 a = _mm256_and_ps(t, absmask);
+            __m256 tr = _mm256_round_ps(a, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+            __m256 r = _mm256_add_ps(tr, _mm256_and_ps(_mm256_cmp_ps(_mm256_sub_ps(a, tr), half,
+                                                                     _CMP_GE_OQ), one));
+            r = _mm256_or_ps(r, _mm256_andnot_ps(absmask, t));   /* the sign of v */
+            qi[i] = _mm256_cvttps_epi32(r);
+            sum = _mm256_add_epi32(sum, qi[i]);
+        }
+        /* pack 32 int32 -> 32 int8 in order */
+        __m256i p01 = _mm256_packs_epi32(qi[0], qi[1]), p23 = _mm256_packs_epi32(qi[2], qi[3]);
+        __m256i p = _mm256_packs_epi16(p01, p23);
+        p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+        if (paired && (b | 1) < nb) {   /* pair base, then half j of block b at 32j + 16(b&1) */
+            uint8_t *base = row + (b & ~(int64_t)1) * QR_QK + (b & 1) * 16;
+            _mm_storeu_si128((__m128i *)base, _mm256_castsi256_si128(p));
+            _mm_storeu_si128((__m128i *)(base + 32), _mm256_extracti128_si256(p, 1));
+        } else {
+            _mm256_storeu_si256((__m256i *)(row + b * QR_QK), p);
+        }
+        __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(sum), _mm256_extracti128_si256(sum, 1));
+        s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0x4e));
+        s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0xb1));
+        d[b] = db;
+        s[b] = db * (float)_mm_cvtsi128_si32(s4);
+    }
+}
+
+void qr__f16_to_f32_avx2(const uint16_t *x, float *y, int64_t n) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(y + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(x + i))));
+    for (; i < n; i++) y[i] = _cvtsh_ss(x[i]);
+}
+
+void qr__f32_to_f16_avx2(const float *x, uint16_t *y, int64_t n) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm_storeu_si128((__m128i *)(y + i),
+                         _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT));
+    for (; i < n; i++) y[i] = _cvtss_sh(x[i], _MM_FROUND_TO_NEAREST_INT);
+}

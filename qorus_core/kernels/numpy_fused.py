@@ -1,0 +1,331 @@
+"""The fused kernels in NumPy (RoPE, SwiGLU, broadcast add/mul, masked softmax, attention),
+each with its backward: the reference for ``csrc/fused.c`` and the fallback without it.
+
+A mixin of ``NumpyKernels``. These twins favour clarity over speed: attention materializes the
+Tq x Tk scores (the C kernel never does). Shapes (float32, row-major):
+
+- RoPE: x [B, T, H, D] (or [T, H, D]), D even; row t is at position ``pos_offset + t``,
+  freq_i = theta^(-2i/D); ``half_split=False`` rotates adjacent pairs (2i, 2i+1) (GGUF
+  llama), ``True`` pairs (i, i + D/2) (HF). Angles in float64, cos/sin rounded to float32.
+- Masked softmax: x [..., Tq, Tk]; causal masks key j > i + (Tk - Tq) (queries aligned to the
+  last keys: the KV-cache convention; Tq == Tk is the usual lower triangle).
+- Attention: q, out [B, Tq, H, D]; k, v [B, Tk, Hkv, D] (H a multiple of Hkv: query head h
+  reads kv head h // (H // Hkv)); lse [B, H, Tq]. A tensor of rank 3 is read as
+  [B, T, heads * D].
+- Decode: q, out [B, H, D] (or [H, D]); per-layer caches k_cache, v_cache
+  [B, max_ctx, Hkv, D] (or [max_ctx, Hkv, D]).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..errors import KernelError
+from ..tensor import Tensor
+
+__all__ = ["NumpyFusedKernels", "attention_dims", "decode_dims", "rope_dims", "masked_dims"]
+
+
+# ----------------------------------------------------------------------------- shape helpers
+def rope_dims(kernel: str, x: Tensor, y: Tensor) -> tuple[int, int, int, int]:
+    """(B, T, H, D) of a RoPE operand pair, or KernelError."""
+    if len(x.shape) == 4:
+        B, T, H, D = x.shape
+    elif len(x.shape) == 3:
+        B, (T, H, D) = 1, x.shape
+    else:
+        raise KernelError(f"{kernel}: x {x.shape} must be [B, T, H, D] or [T, H, D]")
+    if D % 2:
+        raise KernelError(f"{kernel}: head dim {D} of x {x.shape} must be even")
+    if y.size != x.size or y.cols != D:
+        raise KernelError(f"{kernel}: x {x.shape}, y {y.shape} must have the same shape")
+    return int(B), int(T), int(H), int(D)
+
+
+def masked_dims(kernel: str, x: Tensor, causal: bool) -> tuple[int, int, int]:
+    """(G, Tq, Tk) of scores [..., Tq, Tk]."""
+    if len(x.shape) < 2:
+        raise KernelError(f"{kernel}: x {x.shape} must be [..., Tq, Tk]")
+    Tq, Tk = int(x.shape[-2]), int(x.shape[-1])
+    if causal and Tk < Tq:
+        raise KernelError(f"{kernel}: causal needs Tk >= Tq, x {x.shape}")
+    G = x.size // (Tq * Tk) if Tq * Tk else 0
+    return G, Tq, Tk
+
+
+def attention_dims(kernel: str, q: Tensor, k: Tensor, n_heads: int, n_kv_heads: int,
+                   causal: bool) -> tuple[int, int, int, int, int, int]:
+    """(B, Tq, Tk, H, Hkv, D) for q [B, Tq, H, D], k [B, Tk, Hkv, D], or KernelError."""
+    H, Hkv = int(n_heads), int(n_kv_heads)
+    if H <= 0 or Hkv <= 0 or H % Hkv:
+        raise KernelError(f"{kernel}: n_heads={n_heads} must be a positive multiple of "
+                          f"n_kv_heads={n_kv_heads}")
+    if len(q.shape) < 3 or len(k.shape) < 3:
+        raise KernelError(f"{kernel}: q {q.shape}, k {k.shape} must be [B, T, heads, D] or "
+                          "[B, T, heads * D]")
+    B, Tq, Tk = int(q.shape[0]), int(q.shape[1]), int(k.shape[1])
+    per = q.size // (B * Tq) if B * Tq else 0
+    if per % H or int(k.shape[0]) != B:
+        raise KernelError(f"{kernel}: q {q.shape}, k {k.shape} do not fit {H} query heads / "
+                          f"batch {B}")
+    D = per // H
+    if B * Tq and not D:
+        raise KernelError(f"{kernel}: head dim 0, q {q.shape}")
+    if k.size != B * Tk * Hkv * D:
+        raise KernelError(f"{kernel}: k {k.shape} must be [{B}, Tk, {Hkv}, {D}]")
+    if causal and Tk < Tq:
+        raise KernelError(f"{kernel}: causal needs Tk >= Tq, q {q.shape}, k {k.shape}")
+    if Tq and not Tk and B:
+        raise KernelError(f"{kernel}: queries with no key, k {k.shape}")
+    return B, Tq, Tk, H, Hkv, D
+
+
+def decode_dims(kernel: str, q: Tensor, k_cache: Tensor, n_ctx: int, n_heads: int,
+                n_kv_heads: int) -> tuple[int, int, int, int, int]:
+    """(B, H, Hkv, D, max_ctx) for q [B, H, D], caches [B, max_ctx, Hkv, D]."""
+    H, Hkv = int(n_heads), int(n_kv_heads)
+    if H <= 0 or Hkv <= 0 or H % Hkv:
+        raise KernelError(f"{kernel}: n_heads={n_heads} must be a positive multiple of "
+                          f"n_kv_heads={n_kv_heads}")
+    D = q.cols
+    if len(q.shape) < 2 or D == 0 or q.size % (H * D):
+        raise KernelError(f"{kernel}: q {q.shape} must be [B, {H}, D] or [{H}, D]")
+    B = q.size // (H * D)
+    mc = k_cache.size // (B * Hkv * D) if B else 0
+    if k_cache.size != B * mc * Hkv * D or k_cache.cols != D:
+        raise KernelError(f"{kernel}: k_cache {k_cache.shape} must be [{B}, max_ctx, {Hkv}, {D}]")
+    if not 1 <= int(n_ctx) <= mc:
+        raise KernelError(f"{kernel}: n_ctx={n_ctx} outside [1, max_ctx={mc}]")
+    return B, H, Hkv, D, mc
+
+
+def _scale(scale: float | None, D: int) -> float:
+    return 1.0 / math.sqrt(D) if scale is None else float(scale)
+
+
+class NumpyFusedKernels:
+    """Fused kernels: mixed into ``NumpyKernels``."""
+
+    # ----------------------------------------------------------------- rope
+    def _rope(self, x: Tensor, y: Tensor, pos_offset: int, theta: float, half_split: bool,
+              sign: float, kernel: str) -> None:
+        B, T, H, D = rope_dims(kernel, x, y)
+        if pos_offset < 0 or not theta > 0:
+            raise KernelError(f"{kernel}: pos_offset={pos_offset} must be >= 0, theta={theta} > 0")
+        half = D // 2
+        freq = float(np.float32(theta)) ** (-(np.arange(0, D, 2, dtype=np.float64) / D))
+        ang = (pos_offset + np.arange(T, dtype=np.float64))[:, None] * freq[None, :]
+        c = np.cos(ang).astype(np.float32)[None, :, None, :]
+        s = (np.sin(ang).astype(np.float32) * np.float32(sign))[None, :, None, :]
+        X, Y = x.a.reshape(B, T, H, D), y.a.reshape(B, T, H, D)
+        x0, x1 = (X[..., :half], X[..., half:]) if half_split else (X[..., 0::2], X[..., 1::2])
+        y0 = x0 * c - x1 * s
+        y1 = x0 * s + x1 * c
+        if half_split:
+            Y[..., :half], Y[..., half:] = y0, y1
+        else:
+            Y[..., 0::2], Y[..., 1::2] = y0, y1
+
+    def rope(self, x: Tensor, y: Tensor, pos_offset: int = 0, theta: float = 10000.0,
+             half_split: bool = False) -> None:
+        """Rotary embedding of x [B, T, H, D] into y (may alias x); see the module docs."""
+        self._rope(x, y, pos_offset, theta, half_split, 1.0, "rope")
+
+    def rope_bwd(self, dy: Tensor, dx: Tensor, pos_offset: int = 0, theta: float = 10000.0,
+                 half_split: bool = False) -> None:
+        """dx = the inverse rotation of dy (dx may alias dy)."""
+        self._rope(dy, dx, pos_offset, theta, half_split, -1.0, "rope_bwd")
+
+    # ----------------------------------------------------------------- swiglu
+    @staticmethod
+    def _same(kernel: str, *ts: Tensor) -> None:
+        if any(t.size != ts[0].size for t in ts):
+            raise KernelError(f"{kernel}: " + ", ".join(str(t.shape) for t in ts)
+                              + " must have the same size")
+
+    def swiglu(self, gate: Tensor, up: Tensor, y: Tensor) -> None:
+        """y = silu(gate) * up, silu(g) = g / (exp(-g) + 1)."""
+        self._same("swiglu", gate, up, y)
+        with np.errstate(over="ignore"):   # exp(-g) = inf: silu = -0, like the C kernel
+            d = np.exp(-gate.a) + np.float32(1.0)
+        np.multiply(gate.a / d, up.a, out=y.a)
+
+    def swiglu_bwd(self, gate: Tensor, up: Tensor, dy: Tensor, dgate: Tensor,
+                   dup: Tensor) -> None:
+        """dgate = dy * up * sg * (1 + g (1 - sg)) with sg = sigmoid(g); dup = dy * silu(g)."""
+        self._same("swiglu_bwd", gate, up, dy, dgate, dup)
+        g = gate.a
+        with np.errstate(over="ignore"):
+            d = np.exp(-g) + np.float32(1.0)
+        sg = np.float32(1.0) / d
+        silu = g / d
+        t = (np.float32(1.0) - sg) * g + np.float32(1.0)
+        t = t * sg
+        a = dy.a * up.a
+        np.multiply(dy.a, silu, out=dup.a)
+        np.multiply(a, t, out=dgate.a)
+
+    # ----------------------------------------------------------------- broadcast add / mul
+    @staticmethod
+    def _bcast(kernel: str, x: Tensor, b: Tensor, *like: Tensor) -> None:
+        if b.size != x.cols or any(t.size != x.size for t in like):
+            raise KernelError(f"{kernel}: x {x.shape}, {b.shape} must be the last dimension "
+                              f"({x.cols}); " + ", ".join(str(t.shape) for t in like)
+                              + " like x")
+
+    def add_bcast(self, x: Tensor, b: Tensor, y: Tensor) -> None:
+        """y[..., N] = x + b[N] (y may alias x)."""
+        self._bcast("add_bcast", x, b, y)
+        np.add(self._m(x), b.a.reshape(-1), out=self._m(y))
+
+    def add_bcast_bwd(self, dy: Tensor, dx: Tensor | None, db: Tensor) -> None:
+        """dx = dy (None: not written); db[N] += sum over rows of dy."""
+        self._bcast("add_bcast_bwd", dy, db, *([] if dx is None else [dx]))
+        db.a.reshape(-1)[:] += self._m(dy).sum(axis=0, dtype=np.float32)
+        if dx is not None and dx.p != dy.p:
+            np.copyto(dx.a.reshape(-1), dy.a.reshape(-1))
+
+    def mul_bcast(self, x: Tensor, w: Tensor, y: Tensor) -> None:
+        """y[..., N] = x * w[N] (y may alias x)."""
+        self._bcast("mul_bcast", x, w, y)
+        np.multiply(self._m(x), w.a.reshape(-1), out=self._m(y))
+
+    def mul_bcast_bwd(self, x: Tensor, w: Tensor, dy: Tensor, dx: Tensor | None,
+                      dw: Tensor) -> None:
+        """dx = dy * w (None: not written; may alias dy); dw[N] += sum over rows of dy * x."""
+        self._bcast("mul_bcast_bwd", x, w, dy, *([] if dx is None else [dx]))
+        if dw.size != w.size:
+            raise KernelError(f"mul_bcast_bwd: dw {dw.shape} must be like w {w.shape}")
+        dw.a.reshape(-1)[:] += (self._m(dy) * self._m(x)).sum(axis=0, dtype=np.float32)
+        if dx is not None:
+            np.multiply(self._m(dy), w.a.reshape(-1), out=self._m(dx))
+
+    # ----------------------------------------------------------------- masked softmax
+    @staticmethod
+    def _mask(Tq: int, Tk: int) -> np.ndarray:
+        return np.arange(Tk)[None, :] > (np.arange(Tq)[:, None] + (Tk - Tq))
+
+    def softmax_masked(self, x: Tensor, y: Tensor, scale: float = 1.0,
+                       causal: bool = False) -> None:
+        """y = softmax(scale * x) over the last dim of [..., Tq, Tk], causal: key j > i + Tk - Tq
+        masked (probability 0)."""
+        G, Tq, Tk = masked_dims("softmax_masked", x, causal)
+        if y.size != x.size or y.cols != Tk:
+            raise KernelError(f"softmax_masked: x {x.shape}, y {y.shape} must match")
+        if G * Tq * Tk == 0:
+            return
+        z = x.a.reshape(G, Tq, Tk) * np.float32(scale)
+        if causal:
+            z[:, self._mask(Tq, Tk)] = -np.inf
+        z = np.exp(z - z.max(axis=-1, keepdims=True))
+        Y = y.a.reshape(G, Tq, Tk)
+        np.divide(z, z.sum(axis=-1, keepdims=True), out=Y)
+        if causal:
+            Y[:, self._mask(Tq, Tk)] = 0.0   # masked keys stay 0 even in a NaN row
+
+    def softmax_masked_bwd(self, y: Tensor, dy: Tensor, dx: Tensor, scale: float = 1.0,
+                           causal: bool = False) -> None:
+        """dx = scale * y * (dy - sum(dy * y)) per row; 0 where masked."""
+        G, Tq, Tk = masked_dims("softmax_masked_bwd", y, causal)
+        if not (y.size == dy.size == dx.size and y.cols == dy.cols == dx.cols):
+            raise KernelError(f"softmax_masked_bwd: y {y.shape}, dy {dy.shape}, dx {dx.shape} "
+                              "must match")
+        if G * Tq * Tk == 0:
+            return
+        Y, DY = y.a.reshape(G, Tq, Tk), dy.a.reshape(G, Tq, Tk)
+        s = (DY * Y).sum(axis=-1, keepdims=True)
+        r = ((DY - s) * Y) * np.float32(scale)
+        if causal:
+            r[:, self._mask(Tq, Tk)] = 0.0
+        dx.a.reshape(G, Tq, Tk)[:] = r
+
+    # ----------------------------------------------------------------- attention
+    @staticmethod
+    def _heads(t: Tensor, B: int, T: int, nh: int, D: int, G: int = 1) -> np.ndarray:
+        """[B, T, nh, D] -> [B, nh * G, T, D] (kv heads repeated G times for GQA)."""
+        a = t.a.reshape(B, T, nh, D).transpose(0, 2, 1, 3)
+        return np.repeat(a, G, axis=1) if G > 1 else a
+
+    def _scores(self, q, k, B, Tq, Tk, H, Hkv, D, scale, causal) -> np.ndarray:
+        Q = self._heads(q, B, Tq, H, D)
+        K = self._heads(k, B, Tk, Hkv, D, H // Hkv)
+        S = np.matmul(Q, K.transpose(0, 1, 3, 2)) * np.float32(scale)
+        if causal:
+            S[:, :, self._mask(Tq, Tk)] = -np.inf
+        return S
+
+    def attention(self, q: Tensor, k: Tensor, v: Tensor, out: Tensor, lse: Tensor,
+                  scale: float | None = None, n_heads: int = 1, n_kv_heads: int = 1,
+                  causal: bool = True) -> None:
+        """out = softmax(scale q k^T, causal mask) v per head (GQA); lse [B, H, Tq] saved.
+        scale None: 1 / sqrt(D)."""
+        B, Tq, Tk, H, Hkv, D = attention_dims("attention", q, k, n_heads, n_kv_heads, causal)
+        if v.size != k.size or out.size != q.size or lse.size != B * H * Tq:
+            raise KernelError(f"attention: v {v.shape} like k {k.shape}, out {out.shape} like q "
+                              f"{q.shape}, lse {lse.shape} of {B * H * Tq}")
+        if B * Tq == 0:
+            return
+        S = self._scores(q, k, B, Tq, Tk, H, Hkv, D, _scale(scale, D), causal)
+        m = S.max(axis=-1, keepdims=True)
+        P = np.exp(S - m)
+        ls = P.sum(axis=-1, keepdims=True)
+        V = self._heads(v, B, Tk, Hkv, D, H // Hkv)
+        O = np.matmul(P, V) / ls
+        out.a.reshape(B, Tq, H, D)[:] = O.transpose(0, 2, 1, 3)
+        lse.a.reshape(B, H, Tq)[:] = (m + np.log(ls))[..., 0]
+
+    def attention_bwd(self, q: Tensor, k: Tensor, v: Tensor, out: Tensor, lse: Tensor,
+                      dout: Tensor, dq: Tensor, dk: Tensor, dv: Tensor,
+                      scale: float | None = None, n_heads: int = 1, n_kv_heads: int = 1,
+                      causal: bool = True) -> None:
+        """dq, dk, dv (written) of attention, from the saved lse; dk/dv summed over the query
+        heads of each kv head."""
+        B, Tq, Tk, H, Hkv, D = attention_dims("attention_bwd", q, k, n_heads, n_kv_heads,
+                                              causal)
+        if not (v.size == k.size == dk.size == dv.size and out.size == dout.size == dq.size
+                == q.size and lse.size == B * H * Tq):
+            raise KernelError(f"attention_bwd: q/out/dout/dq {q.shape}, k/v/dk/dv {k.shape}, "
+                              f"lse {lse.shape} of {B * H * Tq} do not fit")
+        dk.a[...] = 0.0
+        dv.a[...] = 0.0
+        dq.a[...] = 0.0
+        if B * Tq == 0:
+            return
+        sc = np.float32(_scale(scale, D))
+        G = H // Hkv
+        S = self._scores(q, k, B, Tq, Tk, H, Hkv, D, sc, causal)
+        P = np.exp(S - lse.a.reshape(B, H, Tq, 1))
+        dO = self._heads(dout, B, Tq, H, D)
+        O = self._heads(out, B, Tq, H, D)
+        V = self._heads(v, B, Tk, Hkv, D, G)
+        K = self._heads(k, B, Tk, Hkv, D, G)
+        Q = self._heads(q, B, Tq, H, D)
+        dP = np.matmul(dO, V.transpose(0, 1, 3, 2))
+        Di = (dO * O).sum(axis=-1, keepdims=True)
+        dS = P * (dP - Di) * sc
+        dq.a.reshape(B, Tq, H, D)[:] = np.matmul(dS, K).transpose(0, 2, 1, 3)
+        dK = np.matmul(dS.transpose(0, 1, 3, 2), Q).reshape(B, Hkv, G, Tk, D).sum(axis=2)
+        dV = np.matmul(P.transpose(0, 1, 3, 2), dO).reshape(B, Hkv, G, Tk, D).sum(axis=2)
+        dk.a.reshape(B, Tk, Hkv, D)[:] = dK.transpose(0, 2, 1, 3)
+        dv.a.reshape(B, Tk, Hkv, D)[:] = dV.transpose(0, 2, 1, 3)
+
+    def attention_decode(self, q: Tensor, k_cache: Tensor, v_cache: Tensor, out: Tensor,
+                         n_ctx: int, scale: float | None = None, n_heads: int = 1,
+                         n_kv_heads: int = 1) -> None:
+        """One new token: q, out [B, H, D] attend to cache positions [0, n_ctx) of k_cache,
+        v_cache [B, max_ctx, Hkv, D] (the token's own k/v already at n_ctx - 1)."""
+        B, H, Hkv, D, mc = decode_dims("attention_decode", q, k_cache, n_ctx, n_heads,
+                                       n_kv_heads)
+        if v_cache.size != k_cache.size or out.size != q.size:
+            raise KernelError(f"attention_decode: v_cache {v_cache.shape} like k_cache "
+                              f"{k_cache.shape}, out {out.shape} like q {q.shape}")
+        G, n = H // Hkv, int(n_ctx)
+        K = np.repeat(k_cache.a.reshape(B, mc, Hkv, D)[:, :n].transpose(0, 2, 1, 3), G, axis=1)
+        V = np.repeat(v_cache.a.reshape(B, mc, Hkv, D)[:, :n].transpose(0, 2, 1, 3), G, axis=1)
+        Q = q.a.reshape(B, H, 1, D)
+        s = np.matmul(Q, K.transpose(0, 1, 3, 2)) * np.float32(_scale(scale, D))
+        p = np.exp(s - s.max(axis=-1, keepdims=True))
+        o = np.matmul(p, V) / p.sum(axis=-1, keepdims=True)
+        out.a.reshape(B, H, 1, D)[:] = o
