@@ -18,31 +18,9 @@ import numpy as np
 import pytest
 
 from qorus_core.errors import KernelError
-from qorus_core.kernels import NumpyKernels, c_status, get_kernels
 from qorus_core.tensor import Tensor
 
 TOL = dict(rtol=1e-5, atol=1e-5)
-
-
-@pytest.fixture(scope="module")
-def ck():
-    ok, why = c_status()
-    if not ok:
-        pytest.skip(f"C kernel library unavailable: {why}")
-    return get_kernels("c")
-
-
-@pytest.fixture(scope="module")
-def nk():
-    return NumpyKernels()
-
-
-@pytest.fixture
-def threads(ck):
-    n = ck.threads
-    yield ck
-    ck.set_threads(n)
-    ck.set_simd_path("auto")
 
 
 def rnd(shape, seed=0, scale=1.0):

@@ -24,28 +24,6 @@ EDGE = np.array([0.0, -0.0, 1e-30, -1e-30, 1e-7, -1e-7, 0.3, -0.3, 1.0, -1.0, 5.
 FLOAT_OPS = dict(rtol=1e-5, atol=1e-6)
 
 
-@pytest.fixture(scope="module")
-def ck():
-    ok, why = c_status()
-    if not ok:
-        pytest.skip(f"C kernel library unavailable: {why}")
-    return get_kernels("c")
-
-
-@pytest.fixture(scope="module")
-def nk():
-    return NumpyKernels()
-
-
-@pytest.fixture
-def threads(ck):
-    """Restore the thread count and SIMD path a test changes."""
-    n = ck.threads
-    yield ck
-    ck.set_threads(n)
-    ck.set_simd_path("auto")
-
-
 def rnd(shape, seed=0, scale=1.0, dtype=np.float32):
     return (np.random.default_rng(seed).standard_normal(shape) * scale).astype(dtype)
 

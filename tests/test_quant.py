@@ -19,7 +19,6 @@ import numpy as np
 import pytest
 
 from qorus_core.errors import KernelError
-from qorus_core.kernels import NumpyKernels, c_status, get_kernels
 from qorus_core.kernels.numpy_quant import QWeight, quantize_q8_rows, row_bytes
 from qorus_core.tensor import Tensor
 
@@ -28,27 +27,6 @@ pytestmark = pytest.mark.filterwarnings("ignore:overflow encountered in cast:Run
 
 QTYPES = ["q8_0", "q4_0", "q4_1", "f16"]
 BLOCKS = ["q8_0", "q4_0", "q4_1"]
-
-
-@pytest.fixture(scope="module")
-def ck():
-    ok, why = c_status()
-    if not ok:
-        pytest.skip(f"C kernel library unavailable: {why}")
-    return get_kernels("c")
-
-
-@pytest.fixture(scope="module")
-def nk():
-    return NumpyKernels()
-
-
-@pytest.fixture
-def restore(ck):
-    n = ck.threads
-    yield ck
-    ck.set_threads(n)
-    ck.set_simd_path("auto")
 
 
 def edge_matrix(rows, k, seed=0, big=3e4):
@@ -181,10 +159,10 @@ def test_matmul_q(ck, nk, qtype, m, n, k):
 
 
 @pytest.mark.parametrize("qtype", QTYPES)
-def test_matmul_q_paths_and_threads(restore, nk, qtype):
+def test_matmul_q_paths_and_threads(threads, nk, qtype):
     """Portable and AVX2 paths agree within the bound; a path's result is the same for any
     thread count."""
-    ck = restore
+    ck = threads
     m, n, k = 6, 203, 352
     w = make_weight(ck, qtype, n, k, seed=7)
     x = np.random.default_rng(3).standard_normal((m, k)).astype(np.float32)
@@ -260,10 +238,10 @@ def test_c_rejects_bad_arguments_itself(ck):
 
 
 @pytest.mark.parametrize("qtype", BLOCKS)
-def test_matmul_q_nan_inf_rows(restore, nk, qtype):
+def test_matmul_q_nan_inf_rows(threads, nk, qtype):
     """A NaN or inf in an activation row makes that row's outputs NaN (every path); other rows
     are untouched."""
-    ck = restore
+    ck = threads
     m, n, k = 4, 19, 96
     w = make_weight(ck, qtype, n, k, seed=2)
     x = np.random.default_rng(5).standard_normal((m, k)).astype(np.float32)
