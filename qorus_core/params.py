@@ -37,20 +37,22 @@ class ParamStore:
             self.tensors[d.name].a[...] = value
 
     def _allocate(self, grads: bool, slots: int) -> None:
-        old = getattr(self, "arena", None)
-        regions = 1 + int(grads) + slots
-        self.arena = Arena(self.region_bytes * regions, "state")
+        """(Re)allocate ``params | grads? | slots x state``, keeping the values already there."""
+        old = (self.params, self.grads, self.slots) if hasattr(self, "params") else None
+        self.arena = Arena(self.region_bytes * (1 + int(grads) + slots), "state")
         n = self.region_bytes // 4
-        self.params = self.arena.view(0, (n,), name="params")
-        self.grads = self.arena.view(self.region_bytes, (n,), name="grads") if grads else None
-        base = self.region_bytes * (1 + int(grads))
-        self.slots = [self.arena.view(base + i * self.region_bytes, (n,), name=f"slot{i}")
-                      for i in range(slots)]
-        if old is not None:   # keep values across a re-allocation
-            self.params.a[...] = self._old_params.a
-            if self.has_grads and grads:
-                self.grads.a[...] = self._old_grads.a
-            for new, prev in zip(self.slots, self._old_slots):
+
+        def region(i: int, name: str) -> Tensor:
+            return self.arena.view(i * self.region_bytes, (n,), name=name)
+
+        self.params = region(0, "params")
+        self.grads = region(1, "grads") if grads else None
+        self.slots = [region(1 + int(grads) + i, f"slot{i}") for i in range(slots)]
+        if old is not None:
+            self.params.a[...] = old[0].a
+            if old[1] is not None and self.grads is not None:
+                self.grads.a[...] = old[1].a
+            for new, prev in zip(self.slots, old[2]):
                 new.a[...] = prev.a
         self.tensors = {d.name: self.arena.view(self.offsets[d.name], d.shape, name=d.name)
                         for d in self.decls}
@@ -58,7 +60,6 @@ class ParamStore:
                                                       d.shape, name="d" + d.name)
                               for d in self.decls} if grads else {})
         self.has_grads, self.n_slots = grads, slots
-        self._old_params, self._old_grads, self._old_slots = self.params, self.grads, self.slots
 
     def ensure(self, grads: bool, slots: int) -> bool:
         """Grow the arena to hold grads and ``slots`` state buffers; True if it moved."""
