@@ -46,6 +46,7 @@ _COMMANDS: dict[str, Command] = {}
 # >>> Modules that add subcommands with add_command() when imported. Append yours here. <<<
 COMMAND_MODULES: list[str] = [
     "qorus_core.train.cli_train",   # `qorus train`
+    "qorus_core.kernels.bench_cli",   # `qorus bench kernels`
 ]
 
 

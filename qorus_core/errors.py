@@ -27,6 +27,10 @@ class CheckpointError(QorusError):
     """A checkpoint or weights file is missing, truncated, corrupt or does not fit the model."""
 
 
+class GGUFError(CheckpointError):
+    """A GGUF file is truncated, corrupt, or uses a version, type or layout Qorus cannot read."""
+
+
 class DataError(QorusError):
     """A data set file is missing, malformed, or does not fit the model."""
 

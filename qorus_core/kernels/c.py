@@ -240,6 +240,19 @@ class CKernels(_QuantCMixin, CFusedKernels):
     def version(self) -> str:
         return self._version().decode()
 
+    # ----------------------------------------------------------------- FMA peak probe
+    def fma_peak(self, iters: int) -> float | None:
+        """Run the FMA peak probe (csrc/peak.c) on every pool thread: the flops it did (time
+        the call for GFLOP/s), or None when the library predates peak.c."""
+        fn = self.__dict__.get("_fma_peak_fn")
+        if fn is None:
+            fn = getattr(self._lib, "qr_fma_peak_f32", None)
+            if fn is None:
+                return None
+            fn.restype, fn.argtypes = _D, [_I64]
+            self.__dict__["_fma_peak_fn"] = fn
+        return float(fn(max(0, int(iters))))
+
     # ----------------------------------------------------------------- dense algebra
     def gemm(self, a: Tensor, b: Tensor, c: Tensor, trans_a: bool = False, trans_b: bool = False,
              alpha: float = 1.0, beta: float = 0.0) -> None:

@@ -63,6 +63,10 @@ QR_API int qr_simd_path(void);         /* QR_SIMD_AVX2 (avx2 + fma, compiled in)
 QR_API int qr_set_simd_path(int path);
 QR_API int qr_simd_compiled(void);     /* 1 if the AVX2 objects were compiled in */
 QR_API const char *qr_version(void);
+/* FMA peak probe (peak.c): every pool thread runs `iters` rounds of 12 independent 8-wide
+ * multiply-add chains (AVX2 FMA when available, plain C otherwise). Returns the flops done
+ * (iters * 192 * threads; time the call for GFLOP/s), or QR_EARG for iters < 0. */
+QR_API double qr_fma_peak_f32(int64_t iters);
 
 /* ------------------------------------------------------------------ gemm (gemm.c) */
 /* C[M,N] = alpha * op(A) @ op(B) + beta * C
