@@ -90,23 +90,28 @@ static inline float qr_dot_f(const float *x, const float *y, int64_t n) {
     return s;
 }
 
-/* Row maximum that propagates NaN like numpy.max: 16 lanes (vectorized), then in order. */
+/* Row maximum that propagates NaN like numpy.max. 16 lanes of `v > m ? v : m` (vmaxps) and
+ * a NaN flag per lane, both vectorizable; a NaN anywhere returns NaN. */
 static inline float qr_max_f(const float *x, int64_t n) {
     float m[16];
+    int nan[16];
     int64_t i = 0;
-    for (int k = 0; k < 16; k++) m[k] = x[0];
+    for (int k = 0; k < 16; k++) { m[k] = x[0]; nan[k] = 0; }
     for (; i + 16 <= n; i += 16)
         for (int k = 0; k < 16; k++) {
             float v = x[i + k];
-            m[k] = (v > m[k] || v != v) ? v : m[k];   /* a NaN lane stays NaN */
+            m[k] = v > m[k] ? v : m[k];
+            nan[k] |= v != v;
         }
     float r = m[0];
-    for (int k = 1; k < 16; k++) r = (m[k] > r || m[k] != m[k]) && r == r ? m[k] : r;
+    int any = nan[0];
+    for (int k = 1; k < 16; k++) { r = m[k] > r ? m[k] : r; any |= nan[k]; }
     for (; i < n; i++) {
         float v = x[i];
-        r = (v > r || v != v) && r == r ? v : r;
+        r = v > r ? v : r;
+        any |= v != v;
     }
-    return r;
+    return any ? __builtin_nanf("") : r;
 }
 
 /* Parallel for over [0, n) in contiguous chunks (multiples of 16 elements): body(ctx, lo, hi).
