@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from qorus_core.hookspecs import hookimpl
 
+from .attention import CausalSelfAttention
 from .embedding import Embedding
 from .rmsnorm import RMSNorm
+from .rope import RotaryEmbedding
+from .swiglu import SwiGLUFeedForward
 
-LAYERS = (Embedding, RMSNorm)
+LAYERS = (Embedding, RMSNorm, RotaryEmbedding, CausalSelfAttention, SwiGLUFeedForward)
 
 
 @hookimpl

@@ -1,0 +1,114 @@
+"""CausalSelfAttention: q/k/v projections, RoPE, causal (grouped-query) attention, output
+projection; weights in PyTorch's Linear layout (out, in)."""
+
+from __future__ import annotations
+
+from qorus_core import Layer, Spec
+from qorus_core.errors import ConfigError, ShapeError
+from qorus_core.init import torch_linear
+
+from .rope import heads_view
+
+
+class CausalSelfAttention(Layer):
+    """Multi-head causal self-attention with RoPE and GQA (``n_kv_heads`` divides ``n_heads``).
+
+    Params: wq (H*D, d), wk and wv (Hkv*D, d), wo (d, H*D), with D = d_model // n_heads; with
+    ``bias`` also bq, bk, bv, bo.
+    """
+
+    def __init__(self, d_model: int, n_heads: int, n_kv_heads: int | None = None,
+                 rope_theta: float = 10000.0, rope_half_split: bool = False,
+                 bias: bool = False) -> None:
+        d, H = int(d_model), int(n_heads)
+        Hkv = H if n_kv_heads is None else int(n_kv_heads)
+        if d <= 0 or H <= 0 or Hkv <= 0:
+            raise ConfigError(f"CausalSelfAttention: sizes must be positive, got d_model={d_model}, "
+                              f"n_heads={n_heads}, n_kv_heads={n_kv_heads}")
+        if d % H or (d // H) % 2:
+            raise ConfigError(f"CausalSelfAttention: d_model={d} must split into {H} heads of an "
+                              "even size")
+        if H % Hkv:
+            raise ConfigError(f"CausalSelfAttention: n_heads={H} must be a multiple of "
+                              f"n_kv_heads={Hkv}")
+        self.d_model = d
+        self.n_heads = H
+        self.n_kv_heads = None if n_kv_heads is None else Hkv
+        self.rope_theta = float(rope_theta)
+        self.rope_half_split = bool(rope_half_split)
+        self.bias = bool(bias)
+
+    @property
+    def _hkv(self) -> int:
+        return self.n_heads if self.n_kv_heads is None else self.n_kv_heads
+
+    def build(self, x: Spec, b) -> Spec:
+        if len(x.shape) != 3 or x.shape[2] != self.d_model:
+            raise ShapeError(f"expects [B, T, {self.d_model}], got {x.shape}")
+        B, T, d = x.shape
+        H, Hkv = self.n_heads, self._hkv
+        D = d // H
+        b.param("wq", (H * D, d), torch_linear(d))
+        b.param("wk", (Hkv * D, d), torch_linear(d))
+        b.param("wv", (Hkv * D, d), torch_linear(d))
+        b.param("wo", (d, H * D), torch_linear(H * D))
+        if self.bias:
+            b.param("bq", (H * D,), torch_linear(d))
+            b.param("bk", (Hkv * D,), torch_linear(d))
+            b.param("bv", (Hkv * D,), torch_linear(d))
+            b.param("bo", (d,), torch_linear(H * D))
+        b.saved("qr", (B, T, H * D))      # rotated queries
+        b.saved("kr", (B, T, Hkv * D))    # rotated keys
+        b.saved("vv", (B, T, Hkv * D))    # values
+        b.saved("att", (B, T, H * D))     # attention output (before wo)
+        b.saved("lse", (B, H, T))         # log-sum-exp of the scores
+        b.scratch("datt", (B, T, H * D))
+        b.scratch("dq", (B, T, H * D))
+        b.scratch("dk", (B, T, Hkv * D))
+        b.scratch("dv", (B, T, Hkv * D))
+        return x
+
+    def forward(self, x, ctx):
+        k = ctx.k
+        H, Hkv = self.n_heads, self._hkv
+        k.gemm(x, ctx.wq, ctx.qr, trans_b=True)              # q (R, H*D) = x wq^T
+        k.gemm(x, ctx.wk, ctx.kr, trans_b=True)              # k (R, Hkv*D) = x wk^T
+        k.gemm(x, ctx.wv, ctx.vv, trans_b=True)              # v (R, Hkv*D) = x wv^T
+        if self.bias:
+            k.bias_add(ctx.qr, ctx.bq)
+            k.bias_add(ctx.kr, ctx.bk)
+            k.bias_add(ctx.vv, ctx.bv)
+        q4, k4 = heads_view(ctx, ctx.qr, H), heads_view(ctx, ctx.kr, Hkv)
+        k.rope(q4, q4, 0, self.rope_theta, self.rope_half_split)
+        k.rope(k4, k4, 0, self.rope_theta, self.rope_half_split)
+        k.attention(ctx.qr, ctx.kr, ctx.vv, ctx.att, ctx.lse, None, H, Hkv, True)
+        k.gemm(ctx.att, ctx.wo, ctx.y, trans_b=True)         # y (R, d) = att wo^T
+        if self.bias:
+            k.bias_add(ctx.y, ctx.bo)
+        return ctx.y
+
+    def backward(self, dy, ctx):
+        k = ctx.k
+        H, Hkv = self.n_heads, self._hkv
+        k.gemm(dy, ctx.att, ctx.dwo, trans_a=True, beta=1.0)  # dwo += dy^T att
+        if self.bias:
+            k.col_sum(dy, ctx.dbo, beta=1.0)
+        k.gemm(dy, ctx.wo, ctx.datt)                          # datt = dy wo
+        k.attention_bwd(ctx.qr, ctx.kr, ctx.vv, ctx.att, ctx.lse, ctx.datt, ctx.dq, ctx.dk,
+                        ctx.dv, None, H, Hkv, True)
+        dq4, dk4 = heads_view(ctx, ctx.dq, H), heads_view(ctx, ctx.dk, Hkv)
+        k.rope_bwd(dq4, dq4, 0, self.rope_theta, self.rope_half_split)
+        k.rope_bwd(dk4, dk4, 0, self.rope_theta, self.rope_half_split)
+        x = ctx.x
+        k.gemm(ctx.dq, x, ctx.dwq, trans_a=True, beta=1.0)   # dwq += dq^T x
+        k.gemm(ctx.dk, x, ctx.dwk, trans_a=True, beta=1.0)
+        k.gemm(ctx.dv, x, ctx.dwv, trans_a=True, beta=1.0)
+        if self.bias:
+            k.col_sum(ctx.dq, ctx.dbq, beta=1.0)
+            k.col_sum(ctx.dk, ctx.dbk, beta=1.0)
+            k.col_sum(ctx.dv, ctx.dbv, beta=1.0)
+        if ctx.dx is not None:
+            k.gemm(ctx.dq, ctx.wq, ctx.dx)                    # dx = dq wq + dk wk + dv wv
+            k.gemm(ctx.dk, ctx.wk, ctx.dx, beta=1.0)
+            k.gemm(ctx.dv, ctx.wv, ctx.dx, beta=1.0)
+        return ctx.dx

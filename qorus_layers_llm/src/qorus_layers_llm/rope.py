@@ -1,0 +1,65 @@
+"""RotaryEmbedding: rotary position embedding over positions 0..T-1 (no parameters)."""
+
+from __future__ import annotations
+
+from qorus_core import Layer, Spec, Tensor
+from qorus_core.errors import ConfigError, ShapeError
+
+
+def heads_view(ctx, t: Tensor, n_heads: int) -> Tensor:
+    """A [B, T, H, D] view of a [B, T, H * D] (or [B, T, H, D]) tensor, same memory; made on
+    the first call and kept on ``ctx``, so later steps create no arrays."""
+    cache = ctx.__dict__.setdefault("_heads_views", {})
+    key = (t.p, n_heads)
+    view = cache.get(key)
+    if view is None:
+        B, T = t.shape[0], t.shape[1]
+        view = cache[key] = Tensor(t.a.reshape(B, T, n_heads, -1), t.name)
+    return view
+
+
+class RotaryEmbedding(Layer):
+    """RoPE on [B, T, H * D] or [B, T, H, D]; ``half_split`` pairs (i, i + D/2) (HF) instead of
+    adjacent pairs (2i, 2i + 1) (GGUF llama)."""
+
+    def __init__(self, n_heads: int, head_dim: int | None = None, theta: float = 10000.0,
+                 half_split: bool = False) -> None:
+        if int(n_heads) <= 0:
+            raise ConfigError(f"RotaryEmbedding: n_heads must be positive, got {n_heads!r}")
+        if head_dim is not None and (int(head_dim) <= 0 or int(head_dim) % 2):
+            raise ConfigError(f"RotaryEmbedding: head_dim must be a positive even int, got {head_dim!r}")
+        if not float(theta) > 0:
+            raise ConfigError(f"RotaryEmbedding: theta must be > 0, got {theta!r}")
+        self.n_heads = int(n_heads)
+        self.head_dim = None if head_dim is None else int(head_dim)
+        self.theta = float(theta)
+        self.half_split = bool(half_split)
+
+    def build(self, x: Spec, b) -> Spec:
+        H = self.n_heads
+        if len(x.shape) == 4:
+            if x.shape[2] != H:
+                raise ShapeError(f"expected {H} heads in [B, T, H, D], got {x.shape}")
+            D = x.shape[3]
+        elif len(x.shape) == 3:
+            if x.shape[2] % H:
+                raise ShapeError(f"last dimension {x.shape[2]} is not a multiple of {H} heads")
+            D = x.shape[2] // H
+        else:
+            raise ShapeError(f"expects [B, T, H * D] or [B, T, H, D], got {x.shape}")
+        if self.head_dim is not None and D != self.head_dim:
+            raise ShapeError(f"expected head_dim {self.head_dim}, got {D} from {x.shape}")
+        if D % 2 or D == 0:
+            raise ShapeError(f"head dim {D} must be even and positive")
+        return x
+
+    def forward(self, x, ctx):
+        ctx.k.rope(heads_view(ctx, x, self.n_heads), heads_view(ctx, ctx.y, self.n_heads), 0,
+                   self.theta, self.half_split)
+        return ctx.y
+
+    def backward(self, dy, ctx):
+        if ctx.dx is not None:
+            ctx.k.rope_bwd(heads_view(ctx, dy, self.n_heads), heads_view(ctx, ctx.dx, self.n_heads), 0,
+                           self.theta, self.half_split)
+        return ctx.dx
