@@ -29,28 +29,6 @@ def _args() -> argparse.Namespace:
     return ap.parse_args()
 
 
-def _median(xs: list[float]) -> float:
-    xs = sorted(xs)
-    n = len(xs)
-    return xs[n // 2] if n % 2 else 0.5 * (xs[n // 2 - 1] + xs[n // 2])
-
-
-def _time(fn, runs: int) -> float:
-    """Median seconds per call over `runs` blocks of calls (block ~20 ms)."""
-    fn()
-    t0 = time.perf_counter()
-    fn()
-    once = max(time.perf_counter() - t0, 1e-6)
-    reps = max(1, min(500, int(0.02 / once)))
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        for _ in range(reps):
-            fn()
-        times.append((time.perf_counter() - t0) / reps)
-    return _median(times)
-
-
 def cases(np, Tensor, torch):
     """(name, size, {impl: callable}) for every kernel; impl in qorus / numpy / torch."""
     rng = np.random.default_rng(0)
@@ -187,6 +165,7 @@ def main() -> None:
     except ImportError:   # a source checkout without installing
         sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     from qorus_core.kernels import NumpyKernels, c_status, get_kernels
+    from qorus_core.kernels.bench import time_per_call
     from qorus_core.tensor import Tensor
 
     ok, why = c_status()
@@ -208,14 +187,14 @@ def main() -> None:
     for name, size, fns in todo:   # C and NumPy, one kernel after the other
         row = {"kernel": name, "size": size}
         with np.errstate(all="ignore"):
-            row["qorus_ms"] = _time(lambda f=fns["qorus"]: f(ck), a.runs) * 1e3
-            row["numpy_ms"] = _time(lambda f=fns["numpy"]: f(nk), a.runs) * 1e3
+            row["qorus_ms"] = time_per_call(lambda f=fns["qorus"]: f(ck), a.runs) * 1e3
+            row["numpy_ms"] = time_per_call(lambda f=fns["numpy"]: f(nk), a.runs) * 1e3
         row["speedup_vs_numpy"] = row["numpy_ms"] / row["qorus_ms"]
         rows.append(row)
     time.sleep(0.5)   # torch afterwards: its OpenMP workers and the Qorus pool never overlap
     for row, (_, _, fns) in zip(rows, todo):
         if "torch" in fns:
-            row["torch_ms"] = _time(fns["torch"], a.runs) * 1e3
+            row["torch_ms"] = time_per_call(fns["torch"], a.runs) * 1e3
     if not a.json:
         print(f"threads: qorus {ck.threads}, simd {ck.simd_path}, numpy BLAS "
               f"{os.environ.get('OPENBLAS_NUM_THREADS', 'default')}, torch "

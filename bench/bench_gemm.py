@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -35,12 +36,6 @@ MLP = [
 ]
 SQUARE = [(f"square {n}", False, False, n, n, n) for n in (256, 512, 768, 1024)]
 SQUARE += [("square 512 NT", False, True, 512, 512, 512), ("square 512 TN", True, False, 512, 512, 512)]
-
-
-def _median(xs: list[float]) -> float:
-    xs = sorted(xs)
-    n = len(xs)
-    return xs[n // 2] if n % 2 else 0.5 * (xs[n // 2 - 1] + xs[n // 2])
 
 
 def worker(threads: int, runs: int, blocks: int, shapes: list, clock: str) -> list[dict]:
@@ -86,7 +81,7 @@ def worker(threads: int, runs: int, blocks: int, shapes: list, clock: str) -> li
                     t0 = timer()
                     fn()
                     times[label].append(timer() - t0)
-        tq, tn = _median(times["qorus"]), _median(times["numpy"])
+        tq, tn = statistics.median(times["qorus"]), statistics.median(times["numpy"])
         rows.append(dict(shape=name, op=("T" if ta else "N") + ("T" if tb else "N"), m=m, n=n,
                          k=k, threads=threads, qorus_gflops=flops / tq / 1e9,
                          numpy_gflops=flops / tn / 1e9, ratio=tn / tq,

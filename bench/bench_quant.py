@@ -32,6 +32,7 @@ import time
 import numpy as np
 
 from qorus_core.kernels import NumpyKernels, get_kernels
+from qorus_core.kernels.bench import best_time
 from qorus_core.kernels.numpy_quant import QWeight
 from qorus_core.tensor import Tensor
 
@@ -41,24 +42,15 @@ QTYPES = ["q4_0", "q4_1", "q8_0", "f16"]
 COLD_BYTES = 256 << 20
 
 
-def _best(fn, reps: int = 5) -> float:
-    ts = []
-    for _ in range(reps):
-        t = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t)
-    return min(ts)
-
-
 def bandwidth(ck, threads: int) -> dict:
     a = np.ones((512 << 20) // 4, np.float32)
     b = np.empty_like(a)
     ta = Tensor(a)
     ck.set_threads(threads)
     out = {
-        "numpy_copy_GBs": 2 * a.nbytes / _best(lambda: np.copyto(b, a)) / 1e9,
-        "numpy_dot_read_GBs": a.nbytes / _best(lambda: np.dot(a, a)) / 1e9,
-        "c_sumsq_read_GBs": a.nbytes / _best(lambda: ck.sumsq(ta)) / 1e9,
+        "numpy_copy_GBs": 2 * a.nbytes / best_time(lambda: np.copyto(b, a)) / 1e9,
+        "numpy_dot_read_GBs": a.nbytes / best_time(lambda: np.dot(a, a)) / 1e9,
+        "c_sumsq_read_GBs": a.nbytes / best_time(lambda: ck.sumsq(ta)) / 1e9,
     }
     time.sleep(0.5)   # let the BLAS threads of np.dot stop spinning before Qorus runs
     return out

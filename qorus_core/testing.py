@@ -4,10 +4,13 @@ C-vs-NumPy parity. Both compile a one-layer ``Model`` exactly as training would.
     from qorus_core.testing import check_gradients, check_kernel_parity
     check_gradients(MyLayer(8), input_shape=(5,))
     check_kernel_parity(MyLayer(8), input_shape=(5,))   # skips itself if C is unavailable
+    assert trace_allocations(step).array_bytes == 0     # after a warm-up step
 """
 
 from __future__ import annotations
 
+import tracemalloc
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -128,3 +131,34 @@ def check_kernel_parity(layer: Layer, input_shape: tuple[int, ...], batch: int =
     for key in results[0]:
         np.testing.assert_allclose(results[1][key], results[0][key], rtol=rtol, atol=atol,
                                    err_msg=f"{layer.type_name}: C vs NumPy differ in {key}")
+
+
+@dataclass
+class AllocTrace:
+    """What ``trace_allocations`` saw: NumPy array bytes still alive that the call created,
+    the peak growth of all traced memory during it, and the lines that allocated arrays."""
+
+    array_bytes: int
+    peak_bytes: int
+    where: list[str]
+
+
+def trace_allocations(fn: Callable[[], object], repeat: int = 1) -> AllocTrace:
+    """Run ``fn`` ``repeat`` times under tracemalloc. NumPy traces its data buffers in its own
+    domain, so ``array_bytes`` counts exactly the arrays left behind: a hot path after its
+    warm-up step should show 0 (transient ufunc buffers only show in ``peak_bytes``)."""
+    tracemalloc.start()
+    try:
+        before = tracemalloc.take_snapshot()
+        tracemalloc.reset_peak()
+        base, _ = tracemalloc.get_traced_memory()
+        for _ in range(repeat):
+            fn()
+        _, peak = tracemalloc.get_traced_memory()
+        after = tracemalloc.take_snapshot()
+    finally:
+        tracemalloc.stop()
+    numpy_only = [tracemalloc.DomainFilter(True, np.lib.tracemalloc_domain)]
+    diff = after.filter_traces(numpy_only).compare_to(before.filter_traces(numpy_only), "lineno")
+    grown = [d for d in diff if d.size_diff > 0]
+    return AllocTrace(sum(d.size_diff for d in grown), peak - base, [str(d) for d in grown[:5]])

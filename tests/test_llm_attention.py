@@ -140,9 +140,8 @@ def test_swiglu_against_torch(kernels):
 
 def test_attention_step_allocates_no_arrays(kernels):
     """After the first step, a training step of attention + SwiGLU creates no NumPy array."""
-    import tracemalloc
-
     from qorus_core import Model, Sequential
+    from qorus_core.testing import trace_allocations
     from qorus_layers_llm import CausalSelfAttention, SwiGLUFeedForward
 
     m = Model(Sequential([CausalSelfAttention(16, 4, 2), SwiGLUFeedForward(16, 32)]), (6, 16),
@@ -157,14 +156,5 @@ def test_attention_step_allocates_no_arrays(kernels):
         p.backward()
 
     step()
-    flt = [tracemalloc.DomainFilter(True, np.lib.tracemalloc_domain)]
-    tracemalloc.start()
-    try:
-        before = tracemalloc.take_snapshot().filter_traces(flt)
-        for _ in range(3):
-            step()
-        after = tracemalloc.take_snapshot().filter_traces(flt)
-    finally:
-        tracemalloc.stop()
-    grown = sum(d.size_diff for d in after.compare_to(before, "lineno") if d.size_diff > 0)
-    assert grown == 0
+    trace = trace_allocations(step, repeat=3)
+    assert trace.array_bytes == 0, trace.where

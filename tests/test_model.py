@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import tracemalloc
-
 import numpy as np
 import pytest
 
 from qorus_core import ConfigError, Model, QorusError, Sequential, ShapeError
+from qorus_core.testing import trace_allocations
 from qorus_layers_mlp import GELU, Dropout, LayerNorm, Linear, ReLU
 
 
@@ -57,21 +56,6 @@ def test_params_and_grads_are_contiguous_regions():
     assert report["params"] == report["grads"] and report["optimizer_state"] == 2 * report["params"]
 
 
-def _array_bytes_allocated(fn, repeat=5):
-    domain = np.lib.tracemalloc_domain
-    tracemalloc.start()
-    try:
-        before = tracemalloc.take_snapshot()
-        for _ in range(repeat):
-            fn()
-        after = tracemalloc.take_snapshot()
-    finally:
-        tracemalloc.stop()
-    flt = [tracemalloc.DomainFilter(True, domain)]
-    diff = after.filter_traces(flt).compare_to(before.filter_traces(flt), "lineno")
-    return sum(d.size_diff for d in diff if d.size_diff > 0), diff
-
-
 def test_forward_backward_allocate_no_arrays(kernels):
     m = Model(mlp(), (20,), kernels=kernels)
     train = m.plan(16, train=True)
@@ -87,8 +71,8 @@ def test_forward_backward_allocate_no_arrays(kernels):
         infer.forward()
 
     step()                     # warm-up: NumPy kernels fill their scratch cache here
-    grown, diff = _array_bytes_allocated(step)
-    assert grown == 0, [str(d) for d in diff[:5]]
+    trace = trace_allocations(step, repeat=5)
+    assert trace.array_bytes == 0, trace.where
 
 
 @pytest.mark.parametrize("first", ["mlp.Linear", "mlp.LayerNorm", "llm.RMSNorm"])
@@ -111,3 +95,10 @@ def test_first_layer_with_params_needs_no_input_gradient(first, kernels):
         grads.append(m.gradients())
     for name in grads[0]:
         np.testing.assert_array_equal(grads[0][name], grads[1][name], err_msg=name)
+
+
+def test_trace_allocations_sees_an_array_left_behind():
+    kept = []
+    trace = trace_allocations(lambda: kept.append(np.ones(4096, np.float32)), repeat=2)
+    assert trace.array_bytes >= 2 * 4096 * 4 and trace.where
+    assert trace_allocations(lambda: np.ones(4096, np.float32)).array_bytes == 0  # freed again

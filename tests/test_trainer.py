@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import io
-import tracemalloc
 
 import numpy as np
 import pytest
 
 from qorus_core import DataError, Model, NumericsError, Sequential, ShapeError
+from qorus_core.testing import trace_allocations
 from qorus_core.train.losses import CrossEntropyLoss, MSELoss
 from qorus_core.train.optimizers import SGD, AdamW
 from qorus_core.train.progress import Progress
@@ -160,24 +160,6 @@ def test_progress_bar_text():
 
 
 # ----------------------------------------------------------------- allocation
-def _run_traced(fn):
-    """(bytes of NumPy arrays still alive that ``fn`` created, peak growth of all memory)."""
-    domain = np.lib.tracemalloc_domain
-    tracemalloc.start()
-    try:
-        before = tracemalloc.take_snapshot()
-        tracemalloc.reset_peak()
-        base, _ = tracemalloc.get_traced_memory()
-        fn()
-        _, peak = tracemalloc.get_traced_memory()
-        after = tracemalloc.take_snapshot()
-    finally:
-        tracemalloc.stop()
-    flt = [tracemalloc.DomainFilter(True, domain)]
-    diff = after.filter_traces(flt).compare_to(before.filter_traces(flt), "lineno")
-    return sum(d.size_diff for d in diff if d.size_diff > 0), peak - base, diff
-
-
 def test_training_steps_allocate_no_arrays(kernels):
     """After warm-up, steps (full and partial batches, shuffling, clipping, schedule, Dropout,
     validation) leave no new NumPy array behind, and create no temporary the size of a batch."""
@@ -191,10 +173,10 @@ def test_training_steps_allocate_no_arrays(kernels):
                  epochs=5, clip_norm=1.0, progress=False)
     tr.fit(x, y, val=(x[:300], y[:300]), until_epoch=1)          # warm-up: plans, scratch
     perm = np.arange(n)
-    grown, peak, diff = _run_traced(lambda: [tr._epoch(x, y, perm) for _ in range(2)])
-    assert grown == 0, [str(s) for s in diff[:5]]
+    trace = trace_allocations(lambda: tr._epoch(x, y, perm), repeat=2)
+    assert trace.array_bytes == 0, trace.where
     # NumPy's ufunc buffers (8192 elements) stay under this; any batch-sized array would not
-    assert peak < 96 * 1024, f"a step made a temporary of {peak} bytes"
-    grown, _, diff = _run_traced(lambda: tr.fit(x, y, val=(x[:300], y[:300]), until_epoch=3))
-    assert grown == 0, [str(s) for s in diff[:5]]
+    assert trace.peak_bytes < 96 * 1024, f"a step made a temporary of {trace.peak_bytes} bytes"
+    trace = trace_allocations(lambda: tr.fit(x, y, val=(x[:300], y[:300]), until_epoch=3))
+    assert trace.array_bytes == 0, trace.where
     assert tr.epoch == 3

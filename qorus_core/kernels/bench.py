@@ -59,7 +59,8 @@ def time_per_call(fn: Callable[[], object], runs: int = 5, block_s: float = 0.02
     return statistics.median(times)
 
 
-def _best(fn: Callable[[], object], reps: int = 5) -> float:
+def best_time(fn: Callable[[], object], reps: int = 5) -> float:
+    """Shortest of ``reps`` single calls, in seconds (for bandwidth: the least-disturbed pass)."""
     ts = []
     for _ in range(reps):
         t0 = time.perf_counter()
@@ -97,18 +98,18 @@ def _numpy_peak(quick: bool) -> float:
     a = np.ones((n, n), np.float32)
     c = np.empty_like(a)
     np.matmul(a, a, out=c)
-    return 2.0 * n ** 3 / _best(lambda: np.matmul(a, a, out=c)) / 1e9
+    return 2.0 * n ** 3 / best_time(lambda: np.matmul(a, a, out=c)) / 1e9
 
 
 def bandwidth(ck=None) -> dict:
     """Read bandwidth in GB/s: best of 5 passes over 256 MiB with numpy.dot and (when ``ck``
     is given) the C sumsq kernel; ``best`` is the larger."""
     a = np.ones(BW_BYTES // 4, np.float32)
-    out = {"numpy_dot": a.nbytes / _best(lambda: np.dot(a, a)) / 1e9}
+    out = {"numpy_dot": a.nbytes / best_time(lambda: np.dot(a, a)) / 1e9}
     if ck is not None:
         ta = Tensor(a)
         ck.sumsq(ta)
-        out["c_sumsq"] = a.nbytes / _best(lambda: ck.sumsq(ta)) / 1e9
+        out["c_sumsq"] = a.nbytes / best_time(lambda: ck.sumsq(ta)) / 1e9
     out["best"] = max(out.values())
     return out
 

@@ -12,7 +12,7 @@ from ctypes import c_float, c_int, c_int64, c_void_p
 
 from ..errors import KernelError
 from ..tensor import Tensor
-from .numpy_fused import NumpyFusedKernels, _scale, attention_dims, decode_dims, masked_dims, rope_dims
+from .numpy_fused import NumpyFusedKernels, _scale, check_attention, decode_dims, masked_dims, rope_dims
 
 __all__ = ["CFusedKernels", "FUSED_SIGNATURES"]
 
@@ -174,10 +174,8 @@ class CFusedKernels:
                   causal: bool = True) -> None:
         if not _f32(q, k, v, out, lse) or "attention" not in self._fused_fns():
             return self.fallback.attention(q, k, v, out, lse, scale, n_heads, n_kv_heads, causal)
-        B, Tq, Tk, H, Hkv, D = attention_dims("attention", q, k, n_heads, n_kv_heads, causal)
-        if v.size != k.size or out.size != q.size or lse.size != B * H * Tq:
-            raise KernelError(f"attention: v {v.shape} like k {k.shape}, out {out.shape} like q "
-                              f"{q.shape}, lse {lse.shape} of {B * H * Tq}")
+        B, Tq, Tk, H, Hkv, D = check_attention("attention", q, k, v, out, lse, n_heads,
+                                               n_kv_heads, causal)
         _rc("attention", self._fused_fns()["attention"](q.p, k.p, v.p, out.p, lse.p, B, Tq, Tk, H, Hkv, D,
                                              _scale(scale, D), 1 if causal else 0))
 
@@ -188,12 +186,8 @@ class CFusedKernels:
         if not _f32(q, k, v, out, lse, dout, dq, dk, dv) or "attention_bwd" not in self._fused_fns():
             return self.fallback.attention_bwd(q, k, v, out, lse, dout, dq, dk, dv, scale,
                                                n_heads, n_kv_heads, causal)
-        B, Tq, Tk, H, Hkv, D = attention_dims("attention_bwd", q, k, n_heads, n_kv_heads,
-                                              causal)
-        if not (v.size == k.size == dk.size == dv.size and out.size == dout.size == dq.size
-                == q.size and lse.size == B * H * Tq):
-            raise KernelError(f"attention_bwd: q/out/dout/dq {q.shape}, k/v/dk/dv {k.shape}, "
-                              f"lse {lse.shape} of {B * H * Tq} do not fit")
+        B, Tq, Tk, H, Hkv, D = check_attention("attention_bwd", q, k, v, out, lse, n_heads,
+                                               n_kv_heads, causal, (dout, dq, dk, dv))
         _rc("attention_bwd", self._fused_fns()["attention_bwd"](
             q.p, k.p, v.p, out.p, lse.p, dout.p, dq.p, dk.p, dv.p, B, Tq, Tk, H, Hkv, D,
             _scale(scale, D), 1 if causal else 0))

@@ -25,7 +25,8 @@ import numpy as np
 from ..errors import KernelError
 from ..tensor import Tensor
 
-__all__ = ["NumpyFusedKernels", "attention_dims", "decode_dims", "rope_dims", "masked_dims"]
+__all__ = ["NumpyFusedKernels", "attention_dims", "check_attention", "decode_dims", "rope_dims",
+           "masked_dims"]
 
 
 # ----------------------------------------------------------------------------- shape helpers
@@ -79,6 +80,24 @@ def attention_dims(kernel: str, q: Tensor, k: Tensor, n_heads: int, n_kv_heads: 
         raise KernelError(f"{kernel}: causal needs Tk >= Tq, q {q.shape}, k {k.shape}")
     if Tq and not Tk and B:
         raise KernelError(f"{kernel}: queries with no key, k {k.shape}")
+    return B, Tq, Tk, H, Hkv, D
+
+
+def check_attention(kernel: str, q: Tensor, k: Tensor, v: Tensor, out: Tensor, lse: Tensor,
+                    n_heads: int, n_kv_heads: int, causal: bool,
+                    grads: tuple[Tensor, Tensor, Tensor, Tensor] | None = None
+                    ) -> tuple[int, int, int, int, int, int]:
+    """``attention_dims`` plus every other operand: v like k, out like q, lse [B, H, Tq], and
+    for the backward ``grads = (dout, dq, dk, dv)`` like (q, q, k, k); or KernelError."""
+    B, Tq, Tk, H, Hkv, D = attention_dims(kernel, q, k, n_heads, n_kv_heads, causal)
+    ok = v.size == k.size and out.size == q.size and lse.size == B * H * Tq
+    if grads is not None:
+        dout, dq, dk, dv = grads
+        ok = ok and dout.size == dq.size == q.size and dk.size == dv.size == k.size
+    if not ok:
+        extra = "" if grads is None else ", dout/dq like q, dk/dv like k"
+        raise KernelError(f"{kernel}: v {v.shape} like k {k.shape}, out {out.shape} like q "
+                          f"{q.shape}, lse {lse.shape} of {B * H * Tq}{extra}")
     return B, Tq, Tk, H, Hkv, D
 
 
@@ -261,10 +280,8 @@ class NumpyFusedKernels:
                   causal: bool = True) -> None:
         """out = softmax(scale q k^T, causal mask) v per head (GQA); lse [B, H, Tq] saved.
         scale None: 1 / sqrt(D)."""
-        B, Tq, Tk, H, Hkv, D = attention_dims("attention", q, k, n_heads, n_kv_heads, causal)
-        if v.size != k.size or out.size != q.size or lse.size != B * H * Tq:
-            raise KernelError(f"attention: v {v.shape} like k {k.shape}, out {out.shape} like q "
-                              f"{q.shape}, lse {lse.shape} of {B * H * Tq}")
+        B, Tq, Tk, H, Hkv, D = check_attention("attention", q, k, v, out, lse, n_heads,
+                                               n_kv_heads, causal)
         if B * Tq == 0:
             return
         S = self._scores(q, k, B, Tq, Tk, H, Hkv, D, _scale(scale, D), causal)
@@ -282,12 +299,8 @@ class NumpyFusedKernels:
                       causal: bool = True) -> None:
         """dq, dk, dv (written) of attention, from the saved lse; dk/dv summed over the query
         heads of each kv head."""
-        B, Tq, Tk, H, Hkv, D = attention_dims("attention_bwd", q, k, n_heads, n_kv_heads,
-                                              causal)
-        if not (v.size == k.size == dk.size == dv.size and out.size == dout.size == dq.size
-                == q.size and lse.size == B * H * Tq):
-            raise KernelError(f"attention_bwd: q/out/dout/dq {q.shape}, k/v/dk/dv {k.shape}, "
-                              f"lse {lse.shape} of {B * H * Tq} do not fit")
+        B, Tq, Tk, H, Hkv, D = check_attention("attention_bwd", q, k, v, out, lse, n_heads,
+                                               n_kv_heads, causal, (dout, dq, dk, dv))
         dk.a[...] = 0.0
         dv.a[...] = 0.0
         dq.a[...] = 0.0

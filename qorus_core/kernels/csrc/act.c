@@ -15,7 +15,7 @@ static int ew(int op, const float *a, const float *b, float *o, float s, int64_t
     if (n == 0) return QR_OK;
     if (!o) return QR_EARG;
     ew_ctx c = {op, a, b, o, s};
-    qr_par_range(qr_vec_pick(ew_range), &c, n, QR_PAR_GRAIN);
+    qr_par_range(qr_simd_pick(ew_range), &c, n, QR_PAR_GRAIN);
     return QR_OK;
 }
 

@@ -31,7 +31,7 @@ static int rope(const float *x, float *y, int64_t B, int64_t T, int64_t H, int64
         }
     }
     rope_ctx c = {.x = x, .y = y, .cs = cs, .T = T, .H = H, .D = D, .half_split = half_split};
-    qr_par_items(qr_fused_pick(rope_rows), &c, B * T, B * T * H * D);
+    qr_par_items(qr_simd_pick(rope_rows), &c, B * T, B * T * H * D);
     free(cs);
     return QR_OK;
 }
@@ -52,7 +52,7 @@ int qr_swiglu_f32(const float *gate, const float *up, float *y, int64_t n) {
     if (n == 0) return QR_OK;
     if (!gate || !up || !y) return QR_EARG;
     fz_ctx c = {.a = gate, .b = up, .o = y, .n = n};
-    qr_par_range(qr_fused_pick(swiglu_range), &c, n, QR_PAR_GRAIN / 4);
+    qr_par_range(qr_simd_pick(swiglu_range), &c, n, QR_PAR_GRAIN / 4);
     return QR_OK;
 }
 
@@ -62,7 +62,7 @@ int qr_swiglu_bwd_f32(const float *gate, const float *up, const float *dy, float
     if (n == 0) return QR_OK;
     if (!gate || !up || !dy || !dgate || !dup) return QR_EARG;
     fz_ctx c = {.a = gate, .b = up, .dy = dy, .o = dgate, .o2 = dup, .n = n};
-    qr_par_range(qr_fused_pick(swiglu_bwd_range), &c, n, QR_PAR_GRAIN / 4);
+    qr_par_range(qr_simd_pick(swiglu_bwd_range), &c, n, QR_PAR_GRAIN / 4);
     return QR_OK;
 }
 
@@ -76,7 +76,7 @@ static int bcast_bwd(const float *x, const float *w, const float *dy, float *dx,
     float *part = malloc((size_t)(nb * n) * sizeof(float));
     if (!part) return QR_ENOMEM;
     bb_ctx c = {.x = x, .w = w, .dy = dy, .dx = dx, .part = part, .rows = rows, .n = n};
-    qr_par_items(qr_fused_pick(bcast_bwd_blocks), &c, nb, rows * n);
+    qr_par_items(qr_simd_pick(bcast_bwd_blocks), &c, nb, rows * n);
     for (int64_t b = 1; b < nb; b++) {
         const float *pb = part + b * n;
         for (int64_t j = 0; j < n; j++) part[j] = part[j] + pb[j];
@@ -91,7 +91,7 @@ int qr_add_bcast_f32(const float *x, const float *b, float *y, int64_t rows, int
     if (rows * n == 0) return QR_OK;
     if (!x || !b || !y) return QR_EARG;
     fz_ctx c = {.a = x, .b = b, .o = y, .rows = rows, .n = n};
-    qr_par_items(qr_fused_pick(add_bcast_rows), &c, rows, rows * n);
+    qr_par_items(qr_simd_pick(add_bcast_rows), &c, rows, rows * n);
     return QR_OK;
 }
 
@@ -107,7 +107,7 @@ int qr_mul_bcast_f32(const float *x, const float *w, float *y, int64_t rows, int
     if (rows * n == 0) return QR_OK;
     if (!x || !w || !y) return QR_EARG;
     fz_ctx c = {.a = x, .b = w, .o = y, .rows = rows, .n = n};
-    qr_par_items(qr_fused_pick(mul_bcast_rows), &c, rows, rows * n);
+    qr_par_items(qr_simd_pick(mul_bcast_rows), &c, rows, rows * n);
     return QR_OK;
 }
 
@@ -132,7 +132,7 @@ int qr_softmax_masked_f32(const float *x, float *y, int64_t G, int64_t Tq, int64
     if (G * Tq * Tk == 0) return QR_OK;
     if (!x || !y) return QR_EARG;
     smm_ctx c = {.x = x, .y = y, .Tq = Tq, .Tk = Tk, .scale = scale, .causal = causal};
-    qr_par_items(qr_fused_pick(smm_rows), &c, G * Tq, G * Tq * Tk);
+    qr_par_items(qr_simd_pick(smm_rows), &c, G * Tq, G * Tq * Tk);
     return QR_OK;
 }
 
@@ -143,7 +143,7 @@ int qr_softmax_masked_bwd_f32(const float *y, const float *dy, float *dx, int64_
     if (!y || !dy || !dx) return QR_EARG;
     smm_ctx c = {.x = y, .dy = dy, .dx = dx, .Tq = Tq, .Tk = Tk, .scale = scale,
                  .causal = causal};
-    qr_par_items(qr_fused_pick(smm_bwd_rows), &c, G * Tq, G * Tq * Tk);
+    qr_par_items(qr_simd_pick(smm_bwd_rows), &c, G * Tq, G * Tq * Tk);
     return QR_OK;
 }
 
@@ -165,7 +165,7 @@ int qr_attention_f32(const float *q, const float *k, const float *v, float *out,
     att_ctx c = {.q = q, .k = k, .v = v, .o = out, .l = lse, .B = B, .Tq = Tq, .Tk = Tk,
                  .H = H, .Hkv = Hkv, .D = D, .scale = scale, .causal = causal};
     atomic_init(&c.err, 0);
-    qr_par_items(qr_fused_pick(att_fwd_items), &c, B * H, B * H * Tq * (Tk + 8) * (D + 8));
+    qr_par_items(qr_simd_pick(att_fwd_items), &c, B * H, B * H * Tq * (Tk + 8) * (D + 8));
     return atomic_load(&c.err) ? QR_ENOMEM : QR_OK;
 }
 
@@ -180,7 +180,7 @@ int qr_attention_bwd_f32(const float *q, const float *k, const float *v, const f
                  .dk = dk, .dv = dv, .B = B, .Tq = Tq, .Tk = Tk, .H = H, .Hkv = Hkv, .D = D,
                  .scale = scale, .causal = causal};
     atomic_init(&c.err, 0);
-    qr_par_items(qr_fused_pick(att_bwd_items), &c, B * Hkv, B * H * Tq * (Tk + 8) * (D + 8));
+    qr_par_items(qr_simd_pick(att_bwd_items), &c, B * Hkv, B * H * Tq * (Tk + 8) * (D + 8));
     return atomic_load(&c.err) ? QR_ENOMEM : QR_OK;
 }
 
@@ -194,6 +194,6 @@ int qr_attention_decode_f32(const float *q, const float *k_cache, const float *v
     att_ctx c = {.q = q, .k = k_cache, .v = v_cache, .o = out, .B = B, .Tq = 1, .Tk = n_ctx,
                  .H = H, .Hkv = Hkv, .D = D, .max_ctx = max_ctx, .scale = scale};
     atomic_init(&c.err, 0);
-    qr_par_items(qr_fused_pick(att_dec_items), &c, B * H, B * H * n_ctx * (D + 8));
+    qr_par_items(qr_simd_pick(att_dec_items), &c, B * H, B * H * n_ctx * (D + 8));
     return atomic_load(&c.err) ? QR_ENOMEM : QR_OK;
 }

@@ -1,7 +1,7 @@
 /* fused_internal.h - private: contexts and twin declarations of the fused kernels (fused.c).
  * The bodies live in fused_impl.h, compiled twice: portable (fused.c) and AVX2 (fused_avx2.c,
  * -mavx2 -mfma with FMA contraction on: the two builds agree to float tolerance, not bit for
- * bit); qr_fused_pick() chooses at run time, like qr_vec_pick() for act.c. */
+ * bit); qr_simd_pick() (qr_math.h) chooses at run time, as for act.c. */
 #ifndef QORUS_FUSED_INTERNAL_H
 #define QORUS_FUSED_INTERNAL_H
 
@@ -66,12 +66,5 @@ typedef struct {
     void qr__att_dec_items_##sfx(void *ctx, int64_t lo, int64_t hi);
 QR_FUSED_DECL(portable)
 QR_FUSED_DECL(avx2)
-
-#ifdef QR_HAVE_AVX2_BUILD
-#define qr_fused_pick(name) \
-    (qr_simd_path() == QR_SIMD_AVX2 ? qr__##name##_avx2 : qr__##name##_portable)
-#else
-#define qr_fused_pick(name) (qr__##name##_portable)
-#endif
 
 #endif

@@ -19,7 +19,7 @@ int qr_softmax_f32(const float *x, float *y, int64_t rows, int64_t n) {
     if (rows < 0 || n < 0 || (rows * n > 0 && (!x || !y))) return QR_EARG;
     if (n == 0) return QR_OK;
     sm_ctx c = {.x = x, .y = y, .n = n};
-    qr_par_items(qr_vec_pick(softmax_rows), &c, rows, rows * n);
+    qr_par_items(qr_simd_pick(softmax_rows), &c, rows, rows * n);
     return QR_OK;
 }
 
@@ -27,7 +27,7 @@ int qr_softmax_bwd_f32(const float *y, const float *dy, float *dx, int64_t rows,
     if (rows < 0 || n < 0 || (rows * n > 0 && (!y || !dy || !dx))) return QR_EARG;
     if (n == 0) return QR_OK;
     sm_ctx c = {.x = y, .dy = dy, .dx = dx, .n = n};
-    qr_par_items(qr_vec_pick(softmax_bwd_rows), &c, rows, rows * n);
+    qr_par_items(qr_simd_pick(softmax_bwd_rows), &c, rows, rows * n);
     return QR_OK;
 }
 

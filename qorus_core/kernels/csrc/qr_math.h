@@ -9,6 +9,15 @@
 
 #include "qorus.h"
 
+/* The variant of a kernel family for this CPU (and QORUS_SIMD): every family with an AVX2
+ * twin (act/vec, fused) builds qr__<name>_avx2 and qr__<name>_portable and picks with this. */
+#ifdef QR_HAVE_AVX2_BUILD
+#define qr_simd_pick(name) \
+    (qr_simd_path() == QR_SIMD_AVX2 ? qr__##name##_avx2 : qr__##name##_portable)
+#else
+#define qr_simd_pick(name) (qr__##name##_portable)
+#endif
+
 #define QR_PAR_GRAIN ((int64_t)1 << 16)   /* elements per task before threads pay off */
 
 static inline float qr_bits_to_f(int32_t i) { float f; memcpy(&f, &i, 4); return f; }

@@ -1,6 +1,6 @@
 /* qr_vec.h - private: the elementwise, row and optimizer kernels compiled twice from
  * vec_impl.h: portable (act.c) and AVX2 (act_avx2.c, -mavx2 -mfma, no FP contraction, so
- * both give bit-identical results). qr_vec_pick() chooses at run time. */
+ * both give bit-identical results). qr_simd_pick() chooses at run time. */
 #ifndef QORUS_VEC_H
 #define QORUS_VEC_H
 
@@ -60,13 +60,5 @@ typedef struct {
     void qr__adam_range_##sfx(void *ctx, int64_t lo, int64_t hi);
 QR_VEC_DECL(portable)
 QR_VEC_DECL(avx2)
-
-/* the variant for this CPU (and QORUS_SIMD) */
-#ifdef QR_HAVE_AVX2_BUILD
-#define qr_vec_pick(name) \
-    (qr_simd_path() == QR_SIMD_AVX2 ? qr__##name##_avx2 : qr__##name##_portable)
-#else
-#define qr_vec_pick(name) (qr__##name##_portable)
-#endif
 
 #endif
