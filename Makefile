@@ -7,10 +7,11 @@ BIN := $(VENV)/bin
 .PHONY: demo test dev bench clean
 
 $(BIN)/qorus: pyproject.toml setup.py qorus_layers_mlp/pyproject.toml qorus_layers_llm/pyproject.toml \
-		plugins/template/pyproject.toml
+		plugins/template/pyproject.toml plugins/cnn/pyproject.toml plugins/rnn/pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e . -e ./qorus_layers_mlp -e ./qorus_layers_llm -e ./plugins/template pytest scikit-learn matplotlib
+	$(BIN)/python -m pip install -q -e . -e ./qorus_layers_mlp -e ./qorus_layers_llm -e ./plugins/template \
+		-e ./plugins/cnn -e ./plugins/rnn pytest scikit-learn matplotlib
 	touch $@
 
 dev: $(BIN)/qorus
@@ -27,6 +28,7 @@ test:
 bench: $(BIN)/qorus
 	$(BIN)/python -m pip install -q torch==2.13.0
 	$(BIN)/python bench/bench_mlp.py
+	$(BIN)/python bench/bench_gpt.py
 
 clean:
 	rm -rf $(VENV) .venv-tox .tox build runs qorus_core/kernels/_lib

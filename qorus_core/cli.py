@@ -47,6 +47,7 @@ _COMMANDS: dict[str, Command] = {}
 COMMAND_MODULES: list[str] = [
     "qorus_core.train.cli_train",   # `qorus train`
     "qorus_core.kernels.bench_cli",   # `qorus bench kernels`
+    "qorus_core.io.cli_convert",      # `qorus convert`
 ]
 
 
@@ -70,6 +71,32 @@ def _load_command_modules() -> None:
         except Exception as exc:  # one broken command must not take the others down
             print(f"qorus: commands from {module} unavailable: {type(exc).__name__}: {exc}",
                   file=sys.stderr)
+    _load_plugin_commands()
+
+
+def _load_plugin_commands() -> None:
+    """Commands that plugins add through the ``qorus_register_commands`` hook (once per
+    process); a plugin whose hook fails is reported and the other commands still work."""
+    global _PLUGIN_COMMANDS_LOADED
+    if _PLUGIN_COMMANDS_LOADED:
+        return
+    _PLUGIN_COMMANDS_LOADED = True
+    from .registry import get_registry
+
+    reg = get_registry()
+    reg.entries()                                        # plugins loaded
+    plugins = reg.pm.get_plugins()
+    for plugin in plugins:
+        only_this = reg.pm.subset_hook_caller("qorus_register_commands",
+                                              [p for p in plugins if p is not plugin])
+        try:
+            only_this(add_command=add_command)
+        except Exception as exc:  # one plugin's broken command must not take others down
+            print(f"qorus: commands from plugin {reg.pm.get_name(plugin)} unavailable: "
+                  f"{type(exc).__name__}: {exc}", file=sys.stderr)
+
+
+_PLUGIN_COMMANDS_LOADED = False
 
 
 def _version() -> str:

@@ -8,7 +8,6 @@ yet: ``plan.compile_plan`` turns the tape into slots, places them and wires the 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 from .errors import ConfigError, ShapeError
 from .init import Initializer
@@ -56,6 +55,17 @@ class BufferDecl:
 
 
 @dataclass(eq=False)
+class StateDecl:
+    """A non-trainable buffer that outlives calls and plans (running stats, KV caches)."""
+
+    name: str          # full name, e.g. "3.running_mean"
+    spec: Spec
+    init: Initializer | None   # None: zeros
+    persistent: bool   # part of state_dict and checkpoints
+    attr: str
+
+
+@dataclass(eq=False)
 class Op:
     layer: Layer
     ctx: LayerCtx
@@ -65,16 +75,19 @@ class Op:
     alias: bool = False
     params: list[ParamDecl] = field(default_factory=list)
     buffers: list[BufferDecl] = field(default_factory=list)
+    states: list[StateDecl] = field(default_factory=list)
 
 
 class LayerBuilder:
     """What ``Layer.build`` receives: declares params and buffers for one layer in one plan."""
 
-    def __init__(self, graph: Graph, path: str, op_params: list, op_buffers: list) -> None:
+    def __init__(self, graph: Graph, path: str, op_params: list, op_buffers: list,
+                 op_states: list | None = None) -> None:
         self._graph = graph
         self.path = path
         self._params = op_params
         self._buffers = op_buffers
+        self._states = op_states if op_states is not None else []
         self.alias = False
 
     @property
@@ -97,6 +110,15 @@ class LayerBuilder:
         """A buffer used within one forward or backward call only; its memory is reused."""
         self._buffers.append(BufferDecl(name, Spec(tuple(shape), dtype), "scratch"))
 
+    def state(self, name: str, shape: tuple[int, ...], init: Initializer | None = None,
+              persistent: bool = True, dtype: str = "f32") -> None:
+        """A non-trainable buffer ``ctx.<name>`` that keeps its values across calls and plans
+        (same name and shape: same memory; another shape replaces it, freshly initialised).
+        Persistent ones (BatchNorm's running stats) are in ``state_dict`` and checkpoints;
+        the others (KV caches, carried RNN state) are not."""
+        self._states.append(StateDecl(self._full(name), Spec(tuple(int(d) for d in shape), dtype),
+                                      init, bool(persistent), name))
+
     def view_input(self, shape: tuple[int, ...]) -> Spec:
         """Return as the output spec to make the output a reshape of the input: same memory,
         same gradient memory; forward returns ``ctx.y`` and backward has nothing to do."""
@@ -107,6 +129,11 @@ class LayerBuilder:
     def call(self, layer: Layer, x: Value, name: str) -> Value:
         """Run child ``layer`` on ``x``; ``name`` extends the parameter path."""
         return self._graph.call(layer, x, self._full(name))
+
+    def tie(self, alias: str, target: str) -> None:
+        """Make parameter ``alias`` the same memory as ``target`` (names relative to this
+        composite, e.g. ``tie("head.weight", "embed.weight")``); their gradients add up."""
+        self._graph.tie(self._full(alias), self._full(target))
 
     def add(self, u: Value, v: Value) -> Value:
         """Elementwise sum of two values of the same shape (residual connections)."""
@@ -124,6 +151,7 @@ class Graph:
         self.train = train
         self.values: list[Value] = []
         self.ops: list[Op] = []
+        self.ties: dict[str, str] = {}    # alias param name -> target param name
 
     def new_value(self, spec: Spec, producer: Op | None = None) -> Value:
         v = Value(spec, len(self.values), producer)
@@ -143,7 +171,8 @@ class Graph:
         ctx = LayerCtx(path, tick, self.train)
         params: list[ParamDecl] = []
         buffers: list[BufferDecl] = []
-        b = LayerBuilder(self, path, params, buffers)
+        states: list[StateDecl] = []
+        b = LayerBuilder(self, path, params, buffers, states)
         where = f"layer {path or '<root>'} ({layer.type_name}) at position {tick}"
         try:
             spec = layer.build(x.spec, b)
@@ -153,7 +182,8 @@ class Graph:
             raise ConfigError(f"{where}: build must return a Spec, got {spec!r}")
         if b.alias and spec.size != x.spec.size:
             raise ShapeError(f"{where}: view_input{spec.shape} does not fit input {x.shape}")
-        op = Op(layer, ctx, [x] + list(extra or []), None, tick, b.alias, params, buffers)  # type: ignore[arg-type]
+        op = Op(layer, ctx, [x] + list(extra or []), None, tick, b.alias, params, buffers,  # type: ignore[arg-type]
+                states)
         y = self.new_value(spec, op)
         if b.alias:
             y.alias_of = x
@@ -167,13 +197,40 @@ class Graph:
         x = self.new_value(input_spec)
         return x, self.call(net, x, "")
 
+    def tie(self, alias: str, target: str) -> None:
+        if alias == target or alias in self.ties:
+            raise ConfigError(f"cannot tie parameter {alias!r} to {target!r}: already tied")
+        self.ties[alias] = target
+
+    def resolve(self, name: str) -> str:
+        """The parameter that owns the memory of ``name`` (itself unless tied)."""
+        while name in self.ties:
+            name = self.ties[name]
+        return name
+
     def params(self) -> list[ParamDecl]:
-        out: list[ParamDecl] = []
-        seen: dict[str, Any] = {}
+        """The distinct parameters in declaration order (tied aliases left out, checked)."""
+        seen: dict[str, ParamDecl] = {}
         for op in self.ops:
             for p in op.params:
                 if p.name in seen:
                     raise ConfigError(f"two parameters named {p.name!r}")
                 seen[p.name] = p
-                out.append(p)
-        return out
+        for alias, target in self.ties.items():
+            for name in (alias, target):
+                if name not in seen:
+                    raise ConfigError(f"tie {alias!r} -> {target!r}: no parameter named {name!r}")
+            if seen[alias].shape != seen[target].shape:
+                raise ConfigError(f"tie {alias!r} -> {target!r}: shapes {seen[alias].shape} and "
+                                  f"{seen[target].shape} differ")
+        return [p for p in seen.values() if p.name not in self.ties]
+
+    def states(self) -> list[StateDecl]:
+        """Every state buffer declared in this plan, checked for duplicate names."""
+        out: dict[str, StateDecl] = {}
+        for op in self.ops:
+            for s in op.states:
+                if s.name in out:
+                    raise ConfigError(f"two state buffers named {s.name!r}")
+                out[s.name] = s
+        return list(out.values())

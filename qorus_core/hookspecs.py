@@ -71,3 +71,28 @@ def qorus_register_optimizers(register: Register) -> None:
 
     Same naming, doc and failure rules as ``qorus_register_layers``.
     """
+
+
+@hookspec
+def qorus_train_finished(model: Any, config: dict[str, Any], out_dir: Any,
+                         echo: Any) -> None:
+    """Called once after ``qorus train`` (``qorus_core.train.config.run_training``) has
+    trained and saved a model, with every plugin's implementation, in registration order.
+
+    ``model`` is the trained ``Model``; ``config`` the whole parsed TOML (a dict of sections,
+    ``[data] source`` as overridden by ``--data``); ``out_dir`` the run's output directory
+    (a ``pathlib.Path``, holding ``checkpoint/`` and ``metrics.json``); ``echo(text)`` prints
+    a line for the user (use it instead of ``print`` so callers can capture output). Act
+    only on the sections you own (the llm plugin reads ``[sample]``) and return quietly
+    otherwise; what the hook raises propagates to the caller. Return values are ignored.
+    """
+
+
+@hookspec
+def qorus_register_commands(add_command: Any) -> None:
+    """Add ``qorus`` subcommands: call ``add_command(name, help, setup_parser, run)`` (the
+    signature of ``qorus_core.cli.add_command``) for each; the llm plugin adds ``generate``
+    and ``chat``. Called once when the ``qorus`` command starts, after plugins load. A name
+    that is already taken raises ``ValueError``; the failure is reported on stderr and the
+    other commands still work. Keep imports of heavy modules inside ``run``.
+    """

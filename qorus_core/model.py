@@ -18,6 +18,7 @@ from .kernels import get_kernels
 from .layer import Layer, layer_from_dict, layer_to_dict
 from .params import ParamStore
 from .plan import Plan, RunState
+from .states import StateStore
 from .tensor import DTYPES, Spec, Tensor
 
 
@@ -25,7 +26,10 @@ class Model:
     """A compiled-on-demand network with its parameters."""
 
     def __init__(self, net: Layer | dict[str, Any], input_shape: tuple[int, ...] | list[int],
-                 input_dtype: str = "f32", seed: int = 0, kernels: Any = None) -> None:
+                 input_dtype: str = "f32", seed: int = 0, kernels: Any = None,
+                 external_params: dict[str, Any] | None = None) -> None:
+        """``external_params``: name -> Tensor or ``QWeight`` used where it lies (a GGUF
+        file's mmap) instead of arena memory; such a model runs inference plans only."""
         self.net = layer_from_dict(net)
         self.input_shape = tuple(int(d) for d in input_shape)
         if input_dtype not in DTYPES:
@@ -39,22 +43,33 @@ class Model:
         _, y = graph.trace(self.net, Spec((1,) + self.input_shape, input_dtype))
         self.output_shape = y.shape[1:]
         self.output_dtype = y.dtype
-        self.store = ParamStore(graph.params(), self.seed)
+        self.store = ParamStore(graph.params(), self.seed, external_params)
+        self.ties = dict(graph.ties)
+        self.states = StateStore(self.seed)
+        for s in graph.states():
+            if s.persistent:                    # in state_dict from the start
+                self.states.get(s)
 
     # ----------------------------------------------------------------- plans
-    def plan(self, batch: int, train: bool = False, input_grad: bool = False) -> Plan:
-        """The compiled plan for ``batch`` rows in train or inference mode (cached)."""
-        key = (int(batch), bool(train), bool(input_grad))
+    def plan(self, batch: int, train: bool = False, input_grad: bool = False,
+             shape: tuple[int, ...] | None = None) -> Plan:
+        """The compiled plan for ``batch`` rows in train or inference mode (cached); ``shape``
+        overrides the per-example input shape (a language model's sequence length)."""
+        shape = self.input_shape if shape is None else tuple(int(d) for d in shape)
+        key = (int(batch), bool(train), bool(input_grad), shape)
         p = self._plans.get(key)
         if p is not None:
             return p
+        if train and self.store.external:
+            raise ConfigError("this model's weights are external (e.g. a GGUF file): it runs "
+                              "inference only")
         if train and self.store.ensure(True, self.store.n_slots):
             self._plans.clear()
         graph = Graph(train=train)
-        x, y = graph.trace(self.net, Spec((key[0],) + self.input_shape, self.input_dtype))
+        x, y = graph.trace(self.net, Spec((key[0],) + shape, self.input_dtype))
         self.store.check_same(graph.params())
         p = self._plans[key] = Plan(graph, x, y, self.store, self.kernels, self.run, key[0],
-                                    input_grad=input_grad)
+                                    input_grad=input_grad, states=self.states)
         return p
 
     def reserve_optimizer_state(self, slots: int) -> None:
@@ -92,22 +107,35 @@ class Model:
         if self.store.grads is not None:
             self.kernels.fill(self.store.grads, 0.0)
 
+    def buffers(self) -> dict[str, np.ndarray]:
+        """Name -> live view of each state buffer allocated so far (``b.state``)."""
+        return self.states.arrays()
+
     def state_dict(self) -> dict[str, np.ndarray]:
-        return {name: t.a.copy() for name, t in self.store.tensors.items()}
+        """Copies of the parameters (a tied alias is left out: it is its target) and of the
+        persistent state buffers (e.g. BatchNorm's running statistics)."""
+        out = {name: t.a.copy() for name, t in self.store.tensors.items() if name not in self.store.external}
+        out.update({name: a.copy() for name, a in self.states.arrays(persistent_only=True).items()})
+        return out
 
     def load_state_dict(self, state: dict[str, np.ndarray], source: str = "state") -> None:
-        """Copy weights in; every parameter must be present with its exact shape."""
-        mine = self.store.tensors
+        """Copy weights in; every parameter and persistent buffer must be present with its exact
+        shape. A tied alias (PyTorch lists both names) may be present and must equal its target."""
+        mine = {name: t.a for name, t in self.store.tensors.items() if name not in self.store.external}
+        mine.update(self.states.arrays(persistent_only=True))
         missing = sorted(set(mine) - set(state))
-        extra = sorted(set(state) - set(mine))
+        extra = sorted(set(state) - set(mine) - set(self.ties))
         if missing or extra:
             raise CheckpointError(f"{source}: missing parameters {missing}, unexpected {extra}")
-        for name, t in mine.items():
+        for name, a in mine.items():
             v = np.asarray(state[name])
-            if v.shape != t.shape:
+            if v.shape != a.shape and not (v.ndim == 0 and a.size == 1):   # PyTorch's 0-d counters
                 raise CheckpointError(f"{source}: parameter {name} has shape {v.shape}, "
-                                      f"the model expects {t.shape}")
-            t.a[...] = v
+                                      f"the model expects {a.shape}")
+            a[...] = v
+        for alias, target in self.ties.items():
+            if alias in state and not np.array_equal(np.asarray(state[alias]), mine[target]):
+                raise CheckpointError(f"{source}: {alias} is tied to {target} but differs from it")
 
     # ----------------------------------------------------------------- running
     def check_input(self, x: np.ndarray, what: str = "input") -> np.ndarray:
@@ -137,8 +165,9 @@ class Model:
     def memory_report(self) -> dict[str, Any]:
         """Bytes per region of the state arena, and per compiled plan."""
         report: dict[str, Any] = dict(self.store.memory())
-        report["plans"] = {f"batch={b},{'train' if t else 'infer'}": p.memory()
-                           for (b, t, _), p in self._plans.items()}
+        report["states"] = self.states.nbytes()
+        report["plans"] = {f"batch={b},{'train' if t else 'infer'},shape={s}": p.memory()
+                           for (b, t, _, s), p in self._plans.items()}
         return report
 
     # ----------------------------------------------------------------- config

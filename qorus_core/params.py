@@ -3,9 +3,14 @@
 Every parameter is 64-byte aligned inside the params region; grads and each optimizer slot
 repeat that layout, so clipping is one norm over ``grads`` and AdamW one kernel call over
 ``(params, grads, m, v)``. Padding stays zero and is left unchanged by every optimizer.
+
+External parameters (a pretrained model's weights where they lie in an mmap'd GGUF file,
+possibly quantized) take no room in the arena: they serve inference plans as they are.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 
@@ -18,8 +23,14 @@ from .tensor import Tensor
 class ParamStore:
     """Owns the model's parameters, their gradients and ``slots`` optimizer-state buffers."""
 
-    def __init__(self, decls: list[ParamDecl], seed: int) -> None:
-        self.decls = list(decls)
+    def __init__(self, decls: list[ParamDecl], seed: int,
+                 external: dict[str, Any] | None = None) -> None:
+        external = dict(external or {})
+        unknown = sorted(set(external) - {d.name for d in decls})
+        if unknown:
+            raise ConfigError(f"external weights for unknown parameters {unknown[:5]}")
+        self.external = external
+        self.decls = [d for d in decls if d.name not in external]
         self.offsets: dict[str, int] = {}
         off = 0
         for d in self.decls:
@@ -56,6 +67,7 @@ class ParamStore:
                 new.a[...] = prev.a
         self.tensors = {d.name: self.arena.view(self.offsets[d.name], d.shape, name=d.name)
                         for d in self.decls}
+        self.tensors.update(self.external)
         self.grad_tensors = ({d.name: self.arena.view(self.region_bytes + self.offsets[d.name],
                                                       d.shape, name="d" + d.name)
                               for d in self.decls} if grads else {})
@@ -72,6 +84,7 @@ class ParamStore:
 
     def check_same(self, decls: list[ParamDecl]) -> None:
         """A later plan (another batch size) must declare exactly the same parameters."""
+        decls = [d for d in decls if d.name not in self.external]
         mine = [(d.name, d.shape) for d in self.decls]
         theirs = [(d.name, d.shape) for d in decls]
         if mine != theirs:
@@ -79,8 +92,9 @@ class ParamStore:
 
     @property
     def count(self) -> int:
-        """Number of scalar parameters (without alignment padding)."""
-        return sum(_numel(d.shape) for d in self.decls)
+        """Number of scalar parameters (without alignment padding), external ones included."""
+        return (sum(_numel(d.shape) for d in self.decls)
+                + sum(_numel(tuple(w.shape)) for w in self.external.values()))
 
     def memory(self) -> dict[str, int]:
         return {"params": self.region_bytes,

@@ -17,16 +17,20 @@ from __future__ import annotations
 from .arena import Arena, Slot, plan_offsets
 from .graph import Graph, Value
 from .params import ParamStore
+from .states import StateStore
 from .tensor import Tensor
 
 
 class RunState:
-    """State a plan's layers share at run time: ``step`` counts training forwards."""
+    """State a model's plans share at run time: ``step`` counts training forwards (seeded
+    RNG); ``pos`` is the number of tokens already in the KV caches before this forward (0 in
+    training; a generator sets it before each prefill or decode step)."""
 
-    __slots__ = ("step",)
+    __slots__ = ("step", "pos")
 
     def __init__(self) -> None:
         self.step = 0
+        self.pos = 0
 
 
 class _Timeline:
@@ -112,7 +116,8 @@ class Plan:
     """A compiled model for one batch size and mode: forward, backward, no allocation."""
 
     def __init__(self, graph: Graph, x: Value, y: Value, store: ParamStore, kernels,
-                 run: RunState, batch: int, input_grad: bool = False) -> None:
+                 run: RunState, batch: int, input_grad: bool = False,
+                 states: StateStore | None = None) -> None:
         self.train, self.batch, self.kernels = graph.train, batch, kernels
         self.ops = ops = graph.ops
         tl = _Timeline(len(ops), self.train)
@@ -154,8 +159,13 @@ class Plan:
             if len(ins) > 1:
                 ctx.other, ctx.dother = value_t[ins[1].index], dxs[1]
             for p in op.params:
-                setattr(ctx, p.attr, store.tensors[p.name])
-                setattr(ctx, "d" + p.attr, store.grad_tensors.get(p.name) if self.train else None)
+                name = graph.resolve(p.name)          # a tied parameter shares its target
+                setattr(ctx, p.attr, store.tensors[name])
+                setattr(ctx, "d" + p.attr, store.grad_tensors.get(name) if self.train else None)
+            if op.states:
+                states = states if states is not None else StateStore()
+                for s in op.states:
+                    setattr(ctx, s.attr, states.get(s))
             fwd.append((op.layer.forward, ctx.x, ctx))
             if self.train and grads.of_value[op.output.index] is not None:
                 adds = [(view(p, shape), view(s, shape)) for p, s, shape in grads.accum.get(op.tick, [])]

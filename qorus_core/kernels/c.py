@@ -20,9 +20,11 @@ from ctypes import c_double, c_float, c_int, c_int64, c_uint32, c_void_p
 
 from ..errors import KernelError
 from ..tensor import Tensor
+from .c_conv import CConvKernels  # conv2d, pooling, batchnorm2d: c_conv.py
 from .c_fused import CFusedKernels  # fused kernels (rope, swiglu, attention, ...): c_fused.py
+from .c_rnn import CRnnKernels  # recurrent cell kernels: c_rnn.py
 from .numpy import NumpyKernels
-from .numpy_quant import QuantNumpyMixin, QWeight  # quantized weights (section below)
+from .numpy_quant import QuantNumpyMixin, QWeight, WeightDispatch, check_embedding_q  # quantized weights
 
 __all__ = ["CKernels", "default_library_path"]
 
@@ -127,7 +129,7 @@ _QUANT_SIGNATURES = {
 }
 
 
-class _QuantCMixin:
+class _QuantCMixin(WeightDispatch):
     """The C quantized-weight kernels; same signatures as ``QuantNumpyMixin``."""
 
     _qfn: dict | None = None
@@ -148,7 +150,7 @@ class _QuantCMixin:
 
     def _quant_native(self) -> frozenset:
         """The quantized-weight kernels this library serves natively."""
-        return frozenset(("quantize", "dequantize", "matmul_q")) if self._quant(
+        return frozenset(("quantize", "dequantize", "matmul_q", "embedding_q")) if self._quant(
             "qr_quant_row_bytes") else frozenset()
 
     def quantize(self, x: Tensor, out, qtype) -> None:
@@ -171,6 +173,17 @@ class _QuantCMixin:
             if rc:
                 _check("dequantize", rc)
 
+    def embedding_q(self, ids: Tensor, w: QWeight, y: Tensor) -> None:
+        check_embedding_q(ids, w, y)
+        fn = self._quant(f"qr_dequantize_{w.qtype}")
+        if fn is None:
+            return self.fallback.embedding_q(ids, w, y)
+        step = 4 * w.k
+        for i in range(ids.size):                 # one row each: a decode step has one id
+            rc = fn(w.p + ids.a.item(i) * w.row_bytes, y.p + i * step, 1, w.k)
+            if rc:
+                _check("embedding_q", rc)
+
     def matmul_q(self, x: Tensor, w: QWeight, y: Tensor) -> None:
         m, n, k = QuantNumpyMixin._q_check_mm(x, w, y)
         fn = self._quant(f"qr_matmul_{w.qtype}_f32")
@@ -181,12 +194,12 @@ class _QuantCMixin:
             _check("matmul_q", rc)
 
 
-for _name in ("quantize", "dequantize", "matmul_q"):
+for _name in ("quantize", "dequantize", "matmul_q", "embedding_q"):
     getattr(_QuantCMixin, _name).__doc__ = getattr(QuantNumpyMixin, _name).__doc__
 # ===================================================================== end quantized weights
 
 
-class CKernels(_QuantCMixin, CFusedKernels):
+class CKernels(_QuantCMixin, CFusedKernels, CRnnKernels, CConvKernels):
     """The C kernel set; same methods and signatures as ``NumpyKernels``."""
 
     name = "c"
@@ -197,6 +210,8 @@ class CKernels(_QuantCMixin, CFusedKernels):
         lib = self._lib = _load(self.library_path)
         self.native = frozenset(n[3:-4] for n in _SIGNATURES if n.endswith("_f32"))
         self.native = self.native | self._fused_native()   # c_fused.py
+        self.native = self.native | self._rnn_native()     # c_rnn.py
+        self.native = self.native | self._conv_native()    # c_conv.py
         self.native = self.native | self._quant_native()   # quantized weights
         for n in _SIGNATURES:   # bound C functions, looked up once
             setattr(self, "_" + n[3:], getattr(lib, n))

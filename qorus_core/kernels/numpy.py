@@ -15,14 +15,16 @@ import numpy as np
 
 from ..errors import KernelError
 from ..tensor import Tensor
+from .numpy_conv import NumpyConvKernels  # conv2d, max/avg pooling, batchnorm2d (+_bwd)
 from .numpy_fused import NumpyFusedKernels  # fused: rope, swiglu, *_bcast, softmax_masked, attention
 from .numpy_quant import QuantNumpyMixin  # quantized weights: quantize, dequantize, matmul_q
+from .numpy_rnn import NumpyRnnKernels  # recurrent cells: rnn/lstm/gru_cell(+_bwd), seq_transpose
 
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 _INV_SQRT2 = 1.0 / math.sqrt(2.0)
 
 
-class NumpyKernels(QuantNumpyMixin, NumpyFusedKernels):
+class NumpyKernels(QuantNumpyMixin, NumpyFusedKernels, NumpyRnnKernels, NumpyConvKernels):
     """Reference implementation of every Qorus kernel."""
 
     name = "numpy"

@@ -187,7 +187,70 @@ def quantize_q8_rows(x: np.ndarray):
     return q, d, s
 
 
-class QuantNumpyMixin:
+PANEL_ROWS = 128     # weight rows dequantized at a time by matmul_qf
+
+
+class WeightDispatch:
+    """Kernels that take a weight in either form: a float32 Tensor or a ``QWeight`` (a GGUF
+    tensor used where it lies). Layers call these so one layer serves training and
+    quantized inference."""
+
+    def linear(self, x: Tensor, w, y: Tensor) -> None:
+        """y [M, N] = x [M, K] @ w^T for w [N, K] (PyTorch's Linear layout and GGUF's row
+        layout agree): ``gemm`` for a Tensor. For a QWeight, one row (a decode step, memory
+        bound) takes ``matmul_q``'s 8-bit activations, ggml's arithmetic; several rows (a
+        prompt, compute bound) take ``matmul_qf``: float32 activations, as llama.cpp's BLAS
+        path does, so prompt logits match a float32 reference."""
+        if not isinstance(w, QWeight):
+            self.gemm(x, w, y, trans_b=True)
+        elif x.rows <= 1:
+            self.matmul_q(x, w, y)
+        else:
+            self.matmul_qf(x, w, y)
+
+    def matmul_qf(self, x: Tensor, w: QWeight, y: Tensor) -> None:
+        """y [M, N] = x [M, K] @ dequantize(W)^T in float32: panels of 128 weight rows are
+        dequantized into a scratch buffer (made once per shape) and multiplied by ``gemm``."""
+        M, N, K = QuantNumpyMixin._q_check_mm(x, w, y)
+        if M * N == 0:
+            return
+        Y = y.a.reshape(M, N)
+        for n0 in range(0, N, PANEL_ROWS):
+            n = min(PANEL_ROWS, N - n0)
+            panel, yp = self._qf_scratch("panel", (n, K)), self._qf_scratch("y", (M, n))
+            self.dequantize(QWeight(w.a[n0 * w.row_bytes:(n0 + n) * w.row_bytes], w.qtype, n, K), panel)
+            self.gemm(x, panel, yp, trans_b=True)        # yp (M, n) = x panel^T
+            Y[:, n0:n0 + n] = yp.a
+
+    def _qf_scratch(self, name: str, shape: tuple[int, int]) -> Tensor:
+        cache = self.__dict__.setdefault("_qf_buffers", {})
+        t = cache.get((name, shape))
+        if t is None:
+            t = cache[(name, shape)] = Tensor(np.empty(shape, np.float32), f"matmul_qf {name}")
+        return t
+
+    def embedding_rows(self, ids: Tensor, w, y: Tensor) -> None:
+        """y[i, :] = w[ids[i], :] for a float32 table (``embedding``) or a QWeight
+        (``embedding_q``, rows dequantized)."""
+        if isinstance(w, QWeight):
+            self.embedding_q(ids, w, y)
+        else:
+            self.embedding(ids, w, y)
+
+
+def check_embedding_q(ids: Tensor, w: QWeight, y: Tensor) -> None:
+    """ids int32 (n,), y float32 (n, k) for a QWeight [vocab, k]; ids in range; or KernelError."""
+    QuantNumpyMixin._q_weight(w, "embedding_q")
+    if ids.dtype != "i32" or y.dtype != "f32" or y.size != ids.size * w.k:
+        raise KernelError(f"embedding_q: ids {ids.shape} {ids.dtype} must be int32 and y "
+                          f"{y.shape} {y.dtype} float32 of {ids.size} x {w.k} for {w!r}")
+    if ids.size:
+        lo, hi = int(ids.a.min()), int(ids.a.max())
+        if lo < 0 or hi >= w.n:
+            raise KernelError(f"embedding_q: token id {lo if lo < 0 else hi} outside [0, {w.n})")
+
+
+class QuantNumpyMixin(WeightDispatch):
     """quantize / dequantize / matmul_q of the NumPy kernel set (the reference)."""
 
     def quantize(self, x: Tensor, out, qtype) -> None:
@@ -215,6 +278,14 @@ class QuantNumpyMixin:
             np.add(Y, m[..., None], out=Y)
         else:
             np.multiply(q, d[..., None], out=Y)
+
+    def embedding_q(self, ids: Tensor, w: QWeight, y: Tensor) -> None:
+        """y[i, :] = dequantize(w[ids[i], :]) for a quantized table w [vocab, k]."""
+        check_embedding_q(ids, w, y)
+        Y = y.a.reshape(ids.size, w.k)
+        for i, t in enumerate(ids.a.reshape(-1).tolist()):
+            row = QWeight(w.a[t * w.row_bytes:(t + 1) * w.row_bytes], w.qtype, 1, w.k)
+            self.dequantize(row, Tensor(Y[i:i + 1]))
 
     def matmul_q(self, x: Tensor, w: QWeight, y: Tensor) -> None:
         """y [M, N] = x [M, K] @ W^T for a quantized weight W [N, K] (a QWeight).

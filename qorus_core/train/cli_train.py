@@ -1,4 +1,4 @@
-"""``qorus train CONFIG.toml [--out DIR] [--epochs N] [--kernels c|numpy] [--resume]``.
+"""``qorus train CONFIG.toml [--out DIR] [--epochs N] [--data SOURCE] [--kernels c|numpy] [--resume]``.
 
 Importing this module adds the subcommand (``qorus_core.cli.COMMAND_MODULES`` lists it).
 """
@@ -17,6 +17,8 @@ def _setup(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", help="output directory for checkpoint/ and metrics.json "
                                  "(default: runs/<config name>)")
     p.add_argument("--epochs", type=int, help="override [train] epochs")
+    p.add_argument("--data", help="override [data] source: a source string ('text:PATH') or a "
+                                  "path for the configured kind (e.g. any file for a text model)")
     p.add_argument("--kernels", choices=("auto", "c", "numpy"),
                    help="kernel set (default: QORUS_KERNELS or auto)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint if it exists")
@@ -28,12 +30,15 @@ def _run(args: argparse.Namespace) -> int:
 
     out = Path(args.out) if args.out else Path("runs") / Path(args.config).stem
     m = run_training(args.config, out, epochs=args.epochs, kernels=args.kernels,
-                     progress=not args.no_progress, resume=args.resume)
+                     progress=not args.no_progress, resume=args.resume, data=args.data)
     parts = [f"{split} " + " ".join(f"{k} {v:.4f}" for k, v in m[split].items())
              for split in ("train", "validation", "test") if m[split]]
     print(f"{m['epochs']} epochs in {m['seconds']:.2f}s, {m['parameters']:,} parameters, "
           f"kernels {m['kernels']}")
     print("\n".join(parts))
+    if m.get("unigram_baseline"):
+        print(f"unigram baseline (train byte frequencies on validation) loss "
+              f"{m['unigram_baseline']['validation']:.4f}")
     print(f"wrote {out / 'checkpoint'} and {out / 'metrics.json'}", file=sys.stderr)
     return 0
 

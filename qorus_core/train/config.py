@@ -2,12 +2,17 @@
 
     [model]     input_shape, layers = [{type = "mlp.Linear", out_features = 128}, ...], seed
     [data]      source = "sklearn:digits" | "csv:PATH" | "npz:PATH" | "idx:IMAGES,LABELS"
-                | "fashion-mnist[:DIR]", validation, test (a fraction) or test_source, scale;
-                samples are reshaped to [model] input_shape when their sizes agree
+                | "fashion-mnist[:DIR]" | "text:PATH", validation, test (a fraction) or
+                test_source, scale; samples are reshaped to [model] input_shape when their
+                sizes agree. "text:PATH" (a file, or all files of a directory) gives next-byte
+                windows of seq_len (default: input_shape[0]) every stride bytes (default
+                seq_len); its validation and test parts are the file's tail, in order
     [loss]      type = "CrossEntropy", plus its arguments
     [optimizer] type = "AdamW", lr, plus its arguments
     [schedule]  type = "constant" | "linear_warmup" | "cosine", warmup_steps, min_lr (optional)
     [train]     epochs, batch_size, clip_norm, seed, shuffle, checkpoint_every
+    [sample]    free-form, for plugins: after training, the ``qorus_train_finished`` hook gets
+                the whole config (the llm plugin prints sampled text from this table)
 
 Names of layers, losses and optimizers go through the registry (unknown names are errors
 naming close matches); every other mistake is a ConfigError naming the file and the key.
@@ -18,6 +23,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,17 +31,18 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError, QorusError
-from ..io.datasets import load_source, split
+from ..io.datasets import load_source, load_text, split, unigram_cross_entropy
 from ..io.safetensors import write_atomic
 from .schedules import Schedule, make_schedule
 
 SECTIONS = {
     "model": {"input_shape", "layers", "seed", "input_dtype"},
     "data": {"source", "validation", "test", "test_source", "scale", "seed", "label_column",
-             "delimiter", "x_key", "y_key"},
+             "delimiter", "x_key", "y_key", "seq_len", "stride"},
     "loss": None, "optimizer": None, "schedule": None,      # free-form: the class's arguments
     "train": {"epochs", "batch_size", "clip_norm", "seed", "shuffle", "checkpoint_every",
               "eval_batch_size"},
+    "sample": None,                                         # read by plugins' hooks
 }
 REQUIRED = ("model", "data", "loss", "optimizer")
 
@@ -51,6 +58,7 @@ class TrainConfig:
     optimizer: dict[str, Any]
     schedule: dict[str, Any] | None = None
     train: dict[str, Any] = field(default_factory=dict)
+    raw: dict[str, Any] = field(default_factory=dict)        # every section, as parsed
 
 
 def _toml():
@@ -102,13 +110,35 @@ def load_config(path: str | os.PathLike) -> TrainConfig:
         raise ConfigError(f"{path}: [model] layers must be a non-empty list of {{type = ...}} tables")
     if not isinstance(raw["data"].get("source"), str):
         raise ConfigError(f"{path}: [data] needs source = \"sklearn:digits\" | \"csv:PATH\" | \"npz:PATH\""
-                          " | \"idx:IMAGES_PATH,LABELS_PATH\" | \"fashion-mnist[:DIR]\"")
+                          " | \"idx:IMAGES_PATH,LABELS_PATH\" | \"fashion-mnist[:DIR]\" | \"text:PATH\"")
     test_source = raw["data"].get("test_source")
     if test_source is not None and (not isinstance(test_source, str) or raw["data"].get("test")):
         raise ConfigError(f"{path}: [data] test_source must be a source string, and replaces "
                           "the test fraction (give one of them)")
     return TrainConfig(path, m, raw["data"], raw["loss"], raw["optimizer"], raw.get("schedule"),
-                       raw.get("train", {}))
+                       raw.get("train", {}), raw)
+
+
+def override_data(cfg: TrainConfig, data: str | os.PathLike) -> None:
+    """``--data``: a source string (``"csv:PATH"``), or a bare path that keeps the configured
+    source's kind (``text``, ``csv``, ``npz``); a relative path is taken from the current
+    directory, not the config's."""
+    text = str(data)
+    kind, _, rest = text.partition(":")
+    if kind in _KINDS and rest:
+        source = text
+    else:
+        configured = str(cfg.data.get("source", "")).partition(":")[0]
+        if configured not in _PATH_KINDS:
+            raise ConfigError(f"{cfg.path}: --data {text!r}: [data] source {cfg.data.get('source')!r} "
+                              f"takes no path; give a source string such as 'text:{text}'")
+        source = f"{configured}:{Path(text).expanduser().resolve()}"
+    cfg.data = {**cfg.data, "source": source}
+    cfg.raw = {**cfg.raw, "data": cfg.data}
+
+
+_KINDS = ("sklearn", "csv", "npz", "idx", "fashion-mnist", "fashion-mnist-test", "text")
+_PATH_KINDS = ("csv", "npz", "text")
 
 
 def _registered(kind: str, section: dict[str, Any], path: Path) -> Any:
@@ -168,6 +198,8 @@ def load_data(cfg: TrainConfig):
     """``(train, validation, test)`` pairs from [data]; empty pairs for fractions of 0.
     With ``test_source`` the test pair is that data set (e.g. Fashion-MNIST's test files)."""
     d = dict(cfg.data)
+    if str(d["source"]).startswith("text:"):
+        return _load_text(cfg)
     options = {k: d.pop(k) for k in ("label_column", "delimiter", "x_key", "y_key") if k in d}
     test_source = d.pop("test_source", None)
     try:
@@ -193,12 +225,51 @@ def load_data(cfg: TrainConfig):
     return train, val, (xs, ys)
 
 
+def _load_text(cfg: TrainConfig):
+    """``text:PATH`` windows of the model's sequence length; held-out parts from the tail."""
+    d = cfg.data
+    bad = sorted(set(d) - {"source", "validation", "test", "seed", "seq_len", "stride"})
+    if bad or d.get("test_source") is not None:
+        raise ConfigError(f"{cfg.path}: [data] a text source takes validation, test, seed, "
+                          f"seq_len and stride; got {bad or ['test_source']}")
+    shape = cfg.model.get("input_shape") or [0]
+    seq_len = d.get("seq_len", shape[0])
+    if len(shape) != 1 or seq_len != shape[0]:
+        raise ConfigError(f"{cfg.path}: a text source feeds [model] input_shape = [seq_len]; got "
+                          f"input_shape {shape} and seq_len {seq_len}")
+    rest = str(d["source"]).partition(":")[2]
+    path = Path(rest).expanduser()
+    path = path if path.is_absolute() else cfg.path.parent / path
+    try:
+        return load_text(path, int(seq_len), float(d.get("validation", 0.0)), float(d.get("test", 0.0)),
+                         int(d.get("seed", 0)), d.get("stride"))
+    except (TypeError, ValueError) as exc:
+        if isinstance(exc, QorusError):
+            raise
+        raise ConfigError(f"{cfg.path}: [data] {cfg.data}: {exc}") from None
+
+
+def train_finished(model: Any, cfg: TrainConfig, out_dir: Path, echo: Callable[[str], Any]) -> None:
+    """Call every plugin's ``qorus_train_finished`` hook (e.g. the llm plugin's sampler)."""
+    from ..registry import get_registry
+
+    reg = get_registry()
+    reg.entries()                                   # plugins loaded
+    reg.pm.hook.qorus_train_finished(model=model, config=cfg.raw, out_dir=out_dir, echo=echo)
+
+
 def run_training(config_path: str | os.PathLike, out_dir: str | os.PathLike,
                  epochs: int | None = None, kernels: str | None = None, progress: bool = True,
-                 resume: bool = False) -> dict[str, Any]:
+                 resume: bool = False, data: str | os.PathLike | None = None,
+                 echo: Callable[[str], Any] | None = None) -> dict[str, Any]:
     """Train as ``config_path`` says; write ``OUT/checkpoint/`` and ``OUT/metrics.json``
-    (final train/validation/test loss and metrics, epochs, seconds, parameter count)."""
+    (final train/validation/test loss and metrics, epochs, seconds, parameter count; for a
+    text source also ``unigram_baseline``: the validation cross-entropy of the training
+    byte frequencies). ``data`` overrides [data] source (see ``override_data``); plugins'
+    ``qorus_train_finished`` hooks run at the end, printing through ``echo``."""
     cfg = load_config(config_path)
+    if data is not None:
+        override_data(cfg, data)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     ckpt = out / "checkpoint"
@@ -217,5 +288,9 @@ def run_training(config_path: str | os.PathLike, out_dir: str | os.PathLike,
         "samples": {"train": len(xt), "validation": len(xv), "test": len(xs)},
         "history": history,
     }
+    if str(cfg.data["source"]).startswith("text:") and len(xv):
+        metrics["unigram_baseline"] = {"validation": unigram_cross_entropy(
+            yt, yv, int(model.output_shape[-1]))}
     write_atomic(out / "metrics.json", [json.dumps(metrics, indent=1).encode("utf-8")])
+    train_finished(model, cfg, out, echo or print)
     return metrics

@@ -44,7 +44,9 @@ typedef void (*qr_task_fn)(void *ctx, int task, int ntasks);
 QR_API void qr_parallel(qr_task_fn fn, void *ctx, int ntasks);
 /* Tasks for `work` units when `grain` units make a task worth it: 1 .. threads. */
 QR_API int qr_tasks_for(size_t work, size_t grain);
-/* Per-thread scratch buffer `slot` (0..3): 64-byte aligned, >= bytes, kept between calls. */
+/* Per-thread scratch buffer `slot` (0..3): 64-byte aligned, >= bytes, kept between calls.
+ * qr_gemm_f32 uses all four (0, 1: packed panels; 2, 3: the skinny path), so a kernel that
+ * calls the GEMM must not hold a qr_scratch buffer across that call. */
 QR_API void *qr_scratch(int slot, size_t bytes);
 
 /* ------------------------------------------------------------------ cpu (cpu.c) */
@@ -241,6 +243,84 @@ QR_API int qr_attention_decode_f32(const float *q, const float *k_cache, const f
                                    float *out, int64_t B, int64_t H, int64_t Hkv, int64_t D,
                                    int64_t max_ctx, int64_t n_ctx, float scale);
 /* ------------------------------------------------------------------ end fused */
+
+/* ------------------------------------------------------------------ conv (conv.c) */
+/* NCHW, PyTorch semantics. Geometry: x [B,C,H,W]; kernel R x S; stride sh, sw >= 1; padding
+ * ph, pw >= 0 (zeros); dilation dh, dw >= 1; Ho = (H + 2 ph - dh (R - 1) - 1) / sh + 1 (> 0),
+ * Wo likewise. Images run in parallel; each image's GEMMs (qr_gemm_f32 over an im2col
+ * buffer in per-thread scratch) run on its thread, so no result depends on the thread count.
+ * Conv2d: w [K, C/G, R, S], bias [K] (NULL: none), y [B,K,Ho,Wo]; C, K multiples of G. */
+QR_API int qr_conv2d_f32(const float *x, const float *w, const float *bias, float *y,
+                         int64_t B, int64_t C, int64_t H, int64_t W, int64_t K, int64_t R,
+                         int64_t S, int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t dh,
+                         int64_t dw, int64_t G);
+/* dx [B,C,H,W] written (NULL: not wanted); dw [K,C/G,R,S] and db [K] (NULL: none) accumulated
+ * (+=): images in at most 16 chunks fixed by the shape, partial sums added in chunk order. */
+QR_API int qr_conv2d_bwd_f32(const float *x, const float *w, const float *dy, float *dx,
+                             float *dwt, float *db, int64_t B, int64_t C, int64_t H, int64_t W,
+                             int64_t K, int64_t R, int64_t S, int64_t sh, int64_t sw, int64_t ph,
+                             int64_t pw, int64_t dh, int64_t dw, int64_t G);
+/* Max pooling over R x S windows of each of the B*C planes (padding never wins; ph <= R/2,
+ * pw <= S/2): y [B,C,Ho,Wo], argmax [B,C,Ho,Wo] int32 = h * W + w within the plane (the
+ * first maximum; a NaN wins and propagates, the last NaN in the window as PyTorch's).
+ * Backward: dx [B,C,H,W] = 0, then dx[argmax] += dy (windows in order). */
+QR_API int qr_maxpool2d_f32(const float *x, float *y, int32_t *argmax, int64_t B, int64_t C,
+                            int64_t H, int64_t W, int64_t R, int64_t S, int64_t sh, int64_t sw,
+                            int64_t ph, int64_t pw);
+QR_API int qr_maxpool2d_bwd_f32(const float *dy, const int32_t *argmax, float *dx, int64_t B,
+                                int64_t C, int64_t H, int64_t W, int64_t Ho, int64_t Wo);
+/* Average pooling, padding counted (PyTorch's count_include_pad): y = window sum / (R S).
+ * Backward: dx [B,C,H,W] = sum over the windows holding each input of dy / (R S). */
+QR_API int qr_avgpool2d_f32(const float *x, float *y, int64_t B, int64_t C, int64_t H, int64_t W,
+                            int64_t R, int64_t S, int64_t sh, int64_t sw, int64_t ph, int64_t pw);
+QR_API int qr_avgpool2d_bwd_f32(const float *dy, float *dx, int64_t B, int64_t C, int64_t H,
+                                int64_t W, int64_t R, int64_t S, int64_t sh, int64_t sw,
+                                int64_t ph, int64_t pw);
+/* BatchNorm over x [B,C,HW] per channel c: train: mean[c], biased var over (B, HW) saved as
+ * mean[C], rstd[C] = 1/sqrt(var + eps); running_mean/var [C] (NULL: not kept) updated
+ * r = (1 - momentum) r + momentum * stat, the variance unbiased (n / (n - 1), n = B HW > 1).
+ * Eval (train 0): normalise with the running statistics (mean/rstd written from them).
+ * y = (x - mean) * rstd * gamma[c] + beta[c]. Channels run in parallel, each summed in order. */
+QR_API int qr_batchnorm2d_f32(const float *x, const float *gamma, const float *beta, float *y,
+                              float *mean, float *rstd, float *running_mean, float *running_var,
+                              int64_t B, int64_t C, int64_t HW, float eps, float momentum,
+                              int train);
+/* Batch-statistics backward: dx (NULL: not wanted) = gamma rstd (dy - mean(dy)
+ * - xhat mean(dy xhat)) per channel; dgamma[C] += sum dy xhat, dbeta[C] += sum dy. */
+QR_API int qr_batchnorm2d_bwd_f32(const float *x, const float *gamma, const float *mean,
+                                  const float *rstd, const float *dy, float *dx, float *dgamma,
+                                  float *dbeta, int64_t B, int64_t C, int64_t HW);
+/* ------------------------------------------------------------------ end conv */
+
+/* ------------------------------------------------------------------ rnn (rnn.c) */
+/* Recurrent cells, PyTorch's gate layouts. Per step, with xg = x_t W_ih^T + b_ih and
+ * hg = h_{t-1} W_hh^T precomputed by GEMMs: xg, hg, gates, dgates, dxg, dhg [B, G*H]; b_hh
+ * [G*H] or NULL (no bias); every state and state gradient [B, H]; dy NULL = zero.
+ * rnn (G=1): h = tanh(xg + hg + b_hh); backward dg = (dh + dy) * (1 - h^2) (dg may alias dh).
+ * lstm (G=4, i f g o): gates = activations (may alias xg), c = f c_prev + i g, h = o tanh(c);
+ *   backward: dc in = dL/dc_t (recurrent part), out = dL/dc_{t-1}; dgates = pre-act grads.
+ * gru (G=3, r z n): n = tanh(xg_n + r * hn), hn = hg_n + b_hn (saved), h = (1-z) n + z h_prev;
+ *   backward: dxg, dhg (n part = r * dxg's) and dh in place: z * (dh + dy) (the direct part
+ *   of dL/dh_{t-1}; the caller adds dhg W_hh).
+ * seq_transpose: y[B,A,C] = x[A,B,C] transposed over the first two dims (no overlap). */
+QR_API int qr_seq_transpose_f32(const float *x, float *y, int64_t A, int64_t B, int64_t C);
+QR_API int qr_rnn_cell_f32(const float *xg, const float *hg, const float *b_hh, float *h,
+                           int64_t B, int64_t H);
+QR_API int qr_rnn_cell_bwd_f32(const float *h, const float *dh, const float *dy, float *dg,
+                               int64_t B, int64_t H);
+QR_API int qr_lstm_cell_f32(const float *xg, const float *hg, const float *b_hh,
+                            const float *c_prev, float *gates, float *c, float *h, int64_t B,
+                            int64_t H);
+QR_API int qr_lstm_cell_bwd_f32(const float *gates, const float *c_prev, const float *c,
+                                const float *dh, const float *dy, float *dc, float *dgates,
+                                int64_t B, int64_t H);
+QR_API int qr_gru_cell_f32(const float *xg, const float *hg, const float *b_hh,
+                           const float *h_prev, float *gates, float *hn, float *h, int64_t B,
+                           int64_t H);
+QR_API int qr_gru_cell_bwd_f32(const float *gates, const float *hn, const float *h_prev,
+                               const float *dy, float *dh, float *dxg, float *dhg, int64_t B,
+                               int64_t H);
+/* ------------------------------------------------------------------ end rnn */
 
 #ifdef __cplusplus
 }

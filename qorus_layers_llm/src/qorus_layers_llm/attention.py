@@ -1,9 +1,14 @@
 """CausalSelfAttention: q/k/v projections, RoPE, causal (grouped-query) attention, output
-projection; weights in PyTorch's Linear layout (out, in)."""
+projection; weights in PyTorch's Linear layout (out, in), float32 or quantized (``QWeight``).
+
+With ``max_len`` set, inference plans keep a KV cache of ``max_len`` positions (a state
+buffer shared by the prefill and the decode plans): a forward appends its T keys and values
+at ``ctx.run.pos`` and attends to everything cached so far.
+"""
 
 from __future__ import annotations
 
-from qorus_core import Layer, Spec
+from qorus_core import Layer, Spec, Tensor
 from qorus_core.errors import ConfigError, ShapeError
 from qorus_core.init import torch_linear
 
@@ -11,7 +16,8 @@ from .rope import heads_view
 
 
 class CausalSelfAttention(Layer):
-    """Multi-head causal self-attention with RoPE and GQA (``n_kv_heads`` divides ``n_heads``).
+    """Multi-head causal self-attention with RoPE (unless ``rope=False``, GPT-2 style, where
+    positions come from a learned embedding) and GQA (``n_kv_heads`` divides ``n_heads``).
 
     Params: wq (H*D, d), wk and wv (Hkv*D, d), wo (d, H*D), with D = d_model // n_heads; with
     ``bias`` also bq, bk, bv, bo.
@@ -19,7 +25,7 @@ class CausalSelfAttention(Layer):
 
     def __init__(self, d_model: int, n_heads: int, n_kv_heads: int | None = None,
                  rope_theta: float = 10000.0, rope_half_split: bool = False,
-                 bias: bool = False) -> None:
+                 bias: bool = False, max_len: int | None = None, rope: bool = True) -> None:
         d, H = int(d_model), int(n_heads)
         Hkv = H if n_kv_heads is None else int(n_kv_heads)
         if d <= 0 or H <= 0 or Hkv <= 0:
@@ -37,6 +43,10 @@ class CausalSelfAttention(Layer):
         self.rope_theta = float(rope_theta)
         self.rope_half_split = bool(rope_half_split)
         self.bias = bool(bias)
+        if max_len is not None and int(max_len) <= 0:
+            raise ConfigError(f"CausalSelfAttention: max_len must be positive, got {max_len}")
+        self.max_len = None if max_len is None else int(max_len)
+        self.rope = bool(rope)
 
     @property
     def _hkv(self) -> int:
@@ -66,26 +76,59 @@ class CausalSelfAttention(Layer):
         b.scratch("dq", (B, T, H * D))
         b.scratch("dk", (B, T, Hkv * D))
         b.scratch("dv", (B, T, Hkv * D))
+        if self.max_len is not None and not b.train:
+            if T > self.max_len:
+                raise ShapeError(f"{T} positions do not fit the KV cache of max_len={self.max_len}")
+            b.state("k_cache", (B, self.max_len, Hkv, D), persistent=False)  # rotated keys
+            b.state("v_cache", (B, self.max_len, Hkv, D), persistent=False)
         return x
 
     def forward(self, x, ctx):
         k = ctx.k
         H, Hkv = self.n_heads, self._hkv
-        k.gemm(x, ctx.wq, ctx.qr, trans_b=True)              # q (R, H*D) = x wq^T
-        k.gemm(x, ctx.wk, ctx.kr, trans_b=True)              # k (R, Hkv*D) = x wk^T
-        k.gemm(x, ctx.wv, ctx.vv, trans_b=True)              # v (R, Hkv*D) = x wv^T
+        k.linear(x, ctx.wq, ctx.qr)                          # q (R, H*D) = x wq^T
+        k.linear(x, ctx.wk, ctx.kr)                          # k (R, Hkv*D) = x wk^T
+        k.linear(x, ctx.wv, ctx.vv)                          # v (R, Hkv*D) = x wv^T
         if self.bias:
             k.bias_add(ctx.qr, ctx.bq)
             k.bias_add(ctx.kr, ctx.bk)
             k.bias_add(ctx.vv, ctx.bv)
+        cached = self.max_len is not None and not ctx.train
+        pos = ctx.run.pos if cached else 0
         q4, k4 = heads_view(ctx, ctx.qr, H), heads_view(ctx, ctx.kr, Hkv)
-        k.rope(q4, q4, 0, self.rope_theta, self.rope_half_split)
-        k.rope(k4, k4, 0, self.rope_theta, self.rope_half_split)
-        k.attention(ctx.qr, ctx.kr, ctx.vv, ctx.att, ctx.lse, None, H, Hkv, True)
-        k.gemm(ctx.att, ctx.wo, ctx.y, trans_b=True)         # y (R, d) = att wo^T
+        if self.rope:
+            k.rope(q4, q4, pos, self.rope_theta, self.rope_half_split)
+            k.rope(k4, k4, pos, self.rope_theta, self.rope_half_split)
+        if cached:
+            self._attend_cached(ctx, pos, q4, k4)
+        else:
+            k.attention(ctx.qr, ctx.kr, ctx.vv, ctx.att, ctx.lse, None, H, Hkv, True)
+        k.linear(ctx.att, ctx.wo, ctx.y)                     # y (R, d) = att wo^T
         if self.bias:
             k.bias_add(ctx.y, ctx.bo)
         return ctx.y
+
+    def _attend_cached(self, ctx, pos: int, q4: Tensor, k4: Tensor) -> None:
+        """Append this call's keys/values at ``pos`` and attend to cache positions [0, pos+T)."""
+        H, Hkv = self.n_heads, self._hkv
+        B, T = q4.shape[0], q4.shape[1]
+        end = pos + T
+        if pos < 0 or end > self.max_len:
+            raise ShapeError(f"{ctx.path or 'attention'}: positions {pos}..{end - 1} exceed the "
+                             f"context of max_len={self.max_len}")
+        kc, vc = ctx.k_cache, ctx.v_cache
+        kc.a[:, pos:end] = k4.a
+        vc.a[:, pos:end] = ctx.vv.a.reshape(k4.shape)
+        if T == 1:                                           # decode: one query per sequence
+            ctx.k.attention_decode(q4, kc, vc, ctx.att, end, None, H, Hkv)
+        elif pos == 0:                                       # fresh prompt: keys are all here
+            ctx.k.attention(ctx.qr, ctx.kr, ctx.vv, ctx.att, ctx.lse, None, H, Hkv, True)
+        elif B == 1:                                         # a prompt continuing a cached one
+            ctx.k.attention(ctx.qr, Tensor(kc.a[:, :end]), Tensor(vc.a[:, :end]), ctx.att,
+                            ctx.lse, None, H, Hkv, True)
+        else:
+            raise ShapeError(f"{ctx.path or 'attention'}: continuing {B} cached sequences "
+                             "with several tokens each is not supported; decode one at a time")
 
     def backward(self, dy, ctx):
         k = ctx.k
@@ -96,9 +139,10 @@ class CausalSelfAttention(Layer):
         k.gemm(dy, ctx.wo, ctx.datt)                          # datt = dy wo
         k.attention_bwd(ctx.qr, ctx.kr, ctx.vv, ctx.att, ctx.lse, ctx.datt, ctx.dq, ctx.dk,
                         ctx.dv, None, H, Hkv, True)
-        dq4, dk4 = heads_view(ctx, ctx.dq, H), heads_view(ctx, ctx.dk, Hkv)
-        k.rope_bwd(dq4, dq4, 0, self.rope_theta, self.rope_half_split)
-        k.rope_bwd(dk4, dk4, 0, self.rope_theta, self.rope_half_split)
+        if self.rope:
+            dq4, dk4 = heads_view(ctx, ctx.dq, H), heads_view(ctx, ctx.dk, Hkv)
+            k.rope_bwd(dq4, dq4, 0, self.rope_theta, self.rope_half_split)
+            k.rope_bwd(dk4, dk4, 0, self.rope_theta, self.rope_half_split)
         x = ctx.x
         k.gemm(ctx.dq, x, ctx.dwq, trans_a=True, beta=1.0)   # dwq += dq^T x
         k.gemm(ctx.dk, x, ctx.dwk, trans_a=True, beta=1.0)

@@ -23,7 +23,7 @@ class Embedding(Layer):
         return Spec(x.shape + (self.embedding_dim,))
 
     def forward(self, x, ctx):
-        ctx.k.embedding(x, ctx.weight, ctx.y)      # y (..., D) = weight[x]
+        ctx.k.embedding_rows(x, ctx.weight, ctx.y)   # y (..., D) = weight[x] (f32 or quantized)
         return ctx.y
 
     def backward(self, dy, ctx):

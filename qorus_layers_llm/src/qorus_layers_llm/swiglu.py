@@ -35,10 +35,10 @@ class SwiGLUFeedForward(Layer):
 
     def forward(self, x, ctx):
         k = ctx.k
-        k.gemm(x, ctx.w_gate, ctx.gate, trans_b=True)
-        k.gemm(x, ctx.w_up, ctx.up, trans_b=True)
+        k.linear(x, ctx.w_gate, ctx.gate)         # gate (R, h) = x w_gate^T
+        k.linear(x, ctx.w_up, ctx.up)             # up (R, h) = x w_up^T
         k.swiglu(ctx.gate, ctx.up, ctx.act)
-        k.gemm(ctx.act, ctx.w_down, ctx.y, trans_b=True)
+        k.linear(ctx.act, ctx.w_down, ctx.y)      # y (R, d) = act w_down^T
         return ctx.y
 
     def backward(self, dy, ctx):

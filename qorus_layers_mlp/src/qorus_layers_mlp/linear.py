@@ -28,7 +28,7 @@ class Linear(Layer):
         return Spec(x.shape[:-1] + (self.out_features,))
 
     def forward(self, x, ctx):
-        ctx.k.gemm(x, ctx.weight, ctx.y, trans_b=True)          # y (R, out) = x (R, in) W^T
+        ctx.k.linear(x, ctx.weight, ctx.y)                      # y (R, out) = x (R, in) W^T
         if self.bias:
             ctx.k.bias_add(ctx.y, ctx.bias)
         return ctx.y

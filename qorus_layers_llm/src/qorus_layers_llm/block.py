@@ -1,0 +1,77 @@
+"""TransformerBlock: a pre-norm decoder block, x + attn(norm1(x)), then + ffn(norm2(.))."""
+
+from __future__ import annotations
+
+from qorus_core import Composite
+from qorus_core.errors import ConfigError, ShapeError
+from qorus_core.layer import Layer, layer_from_dict
+
+from .attention import CausalSelfAttention
+from .feedforward import FeedForward
+from .rmsnorm import RMSNorm
+from .swiglu import SwiGLUFeedForward
+
+NORMS = ("layernorm", "rmsnorm")
+FFNS = ("gelu", "gelu_tanh", "relu", "swiglu")
+
+
+class TransformerBlock(Composite):
+    """GPT-2 (layernorm + GELU MLP) or llama (rmsnorm + SwiGLU) style block; causal GQA
+    attention with RoPE when ``rope``; ``bias`` gives attention and the GELU/ReLU MLP biases
+    (GPT-2 has them, llama has none). Params: ``norm1.*``, ``attn.wq`` ..., ``norm2.*``,
+    ``ffn.*`` (``ffn.fc.weight`` ... for gelu, ``ffn.w_gate`` ... for swiglu)."""
+
+    def __init__(self, d_model: int, n_heads: int, n_kv_heads: int | None = None,
+                 d_ff: int | None = None, norm: str = "layernorm", ffn: str = "gelu",
+                 rope: bool = False, rope_theta: float = 10000.0, max_len: int | None = None,
+                 eps: float = 1e-5, bias: bool = True) -> None:
+        if norm not in NORMS:
+            raise ConfigError(f"TransformerBlock: norm must be one of {NORMS}, got {norm!r}")
+        if ffn not in FFNS:
+            raise ConfigError(f"TransformerBlock: ffn must be one of {FFNS}, got {ffn!r}")
+        if max_len is not None and int(max_len) <= 0:
+            raise ConfigError(f"TransformerBlock: max_len must be positive, got {max_len!r}")
+        self.d_model = int(d_model)
+        self.n_heads = int(n_heads)
+        self.n_kv_heads = None if n_kv_heads is None else int(n_kv_heads)
+        self.d_ff = None if d_ff is None else int(d_ff)
+        self.norm = norm
+        self.ffn = ffn
+        self.rope = bool(rope)
+        self.rope_theta = float(rope_theta)
+        self.max_len = None if max_len is None else int(max_len)
+        self.eps = float(eps)
+        self.bias = bool(bias)
+        self.children()          # bad sizes fail here, when the block is made
+
+    def _norm(self) -> Layer:
+        if self.norm == "rmsnorm":
+            return RMSNorm(self.d_model, self.eps)
+        return layer_from_dict({"type": "mlp.LayerNorm", "normalized_shape": self.d_model,
+                                "eps": self.eps})
+
+    def children(self) -> dict[str, Layer]:
+        """The child layers by name: norm1, attn, norm2, ffn."""
+        attn = CausalSelfAttention(self.d_model, self.n_heads, self.n_kv_heads,
+                                   rope_theta=self.rope_theta, bias=self.bias,
+                                   max_len=self.max_len, rope=self.rope)
+        if self.ffn == "swiglu":
+            hidden = self.d_ff or _swiglu_hidden(self.d_model)
+            ffn: Layer = SwiGLUFeedForward(self.d_model, hidden)
+        else:
+            ffn = FeedForward(self.d_model, self.d_ff, self.ffn, self.bias)
+        return {"norm1": self._norm(), "attn": attn, "norm2": self._norm(), "ffn": ffn}
+
+    def build(self, x, b):
+        if len(x.shape) != 3 or x.shape[2] != self.d_model:
+            raise ShapeError(f"{b.path or 'TransformerBlock'}: expects [B, T, {self.d_model}], "
+                             f"got {x.shape}")
+        c = self.children()
+        h = b.add(x, b.call(c["attn"], b.call(c["norm1"], x, "norm1"), "attn"))
+        return b.add(h, b.call(c["ffn"], b.call(c["norm2"], h, "norm2"), "ffn"))
+
+
+def _swiglu_hidden(d: int) -> int:
+    """llama's default: 2/3 of 4d, rounded up to a multiple of 32."""
+    h = int(2 * 4 * d / 3)
+    return (h + 31) // 32 * 32

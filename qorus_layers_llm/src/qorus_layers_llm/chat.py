@@ -1,0 +1,121 @@
+"""Chat prompts: the model's own template (GGUF ``tokenizer.chat_template``, Jinja) rendered
+the way Hugging Face renders it, ChatML when the file has none."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from qorus_core.errors import ConfigError
+
+CHATML = ("{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content']"
+          " + '<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}"
+          "{{ '<|im_start|>assistant\\n' }}{% endif %}")
+
+
+@cache
+def _compile(template: str):
+    try:
+        from jinja2.exceptions import TemplateError
+        from jinja2.sandbox import ImmutableSandboxedEnvironment
+    except ImportError:  # pragma: no cover - jinja2 is a dependency of this package
+        raise ConfigError("chat templates need jinja2 (pip install jinja2)") from None
+
+    def raise_exception(message: str) -> None:
+        raise ConfigError(f"chat template: {message}")
+
+    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+    env.globals["raise_exception"] = raise_exception
+    try:
+        return env.from_string(template)
+    except TemplateError as exc:
+        raise ConfigError(f"chat template does not parse: {exc}") from None
+
+
+def render_chat(messages: list[dict[str, str]], template: str | None, bos_token: str = "",
+                eos_token: str = "", add_generation_prompt: bool = True) -> str:
+    """The prompt text for ``messages`` ([{"role": ..., "content": ...}, ...])."""
+    for i, m in enumerate(messages):
+        if not (isinstance(m, dict) and isinstance(m.get("role"), str)
+                and isinstance(m.get("content"), str)):
+            raise ConfigError(f"chat message {i} must have string 'role' and 'content', got {m!r}")
+    tmpl = _compile(template or CHATML)
+    kwargs: dict[str, Any] = dict(messages=messages, add_generation_prompt=add_generation_prompt,
+                                  bos_token=bos_token, eos_token=eos_token)
+    try:
+        return tmpl.render(**kwargs)
+    except ConfigError:
+        raise
+    except Exception as exc:  # a template's own runtime error (undefined names, types)
+        raise ConfigError(f"chat template failed: {type(exc).__name__}: {exc}") from None
+
+
+class Conversation:
+    """A chat with a loaded model: the messages so far, each turn appended to the KV cache.
+    When the rendered conversation extends the text already in the cache, only the new text
+    is tokenized and fed (as llama.cpp's chat does); otherwise the cache starts over."""
+
+    def __init__(self, llm, system: str | None = None) -> None:
+        from .generate import Generator
+
+        self.llm = llm
+        self.messages: list[dict[str, str]] = []
+        if system is not None:
+            self.messages.append({"role": "system", "content": system})
+        self.gen = Generator(llm.model)
+        self._text = ""                    # the text whose tokens are in the KV cache
+        self.last_fed = 0                  # tokens fed for the last turn's prompt
+
+    def _prompt(self) -> tuple[str, list[int]]:
+        """The rendered conversation and the tokens to feed for it."""
+        tok = self.llm.tokenizer
+        bos = None if tok.bos_id is None else tok.tokens[tok.bos_id]
+        eos = None if tok.eos_id is None else tok.tokens[tok.eos_id]
+        text = render_chat(self.messages, tok.chat_template, bos or "", eos or "")
+        if self._text and text.startswith(self._text):
+            return text, tok.encode(text[len(self._text):], add_bos=False)
+        self.gen.reset()
+        has_bos = bos is not None and text.startswith(bos)     # the template wrote it
+        return text, tok.encode(text, add_bos=False if has_bos else None)
+
+    def reply(self, user: str, max_new_tokens: int = 256, on_text=None, **sampling) -> str:
+        """Append the user's message, generate the assistant's answer, return its text."""
+        from .generate import generate
+
+        tok = self.llm.tokenizer
+        self.messages.append({"role": "user", "content": user})
+        text, new = self._prompt()
+        self.last_fed = len(new)
+        stream = TextStream(tok, on_text)
+        out = generate(self.llm.model, new, max_new_tokens, stop_ids=tok.stop_ids,
+                       on_token=stream.push, generator=self.gen, **sampling)
+        stream.flush()
+        self._text = text + tok.decode(out[:-1])   # the last sampled token was never fed
+        answer = tok.decode(out, skip_special=True)
+        self.messages.append({"role": "assistant", "content": answer})
+        return answer
+
+
+class TextStream:
+    """Turns token ids into text as they come, holding back a cut UTF-8 character; special
+    tokens (end of turn) are not printed."""
+
+    def __init__(self, tokenizer, on_text=None) -> None:
+        import codecs
+
+        self.tok = tokenizer
+        self.on_text = on_text
+        self._dec = codecs.getincrementaldecoder("utf-8")(errors="replace")
+
+    def push(self, token: int) -> None:
+        if self.on_text is None or token in self.tok.special_ids:
+            return
+        text = self._dec.decode(self.tok.token_bytes(token))
+        if text:
+            self.on_text(text)
+
+    def flush(self) -> None:
+        if self.on_text is not None:
+            text = self._dec.decode(b"", final=True)
+            if text:
+                self.on_text(text)

@@ -1,0 +1,118 @@
+"""``qorus generate MODEL.gguf --prompt TEXT`` and ``qorus chat MODEL.gguf`` (added to the
+``qorus`` command by the plugin's ``qorus_register_commands`` hook)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+
+def _model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", help="a llama-architecture GGUF file (F32/F16/Q4_0/Q4_1/Q8_0)")
+    p.add_argument("--ctx", type=int, help="context (KV-cache) length; default min(model's, 2048)")
+    p.add_argument("--max-tokens", type=int, default=256, help="most tokens to generate (256)")
+    p.add_argument("--temperature", type=float, default=0.8, help="0 is greedy (default 0.8)")
+    p.add_argument("--greedy", action="store_true", help="same as --temperature 0")
+    p.add_argument("--top-k", type=int, default=40, help="sample from the k most likely (40; 0: all)")
+    p.add_argument("--top-p", type=float, default=0.95, help="nucleus sampling mass (0.95; 1: off)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--kernels", choices=("auto", "c", "numpy"), help="kernel set")
+    p.add_argument("--f32", action="store_true",
+                   help="dequantize the weights to float32 at load (reference accuracy, more memory)")
+    p.add_argument("--stats", action="store_true", help="print load time and tokens/s to stderr")
+
+
+def _sampling(args: argparse.Namespace) -> dict:
+    return dict(temperature=0.0 if args.greedy else args.temperature,
+                top_k=args.top_k or None, top_p=args.top_p, seed=args.seed)
+
+
+def _load(args: argparse.Namespace):
+    from .llama import load_llama
+
+    llm = load_llama(args.model, context=args.ctx, kernels=args.kernels, dequantize=args.f32)
+    if args.stats:
+        print(f"loaded {llm.info['name'] or args.model} in {llm.load_ms:.0f} ms: "
+              f"{llm.model.num_parameters / 1e6:.1f}M parameters, {llm.weight_bytes / 1e6:.1f} MB "
+              f"of weights, context {llm.context}", file=sys.stderr)
+    return llm
+
+
+def _echo(text: str) -> None:
+    sys.stdout.write(text)
+    sys.stdout.flush()
+
+
+def _setup_generate(p: argparse.ArgumentParser) -> None:
+    _model_args(p)
+    p.add_argument("--prompt", required=True, help="the text to continue")
+    p.add_argument("--chat", action="store_true",
+                   help="wrap the prompt as a user message in the model's chat template")
+    p.add_argument("--system", help="system message (with --chat)")
+
+
+def _run_generate(args: argparse.Namespace) -> int:
+    from .chat import TextStream, render_chat
+    from .generate import Generator, generate
+
+    llm = _load(args)
+    tok = llm.tokenizer
+    if args.chat:
+        msgs = ([{"role": "system", "content": args.system}] if args.system else [])
+        msgs.append({"role": "user", "content": args.prompt})
+        text = render_chat(msgs, tok.chat_template, tok.tokens[tok.bos_id] if tok.bos_id is not None else "",
+                           tok.tokens[tok.eos_id] if tok.eos_id is not None else "")
+    else:
+        text = args.prompt
+        _echo(text)
+    ids = tok.encode(text)
+    gen = Generator(llm.model)
+    stream = TextStream(tok, _echo)
+    times: list[float] = []
+
+    def on_token(t: int) -> None:
+        times.append(time.perf_counter())
+        stream.push(t)
+
+    t0 = time.perf_counter()
+    out = generate(llm.model, ids, args.max_tokens, stop_ids=tok.stop_ids, on_token=on_token,
+                   generator=gen, **_sampling(args))
+    stream.flush()
+    _echo("\n")
+    if args.stats and times:
+        prompt_s = times[0] - t0
+        gen_s = times[-1] - times[0]
+        print(f"prompt: {len(ids)} tokens in {prompt_s * 1e3:.0f} ms ({len(ids) / prompt_s:.1f} tok/s); "
+              f"generation: {len(out) - 1} tokens at "
+              f"{(len(out) - 1) / gen_s if gen_s > 0 else 0:.1f} tok/s", file=sys.stderr)
+    return 0
+
+
+def _setup_chat(p: argparse.ArgumentParser) -> None:
+    _model_args(p)
+    p.add_argument("--system", help="system message")
+
+
+def _run_chat(args: argparse.Namespace) -> int:
+    from .chat import Conversation
+
+    llm = _load(args)
+    conv = Conversation(llm, args.system)
+    interactive = sys.stdin.isatty()
+    while True:
+        if interactive:
+            _echo("> ")
+        line = sys.stdin.readline()
+        if not line or line.strip() in ("/exit", "/quit"):
+            return 0
+        if not line.strip():
+            continue
+        conv.reply(line.rstrip("\n"), args.max_tokens, on_text=_echo, **_sampling(args))
+        _echo("\n")
+
+
+def register(add_command) -> None:
+    add_command("generate", "continue a prompt with a GGUF language model", _setup_generate, _run_generate)
+    add_command("chat", "chat with a GGUF language model (its chat template, one line a turn)",
+                _setup_chat, _run_chat)

