@@ -8,6 +8,8 @@ BIN := $(VENV)/bin
 
 $(BIN)/qorus: pyproject.toml setup.py qorus_layers_mlp/pyproject.toml qorus_layers_llm/pyproject.toml \
 		plugins/template/pyproject.toml plugins/cnn/pyproject.toml plugins/rnn/pyproject.toml
+	@# tox 4 leaves a plain file named .venv (naming its last env) in the project root
+	@if [ -f $(VENV) ]; then rm $(VENV); fi
 	$(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e . -e ./qorus_layers_mlp -e ./qorus_layers_llm -e ./plugins/template \
