@@ -72,7 +72,8 @@ def test_gemm(ck, nk, ta, tb, mnk, alpha, beta):
 
 @pytest.mark.parametrize("mnk", [(7, 33, 37), (130, 257, 300)])
 def test_simd_paths_and_threads(threads, nk, mnk):
-    """GEMM: same result for 1-3 threads; exp kernels: portable and AVX2 bit-identical."""
+    """GEMM: same result for 1-3 threads; exp kernels (GELU, SiLU, sigmoid, softmax,
+    cross-entropy): portable and AVX2 bit-identical, edge values included."""
     ck, (m, n, k) = threads, mnk
     a, b, x = rnd((m, k), 1), rnd((k, n), 2), with_edges((m, n), 3, 5.0)
     results, vec = [], []
@@ -84,11 +85,13 @@ def test_simd_paths_and_threads(threads, nk, mnk):
             ck.gemm(T(a), T(b), c, False, False, 1.0, 0.0)
             results.append(c.a.copy())
         assert all(np.array_equal(results[-1], r) for r in results[-3:])
-        ys = [T(np.zeros((m, n), np.float32)) for _ in range(4)]
+        ys = [T(np.zeros((m, n), np.float32)) for _ in range(6)]
         ck.gelu(T(x), ys[0])
         ck.silu_bwd(T(x), T(a[:, :1] * x), ys[1])
         ck.softmax(T(x), ys[2])
         loss = ck.cross_entropy(T(x), T(np.arange(m, dtype=np.int32) % n), ys[3], 0.1)
+        ck.silu(T(x), ys[4])
+        ck.sigmoid(T(x), ys[5])
         vec.append([y.a for y in ys] + [loss])
     assert all(np.array_equal(p, q) for p, q in zip(*vec))
     ref = T(np.zeros((m, n), np.float32))

@@ -61,10 +61,15 @@ void QF(swiglu_range)(void *p, int64_t lo, int64_t hi) {
     const fz_ctx *c = p;
     const float *g = c->a, *u = c->b;
     float *y = c->o;
-    for (int64_t i = lo; i < hi; i++) {
-        float d = qr_expf(-g[i]) + 1.0f;
-        float s = g[i] / d;
-        y[i] = s * u[i];
+    for (int64_t i0 = lo; i0 < hi; i0 += QR_EXP_TILE) {
+        const int64_t n = hi - i0 < QR_EXP_TILE ? hi - i0 : QR_EXP_TILE;
+        float e[QR_EXP_TILE];
+        qr_exp_neg(g + i0, e, n);
+        for (int64_t j = 0, i = i0; j < n; j++, i++) {
+            float d = e[j] + 1.0f;
+            float s = g[i] / d;
+            y[i] = s * u[i];
+        }
     }
 }
 
@@ -73,15 +78,20 @@ void QF(swiglu_bwd_range)(void *p, int64_t lo, int64_t hi) {
     const fz_ctx *c = p;
     const float *g = c->a, *u = c->b, *dy = c->dy;
     float *dg = c->o, *du = c->o2;
-    for (int64_t i = lo; i < hi; i++) {
-        float gi = g[i], ui = u[i], di = dy[i];
-        float d = qr_expf(-gi) + 1.0f;
-        float sg = 1.0f / d, s = gi / d;
-        float t = (1.0f - sg) * gi + 1.0f;
-        t = t * sg;
-        float a = di * ui;
-        dg[i] = a * t;
-        du[i] = di * s;
+    for (int64_t i0 = lo; i0 < hi; i0 += QR_EXP_TILE) {
+        const int64_t n = hi - i0 < QR_EXP_TILE ? hi - i0 : QR_EXP_TILE;
+        float e[QR_EXP_TILE];
+        qr_exp_neg(g + i0, e, n);
+        for (int64_t j = 0, i = i0; j < n; j++, i++) {
+            float gi = g[i], ui = u[i], di = dy[i];
+            float d = e[j] + 1.0f;
+            float sg = 1.0f / d, s = gi / d;
+            float t = (1.0f - sg) * gi + 1.0f;
+            t = t * sg;
+            float a = di * ui;
+            dg[i] = a * t;
+            du[i] = di * s;
+        }
     }
 }
 
@@ -156,7 +166,7 @@ void QF(smm_rows)(void *p, int64_t lo, int64_t hi) {
         const int64_t L = QF(valid_len)(c, r);
         for (int64_t j = 0; j < L; j++) y[j] = x[j] * c->scale;
         float mx = QF(rmax)(y, L);
-        for (int64_t j = 0; j < L; j++) y[j] = qr_expf(y[j] - mx);
+        qr_exp_shift(y, mx, y, L);
         float s = qr_sum_f(y, L);
         for (int64_t j = 0; j < L; j++) y[j] = y[j] / s;
         for (int64_t j = L; j < n; j++) y[j] = 0.0f;
@@ -243,7 +253,7 @@ void QF(att_fwd_items)(void *p, int64_t lo, int64_t hi) {
                     if (nv == 0) continue;
                     const float bm = QF(rmax)(row, nv);
                     const float mn = bm > m[r] ? bm : m[r];
-                    for (int64_t j = 0; j < nv; j++) row[j] = qr_expf(row[j] - mn);
+                    qr_exp_shift(row, mn, row, nv);
                     const float ps = qr_sum_f(row, nv);
                     if (mn != m[r]) {
                         const float alpha = m[r] == -INFINITY ? 0.0f : qr_expf(m[r] - mn);
@@ -343,7 +353,7 @@ void QF(att_dec_items)(void *p, int64_t lo, int64_t hi) {
         const float *kc = c->k + (b * mc * Hkv + hk) * D, *vc = c->v + (b * mc * Hkv + hk) * D;
         for (int64_t j = 0; j < n; j++) s[j] = qr_dot_f(qh, kc + j * Hkv * D, D) * c->scale;
         const float mx = QF(rmax)(s, n);
-        for (int64_t j = 0; j < n; j++) s[j] = qr_expf(s[j] - mx);
+        qr_exp_shift(s, mx, s, n);
         const float sum = qr_sum_f(s, n);
         float *out = c->o + it * D;
         for (int64_t d = 0; d < D; d++) out[d] = 0.0f;

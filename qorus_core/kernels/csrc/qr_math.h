@@ -45,6 +45,62 @@ static inline float qr_expf(float x) {
     return x == x ? y : x;
 }
 
+#ifdef __AVX2__
+#include <immintrin.h>
+
+/* qr_expf on 8 lanes: the same operations in the same order (no FMA), so every lane is
+ * bit-identical to the scalar qr_expf and the AVX2 kernels agree with the portable ones. */
+static inline __m256 qr_exp8(__m256 x) {
+    const __m256 nan = _mm256_cmp_ps(x, x, _CMP_UNORD_Q);
+    __m256 xc = _mm256_max_ps(_mm256_min_ps(x, _mm256_set1_ps(89.0f)), _mm256_set1_ps(-104.0f));
+    xc = _mm256_andnot_ps(nan, xc);
+    __m256 fx = _mm256_mul_ps(xc, _mm256_set1_ps(1.44269504088896341f));
+    fx = _mm256_sub_ps(_mm256_add_ps(fx, _mm256_set1_ps(12582912.0f)), _mm256_set1_ps(12582912.0f));
+    __m256 r = _mm256_sub_ps(xc, _mm256_mul_ps(fx, _mm256_set1_ps(0.693359375f)));
+    r = _mm256_sub_ps(r, _mm256_mul_ps(fx, _mm256_set1_ps(-2.12194440e-4f)));
+    __m256 y = _mm256_set1_ps(1.9875691500e-4f);
+    y = _mm256_add_ps(_mm256_mul_ps(y, r), _mm256_set1_ps(1.3981999507e-3f));
+    y = _mm256_add_ps(_mm256_mul_ps(y, r), _mm256_set1_ps(8.3334519073e-3f));
+    y = _mm256_add_ps(_mm256_mul_ps(y, r), _mm256_set1_ps(4.1665795894e-2f));
+    y = _mm256_add_ps(_mm256_mul_ps(y, r), _mm256_set1_ps(1.6666665459e-1f));
+    y = _mm256_add_ps(_mm256_mul_ps(y, r), _mm256_set1_ps(5.0000001201e-1f));
+    y = _mm256_add_ps(_mm256_add_ps(_mm256_mul_ps(y, _mm256_mul_ps(r, r)), r), _mm256_set1_ps(1.0f));
+    const __m256i n = _mm256_cvttps_epi32(fx);                          /* fx is integral */
+    const __m256i n1 = _mm256_srai_epi32(_mm256_add_epi32(n, _mm256_srli_epi32(n, 31)), 1);
+    const __m256i n2 = _mm256_sub_epi32(n, n1), bias = _mm256_set1_epi32(127);  /* n / 2 in C */
+    y = _mm256_mul_ps(y, _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n1, bias), 23)));
+    y = _mm256_mul_ps(y, _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n2, bias), 23)));
+    return _mm256_blendv_ps(y, x, nan);
+}
+#endif
+
+/* y[j] = qr_expf(x[j] - shift) (a softmax row); y may alias x. GCC does not vectorize the
+ * scalar loop, so AVX2 builds run qr_exp8 (same bits, about 5x faster). */
+static inline void qr_exp_shift(const float *x, float shift, float *y, int64_t n) {
+    int64_t j = 0;
+#ifdef __AVX2__
+    const __m256 s = _mm256_set1_ps(shift);
+    for (; j + 8 <= n; j += 8)
+        _mm256_storeu_ps(y + j, qr_exp8(_mm256_sub_ps(_mm256_loadu_ps(x + j), s)));
+#endif
+    for (; j < n; j++) y[j] = qr_expf(x[j] - shift);
+}
+
+/* y[j] = qr_expf(-x[j]) (sigmoid, SiLU); y may alias x. AVX2 builds: qr_exp8, same bits. */
+static inline void qr_exp_neg(const float *x, float *y, int64_t n) {
+    int64_t j = 0;
+#ifdef __AVX2__
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    for (; j + 8 <= n; j += 8)
+        _mm256_storeu_ps(y + j, qr_exp8(_mm256_xor_ps(_mm256_loadu_ps(x + j), sign)));
+#endif
+    for (; j < n; j++) y[j] = qr_expf(-x[j]);
+}
+
+/* Elementwise loops that need exp(-x) run in tiles: exp(-x) of a tile into a stack buffer
+ * (vectorized above), then the rest of the formula, which the compiler vectorizes. */
+#define QR_EXP_TILE 256
+
 /* tanh(x) in float32 (Cephes): odd polynomial for |x| < 0.625, else 1 - 2 / (exp(2|x|) + 1). */
 static inline float qr_tanhf(float x) {
     float ax = x < 0.0f ? -x : x;
@@ -106,12 +162,26 @@ static inline float qr_max_f(const float *x, int64_t n) {
     int nan[16];
     int64_t i = 0;
     for (int k = 0; k < 16; k++) { m[k] = x[0]; nan[k] = 0; }
+#ifdef __AVX2__   /* vmaxps(v, m) is exactly `v > m ? v : m`: the same lanes, the same result */
+    __m256 m0 = _mm256_set1_ps(x[0]), m1 = m0, bad = _mm256_setzero_ps();
+    for (; i + 16 <= n; i += 16) {
+        const __m256 v0 = _mm256_loadu_ps(x + i), v1 = _mm256_loadu_ps(x + i + 8);
+        m0 = _mm256_max_ps(v0, m0);
+        m1 = _mm256_max_ps(v1, m1);
+        bad = _mm256_or_ps(bad, _mm256_or_ps(_mm256_cmp_ps(v0, v0, _CMP_UNORD_Q),
+                                             _mm256_cmp_ps(v1, v1, _CMP_UNORD_Q)));
+    }
+    _mm256_storeu_ps(m, m0);
+    _mm256_storeu_ps(m + 8, m1);
+    nan[0] = _mm256_movemask_ps(bad) != 0;
+#else
     for (; i + 16 <= n; i += 16)
         for (int k = 0; k < 16; k++) {
             float v = x[i + k];
             m[k] = v > m[k] ? v : m[k];
             nan[k] |= v != v;
         }
+#endif
     float r = m[0];
     int any = nan[0];
     for (int k = 1; k < 16; k++) { r = m[k] > r ? m[k] : r; any |= nan[k]; }

@@ -62,19 +62,34 @@ void QR_VEC_NAME(ew_range)(void *p, int64_t lo, int64_t hi) {
         }
         break;
     case OP_SIGMOID:
-        for (int64_t i = lo; i < hi; i++) o[i] = 1.0f / (qr_expf(-a[i]) + 1.0f);
+        for (int64_t i0 = lo; i0 < hi; i0 += QR_EXP_TILE) {
+            const int64_t n = hi - i0 < QR_EXP_TILE ? hi - i0 : QR_EXP_TILE;
+            float e[QR_EXP_TILE];
+            qr_exp_neg(a + i0, e, n);
+            for (int64_t j = 0; j < n; j++) o[i0 + j] = 1.0f / (e[j] + 1.0f);
+        }
         break;
     case OP_SIGMOID_BWD:
         for (int64_t i = lo; i < hi; i++) { float y = a[i]; o[i] = b[i] * ((1.0f - y) * y); }
         break;
     case OP_SILU:
-        for (int64_t i = lo; i < hi; i++) o[i] = a[i] / (qr_expf(-a[i]) + 1.0f);
+        for (int64_t i0 = lo; i0 < hi; i0 += QR_EXP_TILE) {
+            const int64_t n = hi - i0 < QR_EXP_TILE ? hi - i0 : QR_EXP_TILE;
+            float e[QR_EXP_TILE];
+            qr_exp_neg(a + i0, e, n);
+            for (int64_t j = 0; j < n; j++) o[i0 + j] = a[i0 + j] / (e[j] + 1.0f);
+        }
         break;
     case OP_SILU_BWD:
-        for (int64_t i = lo; i < hi; i++) {
-            float x = a[i], sg = 1.0f / (qr_expf(-x) + 1.0f);
-            float t = (1.0f - sg) * x + 1.0f;
-            o[i] = b[i] * (t * sg);
+        for (int64_t i0 = lo; i0 < hi; i0 += QR_EXP_TILE) {
+            const int64_t n = hi - i0 < QR_EXP_TILE ? hi - i0 : QR_EXP_TILE;
+            float e[QR_EXP_TILE];
+            qr_exp_neg(a + i0, e, n);
+            for (int64_t j = 0; j < n; j++) {
+                float x = a[i0 + j], sg = 1.0f / (e[j] + 1.0f);
+                float t = (1.0f - sg) * x + 1.0f;
+                o[i0 + j] = b[i0 + j] * (t * sg);
+            }
         }
         break;
     case OP_TANH: for (int64_t i = lo; i < hi; i++) o[i] = qr_tanhf(a[i]); break;
@@ -93,7 +108,7 @@ void QR_VEC_NAME(softmax_rows)(void *p, int64_t lo, int64_t hi) {
         const float *x = c->x + r * n;
         float *y = c->y + r * n;
         float mx = qr_max_f(x, n);
-        for (int64_t j = 0; j < n; j++) y[j] = qr_expf(x[j] - mx);
+        qr_exp_shift(x, mx, y, n);
         float s = qr_sum_f(y, n);
         for (int64_t j = 0; j < n; j++) y[j] = y[j] / s;
     }
@@ -135,7 +150,7 @@ void QR_VEC_NAME(ce_rows)(void *p, int64_t lo, int64_t hi) {
         float *e = c->d ? c->d + r * C : 0;         /* may alias x: x is not read after this */
         float s;
         if (e) {
-            for (int64_t j = 0; j < C; j++) e[j] = qr_expf(x[j] - mx);
+            qr_exp_shift(x, mx, e, C);
             s = qr_sum_f(e, C);
         } else {
             float acc[16] = {0};
