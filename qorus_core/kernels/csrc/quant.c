@@ -447,7 +447,9 @@ static int matmul(int qtype, const float *x, const void *w, float *y, int64_t M,
     /* weight bytes touched (x4 per extra group of 4 activation rows) decide the split */
     int64_t groups = (M + QR_QMAX_ROWS - 1) / QR_QMAX_ROWS;
     size_t work = (size_t)N * (size_t)rb * (size_t)groups;
-    int nt = qr_tasks_for(work, (size_t)1 << 16);
+    /* decode (M = 1) is bandwidth-bound: worth splitting down to 16 KiB of weights a task
+     * (a spinning worker starts in about a microsecond); with several rows, 64 KiB */
+    int nt = qr_tasks_for(work, (size_t)1 << (M == 1 ? 14 : 16));
     /* 4 tasks a thread, claimed dynamically: a thread the OS preempts delays only its
      * current slice (each output depends on its row alone, so the split changes nothing) */
     if (nt > 1) nt *= 4;
