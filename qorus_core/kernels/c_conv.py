@@ -13,7 +13,7 @@ from ctypes import c_float, c_int, c_int64, c_void_p
 
 from ..errors import KernelError
 from ..tensor import Tensor
-from .numpy_conv import NumpyConvKernels, _bad_argmax, bn_dims, conv_dims, pool_dims
+from .numpy_conv import NumpyConvKernels, _bad_argmax, bn_dims, check_batchnorm, conv_dims, pool_dims
 
 __all__ = ["CConvKernels", "CONV_SIGNATURES"]
 
@@ -143,16 +143,8 @@ class CConvKernels:
         if fn is None or not _f32(x, weight, bias, y, mean, rstd, running_mean, running_var):
             return self.fallback.batchnorm2d(x, weight, bias, y, mean, rstd, running_mean,
                                              running_var, eps, momentum, train)
-        B, C, HW = bn_dims("batchnorm2d", x, [y], [weight, bias, mean, rstd, running_mean,
-                                                   running_var])
-        if not eps > 0 or not 0.0 <= momentum <= 1.0:
-            raise KernelError(f"batchnorm2d: eps={eps} must be > 0, momentum={momentum} in [0, 1]")
-        if (running_mean is None) != (running_var is None) or \
-                (not train and running_mean is None):
-            raise KernelError("batchnorm2d: running_mean and running_var go together, and eval "
-                              "needs them")
-        if train and B * HW < 1:
-            raise KernelError(f"batchnorm2d: x {x.shape} is empty")
+        B, C, HW = check_batchnorm(x, weight, bias, y, mean, rstd, running_mean, running_var,
+                                   eps, momentum, train)
         _rc("batchnorm2d", fn(x.p, weight.p, bias.p, y.p, mean.p, rstd.p, _p(running_mean),
                               _p(running_var), B, C, max(HW, 1), eps, momentum,
                               1 if train else 0))

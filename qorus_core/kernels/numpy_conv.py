@@ -98,6 +98,23 @@ def bn_dims(kernel: str, x: Tensor, like: list[Tensor | None], per_channel: list
     return B, C, HW
 
 
+def check_batchnorm(x: Tensor, weight: Tensor, bias: Tensor, y: Tensor, mean: Tensor,
+                    rstd: Tensor, running_mean: Tensor | None, running_var: Tensor | None,
+                    eps: float, momentum: float, train: bool) -> tuple[int, int, int]:
+    """``bn_dims`` plus the scalar and running-statistics rules of ``batchnorm2d`` (both
+    kernel sets raise the same KernelError); returns (B, C, HW)."""
+    B, C, HW = bn_dims("batchnorm2d", x, [y], [weight, bias, mean, rstd, running_mean,
+                                               running_var])
+    if not eps > 0 or not 0.0 <= momentum <= 1.0:
+        raise KernelError(f"batchnorm2d: eps={eps} must be > 0, momentum={momentum} in [0, 1]")
+    if (running_mean is None) != (running_var is None) or (not train and running_mean is None):
+        raise KernelError("batchnorm2d: running_mean and running_var go together, and eval "
+                          "needs them")
+    if train and B * HW < 1:
+        raise KernelError(f"batchnorm2d: x {x.shape} is empty")
+    return B, C, HW
+
+
 def _bad_argmax(kernel: str, am: np.ndarray, hw: int) -> KernelError:
     return KernelError(f"{kernel}: argmax index outside [0, {hw}) (min {int(am.min())}, "
                        f"max {int(am.max())}): not written by maxpool2d for this shape")
@@ -289,16 +306,8 @@ class NumpyConvKernels:
         spatial dims) are saved and running_mean/var[C] (None: not kept) updated as PyTorch
         (r = (1 - momentum) r + momentum * stat, the variance unbiased). Eval: the running
         statistics are used (and written to mean/rstd)."""
-        B, C, HW = bn_dims("batchnorm2d", x, [y], [weight, bias, mean, rstd, running_mean,
-                                                   running_var])
-        if not eps > 0 or not 0.0 <= momentum <= 1.0:
-            raise KernelError(f"batchnorm2d: eps={eps} must be > 0, momentum={momentum} in [0, 1]")
-        if (running_mean is None) != (running_var is None) or \
-                (not train and running_mean is None):
-            raise KernelError("batchnorm2d: running_mean and running_var go together, and eval "
-                              "needs them")
-        if train and B * HW < 1:
-            raise KernelError(f"batchnorm2d: x {x.shape} is empty")
+        B, C, HW = check_batchnorm(x, weight, bias, y, mean, rstd, running_mean, running_var,
+                                   eps, momentum, train)
         xv = x.a.reshape(B, C, HW)
         m, r = mean.a.reshape(C), rstd.a.reshape(C)
         if train:

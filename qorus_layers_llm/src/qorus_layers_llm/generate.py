@@ -108,12 +108,10 @@ def generate(model, prompt_ids: list[int], max_new_tokens: int, temperature: flo
     """Sample up to ``max_new_tokens`` tokens after ``prompt_ids`` (temperature 0: greedy);
     stops after a token in ``stop_ids`` (which is returned) or when the context is full.
     ``on_token`` is called with each new id as it comes (streaming)."""
-    gen = generator or Generator(model)
-    if not generator:
-        gen.reset()
-    sampler = Sampler(gen.vocab_size, temperature, top_k, top_p, seed)
     if max_new_tokens < 0:
         raise ConfigError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
+    gen = generator or Generator(model)
+    sampler = Sampler(gen.vocab_size, temperature, top_k, top_p, seed)
     stops = frozenset(int(s) for s in stop_ids)
     logits = gen.feed(prompt_ids)
     out: list[int] = []
