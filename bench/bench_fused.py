@@ -18,6 +18,8 @@ import os
 import sys
 import time
 
+from harness import thread_env
+
 
 def _args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -155,9 +157,7 @@ def cases(np, Tensor, torch):
 def main() -> None:
     a = _args()
     if a.threads > 0:
-        for var in ("QORUS_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS",
-                    "MKL_NUM_THREADS"):
-            os.environ[var] = str(a.threads)
+        os.environ.update(thread_env(a.threads))
     import numpy as np
 
     try:

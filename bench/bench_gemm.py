@@ -23,6 +23,8 @@ import subprocess
 import sys
 import time
 
+from harness import thread_env
+
 # (name, trans_a, trans_b, M, N, K)
 MLP = [
     ("fc1 fwd  X@W1^T", False, True, 128, 512, 784),
@@ -107,8 +109,7 @@ def main() -> None:
         return
     rows = []
     for t in args.threads:
-        env = dict(os.environ, QORUS_NUM_THREADS=str(t), OPENBLAS_NUM_THREADS=str(t),
-                   OMP_NUM_THREADS=str(t), MKL_NUM_THREADS=str(t))
+        env = thread_env(t)
         out = subprocess.run([sys.executable, __file__, "--worker", str(t), "--runs",
                               str(args.runs), "--blocks", str(args.blocks), "--shapes",
                               args.shapes, "--clock", args.clock], env=env, check=True,

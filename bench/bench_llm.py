@@ -24,6 +24,8 @@ import sys
 import tempfile
 import time
 
+from harness import thread_env
+
 PROMPT_TOKENS, GEN_TOKENS = 64, 128
 
 
@@ -66,8 +68,7 @@ def llama_bench(path: str, threads: int) -> dict | None:
 
 
 def run_one(path: str, threads: int, runs: int) -> dict:
-    env = dict(os.environ, QORUS_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads),
-               OPENBLAS_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    env = thread_env(threads)
     out = subprocess.run([sys.executable, __file__, "--worker", path, "--runs", str(runs)],
                          env=env, capture_output=True, text=True, check=True)
     res = json.loads(out.stdout.strip().splitlines()[-1])

@@ -24,12 +24,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import time
 
 import numpy as np
+from harness import thread_env
 
 from qorus_core.kernels import NumpyKernels, get_kernels
 from qorus_core.kernels.bench import best_time
@@ -119,10 +119,6 @@ def prompt(ck, qtype: str, m: int, k: int, n: int, runs: int) -> dict:
             "numpy_f32_GFLOPs": flop / tn / 1e9}
 
 
-_BLAS_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
-              "BLIS_NUM_THREADS")
-
-
 def worker(nt: int, runs: int, qtypes: list[str]) -> dict:
     """Everything for one thread count (run in a subprocess with the BLAS threads set)."""
     ck = get_kernels("c")
@@ -149,7 +145,7 @@ def main() -> None:
         return
     report = {"runs": runs, "threads": {}}
     for nt in args.threads:
-        env = dict(os.environ, QORUS_NUM_THREADS=str(nt), **{v: str(nt) for v in _BLAS_VARS})
+        env = thread_env(nt)
         out = subprocess.run([sys.executable, __file__, "--worker", str(nt), "--runs", str(runs),
                               "--qtypes", *args.qtypes], env=env, check=True,
                              stdout=subprocess.PIPE, text=True).stdout

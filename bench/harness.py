@@ -18,7 +18,14 @@ from types import ModuleType
 from typing import Any
 
 TORCH_ROW = "torch-2.13-eager"
-THREAD_VARS = ("QORUS_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+THREAD_VARS = ("QORUS_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+               "BLIS_NUM_THREADS")
+
+
+def thread_env(threads: int) -> dict[str, str]:
+    """This process's environment with Qorus and every BLAS pinned to ``threads`` (for a
+    subprocess; a script pinning itself sets ``os.environ.update(thread_env(n))`` first)."""
+    return dict(os.environ, **{var: str(threads) for var in THREAD_VARS})
 
 
 def parse_args(doc: str, *, runs: int, steps: int,
@@ -33,8 +40,7 @@ def parse_args(doc: str, *, runs: int, steps: int,
         add(ap)
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
-    for var in THREAD_VARS:
-        os.environ[var] = str(args.threads)
+    os.environ.update(thread_env(args.threads))
     return args
 
 

@@ -25,6 +25,7 @@ from qorus_core.train.losses import CrossEntropyLoss
 from qorus_core.train.optimizers import AdamW
 from qorus_core.train.schedules import Cosine
 from qorus_core.train.trainer import Trainer
+from qorus_layers_llm.sampler import Sampler
 from qorus_layers_rnn import LSTM
 
 VOCAB = 256
@@ -39,23 +40,21 @@ def network(embed: int, hidden: int, layers: int, stateful: bool = False) -> Seq
 
 
 def sample(model: Model, prompt: bytes, n: int, temperature: float, seed: int) -> bytes:
-    """Feed ``prompt`` byte by byte into a stateful T=1 model, then draw ``n`` bytes."""
-    rng = np.random.default_rng(seed)
-    model.plan(1)                                     # compiling the plan allocates its state
+    """Feed ``prompt`` byte by byte into a stateful T=1 model, then draw ``n`` bytes. Each
+    step writes the byte into the plan's input and runs one forward: no array per byte."""
+    plan = model.plan(1)                              # compiling the plan allocates its state
     for v in model.buffers().values():                # h0, c0 (and h_n, c_n): start from zero
         v[...] = 0
-    x = np.zeros((1, 1), np.int32)
-    logits = None
+    sampler = Sampler(VOCAB, temperature, seed=seed)
+    x, logits = plan.x.a, plan.y.a[0, 0]              # views: each forward rewrites the logits
     for b in prompt:
         x[0, 0] = b
-        logits = model.predict(x, batch_size=1)[0, 0]
+        plan.forward()
     out = bytearray()
     for _ in range(n):
-        z = logits.astype(np.float64) / max(temperature, 1e-6)
-        p = np.exp(z - z.max())
-        x[0, 0] = rng.choice(VOCAB, p=p / p.sum())
+        x[0, 0] = sampler.sample(logits)
         out.append(int(x[0, 0]))
-        logits = model.predict(x, batch_size=1)[0, 0]
+        plan.forward()
     return bytes(out)
 
 

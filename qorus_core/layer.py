@@ -21,7 +21,8 @@ from __future__ import annotations
 import inspect
 from typing import Any, ClassVar
 
-from .errors import ConfigError
+from .errors import ConfigError, ShapeError
+from .tensor import Tensor
 
 
 class LayerCtx:
@@ -44,6 +45,24 @@ class LayerCtx:
         self.x: Any = None
         self.y: Any = None
         self.dx: Any = None
+
+    def view(self, t: Tensor, shape: tuple[int, ...], offset: int = 0) -> Tensor:
+        """A Tensor of ``shape`` over ``t``'s memory from element ``offset`` (a reshape, a head
+        split, a row window), made on the first call and cached on this ctx: a layer's
+        forward and backward call it every step and create no array after the first."""
+        cache = self.__dict__.setdefault("_views", {})
+        key = (t.p, tuple(shape), offset)
+        v = cache.get(key)
+        if v is None:
+            n = 1
+            for d in shape:
+                n *= d
+            flat = t.a.reshape(-1)
+            if offset < 0 or offset + n > flat.size:
+                raise ShapeError(f"{self.path or 'layer'}: a view of {tuple(shape)} at element "
+                                 f"{offset} does not fit {t.name or 'tensor'} {t.shape}")
+            v = cache[key] = Tensor(flat[offset:offset + n].reshape(shape), t.name)
+        return v
 
     def __repr__(self) -> str:
         return f"LayerCtx({self.path!r})"

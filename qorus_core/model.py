@@ -36,7 +36,7 @@ class Model:
             raise ConfigError(f"input_dtype {input_dtype!r}: expected one of {sorted(DTYPES)}")
         self.input_dtype = input_dtype
         self.seed = int(seed)
-        self.kernels = get_kernels(kernels) if kernels is None or isinstance(kernels, str) else kernels
+        self.kernels = get_kernels(kernels)
         self.run = RunState()
         self._plans: dict[tuple, Plan] = {}
         graph = Graph(train=False)
@@ -79,7 +79,7 @@ class Model:
 
     def set_kernels(self, kernels: Any) -> None:
         """Switch kernel sets (``"c"``, ``"numpy"`` or a set); plans are recompiled."""
-        self.kernels = get_kernels(kernels) if kernels is None or isinstance(kernels, str) else kernels
+        self.kernels = get_kernels(kernels)
         self._plans.clear()
 
     # ----------------------------------------------------------------- parameters
@@ -111,18 +111,22 @@ class Model:
         """Name -> live view of each state buffer allocated so far (``b.state``)."""
         return self.states.arrays()
 
-    def state_dict(self) -> dict[str, np.ndarray]:
-        """Copies of the parameters (a tied alias is left out: it is its target) and of the
-        persistent state buffers (e.g. BatchNorm's running statistics)."""
-        out = {name: t.a.copy() for name, t in self.store.tensors.items() if name not in self.store.external}
-        out.update({name: a.copy() for name, a in self.states.arrays(persistent_only=True).items()})
+    def _saved_arrays(self) -> dict[str, np.ndarray]:
+        """Live views of what a state_dict holds: the parameters in the arena (a tied alias is
+        its target; external weights stay in their file) and the persistent state buffers."""
+        out = {name: t.a for name, t in self.store.tensors.items()}
+        out.update(self.states.arrays(persistent_only=True))
         return out
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Copies of the parameters and of the persistent state buffers (e.g. BatchNorm's
+        running statistics), under PyTorch's names."""
+        return {name: a.copy() for name, a in self._saved_arrays().items()}
 
     def load_state_dict(self, state: dict[str, np.ndarray], source: str = "state") -> None:
         """Copy weights in; every parameter and persistent buffer must be present with its exact
         shape. A tied alias (PyTorch lists both names) may be present and must equal its target."""
-        mine = {name: t.a for name, t in self.store.tensors.items() if name not in self.store.external}
-        mine.update(self.states.arrays(persistent_only=True))
+        mine = self._saved_arrays()
         missing = sorted(set(mine) - set(state))
         extra = sorted(set(state) - set(mine) - set(self.ties))
         if missing or extra:

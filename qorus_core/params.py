@@ -67,7 +67,6 @@ class ParamStore:
                 new.a[...] = prev.a
         self.tensors = {d.name: self.arena.view(self.offsets[d.name], d.shape, name=d.name)
                         for d in self.decls}
-        self.tensors.update(self.external)
         self.grad_tensors = ({d.name: self.arena.view(self.region_bytes + self.offsets[d.name],
                                                       d.shape, name="d" + d.name)
                               for d in self.decls} if grads else {})
@@ -81,6 +80,11 @@ class ParamStore:
             return False
         self._allocate(grads, slots)
         return True
+
+    def weight(self, name: str):
+        """The parameter a layer computes with: its arena Tensor, or the external weight."""
+        t = self.tensors.get(name)
+        return self.external[name] if t is None else t
 
     def check_same(self, decls: list[ParamDecl]) -> None:
         """A later plan (another batch size) must declare exactly the same parameters."""

@@ -116,8 +116,7 @@ class Plan:
     """A compiled model for one batch size and mode: forward, backward, no allocation."""
 
     def __init__(self, graph: Graph, x: Value, y: Value, store: ParamStore, kernels,
-                 run: RunState, batch: int, input_grad: bool = False,
-                 states: StateStore | None = None) -> None:
+                 run: RunState, batch: int, input_grad: bool, states: StateStore) -> None:
         self.train, self.batch, self.kernels = graph.train, batch, kernels
         self.ops = ops = graph.ops
         tl = _Timeline(len(ops), self.train)
@@ -160,12 +159,10 @@ class Plan:
                 ctx.other, ctx.dother = value_t[ins[1].index], dxs[1]
             for p in op.params:
                 name = graph.resolve(p.name)          # a tied parameter shares its target
-                setattr(ctx, p.attr, store.tensors[name])
+                setattr(ctx, p.attr, store.weight(name))
                 setattr(ctx, "d" + p.attr, store.grad_tensors.get(name) if self.train else None)
-            if op.states:
-                states = states if states is not None else StateStore()
-                for s in op.states:
-                    setattr(ctx, s.attr, states.get(s))
+            for s in op.states:
+                setattr(ctx, s.attr, states.get(s))
             fwd.append((op.layer.forward, ctx.x, ctx))
             if self.train and grads.of_value[op.output.index] is not None:
                 adds = [(view(p, shape), view(s, shape)) for p, s, shape in grads.accum.get(op.tick, [])]

@@ -103,6 +103,22 @@ def c_available() -> bool:
     return c_status()[0]
 
 
+def forward_backward(model: Model, x: np.ndarray, dy: np.ndarray
+                     ) -> tuple[np.ndarray, np.ndarray | None, dict[str, np.ndarray]]:
+    """One training-plan pass: ``(y, dx, grads)`` for input ``x`` and output gradient ``dy``
+    (copies; ``dx`` is None for int inputs), grads zeroed first. What a PyTorch parity test
+    compares against ``y.backward(dy)``."""
+    x = np.asarray(x)
+    plan = model.plan(len(x), train=True, input_grad=x.dtype.kind == "f")
+    plan.x.a[...] = x
+    y = plan.forward().a.copy()
+    model.zero_grad()
+    plan.dy.a[...] = dy
+    plan.backward()
+    dx = None if plan.dx is None else plan.dx.a.copy()
+    return y, dx, {k: v.copy() for k, v in model.gradients().items()}
+
+
 def check_kernel_parity(layer: Layer, input_shape: tuple[int, ...], batch: int = 5,
                         seed: int = 0, input_dtype: str = "f32", rtol: float = 1e-4,
                         atol: float = 1e-5, input_range: tuple[int, int] | None = None) -> None:
@@ -118,15 +134,12 @@ def check_kernel_parity(layer: Layer, input_shape: tuple[int, ...], batch: int =
     results = []
     for which in ("numpy", "c"):
         model = Model(layer, input_shape, input_dtype, seed=seed, kernels=get_kernels(which))
-        plan = model.plan(batch, train=True, input_grad=input_dtype == "f32")
-        plan.x.a[...] = x
-        y = plan.forward().a.copy()
-        model.zero_grad()
-        plan.dy.a[...] = np.random.default_rng(seed + 3).standard_normal(plan.dy.shape)
-        plan.backward()
-        out = {"output": y, **{f"grad {k}": v.copy() for k, v in model.gradients().items()}}
-        if plan.dx is not None:
-            out["input grad"] = plan.dx.a.copy()
+        y_shape = (batch,) + tuple(model.output_shape)
+        dy = np.random.default_rng(seed + 3).standard_normal(y_shape).astype(np.float32)
+        y, dx, grads = forward_backward(model, x, dy)
+        out = {"output": y, **{f"grad {k}": v for k, v in grads.items()}}
+        if dx is not None:
+            out["input grad"] = dx
         results.append(out)
     for key in results[0]:
         np.testing.assert_allclose(results[1][key], results[0][key], rtol=rtol, atol=atol,

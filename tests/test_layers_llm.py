@@ -7,7 +7,7 @@ import pytest
 
 from qorus_core import Model, Sequential
 from qorus_core.errors import KernelError, ShapeError
-from qorus_core.testing import check_gradients, check_kernel_parity
+from qorus_core.testing import check_gradients, check_kernel_parity, forward_backward
 from qorus_layers_llm import Embedding, RMSNorm
 from qorus_layers_mlp import Linear
 
@@ -50,12 +50,7 @@ def test_against_torch():
     y_ref = norm(emb(torch.from_numpy(ids.astype(np.int64))))
     dy = np.random.default_rng(3).standard_normal(y_ref.shape).astype(np.float32)
     y_ref.backward(torch.from_numpy(dy))
-    plan = m.plan(3, train=True)
-    plan.x.a[...] = ids
-    np.testing.assert_allclose(plan.forward().a, y_ref.detach().numpy(), rtol=1e-5, atol=1e-5)
-    m.zero_grad()
-    plan.dy.a[...] = dy
-    plan.backward()
-    g = m.gradients()
+    y, _, g = forward_backward(m, ids, dy)
+    np.testing.assert_allclose(y, y_ref.detach().numpy(), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(g["0.weight"], emb.weight.grad.numpy(), rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(g["1.weight"], norm.weight.grad.numpy(), rtol=1e-4, atol=1e-5)

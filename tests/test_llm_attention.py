@@ -8,7 +8,7 @@ import pytest
 
 from qorus_core import Model, layer_from_dict, layer_to_dict
 from qorus_core.errors import ConfigError, ShapeError
-from qorus_core.testing import check_gradients, check_kernel_parity
+from qorus_core.testing import check_gradients, check_kernel_parity, forward_backward
 from qorus_layers_llm import CausalSelfAttention, RotaryEmbedding, SwiGLUFeedForward
 
 CASES = [
@@ -102,14 +102,9 @@ def test_attention_against_torch(kernels, n_kv, half_split, bias):
         y_ref = y_ref + w["bo"]
     y_ref.backward(torch.from_numpy(dy))
 
-    plan = m.plan(B, train=True, input_grad=True)
-    plan.x.a[...] = x
-    np.testing.assert_allclose(plan.forward().a, y_ref.detach().numpy(), rtol=1e-4, atol=1e-5)
-    m.zero_grad()
-    plan.dy.a[...] = dy
-    plan.backward()
-    np.testing.assert_allclose(plan.dx.a, xt.grad.numpy(), rtol=1e-4, atol=1e-5)
-    g = m.gradients()
+    y, dx, g = forward_backward(m, x, dy)
+    np.testing.assert_allclose(y, y_ref.detach().numpy(), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(dx, xt.grad.numpy(), rtol=1e-4, atol=1e-5)
     assert set(g) == set(w)
     for name, t in w.items():
         np.testing.assert_allclose(g[name], t.grad.numpy(), rtol=1e-4, atol=1e-5,
@@ -127,14 +122,10 @@ def test_swiglu_against_torch(kernels):
     xt = torch.from_numpy(x).requires_grad_(True)
     y_ref = (F.silu(xt @ w["w_gate"].T) * (xt @ w["w_up"].T)) @ w["w_down"].T
     y_ref.backward(torch.from_numpy(dy))
-    plan = m.plan(2, train=True, input_grad=True)
-    plan.x.a[...] = x
-    np.testing.assert_allclose(plan.forward().a, y_ref.detach().numpy(), rtol=1e-4, atol=1e-5)
-    m.zero_grad()
-    plan.dy.a[...] = dy
-    plan.backward()
-    np.testing.assert_allclose(plan.dx.a, xt.grad.numpy(), rtol=1e-4, atol=1e-5)
-    for name, a in m.gradients().items():
+    y, dx, g = forward_backward(m, x, dy)
+    np.testing.assert_allclose(y, y_ref.detach().numpy(), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(dx, xt.grad.numpy(), rtol=1e-4, atol=1e-5)
+    for name, a in g.items():
         np.testing.assert_allclose(a, w[name].grad.numpy(), rtol=1e-4, atol=1e-5, err_msg=name)
 
 

@@ -41,7 +41,7 @@ def test_loads_in_place_and_builds_from_registered_layers(tiny_q8, kernels):
     llm = load_llama(tiny_q8, kernels=kernels)
     assert llm.model.net.type_name == "llm.GPT" and llm.hparams.n_kv_heads == 2
     assert not llm.hparams.tied and llm.context == 256
-    w = llm.model.store.tensors["blocks.0.attn.wq"]
+    w = llm.model.store.weight("blocks.0.attn.wq")
     assert isinstance(w, QWeight) and w.qtype == "q8_0"
     base = w.a
     while base.base is not None and not isinstance(base.base, memoryview):

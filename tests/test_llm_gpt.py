@@ -17,7 +17,7 @@ from qorus_core.cli import main
 from qorus_core.errors import ConfigError, DataError, ShapeError
 from qorus_core.io.datasets import load_source, load_text, read_text_bytes, unigram_cross_entropy
 from qorus_core.tensor import Tensor
-from qorus_core.testing import check_gradients, check_kernel_parity, trace_allocations
+from qorus_core.testing import check_gradients, check_kernel_parity, forward_backward, trace_allocations
 from qorus_core.train.optimizers import AdamW, clip_grad_norm
 from qorus_layers_llm import GPT, FeedForward, LMHead, PositionalEmbedding, TransformerBlock
 
@@ -201,19 +201,9 @@ def _params(torch, m: Model, rng=None, noise=0.0) -> dict:
     return out
 
 
-def _run_ours(m: Model, x: np.ndarray, dy: np.ndarray):
-    plan = m.plan(len(x), train=True, input_grad=x.dtype == np.float32)
-    plan.x.a[...] = x
-    y = plan.forward().a.copy()
-    m.zero_grad()
-    plan.dy.a[...] = dy
-    plan.backward()
-    return y, (None if plan.dx is None else plan.dx.a.copy()), m.gradients()
-
-
 def _compare(torch, m, w, x, y_ref, xt, dy, rtol=1e-4, atol=2e-5):
     y_ref.backward(torch.from_numpy(dy))
-    y, dx, grads = _run_ours(m, x, dy)
+    y, dx, grads = forward_backward(m, x, dy)
     np.testing.assert_allclose(y, y_ref.detach().numpy(), rtol=rtol, atol=atol)
     if dx is not None:
         np.testing.assert_allclose(dx, xt.grad.numpy(), rtol=rtol, atol=atol)

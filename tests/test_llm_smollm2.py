@@ -10,7 +10,7 @@ import pytest
 from smollm2 import SMOL, needs_smollm2
 
 from qorus_core.testing import trace_allocations
-from qorus_layers_llm.chat import Conversation, render_chat
+from qorus_layers_llm.chat import Conversation, chat_text, encode_chat_text
 from qorus_layers_llm.generate import Generator
 from qorus_layers_llm.llama import load_llama
 from qorus_layers_llm.sampler import Sampler
@@ -32,8 +32,8 @@ def smol():
 
 
 def _chat_ids(llm, question: str) -> list[int]:
-    tok = llm.tokenizer
-    return tok.encode(render_chat([{"role": "user", "content": question}], tok.chat_template))
+    text = chat_text(llm.tokenizer, [{"role": "user", "content": question}])
+    return encode_chat_text(llm.tokenizer, text)
 
 
 def test_paris_greedy_through_the_chat_template(smol):

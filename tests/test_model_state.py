@@ -139,3 +139,17 @@ def test_zero_d_state_survives_other_plans_and_loads_from_a_0d_value():
     assert m.buffers()["count"].tolist() == [2.0]
     m.load_state_dict({"count": np.array(7.0)})     # PyTorch stores counters 0-d
     assert m.buffers()["count"].tolist() == [7.0]
+
+
+def test_ctx_view_is_made_once_and_checks_its_window():
+    from qorus_core.errors import ShapeError as Bad
+    from qorus_core.layer import LayerCtx
+
+    ctx = LayerCtx("blk", 0, False)
+    t = Tensor.of(np.arange(24, dtype=np.float32).reshape(2, 3, 4))
+    heads = ctx.view(t, (2, 3, 2, 2))
+    assert ctx.view(t, (2, 3, 2, 2)) is heads and np.shares_memory(heads.a, t.a)
+    rows = ctx.view(t, (4,), offset=8)                     # a window: elements 8..11
+    assert rows.a.tolist() == [8.0, 9.0, 10.0, 11.0]
+    with pytest.raises(Bad, match="blk: a view of \\(8,\\) at element 20 does not fit"):
+        ctx.view(t, (8,), offset=20)

@@ -71,3 +71,16 @@ def test_pretokenizer_splits_like_gpt2():
         "I", "'m", " ", "1", "2", "3", " héllo", " ", " world", "!!", "\n"]
     with pytest.raises(ConfigError, match="not supported"):
         compile_patterns("no-such-pre")
+
+
+def test_a_chat_template_that_writes_bos_gets_no_second_one():
+    from qorus_layers_llm.chat import chat_text, encode_chat_text
+
+    tokens, merges, types = vocabulary()
+    tok = ByteBPETokenizer(merges=merges, tokens=tokens, types=types, bos_id=1, eos_id=2,
+                           add_bos=True, chat_template="{{ bos_token }}{% for m in messages %}"
+                                                       "{{ m['content'] }}{% endfor %}")
+    text = chat_text(tok, [{"role": "user", "content": "hi"}])
+    assert text == "<|im_start|>hi"
+    assert encode_chat_text(tok, text) == [1, tok.vocab["h"], tok.vocab["i"]]
+    assert tok.encode("hi") == [1, tok.vocab["h"], tok.vocab["i"]]     # add_bos by default

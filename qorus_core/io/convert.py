@@ -17,7 +17,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..kernels import get_kernels
-from ..kernels.numpy_quant import QWeight
+from ..kernels.numpy_quant import QWeight, to_float32
 from ..tensor import Tensor
 from .gguf import GGUFFile, write_gguf
 from .safetensors import SafeTensorsFile, read_metadata
@@ -27,11 +27,7 @@ FILE_TYPE = {"f32": 0, "f16": 1, "q4_0": 2, "q4_1": 3, "q8_0": 7}   # llama.cpp'
 
 
 def _as_f32(w, kernels) -> np.ndarray:
-    if isinstance(w, QWeight):
-        out = Tensor(np.empty(w.shape, np.float32))
-        kernels.dequantize(w, out)
-        return out.a
-    return np.asarray(w, dtype=np.float32)
+    return to_float32(w, kernels) if isinstance(w, QWeight) else np.asarray(w, dtype=np.float32)
 
 
 def _convert_tensor(a: np.ndarray, qtype: str, kernels) -> np.ndarray | QWeight:
@@ -48,7 +44,7 @@ def convert(src: str | os.PathLike, dst: str | os.PathLike, qtype: str, kernels=
     qtype = qtype.lower()
     if qtype not in TYPES:
         raise ConfigError(f"convert: --type {qtype!r}; expected one of {', '.join(TYPES)}")
-    k = get_kernels(kernels) if kernels is None or isinstance(kernels, str) else kernels
+    k = get_kernels(kernels)
     src, dst = Path(src), Path(dst)
     if src.resolve() == dst.resolve():
         raise ConfigError(f"convert: {src} would overwrite itself; choose another output")

@@ -193,6 +193,8 @@ def unigram_cross_entropy(train_tokens: np.ndarray, eval_tokens: np.ndarray, voc
     return float(-logp[ev].mean())
 
 
+#: the kinds of source string (the part before ':'), and how each is written
+KINDS = ("sklearn", "csv", "npz", "idx", "fashion-mnist", "fashion-mnist-test", "text")
 SOURCES = ("'sklearn:digits'", "'csv:PATH'", "'npz:PATH'", "'idx:IMAGES_PATH,LABELS_PATH'",
            "'fashion-mnist[:DIR]'", "'fashion-mnist-test[:DIR]'", "'text:PATH'")
 

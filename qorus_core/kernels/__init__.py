@@ -42,8 +42,11 @@ def c_status() -> tuple[bool, str]:
     return True, c.library_path
 
 
-def get_kernels(which: str | None = None):
-    """The kernel set named by ``which`` or by ``QORUS_KERNELS`` (default ``auto``)."""
+def get_kernels(which=None):
+    """The kernel set named by ``which`` or by ``QORUS_KERNELS`` (default ``auto``); a kernel
+    set object is returned as it is (so every ``kernels=`` argument takes either)."""
+    if which is not None and not isinstance(which, str):
+        return which
     which = (which or os.environ.get("QORUS_KERNELS", "auto")).strip().lower()
     if which not in KERNEL_SETS:
         raise KernelError(f"QORUS_KERNELS={which!r}: expected one of {', '.join(KERNEL_SETS)}")

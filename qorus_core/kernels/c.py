@@ -20,9 +20,9 @@ from ctypes import c_double, c_float, c_int, c_int64, c_uint32, c_void_p
 
 from ..errors import KernelError
 from ..tensor import Tensor
-from .c_conv import CConvKernels  # conv2d, pooling, batchnorm2d: c_conv.py
-from .c_fused import CFusedKernels  # fused kernels (rope, swiglu, attention, ...): c_fused.py
-from .c_rnn import CRnnKernels  # recurrent cell kernels: c_rnn.py
+from .c_conv import CONV_SIGNATURES, CConvKernels  # conv2d, pooling, batchnorm2d: c_conv.py
+from .c_fused import FUSED_SIGNATURES, CFusedKernels  # fused kernels (rope, swiglu, attention, ...)
+from .c_rnn import RNN_SIGNATURES, CRnnKernels  # recurrent cell kernels: c_rnn.py
 from .numpy import NumpyKernels
 from .numpy_quant import QuantNumpyMixin, QWeight, WeightDispatch, check_embedding_q  # quantized weights
 
@@ -92,14 +92,29 @@ def _load(path: str) -> ctypes.CDLL:
         raise OSError(f"C kernel library not found at {path} (build it with "
                       "`pip install -e .` or `python setup.py build_ext --inplace`)")
     lib = ctypes.CDLL(path)
-    for name, (restype, argtypes) in _SIGNATURES.items():
-        try:
-            fn = getattr(lib, name)
-        except AttributeError as exc:
-            raise OSError(f"{path} is missing {name}: rebuild the C kernels") from exc
-        fn.restype = restype
-        fn.argtypes = argtypes
+    fns = _bind(lib, _SIGNATURES)
+    for name in _SIGNATURES:
+        if name not in fns:
+            raise OSError(f"{path} is missing {name}: rebuild the C kernels")
     return lib
+
+
+def _bind(lib: ctypes.CDLL, signatures: dict) -> dict:
+    """{C name: function} of the ``signatures`` that ``lib`` exports, typed once. The families
+    bound this way (fused, rnn, conv, quant, peak) may be missing from an older library: their
+    kernels then run on the NumPy fallback."""
+    fns = {}
+    for cname, (restype, argtypes) in signatures.items():
+        fn = getattr(lib, cname, None)
+        if fn is not None:
+            fn.restype, fn.argtypes = restype, argtypes
+            fns[cname] = fn
+    return fns
+
+
+def _by_kernel(fns: dict) -> dict:
+    """``qr_NAME_f32`` -> ``NAME``: the keys the mixins look their functions up by."""
+    return {cname[3:-4]: fn for cname, fn in fns.items()}
 
 
 def _fail(kernel: str, what: str) -> KernelError:
@@ -118,44 +133,46 @@ def _check(kernel: str, rc: int) -> None:
 
 # ===================================================================== quantized weights
 # quantize / dequantize / matmul_q (csrc/quant.c); NumPy twins and the QWeight type in
-# numpy_quant.py. Bound on first use, so a library built before quant.c still serves the rest
-# (these kernels then run on the NumPy fallback).
+# numpy_quant.py. Bound at load, all or none: a library built before quant.c still serves the
+# rest (these kernels then run on the NumPy fallback).
+_QTYPES = ("q8_0", "q4_0", "q4_1", "f16")
 _QUANT_SIGNATURES = {
     "qr_quant_row_bytes": (_I64, [_I, _I64]),
     **{f"qr_{op}_{t}": (_I, [_P, _P, _I64, _I64]) for op in ("quantize", "dequantize")
-       for t in ("q8_0", "q4_0", "q4_1", "f16")},
-    **{f"qr_matmul_{t}_f32": (_I, [_P, _P, _P, _I64, _I64, _I64])
-       for t in ("q8_0", "q4_0", "q4_1", "f16")},
+       for t in _QTYPES},
+    **{f"qr_matmul_{t}_f32": (_I, [_P, _P, _P, _I64, _I64, _I64]) for t in _QTYPES},
+    **{f"qr_matmul_qf_{t}_f32": (_I, [_P, _P, _P, _I64, _I64, _I64]) for t in _QTYPES},
+    **{f"qr_get_rows_{t}": (_I, [_P, _P, _P, _I64, _I64, _I64]) for t in _QTYPES},
 }
 
 
 class _QuantCMixin(WeightDispatch):
-    """The C quantized-weight kernels; same signatures as ``QuantNumpyMixin``."""
+    """The C quantized-weight kernels; same signatures as ``QuantNumpyMixin``. Needs
+    ``_bind_quant`` called at load (``CKernels.__init__``)."""
 
-    _qfn: dict | None = None
+    def _bind_quant(self, lib: ctypes.CDLL) -> frozenset:
+        """Bind the quant functions (per qtype, so a call formats no name); returns the kernels
+        served natively."""
+        fns = _bind(lib, _QUANT_SIGNATURES)
+        if len(fns) < len(_QUANT_SIGNATURES):
+            self._qfn = self._quantize_fn = self._dequantize_fn = self._matmul_fn = {}
+            self._matmul_qf_fn = self._get_rows_fn = {}
+            return frozenset()
+        self._qfn = fns
+        self._quantize_fn = {t: fns[f"qr_quantize_{t}"] for t in _QTYPES}
+        self._dequantize_fn = {t: fns[f"qr_dequantize_{t}"] for t in _QTYPES}
+        self._matmul_fn = {t: fns[f"qr_matmul_{t}_f32"] for t in _QTYPES}
+        self._matmul_qf_fn = {t: fns[f"qr_matmul_qf_{t}_f32"] for t in _QTYPES}
+        self._get_rows_fn = {t: fns[f"qr_get_rows_{t}"] for t in _QTYPES}
+        return frozenset(("quantize", "dequantize", "matmul_q", "matmul_qf", "embedding_q"))
 
     def _quant(self, name: str):
-        """The bound C function, or None when the library predates quant.c."""
-        if self._qfn is None:
-            fns = {}
-            for cname, (restype, argtypes) in _QUANT_SIGNATURES.items():
-                fn = getattr(self._lib, cname, None)
-                if fn is None:
-                    fns = {}
-                    break
-                fn.restype, fn.argtypes = restype, argtypes
-                fns[cname] = fn
-            self._qfn = fns
+        """The bound C function named ``name``, or None when the library predates quant.c."""
         return self._qfn.get(name)
-
-    def _quant_native(self) -> frozenset:
-        """The quantized-weight kernels this library serves natively."""
-        return frozenset(("quantize", "dequantize", "matmul_q", "embedding_q")) if self._quant(
-            "qr_quant_row_bytes") else frozenset()
 
     def quantize(self, x: Tensor, out, qtype) -> None:
         name, rows, k, buf = QuantNumpyMixin._q_args(x, out, qtype)
-        fn = self._quant(f"qr_quantize_{name}")
+        fn = self._quantize_fn.get(name)
         if fn is None:
             return self.fallback.quantize(x, out, qtype)
         if rows * k:
@@ -165,7 +182,7 @@ class _QuantCMixin(WeightDispatch):
 
     def dequantize(self, w: QWeight, y: Tensor) -> None:
         QuantNumpyMixin._q_check_out(w, y, "dequantize")
-        fn = self._quant(f"qr_dequantize_{w.qtype}")
+        fn = self._dequantize_fn.get(w.qtype)
         if fn is None:
             return self.fallback.dequantize(w, y)
         if w.n * w.k:
@@ -175,26 +192,33 @@ class _QuantCMixin(WeightDispatch):
 
     def embedding_q(self, ids: Tensor, w: QWeight, y: Tensor) -> None:
         check_embedding_q(ids, w, y)
-        fn = self._quant(f"qr_dequantize_{w.qtype}")
+        fn = self._get_rows_fn.get(w.qtype)
         if fn is None:
             return self.fallback.embedding_q(ids, w, y)
-        step = 4 * w.k
-        for i in range(ids.size):                 # one row each: a decode step has one id
-            rc = fn(w.p + ids.a.item(i) * w.row_bytes, y.p + i * step, 1, w.k)
-            if rc:
-                _check("embedding_q", rc)
+        rc = fn(w.p, ids.p, y.p, ids.size, w.n, w.k)
+        if rc:
+            _check("embedding_q", rc)
 
     def matmul_q(self, x: Tensor, w: QWeight, y: Tensor) -> None:
         m, n, k = QuantNumpyMixin._q_check_mm(x, w, y)
-        fn = self._quant(f"qr_matmul_{w.qtype}_f32")
+        fn = self._matmul_fn.get(w.qtype)
         if fn is None:
             return self.fallback.matmul_q(x, w, y)
         rc = fn(x.p, w.p, y.p, m, n, k)
         if rc:
             _check("matmul_q", rc)
 
+    def matmul_qf(self, x: Tensor, w: QWeight, y: Tensor) -> None:
+        m, n, k = QuantNumpyMixin._q_check_mm(x, w, y)
+        fn = self._matmul_qf_fn.get(w.qtype)
+        if fn is None:
+            return self.fallback.matmul_qf(x, w, y)
+        rc = fn(x.p, w.p, y.p, m, n, k)
+        if rc:
+            _check("matmul_qf", rc)
 
-for _name in ("quantize", "dequantize", "matmul_q", "embedding_q"):
+
+for _name in ("quantize", "dequantize", "matmul_q", "matmul_qf", "embedding_q"):
     getattr(_QuantCMixin, _name).__doc__ = getattr(QuantNumpyMixin, _name).__doc__
 # ===================================================================== end quantized weights
 
@@ -208,13 +232,14 @@ class CKernels(_QuantCMixin, CFusedKernels, CRnnKernels, CConvKernels):
         self.fallback = fallback if fallback is not None else NumpyKernels()
         self.library_path = os.path.abspath(path) if path else default_library_path()
         lib = self._lib = _load(self.library_path)
-        self.native = frozenset(n[3:-4] for n in _SIGNATURES if n.endswith("_f32"))
-        self.native = self.native | self._fused_native()   # c_fused.py
-        self.native = self.native | self._rnn_native()     # c_rnn.py
-        self.native = self.native | self._conv_native()    # c_conv.py
-        self.native = self.native | self._quant_native()   # quantized weights
         for n in _SIGNATURES:   # bound C functions, looked up once
             setattr(self, "_" + n[3:], getattr(lib, n))
+        self._fused = _by_kernel(_bind(lib, FUSED_SIGNATURES))   # c_fused.py
+        self._rnn = _by_kernel(_bind(lib, RNN_SIGNATURES))       # c_rnn.py
+        self._conv = _by_kernel(_bind(lib, CONV_SIGNATURES))     # c_conv.py
+        self._fma_peak_fn = _bind(lib, {"qr_fma_peak_f32": (_D, [_I64])}).get("qr_fma_peak_f32")
+        self.native = frozenset(n[3:-4] for n in _SIGNATURES if n.endswith("_f32")).union(
+            self._fused, self._rnn, self._conv, self._bind_quant(lib))
 
     def __getattr__(self, name: str):   # names this class lacks: the reference set's
         if name.startswith("__") or name in ("fallback", "_lib"):
@@ -259,14 +284,8 @@ class CKernels(_QuantCMixin, CFusedKernels, CRnnKernels, CConvKernels):
     def fma_peak(self, iters: int) -> float | None:
         """Run the FMA peak probe (csrc/peak.c) on every pool thread: the flops it did (time
         the call for GFLOP/s), or None when the library predates peak.c."""
-        fn = self.__dict__.get("_fma_peak_fn")
-        if fn is None:
-            fn = getattr(self._lib, "qr_fma_peak_f32", None)
-            if fn is None:
-                return None
-            fn.restype, fn.argtypes = _D, [_I64]
-            self.__dict__["_fma_peak_fn"] = fn
-        return float(fn(max(0, int(iters))))
+        fn = self._fma_peak_fn
+        return None if fn is None else float(fn(max(0, int(iters))))
 
     # ----------------------------------------------------------------- dense algebra
     def gemm(self, a: Tensor, b: Tensor, c: Tensor, trans_a: bool = False, trans_b: bool = False,

@@ -13,6 +13,7 @@ from ctypes import c_float, c_int, c_int64, c_void_p
 
 from ..errors import KernelError
 from ..tensor import Tensor
+from .c_fused import _f32, _p, _rc  # the helpers the C mixins share
 from .numpy_conv import NumpyConvKernels, _bad_argmax, bn_dims, check_batchnorm, conv_dims, pool_dims
 
 __all__ = ["CConvKernels", "CONV_SIGNATURES"]
@@ -30,46 +31,16 @@ CONV_SIGNATURES = {
     "qr_batchnorm2d_bwd_f32": (_I, [_P] * 8 + [_I64] * 3),
 }
 
-_ERR = {-1: "invalid argument", -2: "index out of range", -3: "out of memory"}
-
-
-def _rc(kernel: str, rc: int) -> None:
-    if rc:
-        raise KernelError(f"{kernel}: C kernel returned {rc} ({_ERR.get(rc, 'error')})")
-
-
-def _f32(*ts: Tensor | None) -> bool:
-    return all(t is None or t.dtype == "f32" for t in ts)
-
-
-def _p(t: Tensor | None):
-    return None if t is None else t.p
-
 
 class CConvKernels:
     """Conv2d, pooling and BatchNorm2d of the C set (mixed into ``CKernels``; needs
-    ``self.fallback`` and ``self._lib``). Bound on first use."""
-
-    def _conv_fns(self) -> dict:
-        fns = self.__dict__.get("_conv_bound")
-        if fns is None:
-            fns = {}
-            for cname, (restype, argtypes) in CONV_SIGNATURES.items():
-                fn = getattr(self._lib, cname, None)
-                if fn is not None:
-                    fn.restype, fn.argtypes = restype, argtypes
-                    fns[cname[3:-4]] = fn
-            self.__dict__["_conv_bound"] = fns
-        return fns
-
-    def _conv_native(self) -> frozenset:
-        """The conv kernels this library serves natively."""
-        return frozenset(self._conv_fns())
+    ``self.fallback`` and ``self._conv``, the functions of ``CONV_SIGNATURES`` the library
+    has, bound at load)."""
 
     # ----------------------------------------------------------------- conv2d
     def conv2d(self, x: Tensor, w: Tensor, bias: Tensor | None, y: Tensor, stride=(1, 1),
                padding=(0, 0), dilation=(1, 1), groups: int = 1) -> None:
-        fn = self._conv_fns().get("conv2d")
+        fn = self._conv.get("conv2d")
         if fn is None or not _f32(x, w, bias, y):
             return self.fallback.conv2d(x, w, bias, y, stride, padding, dilation, groups)
         B, C, H, W, K, R, S, sh, sw, ph, pw, dh, dw, G, _, _ = conv_dims(
@@ -79,7 +50,7 @@ class CConvKernels:
     def conv2d_bwd(self, x: Tensor, w: Tensor, dy: Tensor, dx: Tensor | None, dw: Tensor,
                    db: Tensor | None, stride=(1, 1), padding=(0, 0), dilation=(1, 1),
                    groups: int = 1) -> None:
-        fn = self._conv_fns().get("conv2d_bwd")
+        fn = self._conv.get("conv2d_bwd")
         if fn is None or not _f32(x, w, dy, dx, dw, db):
             return self.fallback.conv2d_bwd(x, w, dy, dx, dw, db, stride, padding, dilation,
                                             groups)
@@ -94,7 +65,7 @@ class CConvKernels:
     # ----------------------------------------------------------------- pooling
     def maxpool2d(self, x: Tensor, y: Tensor, argmax: Tensor, kernel, stride,
                   padding=(0, 0)) -> None:
-        fn = self._conv_fns().get("maxpool2d")
+        fn = self._conv.get("maxpool2d")
         if fn is None or not _f32(x, y):
             return self.fallback.maxpool2d(x, y, argmax, kernel, stride, padding)
         B, C, H, W, R, S, sh, sw, ph, pw, _, _ = pool_dims("maxpool2d", x, y, kernel, stride,
@@ -105,7 +76,7 @@ class CConvKernels:
         _rc("maxpool2d", fn(x.p, y.p, argmax.p, B, C, H, W, R, S, sh, sw, ph, pw))
 
     def maxpool2d_bwd(self, dy: Tensor, argmax: Tensor, dx: Tensor) -> None:
-        fn = self._conv_fns().get("maxpool2d_bwd")
+        fn = self._conv.get("maxpool2d_bwd")
         if fn is None or not _f32(dy, dx):
             return self.fallback.maxpool2d_bwd(dy, argmax, dx)
         if len(dx.shape) != 4 or argmax.dtype != "i32" or argmax.size != dy.size or \
@@ -120,7 +91,7 @@ class CConvKernels:
         _rc("maxpool2d_bwd", rc)
 
     def avgpool2d(self, x: Tensor, y: Tensor, kernel, stride, padding=(0, 0)) -> None:
-        fn = self._conv_fns().get("avgpool2d")
+        fn = self._conv.get("avgpool2d")
         if fn is None or not _f32(x, y):
             return self.fallback.avgpool2d(x, y, kernel, stride, padding)
         B, C, H, W, R, S, sh, sw, ph, pw, _, _ = pool_dims("avgpool2d", x, y, kernel, stride,
@@ -128,7 +99,7 @@ class CConvKernels:
         _rc("avgpool2d", fn(x.p, y.p, B, C, H, W, R, S, sh, sw, ph, pw))
 
     def avgpool2d_bwd(self, dy: Tensor, dx: Tensor, kernel, stride, padding=(0, 0)) -> None:
-        fn = self._conv_fns().get("avgpool2d_bwd")
+        fn = self._conv.get("avgpool2d_bwd")
         if fn is None or not _f32(dy, dx):
             return self.fallback.avgpool2d_bwd(dy, dx, kernel, stride, padding)
         B, C, H, W, R, S, sh, sw, ph, pw, _, _ = pool_dims("avgpool2d_bwd", dx, dy, kernel,
@@ -139,7 +110,7 @@ class CConvKernels:
     def batchnorm2d(self, x: Tensor, weight: Tensor, bias: Tensor, y: Tensor, mean: Tensor,
                     rstd: Tensor, running_mean: Tensor | None, running_var: Tensor | None,
                     eps: float = 1e-5, momentum: float = 0.1, train: bool = True) -> None:
-        fn = self._conv_fns().get("batchnorm2d")
+        fn = self._conv.get("batchnorm2d")
         if fn is None or not _f32(x, weight, bias, y, mean, rstd, running_mean, running_var):
             return self.fallback.batchnorm2d(x, weight, bias, y, mean, rstd, running_mean,
                                              running_var, eps, momentum, train)
@@ -151,7 +122,7 @@ class CConvKernels:
 
     def batchnorm2d_bwd(self, x: Tensor, weight: Tensor, mean: Tensor, rstd: Tensor, dy: Tensor,
                         dx: Tensor | None, dweight: Tensor, dbias: Tensor) -> None:
-        fn = self._conv_fns().get("batchnorm2d_bwd")
+        fn = self._conv.get("batchnorm2d_bwd")
         if fn is None or not _f32(x, weight, mean, rstd, dy, dx, dweight, dbias):
             return self.fallback.batchnorm2d_bwd(x, weight, mean, rstd, dy, dx, dweight, dbias)
         B, C, HW = bn_dims("batchnorm2d_bwd", x, [dy, dx], [weight, mean, rstd, dweight, dbias])

@@ -12,6 +12,7 @@ from ctypes import c_int, c_int64, c_void_p
 
 from ..errors import KernelError
 from ..tensor import Tensor
+from .c_fused import _f32, _p, _rc  # the helpers the C mixins share
 from .numpy_rnn import NumpyRnnKernels, cell_dims, transpose_dims
 
 __all__ = ["CRnnKernels", "RNN_SIGNATURES"]
@@ -29,46 +30,16 @@ RNN_SIGNATURES = {
 }
 
 
-def _rc(kernel: str, rc: int) -> None:
-    if rc:
-        raise KernelError(f"{kernel}: C kernel returned {rc} "
-                          f"({'invalid argument' if rc == -1 else 'error'})")
-
-
-def _f32(*ts: Tensor | None) -> bool:
-    return all(t is None or t.dtype == "f32" for t in ts)
-
-
-def _p(t: Tensor | None) -> int | None:
-    return None if t is None else t.p
-
-
 def _overlap(a: Tensor, b: Tensor) -> bool:
     return a.p < b.p + 4 * b.size and b.p < a.p + 4 * a.size
 
 
 class CRnnKernels:
     """Recurrent cell kernels of the C set (mixed into ``CKernels``; needs ``self.fallback``
-    and ``self._lib``). Bound on first use, like the fused kernels."""
-
-    def _rnn_fns(self) -> dict:
-        fns = self.__dict__.get("_rnn_bound")
-        if fns is None:
-            fns = {}
-            for cname, (restype, argtypes) in RNN_SIGNATURES.items():
-                fn = getattr(self._lib, cname, None)
-                if fn is not None:
-                    fn.restype, fn.argtypes = restype, argtypes
-                    fns[cname[3:-4]] = fn
-            self.__dict__["_rnn_bound"] = fns
-        return fns
-
-    def _rnn_native(self) -> frozenset:
-        """The recurrent kernels this library serves natively."""
-        return frozenset(self._rnn_fns())
+    and ``self._rnn``, the functions of ``RNN_SIGNATURES`` the library has, bound at load)."""
 
     def seq_transpose(self, x: Tensor, y: Tensor) -> None:
-        fn = self._rnn_fns().get("seq_transpose")
+        fn = self._rnn.get("seq_transpose")
         if fn is None or not _f32(x, y):
             return self.fallback.seq_transpose(x, y)
         A, B, C = transpose_dims("seq_transpose", x, y)
@@ -77,14 +48,14 @@ class CRnnKernels:
         _rc("seq_transpose", fn(x.p, y.p, A, B, C))
 
     def rnn_cell(self, xg: Tensor, hg: Tensor, b_hh: Tensor | None, h: Tensor) -> None:
-        fn = self._rnn_fns().get("rnn_cell")
+        fn = self._rnn.get("rnn_cell")
         if fn is None or not _f32(xg, hg, b_hh, h):
             return self.fallback.rnn_cell(xg, hg, b_hh, h)
         B, H = cell_dims("rnn_cell", 1, h, {"xg": xg, "hg": hg}, {}, b_hh)
         _rc("rnn_cell", fn(xg.p, hg.p, _p(b_hh), h.p, B, H))
 
     def rnn_cell_bwd(self, h: Tensor, dh: Tensor, dy: Tensor | None, dg: Tensor) -> None:
-        fn = self._rnn_fns().get("rnn_cell_bwd")
+        fn = self._rnn.get("rnn_cell_bwd")
         if fn is None or not _f32(h, dh, dy, dg):
             return self.fallback.rnn_cell_bwd(h, dh, dy, dg)
         B, H = cell_dims("rnn_cell_bwd", 1, h, {"dg": dg}, {"dh": dh, "dy": dy})
@@ -92,7 +63,7 @@ class CRnnKernels:
 
     def lstm_cell(self, xg: Tensor, hg: Tensor, b_hh: Tensor | None, c_prev: Tensor,
                   gates: Tensor, c: Tensor, h: Tensor) -> None:
-        fn = self._rnn_fns().get("lstm_cell")
+        fn = self._rnn.get("lstm_cell")
         if fn is None or not _f32(xg, hg, b_hh, c_prev, gates, c, h):
             return self.fallback.lstm_cell(xg, hg, b_hh, c_prev, gates, c, h)
         B, H = cell_dims("lstm_cell", 4, c, {"xg": xg, "hg": hg, "gates": gates},
@@ -101,7 +72,7 @@ class CRnnKernels:
 
     def lstm_cell_bwd(self, gates: Tensor, c_prev: Tensor, c: Tensor, dh: Tensor,
                       dy: Tensor | None, dc: Tensor, dgates: Tensor) -> None:
-        fn = self._rnn_fns().get("lstm_cell_bwd")
+        fn = self._rnn.get("lstm_cell_bwd")
         if fn is None or not _f32(gates, c_prev, c, dh, dy, dc, dgates):
             return self.fallback.lstm_cell_bwd(gates, c_prev, c, dh, dy, dc, dgates)
         B, H = cell_dims("lstm_cell_bwd", 4, c, {"gates": gates, "dgates": dgates},
@@ -110,7 +81,7 @@ class CRnnKernels:
 
     def gru_cell(self, xg: Tensor, hg: Tensor, b_hh: Tensor | None, h_prev: Tensor,
                  gates: Tensor, hn: Tensor, h: Tensor) -> None:
-        fn = self._rnn_fns().get("gru_cell")
+        fn = self._rnn.get("gru_cell")
         if fn is None or not _f32(xg, hg, b_hh, h_prev, gates, hn, h):
             return self.fallback.gru_cell(xg, hg, b_hh, h_prev, gates, hn, h)
         B, H = cell_dims("gru_cell", 3, h, {"xg": xg, "hg": hg, "gates": gates},
@@ -119,7 +90,7 @@ class CRnnKernels:
 
     def gru_cell_bwd(self, gates: Tensor, hn: Tensor, h_prev: Tensor, dh: Tensor,
                      dy: Tensor | None, dxg: Tensor, dhg: Tensor) -> None:
-        fn = self._rnn_fns().get("gru_cell_bwd")
+        fn = self._rnn.get("gru_cell_bwd")
         if fn is None or not _f32(gates, hn, h_prev, dh, dy, dxg, dhg):
             return self.fallback.gru_cell_bwd(gates, hn, h_prev, dh, dy, dxg, dhg)
         B, H = cell_dims("gru_cell_bwd", 3, h_prev, {"gates": gates, "dxg": dxg, "dhg": dhg},
@@ -127,6 +98,5 @@ class CRnnKernels:
         _rc("gru_cell_bwd", fn(gates.p, hn.p, h_prev.p, _p(dy), dh.p, dxg.p, dhg.p, B, H))
 
 
-for _name in ("seq_transpose", "rnn_cell", "rnn_cell_bwd", "lstm_cell", "lstm_cell_bwd",
-              "gru_cell", "gru_cell_bwd"):
+for _name in (n[3:-4] for n in RNN_SIGNATURES):   # the reference's docs
     getattr(CRnnKernels, _name).__doc__ = getattr(NumpyRnnKernels, _name).__doc__

@@ -167,24 +167,35 @@ class NumpyFusedKernels:
     def swiglu(self, gate: Tensor, up: Tensor, y: Tensor) -> None:
         """y = silu(gate) * up, silu(g) = g / (exp(-g) + 1)."""
         self._same("swiglu", gate, up, y)
+        g = gate.a.reshape(-1)
+        d = self._scratch("swiglu_d", g.shape)
+        np.negative(g, out=d)
         with np.errstate(over="ignore"):   # exp(-g) = inf: silu = -0, like the C kernel
-            d = np.exp(-gate.a) + np.float32(1.0)
-        np.multiply(gate.a / d, up.a, out=y.a)
+            np.exp(d, out=d)
+        np.add(d, np.float32(1.0), out=d)
+        np.divide(g, d, out=d)
+        np.multiply(d, up.a.reshape(-1), out=y.a.reshape(-1))
 
     def swiglu_bwd(self, gate: Tensor, up: Tensor, dy: Tensor, dgate: Tensor,
                    dup: Tensor) -> None:
         """dgate = dy * up * sg * (1 + g (1 - sg)) with sg = sigmoid(g); dup = dy * silu(g)."""
         self._same("swiglu_bwd", gate, up, dy, dgate, dup)
-        g = gate.a
+        g, DY = gate.a.reshape(-1), dy.a.reshape(-1)
+        silu, sg, t, a = (self._scratch(k, g.shape) for k in ("swiglu_d", "swiglu_sg", "swiglu_t",
+                                                               "swiglu_a"))
+        np.negative(g, out=silu)
         with np.errstate(over="ignore"):
-            d = np.exp(-g) + np.float32(1.0)
-        sg = np.float32(1.0) / d
-        silu = g / d
-        t = (np.float32(1.0) - sg) * g + np.float32(1.0)
-        t = t * sg
-        a = dy.a * up.a
-        np.multiply(dy.a, silu, out=dup.a)
-        np.multiply(a, t, out=dgate.a)
+            np.exp(silu, out=silu)
+        np.add(silu, np.float32(1.0), out=silu)           # d = exp(-g) + 1
+        np.divide(np.float32(1.0), silu, out=sg)
+        np.divide(g, silu, out=silu)
+        np.subtract(np.float32(1.0), sg, out=t)
+        np.multiply(t, g, out=t)
+        np.add(t, np.float32(1.0), out=t)
+        np.multiply(t, sg, out=t)
+        np.multiply(DY, up.a.reshape(-1), out=a)         # before dup / dgate, which may alias
+        np.multiply(DY, silu, out=dup.a.reshape(-1))
+        np.multiply(a, t, out=dgate.a.reshape(-1))
 
     # ----------------------------------------------------------------- broadcast add / mul
     @staticmethod
@@ -202,7 +213,10 @@ class NumpyFusedKernels:
     def add_bcast_bwd(self, dy: Tensor, dx: Tensor | None, db: Tensor) -> None:
         """dx = dy (None: not written); db[N] += sum over rows of dy."""
         self._bcast("add_bcast_bwd", dy, db, *([] if dx is None else [dx]))
-        db.a.reshape(-1)[:] += self._m(dy).sum(axis=0, dtype=np.float32)
+        dbf = db.a.reshape(-1)
+        col = self._scratch("bcast_col", dbf.shape)
+        np.sum(self._m(dy), axis=0, dtype=np.float32, out=col)
+        np.add(dbf, col, out=dbf)
         if dx is not None and dx.p != dy.p:
             np.copyto(dx.a.reshape(-1), dy.a.reshape(-1))
 
@@ -217,7 +231,11 @@ class NumpyFusedKernels:
         self._bcast("mul_bcast_bwd", x, w, dy, *([] if dx is None else [dx]))
         if dw.size != w.size:
             raise KernelError(f"mul_bcast_bwd: dw {dw.shape} must be like w {w.shape}")
-        dw.a.reshape(-1)[:] += (self._m(dy) * self._m(x)).sum(axis=0, dtype=np.float32)
+        DY, X, dwf = self._m(dy), self._m(x), dw.a.reshape(-1)
+        prod, col = self._scratch("mul_bcast_prod", DY.shape), self._scratch("bcast_col", dwf.shape)
+        np.multiply(DY, X, out=prod)
+        np.sum(prod, axis=0, dtype=np.float32, out=col)
+        np.add(dwf, col, out=dwf)
         if dx is not None:
             np.multiply(self._m(dy), w.a.reshape(-1), out=self._m(dx))
 

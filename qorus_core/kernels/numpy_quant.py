@@ -187,6 +187,14 @@ def quantize_q8_rows(x: np.ndarray):
     return q, d, s
 
 
+def to_float32(w: QWeight, kernels) -> np.ndarray:
+    """A new float32 [n, k] array of a quantized weight's values, by ``kernels.dequantize``
+    (loading or converting a model: never on a hot path)."""
+    out = Tensor(np.empty(w.shape, np.float32))
+    kernels.dequantize(w, out)
+    return out.a
+
+
 PANEL_ROWS = 128     # weight rows dequantized at a time by matmul_qf
 
 
@@ -207,35 +215,6 @@ class WeightDispatch:
             self.matmul_q(x, w, y)
         else:
             self.matmul_qf(x, w, y)
-
-    def matmul_qf(self, x: Tensor, w: QWeight, y: Tensor) -> None:
-        """y [M, N] = x [M, K] @ dequantize(W)^T in float32: panels of 128 weight rows are
-        dequantized into a scratch buffer (made once per shape) and multiplied by ``gemm``."""
-        M, N, K = QuantNumpyMixin._q_check_mm(x, w, y)
-        if M * N == 0:
-            return
-        Y = y.a.reshape(M, N)
-        for n0 in range(0, N, PANEL_ROWS):
-            n = min(PANEL_ROWS, N - n0)
-            panel, yp = self._qf_scratch("panel", (n, K)), self._qf_scratch("y", (M, n))
-            self.dequantize(QWeight(w.a[n0 * w.row_bytes:(n0 + n) * w.row_bytes], w.qtype, n, K), panel)
-            self.gemm(x, panel, yp, trans_b=True)        # yp (M, n) = x panel^T
-            Y[:, n0:n0 + n] = yp.a
-
-    def _qf_scratch(self, name: str, shape: tuple[int, int]) -> Tensor:
-        cache = self.__dict__.setdefault("_qf_buffers", {})
-        t = cache.get((name, shape))
-        if t is None:
-            t = cache[(name, shape)] = Tensor(np.empty(shape, np.float32), f"matmul_qf {name}")
-        return t
-
-    def embedding_rows(self, ids: Tensor, w, y: Tensor) -> None:
-        """y[i, :] = w[ids[i], :] for a float32 table (``embedding``) or a QWeight
-        (``embedding_q``, rows dequantized)."""
-        if isinstance(w, QWeight):
-            self.embedding_q(ids, w, y)
-        else:
-            self.embedding(ids, w, y)
 
 
 def check_embedding_q(ids: Tensor, w: QWeight, y: Tensor) -> None:
@@ -286,6 +265,35 @@ class QuantNumpyMixin(WeightDispatch):
         for i, t in enumerate(ids.a.reshape(-1).tolist()):
             row = QWeight(w.a[t * w.row_bytes:(t + 1) * w.row_bytes], w.qtype, 1, w.k)
             self.dequantize(row, Tensor(Y[i:i + 1]))
+
+    def matmul_qf(self, x: Tensor, w: QWeight, y: Tensor) -> None:
+        """y [M, N] = x [M, K] @ dequantize(W)^T in float32: panels of 128 weight rows are
+        dequantized into a scratch buffer (made once per shape) and multiplied by ``gemm``."""
+        M, N, K = QuantNumpyMixin._q_check_mm(x, w, y)
+        if M * N == 0:
+            return
+        Y = y.a.reshape(M, N)
+        for n0 in range(0, N, PANEL_ROWS):
+            n = min(PANEL_ROWS, N - n0)
+            panel, yp = self._qf_scratch("panel", (n, K)), self._qf_scratch("y", (M, n))
+            self.dequantize(QWeight(w.a[n0 * w.row_bytes:(n0 + n) * w.row_bytes], w.qtype, n, K), panel)
+            self.gemm(x, panel, yp, trans_b=True)        # yp (M, n) = x panel^T
+            Y[:, n0:n0 + n] = yp.a
+
+    def _qf_scratch(self, name: str, shape: tuple[int, int]) -> Tensor:
+        cache = self.__dict__.setdefault("_qf_buffers", {})
+        t = cache.get((name, shape))
+        if t is None:
+            t = cache[(name, shape)] = Tensor(np.empty(shape, np.float32), f"matmul_qf {name}")
+        return t
+
+    def embedding_rows(self, ids: Tensor, w, y: Tensor) -> None:
+        """y[i, :] = w[ids[i], :] for a float32 table (``embedding``) or a QWeight
+        (``embedding_q``, rows dequantized)."""
+        if isinstance(w, QWeight):
+            self.embedding_q(ids, w, y)
+        else:
+            self.embedding(ids, w, y)
 
     def matmul_q(self, x: Tensor, w: QWeight, y: Tensor) -> None:
         """y [M, N] = x [M, K] @ W^T for a quantized weight W [N, K] (a QWeight).

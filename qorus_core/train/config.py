@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError, QorusError
-from ..io.datasets import load_source, load_text, split, unigram_cross_entropy
+from ..io.datasets import KINDS, load_source, load_text, split, unigram_cross_entropy
 from ..io.safetensors import write_atomic
 from .schedules import Schedule, make_schedule
 
@@ -125,7 +125,7 @@ def override_data(cfg: TrainConfig, data: str | os.PathLike) -> None:
     directory, not the config's."""
     text = str(data)
     kind, _, rest = text.partition(":")
-    if kind in _KINDS and rest:
+    if kind in KINDS and rest:
         source = text
     else:
         configured = str(cfg.data.get("source", "")).partition(":")[0]
@@ -137,7 +137,6 @@ def override_data(cfg: TrainConfig, data: str | os.PathLike) -> None:
     cfg.raw = {**cfg.raw, "data": cfg.data}
 
 
-_KINDS = ("sklearn", "csv", "npz", "idx", "fashion-mnist", "fashion-mnist-test", "text")
 _PATH_KINDS = ("csv", "npz", "text")
 
 

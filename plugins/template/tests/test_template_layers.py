@@ -10,7 +10,7 @@ import pytest
 
 from qorus_core import Model, Sequential, layer_from_dict, layer_to_dict
 from qorus_core.errors import ConfigError, ShapeError
-from qorus_core.testing import check_gradients, check_kernel_parity
+from qorus_core.testing import c_available, check_gradients, check_kernel_parity, trace_allocations
 from qorus_layers_template import PReLU, ResidualMLP
 
 CASES = [
@@ -84,6 +84,31 @@ def test_a_few_training_steps_lower_the_loss():
                       batch_size=32, epochs=5, progress=False)
     history = trainer.fit(x, y)
     assert history[-1]["loss"] < history[0]["loss"]
+
+
+@pytest.mark.parametrize("kernels", ["numpy"] + (["c"] if c_available() else []))
+def test_training_step_allocates_no_arrays(kernels):
+    # forward and backward write only into planned views: after a warm-up step, a training
+    # step (and an inference call) leaves no NumPy array behind
+    from qorus_core.train import AdamW
+
+    model = Model(Sequential([PReLU(), ResidualMLP(hidden=8)]), (3, 4), seed=0, kernels=kernels)
+    opt = AdamW(lr=1e-3).bind(model)          # before the plans: binding drops them
+    train, infer = model.plan(5, train=True, input_grad=True), model.plan(5, train=False)
+    train.x.a[...] = np.random.default_rng(0).standard_normal(train.x.shape)
+    infer.x.a[...] = train.x.a
+
+    def step():
+        model.zero_grad()
+        train.forward()
+        train.dy.a[...] = 1.0
+        train.backward()
+        opt.step()
+        infer.forward()
+
+    step()
+    trace = trace_allocations(step, repeat=3)
+    assert trace.array_bytes == 0, trace.where
 
 
 def test_installed_entry_point_is_discovered(monkeypatch):

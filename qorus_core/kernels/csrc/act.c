@@ -58,33 +58,23 @@ int qr_tanh_bwd_f32(const float *y, const float *dy, float *dx, int64_t n) {
 }
 
 /* ------------------------------------------------------------------ bias_add y[R,N] += b[N] */
-typedef struct { float *y; const float *b; float *out; int64_t rows, n; float beta; } rc_ctx;
-
-static void bias_rows(void *p, int64_t lo, int64_t hi) {   /* lo, hi: rows */
-    const rc_ctx *c = p;
-    for (int64_t r = lo; r < hi; r++) {
-        float *y = c->y + r * c->n;
-        for (int64_t j = 0; j < c->n; j++) y[j] = y[j] + c->b[j];
-    }
-}
-
+/* the broadcast add of fused.c, in place */
 int qr_bias_add_f32(float *y, const float *bias, int64_t rows, int64_t n) {
-    if (rows < 0 || n < 0 || (rows * n > 0 && (!y || !bias))) return QR_EARG;
-    rc_ctx c = {y, bias, 0, rows, n, 0.0f};
-    if (rows * n > 0) qr_par_items(bias_rows, &c, rows, rows * n);
-    return QR_OK;
+    return qr_add_bcast_f32(y, bias, y, rows, n);
 }
 
 /* ------------------------------------------------------------------ col_sum out[N] = sum_r x */
+typedef struct { const float *x; float *out; int64_t rows, n; float beta; } rc_ctx;
+
 #define COL_CHUNK 256
 static void col_sum_chunks(void *p, int64_t lo, int64_t hi) {   /* lo, hi: column chunks */
     const rc_ctx *c = p;
     float acc[COL_CHUNK];
     for (int64_t ch = lo; ch < hi; ch++) {
         int64_t j0 = ch * COL_CHUNK, w = c->n - j0 < COL_CHUNK ? c->n - j0 : COL_CHUNK;
-        memcpy(acc, c->y + j0, (size_t)w * sizeof(float));
+        memcpy(acc, c->x + j0, (size_t)w * sizeof(float));
         for (int64_t r = 1; r < c->rows; r++) {       /* rows in order, like numpy */
-            const float *x = c->y + r * c->n + j0;
+            const float *x = c->x + r * c->n + j0;
             for (int64_t j = 0; j < w; j++) acc[j] += x[j];
         }
         float *o = c->out + j0;
@@ -98,7 +88,7 @@ int qr_col_sum_f32(const float *x, float *out, int64_t rows, int64_t n, float be
     if (rows < 0 || n < 0 || (n > 0 && !out) || (rows * n > 0 && !x)) return QR_EARG;
     if (n == 0) return QR_OK;
     if (rows == 0) return qr_scale_f32(out, n, beta);   /* beta * out + 0 */
-    rc_ctx c = {(float *)x, 0, out, rows, n, beta};
+    rc_ctx c = {x, out, rows, n, beta};
     qr_par_items(col_sum_chunks, &c, (n + COL_CHUNK - 1) / COL_CHUNK, rows * n);
     return QR_OK;
 }

@@ -242,6 +242,15 @@ typedef struct {
     int64_t H, W, R, S, sh, sw, ph, pw, Ho, Wo;
 } pool_ctx;
 
+/* the input positions [*lo, *hi) of output o's pooling window (size k, stride st, padding pd)
+ * along an axis of length n, clipped to the input */
+static inline void pool_win(int64_t o, int64_t st, int64_t pd, int64_t k, int64_t n, int64_t *lo,
+                            int64_t *hi) {
+    const int64_t a = o * st - pd, b = a + k;
+    *lo = a < 0 ? 0 : a;
+    *hi = b > n ? n : b;
+}
+
 /* One output row at a time, window offsets outside, output columns inside (branch-free
  * updates): each output still visits its window in PyTorch's order, h then w. */
 static void maxpool_planes(void *p, int64_t lo, int64_t hi) {
@@ -252,9 +261,8 @@ static void maxpool_planes(void *p, int64_t lo, int64_t hi) {
         for (int64_t oh = 0; oh < Ho; oh++) {
             float *yr = c->y + (pl * Ho + oh) * Wo;
             int32_t *ar = c->am + (pl * Ho + oh) * Wo;
-            int64_t h0 = oh * c->sh - c->ph, h1 = h0 + c->R;
-            h0 = h0 < 0 ? 0 : h0;
-            h1 = h1 > H ? H : h1;
+            int64_t h0, h1;
+            pool_win(oh, c->sh, c->ph, c->R, H, &h0, &h1);
             for (int64_t ow = 0; ow < Wo; ow++) {   /* PyTorch: the first position, -inf max */
                 const int64_t w0 = ow * sw - c->pw;
                 yr[ow] = -INFINITY;
@@ -333,13 +341,11 @@ static void avgpool_planes(void *p, int64_t lo, int64_t hi) {
         const float *x = c->x + pl * H * W;
         float *y = c->y + pl * Ho * Wo;
         for (int64_t oh = 0; oh < Ho; oh++) {
-            int64_t h0 = oh * c->sh - c->ph, h1 = h0 + c->R;
-            h0 = h0 < 0 ? 0 : h0;
-            h1 = h1 > H ? H : h1;
+            int64_t h0, h1;
+            pool_win(oh, c->sh, c->ph, c->R, H, &h0, &h1);
             for (int64_t ow = 0; ow < Wo; ow++) {
-                int64_t w0 = ow * c->sw - c->pw, w1 = w0 + c->S;
-                w0 = w0 < 0 ? 0 : w0;
-                w1 = w1 > W ? W : w1;
+                int64_t w0, w1;
+                pool_win(ow, c->sw, c->pw, c->S, W, &w0, &w1);
                 float s = 0.0f;
                 for (int64_t h = h0; h < h1; h++)
                     for (int64_t w = w0; w < w1; w++) s += x[h * W + w];
@@ -358,13 +364,11 @@ static void avgpool_bwd_planes(void *p, int64_t lo, int64_t hi) {
         const float *dy = c->dy + pl * Ho * Wo;
         memset(dx, 0, (size_t)(H * W) * sizeof(float));
         for (int64_t oh = 0; oh < Ho; oh++) {
-            int64_t h0 = oh * c->sh - c->ph, h1 = h0 + c->R;
-            h0 = h0 < 0 ? 0 : h0;
-            h1 = h1 > H ? H : h1;
+            int64_t h0, h1;
+            pool_win(oh, c->sh, c->ph, c->R, H, &h0, &h1);
             for (int64_t ow = 0; ow < Wo; ow++) {
-                int64_t w0 = ow * c->sw - c->pw, w1 = w0 + c->S;
-                w0 = w0 < 0 ? 0 : w0;
-                w1 = w1 > W ? W : w1;
+                int64_t w0, w1;
+                pool_win(ow, c->sw, c->pw, c->S, W, &w0, &w1);
                 const float g = dy[oh * Wo + ow] * inv;
                 for (int64_t h = h0; h < h1; h++)
                     for (int64_t w = w0; w < w1; w++) dx[h * W + w] += g;

@@ -6,7 +6,6 @@
  * parameter gradients add fixed row blocks' partial sums in block order, and attention's
  * dk/dv sum the query heads of a kv head in order inside one task. */
 #include <math.h>
-#include <stdlib.h>
 #include <string.h>
 
 #define QR_FUSED_SFX portable
@@ -20,7 +19,8 @@ static int rope(const float *x, float *y, int64_t B, int64_t T, int64_t H, int64
     if (B * T * H * D == 0) return QR_OK;
     if (!x || !y) return QR_EARG;
     const int64_t half = D / 2;
-    float *cs = malloc((size_t)(T * D) * sizeof(float));
+    /* the caller's scratch (kept between calls: no malloc a step; no GEMM runs meanwhile) */
+    float *cs = qr_scratch(3, (size_t)(T * D) * sizeof(float));
     if (!cs) return QR_ENOMEM;
     for (int64_t i = 0; i < half; i++) {   /* freq_i = theta^(-2i/D), angles in double */
         const double freq = pow((double)theta, -(double)(2 * i) / (double)D);
@@ -32,7 +32,6 @@ static int rope(const float *x, float *y, int64_t B, int64_t T, int64_t H, int64
     }
     rope_ctx c = {.x = x, .y = y, .cs = cs, .T = T, .H = H, .D = D, .half_split = half_split};
     qr_par_items(qr_simd_pick(rope_rows), &c, B * T, B * T * H * D);
-    free(cs);
     return QR_OK;
 }
 
@@ -73,7 +72,7 @@ int qr_swiglu_bwd_f32(const float *gate, const float *up, const float *dy, float
 static int bcast_bwd(const float *x, const float *w, const float *dy, float *dx, float *out,
                      int64_t rows, int64_t n) {
     const int64_t nb = (rows + QR_BB_ROWS - 1) / QR_BB_ROWS;
-    float *part = malloc((size_t)(nb * n) * sizeof(float));
+    float *part = qr_scratch(3, (size_t)(nb * n) * sizeof(float));   /* caller's, reused */
     if (!part) return QR_ENOMEM;
     bb_ctx c = {.x = x, .w = w, .dy = dy, .dx = dx, .part = part, .rows = rows, .n = n};
     qr_par_items(qr_simd_pick(bcast_bwd_blocks), &c, nb, rows * n);
@@ -82,17 +81,22 @@ static int bcast_bwd(const float *x, const float *w, const float *dy, float *dx,
         for (int64_t j = 0; j < n; j++) part[j] = part[j] + pb[j];
     }
     for (int64_t j = 0; j < n; j++) out[j] = out[j] + part[j];
-    free(part);
+    return QR_OK;
+}
+
+/* y[r, :] = x[r, :] op w (rows_fn: add_bcast_rows or mul_bcast_rows) */
+static int bcast_fwd(qr_range_fn rows_fn, const float *x, const float *w, float *y, int64_t rows,
+                     int64_t n) {
+    if (rows < 0 || n < 0) return QR_EARG;
+    if (rows * n == 0) return QR_OK;
+    if (!x || !w || !y) return QR_EARG;
+    fz_ctx c = {.a = x, .b = w, .o = y, .rows = rows, .n = n};
+    qr_par_items(rows_fn, &c, rows, rows * n);
     return QR_OK;
 }
 
 int qr_add_bcast_f32(const float *x, const float *b, float *y, int64_t rows, int64_t n) {
-    if (rows < 0 || n < 0) return QR_EARG;
-    if (rows * n == 0) return QR_OK;
-    if (!x || !b || !y) return QR_EARG;
-    fz_ctx c = {.a = x, .b = b, .o = y, .rows = rows, .n = n};
-    qr_par_items(qr_simd_pick(add_bcast_rows), &c, rows, rows * n);
-    return QR_OK;
+    return bcast_fwd(qr_simd_pick(add_bcast_rows), x, b, y, rows, n);
 }
 
 int qr_add_bcast_bwd_f32(const float *dy, float *dx, float *db, int64_t rows, int64_t n) {
@@ -103,12 +107,7 @@ int qr_add_bcast_bwd_f32(const float *dy, float *dx, float *db, int64_t rows, in
 }
 
 int qr_mul_bcast_f32(const float *x, const float *w, float *y, int64_t rows, int64_t n) {
-    if (rows < 0 || n < 0) return QR_EARG;
-    if (rows * n == 0) return QR_OK;
-    if (!x || !w || !y) return QR_EARG;
-    fz_ctx c = {.a = x, .b = w, .o = y, .rows = rows, .n = n};
-    qr_par_items(qr_simd_pick(mul_bcast_rows), &c, rows, rows * n);
-    return QR_OK;
+    return bcast_fwd(qr_simd_pick(mul_bcast_rows), x, w, y, rows, n);
 }
 
 int qr_mul_bcast_bwd_f32(const float *x, const float *w, const float *dy, float *dx, float *dw,

@@ -8,9 +8,7 @@
 
 #include "fused_internal.h"
 
-#define QF_CAT2(a, b) qr__##a##_##b
-#define QF_CAT(a, b) QF_CAT2(a, b)
-#define QF(name) QF_CAT(name, QR_FUSED_SFX)
+#define QF(name) QR_SFX_NAME(name, QR_FUSED_SFX)
 
 /* Row maximum that vectorizes (16 lanes, then in order). A NaN is not propagated here: the
  * callers then compute exp(x - max), which is NaN for a NaN x, and the row sum carries it to

@@ -83,10 +83,9 @@ static void pack_b_portable(int trans, const float *B, int64_t ldb, int64_t p0, 
 }
 
 /* Skinny product with B^T, portable: a 16-lane dot product per element. */
-static void skinny_portable(int M, int trans_b, int64_t K, const float *A, const float *B,
-                            int64_t ldb, float *C, int64_t ldc, int64_t j0, int64_t j1,
-                            float alpha, float beta) {
-    (void)trans_b;
+static void skinny_portable(int M, int64_t K, const float *A, const float *B, int64_t ldb,
+                            float *C, int64_t ldc, int64_t j0, int64_t j1, float alpha,
+                            float beta) {
     for (int64_t j = j0; j < j1; j++)
         for (int i = 0; i < M; i++) {
             const float *a = A + i * K, *b = B + j * ldb;
@@ -231,7 +230,7 @@ static void skinny_task(void *ctx, int task, int ntasks) {
     if (j1 > g->N) j1 = g->N;
     if (j0 >= j1) return;
     if (g->tb)
-        g->kr->skinny((int)g->M, 1, g->K, g->A, g->B, g->ldb, g->C, g->N, j0, j1, g->alpha,
+        g->kr->skinny((int)g->M, g->K, g->A, g->B, g->ldb, g->C, g->N, j0, j1, g->alpha,
                       g->beta);
     else if (skinny_rows((int)g->M, g->K, g->A, g->B, g->ldb, g->C, g->N, j0, j1, g->alpha,
                          g->beta))

@@ -260,10 +260,8 @@ static inline void skinny_t_tile(const int M, const int JB, int64_t K, const flo
 
 /* Skinny with B^T (B stored [N,K]): dot products, 8 accumulators (M x JB = 1x8, 2x4, 3x2,
  * 4x2). The B[K,N] case is memory-bound row streaming, done by the portable code. */
-static void skinny_avx2(int M, int trans_b, int64_t K, const float *A, const float *B,
-                        int64_t ldb, float *C, int64_t ldc, int64_t j0, int64_t j1, float alpha,
-                        float beta) {
-    (void)trans_b;
+static void skinny_avx2(int M, int64_t K, const float *A, const float *B, int64_t ldb, float *C,
+                        int64_t ldc, int64_t j0, int64_t j1, float alpha, float beta) {
     int64_t j = j0;
     const int jb = M == 1 ? 8 : M == 2 ? 4 : 2;
     for (; j + jb <= j1; j += jb) {

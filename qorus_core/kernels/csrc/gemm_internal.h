@@ -24,9 +24,9 @@ typedef struct qr_gemm_kernel {
                    int64_t nc, float *bp);
     /* skinny (M <= 4) with B^T, B stored [N,K]: C[M, j0:j1] (row stride ldc) =
      * alpha * A[M,K] @ B[j0:j1, :]^T + beta * C, A rows contiguous (lda = K), B read in place
-     * once (token-by-token GEMV). trans_b is always 1 here. */
-    void (*skinny)(int M, int trans_b, int64_t K, const float *A, const float *B, int64_t ldb,
-                   float *C, int64_t ldc, int64_t j0, int64_t j1, float alpha, float beta);
+     * once (token-by-token GEMV). */
+    void (*skinny)(int M, int64_t K, const float *A, const float *B, int64_t ldb, float *C,
+                   int64_t ldc, int64_t j0, int64_t j1, float alpha, float beta);
     /* optional: the micro-kernel for the first `rows` < mr rows only (same rounding as ukr) */
     void (*ukr_rows)(int rows, int64_t kc, const float *ap, const float *bp, float *c,
                      int64_t ldc, float alpha, float beta);

@@ -11,6 +11,11 @@
 
 /* The variant of a kernel family for this CPU (and QORUS_SIMD): every family with an AVX2
  * twin (act/vec, fused) builds qr__<name>_avx2 and qr__<name>_portable and picks with this. */
+/* qr__<name>_<sfx>: the name of one twin, for the bodies compiled once per variant
+ * (vec_impl.h, fused_impl.h, rnn.c); sfx is a macro (portable / avx2), expanded first. */
+#define QR__SFX_NAME2(name, sfx) qr__##name##_##sfx
+#define QR_SFX_NAME(name, sfx) QR__SFX_NAME2(name, sfx)
+
 #ifdef QR_HAVE_AVX2_BUILD
 #define qr_simd_pick(name) \
     (qr_simd_path() == QR_SIMD_AVX2 ? qr__##name##_avx2 : qr__##name##_portable)

@@ -18,6 +18,7 @@
  * them, 4 rows at a time. The AVX2 path needs AVX2 + FMA + F16C at run time; the portable
  * path is plain C. Results depend on the SIMD path (summation order), not on the thread count.
  */
+#include <stdlib.h>
 #include <string.h>
 
 #include "qr_math.h"
@@ -87,6 +88,18 @@ static inline float get16f(const uint8_t *p) {
     return f16_to_f32(v);
 }
 
+/* round(v) half away from zero (the q8 quantizers: |v| <= 127.x); NaN / inf: 0, never UB */
+static inline int32_t round_q8(float v) {
+    float a = v < 0.0f ? -v : v;
+    a = a <= 127.5f ? a : 0.0f;
+    float t = (float)(int32_t)a;
+    float r = t + (a - t >= 0.5f ? 1.0f : 0.0f);
+    return (int32_t)(v < 0.0f ? -r : r);
+}
+
+/* a Q4 value from f = x * id + 0.5 (+ 8): truncated, 16.x and NaN give 15 */
+static inline int nibble_q4(float f) { return f >= 0.0f && f < 16.0f ? (int)f : 15; }
+
 /* one block each; x[32] -> bytes (ggml quantize_row_*_ref) */
 static void quant_block_q8_0(const float *x, uint8_t *out) {
     float amax = 0.0f;
@@ -97,11 +110,7 @@ static void quant_block_q8_0(const float *x, uint8_t *out) {
     float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
     put16(out, f32_to_f16(d));
     for (int j = 0; j < QR_QK; j++) {
-        float v = x[j] * id, a = v < 0.0f ? -v : v;
-        a = a <= 127.5f ? a : 0.0f;   /* NaN / inf weights: unspecified bytes, never UB */
-        float t = (float)(int32_t)a;                      /* |v| <= 127.x: half away from 0 */
-        float r = t + (a - t >= 0.5f ? 1.0f : 0.0f);
-        out[2 + j] = (uint8_t)(int8_t)(int32_t)(v < 0.0f ? -r : r);
+        out[2 + j] = (uint8_t)(int8_t)round_q8(x[j] * id);   /* NaN / inf weights: 0 */
     }
 }
 
@@ -114,11 +123,7 @@ static void quant_block_q4_0(const float *x, uint8_t *out) {
     float d = max / -8.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
     put16(out, f32_to_f16(d));
     for (int j = 0; j < QR_QK / 2; j++) {
-        float f0 = x[j] * id + 8.5f, f1 = x[j + 16] * id + 8.5f;
-        int q0 = f0 >= 0.0f && f0 < 16.0f ? (int)f0 : 15;   /* 16.x and NaN: 15 */
-        int q1 = f1 >= 0.0f && f1 < 16.0f ? (int)f1 : 15;
-        q0 = q0 > 15 ? 15 : q0;
-        q1 = q1 > 15 ? 15 : q1;
+        int q0 = nibble_q4(x[j] * id + 8.5f), q1 = nibble_q4(x[j + 16] * id + 8.5f);
         out[2 + j] = (uint8_t)(q0 | q1 << 4);
     }
 }
@@ -133,11 +138,7 @@ static void quant_block_q4_1(const float *x, uint8_t *out) {
     put16(out, f32_to_f16(d));
     put16(out + 2, f32_to_f16(min));
     for (int j = 0; j < QR_QK / 2; j++) {
-        float f0 = (x[j] - min) * id + 0.5f, f1 = (x[j + 16] - min) * id + 0.5f;
-        int q0 = f0 >= 0.0f && f0 < 16.0f ? (int)f0 : 15;   /* 16.x and NaN: 15 */
-        int q1 = f1 >= 0.0f && f1 < 16.0f ? (int)f1 : 15;
-        q0 = q0 > 15 ? 15 : q0;
-        q1 = q1 > 15 ? 15 : q1;
+        int q0 = nibble_q4((x[j] - min) * id + 0.5f), q1 = nibble_q4((x[j + 16] - min) * id + 0.5f);
         out[4 + j] = (uint8_t)(q0 | q1 << 4);
     }
 }
@@ -173,7 +174,11 @@ typedef struct {
 static void qrows(void *p, int64_t lo, int64_t hi) {
     const qrows_ctx *c = p;
     int64_t k = c->k, nb = k / QR_QK;
-    size_t bs = c->qtype == QR_QTYPE_Q8_0 ? 34 : c->qtype == QR_QTYPE_Q4_0 ? 18 : 20;
+    size_t bs = c->rb / (size_t)(nb ? nb : 1);   /* bytes per block (quantized types) */
+    void (*quant)(const float *, uint8_t *) = c->qtype == QR_QTYPE_Q8_0 ? quant_block_q8_0
+        : c->qtype == QR_QTYPE_Q4_0 ? quant_block_q4_0 : quant_block_q4_1;
+    void (*dequant)(const uint8_t *, float *) = c->qtype == QR_QTYPE_Q8_0 ? dequant_block_q8_0
+        : c->qtype == QR_QTYPE_Q4_0 ? dequant_block_q4_0 : dequant_block_q4_1;
     for (int64_t r = lo; r < hi; r++) {
         if (c->qtype == QR_QTYPE_F16) {
             if (c->dir == 0) {
@@ -194,19 +199,12 @@ static void qrows(void *p, int64_t lo, int64_t hi) {
             continue;
         }
         for (int64_t b = 0; b < nb; b++) {
-            if (c->dir == 0) {
-                const float *x = (const float *)c->src + r * k + b * QR_QK;
-                uint8_t *o = (uint8_t *)c->dst + r * c->rb + b * bs;
-                if (c->qtype == QR_QTYPE_Q8_0) quant_block_q8_0(x, o);
-                else if (c->qtype == QR_QTYPE_Q4_0) quant_block_q4_0(x, o);
-                else quant_block_q4_1(x, o);
-            } else {
-                const uint8_t *w = (const uint8_t *)c->src + r * c->rb + b * bs;
-                float *y = (float *)c->dst + r * k + b * QR_QK;
-                if (c->qtype == QR_QTYPE_Q8_0) dequant_block_q8_0(w, y);
-                else if (c->qtype == QR_QTYPE_Q4_0) dequant_block_q4_0(w, y);
-                else dequant_block_q4_1(w, y);
-            }
+            if (c->dir == 0)
+                quant((const float *)c->src + r * k + b * QR_QK,
+                      (uint8_t *)c->dst + r * c->rb + b * bs);
+            else
+                dequant((const uint8_t *)c->src + r * c->rb + b * bs,
+                        (float *)c->dst + r * k + b * QR_QK);
         }
     }
 }
@@ -221,30 +219,6 @@ static int rows_op(int qtype, int dir, const void *src, void *dst, int64_t rows,
     return QR_OK;
 }
 
-int qr_quantize_q8_0(const float *x, void *out, int64_t rows, int64_t k) {
-    return rows_op(QR_QTYPE_Q8_0, 0, x, out, rows, k);
-}
-int qr_quantize_q4_0(const float *x, void *out, int64_t rows, int64_t k) {
-    return rows_op(QR_QTYPE_Q4_0, 0, x, out, rows, k);
-}
-int qr_quantize_q4_1(const float *x, void *out, int64_t rows, int64_t k) {
-    return rows_op(QR_QTYPE_Q4_1, 0, x, out, rows, k);
-}
-int qr_quantize_f16(const float *x, void *out, int64_t rows, int64_t k) {
-    return rows_op(QR_QTYPE_F16, 0, x, out, rows, k);
-}
-int qr_dequantize_q8_0(const void *w, float *y, int64_t rows, int64_t k) {
-    return rows_op(QR_QTYPE_Q8_0, 1, w, y, rows, k);
-}
-int qr_dequantize_q4_0(const void *w, float *y, int64_t rows, int64_t k) {
-    return rows_op(QR_QTYPE_Q4_0, 1, w, y, rows, k);
-}
-int qr_dequantize_q4_1(const void *w, float *y, int64_t rows, int64_t k) {
-    return rows_op(QR_QTYPE_Q4_1, 1, w, y, rows, k);
-}
-int qr_dequantize_f16(const void *w, float *y, int64_t rows, int64_t k) {
-    return rows_op(QR_QTYPE_F16, 1, w, y, rows, k);
-}
 
 /* ------------------------------------------------------------------ activations -> q8 rows */
 static size_t q8_stride(int64_t k) { return ((size_t)(k / QR_QK) * 40 + 63) & ~(size_t)63; }
@@ -270,10 +244,7 @@ static void quantize_q8_row(const float *x, int64_t k, uint8_t *row) {
         float db = amax / 127.0f, id = db != 0.0f ? 1.0f / db : 0.0f;
         int32_t sum = 0;
         for (int j = 0; j < QR_QK; j++) {
-            float v = xb[j] * id, a = v < 0.0f ? -v : v;
-            float t = (float)(int32_t)a;
-            float r = t + (a - t >= 0.5f ? 1.0f : 0.0f);
-            int32_t qi = (int32_t)(v < 0.0f ? -r : r);
+            int32_t qi = round_q8(xb[j] * id);
             q[b * QR_QK + j] = (int8_t)qi;
             sum += qi;
         }
@@ -458,15 +429,105 @@ static int matmul(int qtype, const float *x, const void *w, float *y, int64_t M,
     return QR_OK;
 }
 
-int qr_matmul_q8_0_f32(const float *x, const void *w, float *y, int64_t M, int64_t N, int64_t K) {
-    return matmul(QR_QTYPE_Q8_0, x, w, y, M, N, K);
+/* ------------------------------------------------------------------ float-activation products */
+#define QF_PANEL 64   /* weight rows dequantized at a time: 64 x K floats stay in L2 */
+
+typedef struct {
+    int qtype;
+    const float *x;
+    const uint8_t *w;
+    float *y;
+    int64_t M, N, K;
+    size_t rb;
+    int64_t panels;
+    int failed;       /* set when a task cannot get its buffers */
+} qf_ctx;
+
+/* Panels [lo, hi) of one task: dequantize each (qrows, serial), multiply by the GEMM (a
+ * nested qr_gemm_f32 runs serially on this thread), copy the columns into y. */
+static void qf_task(void *p, int task, int ntasks) {
+    qf_ctx *c = p;
+    int64_t lo = c->panels * task / ntasks, hi = c->panels * (task + 1) / ntasks;
+    if (lo >= hi) return;
+    float *panel = malloc((size_t)QF_PANEL * (size_t)c->K * sizeof(float));
+    float *yp = malloc((size_t)c->M * QF_PANEL * sizeof(float));
+    if (!panel || !yp) {
+        __atomic_store_n(&c->failed, 1, __ATOMIC_RELAXED);
+    } else {
+        for (int64_t pi = lo; pi < hi; pi++) {
+            int64_t n0 = pi * QF_PANEL, n = c->N - n0 < QF_PANEL ? c->N - n0 : QF_PANEL;
+            qrows_ctx d = {c->qtype, 1, c->w + n0 * c->rb, panel, c->K, c->rb};
+            qrows(&d, 0, n);
+            qr_gemm_f32(0, 1, c->M, n, c->K, 1.0f, c->x, panel, 0.0f, yp);   /* yp = x panel^T */
+            for (int64_t m = 0; m < c->M; m++)
+                memcpy(c->y + m * c->N + n0, yp + m * n, (size_t)n * sizeof(float));
+        }
+    }
+    free(panel);
+    free(yp);
 }
-int qr_matmul_q4_0_f32(const float *x, const void *w, float *y, int64_t M, int64_t N, int64_t K) {
-    return matmul(QR_QTYPE_Q4_0, x, w, y, M, N, K);
+
+static int matmul_qf(int qtype, const float *x, const void *w, float *y, int64_t M, int64_t N,
+                     int64_t K) {
+    int64_t rb = qr_quant_row_bytes(qtype, K);
+    if (rb < 0 || M < 0 || N < 0) return QR_EARG;
+    if (M == 0 || N == 0) return QR_OK;
+    if (!y || (K > 0 && (!x || !w))) return QR_EARG;
+    if (K == 0) return qr_fill_f32(y, M * N, 0.0f);
+    qf_ctx c = {qtype, x, w, y, M, N, K, (size_t)rb, (N + QF_PANEL - 1) / QF_PANEL, 0};
+    int nt = qr_tasks_for((size_t)M * (size_t)N * (size_t)K, (size_t)1 << 20);
+    if (nt > c.panels) nt = (int)c.panels;
+    qr_parallel(qf_task, &c, nt);
+    return c.failed ? QR_ENOMEM : QR_OK;
 }
-int qr_matmul_q4_1_f32(const float *x, const void *w, float *y, int64_t M, int64_t N, int64_t K) {
-    return matmul(QR_QTYPE_Q4_1, x, w, y, M, N, K);
+
+/* ------------------------------------------------------------------ embedding rows */
+typedef struct { int qtype; const uint8_t *w; const int32_t *ids; float *y; int64_t K; size_t rb; } gr_ctx;
+
+static void get_rows(void *p, int64_t lo, int64_t hi) {
+    const gr_ctx *c = p;
+    for (int64_t i = lo; i < hi; i++) {
+        qrows_ctx d = {c->qtype, 1, c->w + (size_t)c->ids[i] * c->rb, c->y + i * c->K, c->K, c->rb};
+        qrows(&d, 0, 1);
+    }
 }
-int qr_matmul_f16_f32(const float *x, const void *w, float *y, int64_t M, int64_t N, int64_t K) {
-    return matmul(QR_QTYPE_F16, x, w, y, M, N, K);
+
+static int get_rows_op(int qtype, const void *w, const int32_t *ids, float *y, int64_t n,
+                       int64_t vocab, int64_t K) {
+    int64_t rb = qr_quant_row_bytes(qtype, K);
+    if (rb < 0 || n < 0 || vocab < 0) return QR_EARG;
+    if (n == 0 || K == 0) return QR_OK;
+    if (!w || !ids || !y) return QR_EARG;
+    for (int64_t i = 0; i < n; i++)
+        if (ids[i] < 0 || ids[i] >= vocab) return QR_EARG;
+    gr_ctx c = {qtype, w, ids, y, K, (size_t)rb};
+    qr_par_items(get_rows, &c, n, n * K);
+    return QR_OK;
 }
+
+/* ------------------------------------------------------------------ public entry points */
+/* qr_quantize_<fmt>, qr_dequantize_<fmt>, qr_matmul_<fmt>_f32, qr_matmul_qf_<fmt>_f32,
+ * qr_get_rows_<fmt> (declared in qorus.h) */
+#define QR_QUANT_API(fmt, qtype)                                                          \
+    int qr_quantize_##fmt(const float *x, void *out, int64_t rows, int64_t k) {           \
+        return rows_op(qtype, 0, x, out, rows, k);                                         \
+    }                                                                                      \
+    int qr_dequantize_##fmt(const void *w, float *y, int64_t rows, int64_t k) {           \
+        return rows_op(qtype, 1, w, y, rows, k);                                           \
+    }                                                                                      \
+    int qr_matmul_##fmt##_f32(const float *x, const void *w, float *y, int64_t M, int64_t N, \
+                              int64_t K) {                                                 \
+        return matmul(qtype, x, w, y, M, N, K);                                            \
+    }                                                                                      \
+    int qr_matmul_qf_##fmt##_f32(const float *x, const void *w, float *y, int64_t M,       \
+                                 int64_t N, int64_t K) {                                   \
+        return matmul_qf(qtype, x, w, y, M, N, K);                                         \
+    }                                                                                      \
+    int qr_get_rows_##fmt(const void *w, const int32_t *ids, float *y, int64_t n,          \
+                          int64_t vocab, int64_t K) {                                      \
+        return get_rows_op(qtype, w, ids, y, n, vocab, K);                                 \
+    }
+QR_QUANT_API(q8_0, QR_QTYPE_Q8_0)
+QR_QUANT_API(q4_0, QR_QTYPE_Q4_0)
+QR_QUANT_API(q4_1, QR_QTYPE_Q4_1)
+QR_QUANT_API(f16, QR_QTYPE_F16)

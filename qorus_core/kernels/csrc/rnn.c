@@ -19,9 +19,7 @@
 #define QR_RNN_PUBLIC
 #endif
 
-#define RN_CAT2(a, b) qr__##a##_##b
-#define RN_CAT(a, b) RN_CAT2(a, b)
-#define RN(name) RN_CAT(name, QR_RNN_SFX)
+#define RN(name) QR_SFX_NAME(name, QR_RNN_SFX)
 
 #ifndef QORUS_RNN_CTX
 #define QORUS_RNN_CTX
@@ -83,6 +81,18 @@ void RN(rnn_bwd_rows)(void *p, int64_t lo, int64_t hi) {
  * with the tail's m. */
 #define RN_QB 16
 
+/* the row driver RN(<name>_rows) over RN(<name>_block): full blocks, then the tail */
+#define RN_ROWS(name)                                                               \
+    void RN(name##_rows)(void *p, int64_t lo, int64_t hi) {                         \
+        const rn_ctx *c = p;                                                        \
+        const int64_t H = c->H;                                                     \
+        for (int64_t r = lo; r < hi; r++)                                           \
+            for (int64_t k0 = 0; k0 < H; k0 += RN_QB) {                             \
+                if (H - k0 >= RN_QB) RN(name##_block)(c, r, k0, RN_QB);             \
+                else RN(name##_block)(c, r, k0, H - k0);                            \
+            }                                                                       \
+    }
+
 static inline __attribute__((always_inline)) void RN(cpy)(float *restrict d,
                                                           const float *restrict s, int64_t m) {
     for (int64_t j = 0; j < m; j++) d[j] = s[j];
@@ -128,15 +138,7 @@ static inline __attribute__((always_inline)) void RN(lstm_block)(
     RN(cpy)(h + k0, hh, m);
 }
 
-void RN(lstm_rows)(void *p, int64_t lo, int64_t hi) {
-    const rn_ctx *c = p;
-    const int64_t H = c->H;
-    for (int64_t r = lo; r < hi; r++)
-        for (int64_t k0 = 0; k0 < H; k0 += RN_QB) {
-            if (H - k0 >= RN_QB) RN(lstm_block)(c, r, k0, RN_QB);
-            else RN(lstm_block)(c, r, k0, H - k0);
-        }
-}
+RN_ROWS(lstm)
 
 static inline __attribute__((always_inline)) void RN(lstm_bwd_blk)(
         float *restrict gi, float *restrict gf, float *restrict gg, float *restrict go,
@@ -182,15 +184,7 @@ static inline __attribute__((always_inline)) void RN(lstm_bwd_block)(
     RN(cpy)(c->io + o, dc, m);
 }
 
-void RN(lstm_bwd_rows)(void *p, int64_t lo, int64_t hi) {
-    const rn_ctx *c = p;
-    const int64_t H = c->H;
-    for (int64_t r = lo; r < hi; r++)
-        for (int64_t k0 = 0; k0 < H; k0 += RN_QB) {
-            if (H - k0 >= RN_QB) RN(lstm_bwd_block)(c, r, k0, RN_QB);
-            else RN(lstm_bwd_block)(c, r, k0, H - k0);
-        }
-}
+RN_ROWS(lstm_bwd)
 
 /* ------------------------------------------------------------------ GRU */
 static inline __attribute__((always_inline)) void RN(gru_blk)(
@@ -229,15 +223,7 @@ static inline __attribute__((always_inline)) void RN(gru_block)(
     RN(cpy)(c->o2 + o, hh, m);
 }
 
-void RN(gru_rows)(void *p, int64_t lo, int64_t hi) {
-    const rn_ctx *c = p;
-    const int64_t H = c->H;
-    for (int64_t r = lo; r < hi; r++)
-        for (int64_t k0 = 0; k0 < H; k0 += RN_QB) {
-            if (H - k0 >= RN_QB) RN(gru_block)(c, r, k0, RN_QB);
-            else RN(gru_block)(c, r, k0, H - k0);
-        }
-}
+RN_ROWS(gru)
 
 static inline __attribute__((always_inline)) void RN(gru_bwd_blk)(
         float *restrict gr, float *restrict gz, float *restrict gn, float *restrict hn_dhn,
@@ -274,15 +260,7 @@ static inline __attribute__((always_inline)) void RN(gru_bwd_block)(
     RN(cpy)(c->io + o, t, m);
 }
 
-void RN(gru_bwd_rows)(void *p, int64_t lo, int64_t hi) {
-    const rn_ctx *c = p;
-    const int64_t H = c->H;
-    for (int64_t r = lo; r < hi; r++)
-        for (int64_t k0 = 0; k0 < H; k0 += RN_QB) {
-            if (H - k0 >= RN_QB) RN(gru_bwd_block)(c, r, k0, RN_QB);
-            else RN(gru_bwd_block)(c, r, k0, H - k0);
-        }
-}
+RN_ROWS(gru_bwd)
 
 /* ================================================================== public entry points */
 #ifdef QR_RNN_PUBLIC

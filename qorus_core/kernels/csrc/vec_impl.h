@@ -5,9 +5,7 @@
 
 #include "qr_vec.h"
 
-#define QR_VEC_CAT2(a, b) qr__##a##_##b
-#define QR_VEC_CAT(a, b) QR_VEC_CAT2(a, b)
-#define QR_VEC_NAME(name) QR_VEC_CAT(name, QR_VEC_SFX)
+#define QR_VEC_NAME(name) QR_SFX_NAME(name, QR_VEC_SFX)
 
 void QR_VEC_NAME(ew_range)(void *p, int64_t lo, int64_t hi) {
     const ew_ctx *c = p;

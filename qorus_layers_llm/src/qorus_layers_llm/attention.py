@@ -117,8 +117,8 @@ class CausalSelfAttention(Layer):
             raise ShapeError(f"{ctx.path or 'attention'}: positions {pos}..{end - 1} exceed the "
                              f"context of max_len={self.max_len}")
         kc, vc = ctx.k_cache, ctx.v_cache
-        kc.a[:, pos:end] = k4.a
-        vc.a[:, pos:end] = ctx.vv.a.reshape(k4.shape)
+        kc.a[:, pos:end] = k4.a                              # slices: views, no data copied
+        vc.a[:, pos:end] = heads_view(ctx, ctx.vv, Hkv).a    # but into the cache
         if T == 1:                                           # decode: one query per sequence
             ctx.k.attention_decode(q4, kc, vc, ctx.att, end, None, H, Hkv)
         elif pos == 0:                                       # fresh prompt: keys are all here

@@ -50,6 +50,22 @@ def render_chat(messages: list[dict[str, str]], template: str | None, bos_token:
         raise ConfigError(f"chat template failed: {type(exc).__name__}: {exc}") from None
 
 
+def chat_text(tokenizer, messages: list[dict[str, str]], add_generation_prompt: bool = True) -> str:
+    """``messages`` rendered with the tokenizer's own template, BOS/EOS token strings filled in."""
+    tok = tokenizer
+    return render_chat(messages, tok.chat_template,
+                       "" if tok.bos_id is None else tok.tokens[tok.bos_id],
+                       "" if tok.eos_id is None else tok.tokens[tok.eos_id], add_generation_prompt)
+
+
+def encode_chat_text(tokenizer, text: str) -> list[int]:
+    """Token ids of a rendered chat: BOS is added as the tokenizer says, unless the template
+    already wrote it (no double BOS)."""
+    bos = None if tokenizer.bos_id is None else tokenizer.tokens[tokenizer.bos_id]
+    wrote_bos = bos is not None and text.startswith(bos)
+    return tokenizer.encode(text, add_bos=False if wrote_bos else None)
+
+
 class Conversation:
     """A chat with a loaded model: the messages so far, each turn appended to the KV cache.
     When the rendered conversation extends the text already in the cache, only the new text
@@ -69,14 +85,11 @@ class Conversation:
     def _prompt(self) -> tuple[str, list[int]]:
         """The rendered conversation and the tokens to feed for it."""
         tok = self.llm.tokenizer
-        bos = None if tok.bos_id is None else tok.tokens[tok.bos_id]
-        eos = None if tok.eos_id is None else tok.tokens[tok.eos_id]
-        text = render_chat(self.messages, tok.chat_template, bos or "", eos or "")
+        text = chat_text(tok, self.messages)
         if self._text and text.startswith(self._text):
             return text, tok.encode(text[len(self._text):], add_bos=False)
         self.gen.reset()
-        has_bos = bos is not None and text.startswith(bos)     # the template wrote it
-        return text, tok.encode(text, add_bos=False if has_bos else None)
+        return text, encode_chat_text(tok, text)
 
     def reply(self, user: str, max_new_tokens: int = 256, on_text=None, **sampling) -> str:
         """Append the user's message, generate the assistant's answer, return its text."""

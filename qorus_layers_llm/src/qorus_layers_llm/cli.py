@@ -53,7 +53,7 @@ def _setup_generate(p: argparse.ArgumentParser) -> None:
 
 
 def _run_generate(args: argparse.Namespace) -> int:
-    from .chat import TextStream, render_chat
+    from .chat import TextStream, chat_text, encode_chat_text
     from .generate import Generator, generate
 
     llm = _load(args)
@@ -61,12 +61,10 @@ def _run_generate(args: argparse.Namespace) -> int:
     if args.chat:
         msgs = ([{"role": "system", "content": args.system}] if args.system else [])
         msgs.append({"role": "user", "content": args.prompt})
-        text = render_chat(msgs, tok.chat_template, tok.tokens[tok.bos_id] if tok.bos_id is not None else "",
-                           tok.tokens[tok.eos_id] if tok.eos_id is not None else "")
+        ids = encode_chat_text(tok, chat_text(tok, msgs))
     else:
-        text = args.prompt
-        _echo(text)
-    ids = tok.encode(text)
+        _echo(args.prompt)
+        ids = tok.encode(args.prompt)
     gen = Generator(llm.model)
     stream = TextStream(tok, _echo)
     times: list[float] = []

@@ -20,7 +20,8 @@ import numpy as np
 from qorus_core import Model, Tensor
 from qorus_core.errors import ConfigError, GGUFError
 from qorus_core.io.gguf import GGUFFile
-from qorus_core.kernels.numpy_quant import QWeight
+from qorus_core.kernels import get_kernels
+from qorus_core.kernels.numpy_quant import QWeight, to_float32
 
 from .gpt import GPT
 from .tokenizer import Tokenizer
@@ -124,12 +125,7 @@ def _external(f: GGUFFile, gguf_name: str, shape: tuple[int, ...], dequantize: b
         raise GGUFError(f"{f.path}: tensor {gguf_name!r} has shape {tuple(got)}, the model "
                         f"expects {tuple(shape)}")
     if dequantize and isinstance(w, QWeight):
-        from qorus_core.kernels import get_kernels
-
-        k = get_kernels(kernels) if kernels is None or isinstance(kernels, str) else kernels
-        y = Tensor(np.empty(w.shape, np.float32), gguf_name)
-        k.dequantize(w, y)
-        return y
+        return Tensor(to_float32(w, get_kernels(kernels)), gguf_name)
     return w
 
 

@@ -6,30 +6,9 @@ tokens already cached when decoding with a KV cache, so one layer serves both.
 
 from __future__ import annotations
 
-from qorus_core import Layer, Spec, Tensor
+from qorus_core import Layer, Spec
 from qorus_core.errors import ConfigError, ShapeError
 from qorus_core.init import normal
-
-
-def _rows_view(ctx, t: Tensor, rows: int) -> Tensor:
-    """``t`` seen as ``rows`` rows (a [B, T*d] view of [B, T, d]); made once per plan."""
-    cache = ctx.__dict__.setdefault("_pos_views", {})
-    key = (t.p, rows)
-    view = cache.get(key)
-    if view is None:
-        view = cache[key] = Tensor(t.a.reshape(rows, -1), t.name)
-    return view
-
-
-def _table_rows(ctx, table: Tensor, start: int, count: int) -> Tensor:
-    """Rows ``start .. start+count`` of ``table`` as one flat Tensor (cached per start, so a
-    decode step at a position seen before creates no array; at most ``max_len`` entries)."""
-    cache = ctx.__dict__.setdefault("_pos_rows", {})
-    key = (table.p, start, count)
-    view = cache.get(key)
-    if view is None:
-        view = cache[key] = Tensor(table.a[start:start + count].reshape(-1), table.name)
-    return view
 
 
 class PositionalEmbedding(Layer):
@@ -60,15 +39,17 @@ class PositionalEmbedding(Layer):
                              f"exceed max_len {self.max_len} (tokens already cached: {pos}, new: {T})")
         return pos
 
+    # x, y seen as [B, T*d] rows, the table's rows pos..pos+T as one [T*d] vector: ctx.view
+    # caches each (one per position seen when decoding, at most max_len), so no array is made
     def forward(self, x, ctx):
-        B, T = x.shape[0], x.shape[1]
-        rows = _table_rows(ctx, ctx.weight, self._start(ctx, T), T)
-        ctx.k.add_bcast(_rows_view(ctx, x, B), rows, _rows_view(ctx, ctx.y, B))
+        B, T, d = x.shape
+        rows = ctx.view(ctx.weight, (T * d,), self._start(ctx, T) * d)
+        ctx.k.add_bcast(ctx.view(x, (B, T * d)), rows, ctx.view(ctx.y, (B, T * d)))
         return ctx.y
 
     def backward(self, dy, ctx):
-        B, T = dy.shape[0], dy.shape[1]
-        drows = _table_rows(ctx, ctx.dweight, self._start(ctx, T), T)
-        dx = None if ctx.dx is None else _rows_view(ctx, ctx.dx, B)
-        ctx.k.add_bcast_bwd(_rows_view(ctx, dy, B), dx, drows)   # dW[pos+t] += sum_b dy[b, t]
+        B, T, d = dy.shape
+        drows = ctx.view(ctx.dweight, (T * d,), self._start(ctx, T) * d)
+        dx = None if ctx.dx is None else ctx.view(ctx.dx, (B, T * d))
+        ctx.k.add_bcast_bwd(ctx.view(dy, (B, T * d)), dx, drows)   # dW[pos+t] += sum_b dy[b, t]
         return ctx.dx

@@ -7,15 +7,10 @@ from qorus_core.errors import ConfigError, ShapeError
 
 
 def heads_view(ctx, t: Tensor, n_heads: int) -> Tensor:
-    """A [B, T, H, D] view of a [B, T, H * D] (or [B, T, H, D]) tensor, same memory; made on
-    the first call and kept on ``ctx``, so later steps create no arrays."""
-    cache = ctx.__dict__.setdefault("_heads_views", {})
-    key = (t.p, n_heads)
-    view = cache.get(key)
-    if view is None:
-        B, T = t.shape[0], t.shape[1]
-        view = cache[key] = Tensor(t.a.reshape(B, T, n_heads, -1), t.name)
-    return view
+    """A [B, T, H, D] view of a [B, T, H * D] (or [B, T, H, D]) tensor (``ctx.view``: made
+    once, no array after the first step)."""
+    B, T = t.shape[0], t.shape[1]
+    return ctx.view(t, (B, T, n_heads, t.size // (B * T * n_heads)))
 
 
 class RotaryEmbedding(Layer):

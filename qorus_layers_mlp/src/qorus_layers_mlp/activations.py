@@ -13,7 +13,12 @@ class _Pointwise(Layer):
     """A shape-keeping layer computed by kernel ``<kernel>`` with backward ``<kernel>_bwd``."""
 
     kernel: ClassVar[str]
+    kernel_bwd: ClassVar[str]                   # "<kernel>_bwd", set once per subclass
     grad_reads_output: ClassVar[bool] = False   # backward takes y instead of x
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.kernel_bwd = cls.kernel + "_bwd"    # not rebuilt on every backward call
 
     def build(self, x: Spec, b) -> Spec:
         return x
@@ -24,7 +29,7 @@ class _Pointwise(Layer):
 
     def backward(self, dy, ctx):
         saved = ctx.y if self.grad_reads_output else ctx.x
-        getattr(ctx.k, self.kernel + "_bwd")(saved, dy, ctx.dx)
+        getattr(ctx.k, self.kernel_bwd)(saved, dy, ctx.dx)
         return ctx.dx
 
 

@@ -39,8 +39,8 @@ class BatchNorm2d(Layer):
         b.state("running_mean", (C,), zeros())
         b.state("running_var", (C,), ones())
         b.state("num_batches_tracked", (1,), None, dtype="i32")  # PyTorch: 0-d int64
-        (b.saved if b.train else b.scratch)("mean", (C,))
-        (b.saved if b.train else b.scratch)("rstd", (C,))
+        b.saved("mean", (C,))
+        b.saved("rstd", (C,))
         return x
 
     def forward(self, x, ctx):

@@ -43,7 +43,7 @@ class MaxPool2d(_Pool2d):
 
     def build(self, x: Spec, b) -> Spec:
         out = self._out(x)
-        (b.saved if b.train else b.scratch)("argmax", out, "i32")
+        b.saved("argmax", out, "i32")
         return Spec(out)
 
     def forward(self, x, ctx):

@@ -51,4 +51,4 @@ class GRU(Recurrent):
 
     def _step_bwd(self, k, S: _Steps, l: int, t: int, dyt, ctx) -> None:
         k.gru_cell_bwd(S.gate_t[l][t], S.hn_t[l][t], S.hs_t[l][t], ctx.dh, dyt, S.dgates_t[t],
-                       S.dhg_t[t])
+                       S.dhh_t[t])

@@ -64,8 +64,9 @@ class _Steps:
             self.c0, self.c_n = _rows(ctx.c0), _rows(ctx.c_n)
         if ctx.train:
             self.dgates_t = _rows(ctx.dgates)
-            self.dhg = getattr(ctx, "dhg", None)
-            self.dhg_t = _rows(self.dhg) if self.dhg is not None else None
+            # gradient of h W_hh^T + b_hh: GRU's own buffer, the gate gradient for the others
+            self.dhh = ctx.dhg if layer.GATES == 3 else ctx.dgates
+            self.dhh_t = _rows(ctx.dhg) if layer.GATES == 3 else self.dgates_t
             self.dseq = [ctx.dseq_a, ctx.dseq_b] if L > 1 else [ctx.dseq_a]
             self.dseq_t = [_rows(d) for d in self.dseq]
 
@@ -76,6 +77,7 @@ class Recurrent(Layer):
 
     GATES: ClassVar[int] = 1
     HAS_CELL: ClassVar[bool] = False
+    _DH_BETA: ClassVar[float] = 0.0   # GRU: 1.0 (its cell already wrote z * dh into dh)
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
                  return_sequences: bool = True, stateful: bool = False) -> None:
@@ -110,15 +112,15 @@ class Recurrent(Layer):
         if self.HAS_CELL:
             b.state("c0", (L, B, H), persistent=False)
             b.state("c_n", (L, B, H), persistent=False)
-        keep = b.saved if b.train else b.scratch             # forward -> backward in training
-        keep("xt", (T, B, n_in))
+        # saved: forward -> backward in training (an inference plan keeps them for the call only)
+        b.saved("xt", (T, B, n_in))
         for l in range(L):
-            keep(f"gates_l{l}", (T, B, GH))
-            keep(f"hs_l{l}", (T + 1, B, H))
+            b.saved(f"gates_l{l}", (T, B, GH))
+            b.saved(f"hs_l{l}", (T + 1, B, H))
             if self.HAS_CELL:
-                keep(f"cs_l{l}", (T + 1, B, H))
+                b.saved(f"cs_l{l}", (T + 1, B, H))
             if self.GATES == 3:
-                keep(f"hn_l{l}", (T, B, H))
+                b.saved(f"hn_l{l}", (T, B, H))
         b.scratch("hg", (B, GH))
         if b.train:
             b.scratch("dgates", (T, B, GH))
@@ -191,8 +193,7 @@ class Recurrent(Layer):
             k.fill(ctx.dh, 0.0)
             if self.HAS_CELL:
                 k.fill(ctx.dc, 0.0)
-            W_hh, dgates_t = S.W_hh[l], S.dgates_t
-            dh_t = S.dhg_t if S.dhg_t is not None else dgates_t  # gradient of h W_hh^T + b_hh
+            W_hh, dhh_t = S.W_hh[l], S.dhh_t
             for t in range(T - 1, -1, -1):
                 if dys is not None:
                     dyt = dys[t]
@@ -200,9 +201,8 @@ class Recurrent(Layer):
                     dyt = dy if t == T - 1 else None
                 self._step_bwd(k, S, l, t, dyt, ctx)
                 if t:                                            # dL/dh_{t-1} (+)= d W_hh
-                    k.gemm(dh_t[t], W_hh, ctx.dh, beta=self._DH_BETA)
-            dG = ctx.dgates
-            dH = S.dhg if S.dhg is not None else dG
+                    k.gemm(dhh_t[t], W_hh, ctx.dh, beta=self._DH_BETA)
+            dG, dH = ctx.dgates, S.dhh
             inp = S.seq[l - 1] if l else ctx.xt
             if S.dW_ih[l] is not None:
                 k.gemm(dG, inp, S.dW_ih[l], trans_a=True, beta=1.0)
@@ -218,8 +218,6 @@ class Recurrent(Layer):
                 k.gemm(dG, S.W_ih[0], ctx.dxt)
                 k.seq_transpose(ctx.dxt, ctx.dx)
         return ctx.dx
-
-    _DH_BETA: ClassVar[float] = 0.0   # GRU: 1.0 (its cell already wrote z * dh into dh)
 
     def _step_bwd(self, k, S: _Steps, l: int, t: int, dyt, ctx) -> None:  # pragma: no cover
         raise NotImplementedError

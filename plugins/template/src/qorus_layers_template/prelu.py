@@ -30,24 +30,16 @@ class PReLU(Layer):
             raise ShapeError(f"expected last dimension {self.num_parameters}, got {d}")
         b.param("weight", (d,), constant(self.init))   # ctx.weight, gradient ctx.dweight
         b.saved("neg", x.shape)     # min(x, 0): written in forward, read in backward
-        b.scratch("slope", x.shape)  # weight broadcast over rows (memory reused between calls)
-        if b.train:
-            b.scratch("tmp", x.shape)
+        b.scratch("tmp", x.shape)   # within one call only (memory reused between calls)
         return x                     # same shape out
-
-    def _broadcast_weight(self, ctx) -> None:
-        """ctx.slope[r, d] = weight[d]: a row broadcast from two existing kernels."""
-        ctx.k.fill(ctx.slope, 0.0)
-        ctx.k.bias_add(ctx.slope, ctx.weight)
 
     def forward(self, x, ctx):
         k = ctx.k
         k.relu(x, ctx.y)                  # y = max(x, 0)
         k.copy(x, ctx.neg)
         k.axpy(-1.0, ctx.y, ctx.neg)      # neg = x - max(x, 0) = min(x, 0)
-        self._broadcast_weight(ctx)
-        k.mul(ctx.neg, ctx.slope, ctx.slope)  # slope = weight * min(x, 0)
-        k.add(ctx.y, ctx.slope, ctx.y)    # y = max(x, 0) + weight * min(x, 0)
+        k.mul_bcast(ctx.neg, ctx.weight, ctx.tmp)  # tmp[r, d] = min(x, 0)[r, d] * weight[d]
+        k.add(ctx.y, ctx.tmp, ctx.y)      # y = max(x, 0) + weight * min(x, 0)
         return ctx.y
 
     def backward(self, dy, ctx):
@@ -59,7 +51,6 @@ class PReLU(Layer):
             k.relu_bwd(ctx.x, dy, ctx.dx)  # dx = dy where x > 0, else 0
             k.copy(dy, ctx.tmp)
             k.axpy(-1.0, ctx.dx, ctx.tmp)  # tmp = dy where x <= 0, else 0
-            self._broadcast_weight(ctx)
-            k.mul(ctx.tmp, ctx.slope, ctx.tmp)
+            k.mul_bcast(ctx.tmp, ctx.weight, ctx.tmp)
             k.add(ctx.dx, ctx.tmp, ctx.dx)  # dx += weight * dy where x <= 0
         return ctx.dx
