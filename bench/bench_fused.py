@@ -5,8 +5,9 @@
 
 Sizes are those of a small LLM training step: activations 16 x 128 x 256 (batch x sequence x
 model width), attention B=16, T=128, H=4, D=64 (causal; MHA and GQA with 2 kv heads), and a
-decode step attending to 2048 cached positions (32 heads, 8 kv heads, D=128). Each run times
-a block of calls (~20 ms) and reports the time per call; the C/NumPy column is the speedup.
+GELU (erf and tanh, forward and backward) on the activations, and a decode step attending to
+2048 cached positions (32 heads, 8 kv heads, D=128). Each run times a block of calls (~20 ms)
+and reports the time per call; the C/NumPy column is the speedup.
 QORUS_NUM_THREADS, OPENBLAS_NUM_THREADS and torch.set_num_threads are set to --threads.
 """
 
@@ -85,6 +86,11 @@ def cases(np, Tensor, torch):
         ("mul_bcast_bwd", lambda ks: ks.mul_bcast_bwd(G, W, DY, DG, DB),
          lambda: ((td * tg).sum(0), td * tu[0])),
     ]
+    for ap, tag in ((False, "none"), (True, "tanh")):   # GELU exact (erf) and tanh forms
+        rows += [(f"gelu {tag}", lambda ks, ap=ap: ks.gelu(G, Y2, ap),
+                  lambda tag=tag: torch.nn.functional.gelu(tg, approximate=tag)),
+                 (f"gelu_bwd {tag}", lambda ks, ap=ap: ks.gelu_bwd(G, DY, DG, ap),
+                  lambda tag=tag: torch.ops.aten.gelu_backward(td, tg, approximate=tag))]
     for name, f, ft in rows:
         fns = {"qorus": f, "numpy": f}
         if torch is not None:

@@ -11,6 +11,8 @@ to 0 * dy; softmax/CE rows with a NaN are NaN); gemm with beta = 0 never reads C
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -166,6 +168,81 @@ def test_activations(ck, nk, shape, kernel, extra):
     # the same formula; one ulp of tanh there is ~1e-6 absolute)
     tol = dict(rtol=1e-5, atol=2e-5) if extra == (True,) else FLOAT_OPS
     np.testing.assert_allclose(tc[2].a, tn[2].a, **tol)
+
+
+def _gelu_ref(x: np.ndarray, approximate: bool) -> tuple[np.ndarray, np.ndarray]:
+    """GELU and its derivative in float64 (math.erf / math.tanh): the accuracy oracle."""
+    out = []
+    for v in x.astype(np.float64):
+        if approximate:
+            c = math.sqrt(2.0 / math.pi)
+            th = math.tanh(c * (v + 0.044715 * v ** 3))
+            out.append((0.5 * v * (1 + th),
+                        0.5 * (1 + th) + 0.5 * v * (1 - th * th) * c * (1 + 3 * 0.044715 * v * v)))
+        else:
+            cdf = 0.5 * (1 + math.erf(v / math.sqrt(2.0)))
+            out.append((v * cdf, cdf + v * math.exp(-0.5 * v * v) / math.sqrt(2 * math.pi)))
+    y, g = np.array(out).T
+    return y, g
+
+
+GELU_X = np.concatenate([np.linspace(-9, 9, 3001), [0.9219, 0.921875 * math.sqrt(2), 3.92 * math.sqrt(2),
+                                                    1e-30, -1e-30, 1e-7, -1e-7, 30.0, -30.0]])
+
+
+@pytest.mark.parametrize("approximate", [False, True])
+def test_gelu_accuracy(threads, nk, approximate):
+    """GELU forward and backward of both sets (C: portable and AVX2 bit-identical) against
+    float64 math.erf / math.tanh. Bound |err| <= 2e-6 |ref| + 1e-7 |x| (forward) and
+    2e-6 |ref| + 1e-7 (1 + x^2) (backward): erf is within 1.35 ulp, and 1 + erf(x) cancels
+    for x < 0 (one ulp of erf near -1 is 6e-8, then scaled by x / 2). tanh-GELU backward:
+    1 - tanh^2 also cancels (x^3 scaling), so 4e-7 (1 + |x|^3) there."""
+    x = GELU_X.astype(np.float32)
+    y_ref, g_ref = _gelu_ref(x, approximate)
+    dy = np.ones_like(x)
+    xd = np.abs(x.astype(np.float64))
+    fwd_tol = 2e-6 * np.abs(y_ref) + 1e-7 * xd
+    bwd_tol = 2e-6 * np.abs(g_ref) + (4e-7 * (1 + xd ** 3) if approximate else 1e-7 * (1 + xd * xd))
+    got = []
+    for ks, path in ((threads, "portable"), (threads, "auto"), (nk, None)):
+        if path:
+            ks.set_simd_path(path)
+        y, dx = T(np.zeros_like(x)), T(np.zeros_like(x))
+        ks.gelu(T(x), y, approximate)
+        ks.gelu_bwd(T(x), T(dy), dx, approximate)
+        for got_, ref, tol in ((y.a, y_ref, fwd_tol), (dx.a, g_ref, bwd_tol)):
+            assert (np.abs(got_ - ref) <= tol).all(), (ks.name, path, np.max(np.abs(got_ - ref) / tol))
+        got.append((y.a, dx.a))
+    assert np.array_equal(got[0][0], got[1][0]) and np.array_equal(got[0][1], got[1][1])
+
+
+def test_gelu_edges(ck, nk):
+    """0 and -0 give +-0, +-inf give inf / NaN (inf * 0, as torch), NaN propagates forward and
+    backward, huge |x| saturate (x or -0), for both sets and both forms."""
+    x = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 1e6, -1e6, 1e30, -1e30], np.float32)
+    for ks in (ck, nk):
+        for approximate in (False, True):
+            y, dx = T(np.zeros_like(x)), T(np.zeros_like(x))
+            with np.errstate(all="ignore"):
+                ks.gelu(T(x), y, approximate)
+                ks.gelu_bwd(T(x), T(np.ones_like(x)), dx, approximate)
+            np.testing.assert_array_equal(y.a[[0, 1, 2, 5, 7]], x[[0, 1, 2, 5, 7]])
+            assert np.signbit(y.a[1]) and np.isnan(y.a[3]) and np.isnan(y.a[4])
+            assert y.a[6] == 0.0 and y.a[8] == 0.0, (ks.name, approximate, y.a)
+            np.testing.assert_array_equal(dx.a[[0, 1, 5, 6]], [0.5, 0.5, 1.0, 0.0])
+            assert np.isnan(dx.a[4]), (ks.name, approximate)
+
+
+def test_numpy_erf_ulp(nk):
+    """The reference erf (the formula of the C kernels) is within 1.5 ulp of math.erf on a
+    dense grid, tiny and saturated values included."""
+    x = np.concatenate([np.linspace(0, 6, 60001), np.geomspace(1e-30, 1, 2001)]).astype(np.float32)
+    x = np.concatenate([x, -x])
+    e = np.empty_like(x)
+    nk._erf(x, e)
+    ref = np.array([math.erf(v) for v in x.astype(np.float64)])
+    ulp = np.abs(e - ref) / np.spacing(np.abs(ref).astype(np.float32))
+    assert ulp.max() <= 1.5, (ulp.max(), x[np.argmax(ulp)])
 
 
 def test_nan_and_inf_propagation(ck, nk):

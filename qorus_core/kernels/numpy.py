@@ -22,6 +22,14 @@ from .numpy_rnn import NumpyRnnKernels  # recurrent cells: rnn/lstm/gru_cell(+_b
 
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 _INV_SQRT2 = 1.0 / math.sqrt(2.0)
+# erf: threshold, clamp and the two minimax polynomials (constant term first), as in qr_math.h
+_ERF_T, _ERF_TMAX = np.float32(0.921875), np.float32(3.92)
+_ERF_Q = [np.float32(c) for c in (0.12837915122509003, -0.3761250674724579, 0.11281928420066833,
+                                  -0.02677025832235813, 0.0049980334006249905,
+                                  -0.0006013533566147089)]
+_ERF_P = [np.float32(c) for c in (-0.0002099139674101025, -1.1276154518127441, -0.6372857689857483,
+                                  -0.10383890569210052, 0.022181401029229164, -0.003031601198017597,
+                                  0.00019473457359708846)]
 
 
 class NumpyKernels(QuantNumpyMixin, NumpyFusedKernels, NumpyRnnKernels, NumpyConvKernels):
@@ -40,28 +48,33 @@ class NumpyKernels(QuantNumpyMixin, NumpyFusedKernels, NumpyRnnKernels, NumpyCon
         return arr
 
     def _erf(self, x: np.ndarray, out: np.ndarray) -> None:
-        """out = erf(x) in float32 (NumPy has none): Abramowitz-Stegun 7.1.26, |err| < 1.5e-7.
-        out may alias x."""
-        a1, a2, a3, a4, a5, p = (0.254829592, -0.284496736, 1.421413741, -1.453152027,
-                                 1.061405429, 0.3275911)
-        ax = self._scratch("erf_ax", x.shape)
+        """out = erf(x) in float32 (NumPy has none), max 1.35 ulp: |x| < 0.921875:
+        x + x q(x^2); above: 1 - exp(p(t)), t = min(|x|, 3.92), sign of x; both minimax
+        polynomials (qr_math.h's qr_erff, the same float32 operations). out may alias x."""
+        s = self._scratch("erf_s", x.shape)
         t = self._scratch("erf_t", x.shape)
-        sgn = self._scratch("erf_sgn", x.shape)
-        np.sign(x, out=sgn)
-        np.abs(x, out=ax)
-        np.multiply(ax, np.float32(p), out=t)
-        np.add(t, np.float32(1.0), out=t)
-        np.reciprocal(t, out=t)
-        np.multiply(t, np.float32(a5), out=out)   # Horner: ((((a5 t + a4) t + a3) t + a2) t + a1) t
-        for coef in (a4, a3, a2, a1):
-            np.add(out, np.float32(coef), out=out)
-            np.multiply(out, t, out=out)
-        np.multiply(ax, ax, out=ax)
-        np.negative(ax, out=ax)
-        np.exp(ax, out=ax)
-        np.multiply(out, ax, out=out)
-        np.subtract(np.float32(1.0), out, out=out)
-        np.multiply(out, sgn, out=out)
+        p = self._scratch("erf_p", x.shape)
+        big = self._scratch("erf_big", x.shape, np.bool_)
+        np.abs(x, out=t)
+        np.greater_equal(t, _ERF_T, out=big)
+        np.minimum(t, _ERF_TMAX, out=t)
+        p[...] = _ERF_P[-1]
+        for c in _ERF_P[-2::-1]:                   # Horner, no FMA (as the C kernel)
+            np.multiply(p, t, out=p)
+            np.add(p, c, out=p)
+        np.exp(p, out=p)
+        np.subtract(np.float32(1.0), p, out=p)
+        np.copysign(p, x, out=p)                   # erf(t) >= 0.8 here: the sign of x
+        np.multiply(x, x, out=s)
+        np.multiply(s, _ERF_Q[-1], out=t)
+        for c in _ERF_Q[-2:0:-1]:
+            np.add(t, c, out=t)
+            np.multiply(t, s, out=t)
+        np.add(t, _ERF_Q[0], out=t)
+        np.multiply(t, x, out=t)
+        np.add(t, x, out=t)                        # small branch (NaN propagates here)
+        np.copyto(out, t)
+        np.copyto(out, p, where=big)
 
     @staticmethod
     def _m(t: Tensor) -> np.ndarray:

@@ -121,21 +121,95 @@ static inline float qr_tanhf(float x) {
     return ax < 0.625f ? small : big;                           /* NaN takes `big`: NaN */
 }
 
-/* erf(x) exactly as numpy.py computes it (Abramowitz-Stegun 7.1.26, |err| < 1.5e-7), same
- * float32 operation order. */
+/* erf(x) in float32, max 1.35 ulp (measured against double erf on 2.5M points in [-5, 5] and
+ * tiny |x|). Two minimax polynomials fitted for this no-FMA Horner form: |x| < 0.921875:
+ * erf = x + x q(x^2); above: erf = 1 - exp(p(t)), p ~ log erfc(t), t = min(|x|, 3.92) (erf
+ * rounds to 1 beyond). NaN takes the first branch and propagates; erf(+-inf) = +-1. numpy.py's
+ * _erf is the same formula; qr_erf8 below is the same operations on 8 lanes. */
+#define QR_ERF_T 0.921875f
+#define QR_ERF_TMAX 3.92f
+#define QR_ERF_Q0 0.12837915122509003f
+#define QR_ERF_Q1 -0.3761250674724579f
+#define QR_ERF_Q2 0.11281928420066833f
+#define QR_ERF_Q3 -0.02677025832235813f
+#define QR_ERF_Q4 0.0049980334006249905f
+#define QR_ERF_Q5 -0.0006013533566147089f
+#define QR_ERF_P0 -0.0002099139674101025f
+#define QR_ERF_P1 -1.1276154518127441f
+#define QR_ERF_P2 -0.6372857689857483f
+#define QR_ERF_P3 -0.10383890569210052f
+#define QR_ERF_P4 0.022181401029229164f
+#define QR_ERF_P5 -0.003031601198017597f
+#define QR_ERF_P6 0.00019473457359708846f
+
 static inline float qr_erff(float x) {
-    float ax = x < 0.0f ? -x : x;
-    float t = 1.0f / (ax * 0.3275911f + 1.0f);
-    float o = t * 1.061405429f;
-    o = (o + -1.453152027f) * t;
-    o = (o + 1.421413741f) * t;
-    o = (o + -0.284496736f) * t;
-    o = (o + 0.254829592f) * t;
-    o = o * qr_expf(-(ax * ax));
-    o = 1.0f - o;
-    float sgn = x > 0.0f ? 1.0f : (x < 0.0f ? -1.0f : x);      /* numpy.sign: 0 and NaN kept */
-    return o * sgn;
+    float s = x * x, t = x < 0.0f ? -x : x;
+    float q = QR_ERF_Q5;
+    q = q * s + QR_ERF_Q4;
+    q = q * s + QR_ERF_Q3;
+    q = q * s + QR_ERF_Q2;
+    q = q * s + QR_ERF_Q1;
+    q = q * s + QR_ERF_Q0;
+    float small = q * x + x;
+    float tc = t < QR_ERF_TMAX ? t : QR_ERF_TMAX;
+    float p = QR_ERF_P6;
+    p = p * tc + QR_ERF_P5;
+    p = p * tc + QR_ERF_P4;
+    p = p * tc + QR_ERF_P3;
+    p = p * tc + QR_ERF_P2;
+    p = p * tc + QR_ERF_P1;
+    p = p * tc + QR_ERF_P0;
+    float big = 1.0f - qr_expf(p);
+    big = x < 0.0f ? -big : big;
+    return t >= QR_ERF_T ? big : small;                         /* NaN: small, NaN */
 }
+
+#ifdef __AVX2__
+#define QR_SET8 _mm256_set1_ps
+static inline __m256 qr__horner8(__m256 y, __m256 v, __m256 c) {
+    return _mm256_add_ps(_mm256_mul_ps(y, v), c);
+}
+
+/* qr_erff on 8 lanes, the same operations in the same order: bit-identical lanes. */
+static inline __m256 qr_erf8(__m256 x) {
+    const __m256 sign = QR_SET8(-0.0f);
+    const __m256 s = _mm256_mul_ps(x, x), t = _mm256_andnot_ps(sign, x);
+    __m256 q = QR_SET8(QR_ERF_Q5);
+    q = qr__horner8(q, s, QR_SET8(QR_ERF_Q4));
+    q = qr__horner8(q, s, QR_SET8(QR_ERF_Q3));
+    q = qr__horner8(q, s, QR_SET8(QR_ERF_Q2));
+    q = qr__horner8(q, s, QR_SET8(QR_ERF_Q1));
+    q = qr__horner8(q, s, QR_SET8(QR_ERF_Q0));
+    const __m256 small = _mm256_add_ps(_mm256_mul_ps(q, x), x);
+    const __m256 tc = _mm256_min_ps(t, QR_SET8(QR_ERF_TMAX));   /* t < TMAX ? t : TMAX */
+    __m256 p = QR_SET8(QR_ERF_P6);
+    p = qr__horner8(p, tc, QR_SET8(QR_ERF_P5));
+    p = qr__horner8(p, tc, QR_SET8(QR_ERF_P4));
+    p = qr__horner8(p, tc, QR_SET8(QR_ERF_P3));
+    p = qr__horner8(p, tc, QR_SET8(QR_ERF_P2));
+    p = qr__horner8(p, tc, QR_SET8(QR_ERF_P1));
+    p = qr__horner8(p, tc, QR_SET8(QR_ERF_P0));
+    __m256 big = _mm256_sub_ps(QR_SET8(1.0f), qr_exp8(p));
+    big = _mm256_xor_ps(big, _mm256_and_ps(sign, _mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_LT_OQ)));
+    return _mm256_blendv_ps(small, big, _mm256_cmp_ps(t, QR_SET8(QR_ERF_T), _CMP_GE_OQ));
+}
+
+/* qr_tanhf on 8 lanes, the same operations in the same order: bit-identical lanes. */
+static inline __m256 qr_tanh8(__m256 x) {
+    const __m256 sign = QR_SET8(-0.0f), neg = _mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_LT_OQ);
+    const __m256 ax = _mm256_blendv_ps(x, _mm256_xor_ps(x, sign), neg), s = _mm256_mul_ps(x, x);
+    __m256 p = QR_SET8(-5.70498872745e-3f);
+    p = qr__horner8(p, s, QR_SET8(2.06390887954e-2f));
+    p = qr__horner8(p, s, QR_SET8(-5.37397155531e-2f));
+    p = qr__horner8(p, s, QR_SET8(1.33314422036e-1f));
+    p = qr__horner8(p, s, QR_SET8(-3.33332819422e-1f));
+    const __m256 small = _mm256_add_ps(_mm256_mul_ps(_mm256_mul_ps(p, s), x), x);
+    const __m256 e = _mm256_add_ps(qr_exp8(_mm256_add_ps(ax, ax)), QR_SET8(1.0f));
+    __m256 big = _mm256_sub_ps(QR_SET8(1.0f), _mm256_div_ps(QR_SET8(2.0f), e));
+    big = _mm256_blendv_ps(big, _mm256_xor_ps(big, sign), neg);
+    return _mm256_blendv_ps(big, small, _mm256_cmp_ps(ax, QR_SET8(0.625f), _CMP_LT_OQ));
+}
+#endif
 
 /* Fixed-order sums: 16 float lanes (vectorized), lanes added in order. */
 static inline float qr_sum_f(const float *x, int64_t n) {

@@ -11,6 +11,71 @@
 #define QR_INV_SQRT2 0.7071067811865476f
 #define QR_INV_SQRT_2PI 0.3989422804014327f
 
+/* GELU and its derivative, exact (erf) and tanh forms, in numpy.py's float32 operation order;
+ * the 8-lane twins below do the same operations in the same order (bit-identical lanes). */
+static inline float qr_gelu_f(float x) {
+    float t = qr_erff(x * QR_INV_SQRT2);
+    t = (t + 1.0f) * 0.5f;
+    return x * t;
+}
+
+static inline float qr_gelu_grad_f(float x) {   /* Phi(x) + x phi(x) */
+    float cdf = qr_erff(x * QR_INV_SQRT2);
+    cdf = (cdf + 1.0f) * 0.5f;
+    float pdf = qr_expf((x * x) * -0.5f) * QR_INV_SQRT_2PI;
+    return cdf + pdf * x;
+}
+
+static inline float qr_gelu_tanh_f(float x) {
+    float t = x * x;
+    t = t * 0.044715f + 1.0f;
+    t = qr_tanhf(t * x * QR_SQRT_2_OVER_PI);
+    t = (t + 1.0f) * 0.5f;
+    return x * t;
+}
+
+static inline float qr_gelu_tanh_grad_f(float x) {
+    float q = (x * x) * 0.044715f;                              /* 0.044715 x^2 */
+    float th = qr_tanhf((q + 1.0f) * x * QR_SQRT_2_OVER_PI);
+    float dinner = (q * 3.0f + 1.0f) * QR_SQRT_2_OVER_PI;
+    float w = (1.0f - th * th) * dinner * x;
+    return ((th + 1.0f) + w) * 0.5f;
+}
+
+#ifdef __AVX2__
+#define QR_MUL8 _mm256_mul_ps
+#define QR_ADD8 _mm256_add_ps
+static inline __m256 qr_gelu8(__m256 x) {
+    __m256 t = qr_erf8(QR_MUL8(x, QR_SET8(QR_INV_SQRT2)));
+    t = QR_MUL8(QR_ADD8(t, QR_SET8(1.0f)), QR_SET8(0.5f));
+    return QR_MUL8(x, t);
+}
+
+static inline __m256 qr_gelu_grad8(__m256 x) {
+    __m256 cdf = qr_erf8(QR_MUL8(x, QR_SET8(QR_INV_SQRT2)));
+    cdf = QR_MUL8(QR_ADD8(cdf, QR_SET8(1.0f)), QR_SET8(0.5f));
+    __m256 pdf = QR_MUL8(qr_exp8(QR_MUL8(QR_MUL8(x, x), QR_SET8(-0.5f))), QR_SET8(QR_INV_SQRT_2PI));
+    return QR_ADD8(cdf, QR_MUL8(pdf, x));
+}
+
+static inline __m256 qr_gelu_tanh8(__m256 x) {
+    __m256 t = QR_MUL8(x, x);
+    t = QR_ADD8(QR_MUL8(t, QR_SET8(0.044715f)), QR_SET8(1.0f));
+    t = qr_tanh8(QR_MUL8(QR_MUL8(t, x), QR_SET8(QR_SQRT_2_OVER_PI)));
+    t = QR_MUL8(QR_ADD8(t, QR_SET8(1.0f)), QR_SET8(0.5f));
+    return QR_MUL8(x, t);
+}
+
+static inline __m256 qr_gelu_tanh_grad8(__m256 x) {
+    const __m256 one = QR_SET8(1.0f), c = QR_SET8(QR_SQRT_2_OVER_PI);
+    __m256 q = QR_MUL8(QR_MUL8(x, x), QR_SET8(0.044715f));
+    __m256 th = qr_tanh8(QR_MUL8(QR_MUL8(QR_ADD8(q, one), x), c));
+    __m256 dinner = QR_MUL8(QR_ADD8(QR_MUL8(q, QR_SET8(3.0f)), one), c);
+    __m256 w = QR_MUL8(QR_MUL8(_mm256_sub_ps(one, QR_MUL8(th, th)), dinner), x);
+    return QR_MUL8(QR_ADD8(QR_ADD8(th, one), w), QR_SET8(0.5f));
+}
+#endif
+
 enum {
     OP_FILL, OP_COPY, OP_ADD, OP_MUL, OP_SCALE, OP_AXPY, OP_RELU, OP_RELU_BWD, OP_GELU,
     OP_GELU_TANH, OP_GELU_BWD, OP_GELU_TANH_BWD, OP_SIGMOID, OP_SIGMOID_BWD, OP_SILU,

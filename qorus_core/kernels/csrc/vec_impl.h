@@ -7,6 +7,23 @@
 
 #define QR_VEC_NAME(name) QR_SFX_NAME(name, QR_VEC_SFX)
 
+/* o[i] = scalar for i in [lo, hi); AVX2 builds run vec (x8 = a[i..i+8)) on 8 lanes first: GCC
+ * does not vectorize the exp/erf formulas, the 8-lane twins give the same bits. */
+#ifdef __AVX2__
+#define QR_GELU_LOOP(vec, scalar)                                          \
+    do {                                                                   \
+        int64_t i = lo;                                                    \
+        for (; i + 8 <= hi; i += 8) {                                      \
+            const __m256 x8 = _mm256_loadu_ps(a + i);                      \
+            _mm256_storeu_ps(o + i, vec);                                  \
+        }                                                                  \
+        for (; i < hi; i++) o[i] = scalar;                                 \
+    } while (0)
+#else
+#define QR_GELU_LOOP(vec, scalar) \
+    do { for (int64_t i = lo; i < hi; i++) o[i] = scalar; } while (0)
+#endif
+
 void QR_VEC_NAME(ew_range)(void *p, int64_t lo, int64_t hi) {
     const ew_ctx *c = p;
     const float *a = c->a, *b = c->b;
@@ -23,41 +40,15 @@ void QR_VEC_NAME(ew_range)(void *p, int64_t lo, int64_t hi) {
     case OP_RELU_BWD:   /* dx = dy * (x > 0): NaN x gives 0 * dy */
         for (int64_t i = lo; i < hi; i++) o[i] = b[i] * (a[i] > 0.0f ? 1.0f : 0.0f);
         break;
-    case OP_GELU:
-        for (int64_t i = lo; i < hi; i++) {
-            float x = a[i], t = qr_erff(x * QR_INV_SQRT2);
-            t = (t + 1.0f) * 0.5f;
-            o[i] = x * t;
-        }
-        break;
-    case OP_GELU_TANH:
-        for (int64_t i = lo; i < hi; i++) {
-            float x = a[i], t = x * x;
-            t = t * 0.044715f + 1.0f;
-            t = qr_tanhf(t * x * QR_SQRT_2_OVER_PI);
-            t = (t + 1.0f) * 0.5f;
-            o[i] = x * t;
-        }
-        break;
-    case OP_GELU_BWD:   /* Phi(x) + x phi(x) */
-        for (int64_t i = lo; i < hi; i++) {
-            float x = a[i], cdf = qr_erff(x * QR_INV_SQRT2);
-            cdf = (cdf + 1.0f) * 0.5f;
-            float pdf = qr_expf((x * x) * -0.5f) * QR_INV_SQRT_2PI;
-            cdf = cdf + pdf * x;
-            o[i] = b[i] * cdf;
-        }
+    case OP_GELU: QR_GELU_LOOP(qr_gelu8(x8), qr_gelu_f(a[i])); break;
+    case OP_GELU_TANH: QR_GELU_LOOP(qr_gelu_tanh8(x8), qr_gelu_tanh_f(a[i])); break;
+    case OP_GELU_BWD:   /* dx = dy * (Phi(x) + x phi(x)) */
+        QR_GELU_LOOP(_mm256_mul_ps(_mm256_loadu_ps(b + i), qr_gelu_grad8(x8)),
+                     b[i] * qr_gelu_grad_f(a[i]));
         break;
     case OP_GELU_TANH_BWD:
-        for (int64_t i = lo; i < hi; i++) {
-            float x = a[i], u = x * x;
-            float q = u * 0.044715f;                                /* 0.044715 x^2 */
-            float th = qr_tanhf((q + 1.0f) * x * QR_SQRT_2_OVER_PI);
-            float dinner = (q * 3.0f + 1.0f) * QR_SQRT_2_OVER_PI;
-            float w = (1.0f - th * th) * dinner * x;
-            float g = ((th + 1.0f) + w) * 0.5f;
-            o[i] = b[i] * g;
-        }
+        QR_GELU_LOOP(_mm256_mul_ps(_mm256_loadu_ps(b + i), qr_gelu_tanh_grad8(x8)),
+                     b[i] * qr_gelu_tanh_grad_f(a[i]));
         break;
     case OP_SIGMOID:
         for (int64_t i0 = lo; i0 < hi; i0 += QR_EXP_TILE) {
