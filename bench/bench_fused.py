@@ -4,10 +4,11 @@
     python bench/bench_fused.py --runs 11 --threads 1 --json
 
 Sizes are those of a small LLM training step: activations 16 x 128 x 256 (batch x sequence x
-model width), attention B=16, T=128, H=4, D=64 (causal; MHA and GQA with 2 kv heads), and a
-GELU (erf and tanh, forward and backward) on the activations, and a decode step attending to
-2048 cached positions (32 heads, 8 kv heads, D=128). Each run times a block of calls (~20 ms)
-and reports the time per call; the C/NumPy column is the speedup.
+model width), attention B=16, T=128, H=4, D=64 (causal; MHA and GQA with 2 kv heads), a GELU
+(erf and tanh, forward and backward) on the activations, and two decode steps: 2048 cached
+positions with 32 heads, 8 kv heads, D=128, and SmolLM2-135M's (9 heads, 3 kv heads, D=64, 128
+cached positions). Each run times a block of calls (~20 ms) and reports the time per call; the
+C/NumPy column is the speedup.
 QORUS_NUM_THREADS, OPENBLAS_NUM_THREADS and torch.set_num_threads are set to --threads.
 """
 
@@ -144,19 +145,20 @@ def cases(np, Tensor, torch):
         out.append(("attention", tag, fw))
         out.append(("attention_bwd", tag, bw))
 
-    Bd, Hd, Hkd, Dd, mc, n = 1, 32, 8, 128, 2048, 2048
-    q = r(Bd, Hd, Dd)
-    kc, vc = r(Bd, mc, Hkd, Dd), r(Bd, mc, Hkd, Dd)
-    QD, KC, VC, OD = t(q), t(kc), t(vc), t(q)
-    fns = {c: (lambda ks: ks.attention_decode(QD, KC, VC, OD, n, None, Hd, Hkd))
-           for c in ("qorus", "numpy")}
-    if torch is not None:
-        tq = torch.from_numpy(q).reshape(Bd, Hd, 1, Dd)
-        tk = torch.from_numpy(kc).transpose(1, 2)
-        tv = torch.from_numpy(vc).transpose(1, 2)
-        fns["torch"] = lambda: torch.nn.functional.scaled_dot_product_attention(
-            tq, tk, tv, enable_gqa=True)
-    out.append(("attention_decode", f"H{Hd} Hkv{Hkd} D{Dd} ctx{n}", fns))
+    # a 7B-class decode step, and SmolLM2-135M's (9 heads, 3 kv heads, D=64, ~128 positions)
+    for Bd, Hd, Hkd, Dd, mc, n in ((1, 32, 8, 128, 2048, 2048), (1, 9, 3, 64, 256, 128)):
+        q = r(Bd, Hd, Dd)
+        kc, vc = r(Bd, mc, Hkd, Dd), r(Bd, mc, Hkd, Dd)
+        QD, KC, VC, OD = t(q), t(kc), t(vc), t(q)
+        fns = {c: (lambda ks, QD=QD, KC=KC, VC=VC, OD=OD, n=n, Hd=Hd, Hkd=Hkd:
+                   ks.attention_decode(QD, KC, VC, OD, n, None, Hd, Hkd)) for c in ("qorus", "numpy")}
+        if torch is not None:
+            tq = torch.from_numpy(q).reshape(Bd, Hd, 1, Dd)
+            tk = torch.from_numpy(kc[:, :n]).transpose(1, 2)
+            tv = torch.from_numpy(vc[:, :n]).transpose(1, 2)
+            fns["torch"] = lambda tq=tq, tk=tk, tv=tv: torch.nn.functional.scaled_dot_product_attention(
+                tq, tk, tv, enable_gqa=True)
+        out.append(("attention_decode", f"H{Hd} Hkv{Hkd} D{Dd} ctx{n}", fns))
     return out
 
 

@@ -7,7 +7,8 @@ masked softmax within rtol/atol 1e-5; attention within rtol 1e-4 / atol 2e-5 (5e
 gradients): the C kernel runs an online softmax over key tiles with GEMM tiles (the AVX2 build
 contracts to FMA), the reference materializes the whole score matrix. Every C result is
 bit-identical for any thread count. NaN in an attention/softmax row makes the row NaN, as in
-NumPy; swiglu propagates NaN elementwise.
+NumPy; swiglu propagates NaN elementwise. Decode cuts long caches into key chunks by the sizes
+alone (flash-decoding), so it too is bit-identical for any thread count.
 """
 
 from __future__ import annotations
@@ -323,19 +324,63 @@ def test_attention_threads_bitwise_and_simd_paths(threads):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=2e-5)
 
 
-@pytest.mark.parametrize("B,H,Hkv,D,max_ctx,n_ctx", [(1, 4, 2, 8, 1, 1), (2, 4, 2, 64, 40, 37),
-                                                      (1, 4, 4, 64, 300, 257)])
-def test_attention_decode(ck, nk, B, H, Hkv, D, max_ctx, n_ctx):
-    q = rnd((B, H, D), 61)
-    kc, vc = rnd((B, max_ctx, Hkv, D), 62), rnd((B, max_ctx, Hkv, D), 63)
-    tc, tn = (run(ks, "attention_decode", [q, kc, vc, np.zeros_like(q)], n_ctx=n_ctx,
-                  n_heads=H, n_kv_heads=Hkv) for ks in (ck, nk))
-    np.testing.assert_allclose(tc[3].a, tn[3].a, **ATOL)
+def dec_inputs(B, H, Hkv, D, max_ctx, seed=61):
+    return (rnd((B, H, D), seed), rnd((B, max_ctx, Hkv, D), seed + 1),
+            rnd((B, max_ctx, Hkv, D), seed + 2))
+
+
+def dec(ks, q, kc, vc, n_ctx, H, Hkv, scale=None):
+    return run(ks, "attention_decode", [q, kc, vc, np.zeros_like(q)], n_ctx=n_ctx, scale=scale,
+               n_heads=H, n_kv_heads=Hkv)[3].a
+
+
+# n_ctx 300 is cut into key chunks (partials merged), 1..17 is not; D 3 and 80 have a D tail
+@pytest.mark.parametrize("D", [1, 3, 64, 80])
+@pytest.mark.parametrize("H,Hkv", [(3, 3), (6, 2), (8, 2)])
+@pytest.mark.parametrize("n_ctx", [1, 2, 17, 300])
+@pytest.mark.parametrize("B", [1, 2])
+@pytest.mark.parametrize("simd", ["auto", "portable"])
+def test_attention_decode(threads, nk, B, H, Hkv, D, n_ctx, simd):
+    threads.set_simd_path(simd)
+    q, kc, vc = dec_inputs(B, H, Hkv, D, n_ctx + 5)
+    scale = None if D != 80 else 0.3
+    oc, on = dec(threads, q, kc, vc, n_ctx, H, Hkv, scale), dec(nk, q, kc, vc, n_ctx, H, Hkv, scale)
+    np.testing.assert_allclose(oc, on, **ATOL)
     # the same as the last row of causal attention over the n_ctx cached positions
     qs = np.zeros((B, n_ctx, H, D), np.float32)
     qs[:, -1] = q
-    full = att_fwd(nk, qs, kc[:, :n_ctx].copy(), vc[:, :n_ctx].copy(), H, Hkv)[3].a
-    np.testing.assert_allclose(tc[3].a, full[:, -1], **ATOL)
+    full = att_fwd(nk, qs, kc[:, :n_ctx].copy(), vc[:, :n_ctx].copy(), H, Hkv, scale=scale)[3].a
+    np.testing.assert_allclose(oc, full[:, -1], **ATOL)
+
+
+@pytest.mark.parametrize("B,H,Hkv,D,n_ctx", [(1, 8, 2, 64, 600), (2, 32, 16, 16, 300),
+                                             (1, 9, 3, 64, 128)])
+def test_attention_decode_threads(threads, nk, B, H, Hkv, D, n_ctx):
+    """Key chunks depend on the sizes only: a run repeats bit for bit, and so does any other
+    thread count (these sizes use several tasks); both SIMD paths agree with NumPy."""
+    q, kc, vc = dec_inputs(B, H, Hkv, D, n_ctx + 3, seed=71)
+    ref = dec(nk, q, kc, vc, n_ctx, H, Hkv)
+    for simd in ("auto", "portable"):
+        threads.set_simd_path(simd)
+        threads.set_threads(2)
+        first = dec(threads, q, kc, vc, n_ctx, H, Hkv)
+        np.testing.assert_array_equal(dec(threads, q, kc, vc, n_ctx, H, Hkv), first)
+        for n in (1, 3):
+            threads.set_threads(n)
+            np.testing.assert_array_equal(dec(threads, q, kc, vc, n_ctx, H, Hkv), first)
+        np.testing.assert_allclose(first, ref, **ATOL)
+
+
+@pytest.mark.parametrize("n_ctx", [5, 300])
+def test_attention_decode_nan(ck, nk, n_ctx):
+    """A NaN query or cached key makes its heads' rows NaN (chunk partials too), others stay."""
+    q, kc, vc = dec_inputs(1, 6, 2, 16, n_ctx)
+    q[0, 1, 3] = np.nan              # head 1 only
+    kc[0, n_ctx - 1, 1, 0] = np.nan  # kv head 1: heads 3..5
+    for ks in (ck, nk):
+        with np.errstate(all="ignore"):
+            out = dec(ks, q, kc, vc, n_ctx, 6, 2)
+        assert np.isnan(out[0, [1, 3, 4, 5]]).all() and np.isfinite(out[0, [0, 2]]).all()
 
 
 def test_errors_never_crash(ck, nk):

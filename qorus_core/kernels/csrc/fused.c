@@ -3,8 +3,9 @@
  * causal attention with GQA (forward saving the log-sum-exp, backward recomputing the scores
  * tile by tile, KV-cache decode). The hot loops are in fused_impl.h (portable + AVX2 twins).
  * Results do not depend on the thread count: rows / heads are independent, the broadcast
- * parameter gradients add fixed row blocks' partial sums in block order, and attention's
- * dk/dv sum the query heads of a kv head in order inside one task. */
+ * parameter gradients add fixed row blocks' partial sums in block order, attention's dk/dv
+ * sum the query heads of a kv head in order inside one task, and decode cuts the keys into
+ * chunks by the sizes alone and merges their partials in chunk order. */
 #include <math.h>
 #include <string.h>
 
@@ -183,6 +184,18 @@ int qr_attention_bwd_f32(const float *q, const float *k, const float *v, const f
     return atomic_load(&c.err) ? QR_ENOMEM : QR_OK;
 }
 
+/* Keys per chunk of a decode step: all n_ctx when B * Hkv units suffice, else cut (into
+ * multiples of 8 keys, >= QR_DEC_MIN_KEYS) towards QR_DEC_UNITS units. Sizes only. */
+static int64_t dec_chunk(int64_t B, int64_t Hkv, int64_t n) {
+    const int64_t bk = B * Hkv;
+    if (bk >= QR_DEC_UNITS) return n;
+    int64_t nc = (QR_DEC_UNITS + bk - 1) / bk, most = n / QR_DEC_MIN_KEYS;
+    nc = nc < most ? nc : most;
+    if (nc <= 1) return n;
+    const int64_t len = ((n + nc - 1) / nc + 7) / 8 * 8;
+    return len < n ? len : n;
+}
+
 int qr_attention_decode_f32(const float *q, const float *k_cache, const float *v_cache,
                             float *out, int64_t B, int64_t H, int64_t Hkv, int64_t D,
                             int64_t max_ctx, int64_t n_ctx, float scale) {
@@ -190,9 +203,23 @@ int qr_attention_decode_f32(const float *q, const float *k_cache, const float *v
         return QR_EARG;
     if (B * D == 0) return QR_OK;
     if (!q || !k_cache || !v_cache || !out) return QR_EARG;
+    const int64_t chunk = dec_chunk(B, Hkv, n_ctx), nc = (n_ctx + chunk - 1) / chunk;
+    const int64_t units = B * Hkv * nc;
     att_ctx c = {.q = q, .k = k_cache, .v = v_cache, .o = out, .B = B, .Tq = 1, .Tk = n_ctx,
-                 .H = H, .Hkv = Hkv, .D = D, .max_ctx = max_ctx, .scale = scale};
+                 .H = H, .Hkv = Hkv, .D = D, .max_ctx = max_ctx, .chunk = chunk,
+                 .scale = scale};
     atomic_init(&c.err, 0);
-    qr_par_items(qr_simd_pick(att_dec_items), &c, B * H, B * H * n_ctx * (D + 8));
-    return atomic_load(&c.err) ? QR_ENOMEM : QR_OK;
+    if (nc > 1) {   /* the caller's scratch (slot 0 is each task's): partials of every unit */
+        c.part = qr_scratch(3, (size_t)(units * (H / Hkv) * (D + 2)) * sizeof(float));
+        if (!c.part) return QR_ENOMEM;
+    }
+    const int64_t work = B * H * n_ctx * D;
+    int nt = work < 2 * QR_DEC_GRAIN ? 1 : qr_tasks_for((size_t)work, (size_t)QR_DEC_GRAIN);
+    if (nt > units) nt = (int)units;
+    qr_range_job job = {qr_simd_pick(att_dec_items), &c, units};
+    if (nt > 1) qr_parallel(qr__items_task, &job, nt);
+    else job.fn(&c, 0, units);
+    if (atomic_load(&c.err)) return QR_ENOMEM;
+    if (nc > 1) qr_par_items(qr_simd_pick(att_dec_merge), &c, B * Hkv, B * H * nc * D);
+    return QR_OK;
 }

@@ -339,26 +339,238 @@ void QF(att_bwd_items)(void *p, int64_t lo, int64_t hi) {
     free(buf);
 }
 
-/* Items: (b, h) of one decode step. Exact two-pass softmax over the n_ctx cached keys. */
+/* ------------------------------------------------------------------ decode */
+/* Query heads of a kv head go in groups of up to 3 (4 as 2 + 2): a group's FMAs share each
+ * K / V load, which (the caller's rows are seldom 32-byte aligned) is what limits the rate. */
+static inline int64_t QF(dec_group)(int64_t rest) { return rest == 4 ? 2 : (rest < 3 ? rest : 3); }
+
+#ifdef __AVX2__
+#define QR_AI static inline __attribute__((always_inline))
+
+/* lanes [0, r) set (0 <= r <= 8): masked loads / stores of a D tail */
+QR_AI __m256i QF(dec_mask)(int64_t r) {
+    static const int32_t t[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
+    return _mm256_loadu_si256((const __m256i *)(t + 8 - r));
+}
+
+/* the lane sums of a[0..3] (each ((x0+x1)+(x2+x3)) + ((x4+x5)+(x6+x7))), in order */
+QR_AI __m128 QF(hsum4)(__m256 a0, __m256 a1, __m256 a2, __m256 a3) {
+    const __m256 u = _mm256_hadd_ps(_mm256_hadd_ps(a0, a1), _mm256_hadd_ps(a2, a3));
+    return _mm_add_ps(_mm256_castps256_ps128(u), _mm256_extractf128_ps(u, 1));
+}
+
+/* NH heads x NK keys (NH * NK <= 12 accumulators): s[h * ls + i] = scale * (q_h . k_i) for
+ * q_h = q + h * D, k_i = k + i * ldk; the D tail through masked loads. NK is 4 or 8. */
+QR_AI void QF(dec_s_block)(const float *q, const float *k, int64_t ldk, float *s, int64_t ls,
+                           int64_t D, __m256i tail, __m256 sc, const int NH, const int NK) {
+    __m256 a[3][8];
+    for (int h = 0; h < NH; h++)
+        for (int i = 0; i < NK; i++) a[h][i] = _mm256_setzero_ps();
+    int64_t d = 0;
+    for (; d + 8 <= D; d += 8) {
+        __m256 qv[3];
+        for (int h = 0; h < NH; h++) qv[h] = _mm256_loadu_ps(q + h * D + d);
+        for (int i = 0; i < NK; i++) {
+            const __m256 kv = _mm256_loadu_ps(k + i * ldk + d);
+            for (int h = 0; h < NH; h++) a[h][i] = _mm256_fmadd_ps(qv[h], kv, a[h][i]);
+        }
+    }
+    if (d < D) {
+        __m256 qv[3];
+        for (int h = 0; h < NH; h++) qv[h] = _mm256_maskload_ps(q + h * D + d, tail);
+        for (int i = 0; i < NK; i++) {
+            const __m256 kv = _mm256_maskload_ps(k + i * ldk + d, tail);
+            for (int h = 0; h < NH; h++) a[h][i] = _mm256_fmadd_ps(qv[h], kv, a[h][i]);
+        }
+    }
+    for (int h = 0; h < NH; h++)
+        for (int i = 0; i < NK; i += 4)
+            _mm_storeu_ps(s + h * ls + i, _mm_mul_ps(QF(hsum4)(a[h][i], a[h][i + 1], a[h][i + 2],
+                                                                a[h][i + 3]),
+                                                     _mm256_castps256_ps128(sc)));
+}
+
+/* o_h[d0, d0 + 8 DV) += sum_j p_h[j] v_j[d0, ...) for NH heads (2 NH DV <= 12 accumulators:
+ * even and odd keys apart, added at the end), keys j in [j0, j1). */
+QR_AI void QF(dec_pv_block)(const float *p, int64_t lp, const float *v, int64_t ldv, float *o,
+                            int64_t D, int64_t j0, int64_t j1, const int NH, const int DV) {
+    __m256 a[2][3][4];
+    for (int h = 0; h < NH; h++)
+        for (int e = 0; e < DV; e++) {
+            a[0][h][e] = _mm256_loadu_ps(o + h * D + 8 * e);
+            a[1][h][e] = _mm256_setzero_ps();
+        }
+    int64_t j = j0;
+    for (; j + 2 <= j1; j += 2)
+        for (int t = 0; t < 2; t++) {
+            __m256 vv[4];
+            for (int e = 0; e < DV; e++) vv[e] = _mm256_loadu_ps(v + (j + t) * ldv + 8 * e);
+            for (int h = 0; h < NH; h++) {
+                const __m256 w = _mm256_broadcast_ss(p + h * lp + j + t);
+                for (int e = 0; e < DV; e++) a[t][h][e] = _mm256_fmadd_ps(w, vv[e], a[t][h][e]);
+            }
+        }
+    for (; j < j1; j++)
+        for (int h = 0; h < NH; h++) {
+            const __m256 w = _mm256_broadcast_ss(p + h * lp + j);
+            for (int e = 0; e < DV; e++)
+                a[0][h][e] = _mm256_fmadd_ps(w, _mm256_loadu_ps(v + j * ldv + 8 * e), a[0][h][e]);
+        }
+    for (int h = 0; h < NH; h++)
+        for (int e = 0; e < DV; e++)
+            _mm256_storeu_ps(o + h * D + 8 * e, _mm256_add_ps(a[0][h][e], a[1][h][e]));
+}
+
+/* one head, 8 outputs (the last masked) from d: 4 keys at a time */
+QR_AI void QF(dec_pv_vec)(const float *pg, const float *v, int64_t ldv, float *og, int64_t n8,
+                          int64_t j0, int64_t j1) {
+    const __m256i m = QF(dec_mask)(n8);
+    __m256 a[4] = {_mm256_maskload_ps(og, m), _mm256_setzero_ps(), _mm256_setzero_ps(),
+                   _mm256_setzero_ps()};
+    int64_t j = j0;
+    for (; j + 4 <= j1; j += 4)
+        for (int i = 0; i < 4; i++)
+            a[i] = _mm256_fmadd_ps(_mm256_broadcast_ss(pg + j + i),
+                                   _mm256_maskload_ps(v + (j + i) * ldv, m), a[i]);
+    for (; j < j1; j++)
+        a[0] = _mm256_fmadd_ps(_mm256_broadcast_ss(pg + j), _mm256_maskload_ps(v + j * ldv, m), a[0]);
+    _mm256_maskstore_ps(og, m, _mm256_add_ps(_mm256_add_ps(a[0], a[1]), _mm256_add_ps(a[2], a[3])));
+}
+#endif
+
+/* s[g * ls + j] = scale * (q_g . k_j) for the G query heads q [G, D] and keys k_j = k + j * ldk,
+ * j < len. Blocks of 8 keys; each K row is loaded once per head group, from L1 after the first. */
+static void QF(dec_scores)(const float *q, const float *k, int64_t ldk, float *s, int64_t ls,
+                           int64_t G, int64_t len, int64_t D, float scale) {
+    int64_t j = 0;
+#ifdef __AVX2__
+    const __m256i tail = QF(dec_mask)(D % 8);
+    const __m256 sc = _mm256_set1_ps(scale);
+    for (; j + 8 <= len; j += 8)
+        for (int64_t g = 0, nh; g < G; g += nh) {
+            const float *qg = q + g * D, *kj = k + j * ldk;
+            float *sg = s + g * ls + j;
+            nh = QF(dec_group)(G - g);
+            if (nh == 1) {
+                QF(dec_s_block)(qg, kj, ldk, sg, ls, D, tail, sc, 1, 8);
+            } else if (nh == 2) {
+                QF(dec_s_block)(qg, kj, ldk, sg, ls, D, tail, sc, 2, 4);
+                QF(dec_s_block)(qg, kj + 4 * ldk, ldk, sg + 4, ls, D, tail, sc, 2, 4);
+            } else {
+                QF(dec_s_block)(qg, kj, ldk, sg, ls, D, tail, sc, 3, 4);
+                QF(dec_s_block)(qg, kj + 4 * ldk, ldk, sg + 4, ls, D, tail, sc, 3, 4);
+            }
+        }
+    for (; j < len; j++)   /* the last < 8 keys: one at a time, the same sums per lane */
+        for (int64_t g = 0; g < G; g++) {
+            const float *qg = q + g * D, *kj = k + j * ldk;
+            __m256 a = _mm256_setzero_ps();
+            int64_t d = 0;
+            for (; d + 8 <= D; d += 8) a = _mm256_fmadd_ps(_mm256_loadu_ps(qg + d), _mm256_loadu_ps(kj + d), a);
+            if (d < D)
+                a = _mm256_fmadd_ps(_mm256_maskload_ps(qg + d, tail), _mm256_maskload_ps(kj + d, tail), a);
+            const __m256 z = _mm256_setzero_ps();
+            s[g * ls + j] = _mm_cvtss_f32(QF(hsum4)(a, z, z, z)) * scale;
+        }
+#else
+    for (; j < len; j++)
+        for (int64_t g = 0; g < G; g++) s[g * ls + j] = qr_dot_f(q + g * D, k + j * ldk, D) * scale;
+#endif
+}
+
+/* o[g, :] += sum_j p[g * lp + j] * v_j for keys j < len (v_j = v + j * ldv), in key blocks of
+ * QR_DEC_VKEYS that stay in L1 while the G heads use them; o [G, D] holds the running sums. */
+static void QF(dec_pv)(const float *p, int64_t lp, const float *v, int64_t ldv, float *o,
+                       int64_t G, int64_t len, int64_t D) {
+    for (int64_t j0 = 0; j0 < len; j0 += QR_DEC_VKEYS) {
+        const int64_t j1 = len - j0 < QR_DEC_VKEYS ? len : j0 + QR_DEC_VKEYS;
+        for (int64_t g = 0, nh; g < G; g += nh) {
+            const float *pg = p + g * lp;
+            float *og = o + g * D;
+            nh = QF(dec_group)(G - g);
+#ifdef __AVX2__   /* head groups over 16 (one head: 32) outputs, then 8 at a time per head */
+            const int64_t w = nh == 1 ? 32 : 16;
+            int64_t d = 0;
+            for (; d + w <= D; d += w) {
+                if (nh == 1) QF(dec_pv_block)(pg, lp, v + d, ldv, og + d, D, j0, j1, 1, 4);
+                else if (nh == 2) QF(dec_pv_block)(pg, lp, v + d, ldv, og + d, D, j0, j1, 2, 2);
+                else QF(dec_pv_block)(pg, lp, v + d, ldv, og + d, D, j0, j1, 3, 2);
+            }
+            for (; d < D; d += 8)
+                for (int64_t h = 0; h < nh; h++)
+                    QF(dec_pv_vec)(pg + h * lp, v + d, ldv, og + h * D + d, D - d < 8 ? D - d : 8, j0, j1);
+#else
+            for (int64_t h = 0; h < nh; h++)
+                for (int64_t j = j0; j < j1; j++) {
+                    const float wj = pg[h * lp + j], *vr = v + j * ldv;
+                    float *oh = og + h * D;
+                    for (int64_t d = 0; d < D; d++) oh[d] += wj * vr[d];
+                }
+#endif
+        }
+    }
+}
+
+/* Units: (b, kv head, key chunk) of one decode step. The G query heads of the kv head share
+ * each K and V row; an exact two-pass softmax over the chunk's keys. One chunk (no split):
+ * out = o / sum directly; else the partial (max, sum, o) per head for att_dec_merge. */
 void QF(att_dec_items)(void *p, int64_t lo, int64_t hi) {
     att_ctx *c = p;
     const int64_t D = c->D, n = c->Tk, H = c->H, Hkv = c->Hkv, G = H / Hkv, mc = c->max_ctx;
-    float *s = qr_scratch(0, (size_t)n * sizeof(float));
+    const int64_t L = c->chunk, nc = (n + L - 1) / L, ld = Hkv * D;
+    float *s = qr_scratch(0, (size_t)(G * (L + D + 2)) * sizeof(float));
     if (!s) { atomic_store(&c->err, 1); return; }
-    for (int64_t it = lo; it < hi; it++) {
-        const int64_t b = it / H, h = it % H, hk = h / G;
-        const float *qh = c->q + it * D;
-        const float *kc = c->k + (b * mc * Hkv + hk) * D, *vc = c->v + (b * mc * Hkv + hk) * D;
-        for (int64_t j = 0; j < n; j++) s[j] = qr_dot_f(qh, kc + j * Hkv * D, D) * c->scale;
-        const float mx = QF(rmax)(s, n);
-        qr_exp_shift(s, mx, s, n);
-        const float sum = qr_sum_f(s, n);
-        float *out = c->o + it * D;
-        for (int64_t d = 0; d < D; d++) out[d] = 0.0f;
-        for (int64_t j = 0; j < n; j++) {
-            const float pj = s[j], *vr = vc + j * Hkv * D;
-            for (int64_t d = 0; d < D; d++) out[d] += pj * vr[d];
+    float *o = s + G * L, *ml = o + G * D;   /* o [G, D]; ml: (max, sum) per head */
+    for (int64_t u = lo; u < hi; u++) {
+        const int64_t bk = u / nc, b = bk / Hkv, hk = bk % Hkv, j0 = u % nc * L;
+        const int64_t len = n - j0 < L ? n - j0 : L;
+        const float *kc = c->k + ((b * mc + j0) * Hkv + hk) * D;
+        const float *vc = c->v + ((b * mc + j0) * Hkv + hk) * D;
+        QF(dec_scores)(c->q + (b * H + hk * G) * D, kc, ld, s, L, G, len, D, c->scale);
+        for (int64_t g = 0; g < G; g++) {
+            float *sg = s + g * L;
+            const float mx = QF(rmax)(sg, len);
+            qr_exp_shift(sg, mx, sg, len);
+            ml[2 * g] = mx;
+            ml[2 * g + 1] = qr_sum_f(sg, len);
         }
-        for (int64_t d = 0; d < D; d++) out[d] = out[d] / sum;
+        memset(o, 0, (size_t)(G * D) * sizeof(float));
+        QF(dec_pv)(s, L, vc, ld, o, G, len, D);
+        for (int64_t g = 0; g < G; g++) {
+            const float *og = o + g * D;
+            if (nc == 1) {
+                float *out = c->o + (b * H + hk * G + g) * D;
+                for (int64_t d = 0; d < D; d++) out[d] = og[d] / ml[2 * g + 1];
+            } else {
+                float *pt = c->part + (u * G + g) * (D + 2);
+                pt[0] = ml[2 * g];
+                pt[1] = ml[2 * g + 1];
+                memcpy(pt + 2, og, (size_t)D * sizeof(float));
+            }
+        }
+    }
+}
+
+/* Items: (b, kv head). The chunks' partials of each of its G heads merged in chunk order:
+ * M = max m_c, out = sum_c exp(m_c - M) o_c / sum_c exp(m_c - M) l_c. */
+void QF(att_dec_merge)(void *p, int64_t lo, int64_t hi) {
+    att_ctx *c = p;
+    const int64_t D = c->D, H = c->H, Hkv = c->Hkv, G = H / Hkv, L = c->chunk;
+    const int64_t nc = (c->Tk + L - 1) / L, st = G * (D + 2);
+    for (int64_t bk = lo; bk < hi; bk++) {
+        const int64_t b = bk / Hkv, hk = bk % Hkv;
+        for (int64_t g = 0; g < G; g++) {
+            const float *p0 = c->part + bk * nc * st + g * (D + 2);
+            float *out = c->o + (b * H + hk * G + g) * D;
+            float M = p0[0], l = 0.0f;
+            for (int64_t k = 1; k < nc; k++) M = p0[k * st] > M ? p0[k * st] : M;
+            for (int64_t d = 0; d < D; d++) out[d] = 0.0f;
+            for (int64_t k = 0; k < nc; k++) {
+                const float *pk = p0 + k * st, w = qr_expf(pk[0] - M);
+                l = l + pk[1] * w;
+                for (int64_t d = 0; d < D; d++) out[d] = out[d] + w * pk[2 + d];
+            }
+            for (int64_t d = 0; d < D; d++) out[d] = out[d] / l;
+        }
     }
 }

@@ -42,11 +42,21 @@ typedef struct {
     int causal;
 } smm_ctx;
 
-/* attention: q [B,Tq,H,D], k/v [B,Tk,Hkv,D], out/dout/dq like q, dk/dv like k, lse [B,H,Tq] */
+/* Decode (flash-decoding): the n_ctx keys of each (b, kv head) are cut into chunks of at
+ * least QR_DEC_MIN_KEYS keys until there are QR_DEC_UNITS work units; a chunk's partial
+ * (max, sum, unnormalised out) per query head is merged afterwards in chunk order. The cut
+ * depends on the sizes only, so the result does not depend on the thread count. */
+#define QR_DEC_UNITS 32
+#define QR_DEC_MIN_KEYS 64
+#define QR_DEC_VKEYS 64                 /* keys per V block (kept in L1 for the G heads) */
+#define QR_DEC_GRAIN ((int64_t)1 << 14)  /* B*H*n_ctx*D per task (~1.5 us): threads pay off */
+
+/* attention: q [B,Tq,H,D], k/v [B,Tk,Hkv,D], out/dout/dq like q, dk/dv like k, lse [B,H,Tq];
+ * decode: part [units, G, 2 + D] (max, sum, out) when chunk < Tk */
 typedef struct {
     const float *q, *k, *v, *out, *lse, *dout;
-    float *o, *l, *dq, *dk, *dv;
-    int64_t B, Tq, Tk, H, Hkv, D, max_ctx;
+    float *o, *l, *dq, *dk, *dv, *part;
+    int64_t B, Tq, Tk, H, Hkv, D, max_ctx, chunk;
     float scale;
     int causal;
     atomic_int err;
@@ -63,7 +73,8 @@ typedef struct {
     void qr__smm_bwd_rows_##sfx(void *ctx, int64_t lo, int64_t hi);        \
     void qr__att_fwd_items_##sfx(void *ctx, int64_t lo, int64_t hi);       \
     void qr__att_bwd_items_##sfx(void *ctx, int64_t lo, int64_t hi);       \
-    void qr__att_dec_items_##sfx(void *ctx, int64_t lo, int64_t hi);
+    void qr__att_dec_items_##sfx(void *ctx, int64_t lo, int64_t hi);      \
+    void qr__att_dec_merge_##sfx(void *ctx, int64_t lo, int64_t hi);
 QR_FUSED_DECL(portable)
 QR_FUSED_DECL(avx2)
 
