@@ -135,7 +135,8 @@ def make_weight(ck, qtype, n, k, seed):
 
 
 @pytest.mark.parametrize("qtype", QTYPES)
-@pytest.mark.parametrize("m,n,k", [(1, 1, 32), (1, 37, 64), (1, 300, 576), (2, 33, 96),
+@pytest.mark.parametrize("m,n,k", [(1, 1, 32), (1, 37, 64), (1, 300, 576), (1, 7, 96), (1, 9, 160),
+                                   (1, 6, 224), (2, 33, 96),
                                    (3, 17, 160), (5, 129, 256), (8, 64, 32), (13, 70, 224),
                                    (33, 257, 320)])
 def test_matmul_q(ck, nk, qtype, m, n, k):
@@ -209,10 +210,8 @@ def test_bad_sizes_raise(ck, nk, which):
         ks.matmul_q(x, w, Tensor(np.zeros((3, 8), np.float32)))
     with pytest.raises(KernelError, match="QWeight"):
         ks.matmul_q(x, w.a, Tensor(np.zeros((2, 8), np.float32)))
-    broken = QWeight.empty("q4_0", 8, 64)
-    broken.n = 9                                 # no longer fits its buffer
-    with pytest.raises(KernelError, match="does not match"):
-        ks.matmul_q(x, broken, Tensor(np.zeros((2, 9), np.float32)))
+    with pytest.raises(KernelError, match="immutable"):
+        w.n = 9                                  # it would no longer fit its buffer
     with pytest.raises(KernelError, match="needs"):
         ks.quantize(x, np.zeros(71, np.uint8), "q4_0")
     with pytest.raises(KernelError, match="whole number"):
@@ -256,3 +255,65 @@ def test_matmul_q_nan_inf_rows(threads, nk, qtype):
         y1 = Tensor(np.zeros((1, n), np.float32))   # decode shape
         ks.matmul_q(Tensor(x[1:2]), w, y1)
         assert np.isnan(y1.a).all()
+
+
+def test_qweight_is_immutable():
+    """Its byte size is checked once, when made; nothing can change it afterwards."""
+    w = QWeight(bytes(68), "q8_0", 2, 32)
+    assert w.code == 8
+    for field, value in (("n", 3), ("p", 0), ("a", np.zeros(68, np.uint8)), ("extra", 1)):
+        with pytest.raises(KernelError, match="immutable"):
+            setattr(w, field, value)
+    assert w.n == 2
+
+
+@pytest.mark.parametrize("mix", [("q4_1", "q4_1", "q4_1"), ("q4_0", "q8_0", "f16"),
+                                 ("q8_0", "q4_1"), ("f16",)])
+def test_linears_decode_row_equals_one_product_each(threads, nk, mix):
+    """One call for several weights sharing the input (q/k/v, gate/up) gives what matmul_q
+    gives each, on both SIMD paths and any thread count; the NumPy set agrees within the
+    bound."""
+    ck, k = threads, 96
+    ns = (203, 35, 64)[:len(mix)]
+    ws = [make_weight(ck, q, n, k, seed=i) for i, (q, n) in enumerate(zip(mix, ns))]
+    x = Tensor(np.random.default_rng(5).standard_normal((1, k)).astype(np.float32))
+    for path in ("portable", "auto"):
+        ck.set_simd_path(path)
+        for nt in (1, 2, 3):
+            ck.set_threads(nt)
+            ys = [Tensor(np.full((1, n), np.nan, np.float32)) for n in ns]
+            ck.linears(x, ws, ys)
+            for w, y in zip(ws, ys):
+                one = Tensor(np.zeros((1, w.n), np.float32))
+                ck.matmul_q(x, w, one)
+                np.testing.assert_array_equal(y.a, one.a)
+                ref = Tensor(np.zeros((1, w.n), np.float32))
+                nk.matmul_q(x, w, ref)
+                np.testing.assert_allclose(y.a, ref.a, rtol=1e-4, atol=1e-4)
+
+
+def test_linears_other_forms_and_bad_input(ck, nk):
+    """Several rows or float32 weights fall back to linear each; sizes are checked before C."""
+    w = make_weight(ck, "q4_1", 40, 64, seed=0)
+    dense = Tensor(np.random.default_rng(1).standard_normal((24, 64)).astype(np.float32))
+    x3 = Tensor(np.random.default_rng(2).standard_normal((3, 64)).astype(np.float32))
+    for ks in (ck, nk):
+        ys = [Tensor(np.zeros((3, 40), np.float32)), Tensor(np.zeros((3, 24), np.float32))]
+        ks.linears(x3, (w, dense), ys)
+        one = Tensor(np.zeros((3, 40), np.float32))
+        ks.linear(x3, w, one)
+        np.testing.assert_array_equal(ys[0].a, one.a)
+        np.testing.assert_allclose(ys[1].a, x3.a @ dense.a.T, rtol=1e-5, atol=1e-5)
+        x1 = Tensor(np.zeros((1, 64), np.float32))
+        with pytest.raises(KernelError, match="matmul_q"):
+            ks.linears(x1, (w, w), (Tensor(np.zeros((1, 40), np.float32)),
+                                    Tensor(np.zeros((1, 39), np.float32))))
+        with pytest.raises(KernelError, match="2 weights but 1"):
+            ks.linears(x1, (w, w), (Tensor(np.zeros((1, 40), np.float32)),))
+    f = ck._quant("qr_matmul_q3_f32")
+    buf = np.zeros(64, np.float32)
+    p = buf.ctypes.data
+    assert f(p, 48, 2, p, p, 1, 0, None, None, 0, 0, None, None, 0) == -1   # K % 32
+    assert f(p, 32, 99, p, p, 1, 0, None, None, 0, 0, None, None, 0) == -1  # qtype
+    assert f(p, 32, 2, p, None, 1, 0, None, None, 0, 0, None, None, 0) == -1  # no y
+    assert f(p, 32, 2, None, None, 0, 0, None, None, 0, 0, None, None, 0) == -1  # no weight

@@ -143,7 +143,9 @@ _QUANT_SIGNATURES = {
     **{f"qr_matmul_{t}_f32": (_I, [_P, _P, _P, _I64, _I64, _I64]) for t in _QTYPES},
     **{f"qr_matmul_qf_{t}_f32": (_I, [_P, _P, _P, _I64, _I64, _I64]) for t in _QTYPES},
     **{f"qr_get_rows_{t}": (_I, [_P, _P, _P, _I64, _I64, _I64]) for t in _QTYPES},
+    "qr_matmul_q3_f32": (_I, [_P, _I64] + [_I, _P, _P, _I64] * 3),
 }
+_NO_WEIGHT = (0, None, None, 0)   # an unused slot of qr_matmul_q3_f32
 
 
 class _QuantCMixin(WeightDispatch):
@@ -157,6 +159,7 @@ class _QuantCMixin(WeightDispatch):
         if len(fns) < len(_QUANT_SIGNATURES):
             self._qfn = self._quantize_fn = self._dequantize_fn = self._matmul_fn = {}
             self._matmul_qf_fn = self._get_rows_fn = {}
+            self._matmul_q3 = None
             return frozenset()
         self._qfn = fns
         self._quantize_fn = {t: fns[f"qr_quantize_{t}"] for t in _QTYPES}
@@ -164,7 +167,9 @@ class _QuantCMixin(WeightDispatch):
         self._matmul_fn = {t: fns[f"qr_matmul_{t}_f32"] for t in _QTYPES}
         self._matmul_qf_fn = {t: fns[f"qr_matmul_qf_{t}_f32"] for t in _QTYPES}
         self._get_rows_fn = {t: fns[f"qr_get_rows_{t}"] for t in _QTYPES}
-        return frozenset(("quantize", "dequantize", "matmul_q", "matmul_qf", "embedding_q"))
+        self._matmul_q3 = fns["qr_matmul_q3_f32"]
+        return frozenset(("quantize", "dequantize", "matmul_q", "matmul_qf", "embedding_q",
+                          "linears"))
 
     def _quant(self, name: str):
         """The bound C function named ``name``, or None when the library predates quant.c."""
@@ -218,7 +223,21 @@ class _QuantCMixin(WeightDispatch):
             _check("matmul_qf", rc)
 
 
-for _name in ("quantize", "dequantize", "matmul_q", "matmul_qf", "embedding_q"):
+    def linears(self, x: Tensor, ws, ys) -> None:
+        fn = self._matmul_q3
+        if (fn is None or x.rows != 1 or not 0 < len(ws) <= 3 or len(ws) != len(ys)
+                or not all(isinstance(w, QWeight) for w in ws)):
+            return WeightDispatch.linears(self, x, ws, ys)
+        args = []
+        for w, y in zip(ws, ys):
+            QuantNumpyMixin._q_check_mm(x, w, y)
+            args += (w.code, w.p, y.p, w.n)
+        rc = fn(x.p, x.cols, *args, *_NO_WEIGHT * (3 - len(ws)))
+        if rc:
+            _check("linears", rc)
+
+
+for _name in ("quantize", "dequantize", "matmul_q", "matmul_qf", "embedding_q", "linears"):
     getattr(_QuantCMixin, _name).__doc__ = getattr(QuantNumpyMixin, _name).__doc__
 # ===================================================================== end quantized weights
 

@@ -14,8 +14,8 @@ f16    2      one IEEE half per value                      exact
 Q4 nibbles: element j in the low nibble of byte j, element j + 16 in its high nibble. A
 quantized matrix [N, K] is N rows of ``row_bytes(qtype, K)`` bytes (the layout of a GGUF
 tensor, whose dims read (K, N)). A weight is a ``QWeight``: raw uint8 bytes (e.g. an mmap view
-of a GGUF file, read-only is fine), its qtype and (N, K), its byte size checked once when it is
-made and again before every C call.
+of a GGUF file, read-only is fine), its qtype and (N, K), its byte size checked when it is made;
+a QWeight is immutable, so that check holds for every later C call.
 
 Products ``y[M,N] = x[M,K] @ W^T`` quantize each row of x to 8-bit blocks as ggml does for its
 Q8_0 / Q8_1 activation blocks (d = amax / 127, q = round half away from zero, s = d * sum q;
@@ -26,6 +26,8 @@ float math has it); inf fp16 scales (values beyond 65504 quantized) give inf / N
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -84,20 +86,24 @@ class QWeight:
     ``buf``: any C-contiguous uint8 array or bytes-like object (a GGUF tensor's mmap view);
     its size must be exactly ``n * row_bytes(qtype, k)`` bytes."""
 
-    __slots__ = ("a", "p", "qtype", "n", "k", "nbytes", "row_bytes")
+    __slots__ = ("a", "p", "qtype", "code", "n", "k", "nbytes", "row_bytes")
 
     def __init__(self, buf, qtype, n: int, k: int) -> None:
-        self.qtype = qtype_name(qtype)
-        self.n, self.k = int(n), int(k)
-        if self.n < 0:
-            raise KernelError(f"{self.qtype} weight: n={n} is negative")
-        self.row_bytes = row_bytes(self.qtype, self.k)
-        self.a = _as_bytes(buf, f"{self.qtype} weight [{n}, {k}]")
-        self.nbytes = self.n * self.row_bytes
-        if self.a.nbytes != self.nbytes:
-            raise KernelError(f"{self.qtype} weight [{n}, {k}]: needs {self.nbytes} bytes "
-                              f"({n} rows of {self.row_bytes}), the buffer has {self.a.nbytes}")
-        self.p = int(self.a.ctypes.data)
+        name, n, k = qtype_name(qtype), int(n), int(k)
+        if n < 0:
+            raise KernelError(f"{name} weight: n={n} is negative")
+        rb = row_bytes(name, k)
+        a = _as_bytes(buf, f"{name} weight [{n}, {k}]")
+        if a.nbytes != n * rb:
+            raise KernelError(f"{name} weight [{n}, {k}]: needs {n * rb} bytes "
+                              f"({n} rows of {rb}), the buffer has {a.nbytes}")
+        fields = {"a": a, "p": int(a.ctypes.data), "qtype": name, "code": QTYPES[name][0],
+                  "n": n, "k": k, "nbytes": n * rb, "row_bytes": rb}
+        for field, value in fields.items():
+            object.__setattr__(self, field, value)
+
+    def __setattr__(self, name: str, value) -> None:
+        raise KernelError(f"QWeight is immutable (its size was checked once): cannot set {name}")
 
     @classmethod
     def empty(cls, qtype, n: int, k: int) -> QWeight:
@@ -215,6 +221,15 @@ class WeightDispatch:
             self.matmul_q(x, w, y)
         else:
             self.matmul_qf(x, w, y)
+
+    def linears(self, x: Tensor, ws: Sequence, ys: Sequence[Tensor]) -> None:
+        """``linear(x, ws[i], ys[i])`` for each weight: projections of one input (q/k/v,
+        gate/up). The C set runs a decode row (one row, up to three QWeights) as one call: x
+        quantized once, one parallel region over all the rows; the results are the same."""
+        if len(ws) != len(ys):
+            raise KernelError(f"linears: {len(ws)} weights but {len(ys)} outputs")
+        for w, y in zip(ws, ys):
+            self.linear(x, w, y)
 
 
 def check_embedding_q(ids: Tensor, w: QWeight, y: Tensor) -> None:
@@ -343,10 +358,8 @@ class QuantNumpyMixin(WeightDispatch):
 
     @staticmethod
     def _q_weight(w, kernel: str) -> None:
-        if not isinstance(w, QWeight):
+        if not isinstance(w, QWeight):   # immutable, its size checked when made
             raise KernelError(f"{kernel}: w must be a QWeight, got {type(w).__name__}")
-        if w.a.nbytes != w.nbytes or w.nbytes != w.n * row_bytes(w.qtype, w.k):
-            raise KernelError(f"{kernel}: {w!r} does not match its buffer of {w.a.nbytes} bytes")
 
     @staticmethod
     def _q_check_out(w: QWeight, y: Tensor, kernel: str) -> None:

@@ -195,6 +195,13 @@ QR_API int qr_matmul_q4_1_f32(const float *x, const void *w, float *y, int64_t M
                               int64_t K);
 QR_API int qr_matmul_f16_f32(const float *x, const void *w, float *y, int64_t M, int64_t N,
                              int64_t K);
+/* Decode products sharing one activation row x[K] (an LLM's q/k/v or gate/up projections):
+ * y_i[n_i] = W_i[n_i,K] x for the weights listed (qtype t_i, a NULL w ends the list, up to
+ * three), as qr_matmul_<fmt>_f32 with M = 1 gives each (same arithmetic, same results), with x
+ * quantized once and one parallel region over the rows of all of them. */
+QR_API int qr_matmul_q3_f32(const float *x, int64_t K, int t0, const void *w0, float *y0,
+                            int64_t n0, int t1, const void *w1, float *y1, int64_t n1, int t2,
+                            const void *w2, float *y2, int64_t n2);
 /* y[M,N] = x[M,K] @ dequantize(W[N,K])^T with float32 activations (prompts: llama.cpp's BLAS
  * path): panels of 64 weight rows dequantized into a per-task buffer, multiplied by
  * qr_gemm_f32 (serial inside the task), tasks over the panels. */

@@ -350,20 +350,15 @@ typedef struct {
     float *y;
     qr_qdot_fn qdot;
     qr_fdot_fn fdot;
-    qr_qrows_fn rows1;  /* M = 1 over a range of rows (AVX2), or NULL */
 } mm_ctx;
 
+/* Several activation rows (a prompt through matmul_q): the task's weight rows in tiles that
+ * stay in L2 while every activation row passes over them, 4 rows at a time. */
 static void mm_task(void *p, int task, int ntasks) {
     const mm_ctx *c = p;
     int64_t n0 = c->N * task / ntasks, n1 = c->N * (task + 1) / ntasks;
     int64_t tile = c->M <= QR_QMAX_ROWS ? n1 - n0 : (int64_t)(QR_TILE_BYTES / c->wrow);
     if (tile < 1) tile = 1;
-    if (c->M == 1 && c->rows1) {   /* decode: one pass over this task's weight rows */
-        if (c->qdot) c->rows1(c->nb, c->w + n0 * c->wrow, c->wrow, n1 - n0, c->xq, c->y + n0);
-        else c->rows1(c->K, c->w + n0 * c->wrow, c->wrow, n1 - n0, (const uint8_t *)c->x,
-                      c->y + n0);
-        return;
-    }
     float out[QR_QMAX_ROWS];
     for (int64_t t0 = n0; t0 < n1; t0 += tile) {
         int64_t t1 = t0 + tile < n1 ? t0 + tile : n1;
@@ -380,53 +375,155 @@ static void mm_task(void *p, int task, int ntasks) {
     }
 }
 
+/* the dot kernels of a format on this SIMD path (rows1 NULL on the portable path) */
+static void dot_fns(int qtype, int avx2, qr_qdot_fn *qdot, qr_fdot_fn *fdot, qr_qrows_fn *rows1) {
+    *qdot = NULL;
+    *fdot = NULL;
+    *rows1 = NULL;
+    if (qtype == QR_QTYPE_F16) *fdot = fdot_f16;
+    else *qdot = qtype == QR_QTYPE_Q8_0 ? qdot_q8_0 : qtype == QR_QTYPE_Q4_0 ? qdot_q4_0 : qdot_q4_1;
+#ifdef QR_HAVE_AVX2_BUILD
+    if (!avx2) return;
+    if (qtype == QR_QTYPE_F16) {
+        *fdot = qr__fdot_f16_avx2;
+        *rows1 = qr__qrows_f16_avx2;
+    } else {
+        *qdot = qtype == QR_QTYPE_Q8_0 ? qr__qdot_q8_0_avx2
+              : qtype == QR_QTYPE_Q4_0 ? qr__qdot_q4_0_avx2 : qr__qdot_q4_1_avx2;
+        *rows1 = qtype == QR_QTYPE_Q8_0 ? qr__qrows_q8_0_avx2
+               : qtype == QR_QTYPE_Q4_0 ? qr__qrows_q4_0_avx2 : qr__qrows_q4_1_avx2;
+    }
+#else
+    (void)avx2;
+#endif
+}
+
+/* ------------------------------------------------------------------ decode products */
+/* y_i [N_i] = W_i [N_i, K] x for up to QR_MV_MAX weights sharing one activation row x [K]
+ * (q/k/v, gate/up): x is quantized once per q8 layout the formats need, and one parallel
+ * region walks the rows of all the weights as one range, so the small attention matrices
+ * share the threads' time instead of each paying a hand-off. */
+#define QR_MV_MAX 3
+
+typedef struct {
+    int n;
+    int64_t K, nb;
+    int64_t first[QR_MV_MAX + 1];   /* first row of weight i in the joint range */
+    const uint8_t *w[QR_MV_MAX];
+    size_t wrow[QR_MV_MAX];
+    float *y[QR_MV_MAX];
+    const uint8_t *xq[QR_MV_MAX];   /* the q8 row in this format's layout (or the float row) */
+    qr_qdot_fn qdot[QR_MV_MAX];
+    qr_fdot_fn fdot[QR_MV_MAX];
+    qr_qrows_fn rows1[QR_MV_MAX];
+} mv_ctx;
+
+static void mv_task(void *p, int task, int ntasks) {
+    const mv_ctx *c = p;
+    int64_t R = c->first[c->n], g0 = R * task / ntasks, g1 = R * (task + 1) / ntasks;
+    for (int i = 0; i < c->n; i++) {
+        int64_t lo = (g0 > c->first[i] ? g0 : c->first[i]) - c->first[i];
+        int64_t hi = (g1 < c->first[i + 1] ? g1 : c->first[i + 1]) - c->first[i];
+        if (lo >= hi) continue;
+        const uint8_t *w = c->w[i] + lo * c->wrow[i];
+        float *y = c->y[i] + lo;
+        if (c->rows1[i]) {
+            c->rows1[i](c->qdot[i] ? c->nb : c->K, w, c->wrow[i], hi - lo, c->xq[i], y);
+        } else {
+            for (int64_t r = 0; r < hi - lo; r++) {
+                if (c->qdot[i]) c->qdot[i](c->nb, w + r * c->wrow[i], c->xq[i], 0, 1, y + r);
+                else c->fdot[i](c->K, (const uint16_t *)(w + r * c->wrow[i]),
+                                (const float *)c->xq[i], c->K, 1, y + r);
+            }
+        }
+    }
+}
+
+static int matvec(const float *x, int64_t K, int n, const int *qtypes, const void *const *ws,
+                  float *const *ys, const int64_t *Ns) {
+    if (n < 1 || n > QR_MV_MAX || K < 0) return QR_EARG;
+    mv_ctx c = {.n = n, .K = K, .nb = K / QR_QK};
+    int avx2 = use_avx2(), layouts = 0;   /* bit 0: natural q8 row wanted, bit 1: paired */
+    size_t work = 0;
+    for (int i = 0; i < n; i++) {
+        int64_t rb = qr_quant_row_bytes(qtypes[i], K);
+        if (rb < 0 || Ns[i] < 0) return QR_EARG;
+        if (Ns[i] > 0 && (!ys[i] || (K > 0 && (!x || !ws[i])))) return QR_EARG;
+        c.first[i + 1] = c.first[i] + Ns[i];
+        c.w[i] = ws[i];
+        c.wrow[i] = (size_t)rb;
+        c.y[i] = ys[i];
+        dot_fns(qtypes[i], avx2, &c.qdot[i], &c.fdot[i], &c.rows1[i]);
+        if (qtypes[i] != QR_QTYPE_F16)
+            layouts |= avx2 && qtypes[i] != QR_QTYPE_Q8_0 ? 2 : 1;
+        work += (size_t)Ns[i] * (size_t)rb;
+    }
+    if (c.first[n] == 0) return QR_OK;
+    if (K == 0) {
+        for (int i = 0; i < n; i++)
+            if (Ns[i]) qr_fill_f32(ys[i], Ns[i], 0.0f);
+        return QR_OK;
+    }
+    size_t xs = q8_stride(K);
+    uint8_t *xq = layouts ? qr_scratch(2, 2 * xs) : NULL;
+    if (layouts && !xq) return QR_ENOMEM;
+    for (int l = 0; l < 2; l++) {
+        if (!(layouts >> l & 1)) continue;
+        q8_ctx qc = {x, xq + l * xs, K, xs, avx2, l};
+        q8_rows(&qc, 0, 1);
+    }
+    for (int i = 0; i < n; i++)
+        c.xq[i] = qtypes[i] == QR_QTYPE_F16 ? (const uint8_t *)x
+                : xq + (avx2 && qtypes[i] != QR_QTYPE_Q8_0 ? xs : 0);
+    /* bandwidth-bound: worth splitting down to 16 KiB of weights a task (a spinning worker
+     * starts in about a microsecond); 4 tasks a thread, claimed dynamically, so a thread the
+     * OS preempts delays only its current slice (each output depends on its row alone) */
+    int nt = qr_tasks_for(work, (size_t)1 << 14);
+    if (nt > 1) nt *= 4;
+    if (nt > c.first[n]) nt = (int)c.first[n];
+    qr_parallel(mv_task, &c, nt);
+    return QR_OK;
+}
+
 static int matmul(int qtype, const float *x, const void *w, float *y, int64_t M, int64_t N,
                   int64_t K) {
     int64_t rb = qr_quant_row_bytes(qtype, K);
     if (rb < 0 || M < 0 || N < 0) return QR_EARG;
     if (M == 0 || N == 0) return QR_OK;
     if (!y || (K > 0 && (!x || !w))) return QR_EARG;
+    if (M == 1) return matvec(x, K, 1, &qtype, &w, &y, &N);
     if (K == 0) return qr_fill_f32(y, M * N, 0.0f);
     int avx2 = use_avx2();
-    mm_ctx c = {w, (size_t)rb, M, N, K, K / QR_QK, NULL, 0, x, y, NULL, NULL, NULL};
-    if (qtype == QR_QTYPE_F16) {
-        c.fdot = fdot_f16;
-#ifdef QR_HAVE_AVX2_BUILD
-        if (avx2) {
-            c.fdot = qr__fdot_f16_avx2;
-            c.rows1 = qr__qrows_f16_avx2;
-        }
-#endif
-    } else {
+    qr_qrows_fn unused;
+    mm_ctx c = {w, (size_t)rb, M, N, K, K / QR_QK, NULL, 0, x, y, NULL, NULL};
+    dot_fns(qtype, avx2, &c.qdot, &c.fdot, &unused);
+    if (qtype != QR_QTYPE_F16) {
         c.xs = q8_stride(K);
         uint8_t *xq = qr_scratch(2, (size_t)M * c.xs);
         if (!xq) return QR_ENOMEM;
         q8_ctx qc = {x, xq, K, c.xs, avx2, avx2 && qtype != QR_QTYPE_Q8_0};
         qr_par_items(q8_rows, &qc, M, M * K * 4);
         c.xq = xq;
-        c.qdot = qtype == QR_QTYPE_Q8_0 ? qdot_q8_0
-               : qtype == QR_QTYPE_Q4_0 ? qdot_q4_0 : qdot_q4_1;
-#ifdef QR_HAVE_AVX2_BUILD
-        if (avx2) {
-            c.qdot = qtype == QR_QTYPE_Q8_0 ? qr__qdot_q8_0_avx2
-                   : qtype == QR_QTYPE_Q4_0 ? qr__qdot_q4_0_avx2 : qr__qdot_q4_1_avx2;
-            c.rows1 = qtype == QR_QTYPE_Q8_0 ? qr__qrows_q8_0_avx2
-                    : qtype == QR_QTYPE_Q4_0 ? qr__qrows_q4_0_avx2 : qr__qrows_q4_1_avx2;
-        }
-#endif
     }
     /* weight bytes touched (x4 per extra group of 4 activation rows) decide the split */
     int64_t groups = (M + QR_QMAX_ROWS - 1) / QR_QMAX_ROWS;
-    size_t work = (size_t)N * (size_t)rb * (size_t)groups;
-    /* decode (M = 1) is bandwidth-bound: worth splitting down to 16 KiB of weights a task
-     * (a spinning worker starts in about a microsecond); with several rows, 64 KiB */
-    int nt = qr_tasks_for(work, (size_t)1 << (M == 1 ? 14 : 16));
-    /* 4 tasks a thread, claimed dynamically: a thread the OS preempts delays only its
-     * current slice (each output depends on its row alone, so the split changes nothing) */
-    if (nt > 1) nt *= 4;
+    int nt = qr_tasks_for((size_t)N * (size_t)rb * (size_t)groups, (size_t)1 << 16);
+    if (nt > 1) nt *= 4;   /* claimed dynamically, as in matvec */
     if (nt > N) nt = (int)N;
     qr_parallel(mm_task, &c, nt);
     return QR_OK;
+}
+
+/* the public multi-weight decode product (see qorus.h); a NULL w ends the list */
+int qr_matmul_q3_f32(const float *x, int64_t K, int t0, const void *w0, float *y0, int64_t n0,
+                     int t1, const void *w1, float *y1, int64_t n1, int t2, const void *w2,
+                     float *y2, int64_t n2) {
+    int qtypes[QR_MV_MAX] = {t0, t1, t2};
+    const void *ws[QR_MV_MAX] = {w0, w1, w2};
+    float *ys[QR_MV_MAX] = {y0, y1, y2};
+    int64_t Ns[QR_MV_MAX] = {n0, n1, n2};
+    int n = !w0 ? 0 : !w1 ? 1 : !w2 ? 2 : 3;
+    return matvec(x, K, n, qtypes, ws, ys, Ns);
 }
 
 /* ------------------------------------------------------------------ float-activation products */

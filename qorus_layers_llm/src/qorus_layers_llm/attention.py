@@ -86,9 +86,8 @@ class CausalSelfAttention(Layer):
     def forward(self, x, ctx):
         k = ctx.k
         H, Hkv = self.n_heads, self._hkv
-        k.linear(x, ctx.wq, ctx.qr)                          # q (R, H*D) = x wq^T
-        k.linear(x, ctx.wk, ctx.kr)                          # k (R, Hkv*D) = x wk^T
-        k.linear(x, ctx.wv, ctx.vv)                          # v (R, Hkv*D) = x wv^T
+        # q (R, H*D) = x wq^T, k (R, Hkv*D) = x wk^T, v (R, Hkv*D) = x wv^T: one call
+        k.linears(x, (ctx.wq, ctx.wk, ctx.wv), (ctx.qr, ctx.kr, ctx.vv))
         if self.bias:
             k.bias_add(ctx.qr, ctx.bq)
             k.bias_add(ctx.kr, ctx.bk)

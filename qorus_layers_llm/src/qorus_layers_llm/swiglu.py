@@ -35,8 +35,8 @@ class SwiGLUFeedForward(Layer):
 
     def forward(self, x, ctx):
         k = ctx.k
-        k.linear(x, ctx.w_gate, ctx.gate)         # gate (R, h) = x w_gate^T
-        k.linear(x, ctx.w_up, ctx.up)             # up (R, h) = x w_up^T
+        # gate (R, h) = x w_gate^T, up (R, h) = x w_up^T (one call: x read once)
+        k.linears(x, (ctx.w_gate, ctx.w_up), (ctx.gate, ctx.up))
         k.swiglu(ctx.gate, ctx.up, ctx.act)
         k.linear(ctx.act, ctx.w_down, ctx.y)      # y (R, d) = act w_down^T
         return ctx.y
