@@ -46,6 +46,8 @@ class Residual(Composite):
 class Add(Layer):
     """y = x + other: the graph's two-input op behind ``LayerBuilder.add`` (not registered)."""
 
+    replayable = True   # inference forward: kernel calls only
+
     def build(self, x: Spec, b) -> Spec:
         return x
 

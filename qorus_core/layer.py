@@ -72,6 +72,10 @@ class Layer:
     """Base of primitive layers. ``registry_name`` is set when a plugin registers the class."""
 
     registry_name: ClassVar[str] = ""
+    #: True when the inference forward does nothing but kernel calls through ``ctx.k`` on the
+    #: tensors the plan gave it (no NumPy writes, no Python-side state): then a captured plan
+    #: (``qorus_core.replay``) can make those calls from C. Left False, capture declines.
+    replayable: ClassVar[bool] = False
 
     # --- the contract ---------------------------------------------------------------
     def build(self, x, b):  # pragma: no cover - abstract

@@ -73,9 +73,11 @@ def test_quantized_decode_stays_close_to_the_float_prompt_path(tiny_q8):
     assert np.abs(last - full[-1]).max() < 0.05 * np.abs(full[-1]).max()
 
 
-def test_decode_step_allocates_no_array(tiny_q8):
+@pytest.mark.parametrize("replay", [False, True])
+def test_decode_step_allocates_no_array(tiny_q8, replay):
+    """Neither the plan's decode step nor its captured replay makes an array."""
     llm = load_llama(tiny_q8, kernels="c")
-    gen = Generator(llm.model)
+    gen = Generator(llm.model, replay=replay)
     sampler = Sampler(gen.vocab_size, temperature=0.8, top_k=20, top_p=0.9, seed=1)
     logits = gen.feed(llm.tokenizer.encode(PROMPT))
     state = {"logits": logits}
@@ -83,7 +85,9 @@ def test_decode_step_allocates_no_array(tiny_q8):
     def decode_step():
         state["logits"] = gen.step(sampler.sample(state["logits"]))
 
-    decode_step()                             # warm-up compiles the decode plan
+    for _ in range(4):                        # compiles the plan; three steps are recorded
+        decode_step()
+    assert (gen.replay is not None) == replay, gen.replay_error
     trace = trace_allocations(decode_step, repeat=20)
     assert trace.array_bytes == 0, trace.where
     assert trace.peak_bytes < 16_000, trace      # no logits-sized temporary either

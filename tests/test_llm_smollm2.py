@@ -75,19 +75,39 @@ def test_tokenizer_matches_hugging_face(smol):
         assert tok.decode(tok.encode(text)) == text
 
 
-def test_decode_step_allocates_nothing(smol):
+@pytest.mark.parametrize("replay", [False, True])
+def test_decode_step_allocates_nothing(smol, replay):
     llm = load_llama(SMOL, kernels="c", context=256)
-    gen = Generator(llm.model)
+    gen = Generator(llm.model, replay=replay)
     sampler = Sampler(gen.vocab_size, temperature=0.7, top_k=40, top_p=0.95, seed=0)
     state = {"logits": gen.feed(_chat_ids(llm, "Name a colour."))}
 
     def step():
         state["logits"] = gen.step(sampler.sample(state["logits"]))
 
-    step()
+    for _ in range(4):                            # the plan, then three recorded steps
+        step()
+    assert (gen.replay is not None) == replay, gen.replay_error
     trace = trace_allocations(step, repeat=10)
     assert trace.array_bytes == 0, trace.where
     assert trace.peak_bytes < 32_000, trace      # nothing vocabulary-sized (196 KB)
+
+
+def test_replayed_decoding_is_the_plan_bit_for_bit(smol):
+    """Greedy tokens and every step's logits are identical with and without the captured
+    decode step."""
+    llm = load_llama(SMOL, kernels="c", context=256)
+    ids = _chat_ids(llm, "What is the capital of France?")
+    runs = []
+    for replay in (False, True):
+        gen = Generator(llm.model, replay=replay)
+        logits, steps = gen.feed(ids), []
+        for _ in range(12):
+            logits = gen.step(int(logits.argmax()))
+            steps.append(logits.copy())
+        assert (gen.replay is not None) == replay, gen.replay_error
+        runs.append(np.array(steps))
+    np.testing.assert_array_equal(runs[0], runs[1])
 
 
 def test_load_is_fast_and_zero_copy():

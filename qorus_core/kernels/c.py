@@ -23,7 +23,7 @@ from ..tensor import Tensor
 from .c_conv import CONV_SIGNATURES, CConvKernels  # conv2d, pooling, batchnorm2d: c_conv.py
 from .c_fused import FUSED_SIGNATURES, CFusedKernels  # fused kernels (rope, swiglu, attention, ...)
 from .c_rnn import RNN_SIGNATURES, CRnnKernels  # recurrent cell kernels: c_rnn.py
-from .numpy import NumpyKernels
+from .numpy import NumpyKernels, check_copy_into
 from .numpy_quant import QuantNumpyMixin, QWeight, WeightDispatch, check_embedding_q  # quantized weights
 
 __all__ = ["CKernels", "default_library_path"]
@@ -359,6 +359,11 @@ class CKernels(_QuantCMixin, CFusedKernels, CRnnKernels, CConvKernels):
             raise _sizes("copy", "must have the same size", src=src, dst=dst)
         self._copy_f32(src.p, dst.p, dst.size)
 
+    def copy_into(self, src: Tensor, dst: Tensor, offset: int) -> None:
+        n = check_copy_into(src, dst, offset)
+        if n:
+            self._copy_f32(src.p, dst.p + 4 * offset, n)
+
     def add(self, a: Tensor, b: Tensor, out: Tensor) -> None:
         if a.dtype != "f32" or b.dtype != "f32" or out.dtype != "f32":
             return self.fallback.add(a, b, out)
@@ -638,3 +643,4 @@ class CKernels(_QuantCMixin, CFusedKernels, CRnnKernels, CConvKernels):
 
 for _name in (n[3:-4] for n in _SIGNATURES if n.endswith("_f32")):   # the reference's docs
     getattr(CKernels, _name).__doc__ = getattr(getattr(NumpyKernels, _name, None), "__doc__", None)
+CKernels.copy_into.__doc__ = NumpyKernels.copy_into.__doc__

@@ -32,6 +32,17 @@ _ERF_P = [np.float32(c) for c in (-0.0002099139674101025, -1.1276154518127441, -
                                   0.00019473457359708846)]
 
 
+def check_copy_into(src: Tensor, dst: Tensor, offset: int) -> int:
+    """The element count of a copy_into, or KernelError (dtypes, window, overlap)."""
+    n = src.size
+    if src.dtype != dst.dtype or not 0 <= offset <= dst.size - n:
+        raise KernelError(f"copy_into: src {src.shape} {src.dtype} at element {offset} does not "
+                          f"fit dst {dst.shape} {dst.dtype}")
+    if src.p < dst.p + 4 * dst.size and dst.p < src.p + 4 * n:
+        raise KernelError(f"copy_into: src {src.shape} and dst {dst.shape} overlap")
+    return n
+
+
 class NumpyKernels(QuantNumpyMixin, NumpyFusedKernels, NumpyRnnKernels, NumpyConvKernels):
     """Reference implementation of every Qorus kernel."""
 
@@ -125,6 +136,12 @@ class NumpyKernels(QuantNumpyMixin, NumpyFusedKernels, NumpyRnnKernels, NumpyCon
     def copy(self, src: Tensor, dst: Tensor) -> None:
         """dst[:] = src (same size)."""
         np.copyto(dst.a, src.a.reshape(dst.shape))
+
+    def copy_into(self, src: Tensor, dst: Tensor, offset: int) -> None:
+        """dst's elements [offset, offset + src.size) = src (flat; a row window of a buffer,
+        e.g. the KV-cache rows of new positions). src and dst must not overlap."""
+        n = check_copy_into(src, dst, offset)
+        dst.a.reshape(-1)[offset:offset + n] = src.a.reshape(-1)
 
     def add(self, a: Tensor, b: Tensor, out: Tensor) -> None:
         """out = a + b (same size; out may alias a or b)."""

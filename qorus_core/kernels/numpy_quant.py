@@ -222,6 +222,14 @@ class WeightDispatch:
         else:
             self.matmul_qf(x, w, y)
 
+    def embedding_rows(self, ids: Tensor, w, y: Tensor) -> None:
+        """y[i, :] = w[ids[i], :] for a float32 table (``embedding``) or a QWeight
+        (``embedding_q``, rows dequantized)."""
+        if isinstance(w, QWeight):
+            self.embedding_q(ids, w, y)
+        else:
+            self.embedding(ids, w, y)
+
     def linears(self, x: Tensor, ws: Sequence, ys: Sequence[Tensor]) -> None:
         """``linear(x, ws[i], ys[i])`` for each weight: projections of one input (q/k/v,
         gate/up). The C set runs a decode row (one row, up to three QWeights) as one call: x
@@ -301,14 +309,6 @@ class QuantNumpyMixin(WeightDispatch):
         if t is None:
             t = cache[(name, shape)] = Tensor(np.empty(shape, np.float32), f"matmul_qf {name}")
         return t
-
-    def embedding_rows(self, ids: Tensor, w, y: Tensor) -> None:
-        """y[i, :] = w[ids[i], :] for a float32 table (``embedding``) or a QWeight
-        (``embedding_q``, rows dequantized)."""
-        if isinstance(w, QWeight):
-            self.embedding_q(ids, w, y)
-        else:
-            self.embedding(ids, w, y)
 
     def matmul_q(self, x: Tensor, w: QWeight, y: Tensor) -> None:
         """y [M, N] = x [M, K] @ W^T for a quantized weight W [N, K] (a QWeight).

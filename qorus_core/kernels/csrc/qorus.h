@@ -272,6 +272,20 @@ QR_API int qr_attention_decode_f32(const float *q, const float *k_cache, const f
                                    int64_t max_ctx, int64_t n_ctx, float scale);
 /* ------------------------------------------------------------------ end fused */
 
+/* ------------------------------------------------------------------ replay (replay.c) */
+/* A recorded kernel call: op from qr_replay_op(name of the qr_ function); its integer and
+ * pointer arguments in order, each base[j] + per_pos[j] * pos; its float arguments in f. */
+#define QR_CALL_ARGS 14
+typedef struct {
+    int32_t op, nargs;
+    int64_t base[QR_CALL_ARGS], per_pos[QR_CALL_ARGS];
+    double f[2];
+} qr_call;
+/* the op number of a replayable kernel (e.g. "qr_rmsnorm_f32"), or QR_EARG */
+QR_API int qr_replay_op(const char *name);
+/* run calls[0..n) in order at sequence position pos; stops at (and returns) the first error */
+QR_API int qr_replay_run(const qr_call *calls, int64_t n, int64_t pos);
+
 /* ------------------------------------------------------------------ conv (conv.c) */
 /* NCHW, PyTorch semantics. Geometry: x [B,C,H,W]; kernel R x S; stride sh, sw >= 1; padding
  * ph, pw >= 0 (zeros); dilation dh, dw >= 1; Ho = (H + 2 ph - dh (R - 1) - 1) / sh + 1 (> 0),

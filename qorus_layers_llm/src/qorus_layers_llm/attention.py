@@ -23,6 +23,8 @@ class CausalSelfAttention(Layer):
     ``bias`` also bq, bk, bv, bo.
     """
 
+    replayable = True   # inference forward: kernel calls only
+
     def __init__(self, d_model: int, n_heads: int, n_kv_heads: int | None = None,
                  rope_theta: float = 10000.0, rope_half_split: bool = False,
                  bias: bool = False, max_len: int | None = None, rope: bool = True) -> None:
@@ -116,8 +118,15 @@ class CausalSelfAttention(Layer):
             raise ShapeError(f"{ctx.path or 'attention'}: positions {pos}..{end - 1} exceed the "
                              f"context of max_len={self.max_len}")
         kc, vc = ctx.k_cache, ctx.v_cache
-        kc.a[:, pos:end] = k4.a                              # slices: views, no data copied
-        vc.a[:, pos:end] = heads_view(ctx, ctx.vv, Hkv).a    # but into the cache
+        row = Hkv * k4.shape[3]                              # values a cached position holds
+        if B == 1:                                           # rows pos..end-1: one window
+            ctx.k.copy_into(ctx.kr, kc, pos * row)
+            ctx.k.copy_into(ctx.vv, vc, pos * row)
+        else:                                                # one window per sequence
+            for b in range(B):
+                seq, dst = (T * row,), (b * self.max_len + pos) * row
+                ctx.k.copy_into(ctx.view(ctx.kr, seq, b * T * row), kc, dst)
+                ctx.k.copy_into(ctx.view(ctx.vv, seq, b * T * row), vc, dst)
         if T == 1:                                           # decode: one query per sequence
             ctx.k.attention_decode(q4, kc, vc, ctx.att, end, None, H, Hkv)
         elif pos == 0:                                       # fresh prompt: keys are all here

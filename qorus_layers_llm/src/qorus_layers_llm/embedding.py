@@ -10,6 +10,8 @@ from qorus_core.init import normal
 class Embedding(Layer):
     """A lookup table ``weight`` (num_embeddings, embedding_dim), N(0, 1) init like PyTorch."""
 
+    replayable = True   # inference forward: kernel calls only
+
     def __init__(self, num_embeddings: int, embedding_dim: int) -> None:
         if int(num_embeddings) <= 0 or int(embedding_dim) <= 0:
             raise ConfigError(f"Embedding: sizes must be positive, got {num_embeddings}, {embedding_dim}")

@@ -8,6 +8,11 @@ one-token chunk, so its last logits come from the float32-activation prompt path
 quantized weights), then each new token through the one-position decode plan.
 After the first step a decode step allocates no array: the plans, their views and the
 sampler's buffers are all made once.
+
+On the C kernels the decode plan is captured (``qorus_core.replay``): its first three steps run
+normally while their kernel calls are recorded, and every later step makes those calls from C
+in one call, with no Python between the kernels (``replay=False`` turns this off; the
+results are the same either way). ``replay_error`` says why a model could not be captured.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from collections.abc import Callable, Iterable
 import numpy as np
 
 from qorus_core.errors import ConfigError, ShapeError
+from qorus_core.replay import Replay, ReplayError, record
 
 from .attention import CausalSelfAttention
 from .sampler import Sampler
@@ -27,7 +33,7 @@ MAX_CHUNK = 64
 class Generator:
     """Incremental decoding over one sequence; ``pos`` tokens are in the KV cache."""
 
-    def __init__(self, model, max_chunk: int = MAX_CHUNK) -> None:
+    def __init__(self, model, max_chunk: int = MAX_CHUNK, replay: bool = True) -> None:
         if model.input_dtype != "i32" or len(model.input_shape) != 1:
             raise ConfigError(f"generation needs a model on int32 token ids [B, T], this one takes "
                               f"{model.input_shape} {model.input_dtype}")
@@ -42,6 +48,9 @@ class Generator:
         self.context = min(a.max_len for a in layers)
         self.vocab_size = int(model.output_shape[-1])
         self.pos = 0
+        self.replay: Replay | None = None     # the captured decode step, once derived
+        self.replay_error: str | None = None if replay else "replay=False"
+        self._tapes: list[tuple[int, list]] = []   # decode steps recorded so far
 
     def _chunk(self, n: int) -> tuple:
         """(plan, its token input [1, n] view, its last-position logits [V] view), made once."""
@@ -86,9 +95,32 @@ class Generator:
         plan, x, logits = self._chunks[1]
         x[0] = token
         self.model.run.pos = self.pos
-        plan.forward()
+        if self.replay is not None:
+            self.replay.run(self.pos)
+        elif self.replay_error is None:
+            self._record(plan)
+        else:
+            plan.forward()
         self.pos += 1
         return logits
+
+    def _record(self, plan) -> None:
+        """One decode step, recorded; the third consecutive one derives the replay."""
+        try:
+            tape = record(plan)
+        except ReplayError as exc:   # declined: the step runs (again, if it had begun) as usual
+            self.replay_error = str(exc)
+            plan.forward()
+            return
+        if self._tapes and self._tapes[-1][0] != self.pos - 1:
+            self._tapes.clear()      # a prompt came between: positions must be consecutive
+        self._tapes.append((self.pos, tape))
+        if len(self._tapes) == 3:
+            try:
+                self.replay = Replay.derive(self.model.kernels, self._tapes)
+            except ReplayError as exc:
+                self.replay_error = str(exc)
+            self._tapes.clear()
 
 
 def _chunk_size(left: int, max_chunk: int) -> int:

@@ -14,6 +14,8 @@ from qorus_core.init import normal
 class PositionalEmbedding(Layer):
     """y[b, t] = x[b, t] + weight[pos + t]; ``weight`` (max_len, d_model), N(0, init_std)."""
 
+    replayable = True   # inference forward: kernel calls only
+
     def __init__(self, max_len: int, d_model: int, init_std: float = 0.02) -> None:
         if int(max_len) <= 0 or int(d_model) <= 0:
             raise ConfigError(f"PositionalEmbedding: sizes must be positive, got max_len={max_len}, "

@@ -10,6 +10,8 @@ from qorus_core.init import ones
 class RMSNorm(Layer):
     """Root-mean-square normalisation with a learned scale (PyTorch's nn.RMSNorm)."""
 
+    replayable = True   # inference forward: kernel calls only
+
     def __init__(self, dim: int | None = None, eps: float = 1e-6) -> None:
         self.dim = None if dim is None else int(dim)
         self.eps = float(eps)

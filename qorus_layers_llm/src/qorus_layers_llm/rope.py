@@ -17,6 +17,8 @@ class RotaryEmbedding(Layer):
     """RoPE on [B, T, H * D] or [B, T, H, D]; ``half_split`` pairs (i, i + D/2) (HF) instead of
     adjacent pairs (2i, 2i + 1) (GGUF llama)."""
 
+    replayable = True   # inference forward: kernel calls only
+
     def __init__(self, n_heads: int, head_dim: int | None = None, theta: float = 10000.0,
                  half_split: bool = False) -> None:
         if int(n_heads) <= 0:

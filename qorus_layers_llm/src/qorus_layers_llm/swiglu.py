@@ -11,6 +11,8 @@ class SwiGLUFeedForward(Layer):
     """Gated feed-forward; weights in PyTorch's Linear layout: w_gate, w_up (hidden, d),
     w_down (d, hidden)."""
 
+    replayable = True   # inference forward: kernel calls only
+
     def __init__(self, d_model: int, hidden: int) -> None:
         if int(d_model) <= 0 or int(hidden) <= 0:
             raise ConfigError(f"SwiGLUFeedForward: sizes must be positive, got {d_model}, {hidden}")

@@ -12,6 +12,8 @@ from qorus_core.errors import ConfigError
 class _Pointwise(Layer):
     """A shape-keeping layer computed by kernel ``<kernel>`` with backward ``<kernel>_bwd``."""
 
+    replayable = True   # inference forward: kernel calls only
+
     kernel: ClassVar[str]
     kernel_bwd: ClassVar[str]                   # "<kernel>_bwd", set once per subclass
     grad_reads_output: ClassVar[bool] = False   # backward takes y instead of x
@@ -65,6 +67,8 @@ class Softmax(_Pointwise):
 
 class GELU(Layer):
     """x * Phi(x); ``approximate="tanh"`` for the tanh form (PyTorch's nn.GELU)."""
+
+    replayable = True   # inference forward: kernel calls only
 
     def __init__(self, approximate: str = "none") -> None:
         if approximate not in ("none", "tanh"):

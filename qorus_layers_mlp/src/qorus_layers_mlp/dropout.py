@@ -13,6 +13,8 @@ class Dropout(Layer):
     reproducible, identical on C and NumPy kernels, and a resumed run continues the same
     stream (the step count is part of the checkpoint)."""
 
+    replayable = True   # inference forward: kernel calls only
+
     def __init__(self, p: float = 0.5, seed: int = 0) -> None:
         if not 0.0 <= float(p) < 1.0:
             raise ConfigError(f"Dropout: p must be in [0, 1), got {p!r}")

@@ -9,6 +9,8 @@ from qorus_core.errors import ConfigError
 class Flatten(Layer):
     """Merge dimensions ``start_dim`` .. last into one (PyTorch's nn.Flatten, end_dim=-1)."""
 
+    replayable = True   # inference forward: kernel calls only
+
     def __init__(self, start_dim: int = 1) -> None:
         if int(start_dim) < 1:
             raise ConfigError(f"Flatten: start_dim must be >= 1 (the batch stays), got {start_dim}")

@@ -10,6 +10,8 @@ from qorus_core.init import ones, zeros
 class LayerNorm(Layer):
     """(x - mean) / sqrt(var + eps) * weight + bias over the last dimension."""
 
+    replayable = True   # inference forward: kernel calls only
+
     def __init__(self, normalized_shape: int | None = None, eps: float = 1e-5) -> None:
         self.normalized_shape = None if normalized_shape is None else int(normalized_shape)
         self.eps = float(eps)

@@ -10,6 +10,8 @@ from qorus_core.init import torch_linear
 class Linear(Layer):
     """Fully connected layer y = x W^T + b over the last dimension (PyTorch's nn.Linear)."""
 
+    replayable = True   # inference forward: kernel calls only
+
     def __init__(self, in_features: int | None = None, out_features: int | None = None,
                  bias: bool = True) -> None:
         if out_features is None or int(out_features) <= 0:
