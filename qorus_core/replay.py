@@ -118,14 +118,17 @@ def _split(name: str, argtypes, args) -> tuple[list[int], list[float]]:
 class Replay:
     """Recorded kernel calls, each integer argument affine in the position; ``run(pos)``."""
 
-    def __init__(self, lib, calls: ctypes.Array) -> None:
+    def __init__(self, lib, calls: ctypes.Array, positions: int | None) -> None:
         self._run, self._calls, self.n = lib.qr_replay_run, calls, len(calls)
+        self.positions = positions
 
     @classmethod
-    def derive(cls, kernels, tapes: Sequence[tuple[int, list]]) -> Replay:
+    def derive(cls, kernels, tapes: Sequence[tuple[int, list]],
+               positions: int | None = None) -> Replay:
         """From tapes of forwards at consecutive positions [(pos, tape), ...] (two or more:
         the first two give each argument's base and per-position change, the others check
-        the prediction)."""
+        the prediction). ``positions``: run accepts only 0 <= pos < positions (a KV cache's
+        length: a position past it would write past the cache)."""
         if len(tapes) < 2 or tapes[1][0] != tapes[0][0] + 1:
             raise ReplayError("derive needs tapes at two consecutive positions first")
         lib = kernels._lib
@@ -150,7 +153,7 @@ class Replay:
                 c.per_pos[j] = b - a
                 c.base[j] = a - (b - a) * p0
             c.f[:len(f0)] = f0
-        replay = cls(lib, calls)
+        replay = cls(lib, calls, positions)
         for pos, tape in tapes[2:]:
             replay.check(pos, tape)
         return replay
@@ -168,6 +171,8 @@ class Replay:
 
     def run(self, pos: int) -> None:
         """Make every recorded call at sequence position ``pos``."""
+        if pos < 0 or (self.positions is not None and pos >= self.positions):
+            raise ReplayError(f"position {pos} is outside [0, {self.positions})")
         rc = self._run(self._calls, self.n, int(pos))
         if rc:
             raise ReplayError(f"a replayed kernel returned {rc} at position {pos}")

@@ -59,11 +59,14 @@ def test_gpt_decode_replay_follows_the_position(ck):
             elif replayed:
                 tapes.append((pos, record(plan)))
                 if len(tapes) == 3:
-                    replay = Replay.derive(m.kernels, tapes)
+                    replay = Replay.derive(m.kernels, tapes, positions=12)
             else:
                 plan.forward()
             out.append(plan.y.a.copy())
         assert (replay is not None) == replayed
+        if replay is not None:                # past the KV cache: refused, nothing written
+            with pytest.raises(ReplayError, match="outside"):
+                replay.run(12)
         runs.append(np.array(out))
     np.testing.assert_array_equal(runs[0], runs[1])
 

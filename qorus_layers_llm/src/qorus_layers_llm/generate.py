@@ -117,7 +117,7 @@ class Generator:
         self._tapes.append((self.pos, tape))
         if len(self._tapes) == 3:
             try:
-                self.replay = Replay.derive(self.model.kernels, self._tapes)
+                self.replay = Replay.derive(self.model.kernels, self._tapes, self.context)
             except ReplayError as exc:
                 self.replay_error = str(exc)
             self._tapes.clear()
