@@ -118,8 +118,9 @@ def _split(name: str, argtypes, args) -> tuple[list[int], list[float]]:
 class Replay:
     """Recorded kernel calls, each integer argument affine in the position; ``run(pos)``."""
 
-    def __init__(self, lib, calls: ctypes.Array, positions: int | None) -> None:
-        self._run, self._calls, self.n = lib.qr_replay_run, calls, len(calls)
+    def __init__(self, run, calls: ctypes.Array, positions: int | None) -> None:
+        self._run, self._calls, self.n = run, calls, len(calls)
+        self._addr = ctypes.addressof(calls)       # the array stays alive with self._calls
         self.positions = positions
 
     @classmethod
@@ -131,11 +132,10 @@ class Replay:
         length: a position past it would write past the cache)."""
         if len(tapes) < 2 or tapes[1][0] != tapes[0][0] + 1:
             raise ReplayError("derive needs tapes at two consecutive positions first")
-        lib = kernels._lib
-        op_of, run = lib.qr_replay_op, lib.qr_replay_run
-        op_of.restype, op_of.argtypes = ctypes.c_int, [ctypes.c_char_p]
-        run.restype = ctypes.c_int
-        run.argtypes = [ctypes.POINTER(QrCall), ctypes.c_int64, ctypes.c_int64]
+        fns = getattr(kernels, "_replay", {})
+        if len(fns) < 2:
+            raise ReplayError("this C library predates replay.c: rebuild it")
+        op_of = fns["qr_replay_op"]
         (p0, t0), (_, t1) = tapes[0], tapes[1]
         if len(t0) != len(t1) or any(a[0] != b[0] for a, b in zip(t0, t1)):
             raise ReplayError("the kernels called differ from one position to the next")
@@ -153,7 +153,7 @@ class Replay:
                 c.per_pos[j] = b - a
                 c.base[j] = a - (b - a) * p0
             c.f[:len(f0)] = f0
-        replay = cls(lib, calls, positions)
+        replay = cls(fns["qr_replay_run"], calls, positions)
         for pos, tape in tapes[2:]:
             replay.check(pos, tape)
         return replay
@@ -173,6 +173,6 @@ class Replay:
         """Make every recorded call at sequence position ``pos``."""
         if pos < 0 or (self.positions is not None and pos >= self.positions):
             raise ReplayError(f"position {pos} is outside [0, {self.positions})")
-        rc = self._run(self._calls, self.n, int(pos))
+        rc = self._run(self._addr, self.n, int(pos))
         if rc:
             raise ReplayError(f"a replayed kernel returned {rc} at position {pos}")

@@ -159,6 +159,15 @@ def test_matmul_q(ck, nk, qtype, m, n, k):
     assert np.all(np.abs(yc.a - yf) <= qerr + 1e-5 * boundf + 1e-5)
 
 
+def each_path_and_thread_count(ck):
+    """Set each SIMD path (portable, auto) and thread count (1, 2, 3) in turn."""
+    for path in ("portable", "auto"):
+        ck.set_simd_path(path)
+        for nt in (1, 2, 3):
+            ck.set_threads(nt)
+            yield path, nt
+
+
 @pytest.mark.parametrize("qtype", QTYPES)
 def test_matmul_q_paths_and_threads(threads, nk, qtype):
     """Portable and AVX2 paths agree within the bound; a path's result is the same for any
@@ -168,17 +177,15 @@ def test_matmul_q_paths_and_threads(threads, nk, qtype):
     w = make_weight(ck, qtype, n, k, seed=7)
     x = np.random.default_rng(3).standard_normal((m, k)).astype(np.float32)
     y64, bound, _, _ = reference(nk, x, w)
-    for path in ("portable", "auto"):
-        ck.set_simd_path(path)
-        outs = []
-        for nt in (1, 2, 3):
-            ck.set_threads(nt)
-            for rows in (m, 1):                 # prompt and decode shapes
-                y = Tensor(np.zeros((rows, n), np.float32))
-                ck.matmul_q(Tensor(x[:rows]), w, y)
-                outs.append(y.a.copy())
-                assert np.all(np.abs(y.a - y64[:rows]) <= 1e-5 * bound[:rows] + 1e-5), path
-        assert all(np.array_equal(outs[i], outs[i % 2]) for i in range(len(outs)))
+    outs: dict[str, list] = {}
+    for path, _ in each_path_and_thread_count(ck):
+        for rows in (m, 1):                     # prompt and decode shapes
+            y = Tensor(np.zeros((rows, n), np.float32))
+            ck.matmul_q(Tensor(x[:rows]), w, y)
+            outs.setdefault(path, []).append(y.a.copy())
+            assert np.all(np.abs(y.a - y64[:rows]) <= 1e-5 * bound[:rows] + 1e-5), path
+    for o in outs.values():
+        assert all(np.array_equal(o[i], o[i % 2]) for i in range(len(o)))
 
 
 def test_matmul_q_mmap_view(ck, nk, tmp_path):
@@ -277,19 +284,16 @@ def test_linears_decode_row_equals_one_product_each(threads, nk, mix):
     ns = (203, 35, 64)[:len(mix)]
     ws = [make_weight(ck, q, n, k, seed=i) for i, (q, n) in enumerate(zip(mix, ns))]
     x = Tensor(np.random.default_rng(5).standard_normal((1, k)).astype(np.float32))
-    for path in ("portable", "auto"):
-        ck.set_simd_path(path)
-        for nt in (1, 2, 3):
-            ck.set_threads(nt)
-            ys = [Tensor(np.full((1, n), np.nan, np.float32)) for n in ns]
-            ck.linears(x, ws, ys)
-            for w, y in zip(ws, ys):
-                one = Tensor(np.zeros((1, w.n), np.float32))
-                ck.matmul_q(x, w, one)
-                np.testing.assert_array_equal(y.a, one.a)
-                ref = Tensor(np.zeros((1, w.n), np.float32))
-                nk.matmul_q(x, w, ref)
-                np.testing.assert_allclose(y.a, ref.a, rtol=1e-4, atol=1e-4)
+    for _ in each_path_and_thread_count(ck):
+        ys = [Tensor(np.full((1, n), np.nan, np.float32)) for n in ns]
+        ck.linears(x, ws, ys)
+        for w, y in zip(ws, ys):
+            one = Tensor(np.zeros((1, w.n), np.float32))
+            ck.matmul_q(x, w, one)
+            np.testing.assert_array_equal(y.a, one.a)
+            ref = Tensor(np.zeros((1, w.n), np.float32))
+            nk.matmul_q(x, w, ref)
+            np.testing.assert_allclose(y.a, ref.a, rtol=1e-4, atol=1e-4)
 
 
 def test_linears_other_forms_and_bad_input(ck, nk):

@@ -119,4 +119,4 @@ def test_the_c_runner_checks_its_calls(ck):
     replay._calls[0].op = 999
     with pytest.raises(ReplayError, match="returned -1"):
         replay.run(0)
-    assert ck._lib.qr_replay_op(b"qr_sumsq_f32") == -1          # not replayable by design
+    assert ck._replay["qr_replay_op"](b"qr_sumsq_f32") == -1    # not replayable by design

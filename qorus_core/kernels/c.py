@@ -225,11 +225,12 @@ class _QuantCMixin(WeightDispatch):
 
     def linears(self, x: Tensor, ws, ys) -> None:
         fn = self._matmul_q3
-        if (fn is None or x.rows != 1 or not 0 < len(ws) <= 3 or len(ws) != len(ys)
-                or not all(isinstance(w, QWeight) for w in ws)):
+        if fn is None or x.rows != 1 or not 0 < len(ws) <= 3 or len(ws) != len(ys):
             return WeightDispatch.linears(self, x, ws, ys)
         args = []
         for w, y in zip(ws, ys):
+            if not isinstance(w, QWeight):           # a float32 weight: linear each
+                return WeightDispatch.linears(self, x, ws, ys)
             QuantNumpyMixin._q_check_mm(x, w, y)
             args += (w.code, w.p, y.p, w.n)
         rc = fn(x.p, x.cols, *args, *_NO_WEIGHT * (3 - len(ws)))
@@ -257,6 +258,8 @@ class CKernels(_QuantCMixin, CFusedKernels, CRnnKernels, CConvKernels):
         self._rnn = _by_kernel(_bind(lib, RNN_SIGNATURES))       # c_rnn.py
         self._conv = _by_kernel(_bind(lib, CONV_SIGNATURES))     # c_conv.py
         self._fma_peak_fn = _bind(lib, {"qr_fma_peak_f32": (_D, [_I64])}).get("qr_fma_peak_f32")
+        self._replay = _bind(lib, {"qr_replay_op": (_I, [ctypes.c_char_p]),   # replay.py
+                                   "qr_replay_run": (_I, [_P, _I64, _I64])})
         self.native = frozenset(n[3:-4] for n in _SIGNATURES if n.endswith("_f32")).union(
             self._fused, self._rnn, self._conv, self._bind_quant(lib))
 
