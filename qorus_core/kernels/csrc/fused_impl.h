@@ -438,15 +438,29 @@ QR_AI void QF(dec_pv_vec)(const float *pg, const float *v, int64_t ldv, float *o
 }
 #endif
 
+#ifdef __AVX2__
+/* The cache rows of keys [j, j + 8) (those below len), each D floats ld apart, on their way to
+ * L1: a decode step finds the KV cache evicted by the weight stream, and its rows are
+ * strided (one kv head of each position), which the hardware prefetcher follows poorly. */
+QR_AI void QF(dec_prefetch)(const float *x, int64_t ld, int64_t j, int64_t len, int64_t D) {
+    const int64_t j1 = j + 8 < len ? j + 8 : len;
+    for (; j < j1; j++)
+        for (int64_t d = 0; d < D; d += 16) _mm_prefetch((const char *)(x + j * ld + d), _MM_HINT_T0);
+}
+#endif
+
 /* s[g * ls + j] = scale * (q_g . k_j) for the G query heads q [G, D] and keys k_j = k + j * ldk,
  * j < len. Blocks of 8 keys; each K row is loaded once per head group, from L1 after the first. */
-static void QF(dec_scores)(const float *q, const float *k, int64_t ldk, float *s, int64_t ls,
-                           int64_t G, int64_t len, int64_t D, float scale) {
+static void QF(dec_scores)(const float *q, const float *k, const float *v, int64_t ldk,
+                           float *s, int64_t ls, int64_t G, int64_t len, int64_t D, float scale) {
     int64_t j = 0;
 #ifdef __AVX2__
     const __m256i tail = QF(dec_mask)(D % 8);
     const __m256 sc = _mm256_set1_ps(scale);
-    for (; j + 8 <= len; j += 8)
+    for (int64_t a = 0; a < QR_DEC_PF_KEYS; a += 8) QF(dec_prefetch)(k, ldk, a, len, D);
+    for (; j + 8 <= len; j += 8) {
+        QF(dec_prefetch)(k, ldk, j + QR_DEC_PF_KEYS, len, D);   /* K rows ahead */
+        QF(dec_prefetch)(v, ldk, j, len, D);                    /* V rows for dec_pv */
         for (int64_t g = 0, nh; g < G; g += nh) {
             const float *qg = q + g * D, *kj = k + j * ldk;
             float *sg = s + g * ls + j;
@@ -461,6 +475,7 @@ static void QF(dec_scores)(const float *q, const float *k, int64_t ldk, float *s
                 QF(dec_s_block)(qg, kj + 4 * ldk, ldk, sg + 4, ls, D, tail, sc, 3, 4);
             }
         }
+    }
     for (; j < len; j++)   /* the last < 8 keys: one at a time, the same sums per lane */
         for (int64_t g = 0; g < G; g++) {
             const float *qg = q + g * D, *kj = k + j * ldk;
@@ -526,7 +541,7 @@ void QF(att_dec_items)(void *p, int64_t lo, int64_t hi) {
         const int64_t len = n - j0 < L ? n - j0 : L;
         const float *kc = c->k + ((b * mc + j0) * Hkv + hk) * D;
         const float *vc = c->v + ((b * mc + j0) * Hkv + hk) * D;
-        QF(dec_scores)(c->q + (b * H + hk * G) * D, kc, ld, s, L, G, len, D, c->scale);
+        QF(dec_scores)(c->q + (b * H + hk * G) * D, kc, vc, ld, s, L, G, len, D, c->scale);
         for (int64_t g = 0; g < G; g++) {
             float *sg = s + g * L;
             const float mx = QF(rmax)(sg, len);

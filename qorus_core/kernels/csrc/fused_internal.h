@@ -49,6 +49,7 @@ typedef struct {
 #define QR_DEC_UNITS 32
 #define QR_DEC_MIN_KEYS 64
 #define QR_DEC_VKEYS 64                 /* keys per V block (kept in L1 for the G heads) */
+#define QR_DEC_PF_KEYS 16               /* how far ahead dec_scores prefetches K rows */
 #define QR_DEC_GRAIN ((int64_t)1 << 14)  /* B*H*n_ctx*D per task (~1.5 us): threads pay off */
 
 /* attention: q [B,Tq,H,D], k/v [B,Tk,Hkv,D], out/dout/dq like q, dk/dv like k, lse [B,H,Tq];

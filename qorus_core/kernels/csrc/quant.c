@@ -221,7 +221,8 @@ static int rows_op(int qtype, int dir, const void *src, void *dst, int64_t rows,
 
 
 /* ------------------------------------------------------------------ activations -> q8 rows */
-static size_t q8_stride(int64_t k) { return ((size_t)(k / QR_QK) * 40 + 63) & ~(size_t)63; }
+/* bytes a q8 row takes: 32 q + d + s + the paired layout's X (2 floats) a block, 64-aligned */
+static size_t q8_stride(int64_t k) { return ((size_t)(k / QR_QK) * 48 + 63) & ~(size_t)63; }
 
 static void quantize_q8_row(const float *x, int64_t k, uint8_t *row) {
     int64_t nb = k / QR_QK;

@@ -44,6 +44,11 @@ static inline __m256i unpack_nibbles(const uint8_t *p) {
 
 #define QR_ALWAYS_INLINE static inline __attribute__((always_inline))
 
+/* How far ahead in a decode weight stream to prefetch: about 2 KB (DRAM latency at one
+ * thread's streaming rate); nearer left cold q8_0 and q4 weights at 14-15 GB/s a thread,
+ * this reaches a plain read's 16. */
+#define QR_PF_AHEAD 2048
+
 /* One weight row against MX q8 rows; FMT 0: q8_0, 1: q4_0, 2: q4_1. */
 QR_ALWAYS_INLINE void qdot_n(int fmt, int MX, int64_t nb, const uint8_t *w, const uint8_t *xq,
                              size_t xs, float *out) {
@@ -86,8 +91,10 @@ QR_ALWAYS_INLINE void qdot_1(int fmt, int64_t nb, const uint8_t *w, const uint8_
     float accm = 0.0f;
     int64_t b = 0;
     for (; b + 4 <= nb; b += 4) {
-        _mm_prefetch((const char *)(w + (b + 16) * bs), _MM_HINT_T0);
-        _mm_prefetch((const char *)(w + (b + 16) * bs + 64), _MM_HINT_T0);
+        const char *ahead = (const char *)(w + b * bs + QR_PF_AHEAD);   /* 4 blocks: 136 B */
+        _mm_prefetch(ahead, _MM_HINT_T0);
+        _mm_prefetch(ahead + 64, _MM_HINT_T0);
+        _mm_prefetch(ahead + 128, _MM_HINT_T0);
         for (int u = 0; u < 4; u++) {
             const uint8_t *wb = w + (b + u) * bs;
             __m256i qx = _mm256_loadu_si256((const __m256i *)(xq + (b + u) * QR_QK));
@@ -271,24 +278,23 @@ void qr__qrows_q8_0_avx2(int64_t nb, const uint8_t *w, size_t wrow, int64_t nrow
                          const uint8_t *xq, float *y) {
     for (int64_t r = 0; r < nrows; r++) qdot_1(0, nb, w + r * wrow, xq, y + r);
 }
-/* Decode rows of a Q4 weight (FMT 1: Q4_0, 2: Q4_1) against one q8 row in the paired layout,
- * R weight rows at a time: the activation blocks and scales are loaded once for the R rows,
- * and four blocks' fp16 scales convert in one instruction. Per block quad, per row:
- *   f    = [d0 c0 d1 c1 d2 c2 d3 c3]   (c = m for Q4_1, d for Q4_0: the nibble-offset term)
- *   X    = [x0 s0 x1 s1 x2 s2 x3 s3]   (activation scale and scaled sum of each block)
- *   prod = f * X; the even lanes scale the integer dot products, the odd lanes sum into the
- *   offset term (Q4_0's -8 applied at the end). Each row's arithmetic is the same whatever R
- *   is, so a row's result does not depend on how rows are grouped (thread count).
- * The weight streams from memory: each row prefetches the same place two row groups on (the
- * hardware prefetcher alone leaves R interleaved rows of a K = 1536 weight at 9 GB/s a
- * thread; with it, 15). */
+/* Decode rows of a Q4 weight (FMT 1: Q4_0, 2: Q4_1) against one q8 row in the paired layout.
+ * The rows go one after another, so the weight is one forward stream, prefetched
+ * QR_PF_AHEAD bytes on: DRAM and the hardware prefetcher keep up with one stream, not with
+ * several interleaved rows (four rows at a time streamed a 1536-wide weight at 9-12 GB/s a
+ * thread where a plain read makes 16). Per block quad:
+ *   f    = [d0 c0 d2 c2 | d1 c1 d3 c3]   (c = m for Q4_1, d for Q4_0: the nibble-offset term)
+ *   X    = [x0 s0 x2 s2 | x1 s1 x3 s3]   (activation scale and scaled sum of each block)
+ *   prod = f * X; the even lanes scale the integer dot products (an in-lane broadcast, as each
+ *   half holds the block whose nibbles its lane carries), the odd lanes sum into the offset
+ *   term (Q4_0's -8 applied at the end). */
 QR_ALWAYS_INLINE __m128i q4_scales2(int fmt, const uint8_t *p0, const uint8_t *p1) {
     if (fmt == 2) return _mm_unpacklo_epi32(_mm_loadu_si32(p0), _mm_loadu_si32(p1));
     __m128i d = _mm_unpacklo_epi16(_mm_loadu_si16(p0), _mm_loadu_si16(p1));   /* d0 d1 */
     return _mm_unpacklo_epi16(d, d);                                          /* d0 d0 d1 d1 */
 }
 
-/* int32 lanes of a block pair's nibbles (one register, see q4_pair) . its q8 halves */
+/* int32 lanes of a block pair's nibbles (block b low, b + 1 high) . its q8 halves */
 QR_ALWAYS_INLINE __m256 q4_pair_dot(const uint8_t *nib0, size_t bs, __m256i qlo, __m256i qhi) {
     const __m256i m4 = _mm256_set1_epi8(15);
     __m256i raw = _mm256_inserti128_si256(
@@ -299,68 +305,54 @@ QR_ALWAYS_INLINE __m256 q4_pair_dot(const uint8_t *nib0, size_t bs, __m256i qlo,
     return _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_add_epi16(pa, pb), _mm256_set1_epi16(1)));
 }
 
-QR_ALWAYS_INLINE void qrows_q4(int fmt, int R, int64_t nb, const uint8_t *w, size_t wrow,
-                               const uint8_t *xq, float *y) {
+QR_ALWAYS_INLINE void qrow_q4(int fmt, int64_t nb, const uint8_t *p, const uint8_t *xq,
+                              float *y) {
     const size_t bs = fmt == 1 ? 18 : 20, off = fmt == 1 ? 2 : 4;
-    const float *dx = (const float *)(xq + nb * QR_QK), *sx = dx + nb;
-    const __m256i lo2 = _mm256_setr_epi32(0, 0, 0, 0, 2, 2, 2, 2);
-    const __m256i hi2 = _mm256_setr_epi32(4, 4, 4, 4, 6, 6, 6, 6);
-    __m256 acc[4], corr[4];
-    for (int j = 0; j < R; j++) acc[j] = corr[j] = _mm256_setzero_ps();
+    const float *dx = (const float *)(xq + nb * QR_QK), *sx = dx + nb, *X = sx + nb;
+    const __m256i *q = (const __m256i *)xq;
+    const __m128i d_twice = _mm_setr_epi8(0, 1, 0, 1, 4, 5, 4, 5, 8, 9, 8, 9, 12, 13, 12, 13);
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps(), corr = _mm256_setzero_ps();
     int64_t b = 0;
-    for (; b + 4 <= nb; b += 4) {
-        __m128 xd = _mm_loadu_ps(dx + b), xs = _mm_loadu_ps(sx + b);
-        __m256 X = _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_unpacklo_ps(xd, xs)),
-                                        _mm_unpackhi_ps(xd, xs), 1);
-        const __m256i *q = (const __m256i *)(xq + b * QR_QK);
-        __m256i q0 = _mm256_loadu_si256(q), q1 = _mm256_loadu_si256(q + 1);
-        __m256i q2 = _mm256_loadu_si256(q + 2), q3 = _mm256_loadu_si256(q + 3);
-        for (int j = 0; j < R; j++) {
-            const uint8_t *p = w + j * wrow + b * bs;
-            _mm_prefetch((const char *)(p + 2 * R * wrow), _MM_HINT_T0);   /* 2 groups on */
-            __m128i dm = _mm_unpacklo_epi64(q4_scales2(fmt, p, p + bs),
-                                            q4_scales2(fmt, p + 2 * bs, p + 3 * bs));
-            __m256 prod = _mm256_mul_ps(_mm256_cvtph_ps(dm), X);
-            corr[j] = _mm256_add_ps(corr[j], prod);
-            acc[j] = _mm256_fmadd_ps(_mm256_permutevar8x32_ps(prod, lo2),
-                                     q4_pair_dot(p + off, bs, q0, q1), acc[j]);
-            acc[j] = _mm256_fmadd_ps(_mm256_permutevar8x32_ps(prod, hi2),
-                                     q4_pair_dot(p + 2 * bs + off, bs, q2, q3), acc[j]);
-        }
+    for (; b + 4 <= nb; b += 4, p += 4 * bs, q += 4) {
+        _mm_prefetch((const char *)(p + QR_PF_AHEAD), _MM_HINT_T0);
+        _mm_prefetch((const char *)(p + QR_PF_AHEAD + 64), _MM_HINT_T0);
+        __m128i f = _mm_unpacklo_epi64(_mm_unpacklo_epi32(_mm_loadu_si32(p), _mm_loadu_si32(p + 2 * bs)),
+                                       _mm_unpacklo_epi32(_mm_loadu_si32(p + bs), _mm_loadu_si32(p + 3 * bs)));
+        if (fmt == 1) f = _mm_shuffle_epi8(f, d_twice);   /* Q4_0: [d0 d0 d2 d2 ...] */
+        __m256 prod = _mm256_mul_ps(_mm256_cvtph_ps(f), _mm256_loadu_ps(X + 2 * b));
+        corr = _mm256_add_ps(corr, prod);
+        acc0 = _mm256_fmadd_ps(_mm256_permute_ps(prod, 0x00),
+                               q4_pair_dot(p + off, bs, _mm256_loadu_si256(q),
+                                           _mm256_loadu_si256(q + 1)), acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_permute_ps(prod, 0xaa),
+                               q4_pair_dot(p + 2 * bs + off, bs, _mm256_loadu_si256(q + 2),
+                                           _mm256_loadu_si256(q + 3)), acc1);
     }
-    if (b + 2 <= nb) {   /* a last pair: the same with the upper lanes zero */
-        __m128 X2 = _mm_unpacklo_ps(load2f(dx + b), load2f(sx + b));
-        const __m256i *q = (const __m256i *)(xq + b * QR_QK);
-        __m256i q0 = _mm256_loadu_si256(q), q1 = _mm256_loadu_si256(q + 1);
-        for (int j = 0; j < R; j++) {
-            const uint8_t *p = w + j * wrow + b * bs;
-            __m256 prod = _mm256_zextps128_ps256(_mm_mul_ps(_mm_cvtph_ps(q4_scales2(fmt, p, p + bs)), X2));
-            corr[j] = _mm256_add_ps(corr[j], prod);
-            acc[j] = _mm256_fmadd_ps(_mm256_permutevar8x32_ps(prod, lo2),
-                                     q4_pair_dot(p + off, bs, q0, q1), acc[j]);
-        }
+    if (b + 2 <= nb) {   /* a last pair: f = [d0 c0 d1 c1], X = [x0 s0 x1 s1] */
+        __m128 pr = _mm_mul_ps(_mm_cvtph_ps(q4_scales2(fmt, p, p + bs)),
+                               _mm_unpacklo_ps(load2f(dx + b), load2f(sx + b)));
+        __m256 sc = _mm256_set_m128(_mm_permute_ps(pr, 0xaa), _mm_permute_ps(pr, 0x00));
+        acc0 = _mm256_fmadd_ps(sc, q4_pair_dot(p + off, bs, _mm256_loadu_si256(q),
+                                               _mm256_loadu_si256(q + 1)), acc0);
+        corr = _mm256_add_ps(corr, _mm256_zextps128_ps256(pr));
         b += 2;
+        p += 2 * bs;
     }
-    for (int j = 0; j < R; j++) {
-        __m128 c = _mm_add_ps(_mm256_castps256_ps128(corr[j]), _mm256_extractf128_ps(corr[j], 1));
-        float cs = _mm_cvtss_f32(_mm_shuffle_ps(c, c, 1)) + _mm_cvtss_f32(_mm_shuffle_ps(c, c, 3));
-        float dot = hsum(acc[j]);
-        if (b < nb) {   /* an odd last block, natural order */
-            const uint8_t *p = w + j * wrow + b * bs;
-            __m256i qx = _mm256_loadu_si256((const __m256i *)(xq + b * QR_QK));
-            dot += hsum(_mm256_mul_ps(_mm256_set1_ps(h2f(p) * dx[b]), dot_us(unpack_nibbles(p + off), qx)));
-            cs += (fmt == 1 ? h2f(p) : h2f(p + 2)) * sx[b];
-        }
-        y[j] = dot + (fmt == 1 ? -8.0f : 1.0f) * cs;
+    __m128 c = _mm_add_ps(_mm256_castps256_ps128(corr), _mm256_extractf128_ps(corr, 1));
+    float cs = _mm_cvtss_f32(_mm_shuffle_ps(c, c, 1)) + _mm_cvtss_f32(_mm_shuffle_ps(c, c, 3));
+    float dot = hsum(_mm256_add_ps(acc0, acc1));
+    if (b < nb) {   /* an odd last block, natural order */
+        __m256i qx = _mm256_loadu_si256((const __m256i *)(xq + b * QR_QK));
+        dot += hsum(_mm256_mul_ps(_mm256_set1_ps(h2f(p) * dx[b]), dot_us(unpack_nibbles(p + off), qx)));
+        cs += (fmt == 1 ? h2f(p) : h2f(p + 2)) * sx[b];
     }
+    *y = dot + (fmt == 1 ? -8.0f : 1.0f) * cs;
 }
 
 #define QROWS4(name, fmt)                                                                   \
     void name(int64_t nb, const uint8_t *w, size_t wrow, int64_t nrows, const uint8_t *xq,  \
               float *y) {                                                                   \
-        int64_t r = 0;                                                                      \
-        for (; r + 4 <= nrows; r += 4) qrows_q4(fmt, 4, nb, w + r * wrow, wrow, xq, y + r); \
-        for (; r < nrows; r++) qrows_q4(fmt, 1, nb, w + r * wrow, wrow, xq, y + r);         \
+        for (int64_t r = 0; r < nrows; r++) qrow_q4(fmt, nb, w + r * wrow, xq, y + r);      \
     }
 QROWS4(qr__qrows_q4_0_avx2, 1)
 QROWS4(qr__qrows_q4_1_avx2, 2)
@@ -436,6 +428,15 @@ void qr__quantize_q8_row_avx2(const float *x, int64_t k, uint8_t *row, int paire
         s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0xb1));
         d[b] = db;
         s[b] = db * (float)_mm_cvtsi128_si32(s4);
+    }
+    if (paired) {   /* X: each whole quad's scales as [d0 s0 d2 s2 | d1 s1 d3 s3] */
+        float *X = s + nb;
+        for (int64_t b = 0; b + 4 <= nb; b += 4, X += 8) {
+            __m128 t0 = _mm_unpacklo_ps(_mm_loadu_ps(d + b), _mm_loadu_ps(s + b));  /* d0 s0 d1 s1 */
+            __m128 t1 = _mm_unpackhi_ps(_mm_loadu_ps(d + b), _mm_loadu_ps(s + b));  /* d2 s2 d3 s3 */
+            _mm_storeu_ps(X, _mm_movelh_ps(t0, t1));
+            _mm_storeu_ps(X + 4, _mm_movehl_ps(t1, t0));
+        }
     }
 }
 

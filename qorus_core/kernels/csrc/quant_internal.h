@@ -8,7 +8,10 @@
  * NaN or inf gets q = 0, d = s = NaN: every output it feeds is NaN.
  * Paired layout (the AVX2 Q4 kernels): blocks 2p and 2p + 1 occupy bytes [64p, 64p + 64) as
  * 2p[0:16] | 2p+1[0:16] | 2p[16:32] | 2p+1[16:32], matching a Q4 pair's nibbles loaded into
- * one register; an odd last block stays in natural order. Same values, other order. */
+ * one register; an odd last block stays in natural order. Same values, other order. It is
+ * followed by float X[2 * nb], each whole quad of blocks 4q..4q+3 as
+ * [d0 s0 d2 s2 | d1 s1 d3 s3] (the decode kernel's scale vector: one load a quad, and each
+ * 128-bit half holds the scales of the block pair that its nibble lane carries). */
 #ifndef QORUS_QUANT_INTERNAL_H
 #define QORUS_QUANT_INTERNAL_H
 
