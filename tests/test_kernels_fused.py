@@ -94,6 +94,20 @@ def test_rope_bwd_is_adjoint(ck, half_split):
     assert abs(lhs - rhs) < 1e-4 * (1 + abs(lhs))
 
 
+def test_rope_table_follows_every_argument(ck, nk):
+    """The C rope keeps its last cos/sin table per thread: a call that differs from the one
+    before in any argument (position, length, head size, theta, direction) must not reuse it."""
+    calls = [("rope", (1, 1, 3, 8), 5, 10000.0), ("rope", (1, 1, 2, 8), 5, 10000.0),
+             ("rope", (1, 1, 3, 8), 6, 10000.0), ("rope", (1, 1, 3, 8), 6, 500000.0),
+             ("rope_bwd", (1, 1, 3, 8), 6, 500000.0), ("rope", (1, 4, 3, 8), 6, 500000.0),
+             ("rope", (1, 1, 3, 16), 6, 500000.0), ("rope", (1, 1, 3, 8), 5, 10000.0)]
+    for i, (kernel, shape, pos, theta) in enumerate(calls):
+        x = rnd(shape, 10 + i)
+        got = run(ck, kernel, [x, np.zeros_like(x)], pos_offset=pos, theta=theta)[1].a
+        ref = run(nk, kernel, [x, np.zeros_like(x)], pos_offset=pos, theta=theta)[1].a
+        np.testing.assert_allclose(got, ref, **TOL, err_msg=f"call {i}: {kernel} {shape} {pos}")
+
+
 @pytest.mark.parametrize("half_split", [False, True])
 def test_rope_vs_torch(ck, half_split):
     torch = pytest.importorskip("torch")

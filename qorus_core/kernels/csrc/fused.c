@@ -13,6 +13,8 @@
 #include "fused_impl.h"
 
 /* ------------------------------------------------------------------ rope */
+typedef struct { int64_t pos, T, D; float theta; int inverse, valid; } rope_table;
+
 static int rope(const float *x, float *y, int64_t B, int64_t T, int64_t H, int64_t D,
                 int64_t pos_offset, float theta, int half_split, int inverse) {
     if (B < 0 || T < 0 || H < 0 || D < 0 || (D & 1) || pos_offset < 0 || !(theta > 0.0f))
@@ -20,16 +22,25 @@ static int rope(const float *x, float *y, int64_t B, int64_t T, int64_t H, int64
     if (B * T * H * D == 0) return QR_OK;
     if (!x || !y) return QR_EARG;
     const int64_t half = D / 2;
-    /* the caller's scratch (kept between calls: no malloc a step; no GEMM runs meanwhile) */
-    float *cs = qr_scratch(3, (size_t)(T * D) * sizeof(float));
-    if (!cs) return QR_ENOMEM;
-    for (int64_t i = 0; i < half; i++) {   /* freq_i = theta^(-2i/D), angles in double */
-        const double freq = pow((double)theta, -(double)(2 * i) / (double)D);
-        for (int64_t t = 0; t < T; t++) {
-            const double a = (double)(pos_offset + t) * freq;
-            cs[t * D + i] = (float)cos(a);
-            cs[t * D + half + i] = inverse ? -(float)sin(a) : (float)sin(a);
+    /* the table: the caller's scratch slot 4 after a header naming its arguments, so the
+     * q and k rotations of every layer of a decode step (one position) compute it once */
+    rope_table key;
+    memset(&key, 0, sizeof key);   /* padding too: the header is compared bytewise */
+    key.pos = pos_offset, key.T = T, key.D = D, key.theta = theta, key.inverse = inverse;
+    key.valid = 1;
+    uint8_t *buf = qr_scratch(4, 64 + (size_t)(T * D) * sizeof(float));
+    if (!buf) return QR_ENOMEM;
+    float *cs = (float *)(buf + 64);
+    if (memcmp(buf, &key, sizeof key) != 0) {
+        for (int64_t i = 0; i < half; i++) {   /* freq_i = theta^(-2i/D), angles in double */
+            const double freq = pow((double)theta, -(double)(2 * i) / (double)D);
+            for (int64_t t = 0; t < T; t++) {
+                const double a = (double)(pos_offset + t) * freq;
+                cs[t * D + i] = (float)cos(a);
+                cs[t * D + half + i] = inverse ? -(float)sin(a) : (float)sin(a);
+            }
         }
+        memcpy(buf, &key, sizeof key);
     }
     rope_ctx c = {.x = x, .y = y, .cs = cs, .T = T, .H = H, .D = D, .half_split = half_split};
     qr_par_items(qr_simd_pick(rope_rows), &c, B * T, B * T * H * D);

@@ -44,9 +44,10 @@ typedef void (*qr_task_fn)(void *ctx, int task, int ntasks);
 QR_API void qr_parallel(qr_task_fn fn, void *ctx, int ntasks);
 /* Tasks for `work` units when `grain` units make a task worth it: 1 .. threads. */
 QR_API int qr_tasks_for(size_t work, size_t grain);
-/* Per-thread scratch buffer `slot` (0..3): 64-byte aligned, >= bytes, kept between calls.
- * qr_gemm_f32 uses all four (0, 1: packed panels; 2, 3: the skinny path), so a kernel that
- * calls the GEMM must not hold a qr_scratch buffer across that call. */
+/* Per-thread scratch buffer `slot` (0..4): 64-byte aligned, >= bytes, kept between calls,
+ * zero-filled when (re)allocated. qr_gemm_f32 uses 0..3 (0, 1: packed panels; 2, 3: the
+ * skinny path), so a kernel that calls the GEMM must not hold one of those across that call.
+ * Slot 4 is RoPE's cos/sin table, kept with a header naming what it holds. */
 QR_API void *qr_scratch(int slot, size_t bytes);
 
 /* ------------------------------------------------------------------ cpu (cpu.c) */

@@ -236,7 +236,7 @@ void qr_parallel(qr_task_fn fn, void *ctx, int ntasks) {
 }
 
 /* ------------------------------------------------------------------ per-thread scratch */
-#define QR_SCRATCH_SLOTS 4
+#define QR_SCRATCH_SLOTS 5
 static _Thread_local struct { void *p; size_t n; } tl_scratch[QR_SCRATCH_SLOTS];
 static pthread_key_t scratch_key;
 static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
@@ -260,6 +260,7 @@ void *qr_scratch(int slot, size_t bytes) {
     size_t n = (bytes + 4095) & ~(size_t)4095;
     void *p = NULL;
     if (posix_memalign(&p, 64, n) != 0) p = NULL;
+    if (p) memset(p, 0, n);   /* a fresh buffer holds no stale header (see slot 4) */
     tl_scratch[slot].p = p;
     tl_scratch[slot].n = p ? n : 0;
     return p;
