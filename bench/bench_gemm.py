@@ -10,7 +10,7 @@ figure is the median over all blocks. On a shared (noisy) machine, ``--clock thr
 1-thread runs in CPU time of the calling thread (both libraries compute on it), which
 discounts time the thread was preempted; 2-thread runs always use wall time.
 Shapes: the MLP 784-512-256-10 at batch 128 (forward X W^T, weight gradient dY^T X, input
-gradient dY W) and squares 256..1024.
+gradient dY W) and squares 256..2048.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ MLP = [
     ("fc3 fwd", False, True, 128, 10, 256),
     ("fc3 dW", True, False, 10, 256, 128),
 ]
-SQUARE = [(f"square {n}", False, False, n, n, n) for n in (256, 512, 768, 1024)]
+SQUARE = [(f"square {n}", False, False, n, n, n) for n in (256, 512, 768, 1024, 2048)]
 SQUARE += [("square 512 NT", False, True, 512, 512, 512), ("square 512 TN", True, False, 512, 512, 512)]
 
 
