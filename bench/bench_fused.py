@@ -191,15 +191,17 @@ def main() -> None:
     only = [p for p in a.only.split(",") if p]
     todo = [c for c in cases(np, Tensor, torch)
             if not only or any(c[0].startswith(p) for p in only)]
-    rows = []
-    for name, size, fns in todo:   # C and NumPy, one kernel after the other
-        row = {"kernel": name, "size": size}
-        with np.errstate(all="ignore"):
+    # one library after the other, a pause between: NumPy's BLAS workers spin on after a
+    # matmul, and the next C kernel timed beside them would get half its threads
+    rows = [{"kernel": name, "size": size} for name, size, _ in todo]
+    with np.errstate(all="ignore"):
+        for row, (_, _, fns) in zip(rows, todo):
             row["qorus_ms"] = time_per_call(lambda f=fns["qorus"]: f(ck), a.runs) * 1e3
+        time.sleep(0.5)
+        for row, (_, _, fns) in zip(rows, todo):
             row["numpy_ms"] = time_per_call(lambda f=fns["numpy"]: f(nk), a.runs) * 1e3
-        row["speedup_vs_numpy"] = row["numpy_ms"] / row["qorus_ms"]
-        rows.append(row)
-    time.sleep(0.5)   # torch afterwards: its OpenMP workers and the Qorus pool never overlap
+            row["speedup_vs_numpy"] = row["numpy_ms"] / row["qorus_ms"]
+    time.sleep(0.5)   # torch last: its OpenMP workers and the Qorus pool never overlap
     for row, (_, _, fns) in zip(rows, todo):
         if "torch" in fns:
             row["torch_ms"] = time_per_call(fns["torch"], a.runs) * 1e3
