@@ -13,7 +13,8 @@
 #include "fused_impl.h"
 
 /* ------------------------------------------------------------------ rope */
-typedef struct { int64_t pos, T, D; float theta; int inverse, valid; } rope_table;
+/* what a cos/sin table in scratch slot 4 was made for */
+typedef struct { int64_t pos, T, D; float theta; int inverse, valid; } rope_header;
 
 static int rope(const float *x, float *y, int64_t B, int64_t T, int64_t H, int64_t D,
                 int64_t pos_offset, float theta, int half_split, int inverse) {
@@ -24,7 +25,7 @@ static int rope(const float *x, float *y, int64_t B, int64_t T, int64_t H, int64
     const int64_t half = D / 2;
     /* the table: the caller's scratch slot 4 after a header naming its arguments, so the
      * q and k rotations of every layer of a decode step (one position) compute it once */
-    rope_table key;
+    rope_header key;
     memset(&key, 0, sizeof key);   /* padding too: the header is compared bytewise */
     key.pos = pos_offset, key.T = T, key.D = D, key.theta = theta, key.inverse = inverse;
     key.valid = 1;

@@ -445,7 +445,8 @@ QR_AI void QF(dec_pv_vec)(const float *pg, const float *v, int64_t ldv, float *o
 QR_AI void QF(dec_prefetch)(const float *x, int64_t ld, int64_t j, int64_t len, int64_t D) {
     const int64_t j1 = j + 8 < len ? j + 8 : len;
     for (; j < j1; j++)
-        for (int64_t d = 0; d < D; d += 16) _mm_prefetch((const char *)(x + j * ld + d), _MM_HINT_T0);
+        for (int64_t d = 0; d < D; d += 16)
+            _mm_prefetch((const char *)(x + j * ld + d), _MM_HINT_T0);
 }
 #endif
 

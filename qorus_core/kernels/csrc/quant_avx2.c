@@ -324,8 +324,10 @@ QR_ALWAYS_INLINE void qrow_q4(int fmt, int64_t nb, const uint8_t *p, const uint8
     for (; b + 4 <= nb; b += 4, p += 4 * bs, q += 4) {
         _mm_prefetch((const char *)(p + QR_PF_AHEAD), _MM_HINT_T0);
         _mm_prefetch((const char *)(p + QR_PF_AHEAD + 64), _MM_HINT_T0);
-        __m128i f = _mm_unpacklo_epi64(_mm_unpacklo_epi32(_mm_loadu_si32(p), _mm_loadu_si32(p + 2 * bs)),
-                                       _mm_unpacklo_epi32(_mm_loadu_si32(p + bs), _mm_loadu_si32(p + 3 * bs)));
+        /* each block's first 4 bytes: (d, m) for Q4_1; d and 2 nibble bytes for Q4_0 */
+        __m128i f02 = _mm_unpacklo_epi32(_mm_loadu_si32(p), _mm_loadu_si32(p + 2 * bs));
+        __m128i f13 = _mm_unpacklo_epi32(_mm_loadu_si32(p + bs), _mm_loadu_si32(p + 3 * bs));
+        __m128i f = _mm_unpacklo_epi64(f02, f13);
         if (fmt == 1) f = _mm_shuffle_epi8(f, d_twice);   /* Q4_0: [d0 d0 d2 d2 ...] */
         __m256 prod = _mm256_mul_ps(_mm256_cvtph_ps(f), _mm256_loadu_ps(X + 2 * b));
         corr = _mm256_add_ps(corr, prod);
@@ -351,7 +353,8 @@ QR_ALWAYS_INLINE void qrow_q4(int fmt, int64_t nb, const uint8_t *p, const uint8
     float dot = hsum(_mm256_add_ps(acc0, acc1));
     if (b < nb) {   /* an odd last block, natural order */
         __m256i qx = _mm256_loadu_si256((const __m256i *)(xq + b * QR_QK));
-        dot += hsum(_mm256_mul_ps(_mm256_set1_ps(h2f(p) * dx[b]), dot_us(unpack_nibbles(p + off), qx)));
+        dot += hsum(_mm256_mul_ps(_mm256_set1_ps(h2f(p) * dx[b]),
+                                  dot_us(unpack_nibbles(p + off), qx)));
         cs += (fmt == 1 ? h2f(p) : h2f(p + 2)) * sx[b];
     }
     *y = dot + (fmt == 1 ? -8.0f : 1.0f) * cs;
@@ -441,8 +444,9 @@ void qr__quantize_q8_row_avx2(const float *x, int64_t k, uint8_t *row, int paire
     if (paired) {   /* X: each whole quad's scales as [d0 s0 d2 s2 | d1 s1 d3 s3] */
         float *X = s + nb;
         for (int64_t b = 0; b + 4 <= nb; b += 4, X += 8) {
-            __m128 t0 = _mm_unpacklo_ps(_mm_loadu_ps(d + b), _mm_loadu_ps(s + b));  /* d0 s0 d1 s1 */
-            __m128 t1 = _mm_unpackhi_ps(_mm_loadu_ps(d + b), _mm_loadu_ps(s + b));  /* d2 s2 d3 s3 */
+            __m128 dq = _mm_loadu_ps(d + b), sq = _mm_loadu_ps(s + b);
+            /* t0 = [d0 s0 d1 s1], t1 = [d2 s2 d3 s3] */
+            __m128 t0 = _mm_unpacklo_ps(dq, sq), t1 = _mm_unpackhi_ps(dq, sq);
             _mm_storeu_ps(X, _mm_movelh_ps(t0, t1));
             _mm_storeu_ps(X + 4, _mm_movehl_ps(t1, t0));
         }
