@@ -66,7 +66,8 @@ def worker(path: str, runs: int) -> dict:
     return {"load_ms": load_ms, "prompt_tok_s": PROMPT_TOKENS / statistics.median(prompt_s[1:]),
             "gen_tok_s": statistics.median(gen_rates[1:]), "bandwidth_gb_s": bw,
             "weight_mb": tok_bytes / 1e6, "bound_tok_s": bw * 1e9 / tok_bytes,
-            "pct_bound": 100 * statistics.median(ratios[1:])}
+            "pct_bound": 100 * statistics.median(ratios[1:]),
+            "runs": [{"gen_tok_s": g, "bandwidth_gb_s": b} for g, b in zip(gen_rates[1:], bws[1:])]}
 
 
 def llama_bench(path: str, threads: int) -> dict | None:
