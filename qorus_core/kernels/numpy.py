@@ -181,13 +181,18 @@ class NumpyKernels(QuantNumpyMixin, NumpyFusedKernels, NumpyRnnKernels, NumpyCon
         """y = x * Phi(x) (exact, erf) or the tanh approximation."""
         t = self._scratch("gelu", x.shape)
         X = x.a
-        if approximate:
+        if approximate:   # x * sigmoid(2u): 0.5 (1 + tanh u) = 1 / (1 + exp(-2u))
             np.multiply(X, X, out=t)
             np.multiply(t, np.float32(0.044715), out=t)
             np.add(t, np.float32(1.0), out=t)
             np.multiply(t, X, out=t)
-            np.multiply(t, np.float32(_SQRT_2_OVER_PI), out=t)
-            np.tanh(t, out=t)
+            np.multiply(t, np.float32(-2.0 * _SQRT_2_OVER_PI), out=t)
+            with np.errstate(over="ignore"):                     # x -> -inf: exp -> inf
+                np.exp(t, out=t)
+            np.add(t, np.float32(1.0), out=t)
+            np.divide(np.float32(1.0), t, out=t)
+            np.multiply(X, t, out=y.a)
+            return
         else:
             np.multiply(X, np.float32(_INV_SQRT2), out=t)
             self._erf(t, t)
@@ -200,26 +205,25 @@ class NumpyKernels(QuantNumpyMixin, NumpyFusedKernels, NumpyRnnKernels, NumpyCon
         X = x.a
         cdf = self._scratch("gelu_cdf", x.shape)
         pdf = self._scratch("gelu_pdf", x.shape)
-        if approximate:
-            u = self._scratch("gelu_u", x.shape)
-            np.multiply(X, X, out=u)
-            np.multiply(u, np.float32(0.044715), out=pdf)          # pdf holds 0.044715 x^2
+        if approximate:   # d/dx x s(2u) = s + x s (1 - s) 2u', s = 1 / (1 + exp(-2u))
+            np.multiply(X, X, out=pdf)
+            np.multiply(pdf, np.float32(0.044715), out=pdf)          # pdf holds 0.044715 x^2
             np.add(pdf, np.float32(1.0), out=cdf)
             np.multiply(cdf, X, out=cdf)
-            np.multiply(cdf, np.float32(_SQRT_2_OVER_PI), out=cdf)  # cdf holds inner
-            np.tanh(cdf, out=cdf)                                   # cdf holds th
-            # d inner/dx = sqrt(2/pi) * (1 + 3*0.044715 x^2)
+            np.multiply(cdf, np.float32(-2.0 * _SQRT_2_OVER_PI), out=cdf)
+            with np.errstate(over="ignore"):
+                np.exp(cdf, out=cdf)
+            np.add(cdf, np.float32(1.0), out=cdf)
+            np.divide(np.float32(1.0), cdf, out=cdf)                 # cdf holds s
             np.multiply(pdf, np.float32(3.0), out=pdf)
             np.add(pdf, np.float32(1.0), out=pdf)
-            np.multiply(pdf, np.float32(_SQRT_2_OVER_PI), out=pdf)
-            # grad = 0.5(1+th) + 0.5 x (1-th^2) dinner
-            np.multiply(cdf, cdf, out=u)
-            np.subtract(np.float32(1.0), u, out=u)
+            np.multiply(pdf, np.float32(2.0 * _SQRT_2_OVER_PI), out=pdf)   # pdf holds 2u'
+            u = self._scratch("gelu_u", x.shape)
+            np.subtract(np.float32(1.0), cdf, out=u)
+            np.multiply(u, cdf, out=u)
             np.multiply(u, pdf, out=u)
             np.multiply(u, X, out=u)
-            np.add(cdf, np.float32(1.0), out=cdf)
             np.add(cdf, u, out=cdf)
-            np.multiply(cdf, np.float32(0.5), out=cdf)
             np.multiply(dy.a, cdf, out=dx.a)
             return
         np.multiply(X, np.float32(_INV_SQRT2), out=cdf)

@@ -8,6 +8,8 @@
 #include "qorus.h"
 
 #define QR_SQRT_2_OVER_PI 0.7978845608028654f
+#define QR_2_SQRT_2_OVER_PI 1.5957691216057308f
+#define QR_NEG_2_SQRT_2_OVER_PI -1.5957691216057308f
 #define QR_INV_SQRT2 0.7071067811865476f
 #define QR_INV_SQRT_2PI 0.3989422804014327f
 
@@ -26,20 +28,24 @@ static inline float qr_gelu_grad_f(float x) {   /* Phi(x) + x phi(x) */
     return cdf + pdf * x;
 }
 
+/* tanh form as x * sigmoid(2u), u = sqrt(2/pi) (x + 0.044715 x^3): 0.5 (1 + tanh u) =
+ * 1 / (1 + exp(-2u)), one exp and a division (no tanh polynomial, no branch blends), and no
+ * cancellation for x < 0. exp(-2u) = inf (x -> -inf) gives s = 0: -inf * 0 = NaN, as torch. */
 static inline float qr_gelu_tanh_f(float x) {
     float t = x * x;
     t = t * 0.044715f + 1.0f;
-    t = qr_tanhf(t * x * QR_SQRT_2_OVER_PI);
-    t = (t + 1.0f) * 0.5f;
-    return x * t;
+    float e = qr_expf(t * x * QR_NEG_2_SQRT_2_OVER_PI);          /* exp(-2u) */
+    float s = 1.0f / (e + 1.0f);
+    return x * s;
 }
 
+/* d/dx x s(2u) = s + x s (1 - s) 2u' */
 static inline float qr_gelu_tanh_grad_f(float x) {
     float q = (x * x) * 0.044715f;                              /* 0.044715 x^2 */
-    float th = qr_tanhf((q + 1.0f) * x * QR_SQRT_2_OVER_PI);
-    float dinner = (q * 3.0f + 1.0f) * QR_SQRT_2_OVER_PI;
-    float w = (1.0f - th * th) * dinner * x;
-    return ((th + 1.0f) + w) * 0.5f;
+    float e = qr_expf((q + 1.0f) * x * QR_NEG_2_SQRT_2_OVER_PI);
+    float s = 1.0f / (e + 1.0f);
+    float du = (q * 3.0f + 1.0f) * QR_2_SQRT_2_OVER_PI;         /* d(2u)/dx */
+    return s + s * (1.0f - s) * du * x;
 }
 
 #ifdef __AVX2__
@@ -61,18 +67,18 @@ static inline __m256 qr_gelu_grad8(__m256 x) {
 static inline __m256 qr_gelu_tanh8(__m256 x) {
     __m256 t = QR_MUL8(x, x);
     t = QR_ADD8(QR_MUL8(t, QR_SET8(0.044715f)), QR_SET8(1.0f));
-    t = qr_tanh8(QR_MUL8(QR_MUL8(t, x), QR_SET8(QR_SQRT_2_OVER_PI)));
-    t = QR_MUL8(QR_ADD8(t, QR_SET8(1.0f)), QR_SET8(0.5f));
-    return QR_MUL8(x, t);
+    __m256 e = qr_exp8(QR_MUL8(QR_MUL8(t, x), QR_SET8(QR_NEG_2_SQRT_2_OVER_PI)));
+    __m256 s = _mm256_div_ps(QR_SET8(1.0f), QR_ADD8(e, QR_SET8(1.0f)));
+    return QR_MUL8(x, s);
 }
 
 static inline __m256 qr_gelu_tanh_grad8(__m256 x) {
-    const __m256 one = QR_SET8(1.0f), c = QR_SET8(QR_SQRT_2_OVER_PI);
+    const __m256 one = QR_SET8(1.0f);
     __m256 q = QR_MUL8(QR_MUL8(x, x), QR_SET8(0.044715f));
-    __m256 th = qr_tanh8(QR_MUL8(QR_MUL8(QR_ADD8(q, one), x), c));
-    __m256 dinner = QR_MUL8(QR_ADD8(QR_MUL8(q, QR_SET8(3.0f)), one), c);
-    __m256 w = QR_MUL8(QR_MUL8(_mm256_sub_ps(one, QR_MUL8(th, th)), dinner), x);
-    return QR_MUL8(QR_ADD8(QR_ADD8(th, one), w), QR_SET8(0.5f));
+    __m256 e = qr_exp8(QR_MUL8(QR_MUL8(QR_ADD8(q, one), x), QR_SET8(QR_NEG_2_SQRT_2_OVER_PI)));
+    __m256 s = _mm256_div_ps(one, QR_ADD8(e, one));
+    __m256 du = QR_MUL8(QR_ADD8(QR_MUL8(q, QR_SET8(3.0f)), one), QR_SET8(QR_2_SQRT_2_OVER_PI));
+    return QR_ADD8(s, QR_MUL8(QR_MUL8(QR_MUL8(s, _mm256_sub_ps(one, s)), du), x));
 }
 #endif
 
