@@ -64,46 +64,37 @@ static inline void prefetch_head(const uint8_t *w, size_t bytes) {
     for (size_t o = 0; o < bytes; o += 64) _mm_prefetch((const char *)(w + o), _MM_HINT_T0);
 }
 
-/* One weight row against MX q8 rows; FMT 0: q8_0, 1: q4_0, 2: q4_1. */
-QR_ALWAYS_INLINE void qdot_n(int fmt, int MX, int64_t nb, const uint8_t *w, const uint8_t *xq,
-                             size_t xs, float *out) {
-    const size_t bs = fmt == 0 ? 34 : fmt == 1 ? 18 : 20;
+/* Q8_0 (34-byte blocks: fp16 d, 32 int8): one weight row against MX q8 rows. */
+#define QR_Q8_0_BYTES 34
+QR_ALWAYS_INLINE void qdot8_n(int MX, int64_t nb, const uint8_t *w, const uint8_t *xq, size_t xs,
+                              float *out) {
     __m256 acc[QR_QMAX_ROWS];
-    float accm[QR_QMAX_ROWS];
     const float *d[QR_QMAX_ROWS];
     for (int j = 0; j < MX; j++) {
         acc[j] = _mm256_setzero_ps();
-        accm[j] = 0.0f;
         d[j] = (const float *)(xq + j * xs + nb * QR_QK);
     }
     for (int64_t b = 0; b < nb; b++) {
-        const uint8_t *wb = w + b * bs;
-        _mm_prefetch((const char *)(wb + 8 * bs), _MM_HINT_T0);
-        float dw = h2f(wb);
-        __m256i qw;
-        if (fmt == 0) qw = _mm256_loadu_si256((const __m256i *)(wb + 2));
-        else if (fmt == 1) qw = _mm256_sub_epi8(unpack_nibbles(wb + 2), _mm256_set1_epi8(8));
-        else qw = unpack_nibbles(wb + 4);
-        float mw = fmt == 2 ? h2f(wb + 2) : 0.0f;
+        const uint8_t *wb = w + b * QR_Q8_0_BYTES;
+        _mm_prefetch((const char *)(wb + 8 * QR_Q8_0_BYTES), _MM_HINT_T0);
+        const float dw = h2f(wb);
+        const __m256i qw = _mm256_loadu_si256((const __m256i *)(wb + 2));
         for (int j = 0; j < MX; j++) {
             __m256i qx = _mm256_loadu_si256((const __m256i *)(xq + j * xs + b * QR_QK));
-            __m256 p = fmt == 2 ? dot_us(qw, qx) : dot_ss(qw, qx);
-            acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(dw * d[j][b]), p, acc[j]);
-            if (fmt == 2) accm[j] += mw * d[j][nb + b];
+            acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(dw * d[j][b]), dot_ss(qw, qx), acc[j]);
         }
     }
-    for (int j = 0; j < MX; j++) out[j] = hsum(acc[j]) + accm[j];
+    for (int j = 0; j < MX; j++) out[j] = hsum(acc[j]);
 }
 
 /* Decode (one activation row) is the memory-bound case: four blocks a step, four
- * accumulators, so the FMA latency never limits the weight stream. */
-QR_ALWAYS_INLINE __m256 qdot_1v(int fmt, int64_t nb, const uint8_t *w, const uint8_t *xq,
-                                float *accm_out) {
-    const size_t bs = fmt == 0 ? 34 : fmt == 1 ? 18 : 20;
-    const float *d = (const float *)(xq + nb * QR_QK), *sx = d + nb;
+ * accumulators, so the FMA latency never limits the weight stream; returns 8 lanes whose sum
+ * is the row's dot (summed eight rows at a time by qr__qrows_q8_0_avx2). */
+QR_ALWAYS_INLINE __m256 qdot8_1v(int64_t nb, const uint8_t *w, const uint8_t *xq) {
+    const size_t bs = QR_Q8_0_BYTES;
+    const float *d = (const float *)(xq + nb * QR_QK);
     __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
                      _mm256_setzero_ps()};
-    float accm = 0.0f;
     int64_t b = 0;
     for (; b + 4 <= nb; b += 4) {
         const char *ahead = (const char *)(w + b * bs + QR_PF_AHEAD);   /* 4 blocks: 136 B */
@@ -113,35 +104,17 @@ QR_ALWAYS_INLINE __m256 qdot_1v(int fmt, int64_t nb, const uint8_t *w, const uin
         for (int u = 0; u < 4; u++) {
             const uint8_t *wb = w + (b + u) * bs;
             __m256i qx = _mm256_loadu_si256((const __m256i *)(xq + (b + u) * QR_QK));
-            __m256 p;
-            if (fmt == 0) p = dot_ss(_mm256_loadu_si256((const __m256i *)(wb + 2)), qx);
-            else if (fmt == 1)
-                p = dot_ss(_mm256_sub_epi8(unpack_nibbles(wb + 2), _mm256_set1_epi8(8)), qx);
-            else p = dot_us(unpack_nibbles(wb + 4), qx);
+            __m256 p = dot_ss(_mm256_loadu_si256((const __m256i *)(wb + 2)), qx);
             acc[u] = _mm256_fmadd_ps(_mm256_set1_ps(h2f(wb) * d[b + u]), p, acc[u]);
-            if (fmt == 2) accm += h2f(wb + 2) * sx[b + u];
         }
     }
     for (; b < nb; b++) {
         const uint8_t *wb = w + b * bs;
         __m256i qx = _mm256_loadu_si256((const __m256i *)(xq + b * QR_QK));
-        __m256 p;
-        if (fmt == 0) p = dot_ss(_mm256_loadu_si256((const __m256i *)(wb + 2)), qx);
-        else if (fmt == 1)
-            p = dot_ss(_mm256_sub_epi8(unpack_nibbles(wb + 2), _mm256_set1_epi8(8)), qx);
-        else p = dot_us(unpack_nibbles(wb + 4), qx);
+        __m256 p = dot_ss(_mm256_loadu_si256((const __m256i *)(wb + 2)), qx);
         acc[0] = _mm256_fmadd_ps(_mm256_set1_ps(h2f(wb) * d[b]), p, acc[0]);
-        if (fmt == 2) accm += h2f(wb + 2) * sx[b];
     }
-    *accm_out = accm;
     return _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
-}
-/* the row's dot: the 8 lanes of qdot_1v summed, plus its scalar offset term */
-QR_ALWAYS_INLINE void qdot_1(int fmt, int64_t nb, const uint8_t *w, const uint8_t *xq,
-                             float *out) {
-    float accm;
-    __m256 v = qdot_1v(fmt, nb, w, xq, &accm);
-    out[0] = hsum(v) + accm;
 }
 
 /* blocks b and b + 1 of a Q4 row (w0: block b) against MX q8 rows in the paired layout */
@@ -243,16 +216,15 @@ QR_ALWAYS_INLINE void qdot_q4(int fmt, int MX, int64_t nb, const uint8_t *w, con
 QDOT4(qr__qdot_q4_0_avx2, 1)
 QDOT4(qr__qdot_q4_1_avx2, 2)
 
-#define QDOT(name, fmt)                                                                     \
-    void name(int64_t nb, const uint8_t *w, const uint8_t *xq, size_t xs, int mx, float *out) { \
-        switch (mx) {                                                                       \
-        case 1: qdot_1(fmt, nb, w, xq, out); break;                                         \
-        case 2: qdot_n(fmt, 2, nb, w, xq, xs, out); break;                                  \
-        case 3: qdot_n(fmt, 3, nb, w, xq, xs, out); break;                                  \
-        default: qdot_n(fmt, 4, nb, w, xq, xs, out); break;                                 \
-        }                                                                                   \
+void qr__qdot_q8_0_avx2(int64_t nb, const uint8_t *w, const uint8_t *xq, size_t xs, int mx,
+                        float *out) {
+    switch (mx) {
+    case 1: out[0] = hsum(qdot8_1v(nb, w, xq)); break;
+    case 2: qdot8_n(2, nb, w, xq, xs, out); break;
+    case 3: qdot8_n(3, nb, w, xq, xs, out); break;
+    default: qdot8_n(4, nb, w, xq, xs, out); break;
     }
-QDOT(qr__qdot_q8_0_avx2, 0)
+}
 
 
 QR_ALWAYS_INLINE void fdot_n(int MX, int64_t k, const uint16_t *w, const float *x, int64_t ldx,
@@ -302,9 +274,9 @@ void qr__qrows_q8_0_avx2(int64_t nb, const uint8_t *w, size_t wrow, int64_t nrow
     for (int64_t r = 0; r < nrows; r += 8) {   /* rows summed 8 at a time, as qrows_q4 */
         const int n = nrows - r < 8 ? (int)(nrows - r) : 8;
         __m256 v[8];
-        float unused, out[8];
+        float out[8];
         for (int i = 0; i < 8; i++)
-            v[i] = i < n ? qdot_1v(0, nb, w + (r + i) * wrow, xq, &unused) : _mm256_setzero_ps();
+            v[i] = i < n ? qdot8_1v(nb, w + (r + i) * wrow, xq) : _mm256_setzero_ps();
         _mm256_storeu_ps(out, hsum8x(v));
         memcpy(y + r, out, (size_t)n * sizeof(float));
     }
