@@ -193,9 +193,8 @@ class NumpyKernels(QuantNumpyMixin, NumpyFusedKernels, NumpyRnnKernels, NumpyCon
             np.divide(np.float32(1.0), t, out=t)
             np.multiply(X, t, out=y.a)
             return
-        else:
-            np.multiply(X, np.float32(_INV_SQRT2), out=t)
-            self._erf(t, t)
+        np.multiply(X, np.float32(_INV_SQRT2), out=t)
+        self._erf(t, t)
         np.add(t, np.float32(1.0), out=t)
         np.multiply(t, np.float32(0.5), out=t)
         np.multiply(X, t, out=y.a)
