@@ -111,6 +111,12 @@ def test_generation_greedy_stop_stream_and_context(tiny_f32):
         generate(llm.model, list(range(5, 25)), 1)
     with pytest.raises(ShapeError, match="outside the vocabulary"):
         Generator(llm.model).feed([10**6])
+    gen = Generator(llm.model)
+    gen.feed(ids)
+    for _ in range(4):                                    # captured on the C kernels by now
+        gen.step(ids[0])
+    with pytest.raises(ShapeError, match="token id 1000000 outside the vocabulary"):
+        gen.step(10**6)
 
 
 def test_sampler():

@@ -132,7 +132,8 @@ class CausalSelfAttention(Layer):
         elif pos == 0:                                       # fresh prompt: keys are all here
             ctx.k.attention(ctx.qr, ctx.kr, ctx.vv, ctx.att, ctx.lse, None, H, Hkv, True)
         elif B == 1:                                         # a prompt continuing a cached one
-            ctx.k.attention(ctx.qr, Tensor(kc.a[:, :end]), Tensor(vc.a[:, :end]), ctx.att,
+            seen = (1, end, Hkv, k4.shape[3])                # cache rows 0..end-1 (ctx.view)
+            ctx.k.attention(ctx.qr, ctx.view(kc, seen), ctx.view(vc, seen), ctx.att,
                             ctx.lse, None, H, Hkv, True)
         else:
             raise ShapeError(f"{ctx.path or 'attention'}: continuing {B} cached sequences "

@@ -73,9 +73,8 @@ class Generator:
         if self.pos + len(ids) > self.context:
             raise ShapeError(f"{len(ids)} tokens after {self.pos} exceed the model's context of "
                              f"{self.context} positions")
-        bad = [i for i in ids if not 0 <= i < self.vocab_size]
-        if bad:
-            raise ShapeError(f"token id {bad[0]} outside the vocabulary [0, {self.vocab_size})")
+        for i in ids:
+            self._check_token(i)
         run, start = self.model.run, 0
         logits = None
         while start < len(ids):
@@ -92,6 +91,7 @@ class Generator:
         """Append one token (the decode step); returns the next logits (a view)."""
         if self.pos >= self.context:
             raise ShapeError(f"the context of {self.context} positions is full")
+        self._check_token(token)   # a replayed step reaches C without the kernels' checks
         plan, x, logits = self._chunks[1]
         x[0] = token
         self.model.run.pos = self.pos
@@ -103,6 +103,10 @@ class Generator:
             plan.forward()
         self.pos += 1
         return logits
+
+    def _check_token(self, token: int) -> None:
+        if not 0 <= token < self.vocab_size:
+            raise ShapeError(f"token id {token} outside the vocabulary [0, {self.vocab_size})")
 
     def _record(self, plan) -> None:
         """One decode step, recorded; the third consecutive one derives the replay."""
