@@ -8,7 +8,9 @@ model width), attention B=16, T=128, H=4, D=64 (causal; MHA and GQA with 2 kv he
 (erf and tanh, forward and backward) on the activations, and two decode steps: 2048 cached
 positions with 32 heads, 8 kv heads, D=128, and SmolLM2-135M's (9 heads, 3 kv heads, D=64, 128
 cached positions). Each run times a block of calls (~20 ms) and reports the time per call; the
-C/NumPy column is the speedup.
+C/NumPy column is the speedup. The copy row is the memory floor of the broadcast rows: it reads and
+writes the same bytes as add_bcast and mul_bcast, so on one thread, where those are bound by
+cache bandwidth, their time is compared with it rather than with a 2x of NumPy.
 QORUS_NUM_THREADS, OPENBLAS_NUM_THREADS and torch.set_num_threads are set to --threads.
 """
 
@@ -81,6 +83,8 @@ def cases(np, Tensor, torch):
         ("swiglu_bwd", lambda ks: ks.swiglu_bwd(G, U, DY, DG, DU),
          lambda: (td * tu * torch.sigmoid(tg) * (1 + tg * (1 - torch.sigmoid(tg))),
                   td * torch.nn.functional.silu(tg))),
+        # the floor of the broadcast rows: copy moves the same bytes as add_bcast / mul_bcast
+        ("copy", lambda ks: ks.copy(G, Y2), lambda: tg.clone()),
         ("add_bcast", lambda ks: ks.add_bcast(G, b, Y2), lambda: tg + tu[0]),
         ("add_bcast_bwd", lambda ks: ks.add_bcast_bwd(DY, DG, DB), lambda: td.sum(0)),
         ("mul_bcast", lambda ks: ks.mul_bcast(G, W, Y2), lambda: tg * tu[0]),
