@@ -53,12 +53,14 @@ static inline float qr_expf(float x) {
 #ifdef __AVX2__
 #include <immintrin.h>
 
-/* qr_expf on 8 lanes: the same operations in the same order (no FMA), so every lane is
- * bit-identical to the scalar qr_expf and the AVX2 kernels agree with the portable ones. */
+/* qr_expf on 8 lanes: the same value at every step, in the same order (no FMA), so every
+ * lane is bit-identical to the scalar qr_expf and the AVX2 kernels agree with the portable
+ * ones (the rounding instruction and the NaN handling differ, not the results). */
 static inline __m256 qr_exp8(__m256 x) {
     const __m256 nan = _mm256_cmp_ps(x, x, _CMP_UNORD_Q);
     /* NaN lanes clamp to 89 here (not 0 as in qr_expf) and are replaced by x at the end */
-    const __m256 xc = _mm256_max_ps(_mm256_min_ps(x, _mm256_set1_ps(89.0f)), _mm256_set1_ps(-104.0f));
+    const __m256 xc = _mm256_max_ps(_mm256_min_ps(x, _mm256_set1_ps(89.0f)),
+                                    _mm256_set1_ps(-104.0f));
     /* rounding to nearest even: the same value as qr_expf's add/subtract of 1.5 * 2^23 */
     const __m256 fx = _mm256_round_ps(_mm256_mul_ps(xc, _mm256_set1_ps(1.44269504088896341f)),
                                       _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
