@@ -173,7 +173,8 @@ class _QuantCMixin(WeightDispatch):
                           "linears"))
 
     def _quant(self, name: str):
-        """The bound C function named ``name``, or None when the library predates quant.c."""
+        """The bound C function named ``name`` (tests call the C entry points directly), or
+        None when the library predates quant.c."""
         return self._qfn.get(name)
 
     def quantize(self, x: Tensor, out, qtype) -> None:
@@ -205,24 +206,21 @@ class _QuantCMixin(WeightDispatch):
         if rc:
             _check("embedding_q", rc)
 
-    def matmul_q(self, x: Tensor, w: QWeight, y: Tensor) -> None:
+    def _product(self, kernel: str, fns: dict, x: Tensor, w: QWeight, y: Tensor) -> None:
+        """matmul_q / matmul_qf: the function of ``w``'s qtype in ``fns``, else the fallback."""
         m, n, k = QuantNumpyMixin._q_check_mm(x, w, y)
-        fn = self._matmul_fn.get(w.qtype)
+        fn = fns.get(w.qtype)
         if fn is None:
-            return self.fallback.matmul_q(x, w, y)
+            return getattr(self.fallback, kernel)(x, w, y)
         rc = fn(x.p, w.p, y.p, m, n, k)
         if rc:
-            _check("matmul_q", rc)
+            _check(kernel, rc)
+
+    def matmul_q(self, x: Tensor, w: QWeight, y: Tensor) -> None:
+        self._product("matmul_q", self._matmul_fn, x, w, y)
 
     def matmul_qf(self, x: Tensor, w: QWeight, y: Tensor) -> None:
-        m, n, k = QuantNumpyMixin._q_check_mm(x, w, y)
-        fn = self._matmul_qf_fn.get(w.qtype)
-        if fn is None:
-            return self.fallback.matmul_qf(x, w, y)
-        rc = fn(x.p, w.p, y.p, m, n, k)
-        if rc:
-            _check("matmul_qf", rc)
-
+        self._product("matmul_qf", self._matmul_qf_fn, x, w, y)
 
     def linears(self, x: Tensor, ws, ys) -> None:
         fn = self._matmul_q3

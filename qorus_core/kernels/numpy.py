@@ -38,7 +38,7 @@ def check_copy_into(src: Tensor, dst: Tensor, offset: int) -> int:
     if src.dtype != dst.dtype or not 0 <= offset <= dst.size - n:
         raise KernelError(f"copy_into: src {src.shape} {src.dtype} at element {offset} does not "
                           f"fit dst {dst.shape} {dst.dtype}")
-    if src.p < dst.p + 4 * dst.size and dst.p < src.p + 4 * n:
+    if src.p < dst.p + dst.a.nbytes and dst.p < src.p + src.a.nbytes:
         raise KernelError(f"copy_into: src {src.shape} and dst {dst.shape} overlap")
     return n
 

@@ -237,7 +237,7 @@ class NumpyFusedKernels:
         np.sum(prod, axis=0, dtype=np.float32, out=col)
         np.add(dwf, col, out=dwf)
         if dx is not None:
-            np.multiply(self._m(dy), w.a.reshape(-1), out=self._m(dx))
+            np.multiply(DY, w.a.reshape(-1), out=self._m(dx))
 
     # ----------------------------------------------------------------- masked softmax
     @staticmethod

@@ -225,12 +225,8 @@ int qr_attention_decode_f32(const float *q, const float *k_cache, const float *v
         c.part = qr_scratch(3, (size_t)(units * (H / Hkv) * (D + 2)) * sizeof(float));
         if (!c.part) return QR_ENOMEM;
     }
-    const int64_t work = B * H * n_ctx * D;
-    int nt = work < 2 * QR_DEC_GRAIN ? 1 : qr_tasks_for((size_t)work, (size_t)QR_DEC_GRAIN);
-    if (nt > units) nt = (int)units;
-    qr_range_job job = {qr_simd_pick(att_dec_items), &c, units};
-    if (nt > 1) qr_parallel(qr__items_task, &job, nt);
-    else job.fn(&c, 0, units);
+    qr_par_items_grain(qr_simd_pick(att_dec_items), &c, units, B * H * n_ctx * D,
+                       QR_DEC_GRAIN);
     if (atomic_load(&c.err)) return QR_ENOMEM;
     if (nc > 1) qr_par_items(qr_simd_pick(att_dec_merge), &c, B * Hkv, B * H * nc * D);
     return QR_OK;

@@ -140,7 +140,11 @@ void QF(bcast_bwd_blocks)(void *p, int64_t lo, int64_t hi) {
                     for (int64_t j = 0; j < n; j++) acc[j] += dy[j] * x[j];
             } else {
                 if (dx)
-                    for (int64_t j = 0; j < n; j++) { const float t = dy[j]; acc[j] += t; dx[j] = t; }
+                    for (int64_t j = 0; j < n; j++) {
+                        const float t = dy[j];
+                        acc[j] += t;
+                        dx[j] = t;
+                    }
                 else
                     for (int64_t j = 0; j < n; j++) acc[j] += dy[j];
             }
@@ -433,12 +437,11 @@ QR_AI void QF(dec_pv_vec)(const float *pg, const float *v, int64_t ldv, float *o
             a[i] = _mm256_fmadd_ps(_mm256_broadcast_ss(pg + j + i),
                                    _mm256_maskload_ps(v + (j + i) * ldv, m), a[i]);
     for (; j < j1; j++)
-        a[0] = _mm256_fmadd_ps(_mm256_broadcast_ss(pg + j), _mm256_maskload_ps(v + j * ldv, m), a[0]);
+        a[0] = _mm256_fmadd_ps(_mm256_broadcast_ss(pg + j), _mm256_maskload_ps(v + j * ldv, m),
+                               a[0]);
     _mm256_maskstore_ps(og, m, _mm256_add_ps(_mm256_add_ps(a[0], a[1]), _mm256_add_ps(a[2], a[3])));
 }
-#endif
 
-#ifdef __AVX2__
 /* The cache rows of keys [j, j + 8) (those below len), each D floats ld apart, on their way to
  * L1: a decode step finds the KV cache evicted by the weight stream, and its rows are
  * strided (one kv head of each position), which the hardware prefetcher follows poorly. */
@@ -482,9 +485,11 @@ static void QF(dec_scores)(const float *q, const float *k, const float *v, int64
             const float *qg = q + g * D, *kj = k + j * ldk;
             __m256 a = _mm256_setzero_ps();
             int64_t d = 0;
-            for (; d + 8 <= D; d += 8) a = _mm256_fmadd_ps(_mm256_loadu_ps(qg + d), _mm256_loadu_ps(kj + d), a);
+            for (; d + 8 <= D; d += 8)
+                a = _mm256_fmadd_ps(_mm256_loadu_ps(qg + d), _mm256_loadu_ps(kj + d), a);
             if (d < D)
-                a = _mm256_fmadd_ps(_mm256_maskload_ps(qg + d, tail), _mm256_maskload_ps(kj + d, tail), a);
+                a = _mm256_fmadd_ps(_mm256_maskload_ps(qg + d, tail),
+                                    _mm256_maskload_ps(kj + d, tail), a);
             const __m256 z = _mm256_setzero_ps();
             s[g * ls + j] = _mm_cvtss_f32(QF(hsum4)(a, z, z, z)) * scale;
         }
@@ -514,7 +519,8 @@ static void QF(dec_pv)(const float *p, int64_t lp, const float *v, int64_t ldv, 
             }
             for (; d < D; d += 8)
                 for (int64_t h = 0; h < nh; h++)
-                    QF(dec_pv_vec)(pg + h * lp, v + d, ldv, og + h * D + d, D - d < 8 ? D - d : 8, j0, j1);
+                    QF(dec_pv_vec)(pg + h * lp, v + d, ldv, og + h * D + d,
+                                   D - d < 8 ? D - d : 8, j0, j1);
 #else
             for (int64_t h = 0; h < nh; h++)
                 for (int64_t j = j0; j < j1; j++) {

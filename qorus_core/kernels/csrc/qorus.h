@@ -215,7 +215,7 @@ QR_API int qr_matmul_qf_q4_1_f32(const float *x, const void *w, float *y, int64_
 QR_API int qr_matmul_qf_f16_f32(const float *x, const void *w, float *y, int64_t M, int64_t N,
                                 int64_t K);
 /* y[n,K] = dequantize(W[ids[i], :]) (an embedding lookup in a quantized table W[vocab,K]);
- * QR_EARG for an id outside [0, vocab). */
+ * QR_ETARGET for an id outside [0, vocab). */
 QR_API int qr_get_rows_q8_0(const void *w, const int32_t *ids, float *y, int64_t n, int64_t vocab,
                             int64_t K);
 QR_API int qr_get_rows_q4_0(const void *w, const int32_t *ids, float *y, int64_t n, int64_t vocab,

@@ -193,7 +193,8 @@ static inline __m256 qr_erf8(__m256 x) {
     p = qr__horner8(p, tc, QR_SET8(QR_ERF_P1));
     p = qr__horner8(p, tc, QR_SET8(QR_ERF_P0));
     __m256 big = _mm256_sub_ps(QR_SET8(1.0f), qr_exp8(p));
-    big = _mm256_xor_ps(big, _mm256_and_ps(sign, _mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_LT_OQ)));
+    const __m256 neg = _mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_LT_OQ);
+    big = _mm256_xor_ps(big, _mm256_and_ps(sign, neg));
     return _mm256_blendv_ps(small, big, _mm256_cmp_ps(t, QR_SET8(QR_ERF_T), _CMP_GE_OQ));
 }
 
@@ -304,13 +305,19 @@ static inline void qr__items_task(void *p, int task, int ntasks) {
     if (lo < hi) j->fn(j->ctx, lo, hi);
 }
 
-static inline void qr_par_items(qr_range_fn fn, void *ctx, int64_t count, int64_t work) {
+/* ... with `grain` units of work a task (qr_par_items: QR_PAR_GRAIN) */
+static inline void qr_par_items_grain(qr_range_fn fn, void *ctx, int64_t count, int64_t work,
+                                      int64_t grain) {
     if (count <= 0) return;
-    int nt = work < 2 * QR_PAR_GRAIN ? 1 : qr_tasks_for((size_t)work, (size_t)QR_PAR_GRAIN);
+    int nt = work < 2 * grain ? 1 : qr_tasks_for((size_t)work, (size_t)grain);
     if (nt > count) nt = (int)count;
     if (nt <= 1) { fn(ctx, 0, count); return; }
     qr_range_job j = {fn, ctx, count};
     qr_parallel(qr__items_task, &j, nt);
+}
+
+static inline void qr_par_items(qr_range_fn fn, void *ctx, int64_t count, int64_t work) {
+    qr_par_items_grain(fn, ctx, count, work, QR_PAR_GRAIN);
 }
 
 #endif

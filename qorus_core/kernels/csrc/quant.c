@@ -382,7 +382,8 @@ static void dot_fns(int qtype, int avx2, qr_qdot_fn *qdot, qr_fdot_fn *fdot, qr_
     *fdot = NULL;
     *rows1 = NULL;
     if (qtype == QR_QTYPE_F16) *fdot = fdot_f16;
-    else *qdot = qtype == QR_QTYPE_Q8_0 ? qdot_q8_0 : qtype == QR_QTYPE_Q4_0 ? qdot_q4_0 : qdot_q4_1;
+    else *qdot = qtype == QR_QTYPE_Q8_0 ? qdot_q8_0
+               : qtype == QR_QTYPE_Q4_0 ? qdot_q4_0 : qdot_q4_1;
 #ifdef QR_HAVE_AVX2_BUILD
     if (!avx2) return;
     if (qtype == QR_QTYPE_F16) {
@@ -487,14 +488,27 @@ static int matvec(const float *x, int64_t K, int n, const int *qtypes, const voi
     return QR_OK;
 }
 
+/* The checks the products share: QR_EARG; 1 when y is already done (empty, or K = 0: zeros);
+ * else 0, with *rb the bytes of a weight row. */
+static int mm_prologue(int qtype, const float *x, const void *w, float *y, int64_t M, int64_t N,
+                       int64_t K, int64_t *rb) {
+    *rb = qr_quant_row_bytes(qtype, K);
+    if (*rb < 0 || M < 0 || N < 0) return QR_EARG;
+    if (M == 0 || N == 0) return 1;
+    if (!y || (K > 0 && (!x || !w))) return QR_EARG;
+    if (K == 0) {
+        qr_fill_f32(y, M * N, 0.0f);
+        return 1;
+    }
+    return 0;
+}
+
 static int matmul(int qtype, const float *x, const void *w, float *y, int64_t M, int64_t N,
                   int64_t K) {
-    int64_t rb = qr_quant_row_bytes(qtype, K);
-    if (rb < 0 || M < 0 || N < 0) return QR_EARG;
-    if (M == 0 || N == 0) return QR_OK;
-    if (!y || (K > 0 && (!x || !w))) return QR_EARG;
+    int64_t rb;
+    const int rc = mm_prologue(qtype, x, w, y, M, N, K, &rb);
+    if (rc) return rc < 0 ? rc : QR_OK;
     if (M == 1) return matvec(x, K, 1, &qtype, &w, &y, &N);
-    if (K == 0) return qr_fill_f32(y, M * N, 0.0f);
     int avx2 = use_avx2();
     qr_qrows_fn unused;
     mm_ctx c = {w, (size_t)rb, M, N, K, K / QR_QK, NULL, 0, x, y, NULL, NULL};
@@ -568,11 +582,9 @@ static void qf_task(void *p, int task, int ntasks) {
 
 static int matmul_qf(int qtype, const float *x, const void *w, float *y, int64_t M, int64_t N,
                      int64_t K) {
-    int64_t rb = qr_quant_row_bytes(qtype, K);
-    if (rb < 0 || M < 0 || N < 0) return QR_EARG;
-    if (M == 0 || N == 0) return QR_OK;
-    if (!y || (K > 0 && (!x || !w))) return QR_EARG;
-    if (K == 0) return qr_fill_f32(y, M * N, 0.0f);
+    int64_t rb;
+    const int rc = mm_prologue(qtype, x, w, y, M, N, K, &rb);
+    if (rc) return rc < 0 ? rc : QR_OK;
     qf_ctx c = {qtype, x, w, y, M, N, K, (size_t)rb, (N + QF_PANEL - 1) / QF_PANEL, 0};
     int nt = qr_tasks_for((size_t)M * (size_t)N * (size_t)K, (size_t)1 << 20);
     if (nt > c.panels) nt = (int)c.panels;
@@ -581,7 +593,14 @@ static int matmul_qf(int qtype, const float *x, const void *w, float *y, int64_t
 }
 
 /* ------------------------------------------------------------------ embedding rows */
-typedef struct { int qtype; const uint8_t *w; const int32_t *ids; float *y; int64_t K; size_t rb; } gr_ctx;
+typedef struct {
+    int qtype;
+    const uint8_t *w;     /* the table [vocab, K] */
+    const int32_t *ids;   /* [n] */
+    float *y;             /* [n, K] */
+    int64_t K;
+    size_t rb;            /* bytes a table row */
+} gr_ctx;
 
 static void get_rows(void *p, int64_t lo, int64_t hi) {
     const gr_ctx *c = p;
@@ -598,7 +617,7 @@ static int get_rows_op(int qtype, const void *w, const int32_t *ids, float *y, i
     if (n == 0 || K == 0) return QR_OK;
     if (!w || !ids || !y) return QR_EARG;
     for (int64_t i = 0; i < n; i++)
-        if (ids[i] < 0 || ids[i] >= vocab) return QR_EARG;
+        if (ids[i] < 0 || ids[i] >= vocab) return QR_ETARGET;   /* as qr_embedding_f32 */
     gr_ctx c = {qtype, w, ids, y, K, (size_t)rb};
     qr_par_items(get_rows, &c, n, n * K);
     return QR_OK;

@@ -89,7 +89,7 @@ QR_ALWAYS_INLINE void qdot8_n(int MX, int64_t nb, const uint8_t *w, const uint8_
 
 /* Decode (one activation row) is the memory-bound case: four blocks a step, four
  * accumulators, so the FMA latency never limits the weight stream; returns 8 lanes whose sum
- * is the row's dot (summed eight rows at a time by qr__qrows_q8_0_avx2). */
+ * is the row's dot (summed eight rows at a time by qrows8). */
 QR_ALWAYS_INLINE __m256 qdot8_1v(int64_t nb, const uint8_t *w, const uint8_t *xq) {
     const size_t bs = QR_Q8_0_BYTES;
     const float *d = (const float *)(xq + nb * QR_QK);
@@ -268,19 +268,6 @@ void qr__fdot_f16_avx2(int64_t k, const uint16_t *w, const float *x, int64_t ldx
     }
 }
 
-void qr__qrows_q8_0_avx2(int64_t nb, const uint8_t *w, size_t wrow, int64_t nrows,
-                         const uint8_t *xq, float *y) {
-    prefetch_head(w, (size_t)nrows * wrow);
-    for (int64_t r = 0; r < nrows; r += 8) {   /* rows summed 8 at a time, as qrows_q4 */
-        const int n = nrows - r < 8 ? (int)(nrows - r) : 8;
-        __m256 v[8];
-        float out[8];
-        for (int i = 0; i < 8; i++)
-            v[i] = i < n ? qdot8_1v(nb, w + (r + i) * wrow, xq) : _mm256_setzero_ps();
-        _mm256_storeu_ps(out, hsum8x(v));
-        memcpy(y + r, out, (size_t)n * sizeof(float));
-    }
-}
 /* Decode rows of a Q4 weight (FMT 1: Q4_0, 2: Q4_1) against one q8 row in the paired layout.
  * The rows go one after another, so the weight is one forward stream, prefetched
  * QR_PF_AHEAD bytes on: DRAM and the hardware prefetcher keep up with one stream, not with
@@ -358,22 +345,37 @@ QR_ALWAYS_INLINE __m256 qrow_q4(int fmt, int64_t nb, const uint8_t *p, const uin
     return v;
 }
 
-#define QROWS4(name, fmt)                                                                   \
-    void name(int64_t nb, const uint8_t *w, size_t wrow, int64_t nrows, const uint8_t *xq,  \
-              float *y) {                                                                   \
-        prefetch_head(w, (size_t)nrows * wrow);                                             \
-        for (int64_t r = 0; r < nrows; r += 8) {                                            \
-            const int n = nrows - r < 8 ? (int)(nrows - r) : 8;                             \
-            __m256 v[8];                                                                    \
-            for (int i = 0; i < 8; i++)                                                     \
-                v[i] = i < n ? qrow_q4(fmt, nb, w + (r + i) * wrow, xq) : _mm256_setzero_ps(); \
-            float out[8];                                                                   \
-            _mm256_storeu_ps(out, hsum8x(v));                                               \
-            memcpy(y + r, out, (size_t)n * sizeof(float));                                  \
-        }                                                                                   \
+/* Decode rows of a Q8_0 (FMT 0) or Q4 weight against one q8 row: each row as 8 lanes
+ * (qdot8_1v, qrow_q4), eight rows' lanes summed at once by hsum8x. */
+QR_ALWAYS_INLINE void qrows8(int fmt, int64_t nb, const uint8_t *w, size_t wrow, int64_t nrows,
+                             const uint8_t *xq, float *y) {
+    prefetch_head(w, (size_t)nrows * wrow);
+    for (int64_t r = 0; r < nrows; r += 8) {
+        const int n = nrows - r < 8 ? (int)(nrows - r) : 8;
+        __m256 v[8];
+        for (int i = 0; i < 8; i++) {
+            const uint8_t *row = w + (r + i) * wrow;
+            v[i] = i >= n ? _mm256_setzero_ps()
+                 : fmt == 0 ? qdot8_1v(nb, row, xq) : qrow_q4(fmt, nb, row, xq);
+        }
+        float out[8];
+        _mm256_storeu_ps(out, hsum8x(v));
+        memcpy(y + r, out, (size_t)n * sizeof(float));
     }
-QROWS4(qr__qrows_q4_0_avx2, 1)
-QROWS4(qr__qrows_q4_1_avx2, 2)
+}
+
+void qr__qrows_q8_0_avx2(int64_t nb, const uint8_t *w, size_t wrow, int64_t nrows,
+                         const uint8_t *xq, float *y) {
+    qrows8(0, nb, w, wrow, nrows, xq, y);
+}
+void qr__qrows_q4_0_avx2(int64_t nb, const uint8_t *w, size_t wrow, int64_t nrows,
+                         const uint8_t *xq, float *y) {
+    qrows8(1, nb, w, wrow, nrows, xq, y);
+}
+void qr__qrows_q4_1_avx2(int64_t nb, const uint8_t *w, size_t wrow, int64_t nrows,
+                         const uint8_t *xq, float *y) {
+    qrows8(2, nb, w, wrow, nrows, xq, y);
+}
 
 void qr__qrows_f16_avx2(int64_t k, const uint8_t *w, size_t wrow, int64_t nrows,
                         const uint8_t *x, float *y) {
