@@ -15,6 +15,7 @@ from .errors import (
                      RegistryError,
                      ShapeError,
 )
+from .graph import LayerBuilder
 from .hookspecs import hookimpl
 from .kernels import get_kernels
 from .layer import Composite, Layer, LayerCtx, layer_from_dict, layer_to_dict
@@ -25,7 +26,8 @@ from .tensor import Spec, Tensor
 __version__ = "0.1.0"
 
 __all__ = [
-    "Layer", "Composite", "LayerCtx", "Sequential", "Residual", "Model", "Spec", "Tensor",
+    "Layer", "Composite", "LayerCtx", "LayerBuilder", "Sequential", "Residual", "Model", "Spec",
+    "Tensor",
     "get_kernels", "get_registry", "get_layer", "hookimpl", "layer_from_dict", "layer_to_dict",
     "QorusError", "ShapeError", "ConfigError", "RegistryError", "KernelError",
     "CheckpointError", "DataError", "NumericsError", "__version__",

@@ -78,6 +78,22 @@ class Op:
     states: list[StateDecl] = field(default_factory=list)
 
 
+#: ``LayerCtx`` attributes set by the planner: a declared buffer must not shadow one.
+RESERVED_CTX_NAMES = frozenset({"x", "y", "dx", "other", "dother", "k", "run", "train", "path",
+                                "index", "view"})
+
+
+def _claimed_names(params: list, buffers: list, states: list) -> dict[str, str]:
+    """ctx attribute -> what declared it, for one layer's declarations so far."""
+    taken: dict[str, str] = {}
+    for p in params:
+        taken[p.attr] = f"parameter {p.attr!r}"
+        taken["d" + p.attr] = f"the gradient of parameter {p.attr!r}"
+    taken.update({b.attr: f"{b.kind} buffer {b.attr!r}" for b in buffers})
+    taken.update({s.attr: f"state {s.attr!r}" for s in states})
+    return taken
+
+
 class LayerBuilder:
     """What ``Layer.build`` receives: declares params and buffers for one layer in one plan."""
 
@@ -98,16 +114,39 @@ class LayerBuilder:
     def _full(self, name: str) -> str:
         return f"{self.path}.{name}" if self.path else name
 
+    def _claim(self, name: str, what: str, grad: bool = False) -> str:
+        """Check that ``ctx.<name>`` (and ``ctx.d<name>`` for a parameter) is free: not one of
+        the context's own fields, not a name this layer declared already, not another
+        parameter's gradient. A clash would silently make two buffers one attribute."""
+        where = self.path or "the model's top layer"
+        if not isinstance(name, str) or not name.isidentifier() or name.startswith("_"):
+            raise ConfigError(f"{where}: {what} name {name!r} must be a Python identifier "
+                              "not starting with '_'")
+        taken = _claimed_names(self._params, self._buffers, self._states)
+        wanted = [name, "d" + name] if grad else [name]
+        for n in wanted:
+            if n in RESERVED_CTX_NAMES:
+                raise ConfigError(f"{where}: {what} name {name!r} collides with the layer "
+                                  f"context's own field ctx.{n}; reserved: "
+                                  f"{', '.join(sorted(RESERVED_CTX_NAMES))}")
+            if n in taken:
+                raise ConfigError(f"{where}: {what} name {name!r} collides with ctx.{n}, "
+                                  f"already declared as {taken[n]}")
+        return name
+
     def param(self, name: str, shape: tuple[int, ...], init: Initializer) -> None:
         """A trainable float32 parameter, ``ctx.<name>``; its gradient is ``ctx.d<name>``."""
+        self._claim(name, "parameter", grad=True)
         self._params.append(ParamDecl(self._full(name), tuple(int(d) for d in shape), init, name))
 
     def saved(self, name: str, shape: tuple[int, ...], dtype: str = "f32") -> None:
         """A buffer written in forward and read in backward (e.g. LayerNorm's mean)."""
+        self._claim(name, "saved buffer")
         self._buffers.append(BufferDecl(name, Spec(tuple(shape), dtype), "saved"))
 
     def scratch(self, name: str, shape: tuple[int, ...], dtype: str = "f32") -> None:
         """A buffer used within one forward or backward call only; its memory is reused."""
+        self._claim(name, "scratch buffer")
         self._buffers.append(BufferDecl(name, Spec(tuple(shape), dtype), "scratch"))
 
     def state(self, name: str, shape: tuple[int, ...], init: Initializer | None = None,
@@ -116,6 +155,7 @@ class LayerBuilder:
         (same name and shape: same memory; another shape replaces it, freshly initialised).
         Persistent ones (BatchNorm's running stats) are in ``state_dict`` and checkpoints;
         the others (KV caches, carried RNN state) are not."""
+        self._claim(name, "state")
         self._states.append(StateDecl(self._full(name), Spec(tuple(int(d) for d in shape), dtype),
                                       init, bool(persistent), name))
 

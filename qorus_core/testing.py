@@ -54,6 +54,10 @@ def check_gradients(layer: Layer, input_shape: tuple[int, ...], batch: int = 3, 
 
     Checks up to ``samples`` random coordinates of the input (float inputs) and of every
     parameter; raises AssertionError naming the tensor, index and both values on mismatch.
+    The backward runs with both of the contract's rules under test: the parameter gradients
+    are pre-filled with random sentinels and the *increment* is compared (a layer that
+    overwrites instead of adding into ``d<param>`` fails), and ``dx`` is pre-filled with a
+    sentinel too (a layer that adds into ``dx``, or leaves part of it unwritten, fails).
     """
     model = Model(layer, input_shape, input_dtype, seed=seed, kernels=kernels)
     rng = np.random.default_rng(seed + 1)
@@ -62,16 +66,19 @@ def check_gradients(layer: Layer, input_shape: tuple[int, ...], batch: int = 3, 
     r = rng.standard_normal((batch,) + model.output_shape)
     input_grad = input_dtype == "f32"
     plan, _ = _loss_and_grads(model, x, r, input_grad)
-    model.zero_grad()
+    grads = model.gradients()
+    before = {name: _sentinel(rng, g) for name, g in grads.items()}
+    _prefill_input_grads(plan, rng)
     plan.dy.a[...] = r.astype(np.float32)
     plan.backward()
     targets: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     if input_grad:
         targets["input"] = (x, plan.dx.a.copy())
     params = model.parameters()
-    grads = model.gradients()
     for name in params:
-        targets[name] = (params[name], grads[name].copy())
+        increment = grads[name].astype(np.float64) - before[name]
+        targets[name] = (params[name], increment)
+    model.zero_grad()
 
     errors: dict[str, float] = {}
     checked = 0
@@ -92,11 +99,36 @@ def check_gradients(layer: Layer, input_shape: tuple[int, ...], batch: int = 3, 
             worst = max(worst, err)
             checked += 1
             if err > 1.0:
+                what = "increment of the gradient" if name != "input" else "gradient"
                 raise AssertionError(
-                    f"{layer.type_name}: gradient of {name}[{np.unravel_index(i, values.shape)}] "
-                    f"analytic {got:.6g} vs finite difference {numeric:.6g}")
+                    f"{layer.type_name}: {what} of {name}[{np.unravel_index(i, values.shape)}] "
+                    f"analytic {got:.6g} vs finite difference {numeric:.6g} (backward must "
+                    "write dx and add into parameter gradients)")
         errors[name] = worst
     return GradCheck(errors, checked)
+
+
+def _prefill_input_grads(plan, rng: np.random.Generator) -> None:
+    """Make each op's backward find its ``dx`` (and ``dother``) full of sentinels. Filled just
+    before that backward runs, when the slot's lifetime begins (earlier, the planner may
+    have lent its memory to an activation that backward still reads)."""
+    def prefilled(backward):
+        def run(dy, ctx):
+            for t in (ctx.dx, getattr(ctx, "dother", None)):
+                if t is not None:
+                    _sentinel(rng, t.a)
+            return backward(dy, ctx)
+        return run
+
+    plan._bwd = [(f if f is None else prefilled(f), dy, ctx, adds)
+                 for f, dy, ctx, adds in plan._bwd]
+
+
+def _sentinel(rng: np.random.Generator, a: np.ndarray) -> np.ndarray:
+    """Fill ``a`` in place with values far from any real gradient (so a wrong backward rule
+    shows), returning them as float64 for the increment."""
+    a[...] = rng.uniform(3.0, 7.0, a.shape) * rng.choice((-1.0, 1.0), a.shape)
+    return a.astype(np.float64)
 
 
 def c_available() -> bool:
