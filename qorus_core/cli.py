@@ -76,27 +76,47 @@ def _load_command_modules() -> None:
 
 def _load_plugin_commands() -> None:
     """Commands that plugins add through the ``qorus_register_commands`` hook (once per
-    process); a plugin whose hook fails is reported and the other commands still work."""
+    process). Each plugin's hook runs isolated (``Registry.call_plugin_hook``: a worker thread,
+    bounded, SystemExit and the like caught); its commands are added only if it returned, and a
+    plugin whose hook fails is reported on stderr while the other commands still work."""
     global _PLUGIN_COMMANDS_LOADED
     if _PLUGIN_COMMANDS_LOADED:
         return
     _PLUGIN_COMMANDS_LOADED = True
-    from .registry import get_registry
+    from .registry import PluginLoadWarning, get_registry
 
     reg = get_registry()
-    reg.entries()                                        # plugins loaded
-    plugins = reg.pm.get_plugins()
-    for plugin in plugins:
-        only_this = reg.pm.subset_hook_caller("qorus_register_commands",
-                                              [p for p in plugins if p is not plugin])
-        try:
-            only_this(add_command=add_command)
-        except Exception as exc:  # one plugin's broken command must not take others down
-            print(f"qorus: commands from plugin {reg.pm.get_name(plugin)} unavailable: "
-                  f"{type(exc).__name__}: {exc}", file=sys.stderr)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", PluginLoadWarning)
+        plugins = reg.plugins()
+    for w in caught:  # plugin failures: one line each, printed by main (see _LISTS_PLUGINS)
+        if issubclass(w.category, PluginLoadWarning):
+            _PLUGIN_WARNINGS.append(str(w.message))
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    for info in plugins:
+        if info.status != "ok":
+            continue
+        staged: dict[str, Command] = {}
+
+        def add(name: str, help: str, setup_parser: SetupParser, run: Run,
+                *, replace: bool = False, _staged: dict[str, Command] = staged) -> Command:
+            if name in _staged or (name in _COMMANDS and not replace):
+                raise ValueError(f"qorus subcommand {name!r} is already defined")
+            _staged[name] = cmd = Command(name, help, setup_parser, run)
+            return cmd
+
+        error = reg.call_plugin_hook(info.namespace, "qorus_register_commands", add_command=add)
+        if error is None:
+            _COMMANDS.update(staged)
+        else:
+            print(f"qorus: commands from plugin {info.label} unavailable: {error}", file=sys.stderr)
 
 
 _PLUGIN_COMMANDS_LOADED = False
+_PLUGIN_WARNINGS: list[str] = []
+#: Commands that list failed plugins themselves: no "qorus: warning:" lines before them.
+_LISTS_PLUGINS = {"layers", "losses", "optimizers", "plugins"}
 
 
 def _version() -> str:
@@ -121,15 +141,31 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for cmd in _COMMANDS.values():
         p = sub.add_parser(cmd.name, help=cmd.help, description=cmd.help)
-        cmd.setup_parser(p)
+        try:
+            cmd.setup_parser(p)
+        except (Exception, SystemExit) as exc:  # a plugin's broken command: the others still work
+            reason = f"{type(exc).__name__}: {exc}"
+            print(f"qorus: command {cmd.name!r} unavailable: {reason}", file=sys.stderr)
+            p.set_defaults(_run=_unavailable(cmd.name, reason))
+            continue
         p.set_defaults(_run=cmd.run)
     return parser
 
 
+def _unavailable(name: str, reason: str) -> Run:
+    def run(args: argparse.Namespace) -> int:
+        print(f"qorus: error: command {name!r} is unavailable: {reason}", file=sys.stderr)
+        return 2
+    return run
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``qorus``; returns the exit code."""
-    args = build_parser().parse_args(argv)
     try:
+        args = build_parser().parse_args(argv)
+        if args.command not in _LISTS_PLUGINS:
+            for message in _PLUGIN_WARNINGS:
+                print(f"qorus: warning: {message}", file=sys.stderr)
         rc = args._run(args)
         sys.stdout.flush()
         return 0 if rc is None else int(rc)
@@ -200,7 +236,7 @@ def _list_kind(kind: str) -> Run:
             _print_table(["NAME", "PLUGIN", "DISTRIBUTION", "DESCRIPTION"],
                          [[e.name, e.plugin, _dist(e.distribution, e.version), e.doc]
                           for e in entries])
-        failed = [p.namespace for p in registry.plugins() if p.status != "ok"]
+        failed = [p.label for p in registry.plugins() if p.status != "ok"]
         if failed:
             print(f"note: plugins failed to load: {', '.join(failed)} (see `qorus plugins`)",
                   file=sys.stderr)
@@ -226,7 +262,7 @@ def _run_plugins(args: argparse.Namespace) -> int:
                       for p in plugins])
         for p in plugins:
             if p.status != "ok":
-                print(f"\n{p.namespace}: {p.error}")
+                print(f"\n{p.label} failed: {p.error}")
                 if verbose and p.traceback:
                     print(p.traceback.rstrip())
     if not registry.autoload:

@@ -17,9 +17,18 @@ namespace; every item the plugin registers is named ``<namespace>.<name>``::
         register(Linear, "Dense")     # -> "mlp.Dense" (an alias)
 
 Hooks run once, when the registry loads plugins (on its first use), never per step; the
-``register`` callable they receive works only while the hook runs. A plugin whose import or
-hook raises is recorded as failed (``qorus plugins``) and registers nothing: its items are
-committed all together only after all its hooks returned.
+``register`` callable they receive works only while the hook runs. A plugin's import and
+registration hooks run in a worker thread of their own, bounded by ``QORUS_PLUGIN_TIMEOUT``
+seconds (default 30): keep them quick, and do not install signal handlers there (Python
+allows that in the main thread only). A plugin whose import or hook raises anything
+(``sys.exit`` and ``KeyboardInterrupt`` included) or runs past that time is recorded as failed
+(``qorus plugins``) and registers nothing: its items are committed all together only after all
+its hooks returned in time.
+
+The namespace must be the plugin's own: the first-party ones (``core``, ``mlp``, ``llm``,
+``cnn``, ``rnn``, ``tpl``) are refused to any other distribution, and a namespace that two
+distributions claim is refused to both (see ``qorus_core.registry``). Rename ``tpl`` when
+copying the template plugin.
 """
 
 from __future__ import annotations
@@ -84,7 +93,8 @@ def qorus_train_finished(model: Any, config: dict[str, Any], out_dir: Any,
     (a ``pathlib.Path``, holding ``checkpoint/`` and ``metrics.json``); ``echo(text)`` prints
     a line for the user (use it instead of ``print`` so callers can capture output). Act
     only on the sections you own (the llm plugin reads ``[sample]``) and return quietly
-    otherwise; what the hook raises propagates to the caller. Return values are ignored.
+    otherwise. What a hook raises (``sys.exit`` included, Ctrl-C excepted) is reported naming
+    its plugin and the other plugins' hooks still run. Return values are ignored.
     """
 
 
@@ -92,7 +102,8 @@ def qorus_train_finished(model: Any, config: dict[str, Any], out_dir: Any,
 def qorus_register_commands(add_command: Any) -> None:
     """Add ``qorus`` subcommands: call ``add_command(name, help, setup_parser, run)`` (the
     signature of ``qorus_core.cli.add_command``) for each; the llm plugin adds ``generate``
-    and ``chat``. Called once when the ``qorus`` command starts, after plugins load. A name
-    that is already taken raises ``ValueError``; the failure is reported on stderr and the
-    other commands still work. Keep imports of heavy modules inside ``run``.
+    and ``chat``. Called once when the ``qorus`` command starts, after plugins load, isolated
+    and bounded like the registration hooks; the commands are added only if the hook returns.
+    A name that is already taken raises ``ValueError``; the failure is reported on stderr and
+    the other commands still work. Keep imports of heavy modules inside ``run``.
     """

@@ -2,13 +2,41 @@
 
 Loading happens once, lazily, on first use: the built-in plugin (namespace ``core``), then each
 entry point of the group ``qorus`` on its own (name = namespace, value = module or object
-carrying hookimpls). A plugin that fails (import error, hook error, bad or clashing name) is
-recorded with its reason and registers nothing; everything else works. Strict mode raises
-instead. Modelled on pluggy's ``PluginManager.load_setuptools_entrypoints``, but one plugin
-at a time, so every item knows which plugin and distribution it came from.
+carrying hookimpls), in namespace order. A plugin that fails (import error, hook error, bad or
+clashing name, too slow) is recorded with its reason and registers nothing; everything else
+works. Strict mode raises instead. Modelled on pluggy's ``load_setuptools_entrypoints``, but
+one plugin at a time, so every item knows which plugin and distribution it came from.
 
-Environment: ``QORUS_DISABLE_PLUGIN_AUTOLOAD=1`` skips entry points (explicit
-``add_plugin`` still works); ``QORUS_STRICT_PLUGINS=1`` turns the first failure into an error.
+Isolation. Each plugin's import and registration hooks run in a worker thread of their own,
+bounded by ``QORUS_PLUGIN_TIMEOUT`` seconds (default 30). Whatever that code raises -
+``SystemExit`` from ``sys.exit``, a ``KeyboardInterrupt`` it raises itself, ``GeneratorExit``,
+any ``BaseException`` - fails that plugin only. A plugin still running at the deadline fails
+with "did not finish loading within N s"; what it registers later is never committed. A real
+Ctrl-C still interrupts: Python runs signal handlers in the main thread only, and there the
+registry merely waits for the worker, so a ``KeyboardInterrupt`` seen by the waiting thread
+is a signal delivered to the process, never plugin code (no handler is installed, nothing to
+restore). An interrupted load leaves the registry unloaded; the next use loads again. A hook
+stuck in C code that holds the GIL, or ``os._exit``, cannot be contained by a thread.
+
+Namespaces. A namespace is held by exactly one distribution, never decided by sort or install
+order:
+
+- the first-party namespaces in ``FIRST_PARTY`` (``core``, ``mlp``, ``llm``, ``cnn``, ``rnn``,
+  ``tpl``) belong to their distributions (``qorus-core``, ``qorus-layers-mlp``, ...): another
+  distribution claiming one is refused, naming it and the owner, and never imported; the
+  owner loads either way;
+- when two or more other distributions (or entry points) claim the same namespace, all of
+  them are refused, naming every claimant, and none is imported: letting the first in sort
+  order win would let a newly installed package silently take over names that saved models
+  and configs already use. Uninstall all but one to settle it.
+
+A distribution is identified by its metadata name (normalized as in PEP 503). Explicit
+``add_plugin`` calls are the host program's own choice and are not subject to ``FIRST_PARTY``;
+a namespace already loaded is still refused, naming both plugins.
+
+Environment: ``QORUS_DISABLE_PLUGIN_AUTOLOAD=1`` skips entry points (explicit ``add_plugin``
+still works); ``QORUS_STRICT_PLUGINS=1`` turns the first failure (a clash included) into an
+error; ``QORUS_PLUGIN_TIMEOUT`` (seconds, > 0; ``inf`` for no bound) bounds each plugin's load.
 """
 
 from __future__ import annotations
@@ -16,10 +44,12 @@ from __future__ import annotations
 import difflib
 import importlib
 import inspect
+import math
 import os
 import re
 import sys
 import threading
+import time
 import traceback
 import warnings
 from collections.abc import Callable
@@ -44,7 +74,19 @@ KINDS: dict[str, str] = {
     "loss": "qorus_register_losses",
     "optimizer": "qorus_register_optimizers",
 }
+#: First-party namespace -> the only distribution that may claim it (their pyproject.toml files).
+FIRST_PARTY: dict[str, str] = {
+    "core": "qorus-core",
+    "mlp": "qorus-layers-mlp",
+    "llm": "qorus-layers-llm",
+    "cnn": "qorus-layers-cnn",
+    "rnn": "qorus-layers-rnn",
+    "tpl": "qorus-layers-template",
+}
+DEFAULT_TIMEOUT_S = 30.0
 _NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]*\Z")
+_WAIT_SLICE_S = 0.25  # the waiting thread wakes this often, so a signal is handled promptly
+_LOADING = threading.local()  # .registry: the Registry whose plugin code this thread runs
 
 
 class PluginLoadWarning(RuntimeWarning):
@@ -91,8 +133,12 @@ class PluginInfo:
     @property
     def label(self) -> str:
         """``'mlp' (qorus-layers-mlp 0.1.0)``: how error messages name a plugin."""
-        dist = " ".join(x for x in (self.distribution, self.version) if x) or self.source
-        return f"{self.namespace!r} ({dist})"
+        return f"{self.namespace!r} ({self.dist_label})"
+
+    @property
+    def dist_label(self) -> str:
+        """``qorus-layers-mlp 0.1.0``, or the source when there is no distribution."""
+        return " ".join(x for x in (self.distribution, self.version) if x) or self.source
 
     def to_dict(self) -> dict[str, Any]:
         return {"namespace": self.namespace, "distribution": self.distribution,
@@ -100,13 +146,55 @@ class PluginInfo:
                 "items": self.items, "source": self.source}
 
 
+class _Failed(Exception):
+    """Plugin code failed in its worker: the reason, the original exception and its traceback."""
+
+    def __init__(self, reason: str, cause: BaseException | None, tb: str | None) -> None:
+        super().__init__(reason)
+        self.reason, self.cause, self.tb = reason, cause, tb
+
+
+@dataclass
+class _Outcome:
+    """What a worker left: ``done`` only when it finished within the time."""
+
+    done: bool = False
+    value: Any = None
+    error: BaseException | None = None
+    traceback: str | None = None
+    stack: str | None = None  # where a worker still running at the deadline was
+
+
 def _env_flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _env_timeout() -> float:
+    raw = os.environ.get("QORUS_PLUGIN_TIMEOUT", "").strip()
+    if not raw:
+        return DEFAULT_TIMEOUT_S
+    try:
+        return _check_timeout(float(raw))
+    except (ValueError, RegistryError):
+        raise RegistryError(f"QORUS_PLUGIN_TIMEOUT={raw!r}: expected a number of seconds "
+                            "> 0 (inf for no bound)") from None
+
+
+def _check_timeout(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise RegistryError(f"plugin timeout {value!r}: expected a number of seconds > 0 "
+                            "(inf for no bound)")
+    return float(value)
 
 
 def _first_line(doc: str | None) -> str:
     lines = inspect.cleandoc(doc).strip().splitlines() if doc else []
     return lines[0].strip() if lines else ""
+
+
+def _canonical(dist: str | None) -> str | None:
+    """PEP 503 normalized distribution name (``Qorus_Layers.MLP`` -> ``qorus-layers-mlp``)."""
+    return re.sub(r"[-_.]+", "-", dist).lower() if dist else None
 
 
 def _dist_info(dist: str | metadata.Distribution | None) -> tuple[str | None, str | None]:
@@ -131,27 +219,63 @@ def _layer_base() -> type | None:
     return Layer
 
 
+def _describe(exc: BaseException) -> str:
+    """One line for what plugin code raised; the exits a host would otherwise die of, named."""
+    if isinstance(exc, RegistryError):
+        return str(exc)
+    if isinstance(exc, SystemExit):
+        return f"SystemExit({exc.code!r}): the plugin called sys.exit()"
+    if isinstance(exc, KeyboardInterrupt):
+        return "KeyboardInterrupt raised by the plugin's own code (not a Ctrl-C)"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _claims_text(claims: list[tuple[str, str | None, str | None]]) -> str:
+    return ", ".join(" ".join(x for x in (d, v) if x) or f"entry point {s}" for s, d, v in claims)
+
+
+def _new_plugin_manager() -> pluggy.PluginManager:
+    pm = pluggy.PluginManager(hookspecs.PROJECT)
+    pm.add_hookspecs(hookspecs)
+    return pm
+
+
+def _check_hooks(pm: pluggy.PluginManager, plugin: Any, namespace: str) -> None:
+    """A hookimpl with no matching spec (a typo) would silently never run: refuse it."""
+    for caller in pm.get_hookcallers(plugin) or []:
+        if not caller.has_spec() and any(
+                i.plugin is plugin and not i.optionalhook for i in caller.get_hookimpls()):
+            known = ", ".join(n for n in dir(hookspecs) if n.startswith("qorus_"))
+            raise RegistryError(f"plugin {namespace!r} implements unknown hook "
+                                f"{caller.name!r}; known: {known}")
+
+
 class Registry:
     """Namespaced layers, losses and optimizers from plugins, loaded lazily on first use.
 
-    ``autoload``/``strict`` default to the environment (see module doc); ``builtins=False``
-    leaves out the ``core`` plugin (for tests). Full names are unique because namespaces are
-    (a second plugin claiming one fails, naming both) and a plugin cannot repeat a name.
-    ``pm`` is the pluggy PluginManager, for hooks beyond registration.
+    ``autoload``/``strict``/``timeout`` default to the environment (see module doc);
+    ``builtins=False`` leaves out the ``core`` plugin (for tests). Full names are unique
+    because namespaces are (a second plugin claiming one fails, naming both) and a plugin
+    cannot repeat a name. ``pm`` is the pluggy PluginManager, for hooks beyond registration.
     """
 
     def __init__(self, *, autoload: bool | None = None, strict: bool | None = None,
-                 builtins: bool = True, group: str = ENTRY_POINT_GROUP) -> None:
+                 builtins: bool = True, group: str = ENTRY_POINT_GROUP,
+                 timeout: float | None = None) -> None:
         self.autoload = not _env_flag("QORUS_DISABLE_PLUGIN_AUTOLOAD") if autoload is None else autoload
         self.strict = _env_flag("QORUS_STRICT_PLUGINS") if strict is None else strict
+        self.timeout = _env_timeout() if timeout is None else _check_timeout(timeout)
         self.builtins = builtins
         self.group = group
-        self.pm = pluggy.PluginManager(hookspecs.PROJECT)
-        self.pm.add_hookspecs(hookspecs)
+        self._lock = threading.RLock()
+        self._reset()
+
+    def _reset(self) -> None:
+        """The state before loading (also after an interrupted load)."""
+        self.pm = _new_plugin_manager()
         self._entries: dict[str, dict[str, Entry]] = {kind: {} for kind in KINDS}
         self._by_local: dict[str, dict[str, list[str]]] = {kind: {} for kind in KINDS}
         self._plugins: list[PluginInfo] = []
-        self._lock = threading.RLock()
         self._loaded = False
         self._strict_error: RegistryError | None = None
 
@@ -160,8 +284,12 @@ class Registry:
                    dist: str | metadata.Distribution | None = None) -> PluginInfo:
         """Load ``plugin`` (a module or object with hookimpls) under ``namespace`` now.
 
-        Raises RegistryError if it fails (the failure is recorded in ``plugins()`` too).
+        Its hooks run isolated and bounded like an entry point's. Raises RegistryError if it
+        fails (the failure is recorded in ``plugins()`` too), or when called from a hook.
         """
+        if getattr(_LOADING, "registry", None) is self:
+            raise RegistryError(f"add_plugin({namespace!r}) called from a plugin's hook while "
+                                "the registry loads; call it from the host program")
         self._ensure_loaded()
         source = getattr(plugin, "__name__", None) or type(plugin).__name__
         with self._lock:
@@ -171,27 +299,59 @@ class Registry:
         return info
 
     def _ensure_loaded(self) -> None:
+        if getattr(_LOADING, "registry", None) is self:
+            return  # a plugin's hook looking names up while loading: what is committed so far
         with self._lock:
             if not self._loaded:
                 self._loaded = True  # first: a hook that looks names up must not recurse
-                if self.builtins:
-                    name = f"{__package__}.builtin_plugin"
-                    dist, version = _dist_info("qorus-core")
-                    version = version or getattr(sys.modules[__package__], "__version__", None)
-                    self._autoload(BUILTIN_NAMESPACE, name,
-                                   lambda: importlib.import_module(name), dist, version)
-                if self.autoload:
-                    eps = metadata.entry_points(group=self.group)
-                    for ep in sorted(eps, key=lambda e: (e.name, _dist_info(e.dist)[0] or "")):
-                        if self.builtins and ep.value == f"{__package__}.builtin_plugin":
-                            continue  # qorus-core's own entry point: loaded above already
-                        self._autoload(ep.name, ep.value, ep.load, *_dist_info(ep.dist))
+                try:
+                    self._load_all()
+                except BaseException as exc:
+                    if exc is not self._strict_error:  # a real Ctrl-C: no half-loaded registry
+                        self._reset()
+                    raise
             if self._strict_error is not None:
                 raise self._strict_error
 
+    def _load_all(self) -> None:
+        if self.builtins:
+            name = f"{__package__}.builtin_plugin"
+            dist, version = _dist_info("qorus-core")
+            version = version or getattr(sys.modules[__package__], "__version__", None)
+            self._autoload(BUILTIN_NAMESPACE, name, lambda: importlib.import_module(name),
+                           dist, version)
+        if not self.autoload:
+            return
+        claims: dict[str, list[tuple[Any, str | None, str | None]]] = {}
+        for ep in metadata.entry_points(group=self.group):
+            if self.builtins and ep.value == f"{__package__}.builtin_plugin":
+                continue  # qorus-core's own entry point: loaded above already
+            claims.setdefault(ep.name, []).append((ep, *_dist_info(ep.dist)))
+        for namespace in sorted(claims):
+            group = sorted(claims[namespace], key=lambda c: (c[1] or "", c[0].value))
+            owner = FIRST_PARTY.get(namespace)
+            if owner is not None:
+                for ep, dist, version in group:
+                    if _canonical(dist) != owner:
+                        who = " ".join(x for x in (dist, version) if x) or "no distribution"
+                        self._autoload(namespace, ep.value, ep.load, dist, version, refusal=(
+                            f"namespace {namespace!r} belongs to the first-party distribution "
+                            f"{owner}; {who} (entry point {namespace} = {ep.value}) may not "
+                            "claim it and was not imported (rename its entry point, or "
+                            "uninstall it)"))
+                group = [c for c in group if _canonical(c[1]) == owner]
+            refusal = None
+            if len(group) > 1:
+                refusal = (f"namespace {namespace!r} is claimed by {len(group)} distributions: "
+                           f"{_claims_text([(ep.value, d, v) for ep, d, v in group])}; none "
+                           "is loaded or imported (install or sort order must not decide which "
+                           "code runs under a name): uninstall all but one")
+            for ep, dist, version in group:
+                self._autoload(namespace, ep.value, ep.load, dist, version, refusal=refusal)
+
     def _autoload(self, namespace: str, source: str, loader: Callable[[], Any],
-                  dist: str | None, version: str | None) -> None:
-        info = self._load(namespace, source, loader, dist, version)
+                  dist: str | None, version: str | None, *, refusal: str | None = None) -> None:
+        info = self._load(namespace, source, loader, dist, version, refusal=refusal)
         if info.status == "ok":
             return
         message = f"qorus plugin {info.label} failed to load: {info.error}"
@@ -199,55 +359,129 @@ class Registry:
             self._strict_error = RegistryError(message)
             raise self._strict_error from info.exception
         warnings.warn(f"{message} (see `qorus plugins`; QORUS_STRICT_PLUGINS=1 raises)",
-                      PluginLoadWarning, stacklevel=2)
+                      PluginLoadWarning, stacklevel=3)
 
     def _load(self, namespace: str, source: str, loader: Callable[[], Any],
-              dist: str | None, version: str | None) -> PluginInfo:
-        """Import, validate and run one plugin's hooks; commit its items only if all is well."""
+              dist: str | None, version: str | None, *, refusal: str | None = None) -> PluginInfo:
+        """Import, validate and run one plugin's hooks in a worker; commit its items only if
+        all of that finished, in time, without raising."""
         info = PluginInfo(namespace, dist, version, source)
         registered: Any = None
         try:
+            if refusal is not None:
+                raise RegistryError(refusal)
             if not _NAME_RE.match(namespace):
                 raise RegistryError(f"bad plugin namespace {namespace!r} (letters, digits, _ and -)")
             for other in self._plugins:
-                if other.namespace == namespace:
+                if other.namespace == namespace and other.status == "ok":
                     raise RegistryError(f"duplicate plugin namespace {namespace!r} (its names "
                                         f"would clash): claimed by plugin {other.label} and by "
                                         f"plugin {info.label}")
-            plugin = loader()
+            plugin, staged = self._stage(loader, info)
+            taken = self.pm.get_name(plugin)
+            if taken is not None:
+                raise RegistryError(f"plugin {info.label} is the object already loaded as "
+                                    f"plugin {taken!r}; one plugin cannot hold two namespaces")
             if self.pm.register(plugin, name=namespace) is None:
                 raise RegistryError(f"plugin {namespace!r} is blocked")
             registered = plugin
-            self._check_hooks(plugin, namespace)
-            staged = self._run_hooks(plugin, info)
             self._commit(staged, info)
-        except Exception as exc:  # a plugin may raise anything; record it, never crash
+        except Exception as exc:  # plugin code's own exceptions arrive here as _Failed
             if registered is not None:
                 self.pm.unregister(registered)
             info.status, info.items = "failed", 0
-            info.error = str(exc) if isinstance(exc, RegistryError) else f"{type(exc).__name__}: {exc}"
-            info.traceback, info.exception = traceback.format_exc(), exc
+            if isinstance(exc, _Failed):
+                info.error, info.exception, info.traceback = exc.reason, exc.cause, exc.tb
+            else:
+                info.error = _describe(exc)
+                info.traceback, info.exception = traceback.format_exc(), exc
         self._plugins.append(info)
         return info
 
-    def _check_hooks(self, plugin: Any, namespace: str) -> None:
-        """A hookimpl with no matching spec (a typo) would silently never run: refuse it."""
-        for caller in self.pm.get_hookcallers(plugin) or []:
-            if not caller.has_spec() and any(
-                    i.plugin is plugin and not i.optionalhook for i in caller.get_hookimpls()):
-                known = ", ".join(n for n in dir(hookspecs) if n.startswith("qorus_"))
-                raise RegistryError(f"plugin {namespace!r} implements unknown hook "
-                                    f"{caller.name!r}; known: {known}")
-
-    def _run_hooks(self, plugin: Any, info: PluginInfo) -> list[Entry]:
-        """Call each registration hook of this plugin only; collect what it registers."""
-        staged: dict[tuple[str, str], Entry] = {}
-        others = [p for p in self.pm.get_plugins() if p is not plugin]
+    def _stage(self, loader: Callable[[], Any], info: PluginInfo) -> tuple[Any, list[Entry]]:
+        """Run the plugin's import and registration hooks in a worker, on a plugin manager of
+        its own; return the plugin object and the entries it registered. Raises _Failed."""
+        phase = ["on import"]
         closed: list[bool] = []
+
+        def work() -> tuple[Any, list[Entry]]:
+            plugin = loader()
+            phase[0] = "on registration"
+            pm = _new_plugin_manager()
+            pm.register(plugin, name=info.namespace)
+            _check_hooks(pm, plugin, info.namespace)
+            return plugin, self._run_hooks(pm, info, phase, closed)
+
+        try:
+            out = self._bounded(work, f"qorus-plugin-{info.namespace}")
+        finally:
+            closed.append(True)  # a worker that outlived its wait registers nothing more
+        if not out.done:
+            reason = (f"did not finish loading within {self.timeout:g} s "
+                      f"(QORUS_PLUGIN_TIMEOUT), {phase[0]}; nothing it registers is used")
+            raise _Failed(reason, None, out.stack)
+        if out.error is not None:
+            reason = _describe(out.error)
+            if not isinstance(out.error, RegistryError):
+                reason += f" ({phase[0]})"
+            raise _Failed(reason, out.error, out.traceback)
+        return out.value
+
+    def _bounded(self, fn: Callable[[], Any], thread_name: str) -> _Outcome:
+        """Call ``fn`` in a daemon worker thread and wait for it up to ``self.timeout``.
+
+        Any exception of ``fn`` is caught in the worker and returned. The waiting thread wakes
+        every ``_WAIT_SLICE_S``, so a real Ctrl-C raises KeyboardInterrupt here promptly.
+        """
+        out = _Outcome()
+        finished = threading.Event()
+
+        def run() -> None:
+            _LOADING.registry = self
+            try:
+                out.value = fn()
+            except BaseException as exc:  # plugin code may raise anything, SystemExit included
+                out.error, out.traceback = exc, traceback.format_exc()
+            finally:
+                finished.set()
+
+        worker = threading.Thread(target=run, name=thread_name, daemon=True)
+        worker.start()
+        deadline = time.monotonic() + self.timeout if math.isfinite(self.timeout) else math.inf
+        while not finished.wait(min(_WAIT_SLICE_S, max(0.0, deadline - time.monotonic()))):
+            if time.monotonic() >= deadline:
+                frame = sys._current_frames().get(worker.ident or -1)
+                out.stack = "".join(traceback.format_stack(frame)) if frame else None
+                return out
+        worker.join()  # it is past finished.set(): leaves no thread behind
+        out.done = True
+        return out
+
+    def call_plugin_hook(self, namespace: str, hook_name: str, **kwargs: Any) -> str | None:
+        """Call the hook ``hook_name`` of the loaded plugin ``namespace`` alone, isolated like
+        loading (a worker thread, ``self.timeout``, any exception caught). Returns None when it
+        returned in time, else a one-line reason. A real Ctrl-C still raises KeyboardInterrupt.
+        """
+        self._ensure_loaded()
+        plugin = self.pm.get_plugin(namespace)
+        if plugin is None:
+            raise RegistryError(f"no loaded plugin {namespace!r}")
+        others = [p for p in self.pm.get_plugins() if p is not plugin]
+        caller = self.pm.subset_hook_caller(hook_name, others)
+        out = self._bounded(lambda: caller(**kwargs), f"qorus-hook-{namespace}")
+        if not out.done:
+            return f"hook {hook_name} did not finish within {self.timeout:g} s (QORUS_PLUGIN_TIMEOUT)"
+        return None if out.error is None else _describe(out.error)
+
+    def _run_hooks(self, pm: pluggy.PluginManager, info: PluginInfo, phase: list[str],
+                   closed: list[bool]) -> list[Entry]:
+        """Call each registration hook of the plugin (alone on ``pm``); collect what it registers."""
+        staged: dict[tuple[str, str], Entry] = {}
+        hook_done: list[bool] = []
 
         def make_register(kind: str) -> hookspecs.Register:
             def register(obj: Any, name: str | None = None) -> Any:
-                if closed:
+                if closed or hook_done:
                     raise RegistryError(f"plugin {info.namespace!r} called register() after "
                                         "its hook returned; register only inside the hook")
                 entry = self._make_entry(kind, obj, name, info)
@@ -258,8 +492,9 @@ class Registry:
             return register
 
         for kind, hook_name in KINDS.items():
-            self.pm.subset_hook_caller(hook_name, others)(register=make_register(kind))
-        closed.append(True)
+            phase[0] = f"in hook {hook_name}"
+            getattr(pm.hook, hook_name)(register=make_register(kind))
+        hook_done.append(True)
         return list(staged.values())
 
     def _make_entry(self, kind: str, obj: Any, name: str | None, info: PluginInfo) -> Entry:

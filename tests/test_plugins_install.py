@@ -1,7 +1,8 @@
 """Third-party plugins as real installed distributions: pip-install into a temp dir, discover.
 
 Three packages: a good one (namespace ``demo``), one that fails to import (``broken``), and a
-second distribution claiming ``demo`` (a clash). No network: --no-deps --no-build-isolation
+second distribution claiming ``demo`` (a clash: both are refused, so it lives in a directory of
+its own that only the clash test puts on sys.path). No network: --no-deps --no-build-isolation
 --no-index, with the setuptools already installed.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -87,7 +89,17 @@ def site(tmp_path_factory) -> Path:
            "--no-index", "--target", str(target), *map(str, pkgs)]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=PIP_TIMEOUT_S)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    clash = target.with_name(target.name + "-clash")
+    clash.mkdir()
+    for path in target.glob("qorus_demo_other*"):  # the package and its dist-info
+        shutil.move(str(path), str(clash / path.name))
     return target
+
+
+@pytest.fixture
+def clash_site(site) -> Path:
+    """The directory holding qorus-demo-other, the second distribution claiming ``demo``."""
+    return site.with_name(site.name + "-clash")
 
 
 @pytest.fixture(autouse=True)
@@ -133,12 +145,15 @@ def test_broken_package_is_reported_and_the_rest_works(registry):
     assert registry.get("layer", "demo.Scale").__name__ == "Scale"
 
 
-def test_second_distribution_claiming_a_namespace_names_both(registry):
-    plugins = load(registry)
-    other = plugins[("demo", "qorus-demo-other")]  # loaded after qorus-demo-good: name order
-    assert other.status == "failed"
-    assert "qorus-demo-good 1.2.3" in other.error and "qorus-demo-other 9.9" in other.error
-    assert "demo.Other" not in [e.name for e in registry.entries("layer")]
+def test_two_distributions_claiming_a_namespace_are_both_refused(site, clash_site, monkeypatch):
+    monkeypatch.syspath_prepend(str(clash_site))
+    monkeypatch.syspath_prepend(str(site))
+    plugins = load(Registry())
+    for dist in ("qorus-demo-good", "qorus-demo-other"):  # neither wins by name order
+        assert plugins[("demo", dist)].status == "failed"
+        assert "qorus-demo-good 1.2.3" in plugins[("demo", dist)].error
+        assert "qorus-demo-other 9.9" in plugins[("demo", dist)].error
+    assert "qorus_demo_good" not in sys.modules and "qorus_demo_other" not in sys.modules
 
 
 def test_strict_mode_refuses_the_broken_package(site, monkeypatch):
