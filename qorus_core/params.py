@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from .arena import ALIGN, Arena, align_up
+from .arena import ALIGN, Arena, align_up, check_alloc, human_bytes
 from .errors import ConfigError, ShapeError
 from .graph import ParamDecl
 from .tensor import Tensor
@@ -47,8 +47,21 @@ class ParamStore:
                 raise ShapeError(f"initializer of {d.name} gave shape {value.shape}, expected {d.shape}")
             self.tensors[d.name].a[...] = value
 
+    def _check_fits(self, grads: bool, slots: int) -> None:
+        """Refuse a parameter arena that cannot fit in memory before any of it is allocated,
+        naming the largest parameters (their full names carry the layer path)."""
+        copies = 1 + int(grads) + slots
+        what = "model parameters" + (", gradients" if grads else "") + (
+            f" and {slots} optimizer buffer(s)" if slots else "")
+        largest = sorted(self.decls, key=lambda d: -_numel(d.shape))[:3]
+        detail = "; largest: " + ", ".join(
+            f"{d.name} {tuple(d.shape)} ({human_bytes(4 * _numel(d.shape) * copies)})"
+            for d in largest) if largest else ""
+        check_alloc(self.region_bytes * copies + ALIGN, what, detail)
+
     def _allocate(self, grads: bool, slots: int) -> None:
         """(Re)allocate ``params | grads? | slots x state``, keeping the values already there."""
+        self._check_fits(grads, slots)
         old = (self.params, self.grads, self.slots) if hasattr(self, "params") else None
         self.arena = Arena(self.region_bytes * (1 + int(grads) + slots), "state")
         n = self.region_bytes // 4

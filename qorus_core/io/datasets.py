@@ -1,8 +1,8 @@
 """Data sets as ``(x, y)`` NumPy arrays: CSV, NPZ, IDX (MNIST's format, see ``idx.py``),
 scikit-learn's digits, Fashion-MNIST, text as next-byte windows, and a split helper.
 
-Inputs come back float32; labels int32 when every label is a whole number (classification),
-else float32 (regression). Errors are DataError naming the file, line and column at fault.
+Inputs come back float32; labels int32 when every label is a whole number within int32
+(classification), else float32 (regression). Errors are DataError naming the file, line and column at fault.
 """
 
 from __future__ import annotations
@@ -15,13 +15,27 @@ import numpy as np
 
 from ..errors import DataError
 
+_I32 = np.iinfo(np.int32)
 
-def _labels(y: np.ndarray) -> np.ndarray:
+
+def _labels(y: np.ndarray, where: str, lines: list[int] | None = None) -> np.ndarray:
+    """int32 class labels when every label is a whole number that fits int32, else float32
+    regression targets. Integer labels outside int32 are refused (DataError naming the row,
+    or the file's line: ``lines[row]``): a cast would wrap 2**32 + k to k, and float32 would
+    round them. Whole floats beyond int32 cannot be class indices: they stay targets."""
     y = np.asarray(y)
-    whole = y.dtype.kind == "f" and bool(np.all(np.isfinite(y))) and np.array_equal(y, np.round(y))
-    if y.dtype.kind in "iu" or whole:
+    if y.dtype.kind not in "iufb":
+        raise DataError(f"{where}: labels have non-numeric dtype {y.dtype}")
+    if y.dtype.kind in "iu":
+        if y.size and (y.min() < _I32.min or y.max() > _I32.max):
+            r = int(np.argwhere((y < _I32.min) | (y > _I32.max))[0][0])
+            at = f"line {lines[r]}" if lines is not None else f"row {r}"
+            raise DataError(f"{where}: {at}: label {y[r].tolist()} does "
+                            f"not fit int32 (class labels are int32)")
         return np.ascontiguousarray(y, dtype=np.int32)
-    return np.ascontiguousarray(y, dtype=np.float32)
+    whole = (y.dtype.kind == "f" and bool(np.all(np.isfinite(y))) and np.array_equal(y, np.round(y))
+             and (not y.size or (y.min() >= _I32.min and y.max() <= _I32.max)))
+    return np.ascontiguousarray(y, dtype=np.int32 if whole else np.float32)
 
 
 def load_csv(path: str | os.PathLike, label_column: int | str = -1, delimiter: str = ",",
@@ -64,7 +78,7 @@ def load_csv(path: str | os.PathLike, label_column: int | str = -1, delimiter: s
             except ValueError:
                 raise DataError(f"{path}:{line}: column {c + 1}: {cell!r} is not a number") from None
     x = np.delete(data, label, axis=1).astype(np.float32)
-    return np.ascontiguousarray(x), _labels(data[:, label])
+    return np.ascontiguousarray(x), _labels(data[:, label], str(path), [line for line, _ in rows])
 
 
 def _is_number(s: str) -> bool:
@@ -92,7 +106,7 @@ def load_npz(path: str | os.PathLike, x_key: str = "x", y_key: str = "y") -> tup
         raise DataError(f"{path}: {len(x)} inputs but {len(y)} labels")
     if x.dtype.kind not in "fiub":
         raise DataError(f"{path}: {x_key} has non-numeric dtype {x.dtype}")
-    return np.ascontiguousarray(x, dtype=np.float32), _labels(y)
+    return np.ascontiguousarray(x, dtype=np.float32), _labels(y, f"{path}: {y_key}")
 
 
 def load_digits() -> tuple[np.ndarray, np.ndarray]:

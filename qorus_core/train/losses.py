@@ -13,6 +13,7 @@ import numpy as np
 
 from ..errors import ConfigError, DataError, ShapeError
 from ..tensor import Spec, Tensor
+from ..validate import probability
 
 
 class Loss:
@@ -43,10 +44,19 @@ class Loss:
             raise ShapeError(f"{self.type_name}: {what} must have shape (N{want}) for model output "
                              f"(N, {', '.join(map(str, output_shape))}), got {y.shape}")
         if spec.dtype == "i32":
-            if y.dtype.kind not in "iu":
-                if y.dtype.kind != "f" or (y.size and not np.array_equal(y, np.round(y))):
+            if y.dtype.kind not in "iuf":
+                raise ShapeError(f"{self.type_name}: {what} must be integer class indices, "
+                                 f"got dtype {y.dtype}")
+            if y.dtype.kind == "f":
+                with np.errstate(invalid="ignore"):
+                    bad = ~np.isfinite(y) | (y != np.round(y))
+                if bad.any():
                     raise ShapeError(f"{self.type_name}: {what} must be integer class indices, "
-                                     f"got dtype {y.dtype}")
+                                     f"got dtype {y.dtype} with {_first(y, bad)}")
+            if y.size and (y.min() < _I32.min or y.max() > _I32.max):   # a cast would wrap
+                bad = (y < _I32.min) | (y > _I32.max)
+                raise DataError(f"{self.type_name}: {what} must be class indices that fit int32, "
+                                f"got {_first(y, bad)}")
             return np.ascontiguousarray(y, dtype=np.int32)
         if y.dtype.kind not in "fiu":
             raise ShapeError(f"{self.type_name}: {what} dtype {y.dtype} is not numeric")
@@ -92,9 +102,7 @@ class CrossEntropyLoss(Loss):
     metrics: ClassVar[tuple[str, ...]] = ("accuracy",)
 
     def __init__(self, label_smoothing: float = 0.0) -> None:
-        if not 0.0 <= float(label_smoothing) <= 1.0:
-            raise ConfigError(f"CrossEntropy: label_smoothing must be in [0, 1], got {label_smoothing!r}")
-        self.label_smoothing = float(label_smoothing)
+        self.label_smoothing = probability(label_smoothing, "label_smoothing", "CrossEntropy")
 
     def target_spec(self, output_shape: tuple[int, ...]) -> Spec:
         if len(output_shape) < 1:
@@ -107,7 +115,8 @@ class CrossEntropyLoss(Loss):
         c = output_shape[-1]
         if out.size and (int(out.min()) < 0 or int(out.max()) >= c):
             raise DataError(f"CrossEntropy: {what} hold class indices in [{int(out.min())}, "
-                            f"{int(out.max())}], the model has {c} classes (0..{c - 1})")
+                            f"{int(out.max())}], the model has {c} classes (0..{c - 1}); first "
+                            f"out of range: {_first(out, (out < 0) | (out >= c))}")
         return out
 
     def __call__(self, y: Tensor, target: Tensor, dy: Tensor | None, k: Any) -> float:
@@ -120,6 +129,17 @@ class CrossEntropyLoss(Loss):
 
     def get_config(self) -> dict[str, Any]:
         return {"label_smoothing": self.label_smoothing}
+
+
+_I32 = np.iinfo(np.int32)
+
+
+def _first(y: np.ndarray, bad: np.ndarray) -> str:
+    """Where the first ``bad`` element of ``y`` is: ``"row 3: 4294967297"`` (``"row 3,
+    position 5: ..."`` for sequence targets)."""
+    at = tuple(int(i) for i in np.argwhere(bad)[0])
+    pos = f", position {', '.join(map(str, at[1:]))}" if len(at) > 1 else ""
+    return f"row {at[0]}{pos}: {y[at].item()!r}"
 
 
 #: what core registers, under ``core.<name>``

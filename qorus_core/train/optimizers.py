@@ -12,6 +12,7 @@ import math
 from typing import Any, ClassVar
 
 from ..errors import ConfigError, NumericsError, QorusError
+from ..validate import boolean, real
 
 
 class Optimizer:
@@ -22,9 +23,7 @@ class Optimizer:
     slot_names: tuple[str, ...] = ()
 
     def __init__(self, lr: float) -> None:
-        if not float(lr) >= 0.0:
-            raise ConfigError(f"{type(self).__name__}: lr must be >= 0, got {lr!r}")
-        self.lr = float(lr)
+        self.lr = real(lr, "lr", type(self).__name__, lo=0.0)
         self.steps = 0
         self.model: Any = None
 
@@ -84,12 +83,12 @@ class SGD(Optimizer):
     def __init__(self, lr: float, momentum: float = 0.0, dampening: float = 0.0,
                  weight_decay: float = 0.0, nesterov: bool = False) -> None:
         super().__init__(lr)
-        if momentum < 0 or weight_decay < 0:
-            raise ConfigError(f"SGD: momentum ({momentum}) and weight_decay ({weight_decay}) must be >= 0")
-        if nesterov and (momentum <= 0 or dampening != 0):
+        self.momentum = real(momentum, "momentum", "SGD", lo=0.0)
+        self.dampening = real(dampening, "dampening", "SGD", lo=0.0, hi=1.0)
+        self.weight_decay = real(weight_decay, "weight_decay", "SGD", lo=0.0)
+        self.nesterov = boolean(nesterov, "nesterov", "SGD")
+        if self.nesterov and (self.momentum <= 0 or self.dampening != 0):
             raise ConfigError("SGD: nesterov needs momentum > 0 and dampening = 0")
-        self.momentum, self.dampening = float(momentum), float(dampening)
-        self.weight_decay, self.nesterov = float(weight_decay), bool(nesterov)
         self.slot_names = ("momentum_buffer",) if self.momentum else ()
 
     def _update(self, lr: float) -> None:
@@ -111,13 +110,13 @@ class Adam(Optimizer):
     def __init__(self, lr: float = 1e-3, betas: tuple[float, float] | list[float] = (0.9, 0.999),
                  eps: float = 1e-8, weight_decay: float = 0.0) -> None:
         super().__init__(lr)
-        if len(betas) != 2 or not all(0.0 <= b < 1.0 for b in betas):
-            raise ConfigError(f"{type(self).__name__}: betas must be two numbers in [0, 1), got {betas!r}")
-        if eps < 0 or weight_decay < 0:
-            raise ConfigError(f"{type(self).__name__}: eps ({eps}) and weight_decay "
-                              f"({weight_decay}) must be >= 0")
-        self.betas = (float(betas[0]), float(betas[1]))
-        self.eps, self.weight_decay = float(eps), float(weight_decay)
+        name = type(self).__name__
+        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+            raise ConfigError(f"{name}: betas must be two numbers in [0, 1), got {betas!r}")
+        self.betas = (real(betas[0], "betas[0]", name, lo=0.0, hi=1.0, hi_open=True),
+                      real(betas[1], "betas[1]", name, lo=0.0, hi=1.0, hi_open=True))
+        self.eps = real(eps, "eps", name, lo=0.0)
+        self.weight_decay = real(weight_decay, "weight_decay", name, lo=0.0)
 
     def _update(self, lr: float) -> None:
         k, p, g, (m, v) = self._buffers()

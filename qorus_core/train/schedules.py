@@ -12,6 +12,7 @@ import math
 from typing import Any
 
 from ..errors import ConfigError
+from ..validate import maybe, nonneg_int, positive_int, real
 
 
 class Schedule:
@@ -20,12 +21,9 @@ class Schedule:
     name = ""
 
     def __init__(self, lr: float | None = None, warmup_steps: int = 0) -> None:
-        if lr is not None and not float(lr) >= 0:
-            raise ConfigError(f"schedule {self.name}: lr must be >= 0, got {lr!r}")
-        if int(warmup_steps) < 0:
-            raise ConfigError(f"schedule {self.name}: warmup_steps must be >= 0, got {warmup_steps!r}")
-        self.lr = None if lr is None else float(lr)
-        self.warmup_steps = int(warmup_steps)
+        owner = f"schedule {self.name}"
+        self.lr = maybe(real, lr, "lr", owner, lo=0.0)
+        self.warmup_steps = nonneg_int(warmup_steps, "warmup_steps", owner)
         self.total_steps: int | None = None
 
     def setup(self, lr: float, total_steps: int) -> Schedule:
@@ -78,12 +76,8 @@ class Cosine(Schedule):
     def __init__(self, lr: float | None = None, warmup_steps: int = 0, total_steps: int | None = None,
                  min_lr: float = 0.0) -> None:
         super().__init__(lr, warmup_steps)
-        if total_steps is not None and int(total_steps) <= 0:
-            raise ConfigError(f"schedule cosine: total_steps must be > 0, got {total_steps!r}")
-        if float(min_lr) < 0:
-            raise ConfigError(f"schedule cosine: min_lr must be >= 0, got {min_lr!r}")
-        self.total_steps = None if total_steps is None else int(total_steps)
-        self.min_lr = float(min_lr)
+        self.total_steps = maybe(positive_int, total_steps, "total_steps", "schedule cosine")
+        self.min_lr = real(min_lr, "min_lr", "schedule cosine", lo=0.0)
 
     def __call__(self, step: int) -> float:
         peak = self._peak()

@@ -19,6 +19,7 @@ import numpy as np
 
 from ..errors import CheckpointError, ConfigError, DataError, NumericsError, ShapeError
 from ..tensor import DTYPES, Tensor
+from ..validate import boolean, maybe, nonneg_int, positive_int, real
 from .checkpoint import read_checkpoint, restore_model, restore_optimizer, save_checkpoint
 from .losses import Loss
 from .optimizers import Optimizer, clip_grad_norm
@@ -34,20 +35,26 @@ class Trainer:
                  shuffle: bool = True, progress: bool | Progress = True,
                  checkpoint_dir: str | os.PathLike | None = None, checkpoint_every: int | None = None,
                  eval_batch_size: int | None = None) -> None:
-        if int(batch_size) <= 0 or int(epochs) < 0:
-            raise ConfigError(f"Trainer: batch_size ({batch_size}) must be > 0 and epochs ({epochs}) >= 0")
-        if clip_norm is not None and not float(clip_norm) > 0:
-            raise ConfigError(f"Trainer: clip_norm must be > 0 or None, got {clip_norm!r}")
-        if checkpoint_every is not None and int(checkpoint_every) <= 0:
-            raise ConfigError(f"Trainer: checkpoint_every must be > 0 epochs, got {checkpoint_every!r}")
+        for name, value, needs in (("loss", loss, ("target_spec", "check_targets", "__call__")),
+                                   ("optimizer", optimizer, ("bind", "step", "lr")),
+                                   ("schedule", schedule, ("setup", "__call__"))):
+            if (value is not None or name != "schedule") and not all(hasattr(value, a) for a in needs):
+                raise ConfigError(f"Trainer: {name} must be a qorus {name} (with "
+                                  f"{', '.join(needs)}), got {value!r}")
         self.model, self.loss, self.optimizer, self.schedule = model, loss, optimizer, schedule
-        self.batch_size, self.epochs = int(batch_size), int(epochs)
-        self.eval_batch_size = int(eval_batch_size or batch_size)
-        self.clip_norm = None if clip_norm is None else float(clip_norm)
-        self.seed, self.shuffle = int(seed), bool(shuffle)
+        self.batch_size = positive_int(batch_size, "batch_size", "Trainer")
+        self.epochs = nonneg_int(epochs, "epochs", "Trainer")
+        self.eval_batch_size = maybe(positive_int, eval_batch_size, "eval_batch_size",
+                                     "Trainer") or self.batch_size
+        self.clip_norm = maybe(real, clip_norm, "clip_norm", "Trainer", lo=0.0, lo_open=True)
+        self.seed = nonneg_int(seed, "seed", "Trainer")
+        self.shuffle = boolean(shuffle, "shuffle", "Trainer")
+        if checkpoint_dir is not None and not isinstance(checkpoint_dir, (str, os.PathLike)):
+            raise ConfigError(f"Trainer: checkpoint_dir must be a path, got {checkpoint_dir!r}")
         self.checkpoint_dir = checkpoint_dir
-        self.checkpoint_every = None if checkpoint_every is None else int(checkpoint_every)
-        self.progress = progress if isinstance(progress, Progress) else Progress(bool(progress))
+        self.checkpoint_every = maybe(positive_int, checkpoint_every, "checkpoint_every", "Trainer")
+        self.progress = (progress if isinstance(progress, Progress)
+                         else Progress(boolean(progress, "progress", "Trainer")))
         if optimizer.model is not model:
             optimizer.bind(model)           # reserve state before any plan is compiled
         self.rng = np.random.default_rng(self.seed)
@@ -92,7 +99,8 @@ class Trainer:
             self.resume(resume_from)
         order = np.arange(n, dtype=np.intp)
         perm = np.empty_like(order)
-        stop = self.epochs if until_epoch is None else min(int(until_epoch), self.epochs)
+        until = maybe(nonneg_int, until_epoch, "until_epoch", "Trainer.fit")
+        stop = self.epochs if until is None else min(until, self.epochs)
         while self.epoch < stop:
             np.copyto(perm, order)
             if self.shuffle:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from qorus_core import Composite
-from qorus_core.errors import ConfigError, ShapeError
+from qorus_core.errors import ShapeError
 from qorus_core.layer import Layer, layer_from_dict
+from qorus_core.validate import boolean, choice, maybe, positive_int, real
 
 from .attention import CausalSelfAttention
 from .feedforward import FeedForward
@@ -25,23 +26,18 @@ class TransformerBlock(Composite):
                  d_ff: int | None = None, norm: str = "layernorm", ffn: str = "gelu",
                  rope: bool = False, rope_theta: float = 10000.0, max_len: int | None = None,
                  eps: float = 1e-5, bias: bool = True) -> None:
-        if norm not in NORMS:
-            raise ConfigError(f"TransformerBlock: norm must be one of {NORMS}, got {norm!r}")
-        if ffn not in FFNS:
-            raise ConfigError(f"TransformerBlock: ffn must be one of {FFNS}, got {ffn!r}")
-        if max_len is not None and int(max_len) <= 0:
-            raise ConfigError(f"TransformerBlock: max_len must be positive, got {max_len!r}")
-        self.d_model = int(d_model)
-        self.n_heads = int(n_heads)
-        self.n_kv_heads = None if n_kv_heads is None else int(n_kv_heads)
-        self.d_ff = None if d_ff is None else int(d_ff)
-        self.norm = norm
-        self.ffn = ffn
-        self.rope = bool(rope)
-        self.rope_theta = float(rope_theta)
-        self.max_len = None if max_len is None else int(max_len)
-        self.eps = float(eps)
-        self.bias = bool(bias)
+        name = "llm.TransformerBlock"
+        self.d_model = positive_int(d_model, "d_model", name)
+        self.n_heads = positive_int(n_heads, "n_heads", name)
+        self.n_kv_heads = maybe(positive_int, n_kv_heads, "n_kv_heads", name)
+        self.d_ff = maybe(positive_int, d_ff, "d_ff", name)
+        self.norm = choice(norm, "norm", name, NORMS)
+        self.ffn = choice(ffn, "ffn", name, FFNS)
+        self.rope = boolean(rope, "rope", name)
+        self.rope_theta = real(rope_theta, "rope_theta", name, lo=0.0, lo_open=True)
+        self.max_len = maybe(positive_int, max_len, "max_len", name)
+        self.eps = real(eps, "eps", name, lo=0.0)
+        self.bias = boolean(bias, "bias", name)
         self.children()          # bad sizes fail here, when the block is made
 
     def _norm(self) -> Layer:

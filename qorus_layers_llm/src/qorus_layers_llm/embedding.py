@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from qorus_core import Layer, Spec
-from qorus_core.errors import ConfigError, ShapeError
+from qorus_core.errors import ShapeError
 from qorus_core.init import normal
+from qorus_core.validate import positive_int
 
 
 class Embedding(Layer):
@@ -13,10 +14,8 @@ class Embedding(Layer):
     replayable = True   # inference forward: kernel calls only
 
     def __init__(self, num_embeddings: int, embedding_dim: int) -> None:
-        if int(num_embeddings) <= 0 or int(embedding_dim) <= 0:
-            raise ConfigError(f"Embedding: sizes must be positive, got {num_embeddings}, {embedding_dim}")
-        self.num_embeddings = int(num_embeddings)
-        self.embedding_dim = int(embedding_dim)
+        self.num_embeddings = positive_int(num_embeddings, "num_embeddings", "llm.Embedding")
+        self.embedding_dim = positive_int(embedding_dim, "embedding_dim", "llm.Embedding")
 
     def build(self, x: Spec, b) -> Spec:
         if x.dtype != "i32":

@@ -7,6 +7,7 @@ from typing import Any
 from qorus_core import Composite
 from qorus_core.errors import ConfigError, ShapeError
 from qorus_core.layer import Layer, layer_from_dict
+from qorus_core.validate import boolean, maybe, positive_int
 
 #: activation name -> the registered layer that computes it
 ACTIVATIONS: dict[str, dict[str, Any]] = {
@@ -22,15 +23,15 @@ class FeedForward(Composite):
 
     def __init__(self, d_model: int, d_ff: int | None = None, activation: str = "gelu",
                  bias: bool = True) -> None:
-        if int(d_model) <= 0 or (d_ff is not None and int(d_ff) <= 0):
-            raise ConfigError(f"FeedForward: sizes must be positive, got d_model={d_model}, d_ff={d_ff}")
-        if activation not in ACTIVATIONS:
-            raise ConfigError(f"FeedForward: activation must be one of {sorted(ACTIVATIONS)}, "
+        name = "llm.FeedForward"
+        self.d_model = positive_int(d_model, "d_model", name)
+        d_ff = maybe(positive_int, d_ff, "d_ff", name)
+        if not isinstance(activation, str) or activation not in ACTIVATIONS:
+            raise ConfigError(f"{name}: activation must be one of {sorted(ACTIVATIONS)}, "
                               f"got {activation!r}")
-        self.d_model = int(d_model)
-        self.d_ff = 4 * self.d_model if d_ff is None else int(d_ff)
+        self.d_ff = 4 * self.d_model if d_ff is None else d_ff
         self.activation = activation
-        self.bias = bool(bias)
+        self.bias = boolean(bias, "bias", name)
 
     def children(self) -> tuple[Layer, Layer, Layer]:
         """The fc, activation and proj layers (looked up in the registry)."""

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from qorus_core import Composite, Spec
-from qorus_core.errors import ConfigError, ShapeError
+from qorus_core.errors import ShapeError
 from qorus_core.init import normal
 from qorus_core.layer import Layer, layer_from_dict
+from qorus_core.validate import boolean, choice, maybe, positive_int, real
 
 from .block import FFNS, NORMS, TransformerBlock
 from .embedding import Embedding
@@ -22,7 +23,7 @@ class _TokenEmbedding(Embedding):
 
     def __init__(self, num_embeddings: int, embedding_dim: int, std: float) -> None:
         super().__init__(num_embeddings, embedding_dim)
-        self.std = float(std)
+        self.std = real(std, "init_std", "llm.GPT", lo=0.0)
 
     def build(self, x: Spec, b) -> Spec:
         if x.dtype != "i32":
@@ -45,30 +46,22 @@ class GPT(Composite):
                  positional: str = "learned", norm: str = "layernorm", ffn: str = "gelu",
                  tie_embeddings: bool = True, rope_theta: float = 10000.0, eps: float = 1e-5,
                  bias: bool = True, init_std: float = 0.02) -> None:
-        for name, v in (("vocab_size", vocab_size), ("d_model", d_model), ("n_layers", n_layers),
-                        ("n_heads", n_heads), ("max_len", max_len)):
-            if int(v) <= 0:
-                raise ConfigError(f"GPT: {name} must be positive, got {v!r}")
-        if positional not in POSITIONAL:
-            raise ConfigError(f"GPT: positional must be one of {POSITIONAL}, got {positional!r}")
-        if norm not in NORMS or ffn not in FFNS:
-            raise ConfigError(f"GPT: norm must be one of {NORMS} and ffn one of {FFNS}, "
-                              f"got {norm!r}, {ffn!r}")
-        self.vocab_size = int(vocab_size)
-        self.d_model = int(d_model)
-        self.n_layers = int(n_layers)
-        self.n_heads = int(n_heads)
-        self.max_len = int(max_len)
-        self.d_ff = None if d_ff is None else int(d_ff)
-        self.n_kv_heads = None if n_kv_heads is None else int(n_kv_heads)
-        self.positional = positional
-        self.norm = norm
-        self.ffn = ffn
-        self.tie_embeddings = bool(tie_embeddings)
-        self.rope_theta = float(rope_theta)
-        self.eps = float(eps)
-        self.bias = bool(bias)
-        self.init_std = float(init_std)
+        name = "llm.GPT"
+        self.vocab_size = positive_int(vocab_size, "vocab_size", name)
+        self.d_model = positive_int(d_model, "d_model", name)
+        self.n_layers = positive_int(n_layers, "n_layers", name)
+        self.n_heads = positive_int(n_heads, "n_heads", name)
+        self.max_len = positive_int(max_len, "max_len", name)
+        self.d_ff = maybe(positive_int, d_ff, "d_ff", name)
+        self.n_kv_heads = maybe(positive_int, n_kv_heads, "n_kv_heads", name)
+        self.positional = choice(positional, "positional", name, POSITIONAL)
+        self.norm = choice(norm, "norm", name, NORMS)
+        self.ffn = choice(ffn, "ffn", name, FFNS)
+        self.tie_embeddings = boolean(tie_embeddings, "tie_embeddings", name)
+        self.rope_theta = real(rope_theta, "rope_theta", name, lo=0.0, lo_open=True)
+        self.eps = real(eps, "eps", name, lo=0.0)
+        self.bias = boolean(bias, "bias", name)
+        self.init_std = real(init_std, "init_std", name, lo=0.0)
         self.block()             # bad block settings fail here, when the model is made
 
     def block(self) -> TransformerBlock:

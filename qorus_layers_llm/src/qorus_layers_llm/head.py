@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from qorus_core.errors import ConfigError
+from qorus_core.validate import boolean, positive_int
 from qorus_layers_mlp import Linear
 
 
@@ -13,9 +13,6 @@ class LMHead(Linear):
     (``k.linear``), forward and backward from ``mlp.Linear``."""
 
     def __init__(self, d_model: int, vocab_size: int, bias: bool = False) -> None:
-        if int(d_model) <= 0 or int(vocab_size) <= 0:
-            raise ConfigError(f"LMHead: sizes must be positive, got d_model={d_model}, "
-                              f"vocab_size={vocab_size}")
-        super().__init__(int(d_model), int(vocab_size), bias)
-        self.d_model = int(d_model)
-        self.vocab_size = int(vocab_size)
+        self.d_model = positive_int(d_model, "d_model", "llm.LMHead")
+        self.vocab_size = positive_int(vocab_size, "vocab_size", "llm.LMHead")
+        super().__init__(self.d_model, self.vocab_size, boolean(bias, "bias", "llm.LMHead"))

@@ -7,8 +7,9 @@ tokens already cached when decoding with a KV cache, so one layer serves both.
 from __future__ import annotations
 
 from qorus_core import Layer, Spec
-from qorus_core.errors import ConfigError, ShapeError
+from qorus_core.errors import ShapeError
 from qorus_core.init import normal
+from qorus_core.validate import positive_int, real
 
 
 class PositionalEmbedding(Layer):
@@ -17,14 +18,10 @@ class PositionalEmbedding(Layer):
     replayable = True   # inference forward: kernel calls only
 
     def __init__(self, max_len: int, d_model: int, init_std: float = 0.02) -> None:
-        if int(max_len) <= 0 or int(d_model) <= 0:
-            raise ConfigError(f"PositionalEmbedding: sizes must be positive, got max_len={max_len}, "
-                              f"d_model={d_model}")
-        if not float(init_std) >= 0:
-            raise ConfigError(f"PositionalEmbedding: init_std must be >= 0, got {init_std!r}")
-        self.max_len = int(max_len)
-        self.d_model = int(d_model)
-        self.init_std = float(init_std)
+        name = "llm.PositionalEmbedding"
+        self.max_len = positive_int(max_len, "max_len", name)
+        self.d_model = positive_int(d_model, "d_model", name)
+        self.init_std = real(init_std, "init_std", name, lo=0.0)
 
     def build(self, x: Spec, b) -> Spec:
         if len(x.shape) != 3 or x.shape[2] != self.d_model:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from qorus_core import Layer, Spec
 from qorus_core.errors import ShapeError
 from qorus_core.init import ones
+from qorus_core.validate import maybe, positive_int, real
 
 
 class RMSNorm(Layer):
@@ -13,8 +14,8 @@ class RMSNorm(Layer):
     replayable = True   # inference forward: kernel calls only
 
     def __init__(self, dim: int | None = None, eps: float = 1e-6) -> None:
-        self.dim = None if dim is None else int(dim)
-        self.eps = float(eps)
+        self.dim = maybe(positive_int, dim, "dim", "llm.RMSNorm")
+        self.eps = real(eps, "eps", "llm.RMSNorm", lo=0.0)
 
     def build(self, x: Spec, b) -> Spec:
         d = x.shape[-1]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from qorus_core import Layer, Spec, Tensor
 from qorus_core.errors import ConfigError, ShapeError
+from qorus_core.validate import boolean, maybe, positive_int, real
 
 
 def heads_view(ctx, t: Tensor, n_heads: int) -> Tensor:
@@ -21,16 +22,13 @@ class RotaryEmbedding(Layer):
 
     def __init__(self, n_heads: int, head_dim: int | None = None, theta: float = 10000.0,
                  half_split: bool = False) -> None:
-        if int(n_heads) <= 0:
-            raise ConfigError(f"RotaryEmbedding: n_heads must be positive, got {n_heads!r}")
-        if head_dim is not None and (int(head_dim) <= 0 or int(head_dim) % 2):
-            raise ConfigError(f"RotaryEmbedding: head_dim must be a positive even int, got {head_dim!r}")
-        if not float(theta) > 0:
-            raise ConfigError(f"RotaryEmbedding: theta must be > 0, got {theta!r}")
-        self.n_heads = int(n_heads)
-        self.head_dim = None if head_dim is None else int(head_dim)
-        self.theta = float(theta)
-        self.half_split = bool(half_split)
+        name = "llm.RotaryEmbedding"
+        self.n_heads = positive_int(n_heads, "n_heads", name)
+        self.head_dim = maybe(positive_int, head_dim, "head_dim", name)
+        if self.head_dim is not None and self.head_dim % 2:
+            raise ConfigError(f"{name}: head_dim must be a positive even int, got {head_dim!r}")
+        self.theta = real(theta, "theta", name, lo=0.0, lo_open=True)
+        self.half_split = boolean(half_split, "half_split", name)
 
     def build(self, x: Spec, b) -> Spec:
         H = self.n_heads

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from qorus_core.errors import ConfigError
+from qorus_core.validate import maybe, nonneg_int, positive_int, probability, real
 
 #: [sample] keys and their defaults
 SAMPLE_KEYS: dict[str, Any] = {"prompt": "\n", "tokens": 200, "temperature": 1.0, "top_k": None,
@@ -21,16 +22,11 @@ def sample_options(table: dict[str, Any], where: str = "[sample]") -> dict[str, 
     o = {**SAMPLE_KEYS, **table}
     if not isinstance(o["prompt"], str):
         raise ConfigError(f"{where} prompt must be a string, got {o['prompt']!r}")
-    if not isinstance(o["tokens"], int) or o["tokens"] <= 0:
-        raise ConfigError(f"{where} tokens must be a positive integer, got {o['tokens']!r}")
-    if not isinstance(o["temperature"], (int, float)) or o["temperature"] < 0:
-        raise ConfigError(f"{where} temperature must be a number >= 0, got {o['temperature']!r}")
-    if o["top_k"] is not None and (not isinstance(o["top_k"], int) or o["top_k"] <= 0):
-        raise ConfigError(f"{where} top_k must be a positive integer, got {o['top_k']!r}")
-    if o["top_p"] is not None and not (isinstance(o["top_p"], (int, float)) and 0 < o["top_p"] <= 1):
-        raise ConfigError(f"{where} top_p must be in (0, 1], got {o['top_p']!r}")
-    if not isinstance(o["seed"], int):
-        raise ConfigError(f"{where} seed must be an integer, got {o['seed']!r}")
+    o["tokens"] = positive_int(o["tokens"], "tokens", where)
+    o["temperature"] = real(o["temperature"], "temperature", where, lo=0.0)
+    o["top_k"] = maybe(positive_int, o["top_k"], "top_k", where)
+    o["top_p"] = maybe(probability, o["top_p"], "top_p", where, lo_open=True)
+    o["seed"] = nonneg_int(o["seed"], "seed", where)
     return o
 
 
@@ -42,7 +38,7 @@ def sample_text(model: Any, options: dict[str, Any]) -> str:
     if vocab < 256:
         raise ConfigError(f"[sample] needs a byte-level model (vocab_size >= 256), this one has {vocab}")
     prompt = list(options["prompt"].encode("utf-8")) or [10]
-    new = generate(model, prompt, options["tokens"], temperature=float(options["temperature"]),
+    new = generate(model, prompt, options["tokens"], temperature=options["temperature"],
                    top_k=options["top_k"], top_p=options["top_p"], seed=options["seed"], stop_ids=())
     return bytes(t for t in new if 0 <= t < 256).decode("utf-8", errors="replace")
 

@@ -2,32 +2,50 @@
 
 Every buffer is made in ``__init__``; ``sample`` works in place (ufuncs with ``out=``, in-place
 ``partition`` and ``sort``), so a decode step allocates no array.
+
+Numerics. The probabilities are ``exp((logits - max) * (1 / T))``: the subtraction comes first,
+so every exponent is <= 0 and overflows at worst to -inf (probability 0, which is right). The
+only float32 overflow left is ``1 / T`` itself: below ``GREEDY_BELOW`` (1 / float32 max,
+about 2.9e-39) it would be inf, and ``0 * inf`` NaN. Such a temperature is a limit of T -> 0,
+so it samples greedily (argmax), as T = 0 does. Non-finite logits (NaN, +-inf: a model that
+overflowed) raise NumericsError naming the token, instead of a NaN distribution that always
+gives token 0.
 """
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
-from qorus_core.errors import ConfigError, ShapeError
+from qorus_core.errors import NumericsError, ShapeError
+from qorus_core.validate import maybe, nonneg_int, positive_int, probability, real
+
+#: temperatures below this are greedy: 1 / T would overflow float32 (see the module docstring)
+GREEDY_BELOW = 1.0 / float(np.finfo(np.float32).max)
 
 
 class Sampler:
     """``temperature`` 0 is greedy (argmax); otherwise softmax(logits / temperature) restricted
     to the ``top_k`` most likely tokens and to the smallest set whose probability reaches
-    ``top_p`` (Hugging Face's order: top-k, then top-p), drawn with a seeded generator."""
+    ``top_p`` (Hugging Face's order: top-k, then top-p), drawn with a seeded generator.
+
+    Hyperparameters are checked here, once (ConfigError naming the field): ``temperature`` a
+    finite number >= 0, ``top_k`` a positive int, ``top_p`` in (0, 1], ``seed`` an int >= 0."""
 
     def __init__(self, vocab_size: int, temperature: float = 1.0, top_k: int | None = None,
                  top_p: float | None = None, seed: int = 0) -> None:
-        if not temperature >= 0:
-            raise ConfigError(f"temperature must be >= 0, got {temperature}")
-        if top_k is not None and int(top_k) <= 0:
-            raise ConfigError(f"top_k must be positive, got {top_k}")
-        if top_p is not None and not 0 < float(top_p) <= 1:
-            raise ConfigError(f"top_p must be in (0, 1], got {top_p}")
-        self.vocab_size = V = int(vocab_size)
-        self.temperature = float(temperature)
-        self.top_k = None if top_k is None or int(top_k) >= V else int(top_k)
-        self.top_p = None if top_p is None or float(top_p) >= 1 else float(top_p)
+        self.vocab_size = V = positive_int(vocab_size, "vocab_size", "sampler")
+        self.temperature = real(temperature, "temperature", "sampler", lo=0.0)
+        top_k = maybe(positive_int, top_k, "top_k", "sampler")
+        top_p = maybe(probability, top_p, "top_p", "sampler", lo_open=True)
+        seed = nonneg_int(seed, "seed", "sampler")
+        self.greedy = self.temperature < GREEDY_BELOW
+        self._scale = np.float32(0.0 if self.greedy else 1.0 / self.temperature)
+        self.top_k = None if top_k is None or top_k >= V else top_k
+        self.top_p = None if top_p is None or top_p >= 1 else top_p
+        self.seed = seed
+        self.steps = 0                           # tokens sampled so far (named in errors)
         self.rng = np.random.default_rng(seed)
         self._p = np.empty(V, np.float32)        # probabilities
         self._s = np.empty(V, np.float32)        # sorted copy (thresholds)
@@ -39,12 +57,17 @@ class Sampler:
         """The next token id for ``logits`` [V] (not modified)."""
         if logits.shape != (self.vocab_size,):
             raise ShapeError(f"sampler: logits {logits.shape}, expected ({self.vocab_size},)")
-        if self.temperature == 0:
+        hi, lo = logits.max(), logits.min()      # NaN propagates into both; inf shows in one
+        if not (math.isfinite(hi) and math.isfinite(lo)):
+            self._non_finite(logits)
+        self.steps += 1
+        if self.greedy:
             return int(np.argmax(logits))
         p, s, c, m = self._p, self._s, self._c, self._m
-        np.multiply(logits, np.float32(1.0 / self.temperature), out=p)
-        np.subtract(p, p.max(), out=p)
-        np.exp(p, out=p)
+        with np.errstate(over="ignore"):          # overflow here is to -inf: probability 0
+            np.subtract(logits, hi, out=p)       # <= 0: exp cannot overflow
+            np.multiply(p, self._scale, out=p)
+            np.exp(p, out=p)
         if self.top_k is not None:               # keep values >= the k-th largest
             s[...] = p
             s.partition(self.vocab_size - self.top_k)
@@ -60,3 +83,10 @@ class Sampler:
         np.cumsum(p, out=c)
         u = self.rng.random() * c[-1]
         return int(min(np.searchsorted(c, u, side="right"), self.vocab_size - 1))
+
+    def _non_finite(self, logits: np.ndarray) -> None:
+        bad = np.flatnonzero(~np.isfinite(logits))
+        i = int(bad[0])
+        raise NumericsError(f"sampler: non-finite logits for generated token {self.steps}: "
+                            f"logits[{i}] (token id {i}) is {float(logits[i])} ({len(bad)} of "
+                            f"{self.vocab_size} non-finite)")

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from qorus_core import Layer, Spec
-from qorus_core.errors import ConfigError, ShapeError
+from qorus_core.errors import ShapeError
 from qorus_core.init import torch_linear
+from qorus_core.validate import positive_int
 
 
 class SwiGLUFeedForward(Layer):
@@ -14,10 +15,8 @@ class SwiGLUFeedForward(Layer):
     replayable = True   # inference forward: kernel calls only
 
     def __init__(self, d_model: int, hidden: int) -> None:
-        if int(d_model) <= 0 or int(hidden) <= 0:
-            raise ConfigError(f"SwiGLUFeedForward: sizes must be positive, got {d_model}, {hidden}")
-        self.d_model = int(d_model)
-        self.hidden = int(hidden)
+        self.d_model = positive_int(d_model, "d_model", "llm.SwiGLUFeedForward")
+        self.hidden = positive_int(hidden, "hidden", "llm.SwiGLUFeedForward")
 
     def build(self, x: Spec, b) -> Spec:
         d, h = self.d_model, self.hidden

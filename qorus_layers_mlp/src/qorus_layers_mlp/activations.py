@@ -72,7 +72,7 @@ class GELU(Layer):
 
     def __init__(self, approximate: str = "none") -> None:
         if approximate not in ("none", "tanh"):
-            raise ConfigError(f"GELU: approximate must be 'none' or 'tanh', got {approximate!r}")
+            raise ConfigError(f"mlp.GELU: approximate must be 'none' or 'tanh', got {approximate!r}")
         self.approximate = approximate
         self._tanh = approximate == "tanh"
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from qorus_core import Layer, Spec
-from qorus_core.errors import ConfigError
+from qorus_core.validate import integer, probability
 
 
 class Dropout(Layer):
@@ -16,10 +16,8 @@ class Dropout(Layer):
     replayable = True   # inference forward: kernel calls only
 
     def __init__(self, p: float = 0.5, seed: int = 0) -> None:
-        if not 0.0 <= float(p) < 1.0:
-            raise ConfigError(f"Dropout: p must be in [0, 1), got {p!r}")
-        self.p = float(p)
-        self.seed = int(seed)
+        self.p = probability(p, "p", "mlp.Dropout", hi_open=True)
+        self.seed = integer(seed, "seed", "mlp.Dropout")
 
     def build(self, x: Spec, b) -> Spec:
         if not b.train or self.p == 0.0:

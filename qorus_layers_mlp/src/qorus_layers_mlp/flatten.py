@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from qorus_core import Layer, Spec
-from qorus_core.errors import ConfigError
+from qorus_core.validate import integer
 
 
 class Flatten(Layer):
@@ -12,9 +12,8 @@ class Flatten(Layer):
     replayable = True   # inference forward: kernel calls only
 
     def __init__(self, start_dim: int = 1) -> None:
-        if int(start_dim) < 1:
-            raise ConfigError(f"Flatten: start_dim must be >= 1 (the batch stays), got {start_dim}")
-        self.start_dim = int(start_dim)
+        self.start_dim = integer(start_dim, "start_dim", "mlp.Flatten", lo=1,
+                                 want="an int >= 1 (the batch dimension stays)")
 
     def build(self, x: Spec, b) -> Spec:
         keep = x.shape[:self.start_dim]

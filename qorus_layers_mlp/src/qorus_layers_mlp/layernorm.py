@@ -5,6 +5,7 @@ from __future__ import annotations
 from qorus_core import Layer, Spec
 from qorus_core.errors import ShapeError
 from qorus_core.init import ones, zeros
+from qorus_core.validate import maybe, positive_int, real
 
 
 class LayerNorm(Layer):
@@ -13,8 +14,9 @@ class LayerNorm(Layer):
     replayable = True   # inference forward: kernel calls only
 
     def __init__(self, normalized_shape: int | None = None, eps: float = 1e-5) -> None:
-        self.normalized_shape = None if normalized_shape is None else int(normalized_shape)
-        self.eps = float(eps)
+        self.normalized_shape = maybe(positive_int, normalized_shape, "normalized_shape",
+                                      "mlp.LayerNorm")
+        self.eps = real(eps, "eps", "mlp.LayerNorm", lo=0.0)
 
     def build(self, x: Spec, b) -> Spec:
         d = x.shape[-1]

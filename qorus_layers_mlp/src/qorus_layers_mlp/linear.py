@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from qorus_core import Layer, Spec
-from qorus_core.errors import ConfigError, ShapeError
+from qorus_core.errors import ShapeError
 from qorus_core.init import torch_linear
+from qorus_core.validate import boolean, maybe, positive_int
 
 
 class Linear(Layer):
@@ -14,11 +15,9 @@ class Linear(Layer):
 
     def __init__(self, in_features: int | None = None, out_features: int | None = None,
                  bias: bool = True) -> None:
-        if out_features is None or int(out_features) <= 0:
-            raise ConfigError(f"Linear: out_features must be a positive int, got {out_features!r}")
-        self.in_features = None if in_features is None else int(in_features)
-        self.out_features = int(out_features)
-        self.bias = bool(bias)
+        self.in_features = maybe(positive_int, in_features, "in_features", "mlp.Linear")
+        self.out_features = positive_int(out_features, "out_features", "mlp.Linear")
+        self.bias = boolean(bias, "bias", "mlp.Linear")
 
     def build(self, x: Spec, b) -> Spec:
         n_in = x.shape[-1]

@@ -6,21 +6,22 @@ from typing import Any
 
 from qorus_core import Spec
 from qorus_core.errors import ConfigError, ShapeError
+from qorus_core.validate import integer
 
 
 def pair(layer: str, name: str, value: Any, lo: int) -> tuple[int, int]:
-    """``value`` (int or two ints, each >= lo) as an (h, w) pair; ConfigError otherwise."""
-    if isinstance(value, bool):
-        raise ConfigError(f"{layer}: {name}={value!r} must be an int or a pair of ints")
-    items = [value, value] if isinstance(value, int) else value
+    """``value`` (int or two ints, each >= lo; NumPy ints too, never bools, floats or strings)
+    as an (h, w) pair of Python ints; ConfigError naming ``layer`` and ``name`` otherwise."""
+    want = f"an int or a pair of ints >= {lo}"
+    if isinstance(value, (str, bytes, dict)):
+        items: Any = None
+    else:
+        items = [value, value] if not hasattr(value, "__len__") else value
     try:
         a, b = items
-        ok = all(isinstance(v, int) and not isinstance(v, bool) for v in (a, b))
-    except (TypeError, ValueError):
-        ok = False
-    if not ok or a < lo or b < lo:
-        raise ConfigError(f"{layer}: {name}={value!r} must be an int or a pair of ints >= {lo}")
-    return int(a), int(b)
+        return (integer(a, name, layer, lo=lo, want=want), integer(b, name, layer, lo=lo, want=want))
+    except (TypeError, ValueError):     # ConfigError is a ValueError: report the whole value
+        raise ConfigError(f"{layer}: {name}={value!r} must be {want}") from None
 
 
 def config_value(p: tuple[int, int]) -> int | list[int]:

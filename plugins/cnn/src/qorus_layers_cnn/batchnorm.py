@@ -5,6 +5,7 @@ from __future__ import annotations
 from qorus_core import Layer, Spec
 from qorus_core.errors import ConfigError, ShapeError
 from qorus_core.init import ones, zeros
+from qorus_core.validate import maybe, positive_int, probability, real
 
 from ._args import nchw
 
@@ -17,16 +18,13 @@ class BatchNorm2d(Layer):
 
     def __init__(self, num_features: int | None = None, eps: float = 1e-5,
                  momentum: float = 0.1) -> None:
-        if num_features is not None and (not isinstance(num_features, int) or num_features <= 0):
-            raise ConfigError(f"BatchNorm2d: num_features must be a positive int, got {num_features!r}")
-        if not float(eps) > 0:
-            raise ConfigError(f"BatchNorm2d: eps={eps!r} must be > 0")
-        if momentum is None or not 0.0 <= float(momentum) <= 1.0:
-            raise ConfigError(f"BatchNorm2d: momentum={momentum!r} must be in [0, 1] "
-                              "(the cumulative average, momentum=None, is not offered)")
-        self.num_features = num_features
-        self.eps = float(eps)
-        self.momentum = float(momentum)
+        name = "cnn.BatchNorm2d"
+        self.num_features = maybe(positive_int, num_features, "num_features", name)
+        self.eps = real(eps, "eps", name, lo=0.0, lo_open=True)
+        if momentum is None:
+            raise ConfigError(f"{name}: momentum must be in [0, 1], got None (the cumulative "
+                              "average, momentum=None, is not offered)")
+        self.momentum = probability(momentum, "momentum", name)
 
     def build(self, x: Spec, b) -> Spec:
         B, C, H, W = nchw(x)

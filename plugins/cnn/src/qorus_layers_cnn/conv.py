@@ -7,6 +7,7 @@ from typing import Any
 from qorus_core import Layer, Spec
 from qorus_core.errors import ConfigError, ShapeError
 from qorus_core.init import torch_linear
+from qorus_core.validate import boolean, maybe, positive_int
 
 from ._args import config_value, nchw, pair
 
@@ -22,25 +23,26 @@ class Conv2d(Layer):
     def __init__(self, in_channels: int | None = None, out_channels: int | None = None,
                  kernel_size: Any = None, stride: Any = 1, padding: Any = 0, dilation: Any = 1,
                  groups: int = 1, bias: bool = True) -> None:
-        if out_channels is None or not isinstance(out_channels, int) or out_channels <= 0:
-            raise ConfigError(f"Conv2d: out_channels must be a positive int, got {out_channels!r}")
+        name = "cnn.Conv2d"
+        out_channels = positive_int(out_channels, "out_channels", name)
         if kernel_size is None:
-            raise ConfigError("Conv2d: kernel_size is required (an int or a pair)")
-        if not isinstance(groups, int) or groups < 1 or out_channels % groups:
-            raise ConfigError(f"Conv2d: groups={groups!r} must be a positive int dividing "
+            raise ConfigError(f"{name}: kernel_size is required (an int or a pair)")
+        groups = positive_int(groups, "groups", name)
+        if out_channels % groups:
+            raise ConfigError(f"{name}: groups={groups!r} must be a positive int dividing "
                               f"out_channels={out_channels}")
-        if in_channels is not None and (not isinstance(in_channels, int) or in_channels <= 0
-                                        or in_channels % groups):
-            raise ConfigError(f"Conv2d: in_channels={in_channels!r} must be a positive multiple "
+        in_channels = maybe(positive_int, in_channels, "in_channels", name)
+        if in_channels is not None and in_channels % groups:
+            raise ConfigError(f"{name}: in_channels={in_channels!r} must be a positive multiple "
                               f"of groups={groups}")
-        self._k = pair("Conv2d", "kernel_size", kernel_size, 1)
-        self._s = pair("Conv2d", "stride", stride, 1)
-        self._p = pair("Conv2d", "padding", padding, 0)
-        self._d = pair("Conv2d", "dilation", dilation, 1)
+        self._k = pair(name, "kernel_size", kernel_size, 1)
+        self._s = pair(name, "stride", stride, 1)
+        self._p = pair(name, "padding", padding, 0)
+        self._d = pair(name, "dilation", dilation, 1)
         self.in_channels, self.out_channels = in_channels, out_channels
         self.kernel_size, self.stride = config_value(self._k), config_value(self._s)
         self.padding, self.dilation = config_value(self._p), config_value(self._d)
-        self.groups, self.bias = groups, bool(bias)
+        self.groups, self.bias = groups, boolean(bias, "bias", name)
 
     def build(self, x: Spec, b) -> Spec:
         B, C, H, W = nchw(x)

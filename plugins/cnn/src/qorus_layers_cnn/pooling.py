@@ -15,7 +15,7 @@ class _Pool2d(Layer):
     """Window geometry shared by the max and average pools (PyTorch's arguments)."""
 
     def __init__(self, kernel_size: Any = None, stride: Any = None, padding: Any = 0) -> None:
-        name = type(self).__name__
+        name = f"cnn.{type(self).__name__}"
         if kernel_size is None:
             raise ConfigError(f"{name}: kernel_size is required (an int or a pair)")
         self._k = pair(name, "kernel_size", kernel_size, 1)

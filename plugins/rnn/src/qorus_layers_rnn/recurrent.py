@@ -24,9 +24,10 @@ import math
 from typing import Any, ClassVar
 
 from qorus_core import Layer, Spec
-from qorus_core.errors import ConfigError, ShapeError
+from qorus_core.errors import ShapeError
 from qorus_core.init import uniform
 from qorus_core.tensor import Tensor
+from qorus_core.validate import boolean, positive_int
 
 
 def _rows(t: Tensor) -> list[Tensor]:
@@ -81,15 +82,13 @@ class Recurrent(Layer):
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
                  return_sequences: bool = True, stateful: bool = False) -> None:
-        name = type(self).__name__
-        for key, v in (("input_size", input_size), ("hidden_size", hidden_size),
-                       ("num_layers", num_layers)):
-            if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
-                raise ConfigError(f"{name}: {key} must be a positive int, got {v!r}")
-        self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
-        self.bias = bool(bias)
-        self.return_sequences = bool(return_sequences)
-        self.stateful = bool(stateful)
+        name = f"rnn.{type(self).__name__}"
+        self.input_size = positive_int(input_size, "input_size", name)
+        self.hidden_size = positive_int(hidden_size, "hidden_size", name)
+        self.num_layers = positive_int(num_layers, "num_layers", name)
+        self.bias = boolean(bias, "bias", name)
+        self.return_sequences = boolean(return_sequences, "return_sequences", name)
+        self.stateful = boolean(stateful, "stateful", name)
 
     # ----------------------------------------------------------------- build
     def build(self, x: Spec, b) -> Spec:
