@@ -15,12 +15,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ConfigError
+from ..errors import CheckpointError, ConfigError
 from ..kernels import get_kernels
 from ..kernels.numpy_quant import QWeight, to_float32
 from ..tensor import Tensor
 from .gguf import GGUFFile, write_gguf
-from .safetensors import SafeTensorsFile, read_metadata
+from .safetensors import SafeTensorsFile
 
 TYPES = ("q4_0", "q4_1", "q8_0", "f16", "f32")
 FILE_TYPE = {"f32": 0, "f16": 1, "q4_0": 2, "q4_1": 3, "q8_0": 7}   # llama.cpp's LLAMA_FTYPE_*
@@ -46,30 +46,50 @@ def convert(src: str | os.PathLike, dst: str | os.PathLike, qtype: str, kernels=
         raise ConfigError(f"convert: --type {qtype!r}; expected one of {', '.join(TYPES)}")
     k = get_kernels(kernels)
     src, dst = Path(src), Path(dst)
+    _check_output(dst)
     if src.resolve() == dst.resolve():
         raise ConfigError(f"convert: {src} would overwrite itself; choose another output")
     tensors: dict[str, np.ndarray | QWeight] = {}
     if src.suffix == ".safetensors":
-        st = SafeTensorsFile(src)
-        meta: dict = {f"safetensors.{key}": v for key, v in read_metadata(src).items()}
-        names = st.keys()
-        get = st.get
+        f: SafeTensorsFile | GGUFFile = SafeTensorsFile(src)   # only regular files are opened
+        meta: dict = {f"safetensors.{key}": v for key, v in f.metadata.items()}
+        get = f.get
     else:
-        g = GGUFFile(src)
-        meta = {key: v for key, v in g.metadata.items() if key != "general.alignment"}
-        names = list(g.tensors)
-        get = g.tensor
+        f = GGUFFile(src)
+        meta = {key: v for key, v in f.metadata.items() if key != "general.alignment"}
+        get = f.tensor
     counts = {"quantized": 0, "float32": 0}
-    for name in names:
-        out = _convert_tensor(_as_f32(get(name), k), qtype, k)
-        tensors[name] = out
-        counts["quantized" if isinstance(out, QWeight) else "float32"] += 1
-        if echo is not None:
-            echo(f"{name}: {out.qtype if isinstance(out, QWeight) else 'f32'}")
-    meta["general.file_type"] = np.uint32(FILE_TYPE[qtype])
-    meta["general.quantization_version"] = np.uint32(2)
-    write_gguf(dst, meta, tensors)
+    try:
+        for name in f.keys():
+            out = _convert_tensor(_as_f32(get(name), k), qtype, k)
+            tensors[name] = out
+            counts["quantized" if isinstance(out, QWeight) else "float32"] += 1
+            if echo is not None:
+                echo(f"{name}: {out.qtype if isinstance(out, QWeight) else 'f32'}")
+        meta["general.file_type"] = np.uint32(FILE_TYPE[qtype])
+        meta["general.quantization_version"] = np.uint32(2)
+        try:
+            write_gguf(dst, meta, tensors)
+        except OSError as exc:     # ENOSPC, a read-only file system: the old output survives
+            raise CheckpointError(f"convert: cannot write {dst}: {exc.strerror or exc}") from None
+    finally:
+        f.close()
     return counts
+
+
+def _check_output(dst: Path) -> None:
+    """The output's directory exists and is writable, and the output is not a directory:
+    checked before any tensor is read."""
+    parent = dst.parent
+    if not parent.is_dir():
+        raise ConfigError(f"convert: the output directory {parent} does not exist"
+                          if not parent.exists() else f"convert: {parent} is not a directory")
+    if dst.is_dir():
+        raise ConfigError(f"convert: the output {dst} is a directory; give a file name")
+    if dst.exists() and not dst.is_file():
+        raise ConfigError(f"convert: the output {dst} exists and is not a regular file")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ConfigError(f"convert: the output directory {parent} is not writable")
 
 
 def _setup(p) -> None:

@@ -14,12 +14,13 @@ reversed. A quantized 2-D tensor with dims ``(K, N)`` is ``N`` rows of ``K`` val
 Everything is validated before any view is made, and every length field is checked against the
 bytes left in the file before it is used, so a corrupt or hostile file raises ``GGUFError``
 (naming the file and the cause) and never makes the reader allocate more than the file holds.
+Only regular files are opened (a FIFO would block); ``check_unchanged()`` detects a file
+truncated or rewritten under the map (``qorus_core.io.mapped`` says what stays inherent).
 """
 
 from __future__ import annotations
 
 import math
-import mmap
 import os
 import struct
 from collections.abc import Iterator, Mapping
@@ -30,6 +31,7 @@ import numpy as np
 
 from ..errors import GGUFError
 from ..kernels.numpy_quant import QWeight
+from .mapped import MappedFile
 from .safetensors import write_atomic
 
 __all__ = ["GGML_TYPES", "GGUFError", "GGUFFile", "TensorInfo", "write_gguf"]
@@ -214,21 +216,21 @@ class GGUFFile:
 
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
-        self._mm: mmap.mmap | None = None
         self._buf: np.ndarray | None = None
+        self._file = MappedFile(self.path, GGUFError)   # refuses FIFOs, directories, devices
+        self._mm = self._file.mm
         try:
-            size = self.path.stat().st_size
-            with open(self.path, "rb") as f:
-                if size:
-                    self._mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-        except (OSError, ValueError) as exc:
-            raise GGUFError(f"{self.path}: cannot open: {getattr(exc, 'strerror', None) or exc}") from None
-        try:
-            self._parse(size)
+            self._parse(self._file.size)
         except BaseException:
             self.close()
             raise
         self._buf = np.frombuffer(self._mm, np.uint8) if self._mm is not None else np.zeros(0, np.uint8)
+
+    def check_unchanged(self) -> None:
+        """Raise ``GGUFError`` if the file was truncated or rewritten since it was opened (one
+        ``fstat``, no allocation). ``tensor``/``raw`` call it; a model running over the map
+        should call it before each forward pass (see ``qorus_core.io.mapped``)."""
+        self._file.check_unchanged()
 
     def _parse(self, size: int) -> None:
         r = _Reader(self._mm if self._mm is not None else b"", size, self.path)
@@ -339,6 +341,7 @@ class GGUFFile:
     def _info(self, name: str) -> TensorInfo:
         if self._buf is None:
             raise GGUFError(f"{self.path}: the file is closed")
+        self._file.check_unchanged()
         if name not in self.tensors:
             raise GGUFError(f"{self.path}: no tensor {name!r}; it has {list(self.tensors)[:10]}")
         return self.tensors[name]
@@ -353,7 +356,7 @@ class GGUFFile:
         copy). Q4_0/Q4_1/Q8_0: a QWeight [N, K] over the mapped bytes (K = dims[0], N the
         product of the other dims). Other ggml types: GGUFError (``raw`` gives their bytes)."""
         ti = self._info(name)
-        b = self.raw(name)
+        b = self._buf[ti.data_offset:ti.data_offset + ti.nbytes]
         if ti.type_name in _PLAIN:
             a = b.view(_PLAIN[ti.type_name]).reshape(ti.shape)
             if ti.type_name == "BF16":
@@ -368,12 +371,8 @@ class GGUFFile:
     def close(self) -> None:
         """Drop the map. Views still held elsewhere keep their pages mapped until released."""
         self._buf = None
-        if self._mm is not None:
-            try:
-                self._mm.close()
-            except BufferError:   # views exported to the caller still alive: they keep it
-                pass
-            self._mm = None
+        self._mm = None
+        self._file.close()
 
     def __enter__(self) -> GGUFFile:
         return self

@@ -10,6 +10,7 @@ validated before any view is made; a bad file raises CheckpointError naming it a
 from __future__ import annotations
 
 import json
+import math
 import os
 import struct
 import tempfile
@@ -19,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import CheckpointError
+from .mapped import MappedFile
 
 DTYPES: dict[str, np.dtype] = {
     "F64": np.dtype("<f8"), "F32": np.dtype("<f4"), "F16": np.dtype("<f2"),
@@ -41,39 +43,54 @@ def _code(a: np.ndarray, name: str, path: Path) -> str:
 
 
 class SafeTensorsFile:
-    """An opened, validated safetensors file; tensors are views into one read-only mmap."""
+    """An opened, validated safetensors file; tensors are views into one read-only mmap.
+    Only regular files are opened; ``check_unchanged()`` (called by every ``get``) raises if
+    the file was truncated or rewritten under the map (see ``qorus_core.io.mapped``)."""
 
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
+        self._file = MappedFile(self.path, CheckpointError)   # refuses FIFOs, directories
         try:
-            size = self.path.stat().st_size
-        except OSError as exc:
-            raise CheckpointError(f"{self.path}: cannot open: {exc.strerror or exc}") from None
+            self._open(self._file.size)
+        except BaseException:
+            self._file.close()
+            raise
+
+    def _open(self, size: int) -> None:
         if size < 8:
             raise CheckpointError(f"{self.path}: truncated: {size} bytes, fewer than the 8-byte "
                                   "header length")
-        with open(self.path, "rb") as f:
-            (n,) = struct.unpack("<Q", f.read(8))
-            if n > MAX_HEADER or 8 + n > size:
-                raise CheckpointError(f"{self.path}: bad header length {n} for a file of {size} bytes "
-                                      "(truncated or not a safetensors file)")
-            raw = f.read(n)
-        try:
-            header = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise CheckpointError(f"{self.path}: header is not valid JSON: {exc}") from None
-        if not isinstance(header, dict):
-            raise CheckpointError(f"{self.path}: header must be a JSON object, got {type(header).__name__}")
-        meta = header.pop("__metadata__", None) or {}
-        if not isinstance(meta, dict) or not all(isinstance(k, str) and isinstance(v, str)
-                                                  for k, v in meta.items()):
+        mm = self._file.mm
+        (n,) = struct.unpack_from("<Q", mm, 0)
+        if n > MAX_HEADER or 8 + n > size:
+            raise CheckpointError(f"{self.path}: bad header length {n} for a file of {size} bytes "
+                                  "(truncated or not a safetensors file)")
+        header = _parse_header(mm[8:8 + n], self.path)
+        meta = header.pop("__metadata__", None)
+        meta = {} if meta is None else meta   # null: no metadata, as the reference reads it
+        if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
             raise CheckpointError(f"{self.path}: __metadata__ must map strings to strings")
         self.metadata: dict[str, str] = meta
         self.data_start = 8 + n
         self.entries = _validate(header, size - self.data_start, self.path)
         # a plain ndarray over the read-only map: views of it are zero-copy, never written
-        self._mm = (np.asarray(np.memmap(self.path, dtype=np.uint8, mode="r"))
-                    if size > self.data_start else np.zeros(0, np.uint8))
+        self._mm = np.frombuffer(mm, np.uint8) if size > self.data_start else np.zeros(0, np.uint8)
+
+    def check_unchanged(self) -> None:
+        """Raise ``CheckpointError`` if the file was truncated or rewritten since it was
+        opened (one ``fstat``, no allocation)."""
+        self._file.check_unchanged()
+
+    def close(self) -> None:
+        """Drop the map and the descriptor (views still held keep their pages)."""
+        self._mm = np.zeros(0, np.uint8)
+        self._file.close()
+
+    def __enter__(self) -> SafeTensorsFile:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     def keys(self) -> list[str]:
         return list(self.entries)
@@ -97,7 +114,12 @@ class SafeTensorsFile:
         if begin == end:
             a = np.zeros(shape, dt)
         else:
-            a = self._mm[self.data_start + begin:self.data_start + end].view(dt).reshape(shape)
+            self._file.check_unchanged()
+            raw = self._mm[self.data_start + begin:self.data_start + end]
+            if code == "BOOL" and raw.max() > 1:
+                raise CheckpointError(f"{self.path}: tensor {name!r} (BOOL) holds a byte other "
+                                      "than 0 or 1")
+            a = raw.view(dt).reshape(shape)
         if code == "BF16" and bf16_as_f32:
             return (a.astype(np.uint32) << 16).view(np.float32)
         return a
@@ -109,28 +131,81 @@ class SafeTensorsFile:
         return {name: self.get(name) for name in self.entries}
 
 
+MAX_DIGITS = 20         # an offset or a dimension: at most 2**64 - 1
+MAX_NDIM = 32           # dims of a tensor (NumPy 1.x's limit)
+
+
+def _refuse_duplicates(pairs: list[tuple[str, object]]) -> dict:
+    out: dict = {}
+    for key, value in pairs:
+        if key in out:
+            raise _HeaderError(f"duplicate key {key!r}")
+        out[key] = value
+    return out
+
+
+def _parse_int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_DIGITS:
+        raise _HeaderError(f"an integer of {len(text)} digits")
+    return int(text)
+
+
+def _parse_float(text: str) -> float:
+    raise _HeaderError(f"a number with a fraction or exponent ({text[:40]}), where only "
+                       "integers belong")
+
+
+def _parse_constant(text: str) -> float:
+    raise _HeaderError(f"{text} is not JSON")
+
+
+class _HeaderError(Exception):
+    """Raised inside the JSON parser's hooks; becomes a CheckpointError naming the file."""
+
+
+def _parse_header(raw: bytes, path: Path) -> dict:
+    """The JSON header: one object, no duplicate key, integers of at most 20 digits, no
+    floats; nesting deeper than the interpreter allows is refused too (a valid header is 3 deep)."""
+    try:
+        header = json.loads(raw.decode("utf-8"), object_pairs_hook=_refuse_duplicates,
+                            parse_int=_parse_int, parse_float=_parse_float,
+                            parse_constant=_parse_constant)
+    except _HeaderError as exc:
+        raise CheckpointError(f"{path}: bad header: {exc}") from None
+    except RecursionError:
+        raise CheckpointError(f"{path}: bad header: JSON nested too deeply") from None
+    except (UnicodeDecodeError, ValueError) as exc:   # json.JSONDecodeError is a ValueError
+        raise CheckpointError(f"{path}: header is not valid JSON: {exc}") from None
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{path}: header must be a JSON object, got {type(header).__name__}")
+    return header
+
+
 def _validate(header: dict, data_size: int, path: Path) -> dict[str, tuple[str, tuple[int, ...], int, int]]:
     entries = {}
     for name, info in header.items():
         where = f"{path}: tensor {name!r}"
         if not isinstance(info, dict) or set(info) != {"dtype", "shape", "data_offsets"}:
             raise CheckpointError(f"{where}: entry must have exactly dtype, shape, data_offsets; "
-                                  f"got {info!r}")
+                                  f"got {_short(info)}")
         code, shape, offs = info["dtype"], info["shape"], info["data_offsets"]
-        if code not in DTYPES:
-            raise CheckpointError(f"{where}: unsupported dtype {code!r}; supported: {', '.join(DTYPES)}")
-        if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
-            raise CheckpointError(f"{where}: bad shape {shape!r}")
+        if not isinstance(code, str) or code not in DTYPES:
+            raise CheckpointError(f"{where}: field dtype: unsupported dtype {_short(code)}; "
+                                  f"supported: {', '.join(DTYPES)}")
+        if (not isinstance(shape, list) or len(shape) > MAX_NDIM
+                or not all(type(d) is int and 0 <= d < 1 << 63 for d in shape)):
+            raise CheckpointError(f"{where}: field shape: bad shape {_short(shape)} (at most "
+                                  f"{MAX_NDIM} integers in [0, 2**63))")
         if (not isinstance(offs, list) or len(offs) != 2 or not all(type(o) is int for o in offs)
                 or not 0 <= offs[0] <= offs[1]):
-            raise CheckpointError(f"{where}: bad data_offsets {offs!r}")
-        nbytes = int(np.prod(shape, dtype=np.int64)) * DTYPES[code].itemsize
+            raise CheckpointError(f"{where}: field data_offsets: bad data_offsets {_short(offs)}")
+        nbytes = math.prod(shape) * DTYPES[code].itemsize   # exact: Python ints never wrap
         if offs[1] - offs[0] != nbytes:
-            raise CheckpointError(f"{where}: data_offsets {offs} hold {offs[1] - offs[0]} bytes, "
-                                  f"{code}{shape} needs {nbytes}")
+            raise CheckpointError(f"{where}: field data_offsets: {offs} hold {offs[1] - offs[0]} "
+                                  f"bytes, {code}{shape} needs {nbytes}")
         if offs[1] > data_size:
-            raise CheckpointError(f"{where}: data_offsets {offs} run past the end of the data "
-                                  f"({data_size} bytes): the file is truncated")
+            raise CheckpointError(f"{where}: field data_offsets: {offs} run past the end of the "
+                                  f"data ({data_size} bytes): the file is truncated")
         entries[name] = (code, tuple(shape), offs[0], offs[1])
     pos = 0
     for name, (_, _, begin, end) in sorted(entries.items(), key=lambda kv: (kv[1][2], kv[1][3])):
@@ -142,6 +217,12 @@ def _validate(header: dict, data_size: int, path: Path) -> dict[str, tuple[str, 
     if pos != data_size:
         raise CheckpointError(f"{path}: {data_size - pos} trailing bytes after the last tensor")
     return entries
+
+
+def _short(v: object) -> str:
+    """``repr`` of a header value, cut short (a hostile header may hold megabytes)."""
+    r = repr(v)
+    return r if len(r) <= 80 else r[:77] + "..."
 
 
 def load_file(path: str | os.PathLike) -> dict[str, np.ndarray]:

@@ -3,7 +3,7 @@ from the pre-tokenizer's regexes, merges applied by rank."""
 
 from __future__ import annotations
 
-from qorus_core.errors import ConfigError
+from qorus_core.errors import ConfigError, DataError
 
 from .pretokenize import compile_patterns, pretokenize
 from .tokenizer import CONTROL, USER_DEFINED, Tokenizer, bytes_to_unicode, merge_by_rank
@@ -40,8 +40,12 @@ class ByteBPETokenizer(Tokenizer):
         out = []
         for s in merge_by_rank(symbols, self.ranks):
             i = self.vocab.get(s)
-            if i is None:      # a vocabulary without some byte: fall back to its characters
-                out.extend(self.vocab[c] for c in s if c in self.vocab)
+            if i is None:      # a merge the vocabulary lacks: fall back to its characters
+                for c in s:
+                    if c not in self.vocab:   # never drop text silently
+                        raise DataError(f"tokenizer: the vocabulary has no token for byte "
+                                        f"0x{self.char_byte[c]:02X} of {word!r}")
+                    out.append(self.vocab[c])
             else:
                 out.append(i)
         return out

@@ -52,10 +52,21 @@ def _setup_generate(p: argparse.ArgumentParser) -> None:
     p.add_argument("--system", help="system message (with --chat)")
 
 
+def _check_args(args: argparse.Namespace) -> None:
+    """Text from argv that was not valid UTF-8 (Python keeps its bytes as lone surrogates)
+    is refused before the model loads, naming the option and the position."""
+    from .tokenizer import check_text
+
+    for name in ("prompt", "system"):
+        if getattr(args, name, None) is not None:
+            check_text(getattr(args, name), f"--{name}")
+
+
 def _run_generate(args: argparse.Namespace) -> int:
     from .chat import TextStream, chat_text, encode_chat_text
     from .generate import Generator, generate
 
+    _check_args(args)
     llm = _load(args)
     tok = llm.tokenizer
     if args.chat:
@@ -93,15 +104,25 @@ def _setup_chat(p: argparse.ArgumentParser) -> None:
 
 
 def _run_chat(args: argparse.Namespace) -> int:
-    from .chat import Conversation
+    from qorus_core.errors import ConfigError
 
+    from .chat import Conversation
+    from .tokenizer import check_text
+
+    _check_args(args)
     llm = _load(args)
     conv = Conversation(llm, args.system)
     interactive = sys.stdin.isatty()
+    n = 0
     while True:
         if interactive:
             _echo("> ")
-        line = sys.stdin.readline()
+        n += 1
+        try:
+            line = sys.stdin.readline()
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"stdin line {n}: not valid UTF-8 ({exc.reason})") from None
+        check_text(line, f"stdin line {n}")   # surrogateescape'd stdin (a C/POSIX locale)
         if not line or line.strip() in ("/exit", "/quit"):
             return 0
         if not line.strip():

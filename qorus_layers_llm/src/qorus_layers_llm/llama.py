@@ -6,10 +6,22 @@ heads, RoPE base, RMSNorm epsilon, tied output when there is no ``output.weight`
 model as an external parameter: F32 tensors as read-only views of the map, Q4_0/Q4_1/Q8_0/F16
 as ``QWeight``s over it. Nothing is copied or dequantized; the file stays open while the model
 lives. GGUF llama files store q/k rows for adjacent-pair RoPE (DESIGN.md), our default.
+
+A hostile or broken file is refused before anything is built, with a ``GGUFError`` naming
+the file and the key: every hyperparameter must have an integer (or, for RoPE base and
+epsilon, a finite positive number) type and a range that makes sense together (heads dividing
+the width, KV heads dividing the heads); every tensor the metadata promises must be present
+with the shape it implies (so ``block_count`` 2**32 - 1 fails at the first missing block);
+the norm gains (a few KB) must be finite. The big matrices are not scanned for NaN, which would
+read the whole file at load: a non-finite weight there yields non-finite logits, which the
+sampler refuses. A context whose KV cache cannot fit in memory is a ``ConfigError`` naming the
+bytes, before any allocation. ``LoadedLLM.check_unchanged()`` detects a file overwritten in
+place while in use (``qorus_core.io.mapped``).
 """
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -17,11 +29,10 @@ from typing import Any
 
 import numpy as np
 
-from qorus_core import Model, Tensor
+from qorus_core import Model, QWeight, Spec, Tensor, check_alloc, param_shapes, to_float32
 from qorus_core.errors import ConfigError, GGUFError
 from qorus_core.io.gguf import GGUFFile
 from qorus_core.kernels import get_kernels
-from qorus_core.kernels.numpy_quant import QWeight, to_float32
 
 from .gpt import GPT
 from .tokenizer import Tokenizer
@@ -54,34 +65,108 @@ class LlamaHParams:
 
     @classmethod
     def from_gguf(cls, f: GGUFFile) -> LlamaHParams:
+        """The hyperparameters, each of the right type and in range, consistent with each
+        other and with the tensors the file holds (checked before anything is built)."""
         arch = f.architecture
         if arch not in ARCHITECTURES:
             raise ConfigError(f"{f.path}: architecture {arch!r} is not supported (supported: "
                               f"{', '.join(ARCHITECTURES)})")
         md = f.metadata
 
-        def need(key: str) -> Any:
-            if f"{arch}.{key}" not in md:
-                raise GGUFError(f"{f.path}: metadata {arch}.{key} is missing")
-            return md[f"{arch}.{key}"]
+        def fail(key: str, msg: str) -> GGUFError:
+            return GGUFError(f"{f.path}: metadata {key}: {msg}")
 
-        n_heads = int(need("attention.head_count"))
-        d_model = int(need("embedding_length"))
-        vocab = md.get(f"{arch}.vocab_size")
-        if vocab is None:
-            vocab = len(md.get("tokenizer.ggml.tokens", ())) or f.tensors["token_embd.weight"].dims[-1]
-        hp = cls(vocab_size=int(vocab), d_model=d_model, n_layers=int(need("block_count")),
-                 n_heads=n_heads, n_kv_heads=int(md.get(f"{arch}.attention.head_count_kv", n_heads)),
-                 d_ff=int(need("feed_forward_length")),
-                 rope_theta=float(md.get(f"{arch}.rope.freq_base", 10000.0)),
-                 eps=float(md.get(f"{arch}.attention.layer_norm_rms_epsilon", 1e-5)),
-                 context_length=int(md.get(f"{arch}.context_length", DEFAULT_CONTEXT)),
+        def integer(key: str, default: int | None = None, lo: int = 1) -> int:
+            if key not in md:
+                if default is None:
+                    raise GGUFError(f"{f.path}: metadata {key} is missing")
+                return default
+            v = md[key]
+            if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
+                raise fail(key, f"{_describe(v)}, expected an integer")
+            if int(v) < lo:
+                raise fail(key, f"{int(v)} is less than {lo}")
+            return int(v)
+
+        def real(key: str, default: float, hi: float = math.inf) -> float:
+            v = md.get(key, default)
+            if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)):
+                raise fail(key, f"{_describe(v)}, expected a number")
+            if not (math.isfinite(float(v)) and 0 < float(v) < hi):
+                raise fail(key, f"{v!s} is not a finite number in (0, {hi})")
+            return float(v)
+
+        k = f"{arch}."
+        n_heads = integer(k + "attention.head_count")
+        d_model = integer(k + "embedding_length")
+        n_kv = integer(k + "attention.head_count_kv", n_heads)
+        if d_model % n_heads:
+            raise fail(k + "attention.head_count", f"{n_heads} heads do not divide "
+                       f"{k}embedding_length {d_model}")
+        if n_kv > n_heads or n_heads % n_kv:
+            raise fail(k + "attention.head_count_kv", f"{n_kv} KV heads do not divide "
+                       f"{k}attention.head_count {n_heads}")
+        tokens = md.get("tokenizer.ggml.tokens")
+        if k + "vocab_size" in md:
+            vocab = integer(k + "vocab_size")
+        elif isinstance(tokens, list) and tokens:
+            vocab = len(tokens)
+        elif "token_embd.weight" in f.tensors and len(f.tensors["token_embd.weight"].dims) == 2:
+            vocab = f.tensors["token_embd.weight"].dims[1]
+        else:
+            raise GGUFError(f"{f.path}: no vocabulary size: neither {k}vocab_size, "
+                            "tokenizer.ggml.tokens nor a 2-D token_embd.weight")
+        if isinstance(tokens, list) and len(tokens) != vocab:
+            raise GGUFError(f"{f.path}: metadata tokenizer.ggml.tokens holds {len(tokens)} tokens "
+                            f"but the vocabulary has {vocab} ({k}vocab_size)")
+        hp = cls(vocab_size=vocab, d_model=d_model, n_layers=integer(k + "block_count"),
+                 n_heads=n_heads, n_kv_heads=n_kv, d_ff=integer(k + "feed_forward_length"),
+                 rope_theta=real(k + "rope.freq_base", 10000.0),
+                 eps=real(k + "attention.layer_norm_rms_epsilon", 1e-5, hi=1.0),
+                 context_length=integer(k + "context_length", DEFAULT_CONTEXT),
                  tied="output.weight" not in f.tensors)
-        rope_dims = md.get(f"{arch}.rope.dimension_count")
-        if rope_dims is not None and int(rope_dims) != d_model // n_heads:
+        rope_dims = integer(k + "rope.dimension_count", d_model // n_heads)
+        if rope_dims != d_model // n_heads:
             raise ConfigError(f"{f.path}: partial RoPE ({rope_dims} of {d_model // n_heads} head "
                               "dimensions) is not supported")
+        hp.check_tensors(f)
         return hp
+
+    def tensor_shapes(self) -> dict[str, tuple[int, ...]]:
+        """GGUF tensor name -> the NumPy shape these hyperparameters imply (dims reversed)."""
+        D, V, F, dh = self.d_model, self.vocab_size, self.d_ff, self.d_model // self.n_heads
+        block = {"attn_norm.weight": (D,), "ffn_norm.weight": (D,), "attn_q.weight": (D, D),
+                 "attn_k.weight": (self.n_kv_heads * dh, D), "attn_v.weight": (self.n_kv_heads * dh, D),
+                 "attn_output.weight": (D, D), "ffn_gate.weight": (F, D), "ffn_up.weight": (F, D),
+                 "ffn_down.weight": (D, F)}
+        out = {"token_embd.weight": (V, D), "output_norm.weight": (D,)}
+        if not self.tied:
+            out["output.weight"] = (V, D)
+        for i in range(self.n_layers):
+            out.update({f"blk.{i}.{name}": shape for name, shape in block.items()})
+        return out
+
+    def check_tensors(self, f: GGUFFile) -> None:
+        """Every tensor the metadata promises is present with the implied shape: a file whose
+        ``block_count`` says 20,000 (or 2**32 - 1) fails at the first missing block, at once."""
+        for i in range(self.n_layers):      # stops at the first block the file lacks
+            for name in _BLOCK.values():
+                if f"blk.{i}.{name}" not in f.tensors:
+                    raise GGUFError(f"{f.path}: tensor 'blk.{i}.{name}' is missing (metadata "
+                                    f"llama.block_count promises {self.n_layers} blocks)")
+        for name, shape in self.tensor_shapes().items():
+            if name not in f.tensors:
+                raise GGUFError(f"{f.path}: tensor {name!r} is missing")
+            got = f.tensors[name].shape
+            if got != shape:
+                raise GGUFError(f"{f.path}: tensor {name!r} has shape {got}, the metadata implies "
+                                f"{shape} (vocab {self.vocab_size}, embedding_length {self.d_model}, "
+                                f"head_count {self.n_heads}, head_count_kv {self.n_kv_heads}, "
+                                f"feed_forward_length {self.d_ff})")
+
+    def kv_cache_bytes(self, context: int) -> int:
+        """Bytes of the float32 KV cache of ``context`` positions (keys and values, every layer)."""
+        return 2 * self.n_layers * context * self.n_kv_heads * (self.d_model // self.n_heads) * 4
 
     def network(self, context: int) -> GPT:
         return GPT(self.vocab_size, self.d_model, self.n_layers, self.n_heads, max_len=context,
@@ -103,6 +188,25 @@ class LoadedLLM:
     weight_bytes: int = 0
     info: dict[str, Any] = field(default_factory=dict)
 
+    def check_unchanged(self) -> None:
+        """Raise ``GGUFError`` if the mapped file was truncated or rewritten since the load
+        (one ``fstat``): call it before running the model, where a copy over the file in use
+        would otherwise give wrong results or SIGBUS (``qorus_core.io.mapped``)."""
+        self.gguf.check_unchanged()
+
+
+def _describe(v: Any) -> str:
+    """A metadata value, named for an error message (kept short)."""
+    if isinstance(v, str):
+        return f"the string {v[:40]!r}"
+    if isinstance(v, np.ndarray):
+        return f"an array of {v.size} {v.dtype}"
+    if isinstance(v, list):
+        return f"an array of {len(v)} values"
+    if isinstance(v, (bool, np.bool_)):
+        return f"the bool {bool(v)}"
+    return f"{type(v).__name__} {v!s}"
+
 
 def _external(f: GGUFFile, gguf_name: str, shape: tuple[int, ...], dequantize: bool = False,
               kernels: Any = None) -> Tensor | QWeight:
@@ -119,6 +223,10 @@ def _external(f: GGUFFile, gguf_name: str, shape: tuple[int, ...], dequantize: b
     else:
         if w.dtype != np.float32:
             w = w.astype(np.float32)            # F16/BF16 norm vectors: a few KB
+        if w.ndim == 1 and not np.isfinite(w).all():   # norm gains: a few KB, read once
+            bad = int(np.flatnonzero(~np.isfinite(w))[0])
+            raise GGUFError(f"{f.path}: tensor {gguf_name!r} holds a non-finite value "
+                            f"({w[bad]} at index {bad})")
         got = w.shape
         w = Tensor(np.ascontiguousarray(w), gguf_name)
     if tuple(got) != tuple(shape):
@@ -139,9 +247,11 @@ def load_llama(path: str | os.PathLike, context: int | None = None, kernels: Any
     f = GGUFFile(path)
     try:
         hp = LlamaHParams.from_gguf(f)
-        ctx = min(hp.context_length, DEFAULT_CONTEXT) if context is None else int(context)
-        if ctx <= 0:
-            raise ConfigError(f"context must be positive, got {context}")
+        tok = Tokenizer.from_gguf(f)
+        if tok.vocab_size != hp.vocab_size:
+            raise GGUFError(f"{f.path}: {tok.vocab_size} tokens but vocab_size {hp.vocab_size}")
+        ctx = min(hp.context_length, DEFAULT_CONTEXT) if context is None else context
+        _check_context(f, hp, ctx, dequantize)
         net = hp.network(ctx)
         shapes = _param_shapes(net, hp)
         names = {f"blocks.{i}.{ours}": f"blk.{i}.{theirs}" for i in range(hp.n_layers)
@@ -150,22 +260,30 @@ def load_llama(path: str | os.PathLike, context: int | None = None, kernels: Any
         weights = {ours: _external(f, theirs, shapes[ours], dequantize, kernels)
                    for ours, theirs in names.items()}
         model = Model(net, (ctx,), input_dtype="i32", kernels=kernels, external_params=weights)
-        tok = Tokenizer.from_gguf(f)
     except BaseException:
         f.close()
         raise
-    if tok.vocab_size != hp.vocab_size:
-        raise GGUFError(f"{f.path}: {tok.vocab_size} tokens but vocab_size {hp.vocab_size}")
     nbytes = sum(int(w.nbytes) if isinstance(w, QWeight) else int(w.a.nbytes) for w in weights.values())
     info = {"name": f.metadata.get("general.name", ""), "file_type": f.metadata.get("general.file_type")}
     return LoadedLLM(model, tok, f, hp, ctx, (time.perf_counter() - t0) * 1e3, nbytes, info)
 
 
+def _check_context(f: GGUFFile, hp: LlamaHParams, ctx: Any, dequantize: bool) -> None:
+    """Refuse a context that is not a positive integer, or whose KV cache (plus float32
+    weights with ``dequantize``) cannot fit in memory, before building anything."""
+    if isinstance(ctx, (bool, np.bool_)) or not isinstance(ctx, (int, np.integer)):
+        raise ConfigError(f"context must be an integer, got {ctx!r}")
+    if ctx <= 0:
+        raise ConfigError(f"context must be positive, got {ctx}")
+    need = hp.kv_cache_bytes(int(ctx))
+    what = (f"{f.path}: context {ctx}: the KV cache of {ctx} positions ({hp.n_layers} layers x 2 "
+            f"x {hp.n_kv_heads} KV heads x {hp.d_model // hp.n_heads} x 4 bytes a position)")
+    if dequantize:
+        need += sum(math.prod(s) for s in hp.tensor_shapes().values()) * 4
+        what += " and the float32 weights"
+    check_alloc(need, what, "; choose a smaller context (--ctx)")
+
+
 def _param_shapes(net: GPT, hp: LlamaHParams) -> dict[str, tuple[int, ...]]:
     """Parameter name -> shape, from the network's own declarations (one trace, no memory)."""
-    from qorus_core.graph import Graph
-    from qorus_core.tensor import Spec
-
-    g = Graph(train=False)
-    g.trace(net, Spec((1, 1), "i32"))
-    return {p.name: p.shape for p in g.params()}
+    return param_shapes(net, Spec((1, 1), "i32"))

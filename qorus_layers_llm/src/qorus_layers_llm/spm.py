@@ -4,12 +4,16 @@ unknown characters spelled as byte tokens ``<0xXX>`` (llama.cpp's SPM tokenizer)
 from __future__ import annotations
 
 import heapq
+import re
 
 import numpy as np
+
+from qorus_core.errors import ConfigError, DataError
 
 from .tokenizer import BYTE, CONTROL, Tokenizer
 
 SPACE = "\u2581"
+BYTE_TOKEN = re.compile(r"<0x([0-9A-Fa-f]{2})>")   # exactly: a malformed one is refused
 
 
 class SentencePieceTokenizer(Tokenizer):
@@ -19,12 +23,20 @@ class SentencePieceTokenizer(Tokenizer):
                  **common) -> None:
         super().__init__(**common)
         self.scores = np.asarray(scores, np.float32)
+        if self.scores.shape != (len(self.tokens),) or not np.isfinite(self.scores).all():
+            raise ConfigError(f"SentencePiece tokenizer: scores of shape {self.scores.shape} for "
+                              f"{len(self.tokens)} tokens, or a non-finite score")
         self.add_space_prefix = bool(add_space_prefix)
         self.unk_id = unk_id
-        self.byte_ids = {}
-        for i, t in enumerate(self.tokens):
-            if self.types[i] == BYTE and len(t) == 6 and t.startswith("<0x"):
-                self.byte_ids[int(t[3:5], 16)] = i
+        self.byte_ids: dict[int, int] = {}
+        self._byte_of: dict[int, int] = {}           # token id -> the byte it stands for
+        for i in np.flatnonzero(self.types == BYTE).tolist():
+            m = BYTE_TOKEN.fullmatch(self.tokens[i])
+            if m is None:
+                raise ConfigError(f"SentencePiece tokenizer: token #{i} {self.tokens[i][:20]!r} is "
+                                  "of type BYTE but is not spelled <0xHH> (two hex digits)")
+            self.byte_ids[int(m.group(1), 16)] = i
+            self._byte_of[i] = int(m.group(1), 16)
 
     def _encode_text(self, text: str, first: bool) -> list[int]:
         if first and self.add_space_prefix:
@@ -68,12 +80,15 @@ class SentencePieceTokenizer(Tokenizer):
                     ids.append(self.byte_ids[b])
                 elif self.unk_id is not None:
                     ids.append(self.unk_id)
+                else:                               # never drop text silently (llama.cpp throws)
+                    raise DataError(f"tokenizer: the vocabulary cannot spell {s!r} (no token, no "
+                                    f"byte token <0x{b:02X}>, no unknown token)")
         return ids
 
     def token_bytes(self, token_id: int) -> bytes:
         t = self.tokens[token_id]
         if self.types[token_id] == BYTE:
-            return bytes([int(t[3:5], 16)])
+            return bytes([self._byte_of[token_id]])
         if self.types[token_id] == CONTROL:
             return t.encode("utf-8")
         return t.replace(SPACE, " ").encode("utf-8")

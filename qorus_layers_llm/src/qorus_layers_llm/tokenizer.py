@@ -59,6 +59,7 @@ class Tokenizer:
     # ----------------------------------------------------------------- encoding
     def encode(self, text: str, add_bos: bool | None = None, special: bool = True) -> list[int]:
         """Token ids of ``text``; ``special``: control tokens written in the text are parsed."""
+        check_text(text)
         ids: list[int] = []
         if (self.add_bos if add_bos is None else add_bos) and self.bos_id is not None:
             ids.append(self.bos_id)
@@ -101,39 +102,147 @@ class Tokenizer:
     # ----------------------------------------------------------------- loading
     @staticmethod
     def from_gguf(gguf: Any) -> Tokenizer:
-        """The tokenizer described by a ``GGUFFile``'s ``tokenizer.ggml.*`` metadata."""
-        md = gguf.metadata
-        model = md.get("tokenizer.ggml.model")
-        if model is None or "tokenizer.ggml.tokens" not in md:
-            raise ConfigError(f"{gguf.path}: no tokenizer in the metadata (tokenizer.ggml.model)")
+        """The tokenizer described by a ``GGUFFile``'s ``tokenizer.ggml.*`` metadata; every
+        key is checked for its type and range first (``ConfigError`` naming the file and key)."""
+        try:
+            return Tokenizer._from_gguf(gguf)
+        except ConfigError as exc:
+            msg = str(exc)
+            if msg.startswith(f"{gguf.path}: "):
+                raise
+            raise ConfigError(f"{gguf.path}: {msg}") from None
 
-        def opt(key: str) -> int | None:
-            return int(md[key]) if key in md else None
-
-        common = dict(tokens=list(md["tokenizer.ggml.tokens"]), types=md.get("tokenizer.ggml.token_type"),
-                      bos_id=opt("tokenizer.ggml.bos_token_id"), eos_id=opt("tokenizer.ggml.eos_token_id"),
-                      chat_template=md.get("tokenizer.chat_template"),
-                      eot_ids=tuple(i for i in (opt("tokenizer.ggml.eot_token_id"),) if i is not None))
+    @staticmethod
+    def _from_gguf(gguf: Any) -> Tokenizer:
+        md = _Metadata(gguf)
+        model = md.string("tokenizer.ggml.model", required=True)
+        tokens = md.strings("tokenizer.ggml.tokens")
+        n = len(tokens)
+        types = md.numbers("tokenizer.ggml.token_type", n, "i")
+        if types is not None and types.size and not (types.min() >= 0 and types.max() <= BYTE):
+            bad = int(np.flatnonzero((types < 0) | (types > BYTE))[0])
+            raise md.fail("tokenizer.ggml.token_type", f"token #{bad} has type {int(types[bad])}, "
+                          f"not one of llama.cpp's 0..{BYTE}")
+        common = dict(tokens=tokens, types=types,
+                      bos_id=md.token_id("tokenizer.ggml.bos_token_id", n),
+                      eos_id=md.token_id("tokenizer.ggml.eos_token_id", n),
+                      chat_template=md.string("tokenizer.chat_template"),
+                      eot_ids=tuple(i for i in (md.token_id("tokenizer.ggml.eot_token_id", n),)
+                                    if i is not None))
         if model == "gpt2":
             from .bpe import ByteBPETokenizer
 
-            if "tokenizer.ggml.merges" not in md:
+            if "tokenizer.ggml.merges" not in md.md:
                 raise ConfigError(f"{gguf.path}: a gpt2 tokenizer needs tokenizer.ggml.merges")
-            return ByteBPETokenizer(merges=list(md["tokenizer.ggml.merges"]),
-                                    pre=str(md.get("tokenizer.ggml.pre", "default")),
-                                    add_bos=bool(md.get("tokenizer.ggml.add_bos_token", False)), **common)
+            return ByteBPETokenizer(merges=md.strings("tokenizer.ggml.merges", allow_empty=True),
+                                    pre=_default(md.string("tokenizer.ggml.pre"), "default"),
+                                    add_bos=md.flag("tokenizer.ggml.add_bos_token", False), **common)
         if model == "llama":
             from .spm import SentencePieceTokenizer
 
-            scores = md.get("tokenizer.ggml.scores")
-            if scores is None:
+            if "tokenizer.ggml.scores" not in md.md:
                 raise ConfigError(f"{gguf.path}: a llama tokenizer needs tokenizer.ggml.scores")
             return SentencePieceTokenizer(
-                scores=np.asarray(scores, np.float32),
-                add_bos=bool(md.get("tokenizer.ggml.add_bos_token", True)),
-                add_space_prefix=bool(md.get("tokenizer.ggml.add_space_prefix", True)),
-                unk_id=opt("tokenizer.ggml.unknown_token_id"), **common)
+                scores=md.numbers("tokenizer.ggml.scores", n, "iuf", finite=True),
+                add_bos=md.flag("tokenizer.ggml.add_bos_token", True),
+                add_space_prefix=md.flag("tokenizer.ggml.add_space_prefix", True),
+                unk_id=md.token_id("tokenizer.ggml.unknown_token_id", n), **common)
         raise ConfigError(f"{gguf.path}: tokenizer model {model!r} is not supported (gpt2, llama)")
+
+
+class _Metadata:
+    """Typed, checked reads of a GGUF's tokenizer metadata: refuse, never coerce."""
+
+    def __init__(self, gguf: Any) -> None:
+        self.md, self.path = gguf.metadata, gguf.path
+
+    def fail(self, key: str, msg: str) -> ConfigError:
+        return ConfigError(f"{self.path}: metadata {key}: {msg}")
+
+    def string(self, key: str, required: bool = False) -> str | None:
+        if key not in self.md:
+            if required:
+                raise ConfigError(f"{self.path}: no tokenizer in the metadata ({key})")
+            return None
+        v = self.md[key]
+        if not isinstance(v, str):
+            raise self.fail(key, f"expected a string, got {_kind(v)}")
+        return v
+
+    def strings(self, key: str, allow_empty: bool = False) -> list[str]:
+        if key not in self.md:
+            raise ConfigError(f"{self.path}: no tokenizer in the metadata ({key})")
+        v = self.md[key]
+        if not isinstance(v, list):
+            raise self.fail(key, f"expected an array of strings, got {_kind(v)}")
+        for i, t in enumerate(v):
+            if not isinstance(t, str):
+                raise self.fail(key, f"element #{i} is {_kind(t)}, expected a string")
+        if not v and not allow_empty:
+            raise self.fail(key, "the array is empty")
+        return list(v)
+
+    def numbers(self, key: str, n: int, kinds: str, finite: bool = False) -> np.ndarray | None:
+        if key not in self.md:
+            return None
+        v = self.md[key]
+        if not isinstance(v, np.ndarray) or v.ndim != 1 or v.dtype.kind not in kinds:
+            raise self.fail(key, f"expected an array of {n} {'integers' if kinds == 'i' else 'numbers'}, "
+                            f"got {_kind(v)}")
+        if v.size != n:
+            raise self.fail(key, f"{v.size} values for {n} tokens")
+        if finite and v.dtype.kind == "f" and not np.isfinite(v).all():
+            bad = int(np.flatnonzero(~np.isfinite(v))[0])
+            raise self.fail(key, f"token #{bad} has the non-finite value {v[bad]}")
+        return v
+
+    def token_id(self, key: str, n: int) -> int | None:
+        if key not in self.md:
+            return None
+        v = self.md[key]
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
+            raise self.fail(key, f"expected a token id, got {_kind(v)}")
+        if not 0 <= int(v) < n:
+            raise self.fail(key, f"token id {int(v)} outside the vocabulary [0, {n})")
+        return int(v)
+
+    def flag(self, key: str, default: bool) -> bool:
+        v = self.md.get(key, default)
+        if not isinstance(v, (bool, np.bool_)):
+            raise self.fail(key, f"expected a bool, got {_kind(v)}")
+        return bool(v)
+
+
+def _default(v: str | None, default: str) -> str:
+    return default if v is None else v
+
+
+def _kind(v: Any) -> str:
+    if isinstance(v, str):
+        return f"the string {v[:40]!r}"
+    if isinstance(v, np.ndarray):
+        return f"an array of {v.size} {v.dtype}"
+    if isinstance(v, list):
+        return f"an array of {len(v)} {type(v[0]).__name__ + 's' if v else 'values'}"
+    return f"{type(v).__name__} {v!s}"
+
+
+def check_text(text: Any, what: str = "text") -> str:
+    """``text`` if it is a ``str`` that encodes to UTF-8; a lone surrogate (what Python makes
+    of undecodable bytes, as in ``sys.argv``) raises ``ConfigError`` naming its position, as
+    Hugging Face tokenizers refuse it too, rather than being replaced silently."""
+    if not isinstance(text, str):
+        raise ConfigError(f"{what}: expected a str, got {type(text).__name__}")
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            c = ord(text[exc.start])
+            hint = (f" (byte 0x{c - 0xDC00:02X} that was not valid UTF-8)" if 0xDC80 <= c <= 0xDCFF
+                    else "")
+            raise ConfigError(f"{what}: character {exc.start} is a lone surrogate U+{c:04X}{hint}: "
+                              "not text that can be tokenized") from None
+    return text
 
 
 def merge_by_rank(symbols: list[str], ranks: dict[tuple[str, str], int]) -> list[str]:
