@@ -45,21 +45,24 @@ def plan_offsets(slots: list[Slot]) -> int:
 
     Returns the arena size in bytes. Deterministic: ties keep the slots' given order.
     """
-    placed: list[Slot] = []
+    placed: list[tuple[int, int, int, int, Slot]] = []    # (first, last tick, lo, hi, slot)
     order = sorted(range(len(slots)), key=lambda i: (-slots[i].nbytes, i))
     total = 0
     for i in order:
         s = slots[i]
         size = align_up(max(s.nbytes, 1))
-        busy = sorted((p.offset, p.offset + align_up(max(p.nbytes, 1)))
-                      for p in placed if p.overlaps_in_time(s))
+        t0 = min((a for a, _ in s.intervals), default=0)
+        t1 = max((b for _, b in s.intervals), default=-1)
+        # the tick span first (cheap; compiling a plan per sequence stays fast), then exactly
+        busy = sorted((lo, hi) for p0, p1, lo, hi, p in placed
+                      if p0 <= t1 and t0 <= p1 and p.overlaps_in_time(s))
         off = 0
         for lo, hi in busy:
             if off + size <= lo:
                 break
             off = max(off, hi)
         s.offset = off
-        placed.append(s)
+        placed.append((t0, t1, off, off + size, s))
         total = max(total, off + size)
     return total
 
@@ -150,7 +153,7 @@ class Arena:
         self.name = name
         self.nbytes = nbytes
         try:
-            self._raw = np.zeros(nbytes + ALIGN, dtype=np.uint8)
+            self._raw = np.zeros(nbytes + ALIGN, dtype=np.uint8)   # zeroed: StateStore relies on it
         except MemoryError:                  # the memory went elsewhere since the check
             raise ConfigError(f"arena {name!r}: cannot allocate {nbytes:,} bytes "
                               f"({human_bytes(nbytes)}): out of memory") from None

@@ -3,11 +3,22 @@
 ``Model(net, input_shape)`` traces the network once to declare its parameters and initialise
 them (seeded). ``plan(batch, train)`` compiles, and caches, a plan for that batch size and mode:
 the training batch, the last partial batch, and inference each get their own activation arena
-while sharing the parameters, gradients and optimizer state.
+while sharing the parameters, gradients and optimizer state. The cache keeps the 16 plans
+used last (``PlanCache``); ``sequence()`` makes a ``Sequence``: its own plans, state buffers
+(KV caches) and position over these weights.
+
+Thread safety: ``predict`` may be called from several threads; calls on one model run one
+after another (a lock held for the whole call; each call already uses every core through the
+kernel pool), so give each thread its own ``model.sequence()`` for calls that run at the same
+time. ``plan`` and ``sequence`` are thread-safe; running one plan, or one sequence, from two
+threads at once is not. Training (``Trainer``, ``plan(train=True)``, ``load_state_dict``,
+``set_kernels``) is not thread-safe: train from one thread, with no inference running.
 """
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -15,11 +26,14 @@ import numpy as np
 from .errors import CheckpointError, ConfigError, ShapeError
 from .graph import Graph
 from .kernels import get_kernels
-from .layer import Layer, layer_from_dict, layer_to_dict
+from .layer import Layer, allow_layer_imports, layer_from_dict, layer_to_dict
 from .params import ParamStore
 from .plan import Plan, RunState
+from .plan_cache import DEFAULT_CAPACITY, PlanCache
+from .sequence import Sequence
 from .states import StateStore
 from .tensor import DTYPES, Spec, Tensor
+from .validate import nonneg_int, positive_int
 
 
 class Model:
@@ -31,21 +45,26 @@ class Model:
         """``external_params``: name -> Tensor or ``QWeight`` used where it lies (a GGUF
         file's mmap) instead of arena memory; such a model runs inference plans only."""
         self.net = layer_from_dict(net)
-        self.input_shape = tuple(int(d) for d in input_shape)
-        if input_dtype not in DTYPES:
+        if not isinstance(input_shape, (tuple, list)):
+            raise ConfigError(f"Model: input_shape must be a list of positive ints, got "
+                              f"{input_shape!r}")
+        self.input_shape = tuple(positive_int(d, "input_shape", "Model") for d in input_shape)
+        if not isinstance(input_dtype, str) or input_dtype not in DTYPES:
             raise ConfigError(f"input_dtype {input_dtype!r}: expected one of {sorted(DTYPES)}")
         self.input_dtype = input_dtype
-        self.seed = int(seed)
+        self.seed = nonneg_int(seed, "seed", "Model")
         self.kernels = get_kernels(kernels)
         self.run = RunState()
-        self._plans: dict[tuple, Plan] = {}
+        self._plans = PlanCache(DEFAULT_CAPACITY)
+        self.plans_version = 0                  # bumped when every compiled plan goes stale
+        self._predict_lock = threading.Lock()
         graph = Graph(train=False)
         _, y = graph.trace(self.net, Spec((1,) + self.input_shape, input_dtype))
         self.output_shape = y.shape[1:]
         self.output_dtype = y.dtype
         self.store = ParamStore(graph.params(), self.seed, external_params)
         self.ties = dict(graph.ties)
-        self.states = StateStore(self.seed)
+        self.states = StateStore(self.seed, weak=True)   # freed with the plans that use them
         for s in graph.states():
             if s.persistent:                    # in state_dict from the start
                 self.states.get(s)
@@ -54,33 +73,54 @@ class Model:
     def plan(self, batch: int, train: bool = False, input_grad: bool = False,
              shape: tuple[int, ...] | None = None) -> Plan:
         """The compiled plan for ``batch`` rows in train or inference mode (cached); ``shape``
-        overrides the per-example input shape (a language model's sequence length)."""
-        shape = self.input_shape if shape is None else tuple(int(d) for d in shape)
-        key = (int(batch), bool(train), bool(input_grad), shape)
-        p = self._plans.get(key)
-        if p is not None:
-            return p
+        overrides the per-example input shape (a language model's sequence length). Its state
+        buffers and ``run`` are the model's own; a ``sequence()`` has others."""
+        key = self.plan_key(batch, train, input_grad, shape)
+        return self._plans.get(key, lambda: self.compile_plan(key, self.run, self.states))
+
+    def plan_key(self, batch: int, train: bool, input_grad: bool,
+                 shape: tuple[int, ...] | None) -> tuple:
+        """The cache key of a plan, its batch size checked (a positive int, not a bool)."""
+        positive_int(batch, "batch", "Model.plan")
+        shape = self.input_shape if shape is None else tuple(
+            positive_int(d, "shape", "Model.plan") for d in shape)
+        return (int(batch), bool(train), bool(input_grad), shape)
+
+    def compile_plan(self, key: tuple, run: RunState, states: StateStore) -> Plan:
+        """A new plan for ``key`` (``plan_key``) whose layers read ``run`` and keep their
+        state buffers in ``states``: the model's, or a sequence's. Not cached here."""
+        batch, train, input_grad, shape = key
         if train and self.store.external:
             raise ConfigError("this model's weights are external (e.g. a GGUF file): it runs "
                               "inference only")
         if train and self.store.ensure(True, self.store.n_slots):
-            self._plans.clear()
+            self._invalidate()
         graph = Graph(train=train)
-        x, y = graph.trace(self.net, Spec((key[0],) + shape, self.input_dtype))
+        x, y = graph.trace(self.net, Spec((batch,) + shape, self.input_dtype))
         self.store.check_same(graph.params())
-        p = self._plans[key] = Plan(graph, x, y, self.store, self.kernels, self.run, key[0],
-                                    input_grad=input_grad, states=self.states)
-        return p
+        return Plan(graph, x, y, self.store, self.kernels, run, batch,
+                    input_grad=input_grad, states=states)
+
+    def sequence(self, max_plans: int = DEFAULT_CAPACITY) -> Sequence:
+        """A new ``Sequence`` over this model: its own inference plans, non-persistent state
+        buffers (KV caches) and ``run.pos``; the weights and persistent buffers are shared."""
+        return Sequence(self, max_plans)
+
+    def _invalidate(self) -> None:
+        """Every compiled plan points at memory that moved or uses old kernels: forget them
+        (sequences see ``plans_version`` change and recompile)."""
+        self._plans.clear()
+        self.plans_version += 1
 
     def reserve_optimizer_state(self, slots: int) -> None:
         """Make room for ``slots`` parameter-sized optimizer buffers (and the grads)."""
         if self.store.ensure(True, slots):
-            self._plans.clear()
+            self._invalidate()
 
     def set_kernels(self, kernels: Any) -> None:
         """Switch kernel sets (``"c"``, ``"numpy"`` or a set); plans are recompiled."""
         self.kernels = get_kernels(kernels)
-        self._plans.clear()
+        self._invalidate()
 
     # ----------------------------------------------------------------- parameters
     @property
@@ -108,7 +148,8 @@ class Model:
             self.kernels.fill(self.store.grads, 0.0)
 
     def buffers(self) -> dict[str, np.ndarray]:
-        """Name -> live view of each state buffer allocated so far (``b.state``)."""
+        """Name -> live view of the model's state buffers (``b.state``): the persistent ones
+        and those of its own plans still cached; a ``Sequence`` has its own (``seq.buffers()``)."""
         return self.states.arrays()
 
     def _saved_arrays(self) -> dict[str, np.ndarray]:
@@ -154,12 +195,21 @@ class Model:
         return x
 
     def predict(self, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
-        """Inference on any number of rows, in chunks of ``batch_size``; returns a new array."""
+        """Inference on any number of rows, in chunks of ``batch_size``; returns a new array.
+        Thread-safe: concurrent calls take turns (one lock per model); a ``sequence()`` per
+        thread runs them at the same time."""
+        with self._predict_lock:
+            return self.predict_with(self.plan, x, batch_size)
+
+    def predict_with(self, plan: Callable[[int], Plan], x: np.ndarray,
+                     batch_size: int) -> np.ndarray:
+        """``predict`` through ``plan(rows)`` (the model's plans or a sequence's)."""
+        positive_int(batch_size, "batch_size", "predict")
         x = self.check_input(x)
         out = np.empty((len(x),) + self.output_shape, DTYPES[self.output_dtype])
         for start in range(0, len(x), batch_size):
             chunk = x[start:start + batch_size]
-            p = self.plan(len(chunk), train=False)
+            p = plan(len(chunk))
             p.x.a[...] = chunk
             out[start:start + len(chunk)] = p.forward().a
         return out
@@ -180,13 +230,18 @@ class Model:
                 "input_dtype": self.input_dtype, "seed": self.seed}
 
     @classmethod
-    def from_config(cls, config: dict[str, Any], kernels: Any = None) -> Model:
+    def from_config(cls, config: dict[str, Any], kernels: Any = None,
+                    allow_import: bool = False) -> Model:
+        """``allow_import``: import ``module:Class`` layer types (trusted configs only; see
+        ``layer_from_dict``); refused by default."""
         try:
-            return cls(config["net"], config["input_shape"], config.get("input_dtype", "f32"),
-                       config.get("seed", 0), kernels)
+            with allow_layer_imports(allow_import):
+                return cls(config["net"], config["input_shape"], config.get("input_dtype", "f32"),
+                           config.get("seed", 0), kernels)
         except KeyError as exc:
             raise ConfigError(f"model config lacks {exc}") from None
 
     def __repr__(self) -> str:
         return (f"Model({self.net!r}, input_shape={self.input_shape}, "
                 f"params={self.num_parameters})")
+

@@ -14,7 +14,9 @@ position, the number of cached keys), and each by the same amount per position. 
 Only plans whose layers all say ``replayable`` (their inference forward does nothing but
 kernel calls through ``ctx.k``) and whose kernels all ran in C can be captured; anything else
 raises ``ReplayError`` and the caller keeps the normal forward. The pointers recorded are the
-plan's, its model's states and weights: the caller keeps the plan (which holds them) alive.
+plan's, its state buffers' (a sequence's KV caches) and its model's weights: the caller keeps
+the plan (which holds them) alive, and a replay serves that plan only (each ``Generator``
+captures its own).
 """
 
 from __future__ import annotations

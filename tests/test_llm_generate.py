@@ -32,7 +32,7 @@ def tiny_q8(tmp_path_factory):
 def _full_logits(llm, ids):
     """Logits of every position from one fresh pass (the prompt path)."""
     gen = Generator(llm.model, max_chunk=len(ids))
-    plan = llm.model.plan(1, shape=(len(ids),))
+    plan = gen.seq.plan(1, shape=(len(ids),))         # the generator's own prompt plan
     gen.feed(ids)
     return plan.y.a[0].copy()
 

@@ -13,6 +13,12 @@ On the C kernels the decode plan is captured (``qorus_core.replay``): its first 
 normally while their kernel calls are recorded, and every later step makes those calls from C
 in one call, with no Python between the kernels (``replay=False`` turns this off; the
 results are the same either way). ``replay_error`` says why a model could not be captured.
+
+Each generator owns a ``Sequence`` of the model (``gen.seq``): its KV caches, its position,
+its plans (their activation arenas) and its captured step are its own; the weights are the
+model's, shared, never copied. So several generators (a ``Conversation`` each, a server's
+slots) live on one loaded model, stepping in any order or each in its own thread, and each
+gives exactly what it gives alone. One generator is driven by one thread at a time.
 """
 
 from __future__ import annotations
@@ -21,8 +27,10 @@ from collections.abc import Callable, Iterable
 
 import numpy as np
 
+from qorus_core import Replay, ReplayError
+from qorus_core import record_plan as record
 from qorus_core.errors import ConfigError, ShapeError
-from qorus_core.replay import Replay, ReplayError, record
+from qorus_core.validate import nonneg_int, positive_int
 
 from .attention import CausalSelfAttention
 from .sampler import Sampler
@@ -31,14 +39,16 @@ MAX_CHUNK = 64
 
 
 class Generator:
-    """Incremental decoding over one sequence; ``pos`` tokens are in the KV cache."""
+    """Incremental decoding over one sequence; ``pos`` tokens are in its KV cache."""
 
     def __init__(self, model, max_chunk: int = MAX_CHUNK, replay: bool = True) -> None:
         if model.input_dtype != "i32" or len(model.input_shape) != 1:
             raise ConfigError(f"generation needs a model on int32 token ids [B, T], this one takes "
                               f"{model.input_shape} {model.input_dtype}")
         self.model = model
-        self.max_chunk = int(max_chunk)
+        self.max_chunk = positive_int(max_chunk, "max_chunk", "Generator")
+        self.seq = model.sequence()           # this generator's KV caches, position and plans
+        self._version = self.seq.version      # the model's plans_version its plans were made at
         self._chunks: dict[int, tuple] = {}
         decode = self._chunk(1)
         layers = [op.layer for op in decode[0].ops if isinstance(op.layer, CausalSelfAttention)]
@@ -56,9 +66,18 @@ class Generator:
         """(plan, its token input [1, n] view, its last-position logits [V] view), made once."""
         got = self._chunks.get(n)
         if got is None:
-            plan = self.model.plan(1, shape=(n,))
+            plan = self.seq.plan(1, shape=(n,))
             got = self._chunks[n] = (plan, plan.x.a[0], plan.y.a.reshape(n, -1)[n - 1])
         return got
+
+    def _refresh(self) -> None:
+        """The model's plans went stale (its weights moved for training, or its kernels
+        changed): recompile ours over the same KV caches and capture the step again."""
+        self._chunks.clear()
+        self.replay = None
+        self._tapes.clear()
+        self._chunk(1)
+        self._version = self.seq.version
 
     def reset(self) -> None:
         """Forget the sequence (the cache is overwritten from position 0)."""
@@ -67,15 +86,18 @@ class Generator:
     def feed(self, ids: Iterable[int]) -> np.ndarray:
         """Append ``ids`` to the sequence; returns the logits after the last one (a view, valid
         until the next call)."""
-        ids = [int(i) for i in ids]
+        ids = list(ids)
         if not ids:
             raise ShapeError("feed: no tokens")
+        for i in ids:
+            self._check_token(i)
+        ids = [int(i) for i in ids]
         if self.pos + len(ids) > self.context:
             raise ShapeError(f"{len(ids)} tokens after {self.pos} exceed the model's context of "
                              f"{self.context} positions")
-        for i in ids:
-            self._check_token(i)
-        run, start = self.model.run, 0
+        if self._version != self.model.plans_version:
+            self._refresh()
+        run, start = self.seq.run, 0
         logits = None
         while start < len(ids):
             n = _chunk_size(len(ids) - start, self.max_chunk)
@@ -92,9 +114,11 @@ class Generator:
         if self.pos >= self.context:
             raise ShapeError(f"the context of {self.context} positions is full")
         self._check_token(token)   # a replayed step reaches C without the kernels' checks
+        if self._version != self.model.plans_version:
+            self._refresh()
         plan, x, logits = self._chunks[1]
         x[0] = token
-        self.model.run.pos = self.pos
+        self.seq.run.pos = self.pos
         if self.replay is not None:
             self.replay.run(self.pos)
         elif self.replay_error is None:
@@ -104,7 +128,12 @@ class Generator:
         self.pos += 1
         return logits
 
-    def _check_token(self, token: int) -> None:
+    def _check_token(self, token) -> None:
+        """A token id is an int (or a NumPy integer) in [0, vocab_size): a float, a bool or a
+        string is refused, never truncated."""
+        if type(token) is not int and (isinstance(token, (bool, np.bool_))
+                                       or not isinstance(token, np.integer)):
+            raise ConfigError(f"token id {token!r} is a {type(token).__name__}, not an integer")
         if not 0 <= token < self.vocab_size:
             raise ShapeError(f"token id {token} outside the vocabulary [0, {self.vocab_size})")
 
@@ -144,8 +173,7 @@ def generate(model, prompt_ids: list[int], max_new_tokens: int, temperature: flo
     """Sample up to ``max_new_tokens`` tokens after ``prompt_ids`` (temperature 0: greedy);
     stops after a token in ``stop_ids`` (which is returned) or when the context is full.
     ``on_token`` is called with each new id as it comes (streaming)."""
-    if max_new_tokens < 0:
-        raise ConfigError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
+    max_new_tokens = nonneg_int(max_new_tokens, "max_new_tokens", "generate")
     gen = generator or Generator(model)
     sampler = Sampler(gen.vocab_size, temperature, top_k, top_p, seed)
     stops = frozenset(int(s) for s in stop_ids)
