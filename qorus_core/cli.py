@@ -1,15 +1,18 @@
-"""The ``qorus`` command: subcommands in one table that other modules add to.
+"""The ``qorus`` command: subcommands in one table, filled through the plugin hook.
 
-Adding a subcommand (how ``train`` and ``bench`` plug in)::
+Every subcommand beyond the listings below comes from a plugin's ``qorus_register_commands``
+hook, core's own included (``train``, ``bench`` and ``convert``: ``builtin_plugin.py``, the
+``core`` plugin), so this module imports none of them and they do not import it::
 
-    from qorus_core.cli import add_command
+    @hookimpl
+    def qorus_register_commands(add_command):
+        add_command("train", "train a model from a TOML config", setup, run)
 
     def setup(p: argparse.ArgumentParser) -> None: p.add_argument("config")
     def run(args: argparse.Namespace) -> int | None: ...   # None means 0
 
-    add_command("train", "train a model from a TOML config", setup, run)
-
-and list the module in ``COMMAND_MODULES`` below so ``main`` imports it. Exit codes: 0 ok,
+The commands follow the default registry: they are collected again when it is replaced
+(``reset_registry``). A host program may also call ``add_command`` itself. Exit codes: 0 ok,
 2 for a ``QorusError`` (one line on stderr; the traceback too when ``QORUS_DEBUG=1``) and for
 usage errors (argparse), 1 when the backend cannot be inspected, 130 on Ctrl-C.
 """
@@ -17,7 +20,6 @@ usage errors (argparse), 1 when the backend cannot be inspected, 130 on Ctrl-C.
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import os
 import sys
@@ -41,14 +43,8 @@ class Command:
     run: Run
 
 
-_COMMANDS: dict[str, Command] = {}
-
-# >>> Modules that add subcommands with add_command() when imported. Append yours here. <<<
-COMMAND_MODULES: list[str] = [
-    "qorus_core.train.cli_train",   # `qorus train`
-    "qorus_core.kernels.bench_cli",   # `qorus bench kernels`
-    "qorus_core.io.cli_convert",      # `qorus convert`
-]
+_COMMANDS: dict[str, Command] = {}      # this module's listings and the host's add_command
+_HOOK_COMMANDS: dict[str, Command] = {}  # from the plugins' hooks (core's own among them)
 
 
 def add_command(name: str, help: str, setup_parser: SetupParser, run: Run,
@@ -64,28 +60,21 @@ def _debug() -> bool:
     return os.environ.get("QORUS_DEBUG", "").strip().lower() in ("1", "true", "yes", "on")
 
 
-def _load_command_modules() -> None:
-    for module in COMMAND_MODULES:
-        try:
-            importlib.import_module(module)
-        except Exception as exc:  # one broken command must not take the others down
-            print(f"qorus: commands from {module} unavailable: {type(exc).__name__}: {exc}",
-                  file=sys.stderr)
-    _load_plugin_commands()
-
-
 def _load_plugin_commands() -> None:
-    """Commands that plugins add through the ``qorus_register_commands`` hook (once per
-    process). Each plugin's hook runs isolated (``Registry.call_plugin_hook``: a worker thread,
-    bounded, SystemExit and the like caught); its commands are added only if it returned, and a
-    plugin whose hook fails is reported on stderr while the other commands still work."""
-    global _PLUGIN_COMMANDS_LOADED
-    if _PLUGIN_COMMANDS_LOADED:
-        return
-    _PLUGIN_COMMANDS_LOADED = True
+    """Commands that plugins, ``core`` first, add through the ``qorus_register_commands`` hook
+    (once per default registry). Each plugin's hook runs isolated (``Registry.call_plugin_hook``:
+    a worker thread, bounded, SystemExit and the like caught); its commands are added only if it
+    returned, and a plugin whose hook fails is reported on stderr while the other commands
+    still work."""
+    global _COMMANDS_REGISTRY
     from .registry import PluginLoadWarning, get_registry
 
     reg = get_registry()
+    if reg is _COMMANDS_REGISTRY:
+        return
+    _COMMANDS_REGISTRY = None   # set again once complete: an interrupted load is redone
+    _HOOK_COMMANDS.clear()
+    _PLUGIN_WARNINGS.clear()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", PluginLoadWarning)
         plugins = reg.plugins()
@@ -101,19 +90,20 @@ def _load_plugin_commands() -> None:
 
         def add(name: str, help: str, setup_parser: SetupParser, run: Run,
                 *, replace: bool = False, _staged: dict[str, Command] = staged) -> Command:
-            if name in _staged or (name in _COMMANDS and not replace):
+            if name in _staged or ((name in _COMMANDS or name in _HOOK_COMMANDS) and not replace):
                 raise ValueError(f"qorus subcommand {name!r} is already defined")
             _staged[name] = cmd = Command(name, help, setup_parser, run)
             return cmd
 
         error = reg.call_plugin_hook(info.namespace, "qorus_register_commands", add_command=add)
         if error is None:
-            _COMMANDS.update(staged)
+            _HOOK_COMMANDS.update(staged)
         else:
             print(f"qorus: commands from plugin {info.label} unavailable: {error}", file=sys.stderr)
+    _COMMANDS_REGISTRY = reg
 
 
-_PLUGIN_COMMANDS_LOADED = False
+_COMMANDS_REGISTRY: Any = None   # the registry whose plugins' commands _HOOK_COMMANDS holds
 _PLUGIN_WARNINGS: list[str] = []
 #: Commands that list failed plugins themselves: no "qorus: warning:" lines before them.
 _LISTS_PLUGINS = {"layers", "losses", "optimizers", "plugins"}
@@ -135,11 +125,11 @@ def _dist_version(dist: str) -> str | None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argparse tree of every registered subcommand."""
-    _load_command_modules()
+    _load_plugin_commands()
     parser = argparse.ArgumentParser(prog="qorus", description="Qorus: deep learning on CPUs.")
     parser.add_argument("--version", action="version", version=f"qorus {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for cmd in _COMMANDS.values():
+    for cmd in {**_COMMANDS, **_HOOK_COMMANDS}.values():
         p = sub.add_parser(cmd.name, help=cmd.help, description=cmd.help)
         try:
             cmd.setup_parser(p)
@@ -309,7 +299,7 @@ add_command("optimizers", "list registered optimizers", _json_flag, _list_kind("
 add_command("plugins", "list plugins, failed ones with the reason", _setup_plugins, _run_plugins)
 add_command("backend", "show the kernel backend and CPU features", _json_flag, _run_backend)
 add_command("version", "show versions", _json_flag, _run_version)
-# >>> `train` and `bench` are added by their own modules (see COMMAND_MODULES above). <<<
+# `train`, `bench` and `convert` come from the core plugin's hook (builtin_plugin.py).
 
 if __name__ == "__main__":  # `python -m qorus_core.cli`: run the importable module's table
     from qorus_core.cli import main as _main

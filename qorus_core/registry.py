@@ -208,15 +208,13 @@ def _dist_info(dist: str | metadata.Distribution | None) -> tuple[str | None, st
     return dist.metadata["Name"], dist.version
 
 
-def _layer_base() -> type | None:
-    """``qorus_core.layer.Layer``, or None while that module does not exist yet."""
-    try:
-        from .layer import Layer
-    except ModuleNotFoundError as exc:
-        if exc.name != f"{__package__}.layer":
-            raise
-        return None
-    return Layer
+def _is_layer_class(obj: Any) -> bool:
+    """Whether ``obj`` is a subclass of ``qorus_core.layer.Layer``, without importing that
+    module: layer.py looks names up in the registry, so the registry must not import it (the
+    arrow points one way). A subclass of ``Layer`` exists only once its module was imported,
+    so the class is read from ``sys.modules``; while it is absent, no object can be a layer."""
+    base = getattr(sys.modules.get(f"{__package__}.layer"), "Layer", None)
+    return isinstance(obj, type) and isinstance(base, type) and issubclass(obj, base)
 
 
 def _describe(exc: BaseException) -> str:
@@ -504,8 +502,7 @@ class Registry:
                                 f"{obj!r} (letters, digits, _ and -; no dot; pass name=...)")
         full = f"{info.namespace}.{local}"
         if kind == "layer":
-            base = _layer_base()
-            if not isinstance(obj, type) or (base is not None and not issubclass(obj, base)):
+            if not _is_layer_class(obj):
                 raise RegistryError(f"layer {full!r}: {obj!r} is not a subclass of "
                                     "qorus_core.layer.Layer")
         elif not callable(obj):

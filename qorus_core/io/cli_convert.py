@@ -1,8 +1,9 @@
-"""``qorus convert``: importing this module adds the subcommand (see qorus_core.cli)."""
+"""``qorus convert``: its parser setup and run, registered by the core plugin
+(``builtin_plugin.py``); this module does not import the CLI."""
 
 from __future__ import annotations
 
-from ..cli import add_command
-from .convert import _run, _setup
+from .convert import _run as run
+from .convert import _setup as setup
 
-add_command("convert", "convert safetensors or GGUF weights to a GGUF of another type", _setup, _run)
+__all__ = ["run", "setup"]

@@ -3,14 +3,14 @@
     qorus bench kernels                      # every case, default threads, median of 5 runs
     qorus bench kernels --threads 1 --runs 9 --filter gemm
     qorus bench kernels --quick --json       # small sizes, machine-readable
+
+The core plugin registers it (``builtin_plugin.py``); this module does not import the CLI.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-
-from ..cli import add_command
 
 
 def setup(p: argparse.ArgumentParser) -> None:
@@ -40,5 +40,3 @@ def run(args: argparse.Namespace) -> int:
         print(format_report(rep))
     return 0
 
-
-add_command("bench", "benchmarks: `qorus bench kernels`", setup, run)

@@ -1,6 +1,8 @@
-"""``qorus train CONFIG.toml [--out DIR] [--epochs N] [--data SOURCE] [--kernels c|numpy] [--resume]``.
+"""``qorus train CONFIG.toml [--out DIR] [--epochs N] [--data SOURCE] [--kernels c|numpy] [--resume]
+[--trust-code]``.
 
-Importing this module adds the subcommand (``qorus_core.cli.COMMAND_MODULES`` lists it).
+The core plugin registers ``_setup`` and ``_run`` (``builtin_plugin.py``); this module does
+not import the CLI.
 """
 
 from __future__ import annotations
@@ -8,8 +10,6 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-
-from ..cli import add_command
 
 
 def _setup(p: argparse.ArgumentParser) -> None:
@@ -23,6 +23,9 @@ def _setup(p: argparse.ArgumentParser) -> None:
                    help="kernel set (default: QORUS_KERNELS or auto)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint if it exists")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--trust-code", action="store_true",
+                   help="allow layer types written as 'module:Class', which import (run) that "
+                        "Python module; only for configs you trust (default: registered names only)")
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -30,7 +33,8 @@ def _run(args: argparse.Namespace) -> int:
 
     out = Path(args.out) if args.out else Path("runs") / Path(args.config).stem
     m = run_training(args.config, out, epochs=args.epochs, kernels=args.kernels,
-                     progress=not args.no_progress, resume=args.resume, data=args.data)
+                     progress=not args.no_progress, resume=args.resume, data=args.data,
+                     allow_import=args.trust_code)
     parts = [f"{split} " + " ".join(f"{k} {v:.4f}" for k, v in m[split].items())
              for split in ("train", "validation", "test") if m[split]]
     print(f"{m['epochs']} epochs in {m['seconds']:.2f}s, {m['parameters']:,} parameters, "
@@ -41,6 +45,3 @@ def _run(args: argparse.Namespace) -> int:
               f"{m['unigram_baseline']['validation']:.4f}")
     print(f"wrote {out / 'checkpoint'} and {out / 'metrics.json'}", file=sys.stderr)
     return 0
-
-
-add_command("train", "train a model from a TOML config", _setup, _run)

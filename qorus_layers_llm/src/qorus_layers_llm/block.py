@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from qorus_core import Composite
+from qorus_core import Composite, Layer, layer_from_dict
 from qorus_core.errors import ShapeError
-from qorus_core.layer import Layer, layer_from_dict
 from qorus_core.validate import boolean, choice, maybe, positive_int, real
 
 from .attention import CausalSelfAttention

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from qorus_core import Composite
+from qorus_core import Composite, Layer, layer_from_dict
 from qorus_core.errors import ConfigError, ShapeError
-from qorus_core.layer import Layer, layer_from_dict
 from qorus_core.validate import boolean, maybe, positive_int
 
 #: activation name -> the registered layer that computes it

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from qorus_core import Composite, Spec
+from qorus_core import Composite, Layer, Spec, layer_from_dict
 from qorus_core.errors import ShapeError
 from qorus_core.init import normal
-from qorus_core.layer import Layer, layer_from_dict
 from qorus_core.validate import boolean, choice, maybe, positive_int, real
 
 from .block import FFNS, NORMS, TransformerBlock

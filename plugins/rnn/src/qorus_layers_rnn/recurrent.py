@@ -23,10 +23,9 @@ from __future__ import annotations
 import math
 from typing import Any, ClassVar
 
-from qorus_core import Layer, Spec
+from qorus_core import Layer, Spec, Tensor
 from qorus_core.errors import ShapeError
 from qorus_core.init import uniform
-from qorus_core.tensor import Tensor
 from qorus_core.validate import boolean, positive_int
 
 
