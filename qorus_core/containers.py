@@ -1,4 +1,9 @@
-"""Containers: composites that wire child layers. Their backward is derived by the graph."""
+"""Containers: composites that wire child layers. Their backward is derived by the graph.
+
+Children given as dicts resolve through ``layer_from_dict``, which follows the caller's
+``allow_import`` choice (a ``module:Class`` child is refused unless the top-level call, e.g.
+``Model.from_config(..., allow_import=True)``, opted in); Layer objects pass through as they
+are, registered or not."""
 
 from __future__ import annotations
 

@@ -19,6 +19,9 @@ them (forward in order, backward in reverse, fan-out gradients summed).
 from __future__ import annotations
 
 import inspect
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any, ClassVar
 
 from .errors import ConfigError, ShapeError
@@ -111,7 +114,8 @@ class Layer:
     @property
     def type_name(self) -> str:
         """The registered name (``mlp.Linear``); ``module:Class`` for an unregistered class,
-        which ``layer_from_dict`` imports (ad-hoc layers still round-trip)."""
+        which ``layer_from_dict`` imports only when its caller opts in with ``allow_import``
+        (ad-hoc layers round-trip through trusted files only)."""
         cls = type(self)
         name = cls.__dict__.get("registry_name")
         if not name:
@@ -140,21 +144,60 @@ def layer_to_dict(layer: Layer) -> dict[str, Any]:
     return {"type": layer.type_name, "config": layer.get_config()}
 
 
-def layer_from_dict(spec: dict[str, Any] | Layer) -> Layer:
-    """Inverse of ``layer_to_dict``; also accepts flat ``{"type": ..., **config}`` tables."""
+#: True while a trusted caller's ``layer_from_dict(..., allow_import=True)`` builds a layer, so
+#: containers (``Sequential``, ``Residual``, a plugin's composite) resolving their children
+#: through ``layer_from_dict`` inherit the permission without passing it down themselves.
+_IMPORT_ALLOWED: ContextVar[bool] = ContextVar("qorus_layer_import_allowed", default=False)
+
+
+@contextmanager
+def allow_layer_imports(allow: bool = True) -> Iterator[None]:
+    """Within the block, ``module:Class`` layer types are imported (``allow=True``) or refused
+    (``allow=False``), whatever an outer caller allowed. For code that builds a model from a
+    trusted config through an API without an ``allow_import`` parameter."""
+    token = _IMPORT_ALLOWED.set(bool(allow))
+    try:
+        yield
+    finally:
+        _IMPORT_ALLOWED.reset(token)
+
+
+def layer_from_dict(spec: dict[str, Any] | Layer, allow_import: bool | None = None) -> Layer:
+    """Inverse of ``layer_to_dict``; also accepts flat ``{"type": ..., **config}`` tables.
+
+    ``type`` names a registered layer. A ``module:Class`` type (an unregistered layer, as
+    ``type_name`` writes it) would import that module, running its code, so it is refused
+    unless ``allow_import=True``: pass that only for a config you trust (as PyTorch's
+    ``weights_only``). ``None`` inherits the enclosing call's choice (default: refuse), so
+    children built by a container follow the top-level caller. Layer objects pass through."""
     if isinstance(spec, Layer):
         return spec
     if not isinstance(spec, dict) or "type" not in spec:
         raise ConfigError(f"a layer entry needs a 'type' naming a registered layer, got {spec!r}")
-    cls = _resolve(str(spec["type"]))
-    config = dict(spec.get("config", {}))
+    allowed = _IMPORT_ALLOWED.get() if allow_import is None else bool(allow_import)
+    if not isinstance(spec["type"], str):
+        raise ConfigError(f"layer 'type' must be a string naming a registered layer, "
+                          f"got {spec['type']!r}")
+    config = spec.get("config", {})
+    if not isinstance(config, dict):
+        raise ConfigError(f"layer {spec['type']!r}: 'config' must be a table, got {config!r}")
+    config = dict(config)
     config.update({k: v for k, v in spec.items() if k not in ("type", "config")})
-    return cls.from_config(config)
+    with allow_layer_imports(allowed):
+        cls = _resolve(spec["type"], allowed)
+        return cls.from_config(config)
 
 
-def _resolve(type_name: str) -> type:
-    """A registered layer name, or ``module:Class`` for a layer that no plugin registers."""
+def _resolve(type_name: str, allow_import: bool) -> type:
+    """A registered layer name, or (only with ``allow_import``) ``module:Class``."""
     if ":" in type_name:
+        if not allow_import:
+            raise ConfigError(
+                f"layer type {type_name!r} names a Python module to import, which would run its "
+                "code; model files and configs may name registered layers only. If you trust "
+                "this file, opt in: layer_from_dict(spec, allow_import=True), "
+                "Model.from_config(config, allow_import=True), load_checkpoint(path, "
+                "trust_code=True) or `qorus train --trust-code`; or register the layer in a plugin")
         import importlib
 
         module, _, qual = type_name.partition(":")

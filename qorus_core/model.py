@@ -7,6 +7,14 @@ while sharing the parameters, gradients and optimizer state. The cache keeps the
 used last (``PlanCache``); ``sequence()`` makes a ``Sequence``: its own plans, state buffers
 (KV caches) and position over these weights.
 
+Plans stay valid: the parameters and gradients never move (binding an optimizer after
+compiling a plan allocates only the optimizer's buffers), so a plan held by the caller keeps
+computing on the live weights. ``set_kernels`` is what makes compiled plans stale: each one
+then raises ``StalePlanError`` (a ``ConfigError``) naming the change, and sequences and
+generators recompile by themselves. A model over mapped files (``weight_files``, e.g. a GGUF
+file's weights) checks them before each forward and raises naming the file if one was
+truncated or rewritten in place (``qorus_core.io.mapped``).
+
 Thread safety: ``predict`` may be called from several threads; calls on one model run one
 after another (a lock held for the whole call; each call already uses every core through the
 kernel pool), so give each thread its own ``model.sequence()`` for calls that run at the same
@@ -41,9 +49,12 @@ class Model:
 
     def __init__(self, net: Layer | dict[str, Any], input_shape: tuple[int, ...] | list[int],
                  input_dtype: str = "f32", seed: int = 0, kernels: Any = None,
-                 external_params: dict[str, Any] | None = None) -> None:
+                 external_params: dict[str, Any] | None = None,
+                 weight_files: tuple[Any, ...] | list[Any] = ()) -> None:
         """``external_params``: name -> Tensor or ``QWeight`` used where it lies (a GGUF
-        file's mmap) instead of arena memory; such a model runs inference plans only."""
+        file's mmap) instead of arena memory; such a model runs inference plans only.
+        ``weight_files``: the mapped files those weights lie in (each with
+        ``check_unchanged()``, e.g. a ``GGUFFile``), checked before every forward."""
         self.net = layer_from_dict(net)
         if not isinstance(input_shape, (tuple, list)):
             raise ConfigError(f"Model: input_shape must be a list of positive ints, got "
@@ -56,13 +67,15 @@ class Model:
         self.kernels = get_kernels(kernels)
         self.run = RunState()
         self._plans = PlanCache(DEFAULT_CAPACITY)
-        self.plans_version = 0                  # bumped when every compiled plan goes stale
         self._predict_lock = threading.Lock()
         graph = Graph(train=False)
         _, y = graph.trace(self.net, Spec((1,) + self.input_shape, input_dtype))
         self.output_shape = y.shape[1:]
         self.output_dtype = y.dtype
-        self.store = ParamStore(graph.params(), self.seed, external_params)
+        if not isinstance(weight_files, (tuple, list)):
+            raise ConfigError(f"Model: weight_files must be a tuple of mapped files, got "
+                              f"{weight_files!r}")
+        self.store = ParamStore(graph.params(), self.seed, external_params, tuple(weight_files))
         self.ties = dict(graph.ties)
         self.states = StateStore(self.seed, weak=True)   # freed with the plans that use them
         for s in graph.states():
@@ -93,8 +106,8 @@ class Model:
         if train and self.store.external:
             raise ConfigError("this model's weights are external (e.g. a GGUF file): it runs "
                               "inference only")
-        if train and self.store.ensure(True, self.store.n_slots):
-            self._invalidate()
+        if train:
+            self.store.ensure(True, self.store.n_slots)   # the grads; the params stay put
         graph = Graph(train=train)
         x, y = graph.trace(self.net, Spec((batch,) + shape, self.input_dtype))
         self.store.check_same(graph.params())
@@ -106,21 +119,37 @@ class Model:
         buffers (KV caches) and ``run.pos``; the weights and persistent buffers are shared."""
         return Sequence(self, max_plans)
 
-    def _invalidate(self) -> None:
-        """Every compiled plan points at memory that moved or uses old kernels: forget them
-        (sequences see ``plans_version`` change and recompile)."""
-        self._plans.clear()
-        self.plans_version += 1
+    @property
+    def plans_version(self) -> int:
+        """Bumped when every plan compiled before goes stale (``set_kernels``); sequences
+        and generators compare it and recompile."""
+        return self.store.generation
+
+    @property
+    def weight_files(self) -> tuple[Any, ...]:
+        """The mapped files the external weights lie in (checked before every forward)."""
+        return self.store.files
+
+    def check_weight_files(self) -> None:
+        """Raise (a ``GGUFError`` for a GGUF file) naming a weight file that was truncated or
+        rewritten since it was opened; one ``fstat`` per file. Plans call it in ``forward``;
+        a replayed decode step, which bypasses ``forward``, calls it itself."""
+        self.store.check_files()
 
     def reserve_optimizer_state(self, slots: int) -> None:
-        """Make room for ``slots`` parameter-sized optimizer buffers (and the grads)."""
-        if self.store.ensure(True, slots):
-            self._invalidate()
+        """Make room for ``slots`` parameter-sized optimizer buffers (and the grads). Plans
+        compiled before stay valid: the parameters and gradients do not move."""
+        self.store.ensure(True, slots)
 
     def set_kernels(self, kernels: Any) -> None:
-        """Switch kernel sets (``"c"``, ``"numpy"`` or a set); plans are recompiled."""
+        """Switch kernel sets (``"c"``, ``"numpy"`` or a set). Plans compiled before are stale
+        (calling one raises ``StalePlanError``); the model, its sequences and generators
+        compile new ones."""
         self.kernels = get_kernels(kernels)
-        self._invalidate()
+        name = getattr(self.kernels, "name", type(self.kernels).__name__)
+        self.store.invalidate(f"set_kernels switched the model to the {name!r} kernels, which "
+                              "this plan does not use")
+        self._plans.clear()
 
     # ----------------------------------------------------------------- parameters
     @property

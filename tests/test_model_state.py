@@ -78,7 +78,7 @@ def test_tie_to_a_missing_or_differently_shaped_parameter_is_an_error():
 
 def test_state_buffers_persist_across_calls_and_plans(kernels):
     net = layer_from_dict({"type": "qorus_core.containers:Sequential", "layers": [
-        {"type": "tests.test_model_state:RunningMean"}]})
+        {"type": "tests.test_model_state:RunningMean"}]}, allow_import=True)   # trusted: ours
     m = Model(net, (3,), kernels=kernels)
     assert set(m.state_dict()) == {"0.running_mean"}          # persistent only
     x = np.ones((2, 3), np.float32)

@@ -12,9 +12,11 @@ any moment leaves one complete checkpoint (``load`` falls back to ``.DIR.prev`` 
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
+import stat
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +25,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from ..errors import CheckpointError
-from ..io.safetensors import SafeTensorsFile, fsync_dir, save_file, write_atomic
+from ..io.safetensors import DTYPES, SafeTensorsFile, fsync_dir, save_file, write_atomic
 
 FORMAT = 1
 MODEL_FILE, OPTIMIZER_FILE = "model.safetensors", "optimizer.safetensors"
@@ -44,6 +46,18 @@ def save_checkpoint(directory: str | os.PathLike, model: Any, optimizer: Any = N
     """Write a checkpoint of ``model`` (and ``optimizer``'s state, the Trainer's state and
     configs) to ``directory``, atomically replacing any checkpoint there. Returns the path."""
     target = Path(directory).absolute()
+    try:
+        return _save(target, model, optimizer, trainer_state, config)
+    except OSError as exc:   # ENOSPC, EACCES, EROFS, ...: the old checkpoint (if any) is intact
+        code = errno.errorcode.get(exc.errno or 0, "")
+        where = exc.filename or target
+        raise CheckpointError(f"{target}: cannot save the checkpoint: {exc.strerror or exc}"
+                              f"{f' ({code})' if code else ''} at {where}; "
+                              "the previous checkpoint, if any, is kept and no partial one is left") from None
+
+
+def _save(target: Path, model: Any, optimizer: Any, trainer_state: dict[str, Any] | None,
+          config: dict[str, Any] | None) -> Path:
     if target.exists() and (not target.is_dir() or (any(target.iterdir()) and
                                                      not (target / CONFIG_FILE).exists())):
         raise CheckpointError(f"{target}: exists and is not a checkpoint; refusing to replace it")
@@ -74,7 +88,7 @@ def save_checkpoint(directory: str | os.PathLike, model: Any, optimizer: Any = N
         if target.exists():
             if prev.exists():            # target is complete, so an old .prev is stale
                 shutil.rmtree(prev)
-            os.rename(target, prev)
+            os.rename(target, prev)      # from here until the next rename, load uses .prev
         os.rename(tmp, target)
         fsync_dir(parent)
     except BaseException:
@@ -92,16 +106,106 @@ def _write_json(path: Path, obj: Any) -> None:
     write_atomic(path, [text.encode("utf-8")])
 
 
-def _read_json(path: Path) -> dict[str, Any]:
+def prefixed(exc: Exception, where: str) -> Exception:
+    """``exc`` again (same class) with ``where: `` in front of its message, so an error raised
+    deep in a layer names the file it came from; ``exc`` itself if its class cannot be made
+    from one message."""
     try:
-        obj = json.loads(path.read_text("utf-8"))
+        return type(exc)(f"{where}: {exc}")
+    except Exception:  # noqa: BLE001 - a subclass with another signature
+        return exc
+
+
+def _refuse_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in pairs:
+        if k in out:
+            raise ValueError(f"duplicate key {k!r}")
+        out[k] = v
+    return out
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    _check_regular(path)
+    try:
+        obj = json.loads(path.read_text("utf-8"), object_pairs_hook=_refuse_duplicates)
     except FileNotFoundError:
         raise CheckpointError(f"{path}: missing (incomplete checkpoint)") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except RecursionError:
+        raise CheckpointError(f"{path}: corrupt: JSON nested too deeply") from None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:   # JSONDecodeError, huge ints
         raise CheckpointError(f"{path}: corrupt: {exc}") from None
     if not isinstance(obj, dict):
         raise CheckpointError(f"{path}: corrupt: expected a JSON object")
     return obj
+
+
+def _check_regular(path: Path) -> None:
+    """A checkpoint file must be a regular file: a directory or a FIFO there is refused
+    (a FIFO would block the read forever)."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: missing (incomplete checkpoint)") from None
+    except OSError as exc:
+        raise CheckpointError(f"{path}: cannot open: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(mode):
+        kind = "a directory" if stat.S_ISDIR(mode) else "not a regular file"
+        raise CheckpointError(f"{path}: is {kind}, expected the checkpoint's file")
+
+
+def _count(obj: dict[str, Any], key: str, where: Path, required: bool = False) -> None:
+    """``obj[key]`` must be a non-negative integer (not a bool, not a float such as 2.0)."""
+    if key not in obj:
+        if required:
+            raise CheckpointError(f"{where}: field {key!r} is missing")
+        return
+    v = obj[key]
+    if type(v) is not int or v < 0:
+        raise CheckpointError(f"{where}: field {key!r} must be a non-negative integer, got {v!r}")
+
+
+def _check_trainer(trainer: dict[str, Any], where: Path) -> None:
+    for key in ("run_step", "epoch", "global_step"):
+        _count(trainer, key, where)
+    if "history" in trainer and not (isinstance(trainer["history"], list) and
+                                     all(isinstance(r, dict) for r in trainer["history"])):
+        raise CheckpointError(f"{where}: field 'history' must be a list of objects")
+    if "rng" in trainer:
+        _check_rng(trainer["rng"], where)
+
+
+def _check_rng(rng: Any, where: Path) -> None:
+    """The Trainer's shuffling RNG is NumPy's default PCG64: its state must be exactly that
+    (integers in range, no floats or bools NumPy would coerce), checked on a scratch one."""
+    bad = f"{where}: field 'rng' (the trainer state's shuffling RNG) must be a PCG64 state"
+    if not (isinstance(rng, dict) and rng.get("bit_generator") == "PCG64"
+            and set(rng) == {"bit_generator", "state", "has_uint32", "uinteger"}
+            and isinstance(rng["state"], dict) and set(rng["state"]) == {"state", "inc"}
+            and all(type(v) is int for v in (*rng["state"].values(), rng["has_uint32"],
+                                             rng["uinteger"]))
+            and rng["has_uint32"] in (0, 1)):
+        raise CheckpointError(f"{bad}, got {rng!r:.200}")
+    try:
+        np.random.PCG64().state = rng
+    except (TypeError, ValueError, OverflowError, KeyError) as exc:
+        raise CheckpointError(f"{bad}: {exc}") from None
+
+
+def _check_model_config(model: dict[str, Any], where: Path) -> None:
+    shape = model.get("input_shape")
+    if not (isinstance(shape, list) and shape and
+            all(type(d) is int and d > 0 for d in shape)):
+        raise CheckpointError(f"{where}: field 'model.input_shape' must be a list of positive "
+                              f"integers, got {shape!r}")
+    if not isinstance(model.get("net"), dict) or not isinstance(model["net"].get("type"), str):
+        raise CheckpointError(f"{where}: field 'model.net' must be a layer object with a 'type'")
+    if "input_dtype" in model and not isinstance(model["input_dtype"], str):
+        raise CheckpointError(f"{where}: field 'model.input_dtype' must be a string, "
+                              f"got {model['input_dtype']!r}")
+    if "seed" in model and (type(model["seed"]) is not int or model["seed"] < 0):
+        raise CheckpointError(f"{where}: field 'model.seed' must be a non-negative integer, "
+                              f"got {model['seed']!r}")
 
 
 @dataclass
@@ -116,12 +220,20 @@ class CheckpointData:
 
     @property
     def optimizer_state(self) -> dict[str, Any]:
+        where = self.optimizer.path
         meta = dict(self.optimizer.metadata)
         meta.pop("format", None)
         try:
-            return {k: json.loads(v) for k, v in meta.items()}
-        except json.JSONDecodeError as exc:
-            raise CheckpointError(f"{self.optimizer.path}: corrupt metadata: {exc}") from None
+            state = {k: json.loads(v, object_pairs_hook=_refuse_duplicates) for k, v in meta.items()}
+        except RecursionError:
+            raise CheckpointError(f"{where}: corrupt metadata: JSON nested too deeply") from None
+        except ValueError as exc:
+            raise CheckpointError(f"{where}: corrupt metadata: {exc}") from None
+        _count(state, "steps", where)
+        if "type" in state and not isinstance(state["type"], str):
+            raise CheckpointError(f"{where}: metadata field 'type' must be a string, "
+                                  f"got {state['type']!r}")
+        return state
 
 
 def read_checkpoint(directory: str | os.PathLike) -> CheckpointData:
@@ -132,21 +244,44 @@ def read_checkpoint(directory: str | os.PathLike) -> CheckpointData:
         if not (prev / CONFIG_FILE).is_file():
             raise CheckpointError(f"{path}: no checkpoint there")
         path = prev
+    for name in FILES:
+        _check_regular(path / name)
     config = _read_json(path / CONFIG_FILE)
     trainer = _read_json(path / TRAINER_FILE)
     for name, obj in ((CONFIG_FILE, config), (TRAINER_FILE, trainer)):
-        if obj.get("format") != FORMAT:
-            raise CheckpointError(f"{path / name}: format {obj.get('format')!r}, expected {FORMAT}")
+        if type(obj.get("format")) is not int or obj["format"] != FORMAT:
+            raise CheckpointError(f"{path / name}: field 'format' is {obj.get('format')!r}, "
+                                  f"expected {FORMAT}")
     if not isinstance(config.get("model"), dict):
-        raise CheckpointError(f"{path / CONFIG_FILE}: no model config")
+        raise CheckpointError(f"{path / CONFIG_FILE}: field 'model' (the model config) is missing")
+    _check_model_config(config["model"], path / CONFIG_FILE)
+    ocfg = config.get("optimizer")
+    if ocfg is not None and not (isinstance(ocfg, dict) and isinstance(ocfg.get("type"), str)):
+        raise CheckpointError(f"{path / CONFIG_FILE}: field 'optimizer' must be an object with a "
+                              f"'type' string, got {ocfg!r:.200}")
+    _check_trainer(trainer, path / TRAINER_FILE)
     return CheckpointData(path, config, SafeTensorsFile(path / MODEL_FILE),
                           SafeTensorsFile(path / OPTIMIZER_FILE), trainer)
 
 
+def _check_dtype(f: SafeTensorsFile, name: str, expected: np.dtype) -> None:
+    """Refuse a tensor stored in another dtype than the model holds (no silent cast: an f64 or
+    f16 or BF16 file is another model's, or a converter's mistake)."""
+    code = f.dtype(name)
+    if code == "BF16" or np.dtype(DTYPES[code]) != np.dtype(expected):
+        raise CheckpointError(f"{f.path}: tensor {name!r} is stored as {code}, the model holds "
+                              f"{np.dtype(expected).name}; refusing to cast")
+
+
 def restore_model(model: Any, data: CheckpointData) -> None:
-    """Copy the checkpoint's weights (and ``run.step``) into ``model``."""
+    """Copy the checkpoint's weights (and ``run.step``) into ``model``; each weight must have
+    the dtype the model holds."""
+    mine = model._saved_arrays()
+    for name in data.weights.keys():
+        if name in mine:
+            _check_dtype(data.weights, name, mine[name].dtype)
     model.load_state_dict(data.weights.load(), source=str(data.weights.path))
-    model.run.step = int(data.trainer.get("run_step", 0))
+    model.run.step = data.trainer.get("run_step", 0)
 
 
 def restore_optimizer(optimizer: Any, model: Any, data: CheckpointData) -> None:
@@ -166,8 +301,9 @@ def restore_optimizer(optimizer: Any, model: Any, data: CheckpointData) -> None:
     for i, slot in enumerate(optimizer.slot_names):
         flat = model.store.slots[i].a
         for name in model.store.tensors:
-            src = data.optimizer.get(f"{slot}.{name}")
             dst = _param_view(flat, model, name)
+            _check_dtype(data.optimizer, f"{slot}.{name}", dst.dtype)
+            src = data.optimizer.get(f"{slot}.{name}")
             if src.shape != dst.shape:
                 raise CheckpointError(f"{where}: {slot}.{name} has shape {src.shape}, expected {dst.shape}")
             dst[...] = src
@@ -184,19 +320,35 @@ class Checkpoint(NamedTuple):
     config: dict[str, Any]
 
 
-def load_checkpoint(directory: str | os.PathLike, kernels: Any = None) -> Checkpoint:
-    """Rebuild the model from the checkpoint's config (layers through the registry) and load
-    its weights; rebuild the optimizer too when its config is there."""
+def load_checkpoint(directory: str | os.PathLike, kernels: Any = None,
+                    trust_code: bool = False) -> Checkpoint:
+    """Rebuild the model from the checkpoint's config and load its weights; rebuild the
+    optimizer too when its config is there. Layers and the optimizer resolve through the
+    registry only: a ``module:Class`` layer type (an unregistered layer) would import, and so
+    run, a module, and is refused unless ``trust_code=True`` (for checkpoints you trust,
+    like ``torch.load(weights_only=False)``). Nothing else in a checkpoint is imported or
+    evaluated: the rest is JSON data and safetensors arrays."""
+    from ..errors import QorusError
     from ..model import Model
     from ..registry import get_registry
 
     data = read_checkpoint(directory)
-    model = Model.from_config(data.config["model"], kernels=kernels)
+    where = data.path / CONFIG_FILE
+    try:
+        model = Model.from_config(data.config["model"], kernels=kernels, allow_import=trust_code)
+    except QorusError as exc:
+        raise prefixed(exc, f"{where}: model") from None
     restore_model(model, data)
     optimizer = None
     ocfg = data.config.get("optimizer")
-    if isinstance(ocfg, dict) and "type" in ocfg:
+    if ocfg is not None:
         cls = get_registry().get("optimizer", ocfg["type"])
-        optimizer = cls.from_config({k: v for k, v in ocfg.items() if k != "type"}).bind(model)
+        try:
+            optimizer = cls.from_config({k: v for k, v in ocfg.items() if k != "type"})
+        except QorusError as exc:
+            raise prefixed(exc, f"{where}: optimizer") from None
+        except (TypeError, ValueError) as exc:
+            raise CheckpointError(f"{where}: optimizer {ocfg['type']}: {exc}") from None
+        optimizer.bind(model)
         restore_optimizer(optimizer, model, data)
     return Checkpoint(model, data.trainer, optimizer, data.config)

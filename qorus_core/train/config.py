@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import json
 import os
+import stat
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -33,6 +35,7 @@ import numpy as np
 from ..errors import ConfigError, QorusError
 from ..io.datasets import KINDS, load_source, load_text, split, unigram_cross_entropy
 from ..io.safetensors import write_atomic
+from .checkpoint import prefixed
 from .schedules import Schedule, make_schedule
 
 SECTIONS = {
@@ -45,6 +48,7 @@ SECTIONS = {
     "sample": None,                                         # read by plugins' hooks
 }
 REQUIRED = ("model", "data", "loss", "optimizer")
+MAX_CONFIG_BYTES = 16 << 20               # a config is a few KB; refuse to parse a huge file
 
 
 @dataclass
@@ -77,6 +81,13 @@ def load_config(path: str | os.PathLike) -> TrainConfig:
     path = Path(path)
     tomllib = _toml()
     try:
+        st = os.stat(path)
+        if not stat.S_ISREG(st.st_mode):     # a FIFO would block the read forever
+            kind = "a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file"
+            raise ConfigError(f"{path}: is {kind}, expected a TOML config file")
+        if st.st_size > MAX_CONFIG_BYTES:
+            raise ConfigError(f"{path}: {st.st_size:,} bytes, over the {MAX_CONFIG_BYTES:,} a "
+                              "training config may have")
         raw = tomllib.loads(path.read_text("utf-8"))
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
@@ -84,6 +95,8 @@ def load_config(path: str | os.PathLike) -> TrainConfig:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not UTF-8 text: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: invalid TOML: arrays or tables nested too deeply") from None
     unknown = sorted(set(raw) - set(SECTIONS))
     if unknown:
         raise ConfigError(f"{path}: unknown section(s) {unknown}; known: {', '.join(SECTIONS)}")
@@ -157,15 +170,23 @@ def _registered(kind: str, section: dict[str, Any], path: Path) -> Any:
 
 
 def build(cfg: TrainConfig, kernels: str | None = None, epochs: int | None = None,
-          progress: bool = True, checkpoint_dir: str | os.PathLike | None = None):
-    """The Model and a ready Trainer for ``cfg`` (``epochs`` overrides [train] epochs)."""
+          progress: bool = True, checkpoint_dir: str | os.PathLike | None = None,
+          allow_import: bool = False):
+    """The Model and a ready Trainer for ``cfg`` (``epochs`` overrides [train] epochs).
+    Layer types name registered layers; ``type = "module:Class"`` imports that module only
+    with ``allow_import=True`` (``qorus train --trust-code``), as it runs the module's code."""
     from ..containers import Sequential
+    from ..layer import allow_layer_imports
     from ..model import Model
     from .trainer import Trainer
 
     m = cfg.model
-    model = Model(Sequential(m["layers"]), m["input_shape"], m.get("input_dtype", "f32"),
-                  seed=m.get("seed", 0), kernels=kernels)
+    try:
+        with allow_layer_imports(allow_import):
+            model = Model(Sequential(m["layers"]), m["input_shape"], m.get("input_dtype", "f32"),
+                          seed=m.get("seed", 0), kernels=kernels)
+    except QorusError as exc:
+        raise prefixed(exc, f"{cfg.path}: [model]") from None
     loss = _registered("loss", cfg.loss, cfg.path)
     optimizer = _registered("optimizer", cfg.optimizer, cfg.path)
     schedule: Schedule | None = make_schedule(cfg.schedule, f"{cfg.path}: [schedule]")
@@ -248,31 +269,62 @@ def _load_text(cfg: TrainConfig):
         raise ConfigError(f"{cfg.path}: [data] {cfg.data}: {exc}") from None
 
 
-def train_finished(model: Any, cfg: TrainConfig, out_dir: Path, echo: Callable[[str], Any]) -> None:
-    """Call every plugin's ``qorus_train_finished`` hook (e.g. the llm plugin's sampler)."""
+def train_finished(model: Any, cfg: TrainConfig, out_dir: Path, echo: Callable[[str], Any],
+                   report: Callable[[str], Any] | None = None) -> list[dict[str, str]]:
+    """Call every plugin's ``qorus_train_finished`` hook (e.g. the llm plugin's sampler), one
+    plugin at a time, in pluggy's call order. A hook that fails (any exception, or
+    ``sys.exit``) is reported through ``report`` (default: stderr) naming the plugin, and the
+    other plugins' hooks still run: the model is trained and saved by then, so a plugin's
+    failure must not lose it. The hooks run in this thread with no time bound (sampling text
+    may take long, unlike registration hooks); Ctrl-C (KeyboardInterrupt) stops them. Returns
+    the failures as ``[{"plugin": label, "error": "Type: message"}]``."""
     from ..registry import get_registry
 
     reg = get_registry()
     reg.entries()                                   # plugins loaded
-    reg.pm.hook.qorus_train_finished(model=model, config=cfg.raw, out_dir=out_dir, echo=echo)
+    labels = {p.namespace: p.label for p in reg.plugins()}
+    report = report or (lambda text: print(text, file=sys.stderr))
+    hook = reg.pm.hook.qorus_train_finished
+    failures: list[dict[str, str]] = []
+    done: set[int] = set()
+    for impl in reversed(hook.get_hookimpls()):     # pluggy calls the last registered first
+        if id(impl.plugin) in done:
+            continue
+        done.add(id(impl.plugin))
+        others = [p for p in reg.pm.get_plugins() if p is not impl.plugin]
+        label = labels.get(impl.plugin_name, repr(impl.plugin_name))
+        try:
+            reg.pm.subset_hook_caller("qorus_train_finished", others)(
+                model=model, config=cfg.raw, out_dir=out_dir, echo=echo)
+        except KeyboardInterrupt:
+            raise
+        except (Exception, SystemExit) as exc:  # noqa: BLE001 - a plugin may raise anything
+            error = f"{type(exc).__name__}: {exc}"
+            failures.append({"plugin": label, "error": error})
+            report(f"qorus: plugin {label} failed in its qorus_train_finished hook: {error} "
+                   f"(training finished; {out_dir} holds the checkpoint and metrics)")
+    return failures
 
 
 def run_training(config_path: str | os.PathLike, out_dir: str | os.PathLike,
                  epochs: int | None = None, kernels: str | None = None, progress: bool = True,
                  resume: bool = False, data: str | os.PathLike | None = None,
-                 echo: Callable[[str], Any] | None = None) -> dict[str, Any]:
+                 echo: Callable[[str], Any] | None = None,
+                 allow_import: bool = False) -> dict[str, Any]:
     """Train as ``config_path`` says; write ``OUT/checkpoint/`` and ``OUT/metrics.json``
     (final train/validation/test loss and metrics, epochs, seconds, parameter count; for a
     text source also ``unigram_baseline``: the validation cross-entropy of the training
     byte frequencies). ``data`` overrides [data] source (see ``override_data``); plugins'
-    ``qorus_train_finished`` hooks run at the end, printing through ``echo``."""
+    ``qorus_train_finished`` hooks run at the end, printing through ``echo``; a hook that
+    fails is reported naming its plugin, listed under ``hook_errors`` in the returned dict
+    (not in metrics.json), and does not undo the run. ``allow_import``: see ``build``."""
     cfg = load_config(config_path)
     if data is not None:
         override_data(cfg, data)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     ckpt = out / "checkpoint"
-    model, trainer = build(cfg, kernels, epochs, progress, ckpt)
+    model, trainer = build(cfg, kernels, epochs, progress, ckpt, allow_import)
     (xt, yt), (xv, yv), (xs, ys) = load_data(cfg)
     val = (xv, yv) if len(xv) else None
     t0 = time.perf_counter()
@@ -291,5 +343,7 @@ def run_training(config_path: str | os.PathLike, out_dir: str | os.PathLike,
         metrics["unigram_baseline"] = {"validation": unigram_cross_entropy(
             yt, yv, int(model.output_shape[-1]))}
     write_atomic(out / "metrics.json", [json.dumps(metrics, indent=1).encode("utf-8")])
-    train_finished(model, cfg, out, echo or print)
+    failures = train_finished(model, cfg, out, echo or print)
+    if failures:
+        metrics["hook_errors"] = failures
     return metrics

@@ -1,12 +1,16 @@
 """Chat prompts: the model's own template (GGUF ``tokenizer.chat_template``, Jinja) rendered
-the way Hugging Face renders it, ChatML when the file has none."""
+the way Hugging Face renders it, ChatML when the file has none. Templates come from model
+files, so they run sandboxed and bounded (``template_sandbox``)."""
 
 from __future__ import annotations
 
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from qorus_core.errors import ConfigError
+
+if TYPE_CHECKING:
+    from .template_sandbox import TemplateLimits
 
 CHATML = ("{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content']"
           " + '<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}"
@@ -17,33 +21,57 @@ CHATML = ("{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\
 def _compile(template: str):
     try:
         from jinja2.exceptions import TemplateError
-        from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+        from .template_sandbox import BoundedSandbox
     except ImportError:  # pragma: no cover - jinja2 is a dependency of this package
         raise ConfigError("chat templates need jinja2 (pip install jinja2)") from None
 
     def raise_exception(message: str) -> None:
         raise ConfigError(f"chat template: {message}")
 
-    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+    env = BoundedSandbox(trim_blocks=True, lstrip_blocks=True)
     env.globals["raise_exception"] = raise_exception
     try:
-        return env.from_string(template)
+        return env.compile_template(template)
+    except ConfigError:
+        raise
     except TemplateError as exc:
         raise ConfigError(f"chat template does not parse: {exc}") from None
+    except RecursionError:
+        raise ConfigError("chat template does not parse: nested too deeply") from None
 
 
 def render_chat(messages: list[dict[str, str]], template: str | None, bos_token: str = "",
-                eos_token: str = "", add_generation_prompt: bool = True) -> str:
-    """The prompt text for ``messages`` ([{"role": ..., "content": ...}, ...])."""
+                eos_token: str = "", add_generation_prompt: bool = True,
+                limits: TemplateLimits | None = None) -> str:
+    """The prompt text for ``messages`` ([{"role": ..., "content": ...}, ...]). The template
+    (from a model file: untrusted) runs in a Jinja sandbox bounded in time, steps and size
+    (``limits``, default ``DEFAULT_LIMITS``; see ``template_sandbox``): past a limit,
+    ConfigError naming it."""
     for i, m in enumerate(messages):
         if not (isinstance(m, dict) and isinstance(m.get("role"), str)
                 and isinstance(m.get("content"), str)):
             raise ConfigError(f"chat message {i} must have string 'role' and 'content', got {m!r}")
+    if template is not None and not isinstance(template, str):
+        raise ConfigError(f"chat template must be a string, got {type(template).__name__}")
     tmpl = _compile(template or CHATML)
+    from .template_sandbox import DEFAULT_LIMITS, budget
+
     kwargs: dict[str, Any] = dict(messages=messages, add_generation_prompt=add_generation_prompt,
                                   bos_token=bos_token, eos_token=eos_token)
+    size = len(bos_token) + len(eos_token) + sum(len(m["role"]) + len(m["content"])
+                                                 for m in messages)
     try:
-        return tmpl.render(**kwargs)
+        with budget(limits or DEFAULT_LIMITS, size) as b:
+            parts, total = [], 0
+            for chunk in tmpl.generate(**kwargs):       # streamed: the output cap holds early
+                total += len(chunk)
+                if total > b.size_cap:
+                    raise ConfigError(f"chat template: its output passed {b.size_cap:,} "
+                                      "characters (TemplateLimits.max_chars plus 4x the messages)")
+                parts.append(chunk)
+                b.tick()
+            return "".join(parts)
     except ConfigError:
         raise
     except Exception as exc:  # a template's own runtime error (undefined names, types)
@@ -67,7 +95,8 @@ def encode_chat_text(tokenizer, text: str) -> list[int]:
 
 
 class Conversation:
-    """A chat with a loaded model: the messages so far, each turn appended to the KV cache.
+    """A chat with a loaded model: the messages so far, each turn appended to its own KV cache
+    (its Generator's sequence: any number of conversations share one loaded model).
     When the rendered conversation extends the text already in the cache, only the new text
     is tokenized and fed (as llama.cpp's chat does); otherwise the cache starts over."""
 
