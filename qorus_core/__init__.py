@@ -25,13 +25,14 @@ from .model import Model
 from .registry import get_layer, get_registry
 from .replay import Replay, ReplayError
 from .replay import record as record_plan
+from .sequence import Sequence
 from .shapes import param_shapes
 from .tensor import Spec, Tensor
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Layer", "Composite", "LayerCtx", "LayerBuilder", "Sequential", "Residual", "Model", "Spec",
+    "Layer", "Composite", "LayerCtx", "LayerBuilder", "Sequential", "Residual", "Model", "Sequence", "Spec",
     "Tensor",
     "get_kernels", "get_registry", "get_layer", "hookimpl", "layer_from_dict", "layer_to_dict",
     "QorusError", "ShapeError", "ConfigError", "RegistryError", "KernelError",

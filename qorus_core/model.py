@@ -7,13 +7,14 @@ while sharing the parameters, gradients and optimizer state. The cache keeps the
 used last (``PlanCache``); ``sequence()`` makes a ``Sequence``: its own plans, state buffers
 (KV caches) and position over these weights.
 
-Plans stay valid: the parameters and gradients never move (binding an optimizer after
-compiling a plan allocates only the optimizer's buffers), so a plan held by the caller keeps
-computing on the live weights. ``set_kernels`` is what makes compiled plans stale: each one
-then raises ``StalePlanError`` (a ``ConfigError``) naming the change, and sequences and
-generators recompile by themselves. A model over mapped files (``weight_files``, e.g. a GGUF
-file's weights) checks them before each forward and raises naming the file if one was
-truncated or rewritten in place (``qorus_core.io.mapped``).
+Plans never go stale silently: making room for gradients or optimizer state (a training plan,
+``reserve_optimizer_state``, an optimizer's ``bind``) reallocates the state arena, and
+``set_kernels`` changes the kernels; a plan compiled before either then raises
+``StalePlanError`` (a ``ConfigError``) naming the change when called, instead of computing on a
+detached copy of the weights. ``plan()`` recompiles, and sequences and generators recompile by
+themselves (bind the optimizer before compiling plans you keep). A model over mapped files
+(``weight_files``, e.g. a GGUF file's weights) checks them before each forward and raises
+naming the file if one was truncated or rewritten in place (``qorus_core.io.mapped``).
 
 Thread safety: ``predict`` may be called from several threads; calls on one model run one
 after another (a lock held for the whole call; each call already uses every core through the
@@ -106,8 +107,8 @@ class Model:
         if train and self.store.external:
             raise ConfigError("this model's weights are external (e.g. a GGUF file): it runs "
                               "inference only")
-        if train:
-            self.store.ensure(True, self.store.n_slots)   # the grads; the params stay put
+        if train and self.store.ensure(True, self.store.n_slots):   # the arena moved
+            self._plans.clear()
         graph = Graph(train=train)
         x, y = graph.trace(self.net, Spec((batch,) + shape, self.input_dtype))
         self.store.check_same(graph.params())
@@ -121,8 +122,8 @@ class Model:
 
     @property
     def plans_version(self) -> int:
-        """Bumped when every plan compiled before goes stale (``set_kernels``); sequences
-        and generators compare it and recompile."""
+        """Bumped when every plan compiled before goes stale (the state arena moved, or
+        ``set_kernels``); sequences and generators compare it and recompile."""
         return self.store.generation
 
     @property
@@ -137,9 +138,10 @@ class Model:
         self.store.check_files()
 
     def reserve_optimizer_state(self, slots: int) -> None:
-        """Make room for ``slots`` parameter-sized optimizer buffers (and the grads). Plans
-        compiled before stay valid: the parameters and gradients do not move."""
-        self.store.ensure(True, slots)
+        """Make room for ``slots`` parameter-sized optimizer buffers (and the grads). If the
+        arena grows, the weights move: plans compiled before are stale (they raise)."""
+        if self.store.ensure(True, slots):
+            self._plans.clear()
 
     def set_kernels(self, kernels: Any) -> None:
         """Switch kernel sets (``"c"``, ``"numpy"`` or a set). Plans compiled before are stale

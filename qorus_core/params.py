@@ -4,6 +4,12 @@ Every parameter is 64-byte aligned inside the params region; grads and each opti
 repeat that layout, so clipping is one norm over ``grads`` and AdamW one kernel call over
 ``(params, grads, m, v)``. Padding stays zero and is left unchanged by every optimizer.
 
+The arena is one buffer, so making room for grads or optimizer state (a training plan, an
+optimizer bound) reallocates it: the weights move, and every plan compiled before holds views
+of the old buffer. ``generation`` counts such changes (``invalidate`` adds others, such as
+``Model.set_kernels``); a plan compares it with the one it was compiled at on every call (one
+int) and raises ``StalePlanError`` naming the change instead of computing on detached weights.
+
 External parameters (a pretrained model's weights where they lie in an mmap'd GGUF file,
 possibly quantized) take no room in the arena: they serve inference plans as they are.
 """
@@ -24,7 +30,9 @@ class ParamStore:
     """Owns the model's parameters, their gradients and ``slots`` optimizer-state buffers."""
 
     def __init__(self, decls: list[ParamDecl], seed: int,
-                 external: dict[str, Any] | None = None) -> None:
+                 external: dict[str, Any] | None = None, files: tuple[Any, ...] = ()) -> None:
+        """``files``: the mapped files the ``external`` weights lie in (objects with
+        ``check_unchanged()``, e.g. ``GGUFFile``); every forward checks them."""
         external = dict(external or {})
         unknown = sorted(set(external) - {d.name for d in decls})
         if unknown:
@@ -39,6 +47,13 @@ class ParamStore:
         self.region_bytes = max(off, ALIGN)
         self.has_grads = False
         self.n_slots = 0
+        self.generation = 0                 # bumped whenever compiled plans go stale
+        self._changes: list[str] = []       # what each bump changed, for the stale-plan error
+        self.files = tuple(files)
+        for f in self.files:
+            if not callable(getattr(f, "check_unchanged", None)):
+                raise ConfigError(f"weight file {f!r}: expected an object with check_unchanged() "
+                                  "(e.g. a GGUFFile)")
         self._allocate(False, 0)
         rng = np.random.default_rng(seed)
         for d in self.decls:
@@ -60,10 +75,18 @@ class ParamStore:
         check_alloc(self.region_bytes * copies + ALIGN, what, detail)
 
     def _allocate(self, grads: bool, slots: int) -> None:
-        """(Re)allocate ``params | grads? | slots x state``, keeping the values already there."""
+        """(Re)allocate ``params | grads? | slots x state``, keeping the values already there;
+        a reallocation makes every plan compiled before stale (``generation``)."""
         self._check_fits(grads, slots)
         old = (self.params, self.grads, self.slots) if hasattr(self, "params") else None
         self.arena = Arena(self.region_bytes * (1 + int(grads) + slots), "state")
+        if old is not None:
+            held = " and ".join((["gradients"] if grads else [])
+                                + ([f"{slots} optimizer buffer(s)"] if slots else []))
+            self.invalidate(f"the model's parameter arena was reallocated to hold {held} (a "
+                            "training plan compiled or an optimizer bound after this plan), so "
+                            "its weights are a detached copy; bind the optimizer before compiling "
+                            "plans you keep")
         n = self.region_bytes // 4
 
         def region(i: int, name: str) -> Tensor:
@@ -93,6 +116,23 @@ class ParamStore:
             return False
         self._allocate(grads, slots)
         return True
+
+    def invalidate(self, change: str) -> None:
+        """Every plan compiled so far is stale; ``change`` says why (their error names it)."""
+        self._changes.append(change)
+        self.generation += 1
+
+    def change_since(self, generation: int) -> str:
+        """What made plans of ``generation`` stale (the first change after it), for errors."""
+        later = self._changes[generation:]
+        more = len(later) - 1
+        return later[0] + (f" (and {more} later change{'s' if more > 1 else ''})" if more > 0 else "")
+
+    def check_files(self) -> None:
+        """Raise if a file the external weights lie in changed since it was opened (one
+        ``fstat`` each; ``qorus_core.io.mapped``)."""
+        for f in self.files:
+            f.check_unchanged()
 
     def weight(self, name: str):
         """The parameter a layer computes with: its arena Tensor, or the external weight."""

@@ -15,10 +15,18 @@ From the ticks at which a value is touched the planner derives every lifetime:
 from __future__ import annotations
 
 from .arena import Arena, Slot, plan_offsets
+from .errors import ConfigError
 from .graph import Graph, Value
 from .params import ParamStore
 from .states import StateStore
 from .tensor import Tensor
+
+
+class StalePlanError(ConfigError):
+    """A plan was called after its model changed under it: the state arena was reallocated
+    (grads or optimizer state made room for after the plan was compiled: its weights are a
+    detached copy) or ``Model.set_kernels`` changed the kernels. Get a fresh one from
+    ``model.plan(...)`` (or ``seq.plan(...)``)."""
 
 
 class RunState:
@@ -171,16 +179,32 @@ class Plan:
         for op, d, s in buffers:
             setattr(op.ctx, d.attr, view(s, d.spec.shape, d.spec.dtype))
         self._fwd, self._bwd, self._add = fwd, bwd[::-1], kernels.add
+        self._store, self.generation = store, store.generation   # stale once they differ
+        self._files = store.files             # the mapped files external weights lie in
+
+    def _stale(self) -> StalePlanError:
+        return StalePlanError(
+            f"{self.arena.name}: this plan is stale: it was compiled before "
+            f"{self._store.change_since(self.generation)}. Get a fresh plan (model.plan(...), "
+            "or seq.plan(...) on a sequence) after the change")
 
     # ----------------------------------------------------------------- running
     def forward(self) -> Tensor:
-        """Run every layer forward on ``self.x``; the result is ``self.y``."""
+        """Run every layer forward on ``self.x``; the result is ``self.y``. Raises
+        ``StalePlanError`` if the model changed since this plan was compiled, and the
+        weight file's error if a file the weights are mapped from changed."""
+        if self._store.generation != self.generation:
+            raise self._stale()
+        for wf in self._files:                # one fstat each; none for arena weights
+            wf.check_unchanged()
         for f, x, ctx in self._fwd:
             f(x, ctx)
         return self.y
 
     def backward(self) -> None:
         """Run every layer backward from ``self.dy``; parameter grads are *added* into."""
+        if self._store.generation != self.generation:
+            raise self._stale()
         add = self._add
         for f, dy, ctx, adds in self._bwd:
             if f is not None:

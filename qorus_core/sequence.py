@@ -9,8 +9,9 @@ So several sequences live on one loaded model (chat sessions, a server's slots),
 exactly what it gives alone, in one thread or each in its own.
 
 One sequence is driven by one thread at a time (like a file object); different sequences
-need no lock. If the model's plans are invalidated (its parameter arena grows for training,
-or ``set_kernels``), the sequence recompiles on its next ``plan`` and keeps its states.
+need no lock. If the model's plans go stale (its state arena grows for training, moving the
+weights, or ``set_kernels``), the sequence recompiles on its next ``plan`` and keeps its
+states; a plan of it held from before raises ``StalePlanError``.
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ from __future__ import annotations
 from qorus_core import Layer, Spec, Tensor
 from qorus_core.errors import ConfigError, ShapeError
 from qorus_core.init import torch_linear
+from qorus_core.validate import boolean, maybe, positive_int, real
 
 from .rope import heads_view
 
@@ -28,27 +29,22 @@ class CausalSelfAttention(Layer):
     def __init__(self, d_model: int, n_heads: int, n_kv_heads: int | None = None,
                  rope_theta: float = 10000.0, rope_half_split: bool = False,
                  bias: bool = False, max_len: int | None = None, rope: bool = True) -> None:
-        d, H = int(d_model), int(n_heads)
-        Hkv = H if n_kv_heads is None else int(n_kv_heads)
-        if d <= 0 or H <= 0 or Hkv <= 0:
-            raise ConfigError(f"CausalSelfAttention: sizes must be positive, got d_model={d_model}, "
-                              f"n_heads={n_heads}, n_kv_heads={n_kv_heads}")
+        name = "llm.CausalSelfAttention"
+        d = positive_int(d_model, "d_model", name)
+        H = positive_int(n_heads, "n_heads", name)
+        self.n_kv_heads = maybe(positive_int, n_kv_heads, "n_kv_heads", name)
+        Hkv = H if self.n_kv_heads is None else self.n_kv_heads
         if d % H or (d // H) % 2:
-            raise ConfigError(f"CausalSelfAttention: d_model={d} must split into {H} heads of an "
-                              "even size")
+            raise ConfigError(f"{name}: d_model={d} must split into {H} heads of an even size")
         if H % Hkv:
-            raise ConfigError(f"CausalSelfAttention: n_heads={H} must be a multiple of "
-                              f"n_kv_heads={Hkv}")
+            raise ConfigError(f"{name}: n_heads={H} must be a multiple of n_kv_heads={Hkv}")
         self.d_model = d
         self.n_heads = H
-        self.n_kv_heads = None if n_kv_heads is None else Hkv
-        self.rope_theta = float(rope_theta)
-        self.rope_half_split = bool(rope_half_split)
-        self.bias = bool(bias)
-        if max_len is not None and int(max_len) <= 0:
-            raise ConfigError(f"CausalSelfAttention: max_len must be positive, got {max_len}")
-        self.max_len = None if max_len is None else int(max_len)
-        self.rope = bool(rope)
+        self.rope_theta = real(rope_theta, "rope_theta", name, lo=0.0, lo_open=True)
+        self.rope_half_split = boolean(rope_half_split, "rope_half_split", name)
+        self.bias = boolean(bias, "bias", name)
+        self.max_len = maybe(positive_int, max_len, "max_len", name)
+        self.rope = boolean(rope, "rope", name)
 
     @property
     def _hkv(self) -> int:

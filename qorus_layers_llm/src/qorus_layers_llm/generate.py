@@ -19,6 +19,11 @@ its plans (their activation arenas) and its captured step are its own; the weigh
 model's, shared, never copied. So several generators (a ``Conversation`` each, a server's
 slots) live on one loaded model, stepping in any order or each in its own thread, and each
 gives exactly what it gives alone. One generator is driven by one thread at a time.
+
+A model over mapped weights (``model.weight_files``, as ``load_llama`` gives) has each file
+checked before every prefill chunk and decode step (one ``fstat``, about 1 us against a
+decode step of milliseconds): a file truncated or rewritten in place meanwhile raises a
+``GGUFError`` naming it instead of a SIGBUS or silently different weights.
 """
 
 from __future__ import annotations
@@ -49,6 +54,7 @@ class Generator:
         self.max_chunk = positive_int(max_chunk, "max_chunk", "Generator")
         self.seq = model.sequence()           # this generator's KV caches, position and plans
         self._version = self.seq.version      # the model's plans_version its plans were made at
+        self._files = model.weight_files      # checked before each replayed step
         self._chunks: dict[int, tuple] = {}
         decode = self._chunk(1)
         layers = [op.layer for op in decode[0].ops if isinstance(op.layer, CausalSelfAttention)]
@@ -120,6 +126,8 @@ class Generator:
         x[0] = token
         self.seq.run.pos = self.pos
         if self.replay is not None:
+            for f in self._files:             # a replay bypasses plan.forward and its check
+                f.check_unchanged()
             self.replay.run(self.pos)
         elif self.replay_error is None:
             self._record(plan)

@@ -15,8 +15,9 @@ with the shape it implies (so ``block_count`` 2**32 - 1 fails at the first missi
 the norm gains (a few KB) must be finite. The big matrices are not scanned for NaN, which would
 read the whole file at load: a non-finite weight there yields non-finite logits, which the
 sampler refuses. A context whose KV cache cannot fit in memory is a ``ConfigError`` naming the
-bytes, before any allocation. ``LoadedLLM.check_unchanged()`` detects a file overwritten in
-place while in use (``qorus_core.io.mapped``).
+bytes, before any allocation. The model checks the file before each forward (its
+``weight_files``; one ``fstat``), so a file overwritten in place while in use raises a
+``GGUFError`` naming it (``qorus_core.io.mapped``).
 """
 
 from __future__ import annotations
@@ -190,8 +191,8 @@ class LoadedLLM:
 
     def check_unchanged(self) -> None:
         """Raise ``GGUFError`` if the mapped file was truncated or rewritten since the load
-        (one ``fstat``): call it before running the model, where a copy over the file in use
-        would otherwise give wrong results or SIGBUS (``qorus_core.io.mapped``)."""
+        (one ``fstat``; the model's plans and generators do it before each forward, where a
+        copy over the file in use would otherwise give wrong results or SIGBUS)."""
         self.gguf.check_unchanged()
 
 
@@ -259,7 +260,8 @@ def load_llama(path: str | os.PathLike, context: int | None = None, kernels: Any
         names.update({k: v for k, v in _TOP.items() if not (hp.tied and k == "head.weight")})
         weights = {ours: _external(f, theirs, shapes[ours], dequantize, kernels)
                    for ours, theirs in names.items()}
-        model = Model(net, (ctx,), input_dtype="i32", kernels=kernels, external_params=weights)
+        model = Model(net, (ctx,), input_dtype="i32", kernels=kernels, external_params=weights,
+                      weight_files=(f,))   # checked before each forward (F32 tensors stay mapped)
     except BaseException:
         f.close()
         raise
