@@ -203,6 +203,10 @@ def _validate(header: dict, data_size: int, path: Path) -> dict[str, tuple[str, 
         if offs[1] - offs[0] != nbytes:
             raise CheckpointError(f"{where}: field data_offsets: {offs} hold {offs[1] - offs[0]} "
                                   f"bytes, {code}{shape} needs {nbytes}")
+        if math.prod(d for d in shape if d) * DTYPES[code].itemsize >= 1 << 63:
+            # NumPy refuses such a shape even when a zero dimension leaves it empty
+            raise CheckpointError(f"{where}: field shape: {shape} describes more than 2**63 "
+                                  "bytes (not counting its zero dimensions)")
         if offs[1] > data_size:
             raise CheckpointError(f"{where}: field data_offsets: {offs} run past the end of the "
                                   f"data ({data_size} bytes): the file is truncated")
