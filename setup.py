@@ -8,8 +8,10 @@ with ctypes from ``qorus_core/kernels/_lib/libqorus.so``.
     pip install -e . --no-build-isolation   # editable: built in the source tree
     python setup.py build_ext --inplace     # developers: (re)build in the source tree
 
-Flags: -O3 -std=c11 -fPIC -pthread for every file; -mavx2 -mfma -mf16c only for *_avx2.c
-(x86 only; whether they run is decided at run time). ``QORUS_CFLAGS`` appends flags to every
+Flags: -O3 -std=c11 -fPIC -pthread for every file; -mavx2 -mfma -mf16c only for *_avx2.c and
+-mavx512f -mavx512bw -mavx512vl -mavx512dq -mfma -mf16c only for *_avx512.c (x86 only; whether
+they run is decided at run time from the CPU's features, cpu.c). A tier whose files do not
+compile is left out (the AVX-512 one needs the AVX2 one), with a warning. ``QORUS_CFLAGS`` appends flags to every
 compile and link (e.g. ``-O1 -g -fsanitize=address,undefined``); ``CC`` picks the compiler.
 If there is no compiler or the build fails, installation still succeeds with a warning and
 Qorus runs on its NumPy kernels.
@@ -39,6 +41,12 @@ BASE_FLAGS = ["-O3", "-std=c11", "-fPIC", "-pthread", "-ffp-contract=off", "-fno
               "-fno-trapping-math", "-Wall",
               "-fvisibility=hidden", "-DNDEBUG"]
 AVX2_FLAGS = ["-mavx2", "-mfma", "-mf16c"]
+# 512-bit vectors for the auto-vectorized loops too (GCC's generic tuning may prefer 256)
+AVX512_FLAGS = ["-mavx2", "-mfma", "-mf16c", "-mavx512f", "-mavx512bw", "-mavx512vl",
+                "-mavx512dq", "-mprefer-vector-width=512"]
+# (suffix, flags, define): the SIMD tiers, narrowest first; each needs the ones before it
+TIERS = [("_avx2.c", AVX2_FLAGS, "-DQR_HAVE_AVX2_BUILD"),
+         ("_avx512.c", AVX512_FLAGS, "-DQR_HAVE_AVX512_BUILD")]
 
 
 def _warn(msg: str) -> None:
@@ -77,25 +85,29 @@ def build_library(out_path: str) -> bool:
         return False
     extra = shlex.split(os.environ.get("QORUS_CFLAGS", ""))
     x86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686")
-    simd = [s for s in sources if s.endswith("_avx2.c")]
-    plain = [s for s in sources if not s.endswith("_avx2.c")]
+    tiered = tuple(sfx for sfx, _, _ in TIERS)
+    plain = [s for s in sources if not s.endswith(tiered)]
     with tempfile.TemporaryDirectory(prefix="qorus-build-") as tmp:
         objects: list[str] = []
         defines: list[str] = []
-        if x86 and simd:
+        for sfx, flags, define in (TIERS if x86 else []):
+            simd = [s for s in sources if s.endswith(sfx)]
+            if not simd:
+                break
             simd_objs = []
             for src in simd:
                 obj = os.path.join(tmp, os.path.basename(src)[:-2] + ".o")
-                cmd = cc + BASE_FLAGS + AVX2_FLAGS + ["-DQR_HAVE_AVX2_BUILD", "-I", src_dir]
+                cmd = cc + BASE_FLAGS + flags + defines + [define, "-I", src_dir]
                 if not _run(cmd + extra + ["-c", src, "-o", obj]):
-                    _warn(f"{os.path.basename(src)} did not compile with AVX2 flags; "
-                          "building the portable path only")
+                    _warn(f"{os.path.basename(src)} did not compile with {' '.join(flags)}; "
+                          f"building without the {sfx[1:-2]} tier")
                     simd_objs = []
                     break
                 simd_objs.append(obj)
-            if simd_objs:
-                objects += simd_objs
-                defines = ["-DQR_HAVE_AVX2_BUILD"]
+            if not simd_objs:
+                break
+            objects += simd_objs
+            defines = defines + [define]
         for src in plain:
             obj = os.path.join(tmp, os.path.basename(src)[:-2] + ".o")
             if not _run(cc + BASE_FLAGS + defines + ["-I", src_dir] + extra

@@ -12,6 +12,8 @@ C/NumPy column is the speedup. The copy row is the memory floor of the broadcast
 writes the same bytes as add_bcast and mul_bcast, so on one thread, where those are bound by
 cache bandwidth, their time is compared with it rather than with a 2x of NumPy.
 QORUS_NUM_THREADS, OPENBLAS_NUM_THREADS and torch.set_num_threads are set to --threads.
+``--simd avx2`` also times the C kernels with that SIMD tier forced (a column per tier, after
+the default tier's), so two tiers compare in one session.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ def _args() -> argparse.Namespace:
     ap.add_argument("--runs", type=int, default=7)
     ap.add_argument("--only", default="", help="comma-separated kernel name prefixes")
     ap.add_argument("--no-torch", action="store_true")
+    ap.add_argument("--simd", nargs="*", default=[],
+                    help="SIMD tiers to time the C kernels under as well, e.g. avx2")
     ap.add_argument("--json", action="store_true")
     return ap.parse_args()
 
@@ -201,6 +205,11 @@ def main() -> None:
     with np.errstate(all="ignore"):
         for row, (_, _, fns) in zip(rows, todo):
             row["qorus_ms"] = time_per_call(lambda f=fns["qorus"]: f(ck), a.runs) * 1e3
+        for tier in a.simd:   # the same kernels with a SIMD tier forced
+            ck.set_simd_path(tier)
+            for row, (_, _, fns) in zip(rows, todo):
+                row[f"qorus_{tier}_ms"] = time_per_call(lambda f=fns["qorus"]: f(ck), a.runs) * 1e3
+            ck.set_simd_path("auto")
         time.sleep(0.5)
         for row, (_, _, fns) in zip(rows, todo):
             row["numpy_ms"] = time_per_call(lambda f=fns["numpy"]: f(nk), a.runs) * 1e3
@@ -214,12 +223,18 @@ def main() -> None:
               f"{os.environ.get('OPENBLAS_NUM_THREADS', 'default')}, torch "
               f"{torch.get_num_threads() if torch is not None else '-'}; median of "
               f"{a.runs} runs, ms per call")
-        print(f"{'kernel':24s} {'size':24s} {'C':>8s} {'NumPy':>8s} {'torch':>8s} "
-              f"{'C/NumPy':>8s}")
+        print(f"{'kernel':24s} {'size':24s} {'C':>8s} "
+              + "".join(f"{'C ' + t:>10s} " for t in a.simd)
+              + f"{'NumPy':>8s} {'torch':>8s} {'C/NumPy':>8s} {'torch/C':>8s}"
+              + "".join(f" {t + '/C':>10s}" for t in a.simd))
         for row in rows:
             tt = f"{row['torch_ms']:8.3f}" if "torch_ms" in row else f"{'-':>8}"
+            vt = (f"{row['torch_ms'] / row['qorus_ms']:7.2f}x" if "torch_ms" in row
+                  else f"{'-':>8}")
             print(f"{row['kernel']:24s} {row['size']:24s} {row['qorus_ms']:8.3f} "
-                  f"{row['numpy_ms']:8.3f} {tt} {row['speedup_vs_numpy']:7.2f}x")
+                  + "".join(f"{row[f'qorus_{t}_ms']:10.3f} " for t in a.simd)
+                  + f"{row['numpy_ms']:8.3f} {tt} {row['speedup_vs_numpy']:7.2f}x {vt}"
+                  + "".join(f" {row[f'qorus_{t}_ms'] / row['qorus_ms']:9.2f}x" for t in a.simd))
     if a.json:
         print(json.dumps({"threads": ck.threads, "simd": ck.simd_path, "runs": a.runs,
                           "torch": getattr(torch, "__version__", None), "rows": rows}, indent=1))

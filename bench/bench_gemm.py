@@ -10,7 +10,9 @@ figure is the median over all blocks. On a shared (noisy) machine, ``--clock thr
 1-thread runs in CPU time of the calling thread (both libraries compute on it), which
 discounts time the thread was preempted; 2-thread runs always use wall time.
 Shapes: the MLP 784-512-256-10 at batch 128 (forward X W^T, weight gradient dY^T X, input
-gradient dY W) and squares 256..2048.
+gradient dY W) and squares 256..2048. ``--simd avx512 avx2`` runs each thread count once per
+SIMD tier (QORUS_SIMD in the subprocess), so the tiers compare in one session; each row also
+gives the share of the C FMA probe's peak at that tier and thread count.
 """
 
 from __future__ import annotations
@@ -54,8 +56,11 @@ def worker(threads: int, runs: int, blocks: int, shapes: list, clock: str) -> li
     ok, why = c_status()
     if not ok:
         raise SystemExit(f"C kernels unavailable: {why}")
+    from qorus_core.kernels.bench import fma_peak
+
     ck = get_kernels("c")
     ck.set_threads(threads)
+    peak = fma_peak(ck, threads)
     rng = np.random.default_rng(0)
     timer = time.thread_time if clock == "thread" and threads == 1 else time.perf_counter
     rows = []
@@ -85,7 +90,8 @@ def worker(threads: int, runs: int, blocks: int, shapes: list, clock: str) -> li
                     times[label].append(timer() - t0)
         tq, tn = statistics.median(times["qorus"]), statistics.median(times["numpy"])
         rows.append(dict(shape=name, op=("T" if ta else "N") + ("T" if tb else "N"), m=m, n=n,
-                         k=k, threads=threads, qorus_gflops=flops / tq / 1e9,
+                         k=k, threads=threads, simd=ck.simd_path, peak_gflops=peak,
+                         qorus_gflops=flops / tq / 1e9,
                          numpy_gflops=flops / tn / 1e9, ratio=tn / tq,
                          qorus_best=flops / min(times["qorus"]) / 1e9,
                          numpy_best=flops / min(times["numpy"]) / 1e9))
@@ -100,6 +106,8 @@ def main() -> None:
     ap.add_argument("--shapes", choices=["all", "mlp", "square"], default="all")
     ap.add_argument("--clock", choices=["wall", "thread"], default="wall",
                     help="thread: CPU time of the calling thread for 1-thread runs")
+    ap.add_argument("--simd", nargs="*", default=["auto"],
+                    help="SIMD tiers to run (QORUS_SIMD per subprocess), e.g. avx512 avx2")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--worker", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -109,12 +117,13 @@ def main() -> None:
         return
     rows = []
     for t in args.threads:
-        env = thread_env(t)
-        out = subprocess.run([sys.executable, __file__, "--worker", str(t), "--runs",
-                              str(args.runs), "--blocks", str(args.blocks), "--shapes",
-                              args.shapes, "--clock", args.clock], env=env, check=True,
-                             capture_output=True, text=True)
-        rows += json.loads(out.stdout.strip().splitlines()[-1])
+        for tier in args.simd:
+            env = dict(thread_env(t), QORUS_SIMD=tier)
+            out = subprocess.run([sys.executable, __file__, "--worker", str(t), "--runs",
+                                  str(args.runs), "--blocks", str(args.blocks), "--shapes",
+                                  args.shapes, "--clock", args.clock], env=env, check=True,
+                                 capture_output=True, text=True)
+            rows += json.loads(out.stdout.strip().splitlines()[-1])
     if args.json:
         print(json.dumps(rows, indent=1))
         return
@@ -122,12 +131,14 @@ def main() -> None:
 
     print(f"numpy {np.__version__}; GFLOP/s, median of >= {args.runs} runs x {args.blocks} "
           f"blocks (best run in brackets); {args.clock} clock; higher is better")
-    print(f"{'shape':<18} {'op':<3} {'M':>5} {'N':>5} {'K':>5} {'thr':>3} {'qorus':>14} "
-          f"{'numpy':>14} {'q/np':>5}")
+    print(f"{'shape':<18} {'op':<3} {'M':>5} {'N':>5} {'K':>5} {'thr':>3} {'simd':>8} "
+          f"{'qorus':>14} {'numpy':>14} {'q/np':>5} {'%peak':>6}")
     for r in rows:
+        pct = 100.0 * r["qorus_gflops"] / r["peak_gflops"] if r["peak_gflops"] else None
         print(f"{r['shape']:<18} {r['op']:<3} {r['m']:>5} {r['n']:>5} {r['k']:>5} "
-              f"{r['threads']:>3} {r['qorus_gflops']:>6.1f} [{r['qorus_best']:>5.1f}] "
-              f"{r['numpy_gflops']:>6.1f} [{r['numpy_best']:>5.1f}] {r['ratio']:>5.2f}")
+              f"{r['threads']:>3} {r['simd']:>8} {r['qorus_gflops']:>6.1f} "
+              f"[{r['qorus_best']:>5.1f}] {r['numpy_gflops']:>6.1f} [{r['numpy_best']:>5.1f}] "
+              f"{r['ratio']:>5.2f} " + (f"{pct:>5.0f}%" if pct is not None else f"{'-':>6}"))
 
 
 if __name__ == "__main__":

@@ -64,6 +64,12 @@ def _bench() -> tuple[Any, Any]:
     return setup, run
 
 
+def _kernels() -> tuple[Any, Any]:
+    from .kernels.listing import run, setup
+
+    return setup, run
+
+
 def _convert() -> tuple[Any, Any]:
     from .io.cli_convert import run, setup
 
@@ -75,4 +81,5 @@ _CORE_COMMANDS: tuple[tuple[str, str, Callable[[], tuple[Any, Any]]], ...] = (
     ("train", "train a model from a TOML config", _train),
     ("bench", "benchmarks: `qorus bench kernels`", _bench),
     ("convert", "convert safetensors or GGUF weights to a GGUF of another type", _convert),
+    ("kernels", "list the kernels: family, C tiers on this CPU, what each computes", _kernels),
 )

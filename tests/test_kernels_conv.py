@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from qorus_core.errors import KernelError
-from qorus_core.kernels.numpy_conv import out_size
+from qorus_core.kernels.decl.conv import out_size
 from qorus_core.tensor import Tensor
 
 RNG = np.random.default_rng(0)

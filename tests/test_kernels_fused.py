@@ -1,4 +1,4 @@
-"""Fused kernels (kernels/numpy_fused.py, csrc/fused.c): C against the NumPy reference on odd
+"""Fused kernels (kernels/decl/fused.py, csrc/fused.c): C against the NumPy reference on odd
 shapes, backward against finite differences and (where installed) against PyTorch.
 
 Tolerances (float32): the broadcast forward ops are bit-identical; rope and the broadcast

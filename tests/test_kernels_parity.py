@@ -476,30 +476,8 @@ def test_adam_bit_identical(ck, nk, n, decoupled, wd):
 
 
 # ----------------------------------------------------------------------------- errors
-def test_argument_errors(ck):
-    z = lambda *s: T(np.zeros(s, np.float32))  # noqa: E731
-    cases = [
-        ("bias_add", lambda: ck.bias_add(z(3, 4), z(5))),
-        ("col_sum", lambda: ck.col_sum(z(3, 4), z(3))),
-        ("add", lambda: ck.add(z(3), z(4), z(3))),
-        ("mul", lambda: ck.mul(z(3), z(3), z(2))),
-        ("axpy", lambda: ck.axpy(1.0, z(3), z(4))),
-        ("copy", lambda: ck.copy(z(3), z(4))),
-        ("relu", lambda: ck.relu(z(3), z(4))),
-        ("gelu_bwd", lambda: ck.gelu_bwd(z(3), z(3), z(4))),
-        ("softmax", lambda: ck.softmax(z(2, 6), z(3, 4))),
-        ("softmax_bwd", lambda: ck.softmax_bwd(z(2, 6), z(2, 6), z(3, 4))),
-        ("layernorm", lambda: ck.layernorm(z(2, 4), z(5), z(4), z(2, 4), z(2), z(2), 1e-5)),
-        ("layernorm_bwd", lambda: ck.layernorm_bwd(*[z(*s) for s in [(2, 4), (4,), (3,), (2,),
-                                                                      (2, 4), (2, 4), (4,), (4,)]])),
-        ("dropout_mask", lambda: ck.dropout_mask(z(4), 1.5, 0)),
-        ("sgd_step", lambda: ck.sgd_step(z(3), z(4), z(3), 0.1, 0.9, 0, 0, False, True)),
-        ("adam_step", lambda: ck.adam_step(z(3), z(3), z(3), z(2), .1, .9, .9, 0, 0, 1, True)),
-        ("adam_step", lambda: ck.adam_step(z(3), z(3), z(3), z(3), .1, .9, .9, 0, 0, 0, True)),
-    ]
-    for name, call in cases:
-        with pytest.raises(KernelError, match=name):
-            call()
+# Bad arguments (a misfit operand, a read-only output, out-of-range scalars) are derived from
+# the kernel table for every kernel, on both sets: tests/test_kernel_table.py.
 
 
 # ----------------------------------------------------------------------------- binding
@@ -515,7 +493,7 @@ def test_binding_surface(threads, tmp_path):
     assert ck.name == "c" and ck.library_path.endswith(".so")
     assert isinstance(ck.fallback, NumpyKernels)   # explicit delegation of what C cannot serve
     feats = ck.cpu_features()
-    assert set(feats) == {"sse4_2", "avx", "avx2", "fma", "f16c", "avx512f"}
+    assert {"sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw"} <= set(feats)
     assert ck.simd_path == "portable" or (feats["avx2"] and feats["fma"])
     i = T(np.arange(6, dtype=np.int32))        # non-float32 operands use the fallback
     ck.fill(i, 7)

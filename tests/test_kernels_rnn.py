@@ -1,4 +1,4 @@
-"""Recurrent cell kernels (csrc/rnn.c vs numpy_rnn.py): C-vs-NumPy parity on odd shapes and
+"""Recurrent cell kernels (csrc/rnn.c vs decl/rnn.py): C-vs-NumPy parity on odd shapes and
 saturating values, finite-difference gradients of every ``_bwd``, thread count and SIMD path
 independence, and argument validation."""
 

@@ -1,9 +1,11 @@
 """Kernel dispatch: one interface, two implementations.
 
 ``QORUS_KERNELS=auto|c|numpy`` picks the set (``auto``: C when its library loads, else NumPy).
-Both sets have the same methods with the same signatures; ``numpy.NumpyKernels`` is the
-reference and documents each kernel. A C set may serve only some kernels natively; the rest
-fall through to NumPy (``CKernels.native`` lists which).
+Both sets have the same methods with the same signatures and the same argument checks, all
+generated from the kernel table (``decl/``: each kernel declared once, with its docstring and
+its NumPy implementation, the reference). The C set loads only a library that has every
+declared C symbol; it hands NumPy only the calls its kernels do not serve (another dtype, an
+overlapping GEMM output), explicitly (``CKernels.native``: the kernels with a C symbol).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from functools import cache
 
 from ..errors import KernelError
 from .numpy import NumpyKernels
+from .simd import SimdTierError
 
 __all__ = ["get_kernels", "c_status", "NumpyKernels", "KERNEL_SETS"]
 
@@ -30,6 +33,8 @@ def _c():
     try:
         from .c import CKernels
         return CKernels(fallback=_numpy())
+    except SimdTierError:   # QORUS_SIMD names a tier this CPU lacks: an error, not a fallback
+        raise
     except (OSError, ImportError, KernelError) as exc:
         return f"{type(exc).__name__}: {exc}"
 

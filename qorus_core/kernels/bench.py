@@ -10,13 +10,14 @@ GFLOP/s for GEMM and attention, GB/s for the memory-bound kernels (bytes read + 
 the quantized decode product, bytes of weight read). C/NumPy and C/torch are ratios of those
 rates (higher: C faster). Implementations run one after the other (all C cases, then NumPy,
 then torch, with a pause between), so one library's idle spinning threads never steal the
-other's cores.
+other's cores. On an AVX-512 host the C cases also run with the AVX2 tier forced (column
+"C avx2", ratio "C/avx2"): the two SIMD tiers side by side in one run.
 
-Machine: the FMA peak is the C probe ``qr_fma_peak_f32`` (independent 8-wide FMA chains on every
-pool thread), best of 5, at 1 thread and at the requested count; without the C library it falls
-back to numpy.matmul of 1024-square matrices (a lower bound, flagged in ``peak_source``). The
-bandwidth is the best of 5 read passes over 256 MiB (the C ``sumsq`` kernel and a NumPy dot),
-in GB/s.
+Machine: the FMA peak is the C probe ``qr_fma_peak_f32`` (independent FMA chains as wide as the
+widest SIMD tier in effect, on every pool thread), best of 5, at 1 thread and at the requested
+count; without the C library it falls back to numpy.matmul of 1024-square matrices (a lower
+bound, flagged in ``peak_source``). The bandwidth is the best of 5 read passes over 256 MiB
+(the C ``sumsq`` kernel and a NumPy dot), in GB/s.
 """
 
 from __future__ import annotations
@@ -342,9 +343,22 @@ def _blas_limit(threads: int):
     return threadpool_limits(limits=threads, user_api="blas"), True
 
 
+def _extra_tiers(ck, tiers) -> list[str]:
+    """The SIMD tiers timed beside the one in effect: ``tiers`` as given, or by default avx2
+    where the tier in effect is avx512."""
+    if ck is None:
+        return []
+    if tiers is None:
+        tiers = ["avx2"] if ck.simd_path == "avx512" else []
+    return [t for t in tiers if t != ck.simd_path]
+
+
 def run_benchmarks(threads: int | None = None, runs: int = 5, quick: bool = False,
-                   filter: str = "", torch: bool = True) -> dict:
-    """Measure the machine and every case whose name contains ``filter``; a JSON-ready dict."""
+                   filter: str = "", torch: bool = True,
+                   tiers: list[str] | None = None) -> dict:
+    """Measure the machine and every case whose name contains ``filter``; a JSON-ready dict.
+    ``tiers``: SIMD tiers to time the C cases under as well (default: avx2 on an AVX-512
+    host); a tier this CPU lacks raises KernelError."""
     from . import NumpyKernels, c_status, get_kernels
     from .info import backend_info
 
@@ -384,18 +398,27 @@ def run_benchmarks(threads: int | None = None, runs: int = 5, quick: bool = Fals
             ks = {"c": ck, "numpy": NumpyKernels(), "torch": tmod}
             todo = [c for c in cases(ks, quick) if filter.lower() in c.name.lower()]
             rates: dict[str, dict[str, float | None]] = {c.name: {} for c in todo}
-            for impl in IMPLS:          # one implementation at a time: no thread contention
+            extra = _extra_tiers(ck, tiers)
+            runs_of = [("c", "c", None)] + [("c", f"c_{t}", t) for t in extra] + \
+                [(i, i, None) for i in IMPLS[1:]]
+            for impl, col, tier in runs_of:   # one at a time: no thread contention
                 if ks[impl] is None:
                     continue
+                if tier is not None:
+                    ck.set_simd_path(tier)
                 time.sleep(0.0 if quick else 0.3)   # the previous library's spinners go idle
-                for case in todo:
-                    fn = case.make(impl)
-                    if fn is None:
-                        continue
-                    with np.errstate(all="ignore"):
-                        t = time_per_call(fn, runs, block_s)
-                    rates[case.name][impl] = case.work / t / 1e9
-                    del fn
+                try:
+                    for case in todo:
+                        fn = case.make(impl)
+                        if fn is None:
+                            continue
+                        with np.errstate(all="ignore"):
+                            t = time_per_call(fn, runs, block_s)
+                        rates[case.name][col] = case.work / t / 1e9
+                        del fn
+                finally:
+                    if tier is not None:
+                        ck.set_simd_path("auto")
     finally:
         if ck is not None:
             ck.set_threads(before)
@@ -410,6 +433,12 @@ def run_benchmarks(threads: int | None = None, runs: int = 5, quick: bool = Fals
                "c": c, "numpy": n, "torch": t,
                "c_vs_numpy": c / n if c and n else None,
                "c_vs_torch": c / t if c and t else None}
+        for tier in extra:
+            ct = r.get(f"c_{tier}")
+            row[f"c_{tier}"] = ct
+            row[f"c_vs_c_{tier}"] = c / ct if c and ct else None
+            if case.kernel == "gemm":
+                row[f"c_{tier}_pct_peak"] = 100.0 * ct / peak if ct and peak else None
         if case.kernel == "gemm":
             row["c_pct_peak"] = 100.0 * c / peak if c and peak else None
             row["numpy_pct_peak"] = 100.0 * n / peak if n and peak else None
@@ -419,7 +448,7 @@ def run_benchmarks(threads: int | None = None, runs: int = 5, quick: bool = Fals
         row.update(case.notes)
         rows.append(row)
     return {"machine": machine, "runs": runs, "quick": quick, "filter": filter,
-            "c_available": ck is not None, "c_reason": c_reason, "rows": rows}
+            "c_available": ck is not None, "c_reason": c_reason, "tiers": extra, "rows": rows}
 
 
 def _machine(info: dict, ck, nthreads: int, quick: bool, c_reason: str | None) -> dict:
@@ -439,6 +468,7 @@ def _machine(info: dict, ck, nthreads: int, quick: bool, c_reason: str | None) -
     return {"cpu_model": _cpu_model(),
             "cpu_features": sorted(k for k, v in info["cpu"].items() if v),
             "simd": ck.simd_path if ck is not None else "none",
+            "simd_families": ck.simd_families() if ck is not None else {},
             "threads": nthreads, "numpy": np.__version__, "numpy_blas": info["numpy_blas"],
             "fma_peak_gflops_1t": peak1, "fma_peak_gflops": peakn, "peak_source": source,
             "bandwidth_gbs": bw["best"], "bandwidth_detail": bw}
@@ -470,9 +500,14 @@ def format_report(rep: dict) -> str:
     ]
     if not rep["c_available"]:
         lines.append(f"C kernels unavailable: {rep['c_reason']}")
-    hdr = (f"{'kernel':<10} {'case':<18} {'size':<22} {'unit':<8} {'C':>8} {'NumPy':>8} "
-           f"{'torch':>8} {'C/NumPy':>8} {'C/torch':>8} {'note':>12}")
-    lines += [hdr, "-" * len(hdr)]
+    extra = rep.get("tiers", [])
+    hdr = (f"{'kernel':<10} {'case':<18} {'size':<22} {'unit':<8} {'C':>8} "
+           + "".join(f"{'C ' + t:>9} " for t in extra)
+           + f"{'NumPy':>8} {'torch':>8} {'C/NumPy':>8} {'C/torch':>8} "
+           + "".join(f"{'C/' + t:>8} " for t in extra) + f"{'note':>12}")
+    lines += [f"C: SIMD tier {m['simd']}" + (f"; C {', '.join(extra)}: the same cases with that "
+                                              "tier forced" if extra else ""),
+              hdr, "-" * len(hdr)]
     for r in rep["rows"]:
         note = ""
         if r.get("c_pct_peak") is not None:
@@ -480,7 +515,9 @@ def format_report(rep: dict) -> str:
         elif r.get("c_pct_bandwidth") is not None:
             note = f"{r['c_pct_bandwidth']:.0f}% bw"
         lines.append(f"{r['kernel']:<10} {r['case']:<18} {r['size']:<22} {r['unit']:<8} "
-                     f"{_f(r['c'], 8)} {_f(r['numpy'], 8)} {_f(r['torch'], 8)} "
+                     f"{_f(r['c'], 8)} " + "".join(f"{_f(r.get('c_' + t), 9)} " for t in extra)
+                     + f"{_f(r['numpy'], 8)} {_f(r['torch'], 8)} "
                      f"{_x(r['c_vs_numpy'])} {_x(r['c_vs_torch'])} "
-                     f"{note:>12}")
+                     + "".join(f"{_x(r.get('c_vs_c_' + t))} " for t in extra)
+                     + f"{note:>12}")
     return "\n".join(lines)

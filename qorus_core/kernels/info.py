@@ -8,6 +8,7 @@ import numpy as np
 
 from ..errors import KernelError
 from . import c_status, get_kernels
+from .simd import CPU_BITS, TIERS, missing_features
 
 __all__ = ["backend_info"]
 
@@ -25,7 +26,8 @@ def _numpy_blas() -> str | None:
     return None
 
 
-_CPU_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f")
+_CPU_FLAGS = CPU_BITS   # /proc/cpuinfo spells them as the library does (avx512_bf16 aside)
+_PROC_NAMES = {"avx512vnni": "avx512_vnni", "avx512bf16": "avx512_bf16"}
 
 
 def _cpu_from_proc() -> dict[str, bool]:
@@ -35,7 +37,7 @@ def _cpu_from_proc() -> dict[str, bool]:
             for line in fh:
                 if line.startswith("flags"):
                     flags = set(line.split(":", 1)[1].split())
-                    return {f: f in flags for f in _CPU_FLAGS}
+                    return {f: _PROC_NAMES.get(f, f) in flags for f in _CPU_FLAGS}
     except OSError:
         pass
     return {}
@@ -51,9 +53,20 @@ def _default_threads() -> int:
         return os.cpu_count() or 1
 
 
+def _usable_tiers(ck) -> list[str]:
+    """The tiers ``set_simd_path`` accepts on this machine, widest first."""
+    compiled = ck._simd_compiled()
+    return [t for i, t in reversed(list(enumerate(TIERS)))
+            if i <= compiled and not missing_features(ck._lib, t)]
+
+
 def backend_info() -> dict:
-    """Kernel set in use, C library status, CPU features, SIMD path, threads, NumPy's BLAS."""
-    ok, reason = c_status()
+    """Kernel set in use, C library status, CPU features, SIMD tier (overall and per kernel
+    family), threads, NumPy's BLAS."""
+    try:
+        ok, reason = c_status()
+    except KernelError as exc:   # QORUS_SIMD names a tier this CPU lacks
+        ok, reason = False, f"{type(exc).__name__}: {exc}"
     try:
         kernel_set = get_kernels().name
     except KernelError as exc:   # e.g. QORUS_KERNELS=c without the library
@@ -64,7 +77,10 @@ def backend_info() -> dict:
         "c_available": ok,
         "c_reason": reason,
         "cpu": _cpu_from_proc(),
-        "simd_path": "none",        # "avx2" or "portable" when the C library is loaded
+        "simd_env": os.environ.get("QORUS_SIMD", "auto"),
+        "simd_path": "none",        # "avx512", "avx2" or "portable" when the C library loads
+        "simd_families": {},        # kernel family -> the tier it runs (C library loaded)
+        "simd_tiers": [],           # tiers this CPU and build can run, widest first
         "threads": _default_threads(),
         "native_kernels": [],
         "numpy_version": np.__version__,
@@ -72,6 +88,8 @@ def backend_info() -> dict:
     }
     if ok:
         ck = get_kernels("c")
-        info.update(cpu=ck.cpu_features(), simd_path=ck.simd_path, threads=ck.threads,
-                    native_kernels=sorted(ck.native), library_version=ck.version)
+        info.update(cpu=ck.cpu_features(), simd_path=ck.simd_path,
+                    simd_families=ck.simd_families(), simd_tiers=_usable_tiers(ck),
+                    threads=ck.threads, native_kernels=sorted(ck.native),
+                    library_version=ck.version)
     return info

@@ -1,4 +1,5 @@
-"""Quantized weights in NumPy: the reference for ``csrc/quant.c`` (mixed into ``NumpyKernels``).
+"""Quantized weights: the ``QWeight`` type and the block formats in NumPy (the kernels that use
+them are declared in ``decl/quant.py``), and ``WeightDispatch``, the base of both kernel sets.
 
 Formats are ggml's, bit for bit (32 values a block, fp16 scales, little-endian):
 
@@ -27,14 +28,12 @@ float math has it); inf fp16 scales (values beyond 65504 quantized) give inf / N
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 
 from ..errors import KernelError
 from ..tensor import Tensor
 
-__all__ = ["QTYPES", "QWeight", "QuantNumpyMixin", "qtype_name", "row_bytes"]
+__all__ = ["QTYPES", "QWeight", "WeightDispatch", "qtype_name", "row_bytes", "to_float32"]
 
 # name -> (ggml type number, values a block, bytes a block)
 QTYPES = {"f16": (1, 1, 2), "q4_0": (2, 32, 18), "q4_1": (3, 32, 20), "q8_0": (8, 32, 34)}
@@ -201,13 +200,10 @@ def to_float32(w: QWeight, kernels) -> np.ndarray:
     return out.a
 
 
-PANEL_ROWS = 128     # weight rows dequantized at a time by matmul_qf
-
-
 class WeightDispatch:
-    """Kernels that take a weight in either form: a float32 Tensor or a ``QWeight`` (a GGUF
-    tensor used where it lies). Layers call these so one layer serves training and
-    quantized inference."""
+    """The base of both kernel sets: what takes a weight in either form, a float32 Tensor or
+    a ``QWeight`` (a GGUF tensor used where it lies), so one layer serves training and
+    quantized inference (``linears``, the fused form, is a kernel: decl/quant.py)."""
 
     def linear(self, x: Tensor, w, y: Tensor) -> None:
         """y [M, N] = x [M, K] @ w^T for w [N, K] (PyTorch's Linear layout and GGUF's row
@@ -229,151 +225,3 @@ class WeightDispatch:
             self.embedding_q(ids, w, y)
         else:
             self.embedding(ids, w, y)
-
-    def linears(self, x: Tensor, ws: Sequence, ys: Sequence[Tensor]) -> None:
-        """``linear(x, ws[i], ys[i])`` for each weight: projections of one input (q/k/v,
-        gate/up). The C set runs a decode row (one row, up to three QWeights) as one call: x
-        quantized once, one parallel region over all the rows; the results are the same."""
-        if len(ws) != len(ys):
-            raise KernelError(f"linears: {len(ws)} weights but {len(ys)} outputs")
-        for w, y in zip(ws, ys):
-            self.linear(x, w, y)
-
-
-def check_embedding_q(ids: Tensor, w: QWeight, y: Tensor) -> None:
-    """ids int32 (n,), y float32 (n, k) for a QWeight [vocab, k]; ids in range; or KernelError."""
-    QuantNumpyMixin._q_weight(w, "embedding_q")
-    if ids.dtype != "i32" or y.dtype != "f32" or y.size != ids.size * w.k:
-        raise KernelError(f"embedding_q: ids {ids.shape} {ids.dtype} must be int32 and y "
-                          f"{y.shape} {y.dtype} float32 of {ids.size} x {w.k} for {w!r}")
-    if ids.size:
-        lo, hi = int(ids.a.min()), int(ids.a.max())
-        if lo < 0 or hi >= w.n:
-            raise KernelError(f"embedding_q: token id {lo if lo < 0 else hi} outside [0, {w.n})")
-
-
-class QuantNumpyMixin(WeightDispatch):
-    """quantize / dequantize / matmul_q of the NumPy kernel set (the reference)."""
-
-    def quantize(self, x: Tensor, out, qtype) -> None:
-        """out (uint8 bytes, or a QWeight) = x [rows, k] quantized row by row to qtype
-        ('q8_0', 'q4_0', 'q4_1', 'f16'), bit-exact with ggml's reference quantizers."""
-        name, rows, k, buf = self._q_args(x, out, qtype)
-        X = x.a.reshape(rows, k)
-        if name == "f16":
-            buf[:] = _half(X).reshape(-1)
-        elif X.size:
-            buf[:] = _quantize_blocks(name, X.reshape(-1, 32)).reshape(-1)
-
-    def dequantize(self, w: QWeight, y: Tensor) -> None:
-        """y [n, k] (any shape of n * k float32) = the values of the quantized weight w."""
-        self._q_check_out(w, y, "dequantize")
-        if w.qtype == "f16":
-            y.a.reshape(-1)[:] = w.a.view(_F16).astype(np.float32)
-            return
-        if w.n * w.k == 0:
-            return
-        q, d, m = _unpack(w.qtype, w.a, w.n, w.k)
-        Y = y.a.reshape(w.n, w.k // 32, 32)
-        if w.qtype == "q4_1":
-            np.multiply(d[..., None], q, out=Y)
-            np.add(Y, m[..., None], out=Y)
-        else:
-            np.multiply(q, d[..., None], out=Y)
-
-    def embedding_q(self, ids: Tensor, w: QWeight, y: Tensor) -> None:
-        """y[i, :] = dequantize(w[ids[i], :]) for a quantized table w [vocab, k]."""
-        check_embedding_q(ids, w, y)
-        Y = y.a.reshape(ids.size, w.k)
-        for i, t in enumerate(ids.a.reshape(-1).tolist()):
-            row = QWeight(w.a[t * w.row_bytes:(t + 1) * w.row_bytes], w.qtype, 1, w.k)
-            self.dequantize(row, Tensor(Y[i:i + 1]))
-
-    def matmul_qf(self, x: Tensor, w: QWeight, y: Tensor) -> None:
-        """y [M, N] = x [M, K] @ dequantize(W)^T in float32: panels of 128 weight rows are
-        dequantized into a scratch buffer (made once per shape) and multiplied by ``gemm``."""
-        M, N, K = QuantNumpyMixin._q_check_mm(x, w, y)
-        if M * N == 0:
-            return
-        Y = y.a.reshape(M, N)
-        for n0 in range(0, N, PANEL_ROWS):
-            n = min(PANEL_ROWS, N - n0)
-            panel, yp = self._qf_scratch("panel", (n, K)), self._qf_scratch("y", (M, n))
-            self.dequantize(QWeight(w.a[n0 * w.row_bytes:(n0 + n) * w.row_bytes], w.qtype, n, K), panel)
-            self.gemm(x, panel, yp, trans_b=True)        # yp (M, n) = x panel^T
-            Y[:, n0:n0 + n] = yp.a
-
-    def _qf_scratch(self, name: str, shape: tuple[int, int]) -> Tensor:
-        cache = self.__dict__.setdefault("_qf_buffers", {})
-        t = cache.get((name, shape))
-        if t is None:
-            t = cache[(name, shape)] = Tensor(np.empty(shape, np.float32), f"matmul_qf {name}")
-        return t
-
-    def matmul_q(self, x: Tensor, w: QWeight, y: Tensor) -> None:
-        """y [M, N] = x [M, K] @ W^T for a quantized weight W [N, K] (a QWeight).
-        x is quantized to 8-bit blocks per row and each block pair's integer dot product is
-        scaled by d_w * d_x (+ m_w * s_x for q4_1) and summed in float32, as ggml does; F16
-        weights multiply x in float32. Rank > 2 tensors are seen as (rows, cols)."""
-        M, N, K = self._q_check_mm(x, w, y)
-        Y = y.a.reshape(M, N)
-        if M * N == 0:
-            return
-        if K == 0:
-            Y[...] = 0
-            return
-        X = x.a.reshape(M, K)
-        if w.qtype == "f16":
-            np.matmul(X, w.a.view(_F16).reshape(N, K).astype(np.float32).T, out=Y)
-            return
-        qx, dx, sx = quantize_q8_rows(X)
-        nb = K // 32
-        qxt = np.ascontiguousarray(qx.transpose(1, 0, 2))             # [nb, M, 32]
-        step = max(1, (1 << 22) // max(1, nb * M))                    # bounded temporaries
-        for n0 in range(0, N, step):
-            n1 = min(N, n0 + step)
-            qw, dw, mw = _unpack(w.qtype, w.a[n0 * w.row_bytes:n1 * w.row_bytes], n1 - n0, K)
-            sumi = np.matmul(qxt, qw.transpose(1, 2, 0))              # [nb, M, n] exact ints
-            scale = dx.T[:, :, None] * dw.T[:, None, :]               # d_w * d_x
-            acc = (scale * sumi).sum(axis=0, dtype=np.float32)
-            if mw is not None:
-                acc += sx @ mw.T
-            Y[:, n0:n1] = acc
-
-    # ----------------------------------------------------------------- argument checks
-    @staticmethod
-    def _q_args(x: Tensor, out, qtype):
-        name = qtype_name(qtype)
-        if isinstance(out, QWeight) and out.qtype != name:
-            raise KernelError(f"quantize: out is a {out.qtype} weight, qtype is {name}")
-        if x.dtype != "f32":
-            raise KernelError(f"quantize: x {x.shape} must be float32")
-        rows, k = x.rows, x.cols
-        need = rows * row_bytes(name, k)
-        buf = _as_bytes(out, f"quantize {name} out", writable=True)
-        if buf.nbytes != need:
-            raise KernelError(f"quantize: x {x.shape} as {name} needs {need} bytes ({rows} rows "
-                              f"of {row_bytes(name, k)}), out has {buf.nbytes}")
-        return name, rows, k, buf
-
-    @staticmethod
-    def _q_weight(w, kernel: str) -> None:
-        if not isinstance(w, QWeight):   # immutable, its size checked when made
-            raise KernelError(f"{kernel}: w must be a QWeight, got {type(w).__name__}")
-
-    @staticmethod
-    def _q_check_out(w: QWeight, y: Tensor, kernel: str) -> None:
-        QuantNumpyMixin._q_weight(w, kernel)
-        if y.dtype != "f32" or y.size != w.n * w.k:
-            raise KernelError(f"{kernel}: y {y.shape} {y.dtype} must be float32 with {w.n * w.k} "
-                              f"values for {w!r}")
-
-    @staticmethod
-    def _q_check_mm(x: Tensor, w: QWeight, y: Tensor) -> tuple[int, int, int]:
-        QuantNumpyMixin._q_weight(w, "matmul_q")
-        if x.dtype != "f32" or y.dtype != "f32":
-            raise KernelError(f"matmul_q: x {x.shape} and y {y.shape} must be float32")
-        if x.cols != w.k or y.cols != w.n or y.rows != x.rows:
-            raise KernelError(f"matmul_q: x {x.shape} @ W^T with W [{w.n}, {w.k}] ({w.qtype}) "
-                              f"-> y {y.shape}: expected x (M, {w.k}) and y (M, {w.n})")
-        return x.rows, w.n, w.k

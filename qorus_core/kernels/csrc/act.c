@@ -2,7 +2,7 @@
  * add, mul, scale, axpy, sumsq, embedding. Every formula follows numpy.py's float32 operation
  * order; loops are plain so the compiler vectorizes them, and large arrays are split over
  * threads (elementwise results never depend on the split). The elementwise bodies live in
- * vec_impl.h, built here (portable) and in act_avx2.c (AVX2), picked at run time. */
+ * vec_impl.h, built here (portable), in act_avx2.c (AVX2) and act_avx512.c, picked at run time. */
 #include <string.h>
 
 #include "qr_vec.h"
@@ -15,7 +15,7 @@ static int ew(int op, const float *a, const float *b, float *o, float s, int64_t
     if (n == 0) return QR_OK;
     if (!o) return QR_EARG;
     ew_ctx c = {op, a, b, o, s};
-    qr_par_range(qr_simd_pick(ew_range), &c, n, QR_PAR_GRAIN);
+    qr_par_range(qr_simd_pick3(ew_range), &c, n, QR_PAR_GRAIN);
     return QR_OK;
 }
 

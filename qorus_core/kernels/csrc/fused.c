@@ -1,7 +1,7 @@
 /* fused.c - fused kernels with their backward: RoPE (adjacent pairs / half-split), SwiGLU,
  * broadcast add / mul over the last dimension, masked (causal) scaled softmax, and a tiled
  * causal attention with GQA (forward saving the log-sum-exp, backward recomputing the scores
- * tile by tile, KV-cache decode). The hot loops are in fused_impl.h (portable + AVX2 twins).
+ * tile by tile, KV-cache decode). The hot loops are in fused_impl.h (portable, AVX2, AVX-512).
  * Results do not depend on the thread count: rows / heads are independent, the broadcast
  * parameter gradients add fixed row blocks' partial sums in block order, attention's dk/dv
  * sum the query heads of a kv head in order inside one task, and decode cuts the keys into
@@ -44,7 +44,7 @@ static int rope(const float *x, float *y, int64_t B, int64_t T, int64_t H, int64
         memcpy(buf, &key, sizeof key);
     }
     rope_ctx c = {.x = x, .y = y, .cs = cs, .T = T, .H = H, .D = D, .half_split = half_split};
-    qr_par_items(qr_simd_pick(rope_rows), &c, B * T, B * T * H * D);
+    qr_par_items(qr_simd_pick3(rope_rows), &c, B * T, B * T * H * D);
     return QR_OK;
 }
 
@@ -64,7 +64,7 @@ int qr_swiglu_f32(const float *gate, const float *up, float *y, int64_t n) {
     if (n == 0) return QR_OK;
     if (!gate || !up || !y) return QR_EARG;
     fz_ctx c = {.a = gate, .b = up, .o = y, .n = n};
-    qr_par_range(qr_simd_pick(swiglu_range), &c, n, QR_PAR_GRAIN / 4);
+    qr_par_range(qr_simd_pick3(swiglu_range), &c, n, QR_PAR_GRAIN / 4);
     return QR_OK;
 }
 
@@ -74,7 +74,7 @@ int qr_swiglu_bwd_f32(const float *gate, const float *up, const float *dy, float
     if (n == 0) return QR_OK;
     if (!gate || !up || !dy || !dgate || !dup) return QR_EARG;
     fz_ctx c = {.a = gate, .b = up, .dy = dy, .o = dgate, .o2 = dup, .n = n};
-    qr_par_range(qr_simd_pick(swiglu_bwd_range), &c, n, QR_PAR_GRAIN / 4);
+    qr_par_range(qr_simd_pick3(swiglu_bwd_range), &c, n, QR_PAR_GRAIN / 4);
     return QR_OK;
 }
 
@@ -88,7 +88,7 @@ static int bcast_bwd(const float *x, const float *w, const float *dy, float *dx,
     float *part = qr_scratch(3, (size_t)(nb * n) * sizeof(float));   /* caller's, reused */
     if (!part) return QR_ENOMEM;
     bb_ctx c = {.x = x, .w = w, .dy = dy, .dx = dx, .part = part, .rows = rows, .n = n};
-    qr_par_items(qr_simd_pick(bcast_bwd_blocks), &c, nb, rows * n);
+    qr_par_items(qr_simd_pick3(bcast_bwd_blocks), &c, nb, rows * n);
     for (int64_t b = 1; b < nb; b++) {
         const float *pb = part + b * n;
         for (int64_t j = 0; j < n; j++) part[j] = part[j] + pb[j];
@@ -109,7 +109,7 @@ static int bcast_fwd(qr_range_fn rows_fn, const float *x, const float *w, float 
 }
 
 int qr_add_bcast_f32(const float *x, const float *b, float *y, int64_t rows, int64_t n) {
-    return bcast_fwd(qr_simd_pick(add_bcast_rows), x, b, y, rows, n);
+    return bcast_fwd(qr_simd_pick3(add_bcast_rows), x, b, y, rows, n);
 }
 
 int qr_add_bcast_bwd_f32(const float *dy, float *dx, float *db, int64_t rows, int64_t n) {
@@ -120,7 +120,7 @@ int qr_add_bcast_bwd_f32(const float *dy, float *dx, float *db, int64_t rows, in
 }
 
 int qr_mul_bcast_f32(const float *x, const float *w, float *y, int64_t rows, int64_t n) {
-    return bcast_fwd(qr_simd_pick(mul_bcast_rows), x, w, y, rows, n);
+    return bcast_fwd(qr_simd_pick3(mul_bcast_rows), x, w, y, rows, n);
 }
 
 int qr_mul_bcast_bwd_f32(const float *x, const float *w, const float *dy, float *dx, float *dw,
@@ -144,7 +144,7 @@ int qr_softmax_masked_f32(const float *x, float *y, int64_t G, int64_t Tq, int64
     if (G * Tq * Tk == 0) return QR_OK;
     if (!x || !y) return QR_EARG;
     smm_ctx c = {.x = x, .y = y, .Tq = Tq, .Tk = Tk, .scale = scale, .causal = causal};
-    qr_par_items(qr_simd_pick(smm_rows), &c, G * Tq, G * Tq * Tk);
+    qr_par_items(qr_simd_pick3(smm_rows), &c, G * Tq, G * Tq * Tk);
     return QR_OK;
 }
 
@@ -155,7 +155,7 @@ int qr_softmax_masked_bwd_f32(const float *y, const float *dy, float *dx, int64_
     if (!y || !dy || !dx) return QR_EARG;
     smm_ctx c = {.x = y, .dy = dy, .dx = dx, .Tq = Tq, .Tk = Tk, .scale = scale,
                  .causal = causal};
-    qr_par_items(qr_simd_pick(smm_bwd_rows), &c, G * Tq, G * Tq * Tk);
+    qr_par_items(qr_simd_pick3(smm_bwd_rows), &c, G * Tq, G * Tq * Tk);
     return QR_OK;
 }
 
@@ -177,7 +177,7 @@ int qr_attention_f32(const float *q, const float *k, const float *v, float *out,
     att_ctx c = {.q = q, .k = k, .v = v, .o = out, .l = lse, .B = B, .Tq = Tq, .Tk = Tk,
                  .H = H, .Hkv = Hkv, .D = D, .scale = scale, .causal = causal};
     atomic_init(&c.err, 0);
-    qr_par_items(qr_simd_pick(att_fwd_items), &c, B * H, B * H * Tq * (Tk + 8) * (D + 8));
+    qr_par_items(qr_simd_pick3(att_fwd_items), &c, B * H, B * H * Tq * (Tk + 8) * (D + 8));
     return atomic_load(&c.err) ? QR_ENOMEM : QR_OK;
 }
 
@@ -192,7 +192,7 @@ int qr_attention_bwd_f32(const float *q, const float *k, const float *v, const f
                  .dk = dk, .dv = dv, .B = B, .Tq = Tq, .Tk = Tk, .H = H, .Hkv = Hkv, .D = D,
                  .scale = scale, .causal = causal};
     atomic_init(&c.err, 0);
-    qr_par_items(qr_simd_pick(att_bwd_items), &c, B * Hkv, B * H * Tq * (Tk + 8) * (D + 8));
+    qr_par_items(qr_simd_pick3(att_bwd_items), &c, B * Hkv, B * H * Tq * (Tk + 8) * (D + 8));
     return atomic_load(&c.err) ? QR_ENOMEM : QR_OK;
 }
 
@@ -225,9 +225,9 @@ int qr_attention_decode_f32(const float *q, const float *k_cache, const float *v
         c.part = qr_scratch(3, (size_t)(units * (H / Hkv) * (D + 2)) * sizeof(float));
         if (!c.part) return QR_ENOMEM;
     }
-    qr_par_items_grain(qr_simd_pick(att_dec_items), &c, units, B * H * n_ctx * D,
+    qr_par_items_grain(qr_simd_pick3(att_dec_items), &c, units, B * H * n_ctx * D,
                        QR_DEC_GRAIN);
     if (atomic_load(&c.err)) return QR_ENOMEM;
-    if (nc > 1) qr_par_items(qr_simd_pick(att_dec_merge), &c, B * Hkv, B * H * nc * D);
+    if (nc > 1) qr_par_items(qr_simd_pick3(att_dec_merge), &c, B * Hkv, B * H * nc * D);
     return QR_OK;
 }

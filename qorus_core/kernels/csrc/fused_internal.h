@@ -1,7 +1,8 @@
 /* fused_internal.h - private: contexts and twin declarations of the fused kernels (fused.c).
- * The bodies live in fused_impl.h, compiled twice: portable (fused.c) and AVX2 (fused_avx2.c,
- * -mavx2 -mfma with FMA contraction on: the two builds agree to float tolerance, not bit for
- * bit); qr_simd_pick() (qr_math.h) chooses at run time, as for act.c. */
+ * The bodies live in fused_impl.h, compiled three times: portable (fused.c), AVX2
+ * (fused_avx2.c) and AVX-512 (fused_avx512.c), the SIMD ones with FMA contraction on: the
+ * builds agree to float tolerance, not bit for bit; qr_simd_pick3() (qr_math.h) chooses at
+ * run time, as for act.c. */
 #ifndef QORUS_FUSED_INTERNAL_H
 #define QORUS_FUSED_INTERNAL_H
 
@@ -78,5 +79,6 @@ typedef struct {
     void qr__att_dec_merge_##sfx(void *ctx, int64_t lo, int64_t hi);
 QR_FUSED_DECL(portable)
 QR_FUSED_DECL(avx2)
+QR_FUSED_DECL(avx512)
 
 #endif

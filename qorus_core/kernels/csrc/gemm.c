@@ -169,7 +169,7 @@ static void gemm_block(gemm_ctx *g, int64_t m0, int64_t m1, int64_t n0, int64_t 
     float *ap = qr_scratch(0, (size_t)(mcp * kc_max + QR_GEMM_SLACK) * sizeof(float));
     float *bp = qr_scratch(1, (size_t)(ncp * kc_max + QR_GEMM_SLACK) * sizeof(float));
     if (!ap || !bp) { g->err = QR_ENOMEM; return; }
-    float tmp[16 * 16] __attribute__((aligned(64)));
+    float tmp[QR_GEMM_MAX_TILE] __attribute__((aligned(64)));   /* an edge tile, mr x nr */
 
     for (int64_t jc = n0; jc < n1; jc += nc_max) {
         int64_t nc = n1 - jc < nc_max ? n1 - jc : nc_max;
@@ -255,7 +255,11 @@ int qr_gemm_f32(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float
     memset(&g, 0, sizeof(g));
     g.kr = &portable_kernel;
 #ifdef QR_HAVE_AVX2_BUILD
-    if (qr_simd_path() == QR_SIMD_AVX2) g.kr = qr__gemm_avx2_kernel();
+    const int tier = qr_simd_path();
+    if (tier >= QR_SIMD_AVX2) g.kr = qr__gemm_avx2_kernel();
+#ifdef QR_HAVE_AVX512_BUILD
+    if (tier >= QR_SIMD_AVX512) g.kr = qr__gemm_avx512_kernel();
+#endif
 #endif
     g.ta = trans_a; g.tb = trans_b;
     g.M = M; g.N = N; g.K = K;

@@ -1,5 +1,5 @@
 /* gemm_internal.h - private interface between the GEMM driver (gemm.c) and its SIMD kernels
- * (gemm_avx2.c). Not installed, not part of the public API. */
+ * (gemm_avx2.c, gemm_avx512.c). Not installed, not part of the public API. */
 #ifndef QORUS_GEMM_INTERNAL_H
 #define QORUS_GEMM_INTERNAL_H
 
@@ -36,6 +36,9 @@ typedef struct qr_gemm_kernel {
 
 #define QR_GEMM_SLACK 64   /* floats of slack after a packed buffer (overlapping stores) */
 
-const qr_gemm_kernel *qr__gemm_avx2_kernel(void);   /* gemm_avx2.c */
+#define QR_GEMM_MAX_TILE 512   /* mr * nr of every kernel is at most this */
+
+const qr_gemm_kernel *qr__gemm_avx2_kernel(void);     /* gemm_avx2.c */
+const qr_gemm_kernel *qr__gemm_avx512_kernel(void);   /* gemm_avx512.c */
 
 #endif

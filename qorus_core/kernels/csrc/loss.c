@@ -6,7 +6,7 @@
 #include "qr_vec.h"
 
 /* ------------------------------------------------------------------ cross-entropy */
-/* rows in vec_impl.h (portable / AVX2) */
+/* rows in vec_impl.h (portable / AVX2 / AVX-512) */
 double qr_cross_entropy_f32(const float *logits, const int32_t *targets, float *dlogits,
                             int64_t N, int64_t C, double eps) {
     if (N <= 0 || C <= 0 || !logits || !targets || !(eps >= 0.0 && eps <= 1.0))
@@ -17,7 +17,7 @@ double qr_cross_entropy_f32(const float *logits, const int32_t *targets, float *
     if (!row) return (double)QR_ENOMEM;
     ce_ctx c = {logits, targets, dlogits, row, C, (float)(1.0 / (double)N),
                 (float)(eps / (double)C), (float)(1.0 - eps), eps != 0.0};
-    qr_par_items(qr_simd_pick(ce_rows), &c, N, N * C);
+    qr_par_items(qr_simd_pick3(ce_rows), &c, N, N * C);
     double lse = 0.0, picked = 0.0, sh = 0.0;
     for (int64_t r = 0; r < N; r++) {
         lse += row[3 * r];

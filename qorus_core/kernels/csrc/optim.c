@@ -7,7 +7,7 @@
 #include "qr_vec.h"
 
 /* ------------------------------------------------------------------ sgd */
-/* step body in vec_impl.h (portable / AVX2) */
+/* step body in vec_impl.h (portable / AVX2 / AVX-512) */
 int qr_sgd_step_f32(float *p, const float *g, float *buf, int64_t n, double lr, double momentum,
                     double dampening, double weight_decay, int nesterov, int first) {
     if (n < 0 || (n > 0 && (!p || !g || (momentum != 0.0 && !buf)))) return QR_EARG;
@@ -15,12 +15,12 @@ int qr_sgd_step_f32(float *p, const float *g, float *buf, int64_t n, double lr, 
                  .one_m_damp = (float)(1.0 - dampening), .wd = (float)weight_decay,
                  .nesterov = nesterov, .first = first, .use_wd = weight_decay != 0.0,
                  .use_mom = momentum != 0.0};
-    qr_par_range(qr_simd_pick(sgd_range), &c, n, QR_PAR_GRAIN);
+    qr_par_range(qr_simd_pick3(sgd_range), &c, n, QR_PAR_GRAIN);
     return QR_OK;
 }
 
 /* ------------------------------------------------------------------ adam / adamw */
-/* step body in vec_impl.h (portable / AVX2) */
+/* step body in vec_impl.h (portable / AVX2 / AVX-512) */
 int qr_adam_step_f32(float *p, const float *g, float *m, float *v, int64_t n, double lr,
                      double beta1, double beta2, double eps, double weight_decay, int64_t step,
                      int decoupled) {
@@ -33,6 +33,6 @@ int qr_adam_step_f32(float *p, const float *g, float *m, float *v, int64_t n, do
                   .sqrt_bc2 = (float)sqrt(bc2), .eps = (float)eps,
                   .step_size = (float)(lr / bc1), .decoupled = decoupled,
                   .use_wd = weight_decay != 0.0};
-    qr_par_range(qr_simd_pick(adam_range), &c, n, QR_PAR_GRAIN);
+    qr_par_range(qr_simd_pick3(adam_range), &c, n, QR_PAR_GRAIN);
     return QR_OK;
 }

@@ -32,6 +32,7 @@ extern "C" {
 #define QR_EARG (-1)    /* an argument is invalid (size, null, out of range) */
 #define QR_ETARGET (-2) /* a class index / token id is outside its range */
 #define QR_ENOMEM (-3)  /* scratch memory could not be allocated */
+#define QR_EUNSUPPORTED (-4) /* a SIMD tier this CPU or this build lacks */
 
 /* ------------------------------------------------------------------ threads (threads.c) */
 /* One persistent pool; QORUS_NUM_THREADS sets its size at first use (default: usable cores). */
@@ -51,24 +52,56 @@ QR_API int qr_tasks_for(size_t work, size_t grain);
 QR_API void *qr_scratch(int slot, size_t bytes);
 
 /* ------------------------------------------------------------------ cpu (cpu.c) */
+/* QR_CPU_* bits of qr_cpu_features(). AVX, AVX2, FMA, F16C are set only where the OS saves the
+ * YMM state, the AVX512* bits only where it saves the opmask and ZMM state (XCR0 bits 5-7). */
 #define QR_CPU_SSE4_2 (1u << 0)
 #define QR_CPU_AVX (1u << 1)
 #define QR_CPU_AVX2 (1u << 2)
 #define QR_CPU_FMA (1u << 3)
 #define QR_CPU_F16C (1u << 4)
 #define QR_CPU_AVX512F (1u << 5)
+#define QR_CPU_AVX512BW (1u << 6)
+#define QR_CPU_AVX512VL (1u << 7)
+#define QR_CPU_AVX512DQ (1u << 8)
+#define QR_CPU_AVX512VNNI (1u << 9)
+#define QR_CPU_AVX512BF16 (1u << 10)
+/* SIMD tiers, narrowest first. A tier runs where the CPU has its features and the build
+ * compiled its objects: avx2 needs AVX2 + FMA; avx512 needs AVX-512 F/BW/VL/DQ + AVX2 + FMA
+ * + F16C. Each kernel family runs the widest tier it has that is not wider than the one in
+ * effect (a family without an AVX-512 kernel keeps running AVX2 on an AVX-512 host). */
+#define QR_SIMD_AUTO (-1)
 #define QR_SIMD_PORTABLE 0
 #define QR_SIMD_AVX2 1
-QR_API unsigned qr_cpu_features(void); /* QR_CPU_* bits, detected at run time */
-QR_API int qr_simd_path(void);         /* QR_SIMD_AVX2 (avx2 + fma, compiled in) or portable */
-/* 0: force the portable path; other: AVX2 where available. Returns the path in effect.
- * QORUS_SIMD=portable forces the portable path from the start. */
+#define QR_SIMD_AVX512 2
+/* QR_CPU_* bits detected at run time. QORUS_CPU_MASK (testing only: an integer, 0x.. hex)
+ * clears the bits it names, read once with the first detection: a test can pose as a CPU
+ * without AVX-512 and check that asking for it is refused. */
+QR_API unsigned qr_cpu_features(void);
+/* The tier in effect: QORUS_SIMD=auto|avx512|avx2|portable at first use (auto: the widest
+ * usable), or what qr_set_simd_path chose; never wider than the CPU and the build allow. */
+QR_API int qr_simd_path(void);
+/* QR_SIMD_AUTO or a tier: returns the tier now in effect, QR_EUNSUPPORTED (nothing changed)
+ * for a tier the CPU or the build lacks, QR_EARG for another value. */
 QR_API int qr_set_simd_path(int path);
-QR_API int qr_simd_compiled(void);     /* 1 if the AVX2 objects were compiled in */
+QR_API int qr_simd_compiled(void);     /* the widest tier compiled in (0: portable only) */
+/* QR_CPU_* bits `tier` needs that this CPU lacks (0: the CPU has them all); ~0u for a
+ * value that is no tier */
+QR_API unsigned qr_simd_missing(int tier);
+/* 0 if QORUS_SIMD is unset or names a usable tier; QR_EARG if it names none, QR_EUNSUPPORTED
+ * if it names a tier the CPU or build lacks (the library then runs the widest usable tier
+ * below it; the Python binding refuses to load) */
+QR_API int qr_simd_env_status(void);
+/* Kernel families, 0 .. n-1: qr_simd_family_name(f) ("vec", "gemm", "fused", "quant", "rnn",
+ * "conv", "peak"; NULL past the last) and the tier family f runs now (QR_EARG past the last).
+ * "vec" is act.c, norm.c, loss.c and optim.c; "conv" is the im2col / pooling / batchnorm
+ * code (its GEMMs run the "gemm" tier). */
+QR_API const char *qr_simd_family_name(int family);
+QR_API int qr_simd_family_path(int family);
 QR_API const char *qr_version(void);
-/* FMA peak probe (peak.c): every pool thread runs `iters` rounds of 12 independent 8-wide
- * multiply-add chains (AVX2 FMA when available, plain C otherwise). Returns the flops done
- * (iters * 192 * threads; time the call for GFLOP/s), or QR_EARG for iters < 0. */
+/* FMA peak probe (peak.c): every pool thread runs `iters` rounds of 12 independent multiply-add
+ * chains as wide as the "peak" family's tier (AVX-512: 16 lanes, AVX2: 8, plain C: 8). Returns
+ * the flops done (iters * 12 * lanes * 2 * threads; time the call for GFLOP/s), or QR_EARG for
+ * iters < 0. */
 QR_API double qr_fma_peak_f32(int64_t iters);
 
 /* ------------------------------------------------------------------ gemm (gemm.c) */
@@ -111,6 +144,41 @@ QR_API int qr_embedding_f32(const int32_t *ids, const float *weight, float *y, i
 /* dweight[ids[i], :] += dy[i, :] in order of i (repeated ids accumulate) */
 QR_API int qr_embedding_bwd_f32(const int32_t *ids, const float *dy, float *dweight, int64_t n,
                                 int64_t V, int64_t D);
+
+/* ------------------------------------------------------------------ primitives (elementwise.c) */
+/* Elementwise over n floats; out may be an input (the same buffer). maximum / minimum as
+ * NumPy's (NaN wins, a tie gives b); where: out = cond != 0 ? a : b (a NaN cond is nonzero);
+ * exp ~1 ulp, log ~1 ulp (log 0 = -inf, log of a negative = NaN), sqrt exact. */
+QR_API int qr_sub_f32(const float *a, const float *b, float *out, int64_t n);
+QR_API int qr_div_f32(const float *a, const float *b, float *out, int64_t n);
+QR_API int qr_maximum_f32(const float *a, const float *b, float *out, int64_t n);
+QR_API int qr_minimum_f32(const float *a, const float *b, float *out, int64_t n);
+QR_API int qr_where_f32(const float *cond, const float *a, const float *b, float *out,
+                        int64_t n);
+QR_API int qr_exp_f32(const float *x, float *y, int64_t n);
+QR_API int qr_log_f32(const float *x, float *y, int64_t n);
+QR_API int qr_sqrt_f32(const float *x, float *y, int64_t n);
+QR_API int qr_abs_f32(const float *x, float *y, int64_t n);
+QR_API int qr_neg_f32(const float *x, float *y, int64_t n);
+/* Backward, written (not accumulated); an output of two may be NULL (not wanted), and an
+ * output may be dy. sub: da = dy, db = -dy; div: da = dy / b, db = -(dy / b * a) / b;
+ * maximum / minimum: the winner takes dy, a tie gives dy / 2 to each; where: da = dy where
+ * cond != 0, db = dy elsewhere; exp: dx = dy * y; log: dy / x; sqrt: dy / (2 y);
+ * abs: dy * sign(x) (sign(0) = 0); neg: -dy. */
+QR_API int qr_sub_bwd_f32(const float *dy, float *da, float *db, int64_t n);
+QR_API int qr_div_bwd_f32(const float *a, const float *b, const float *dy, float *da,
+                          float *db, int64_t n);
+QR_API int qr_maximum_bwd_f32(const float *a, const float *b, const float *dy, float *da,
+                              float *db, int64_t n);
+QR_API int qr_minimum_bwd_f32(const float *a, const float *b, const float *dy, float *da,
+                              float *db, int64_t n);
+QR_API int qr_where_bwd_f32(const float *cond, const float *dy, float *da, float *db,
+                            int64_t n);
+QR_API int qr_exp_bwd_f32(const float *y, const float *dy, float *dx, int64_t n);
+QR_API int qr_log_bwd_f32(const float *x, const float *dy, float *dx, int64_t n);
+QR_API int qr_sqrt_bwd_f32(const float *y, const float *dy, float *dx, int64_t n);
+QR_API int qr_abs_bwd_f32(const float *x, const float *dy, float *dx, int64_t n);
+QR_API int qr_neg_bwd_f32(const float *dy, float *dx, int64_t n);
 
 /* ------------------------------------------------------------------ norm (norm.c) */
 /* y[R,N] = softmax of each row of x[R,N]; backward dx = y * (dy - sum(dy * y)) per row */
@@ -284,6 +352,10 @@ typedef struct {
 } qr_call;
 /* the op number of a replayable kernel (e.g. "qr_rmsnorm_f32"), or QR_EARG */
 QR_API int qr_replay_op(const char *name);
+/* the number of ops and the name of op i (NULL outside [0, count)): the Python tests check
+ * them against the kernels the table (qorus_core/kernels/decl) marks replayable */
+QR_API int qr_replay_op_count(void);
+QR_API const char *qr_replay_op_name(int op);
 /* run calls[0..n) in order at sequence position pos; stops at (and returns) the first error */
 QR_API int qr_replay_run(const qr_call *calls, int64_t n, int64_t pos);
 

@@ -10,17 +10,25 @@
 #include "qorus.h"
 
 /* The variant of a kernel family for this CPU (and QORUS_SIMD): every family with an AVX2
- * twin (act/vec, fused) builds qr__<name>_avx2 and qr__<name>_portable and picks with this. */
+ * twin (act/vec, fused, rnn) builds qr__<name>_avx2 and qr__<name>_portable and picks with
+ * qr_simd_pick (AVX2 also where the tier in effect is AVX-512: the family has no wider twin);
+ * a family with an AVX-512 twin too (qr__<name>_avx512) picks with qr_simd_pick3. */
 /* qr__<name>_<sfx>: the name of one twin, for the bodies compiled once per variant
- * (vec_impl.h, fused_impl.h, rnn.c); sfx is a macro (portable / avx2), expanded first. */
+ * (vec_impl.h, fused_impl.h, rnn.c); sfx is a macro (portable / avx2 / avx512), expanded first. */
 #define QR__SFX_NAME2(name, sfx) qr__##name##_##sfx
 #define QR_SFX_NAME(name, sfx) QR__SFX_NAME2(name, sfx)
 
 #ifdef QR_HAVE_AVX2_BUILD
 #define qr_simd_pick(name) \
-    (qr_simd_path() == QR_SIMD_AVX2 ? qr__##name##_avx2 : qr__##name##_portable)
+    (qr_simd_path() >= QR_SIMD_AVX2 ? qr__##name##_avx2 : qr__##name##_portable)
 #else
 #define qr_simd_pick(name) (qr__##name##_portable)
+#endif
+#ifdef QR_HAVE_AVX512_BUILD
+#define qr_simd_pick3(name) \
+    (qr_simd_path() >= QR_SIMD_AVX512 ? qr__##name##_avx512 : qr_simd_pick(name))
+#else
+#define qr_simd_pick3(name) qr_simd_pick(name)
 #endif
 
 #define QR_PAR_GRAIN ((int64_t)1 << 16)   /* elements per task before threads pay off */
@@ -82,11 +90,53 @@ static inline __m256 qr_exp8(__m256 x) {
 }
 #endif
 
+#ifdef __AVX512F__
+/* 16-lane twins (AVX-512 F/DQ builds): the same values at every step in the same order as the
+ * scalar functions, so every lane is bit-identical to them (and to the 8-lane twins). */
+#define QR_SET16 _mm512_set1_ps
+#define QR_AI16 static inline __attribute__((always_inline))
+
+/* qr_expf's polynomial and 2^n scaling for xc already clamped to [-104, 89] and not NaN.
+ * vscalefps multiplies by 2^fx with one rounding: qr_expf's first half-step is exact (|n/2|
+ * <= 75 keeps y * 2^(n/2) normal), so one rounding of y * 2^n is the same value. */
+QR_AI16 __m512 qr__exp16_core(__m512 xc) {
+    const __m512 fx = _mm512_roundscale_ps(_mm512_mul_ps(xc, QR_SET16(1.44269504088896341f)),
+                                           _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_sub_ps(xc, _mm512_mul_ps(fx, QR_SET16(0.693359375f)));
+    r = _mm512_sub_ps(r, _mm512_mul_ps(fx, QR_SET16(-2.12194440e-4f)));
+    const __m512 r2 = _mm512_mul_ps(r, r);
+#define QR_EXP_PAIR16(c0, c1) _mm512_add_ps(_mm512_mul_ps(QR_SET16(c0), r), QR_SET16(c1))
+    __m512 y = _mm512_add_ps(_mm512_mul_ps(QR_EXP_PAIR16(1.9875691500e-4f, 1.3981999507e-3f), r2),
+                             QR_EXP_PAIR16(8.3334519073e-3f, 4.1665795894e-2f));
+    y = _mm512_add_ps(_mm512_mul_ps(y, r2), QR_EXP_PAIR16(1.6666665459e-1f, 5.0000001201e-1f));
+#undef QR_EXP_PAIR16
+    y = _mm512_add_ps(_mm512_add_ps(_mm512_mul_ps(y, r2), r), QR_SET16(1.0f));
+    return _mm512_scalef_ps(y, fx);
+}
+
+/* qr_expf on 16 lanes (NaN lanes clamp to 89 in the min/max and are replaced by x). */
+QR_AI16 __m512 qr_exp16(__m512 x) {
+    const __mmask16 nan = _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q);
+    const __m512 xc = _mm512_max_ps(_mm512_min_ps(x, QR_SET16(89.0f)), QR_SET16(-104.0f));
+    return _mm512_mask_mov_ps(qr__exp16_core(xc), nan, x);
+}
+#endif
+
 /* y[j] = qr_expf(x[j] - shift) (a softmax row); y may alias x. GCC does not vectorize the
- * scalar loop, so AVX2 builds run qr_exp8 (same bits, about 5x faster). */
+ * scalar loop, so AVX2 builds run qr_exp8 (same bits, about 5x faster), AVX-512 ones qr_exp16. */
 static inline void qr_exp_shift(const float *x, float shift, float *y, int64_t n) {
     int64_t j = 0;
-#ifdef __AVX2__
+#if defined(__AVX512F__)
+    const __m512 s16 = _mm512_set1_ps(shift);
+    for (; j + 16 <= n; j += 16)
+        _mm512_storeu_ps(y + j, qr_exp16(_mm512_sub_ps(_mm512_loadu_ps(x + j), s16)));
+    if (j < n) {   /* the tail on masked lanes (the others load 0 and are not stored) */
+        const __mmask16 m = (__mmask16)((1u << (n - j)) - 1);
+        const __m512 v = _mm512_sub_ps(_mm512_maskz_loadu_ps(m, x + j), s16);
+        _mm512_mask_storeu_ps(y + j, m, qr_exp16(v));
+        return;
+    }
+#elif defined(__AVX2__)
     const __m256 s = _mm256_set1_ps(shift);
     for (; j + 8 <= n; j += 8)
         _mm256_storeu_ps(y + j, qr_exp8(_mm256_sub_ps(_mm256_loadu_ps(x + j), s)));
@@ -94,10 +144,21 @@ static inline void qr_exp_shift(const float *x, float shift, float *y, int64_t n
     for (; j < n; j++) y[j] = qr_expf(x[j] - shift);
 }
 
-/* y[j] = qr_expf(-x[j]) (sigmoid, SiLU); y may alias x. AVX2 builds: qr_exp8, same bits. */
+/* y[j] = qr_expf(-x[j]) (sigmoid, SiLU); y may alias x. AVX2 / AVX-512 builds: qr_exp8 /
+ * qr_exp16, same bits. */
 static inline void qr_exp_neg(const float *x, float *y, int64_t n) {
     int64_t j = 0;
-#ifdef __AVX2__
+#if defined(__AVX512F__)
+    const __m512 sign16 = _mm512_set1_ps(-0.0f);
+    for (; j + 16 <= n; j += 16)
+        _mm512_storeu_ps(y + j, qr_exp16(_mm512_xor_ps(_mm512_loadu_ps(x + j), sign16)));
+    if (j < n) {
+        const __mmask16 m = (__mmask16)((1u << (n - j)) - 1);
+        const __m512 v = _mm512_xor_ps(_mm512_maskz_loadu_ps(m, x + j), sign16);
+        _mm512_mask_storeu_ps(y + j, m, qr_exp16(v));
+        return;
+    }
+#elif defined(__AVX2__)
     const __m256 sign = _mm256_set1_ps(-0.0f);
     for (; j + 8 <= n; j += 8)
         _mm256_storeu_ps(y + j, qr_exp8(_mm256_xor_ps(_mm256_loadu_ps(x + j), sign)));
@@ -215,6 +276,57 @@ static inline __m256 qr_tanh8(__m256 x) {
 }
 #endif
 
+#ifdef __AVX512F__
+QR_AI16 __m512 qr__horner16(__m512 y, __m512 v, __m512 c) {
+    return _mm512_add_ps(_mm512_mul_ps(y, v), c);
+}
+
+/* qr_erff on 16 lanes, the same operations in the same order: bit-identical lanes. The exp
+ * argument p(tc) lies in [-18, 0] (tc is clamped to [0, 3.92], a NaN x gives tc = 3.92), where
+ * qr_expf's clamps do nothing: qr__exp16_core alone gives its value. */
+QR_AI16 __m512 qr_erf16(__m512 x) {
+    const __m512 sign = QR_SET16(-0.0f);
+    const __m512 s = _mm512_mul_ps(x, x), t = _mm512_andnot_ps(sign, x);
+    __m512 q = QR_SET16(QR_ERF_Q5);
+    q = qr__horner16(q, s, QR_SET16(QR_ERF_Q4));
+    q = qr__horner16(q, s, QR_SET16(QR_ERF_Q3));
+    q = qr__horner16(q, s, QR_SET16(QR_ERF_Q2));
+    q = qr__horner16(q, s, QR_SET16(QR_ERF_Q1));
+    q = qr__horner16(q, s, QR_SET16(QR_ERF_Q0));
+    const __m512 small = _mm512_add_ps(_mm512_mul_ps(q, x), x);
+    const __m512 tc = _mm512_min_ps(t, QR_SET16(QR_ERF_TMAX));   /* t < TMAX ? t : TMAX */
+    __m512 p = QR_SET16(QR_ERF_P6);
+    p = qr__horner16(p, tc, QR_SET16(QR_ERF_P5));
+    p = qr__horner16(p, tc, QR_SET16(QR_ERF_P4));
+    p = qr__horner16(p, tc, QR_SET16(QR_ERF_P3));
+    p = qr__horner16(p, tc, QR_SET16(QR_ERF_P2));
+    p = qr__horner16(p, tc, QR_SET16(QR_ERF_P1));
+    p = qr__horner16(p, tc, QR_SET16(QR_ERF_P0));
+    __m512 big = _mm512_sub_ps(QR_SET16(1.0f), qr__exp16_core(p));
+    const __mmask16 neg = _mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_LT_OQ);
+    big = _mm512_mask_xor_ps(big, neg, big, sign);
+    return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(t, QR_SET16(QR_ERF_T), _CMP_GE_OQ), small,
+                                big);
+}
+
+/* qr_tanhf on 16 lanes, the same operations in the same order: bit-identical lanes. */
+QR_AI16 __m512 qr_tanh16(__m512 x) {
+    const __m512 sign = QR_SET16(-0.0f);
+    const __mmask16 neg = _mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_LT_OQ);
+    const __m512 ax = _mm512_mask_xor_ps(x, neg, x, sign), s = _mm512_mul_ps(x, x);
+    __m512 p = QR_SET16(-5.70498872745e-3f);
+    p = qr__horner16(p, s, QR_SET16(2.06390887954e-2f));
+    p = qr__horner16(p, s, QR_SET16(-5.37397155531e-2f));
+    p = qr__horner16(p, s, QR_SET16(1.33314422036e-1f));
+    p = qr__horner16(p, s, QR_SET16(-3.33332819422e-1f));
+    const __m512 small = _mm512_add_ps(_mm512_mul_ps(_mm512_mul_ps(p, s), x), x);
+    const __m512 e = _mm512_add_ps(qr_exp16(_mm512_add_ps(ax, ax)), QR_SET16(1.0f));
+    __m512 big = _mm512_sub_ps(QR_SET16(1.0f), _mm512_div_ps(QR_SET16(2.0f), e));
+    big = _mm512_mask_xor_ps(big, neg, big, sign);
+    return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(ax, QR_SET16(0.625f), _CMP_LT_OQ), big, small);
+}
+#endif
+
 /* Fixed-order sums: 16 float lanes (vectorized), lanes added in order. */
 static inline float qr_sum_f(const float *x, int64_t n) {
     float acc[16] = {0};
@@ -245,7 +357,17 @@ static inline float qr_max_f(const float *x, int64_t n) {
     int nan[16];
     int64_t i = 0;
     for (int k = 0; k < 16; k++) { m[k] = x[0]; nan[k] = 0; }
-#ifdef __AVX2__   /* vmaxps(v, m) is exactly `v > m ? v : m`: the same lanes, the same result */
+#if defined(__AVX512F__)   /* vmaxps(v, m) is exactly `v > m ? v : m`: the same lanes */
+    __m512 m16 = _mm512_set1_ps(x[0]);
+    __mmask16 bad16 = 0;
+    for (; i + 16 <= n; i += 16) {
+        const __m512 v = _mm512_loadu_ps(x + i);
+        m16 = _mm512_max_ps(v, m16);
+        bad16 |= _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+    }
+    _mm512_storeu_ps(m, m16);
+    nan[0] = bad16 != 0;
+#elif defined(__AVX2__)   /* the same, on two 8-lane halves */
     __m256 m0 = _mm256_set1_ps(x[0]), m1 = m0, bad = _mm256_setzero_ps();
     for (; i + 16 <= n; i += 16) {
         const __m256 v0 = _mm256_loadu_ps(x + i), v1 = _mm256_loadu_ps(x + i + 8);

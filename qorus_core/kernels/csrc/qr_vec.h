@@ -1,6 +1,7 @@
-/* qr_vec.h - private: the elementwise, row and optimizer kernels compiled twice from
- * vec_impl.h: portable (act.c) and AVX2 (act_avx2.c, -mavx2 -mfma, no FP contraction, so
- * both give bit-identical results). qr_simd_pick() chooses at run time. */
+/* qr_vec.h - private: the elementwise, row (softmax, LayerNorm, RMSNorm, cross-entropy) and
+ * optimizer kernels compiled three times from vec_impl.h: portable (act.c), AVX2 (act_avx2.c,
+ * -mavx2 -mfma) and AVX-512 (act_avx512.c), FP contraction off in all three, so they give
+ * bit-identical results. qr_simd_pick3() chooses at run time. */
 #ifndef QORUS_VEC_H
 #define QORUS_VEC_H
 
@@ -82,6 +83,42 @@ static inline __m256 qr_gelu_tanh_grad8(__m256 x) {
 }
 #endif
 
+#ifdef __AVX512F__   /* the same operations on 16 lanes (bit-identical lanes) */
+#define QR_MUL16 _mm512_mul_ps
+#define QR_ADD16 _mm512_add_ps
+QR_AI16 __m512 qr_gelu16(__m512 x) {
+    __m512 t = qr_erf16(QR_MUL16(x, QR_SET16(QR_INV_SQRT2)));
+    t = QR_MUL16(QR_ADD16(t, QR_SET16(1.0f)), QR_SET16(0.5f));
+    return QR_MUL16(x, t);
+}
+
+QR_AI16 __m512 qr_gelu_grad16(__m512 x) {
+    __m512 cdf = qr_erf16(QR_MUL16(x, QR_SET16(QR_INV_SQRT2)));
+    cdf = QR_MUL16(QR_ADD16(cdf, QR_SET16(1.0f)), QR_SET16(0.5f));
+    __m512 pdf = QR_MUL16(qr_exp16(QR_MUL16(QR_MUL16(x, x), QR_SET16(-0.5f))),
+                          QR_SET16(QR_INV_SQRT_2PI));
+    return QR_ADD16(cdf, QR_MUL16(pdf, x));
+}
+
+QR_AI16 __m512 qr_gelu_tanh16(__m512 x) {
+    __m512 t = QR_MUL16(x, x);
+    t = QR_ADD16(QR_MUL16(t, QR_SET16(0.044715f)), QR_SET16(1.0f));
+    __m512 e = qr_exp16(QR_MUL16(QR_MUL16(t, x), QR_SET16(QR_NEG_2_SQRT_2_OVER_PI)));
+    __m512 s = _mm512_div_ps(QR_SET16(1.0f), QR_ADD16(e, QR_SET16(1.0f)));
+    return QR_MUL16(x, s);
+}
+
+QR_AI16 __m512 qr_gelu_tanh_grad16(__m512 x) {
+    const __m512 one = QR_SET16(1.0f);
+    __m512 q = QR_MUL16(QR_MUL16(x, x), QR_SET16(0.044715f));
+    __m512 e = qr_exp16(QR_MUL16(QR_MUL16(QR_ADD16(q, one), x),
+                                 QR_SET16(QR_NEG_2_SQRT_2_OVER_PI)));
+    __m512 s = _mm512_div_ps(one, QR_ADD16(e, one));
+    __m512 du = QR_MUL16(QR_ADD16(QR_MUL16(q, QR_SET16(3.0f)), one), QR_SET16(QR_2_SQRT_2_OVER_PI));
+    return QR_ADD16(s, QR_MUL16(QR_MUL16(QR_MUL16(s, _mm512_sub_ps(one, s)), du), x));
+}
+#endif
+
 enum {
     OP_FILL, OP_COPY, OP_ADD, OP_MUL, OP_SCALE, OP_AXPY, OP_RELU, OP_RELU_BWD, OP_GELU,
     OP_GELU_TANH, OP_GELU_BWD, OP_GELU_TANH_BWD, OP_SIGMOID, OP_SIGMOID_BWD, OP_SILU,
@@ -97,6 +134,15 @@ typedef struct {
 
 /* softmax rows: x[R,N] -> y (forward); y, dy -> dx (backward, x holds y) */
 typedef struct { const float *x, *dy; float *y, *dx; int64_t n; } sm_ctx;
+
+/* LayerNorm / RMSNorm rows (norm.c) and their parameter-gradient column chunks */
+typedef struct {
+    const float *x, *g, *b, *dy, *mean, *rstd;
+    float *y, *dx, *m, *r, *dg, *db;
+    int64_t rows, n;
+    float eps;
+} rw_ctx;
+#define QR_LN_CHUNK 256   /* columns per task of the parameter gradients */
 
 typedef struct {
     const float *x;
@@ -126,10 +172,17 @@ typedef struct {
     void qr__ew_range_##sfx(void *ctx, int64_t lo, int64_t hi);            \
     void qr__softmax_rows_##sfx(void *ctx, int64_t lo, int64_t hi);        \
     void qr__softmax_bwd_rows_##sfx(void *ctx, int64_t lo, int64_t hi);    \
+    void qr__layernorm_rows_##sfx(void *ctx, int64_t lo, int64_t hi);      \
+    void qr__layernorm_bwd_rows_##sfx(void *ctx, int64_t lo, int64_t hi);  \
+    void qr__layernorm_param_chunks_##sfx(void *ctx, int64_t lo, int64_t hi); \
+    void qr__rmsnorm_rows_##sfx(void *ctx, int64_t lo, int64_t hi);        \
+    void qr__rmsnorm_bwd_rows_##sfx(void *ctx, int64_t lo, int64_t hi);    \
+    void qr__rmsnorm_param_chunks_##sfx(void *ctx, int64_t lo, int64_t hi); \
     void qr__ce_rows_##sfx(void *ctx, int64_t lo, int64_t hi);             \
     void qr__sgd_range_##sfx(void *ctx, int64_t lo, int64_t hi);           \
     void qr__adam_range_##sfx(void *ctx, int64_t lo, int64_t hi);
 QR_VEC_DECL(portable)
 QR_VEC_DECL(avx2)
+QR_VEC_DECL(avx512)
 
 #endif

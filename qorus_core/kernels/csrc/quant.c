@@ -63,7 +63,7 @@ static inline float f16_to_f32(uint16_t h) {   /* exact */
 
 static int use_avx2(void) {
 #ifdef QR_HAVE_AVX2_BUILD
-    return qr_simd_path() == QR_SIMD_AVX2 && (qr_cpu_features() & QR_CPU_F16C);
+    return qr_simd_path() >= QR_SIMD_AVX2 && (qr_cpu_features() & QR_CPU_F16C);
 #else
     return 0;
 #endif

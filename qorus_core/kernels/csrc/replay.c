@@ -28,6 +28,10 @@ static const char *const op_names[OP_COUNT] = {
     "qr_add_bcast_f32",
 };
 
+/* the op table, for the Python side's check against the kernel table's replayable symbols */
+int qr_replay_op_count(void) { return OP_COUNT; }
+const char *qr_replay_op_name(int op) { return op >= 0 && op < OP_COUNT ? op_names[op] : NULL; }
+
 int qr_replay_op(const char *name) {
     if (!name) return QR_EARG;
     for (int i = 0; i < OP_COUNT; i++)

@@ -1,5 +1,5 @@
 /* threads.c - the persistent thread pool, per-thread scratch, and the library's only global
- * state (thread count, SIMD override).
+ * state (thread count, SIMD tier override).
  *
  * Each worker waits for a post to its own mailbox: it spins briefly (low wake-up latency
  * between back-to-back kernels), then sleeps on a condition variable. Tasks are claimed from
@@ -267,13 +267,29 @@ void *qr_scratch(int slot, size_t bytes) {
 }
 
 /* ------------------------------------------------------------------ SIMD override */
-static atomic_int simd_override = -2;   /* -2: not read yet; -1: auto; 0: portable; 1: avx2 */
+/* QORUS_SIMD, parsed once: QR_SIMD_AUTO (unset, empty, "auto"), a tier ("portable" or "0",
+ * "avx2", "avx512"), or -3 for anything else (cpu.c reports it; the tiers run as auto). */
+static atomic_int simd_env = -2;        /* -2: not read yet */
+static atomic_int simd_override = -2;   /* -2: not set yet (QORUS_SIMD); else as qr__simd_env */
+
+int qr__simd_env(void) {
+    int v = atomic_load(&simd_env);
+    if (v == -2) {
+        const char *env = getenv("QORUS_SIMD");
+        if (!env || !*env || strcmp(env, "auto") == 0) v = QR_SIMD_AUTO;
+        else if (strcmp(env, "portable") == 0 || strcmp(env, "0") == 0) v = QR_SIMD_PORTABLE;
+        else if (strcmp(env, "avx2") == 0) v = QR_SIMD_AVX2;
+        else if (strcmp(env, "avx512") == 0) v = QR_SIMD_AVX512;
+        else v = -3;
+        atomic_store(&simd_env, v);
+    }
+    return v;
+}
 
 int qr__simd_override(void) {
     int v = atomic_load(&simd_override);
     if (v == -2) {
-        const char *env = getenv("QORUS_SIMD");
-        v = (env && (strcmp(env, "portable") == 0 || strcmp(env, "0") == 0)) ? 0 : -1;
+        v = qr__simd_env();
         atomic_store(&simd_override, v);
     }
     return v;

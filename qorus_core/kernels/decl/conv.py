@@ -1,0 +1,499 @@
+"""Convolution, pooling and BatchNorm2d (csrc/conv.c), each with its backward.
+
+Tensors are NCHW. ``stride``, ``padding``, ``dilation`` and ``kernel`` are ``(h, w)`` pairs of
+ints. The NumPy implementations take temporaries from the per-shape scratch cache (im2col
+buffers, padded copies), so after a warm-up call nothing allocates.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.lib.stride_tricks import as_strided
+
+from ...errors import KernelError
+from ...tensor import Tensor
+from .spec import EXACT, c_error, kernel
+
+FAMILY = "conv"
+
+Pair = tuple[int, int]
+
+
+def out_size(n: int, k: int, stride: int, pad: int, dilation: int = 1) -> int:
+    """Output length of a window sweep (PyTorch's floor rule); <= 0 when nothing fits."""
+    return (n + 2 * pad - dilation * (k - 1) - 1) // stride + 1
+
+
+def _pair(kernel: str, name: str, v, lo: int) -> Pair:
+    try:
+        a, b = (int(v[0]), int(v[1]))
+    except (TypeError, ValueError, IndexError):
+        raise KernelError(f"{kernel}: {name}={v!r} must be a pair of ints") from None
+    if a < lo or b < lo:
+        raise KernelError(f"{kernel}: {name}={v!r} must be >= {lo}")
+    return a, b
+
+
+def _rank4(kernel: str, name: str, t: Tensor) -> tuple[int, int, int, int]:
+    if len(t.shape) != 4:
+        raise KernelError(f"{kernel}: {name} {t.shape} must be 4-D (NCHW)")
+    return t.shape  # type: ignore[return-value]
+
+
+def conv_dims(kernel: str, x: Tensor, w: Tensor, out: Tensor, stride, padding, dilation,
+              groups: int, bias: Tensor | None = None) -> tuple[int, ...]:
+    """(B, C, H, W, K, R, S, sh, sw, ph, pw, dh, dw, G, Ho, Wo) after checking x [B,C,H,W],
+    w [K, C/G, R, S], out [B,K,Ho,Wo] (y, or dy for the backward) and bias [K]."""
+    B, C, H, W = _rank4(kernel, "x", x)
+    K, Cg, R, S = _rank4(kernel, "w", w)
+    sh, sw = _pair(kernel, "stride", stride, 1)
+    ph, pw = _pair(kernel, "padding", padding, 0)
+    dh, dw = _pair(kernel, "dilation", dilation, 1)
+    G = int(groups)
+    if G < 1 or C % G or K % G or Cg * G != C:
+        raise KernelError(f"{kernel}: x {x.shape} and w {w.shape} do not fit groups={groups}: "
+                          "w must be [K, C/groups, R, S] with C and K multiples of groups")
+    Ho, Wo = out_size(H, R, sh, ph, dh), out_size(W, S, sw, pw, dw)
+    if Ho < 1 or Wo < 1:
+        raise KernelError(f"{kernel}: kernel {(R, S)} (dilation {(dh, dw)}) does not fit input "
+                          f"{(H, W)} padded by {(ph, pw)}")
+    if out.shape != (B, K, Ho, Wo):
+        raise KernelError(f"{kernel}: output {out.shape} must be {(B, K, Ho, Wo)} for x {x.shape}, "
+                          f"w {w.shape}, stride {(sh, sw)}, padding {(ph, pw)}, dilation {(dh, dw)}")
+    if bias is not None and bias.size != K:
+        raise KernelError(f"{kernel}: bias {bias.shape} must have {K} values")
+    return B, C, H, W, K, R, S, sh, sw, ph, pw, dh, dw, G, Ho, Wo
+
+
+def pool_dims(kernel: str, x: Tensor, out: Tensor, size, stride, padding) -> tuple[int, ...]:
+    """(B, C, H, W, R, S, sh, sw, ph, pw, Ho, Wo) after checking x [B,C,H,W] and that ``out``
+    holds B*C*Ho*Wo values (its shape may be [B,C,Ho,Wo] or, for global pooling, [B,C])."""
+    B, C, H, W = _rank4(kernel, "x", x)
+    R, S = _pair(kernel, "kernel", size, 1)
+    sh, sw = _pair(kernel, "stride", stride, 1)
+    ph, pw = _pair(kernel, "padding", padding, 0)
+    if ph > R // 2 or pw > S // 2:
+        raise KernelError(f"{kernel}: padding {(ph, pw)} must be at most half the kernel {(R, S)}")
+    Ho, Wo = out_size(H, R, sh, ph), out_size(W, S, sw, pw)
+    if Ho < 1 or Wo < 1:
+        raise KernelError(f"{kernel}: kernel {(R, S)} does not fit input {(H, W)} padded by {(ph, pw)}")
+    if out.size != B * C * Ho * Wo or out.shape[:2] != (B, C):
+        raise KernelError(f"{kernel}: output {out.shape} must be {(B, C, Ho, Wo)} for x {x.shape}, "
+                          f"kernel {(R, S)}, stride {(sh, sw)}, padding {(ph, pw)}")
+    return B, C, H, W, R, S, sh, sw, ph, pw, Ho, Wo
+
+
+def bn_dims(kernel: str, x: Tensor, like: list[Tensor | None], per_channel: list[Tensor | None]
+            ) -> tuple[int, int, int]:
+    """(B, C, HW) of x [B, C, *spatial]; each of ``like`` the size of x, ``per_channel`` C."""
+    if len(x.shape) < 2:
+        raise KernelError(f"{kernel}: x {x.shape} must be [B, C, ...]")
+    B, C = x.shape[0], x.shape[1]
+    HW = x.size // (B * C) if B * C else 0
+    bad = [t.shape for t in like if t is not None and t.size != x.size]
+    bad += [t.shape for t in per_channel if t is not None and t.size != C]
+    if bad:
+        raise KernelError(f"{kernel}: x {x.shape}: operands {bad} do not fit (like x, or one value "
+                          f"per channel: {C})")
+    return B, C, HW
+
+
+def check_batchnorm(x: Tensor, weight: Tensor, bias: Tensor, y: Tensor, mean: Tensor,
+                    rstd: Tensor, running_mean: Tensor | None, running_var: Tensor | None,
+                    eps: float, momentum: float, train: bool) -> tuple[int, int, int]:
+    """``bn_dims`` plus the scalar and running-statistics rules of ``batchnorm2d`` (both
+    kernel sets raise the same KernelError); returns (B, C, HW)."""
+    B, C, HW = bn_dims("batchnorm2d", x, [y], [weight, bias, mean, rstd, running_mean,
+                                               running_var])
+    if not eps > 0 or not 0.0 <= momentum <= 1.0:
+        raise KernelError(f"batchnorm2d: eps={eps} must be > 0, momentum={momentum} in [0, 1]")
+    if (running_mean is None) != (running_var is None) or (not train and running_mean is None):
+        raise KernelError("batchnorm2d: running_mean and running_var go together, and eval "
+                          "needs them")
+    if train and B * HW < 1:
+        raise KernelError(f"batchnorm2d: x {x.shape} is empty")
+    return B, C, HW
+
+
+def _bad_argmax(kernel: str, am: np.ndarray, hw: int) -> KernelError:
+    return KernelError(f"{kernel}: argmax index outside [0, {hw}) (min {int(am.min())}, "
+                       f"max {int(am.max())}): not written by maxpool2d for this shape")
+
+
+# ----------------------------------------------------------------------------- checks
+_CONV_DIMS = "B C H W K R S sh sw ph pw dh ddw G Ho Wo"
+_POOL_DIMS = "B C H W R S sh sw ph pw Ho Wo"
+
+
+def check_conv2d(kernel: str, x, w, bias, y, stride, padding, dilation, groups):
+    return conv_dims(kernel, x, w, y, stride, padding, dilation, groups, bias)
+
+
+def check_conv2d_bwd(kernel: str, x, w, dy, dx, dw, db, stride, padding, dilation, groups):
+    d = conv_dims(kernel, x, w, dy, stride, padding, dilation, groups, db)
+    if dw.shape != w.shape or (dx is not None and dx.shape != x.shape):
+        raise KernelError(f"{kernel}: dw {dw.shape} must be like w {w.shape}, dx "
+                          f"{None if dx is None else dx.shape} like x {x.shape}")
+    return d
+
+
+def check_maxpool2d(name: str, x, y, argmax, size, stride, padding):
+    d = pool_dims(name, x, y, size, stride, padding)
+    if argmax.dtype != "i32" or argmax.size != y.size:
+        raise KernelError(f"{name}: argmax {argmax.shape} ({argmax.dtype}) must be int32 "
+                          f"like y {y.shape}")
+    return d
+
+
+def check_maxpool2d_bwd(kernel: str, dy, argmax, dx) -> tuple[int, int, int, int, int]:
+    """(B, C, H, W, Ho*Wo) of dx [B,C,H,W] and dy, argmax [B,C,Ho,Wo]."""
+    if len(dx.shape) != 4 or argmax.dtype != "i32" or argmax.size != dy.size or \
+            dy.size % max(dx.shape[0] * dx.shape[1], 1) or dy.shape[:2] != dx.shape[:2]:
+        raise KernelError(f"{kernel}: dy {dy.shape}, argmax {argmax.shape} ({argmax.dtype}) "
+                          f"and dx {dx.shape} do not fit")
+    B, C, H, W = dx.shape
+    return B, C, H, W, dy.size // (B * C) if B * C else 1
+
+
+def _argmax_error(kernel: str, rc: int, dy, argmax, dx) -> KernelError:
+    if rc == -2:
+        return _bad_argmax(kernel, argmax.a, dx.shape[2] * dx.shape[3])
+    return c_error(kernel, rc)
+
+
+def check_avgpool2d(name: str, x, y, size, stride, padding):
+    return pool_dims(name, x, y, size, stride, padding)
+
+
+def check_avgpool2d_bwd(name: str, dy, dx, size, stride, padding):
+    return pool_dims(name, dx, dy, size, stride, padding)
+
+
+def check_batchnorm2d(kernel: str, x, weight, bias, y, mean, rstd, running_mean, running_var,
+                      eps, momentum, train):
+    return check_batchnorm(x, weight, bias, y, mean, rstd, running_mean, running_var, eps,
+                           momentum, train)
+
+
+def check_batchnorm2d_bwd(kernel: str, x, weight, mean, rstd, dy, dx, dweight, dbias):
+    return bn_dims(kernel, x, [dy, dx], [weight, mean, rstd, dweight, dbias])
+
+
+# the running statistics: written in training, read in eval (then they may be read-only)
+_RUN = "(None if {0} is None else {0}.wp if train else {0}.p):ptr"
+
+_CONV = [dict(x=(2, 3, 7, 6), w=(4, 3, 3, 2), bias=(4,), y=(2, 4, 4, 5), stride=(2, 1),
+              padding=(1, 0)),
+         dict(x=(1, 4, 6, 6), w=(6, 2, 3, 3), bias=None, y=(1, 6, 2, 2), padding=(1, 1),
+              dilation=(2, 2), stride=(2, 2), groups=2)]
+_CONVB = [{**_CONV[0], "dy": (2, 4, 4, 5), "dx": (2, 3, 7, 6), "dw": (4, 3, 3, 2), "db": (4,)},
+          {**_CONV[1], "dy": (1, 6, 2, 2), "dx": None, "dw": (6, 2, 3, 3), "db": None}]
+for _e in _CONVB:
+    _e.pop("y"), _e.pop("bias")
+_BN = dict(x=(4, 3, 5, 2), weight=(3,), bias=(3,), y=(4, 3, 5, 2), mean=(3,), rstd=(3,),
+           running_mean=(3,), running_var=((3,), 0.5, 2.0), eps=1e-5, momentum=0.1, train=True)
+
+
+# ----------------------------------------------------------------------------- helpers
+
+def _geo(self, key: tuple, make):
+    """Per-geometry constant arrays (masks, index maps), built on first use."""
+    cache = self.__dict__.setdefault("_conv_geo", {})
+    v = cache.get(key)
+    if v is None:
+        v = cache[key] = make()
+    return v
+
+
+def _padded(self, key: str, x: np.ndarray, ph: int, pw: int) -> np.ndarray:
+    """x [B,C,H,W] copied into a cached zero-bordered [B,C,H+2ph,W+2pw] buffer."""
+    B, C, H, W = x.shape
+    xp = self._scratch(f"{key}{ph},{pw}", (B, C, H + 2 * ph, W + 2 * pw))
+    if ph or pw:
+        xp[:, :, :ph].fill(0)
+        xp[:, :, ph + H:].fill(0)
+        xp[:, :, :, :pw].fill(0)
+        xp[:, :, :, pw + W:].fill(0)
+    np.copyto(xp[:, :, ph:ph + H, pw:pw + W], x)
+    return xp
+
+
+def _im2col(self, x: np.ndarray, d: tuple[int, ...]) -> np.ndarray:
+    """col [B, C, R, S, Ho, Wo]: col[b, c, r, s, i, j] = xpad[b, c, i sh + r dh, j sw + s dw]."""
+    B, C, H, W, K, R, S, sh, sw, ph, pw, dh, dw, G, Ho, Wo = d
+    xp = _padded(self, "conv_xp", x, ph, pw)
+    s0, s1, s2, s3 = xp.strides
+    win = as_strided(xp, (B, C, R, S, Ho, Wo), (s0, s1, dh * s2, dw * s3, sh * s2, sw * s3),
+                     writeable=False)
+    col = self._scratch("conv_col", (B, C, R, S, Ho, Wo))
+    np.copyto(col, win)
+    return col
+
+
+def _maxpool_geo(self, H: int, W: int, R: int, S: int, sh: int, sw: int, ph: int, pw: int,
+                 Ho: int, Wo: int):
+    """first[Ho,Wo]: the first in-bounds position of each window (h*W + w);
+    valid[r,s,Ho,Wo]: window offset (r, s) lies inside the input; pos: its index."""
+    def make():
+        h = np.arange(Ho)[:, None] * sh - ph + np.arange(R)[None, :]   # [Ho, R]
+        w = np.arange(Wo)[:, None] * sw - pw + np.arange(S)[None, :]   # [Wo, S]
+        hv, wv = (h >= 0) & (h < H), (w >= 0) & (w < W)
+        valid = hv.T[:, None, :, None] & wv.T[None, :, None, :]          # [R, S, Ho, Wo]
+        pos = (h.T[:, None, :, None] * W + w.T[None, :, None, :]).astype(np.int32)
+        first = (np.maximum(h[:, 0], 0)[:, None] * W + np.maximum(w[:, 0], 0)[None, :])
+        return first.astype(np.int32), valid, pos
+    return _geo(self, ("maxpool", H, W, R, S, sh, sw, ph, pw), make)
+
+
+@kernel(FAMILY, "x w bias? y:out", check=check_conv2d, dims=_CONV_DIMS,
+        c="qr_conv2d_f32(x, w, bias, y, B, C, H, W, K, R, S, sh, sw, ph, pw, dh, ddw, G)",
+        tol=(1e-4, 1e-5), examples=_CONV,
+        bad=[("groups", dict(groups=3)), ("must be 4-D", dict(x=(2, 3, 7)))])
+def conv2d(self, x: Tensor, w: Tensor, bias: Tensor | None, y: Tensor, stride: Pair = (1, 1),
+           padding: Pair = (0, 0), dilation: Pair = (1, 1), groups: int = 1) -> None:
+    """y[B,K,Ho,Wo] = conv(x[B,C,H,W], w[K,C/G,R,S]) + bias[K] (None: no bias), PyTorch's
+    Conv2d: zero padding, Ho = (H + 2 ph - dh (R - 1) - 1) // sh + 1."""
+    d = conv_dims("conv2d", x, w, y, stride, padding, dilation, groups, bias)
+    B, C, H, W, K, R, S, sh, sw, ph, pw, dh, dw, G, Ho, Wo = d
+    Y = y.w
+    col = _im2col(self, x.a, d).reshape(B, G, C // G * R * S, Ho * Wo)
+    yg = Y.reshape(B, G, K // G, Ho * Wo)
+    np.matmul(w.a.reshape(G, K // G, -1), col, out=yg)
+    if bias is not None:
+        yv = Y.reshape(B, K, Ho * Wo)
+        np.add(yv, bias.a.reshape(K, 1), out=yv)
+
+
+@kernel(FAMILY, "x w dy dx:out? dw:inout db:inout?", check=check_conv2d_bwd, dims=_CONV_DIMS,
+        c="qr_conv2d_bwd_f32(x, w, dy, dx, dw, db, B, C, H, W, K, R, S, sh, sw, ph, pw, dh, ddw, "
+          "G)", tol=(1e-4, 1e-4), examples=_CONVB)
+def conv2d_bwd(self, x: Tensor, w: Tensor, dy: Tensor, dx: Tensor | None, dw: Tensor,
+               db: Tensor | None, stride: Pair = (1, 1), padding: Pair = (0, 0),
+               dilation: Pair = (1, 1), groups: int = 1) -> None:
+    """Conv2d backward: dx[B,C,H,W] written (None: not wanted); dw[K,C/G,R,S] and db[K]
+    (None: no bias) accumulated (+=) from dy[B,K,Ho,Wo]."""
+    d = conv_dims("conv2d_bwd", x, w, dy, stride, padding, dilation, groups, db)
+    B, C, H, W, K, R, S, sh, sw, ph, pw, dh, ddw, G, Ho, Wo = d
+    Kg, CRS, HWo = K // G, C // G * R * S, Ho * Wo
+    DX, DB, dwv = (None if dx is None else dx.w), (None if db is None else db.w), dw.w
+    dyg = dy.a.reshape(B, G, Kg, HWo)
+    col = _im2col(self, x.a, d).reshape(B, G, CRS, HWo)
+    part = self._scratch("conv_dw_part", (B, G, Kg, CRS))
+    np.matmul(dyg, col.transpose(0, 1, 3, 2), out=part)
+    tot = self._scratch("conv_dw_sum", (G, Kg, CRS))
+    np.sum(part, axis=0, out=tot)
+    dwv = dwv.reshape(G, Kg, CRS)
+    np.add(dwv, tot, out=dwv)
+    if DB is not None:
+        s = self._scratch("conv_db", (K,))
+        np.sum(dy.a.reshape(B, K, HWo), axis=(0, 2), out=s)
+        np.add(DB, s, out=DB)
+    if DX is None:
+        return
+    dcol = self._scratch("conv_dcol", (B, G, CRS, HWo))
+    np.matmul(w.a.reshape(G, Kg, CRS).transpose(0, 2, 1), dyg, out=dcol)
+    d6 = dcol.reshape(B, C, R, S, Ho, Wo)
+    dxp = self._scratch("conv_dxp", (B, C, H + 2 * ph, W + 2 * pw))
+    dxp.fill(0)
+    for r in range(R):
+        for s_ in range(S):
+            dst = dxp[:, :, r * dh:r * dh + sh * (Ho - 1) + 1:sh,
+                      s_ * ddw:s_ * ddw + sw * (Wo - 1) + 1:sw]
+            np.add(dst, d6[:, :, r, s_], out=dst)
+    np.copyto(DX, dxp[:, :, ph:ph + H, pw:pw + W])
+
+
+@kernel(FAMILY, "x y:out argmax:out:i32", check=check_maxpool2d, dims=_POOL_DIMS,
+        c="qr_maxpool2d_f32(x, y, argmax, B, C, H, W, R, S, sh, sw, ph, pw)", tol=EXACT,
+        examples=[dict(x=(2, 3, 7, 6), y=(2, 3, 4, 3), argmax=((2, 3, 4, 3), 0, 1), kernel=(3, 2),
+                       stride=(2, 2), padding=(1, 0))],
+        bad=[("padding .* must be at most half the kernel", dict(padding=(2, 0)))])
+def maxpool2d(self, x: Tensor, y: Tensor, argmax: Tensor, kernel: Pair, stride: Pair,
+              padding: Pair = (0, 0)) -> None:
+    """y[B,C,Ho,Wo] = max of each R x S window of x[B,C,H,W] (padding never wins);
+    argmax[B,C,Ho,Wo] int32 = h * W + w of the first maximum in the plane, as PyTorch (a
+    NaN wins; the last NaN of the window). Padding at most half the kernel."""
+    B, C, H, W, R, S, sh, sw, ph, pw, Ho, Wo = pool_dims("maxpool2d", x, y, kernel, stride,
+                                                         padding)
+    first, valid, pos = _maxpool_geo(self, H, W, R, S, sh, sw, ph, pw, Ho, Wo)
+    xp = self._scratch(f"mp_xp{ph},{pw}", (B, C, H + 2 * ph, W + 2 * pw))
+    np.copyto(xp[:, :, ph:ph + H, pw:pw + W], x.a)
+    m = y.w.reshape(B, C, Ho, Wo)
+    idx = argmax.w.reshape(B, C, Ho, Wo)
+    m.fill(-np.inf)
+    np.copyto(idx, first)
+    t = self._scratch("mp_t", (B, C, Ho, Wo), np.bool_)
+    u = self._scratch("mp_u", (B, C, Ho, Wo), np.bool_)
+    for r in range(R):
+        for s in range(S):
+            cand = xp[:, :, r:r + sh * (Ho - 1) + 1:sh, s:s + sw * (Wo - 1) + 1:sw]
+            np.greater(cand, m, out=t)
+            np.isnan(cand, out=u)
+            np.logical_or(t, u, out=t)
+            np.logical_and(t, valid[r, s], out=t)
+            np.copyto(m, cand, where=t)
+            np.copyto(idx, pos[r, s], where=t)
+
+
+@kernel(FAMILY, "dy argmax:i32 dx:out", check=check_maxpool2d_bwd, dims="B C H W hwo",
+        c="qr_maxpool2d_bwd_f32(dy, argmax, dx, B, C, H, W, hwo, 1:i64)", on_error=_argmax_error,
+        tol=EXACT, examples=[dict(dy=(2, 3, 3, 3), argmax=((2, 3, 3, 3), 0, 42), dx=(2, 3, 7, 6))],
+        bad=[(r"argmax index outside \[0, 42\)", dict(argmax=((2, 3, 3, 3), 42, 43)))])
+def maxpool2d_bwd(self, dy: Tensor, argmax: Tensor, dx: Tensor) -> None:
+    """dx[B,C,H,W] = 0, then dx[b, c, argmax] += dy[b, c] (argmax from ``maxpool2d``)."""
+    B, C, H, W = dx.shape
+    planes, hw, DX = B * C, H * W, dx.w
+    am = argmax.a.reshape(planes, -1)
+    if am.size and (am.min() < 0 or am.max() >= hw):
+        raise _bad_argmax("maxpool2d_bwd", am, hw)
+    flat = self._scratch("mp_flat", am.shape, np.intp)
+    base = _geo(self, ("mp_base", planes, hw), lambda: (np.arange(planes) * hw)[:, None])
+    np.add(am, base, out=flat)
+    DX.fill(0)
+    np.add.at(DX.reshape(-1), flat.reshape(-1), dy.a.reshape(-1))
+
+
+@kernel(FAMILY, "x y:out", check=check_avgpool2d, dims=_POOL_DIMS,
+        c="qr_avgpool2d_f32(x, y, B, C, H, W, R, S, sh, sw, ph, pw)", tol=(1e-5, 1e-6),
+        examples=[dict(x=(2, 3, 7, 6), y=(2, 3, 4, 3), kernel=(3, 2), stride=(2, 2),
+                       padding=(1, 0)),
+                  dict(x=(2, 3, 4, 4), y=(2, 3), kernel=(4, 4), stride=(1, 1))])
+def avgpool2d(self, x: Tensor, y: Tensor, kernel: Pair, stride: Pair,
+              padding: Pair = (0, 0)) -> None:
+    """y[B,C,Ho,Wo] = mean of each R x S window of x[B,C,H,W], zero padding counted
+    (PyTorch's count_include_pad=True); y may be [B,C] when Ho = Wo = 1."""
+    B, C, H, W, R, S, sh, sw, ph, pw, Ho, Wo = pool_dims("avgpool2d", x, y, kernel, stride,
+                                                         padding)
+    acc = y.w.reshape(B, C, Ho, Wo)
+    xp = _padded(self, "ap_xp", x.a, ph, pw)
+    acc.fill(0)
+    for r in range(R):
+        for s in range(S):
+            np.add(acc, xp[:, :, r:r + sh * (Ho - 1) + 1:sh, s:s + sw * (Wo - 1) + 1:sw], out=acc)
+    np.multiply(acc, np.float32(1.0 / (R * S)), out=acc)
+
+
+@kernel(FAMILY, "dy dx:out", check=check_avgpool2d_bwd, dims=_POOL_DIMS,
+        c="qr_avgpool2d_bwd_f32(dy, dx, B, C, H, W, R, S, sh, sw, ph, pw)", tol=(1e-5, 1e-6),
+        examples=[dict(dy=(2, 3, 4, 3), dx=(2, 3, 7, 6), kernel=(3, 2), stride=(2, 2),
+                       padding=(1, 0))])
+def avgpool2d_bwd(self, dy: Tensor, dx: Tensor, kernel: Pair, stride: Pair,
+                  padding: Pair = (0, 0)) -> None:
+    """dx[B,C,H,W] = sum over the windows holding each input of dy / (R S)."""
+    B, C, H, W, R, S, sh, sw, ph, pw, Ho, Wo = pool_dims("avgpool2d_bwd", dx, dy, kernel,
+                                                         stride, padding)
+    DX = dx.w
+    g = self._scratch("ap_g", (B, C, Ho, Wo))
+    np.multiply(dy.a.reshape(B, C, Ho, Wo), np.float32(1.0 / (R * S)), out=g)
+    dxp = self._scratch("ap_dxp", (B, C, H + 2 * ph, W + 2 * pw))
+    dxp.fill(0)
+    for r in range(R):
+        for s in range(S):
+            dst = dxp[:, :, r:r + sh * (Ho - 1) + 1:sh, s:s + sw * (Wo - 1) + 1:sw]
+            np.add(dst, g, out=dst)
+    np.copyto(DX, dxp[:, :, ph:ph + H, pw:pw + W])
+
+
+@kernel(FAMILY, "x weight bias y:out mean:out rstd:out running_mean:inout? running_var:inout?",
+        check=check_batchnorm2d, dims="B C HW",
+        c="qr_batchnorm2d_f32(x, weight, bias, y, mean, rstd, " + _RUN.format("running_mean") + ", "
+          + _RUN.format("running_var") + ", B, C, max(HW, 1):i64, eps:f32, momentum:f32, "
+          "train:bool)", tol=(1e-5, 1e-5),
+        examples=[_BN, {**_BN, "train": False, "running_var": ((3,), 0.5, 2.0)},
+                  {**_BN, "running_mean": None, "running_var": None, "momentum": 0.5}],
+        bad=[("eps=0.0 must be > 0", dict(eps=0.0)),
+             ("running_mean and running_var go together", dict(running_var=None))])
+def batchnorm2d(self, x: Tensor, weight: Tensor, bias: Tensor, y: Tensor, mean: Tensor,
+                rstd: Tensor, running_mean: Tensor | None, running_var: Tensor | None,
+                eps: float = 1e-5, momentum: float = 0.1, train: bool = True) -> None:
+    """BatchNorm over x[B,C,*] per channel: y = (x - mean) * rstd * weight[C] + bias[C].
+    train: mean[C], rstd[C] = 1/sqrt(var + eps) of the batch (biased var over B and the
+    spatial dims) are saved and running_mean/var[C] (None: not kept) updated as PyTorch
+    (r = (1 - momentum) r + momentum * stat, the variance unbiased). Eval: the running
+    statistics are used (and written to mean/rstd)."""
+    B, C, HW = check_batchnorm(x, weight, bias, y, mean, rstd, running_mean, running_var,
+                               eps, momentum, train)
+    xv, yv = x.a.reshape(B, C, HW), y.w.reshape(B, C, HW)
+    m, r = mean.w.reshape(C), rstd.w.reshape(C)
+    if train and running_mean is not None:     # updated below
+        rm, rv = running_mean.w.reshape(C), running_var.w.reshape(C)
+    if train:
+        n = B * HW
+        diff = self._scratch("bn_diff", (B, C, HW))
+        np.mean(xv, axis=(0, 2), out=m)
+        np.subtract(xv, m.reshape(1, C, 1), out=diff)
+        np.multiply(diff, diff, out=diff)
+        var = self._scratch("bn_var", (C,))
+        np.mean(diff, axis=(0, 2), out=var)
+        np.add(var, np.float32(eps), out=r)
+        np.sqrt(r, out=r)
+        np.reciprocal(r, out=r)
+        if running_mean is not None:
+            mom = np.float32(momentum)
+            t = self._scratch("bn_t", (C,))
+            np.multiply(rm, np.float32(1.0) - mom, out=rm)
+            np.multiply(m, mom, out=t)
+            np.add(rm, t, out=rm)
+            np.multiply(var, np.float32(mom * (n / (n - 1) if n > 1 else 1.0)), out=t)
+            np.multiply(rv, np.float32(1.0) - mom, out=rv)
+            np.add(rv, t, out=rv)
+    else:
+        np.copyto(m, running_mean.a.reshape(C))
+        np.add(running_var.a.reshape(C), np.float32(eps), out=r)
+        np.sqrt(r, out=r)
+        np.reciprocal(r, out=r)
+    a = self._scratch("bn_a", (C,))
+    sft = self._scratch("bn_s", (C,))
+    np.multiply(r, weight.a.reshape(C), out=a)
+    np.multiply(m, a, out=sft)
+    np.subtract(bias.a.reshape(C), sft, out=sft)
+    np.multiply(xv, a.reshape(1, C, 1), out=yv)
+    np.add(yv, sft.reshape(1, C, 1), out=yv)
+
+
+@kernel(FAMILY, "x weight mean rstd dy dx:out? dweight:inout dbias:inout",
+        check=check_batchnorm2d_bwd, dims="B C HW",
+        c="qr_batchnorm2d_bwd_f32(x, weight, mean, rstd, dy, dx, dweight, dbias, B, C, "
+          "max(HW, 1):i64)", tol=(1e-4, 1e-5),
+        examples=[dict(x=(4, 3, 5, 2), weight=(3,), mean=(3,), rstd=((3,), 0.5, 2.0),
+                       dy=(4, 3, 5, 2), dx=(4, 3, 5, 2), dweight=(3,), dbias=(3,))])
+def batchnorm2d_bwd(self, x: Tensor, weight: Tensor, mean: Tensor, rstd: Tensor, dy: Tensor,
+                    dx: Tensor | None, dweight: Tensor, dbias: Tensor) -> None:
+    """Backward of the batch-statistics BatchNorm: dx (None: not wanted) = w rstd (dy
+    - mean(dy) - xhat mean(dy xhat)) per channel, xhat = (x - mean) rstd; dweight[C] +=
+    sum dy xhat, dbias[C] += sum dy (sums over B and the spatial dims)."""
+    B, C, HW = bn_dims("batchnorm2d_bwd", x, [dy, dx], [weight, mean, rstd, dweight, dbias])
+    n = B * HW
+    dwt, dbs = dweight.w.reshape(C), dbias.w.reshape(C)
+    dxv = None if dx is None else dx.w.reshape(B, C, HW)
+    xv, dyv = x.a.reshape(B, C, HW), dy.a.reshape(B, C, HW)
+    m, r, g = mean.a.reshape(1, C, 1), rstd.a.reshape(C), weight.a.reshape(C)
+    xm = self._scratch("bnb_xm", (B, C, HW))
+    np.subtract(xv, m, out=xm)
+    sdy = self._scratch("bnb_sdy", (C,))
+    sdx = self._scratch("bnb_sdx", (C,))
+    np.sum(dyv, axis=(0, 2), out=sdy)
+    t = self._scratch("bnb_t", (B, C, HW))
+    np.multiply(dyv, xm, out=t)
+    np.sum(t, axis=(0, 2), out=sdx)
+    c = self._scratch("bnb_c", (C,))
+    np.multiply(sdx, r, out=c)
+    np.add(dwt, c, out=dwt)
+    np.add(dbs, sdy, out=dbs)
+    if dxv is None:
+        return
+    k1 = self._scratch("bnb_k1", (C,))
+    np.multiply(g, r, out=k1)                         # k1 = g r
+    k2 = self._scratch("bnb_k2", (C,))
+    np.multiply(k1, r, out=k2)
+    np.multiply(k2, r, out=k2)
+    np.multiply(k2, sdx, out=k2)
+    np.multiply(k2, np.float32(-1.0 / n), out=k2)     # k2 = -g r^3 sum(dy (x - m)) / n
+    k3 = self._scratch("bnb_k3", (C,))
+    np.multiply(k1, sdy, out=k3)
+    np.multiply(k3, np.float32(-1.0 / n), out=k3)     # k3 = -g r sum(dy) / n
+    np.multiply(dyv, k1.reshape(1, C, 1), out=dxv)
+    np.multiply(xm, k2.reshape(1, C, 1), out=t)
+    np.add(dxv, t, out=dxv)
+    np.add(dxv, k3.reshape(1, C, 1), out=dxv)
+

@@ -1,0 +1,160 @@
+"""The methods of both kernel sets, generated from the declarations (spec.py).
+
+Each method is Python source built from its declaration and compiled once, at import, so a
+call runs exactly what a hand-written method would, and no more:
+
+NumPy set::
+
+    def relu(self, x, y):
+        if not (x.size == y.size):          # a Rule, inlined (a check function: one call)
+            _check('relu', x, y)            # ... which raises the declared KernelError
+        return _impl(self, x, y)            # the declaration's NumPy implementation
+
+C set::
+
+    def relu(self, x, y):
+        if x.dtype != "f32" or y.dtype != "f32":       # the declared dtypes, and c_when
+            return self.fallback.relu(x, y)
+        if not (x.size == y.size):
+            _check('relu', x, y)
+        n = y.size
+        rc = self._qr_relu_f32(x.p, y.wp, n)           # bound at load, typed from the table
+        if rc:
+            raise _error('relu', rc, x, y)
+
+The source is registered with ``linecache``, so a traceback shows the generated line. The
+bound C functions are attributes of the kernel-set instance (``_<symbol>``, or the dict
+``_v_<kernel>`` of a kernel with variants), which is what ``replay.record`` wraps.
+"""
+
+from __future__ import annotations
+
+import linecache
+from collections.abc import Callable
+
+from .spec import DECLARED, Inline, Kernel, Rule, c_error, sizes_error
+
+__all__ = ["check_function", "numpy_method", "c_method", "install", "source"]
+
+_CHECKS: dict[Kernel, Callable] = {}
+_SOURCES: dict[tuple[str, str], str] = {}
+
+
+def _compile(src: str, name: str, filename: str, env: dict) -> Callable:
+    code = compile(src, filename, "exec")
+    linecache.cache[filename] = (len(src), None, src.splitlines(True), filename)
+    exec(code, env)
+    return env[name]
+
+
+def _check_lines(k: Kernel, dims: bool = True) -> list[str]:
+    """The statements that check the arguments (and bind the dims, if ``dims``)."""
+    args = ", ".join(k.params)
+    if isinstance(k.check, Rule) and (dims or not isinstance(k.check, Inline)):
+        cond, exprs, _ = k.check.parts(k)   # the dims first: an Inline's cond may use them
+        return [f"{d} = {e}" for d, e in zip(k.dims, exprs) if dims] + \
+            [f"if not ({cond}):", f"    _check({k.name!r}, {args})"]
+    call = f"_check({k.name!r}, {args})"
+    return [f"{', '.join(k.dims)} = {call}" if k.dims and dims else call]
+
+
+def check_function(k: Kernel) -> Callable:
+    """The check of ``k`` as a function ``(kernel, *params) -> dims``: the declared one, or
+    the one compiled from its Rule."""
+    fn = _CHECKS.get(k)
+    if fn is not None:
+        return fn
+    if not isinstance(k.check, Rule):
+        fn = k.check
+    else:
+        cond, dims, raise_src = k.check.parts(k)
+        ret = ", ".join(k.dims) if k.dims else "None"
+        body = [f"{d} = {e}" for d, e in zip(k.dims, dims)]
+        body += [f"if not ({cond}):", f"    {raise_src}", f"return {ret}"]
+        src = f"def check_{k.name}(kernel, {', '.join(k.params)}):\n" + \
+            "".join(f"    {line}\n" for line in body)
+        fn = _compile(src, f"check_{k.name}", f"<check of kernel {k.name}>",
+                      {"__name__": "qorus_core.kernels.decl.checks", "_sizes": sizes_error,
+                       "_error": getattr(k.check, "error", None)})
+    _CHECKS[k] = fn
+    return fn
+
+
+def _finish(fn: Callable, k: Kernel, owner: str) -> Callable:
+    fn.__defaults__ = k.numpy.__defaults__
+    fn.__kwdefaults__ = k.numpy.__kwdefaults__
+    fn.__annotations__ = dict(k.numpy.__annotations__)
+    fn.__doc__ = k.doc
+    fn.__qualname__ = f"{owner}.{k.name}"
+    return fn
+
+
+def numpy_method(k: Kernel) -> Callable:
+    """The NumPy set's method: the check, then the implementation."""
+    body = _check_lines(k, dims=False) + [f"return _impl(self, {', '.join(k.params)})"]
+    src = f"def {k.name}(self, {', '.join(k.params)}):\n" + "".join(f"    {s}\n" for s in body)
+    _SOURCES[("numpy", k.name)] = src
+    env = {"__name__": "qorus_core.kernels.numpy", "_check": check_function(k), "_impl": k.numpy}
+    fn = _compile(src, k.name, f"<kernel {k.name} (NumPy set)>", env)
+    return _finish(fn, k, "NumpyKernels")
+
+
+def _c_arg(k: Kernel, expr: str, ctype: str) -> str:
+    if expr in {o.name for o in k.operands}:
+        o = k.operand(expr)
+        ptr = f"{o.name}.wp" if o.written else f"{o.name}.p"
+        return f"(None if {o.name} is None else {ptr})" if o.optional else ptr
+    if ctype == "bool":
+        return f"(1 if {expr} else 0)"
+    return expr if expr.isidentifier() else f"({expr})"
+
+
+def c_method(k: Kernel) -> Callable:
+    """The C set's method: dtypes (else the NumPy fallback), the check, the C call and its
+    return code."""
+    if k.c_impl is not None:
+        return _finish(k.c_impl, k, "CKernels")
+    args = ", ".join(k.params)
+    if not k.c:                                  # declared without C: NumPy serves it
+        src = f"def {k.name}(self, {args}):\n    return self.fallback.{k.name}({args})\n"
+        fn = _compile(src, k.name, f"<kernel {k.name} (C set, NumPy only)>",
+                      {"__name__": "qorus_core.kernels.c"})
+        return _finish(fn, k, "CKernels")
+    declines = []
+    for o in k.operands:
+        if o.tensor and o.dtype != "any":
+            t = f'{o.name}.dtype != "{o.dtype}"'
+            declines.append(f"({o.name} is not None and {t})" if o.optional else t)
+    if k.c_when:
+        declines.append(f"not ({k.c_when})")
+    body = []
+    if declines:
+        body += [f"if {' or '.join(declines)}:", f"    return self.fallback.{k.name}({args})"]
+    body += _check_lines(k)
+    sym = next(iter(k.c.values()))               # every variant takes the same arguments
+    cargs = ", ".join(_c_arg(k, a.expr, a.ctype) for a in sym.args)
+    fn = f"self._v_{k.name}[{k.variant}]" if k.variant else f"self._{sym.symbol}"
+    if sym.restype == "status":
+        body += [f"rc = {fn}({cargs})", "if rc:", f"    raise _error({k.name!r}, rc, {args})"]
+    else:
+        body += [f"v = {fn}({cargs})", "if v < 0:",
+                 f"    raise _error({k.name!r}, int(v), {args})", "return v"]
+    src = f"def {k.name}(self, {args}):\n" + "".join(f"    {s}\n" for s in body)
+    _SOURCES[("c", k.name)] = src
+    env = {"__name__": "qorus_core.kernels.c", "_check": check_function(k),
+           "_error": k.on_error or c_error}
+    fn = _compile(src, k.name, f"<kernel {k.name} (C set)>", env)
+    return _finish(fn, k, "CKernels")
+
+
+def source(which: str, name: str) -> str | None:
+    """The generated source of a method ("numpy" or "c"), for reading and tests."""
+    return _SOURCES.get((which, name))
+
+
+def install(cls: type, which: str, names=None) -> None:
+    """Set the generated method of every declared kernel (or of ``names``) on ``cls``."""
+    make = numpy_method if which == "numpy" else c_method
+    for k in DECLARED.values():
+        if names is None or k.name in names:
+            setattr(cls, k.name, make(k))

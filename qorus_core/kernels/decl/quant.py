@@ -1,0 +1,257 @@
+"""Quantized weights (csrc/quant.c): quantize, dequantize, products and lookups with a
+``QWeight`` (ggml's Q8_0 / Q4_0 / Q4_1 / F16 blocks, bit for bit; the formats and the helpers
+are in ``numpy_quant.py``). Each C kernel has one symbol per qtype (its variants)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from ...errors import KernelError
+from ...tensor import Tensor
+from ..numpy_quant import (
+    _F16,
+    QTYPES,
+    QWeight,
+    _as_bytes,
+    _half,
+    _quantize_blocks,
+    _unpack,
+    qtype_name,
+    quantize_q8_rows,
+    row_bytes,
+)
+from .dense import check_gemm
+from .spec import EXACT, kernel
+
+FAMILY = "quant"
+PANEL_ROWS = 128     # weight rows dequantized at a time by matmul_qf
+_QT = tuple(QTYPES)            # f16, q4_0, q4_1, q8_0
+
+
+def _per_qtype(call: str) -> dict[str, str]:
+    """{qtype: the call with {t} replaced}: one C symbol per qtype."""
+    return {t: call.format(t=t) for t in _QT}
+
+
+# ----------------------------------------------------------------------------- checks
+def q_weight(w, kernel: str) -> None:
+    if not isinstance(w, QWeight):   # immutable, its size checked when made
+        raise KernelError(f"{kernel}: w must be a QWeight, got {type(w).__name__}")
+
+
+def check_quantize(kernel: str, x: Tensor, out, qtype):
+    """(qtype name, rows, k, the output bytes) of a quantize call."""
+    name = qtype_name(qtype)
+    if isinstance(out, QWeight) and out.qtype != name:
+        raise KernelError(f"{kernel}: out is a {out.qtype} weight, qtype is {name}")
+    if x.dtype != "f32":
+        raise KernelError(f"{kernel}: x {x.shape} must be float32")
+    rows, k = x.rows, x.cols
+    try:
+        rb = row_bytes(name, k)
+    except KernelError as exc:           # k not a whole number of blocks
+        raise KernelError(f"{kernel}: x {x.shape}: {exc}") from None
+    buf = _as_bytes(out, f"{kernel} {name} out", writable=True)
+    if buf.nbytes != rows * rb:
+        raise KernelError(f"{kernel}: x {x.shape} as {name} needs {rows * rb} bytes ({rows} "
+                          f"rows of {rb}), out has {buf.nbytes}")
+    return name, rows, k, buf
+
+
+def check_dequantize(kernel: str, w: QWeight, y: Tensor) -> tuple[int, int]:
+    q_weight(w, kernel)
+    if y.dtype != "f32" or y.size != w.n * w.k:
+        raise KernelError(f"{kernel}: y {y.shape} {y.dtype} must be float32 with {w.n * w.k} "
+                          f"values for {w!r}")
+    return w.n, w.k
+
+
+def check_embedding_q(kernel: str, ids: Tensor, w: QWeight, y: Tensor) -> tuple[int, int, int]:
+    """ids int32 (n,), y float32 (n, k) for a QWeight [vocab, k]; ids in range; or KernelError."""
+    q_weight(w, kernel)
+    if ids.dtype != "i32" or y.dtype != "f32" or y.size != ids.size * w.k:
+        raise KernelError(f"{kernel}: ids {ids.shape} {ids.dtype} must be int32 and y "
+                          f"{y.shape} {y.dtype} float32 of {ids.size} x {w.k} for {w!r}")
+    if ids.size:
+        lo, hi = int(ids.a.min()), int(ids.a.max())
+        if lo < 0 or hi >= w.n:
+            raise KernelError(f"{kernel}: token id {lo if lo < 0 else hi} outside [0, {w.n})")
+    return ids.size, w.n, w.k
+
+
+def check_mm(kernel: str, x: Tensor, w: QWeight, y: Tensor) -> tuple[int, int, int]:
+    """(M, N, K) of y [M, N] = x [M, K] @ W^T, W [N, K] a QWeight."""
+    q_weight(w, kernel)
+    if x.dtype != "f32" or y.dtype != "f32":
+        raise KernelError(f"{kernel}: x {x.shape} and y {y.shape} must be float32")
+    if x.cols != w.k or y.cols != w.n or y.rows != x.rows:
+        raise KernelError(f"{kernel}: x {x.shape} @ W^T with W [{w.n}, {w.k}] ({w.qtype}) "
+                          f"-> y {y.shape}: expected x (M, {w.k}) and y (M, {w.n})")
+    return x.rows, w.n, w.k
+
+
+def check_linears(kernel: str, x: Tensor, ws: Sequence, ys: Sequence[Tensor]) -> None:
+    """One output per weight, each product's shapes (a QWeight as matmul_q, a Tensor as
+    the gemm of ``linear``)."""
+    if len(ws) != len(ys):
+        raise KernelError(f"{kernel}: {len(ws)} weights but {len(ys)} outputs")
+    for w, y in zip(ws, ys):
+        if isinstance(w, QWeight):
+            check_mm(kernel, x, w, y)
+        else:
+            check_gemm(kernel, x, w, y, False, True, 1.0, 0.0)
+
+
+# ----------------------------------------------------------------------------- kernels
+@kernel(FAMILY, "x out:out:bytes", check=check_quantize, dims="qname rows k buf",
+        variant="qname", c=_per_qtype("qr_quantize_{t}(x, buf.ctypes.data:ptr, rows, k)"),
+        tol=EXACT, examples=[dict(x=(3, 64), out=(t, 3, 64), qtype=t) for t in _QT],
+        bad=[("whole number", dict(x=(3, 40), out=("q8_0", 3, 32), qtype="q8_0")),
+             ("is a q4_0 weight", dict(out=("q4_0", 3, 64))),
+             ("needs 204 bytes", dict(out=("q8_0", 2, 64), qtype="q8_0"))])
+def quantize(self, x: Tensor, out, qtype) -> None:
+    """out (uint8 bytes, or a QWeight) = x [rows, k] quantized row by row to qtype
+    ('q8_0', 'q4_0', 'q4_1', 'f16'), bit-exact with ggml's reference quantizers."""
+    name, rows, k, buf = check_quantize("quantize", x, out, qtype)
+    X = x.a.reshape(rows, k)
+    if name == "f16":
+        buf[:] = _half(X).reshape(-1)
+    elif X.size:
+        buf[:] = _quantize_blocks(name, X.reshape(-1, 32)).reshape(-1)
+
+
+@kernel(FAMILY, "w:qweight y:out", check=check_dequantize, dims="n k", variant="w.qtype",
+        c=_per_qtype("qr_dequantize_{t}(w, y, n, k)"), tol=EXACT,
+        examples=[dict(w=(t, 5, 64), y=(5, 64)) for t in _QT])
+def dequantize(self, w: QWeight, y: Tensor) -> None:
+    """y [n, k] (any shape of n * k float32) = the values of the quantized weight w."""
+    Y = y.w
+    if w.qtype == "f16":
+        Y.reshape(-1)[:] = w.a.view(_F16).astype(np.float32)
+        return
+    if w.n * w.k == 0:
+        return
+    q, d, m = _unpack(w.qtype, w.a, w.n, w.k)
+    Y = Y.reshape(w.n, w.k // 32, 32)
+    if w.qtype == "q4_1":
+        np.multiply(d[..., None], q, out=Y)
+        np.add(Y, m[..., None], out=Y)
+    else:
+        np.multiply(q, d[..., None], out=Y)
+
+
+@kernel(FAMILY, "ids:i32 w:qweight y:out", check=check_embedding_q, dims="n vocab k",
+        variant="w.qtype", c=_per_qtype("qr_get_rows_{t}(w, ids, y, n, vocab, k)"),
+        replay=True, tol=EXACT,
+        examples=[dict(ids=((4,), 0, 6), w=(t, 6, 64), y=(4, 64)) for t in _QT],
+        bad=[(r"embedding_q: token id 6 outside \[0, 6\)", dict(ids=((4,), 6, 7)))])
+def embedding_q(self, ids: Tensor, w: QWeight, y: Tensor) -> None:
+    """y[i, :] = dequantize(w[ids[i], :]) for a quantized table w [vocab, k]."""
+    Y = y.w.reshape(ids.size, w.k)
+    for i, t in enumerate(ids.a.reshape(-1).tolist()):
+        row = QWeight(w.a[t * w.row_bytes:(t + 1) * w.row_bytes], w.qtype, 1, w.k)
+        self.dequantize(row, Tensor(Y[i:i + 1]))
+
+
+def _qf_scratch(self, name: str, shape: tuple[int, int]) -> Tensor:
+    cache = self.__dict__.setdefault("_qf_buffers", {})
+    t = cache.get((name, shape))
+    if t is None:
+        t = cache[(name, shape)] = Tensor(np.empty(shape, np.float32), f"matmul_qf {name}")
+    return t
+
+
+_MM_TOL = (1e-5, 1e-5)
+
+
+@kernel(FAMILY, "x w:qweight y:out", check=check_mm, dims="m n k", variant="w.qtype",
+        c=_per_qtype("qr_matmul_qf_{t}_f32(x, w, y, m, n, k)"), tol=_MM_TOL,
+        examples=[dict(x=(3, 64), w=(t, 5, 64), y=(3, 5)) for t in _QT])
+def matmul_qf(self, x: Tensor, w: QWeight, y: Tensor) -> None:
+    """y [M, N] = x [M, K] @ dequantize(W)^T in float32: panels of 128 weight rows are
+    dequantized into a scratch buffer (made once per shape) and multiplied by ``gemm``."""
+    M, N, K = x.rows, w.n, w.k
+    Y = y.w.reshape(M, N)
+    if M * N == 0:
+        return
+    for n0 in range(0, N, PANEL_ROWS):
+        n = min(PANEL_ROWS, N - n0)
+        panel, yp = _qf_scratch(self, "panel", (n, K)), _qf_scratch(self, "y", (M, n))
+        self.dequantize(QWeight(w.a[n0 * w.row_bytes:(n0 + n) * w.row_bytes], w.qtype, n, K),
+                        panel)
+        self.gemm(x, panel, yp, trans_b=True)        # yp (M, n) = x panel^T
+        Y[:, n0:n0 + n] = yp.a
+
+
+@kernel(FAMILY, "x w:qweight y:out", check=check_mm, dims="m n k", variant="w.qtype",
+        c=_per_qtype("qr_matmul_{t}_f32(x, w, y, m, n, k)"), replay=True, tol=_MM_TOL,
+        examples=[dict(x=(2, 64), w=(t, 5, 64), y=(2, 5)) for t in _QT],
+        bad=[("matmul_q: x .* expected x", dict(x=(2, 96)))])
+def matmul_q(self, x: Tensor, w: QWeight, y: Tensor) -> None:
+    """y [M, N] = x [M, K] @ W^T for a quantized weight W [N, K] (a QWeight).
+    x is quantized to 8-bit blocks per row and each block pair's integer dot product is
+    scaled by d_w * d_x (+ m_w * s_x for q4_1) and summed in float32, as ggml does; F16
+    weights multiply x in float32. Rank > 2 tensors are seen as (rows, cols)."""
+    M, N, K = x.rows, w.n, w.k
+    Y = y.w.reshape(M, N)
+    if M * N == 0:
+        return
+    if K == 0:
+        Y[...] = 0
+        return
+    X = x.a.reshape(M, K)
+    if w.qtype == "f16":
+        np.matmul(X, w.a.view(_F16).reshape(N, K).astype(np.float32).T, out=Y)
+        return
+    qx, dx, sx = quantize_q8_rows(X)
+    nb = K // 32
+    qxt = np.ascontiguousarray(qx.transpose(1, 0, 2))             # [nb, M, 32]
+    step = max(1, (1 << 22) // max(1, nb * M))                    # bounded temporaries
+    for n0 in range(0, N, step):
+        n1 = min(N, n0 + step)
+        qw, dw, mw = _unpack(w.qtype, w.a[n0 * w.row_bytes:n1 * w.row_bytes], n1 - n0, K)
+        sumi = np.matmul(qxt, qw.transpose(1, 2, 0))              # [nb, M, n] exact ints
+        scale = dx.T[:, :, None] * dw.T[:, None, :]               # d_w * d_x
+        acc = (scale * sumi).sum(axis=0, dtype=np.float32)
+        if mw is not None:
+            acc += sx @ mw.T
+        Y[:, n0:n1] = acc
+
+
+_NO_WEIGHT = (0, None, None, 0)   # an unused slot of qr_matmul_q3_f32
+
+
+@kernel(FAMILY, "x ws:weight* ys:out*", check=check_linears, replay=True, tol=_MM_TOL,
+        c="qr_matmul_q3_f32(x, k:i64, t0:int, w0:ptr, y0:ptr, n0:i64, t1:int, w1:ptr, y1:ptr, "
+          "n1:i64, t2:int, w2:ptr, y2:ptr, n2:i64)",
+        examples=[dict(x=(1, 64), ws=[("q8_0", 5, 64), ("q4_0", 3, 64), ("f16", 4, 64)],
+                       ys=[(1, 5), (1, 3), (1, 4)]),
+                  dict(x=(3, 64), ws=[("q4_1", 5, 64), (4, 64)], ys=[(3, 5), (3, 4)])],
+        bad=[("linears: 2 weights but 1 outputs", dict(ws=[("q8_0", 5, 64), ("q4_0", 3, 64)],
+                                                        ys=[(1, 5)]))])
+def linears(self, x: Tensor, ws: Sequence, ys: Sequence[Tensor]) -> None:
+    """``linear(x, ws[i], ys[i])`` for each weight (a Tensor [N, K] or a QWeight):
+    projections of one input (q/k/v, gate/up). The C set runs a decode row (one row, up to
+    three QWeights) as one call: x quantized once, one parallel region over all the rows;
+    the results are the same."""
+    for y in ys:          # every output writeable before the first is written
+        y.w  # noqa: B018
+    for w, y in zip(ws, ys):
+        self.linear(x, w, y)
+
+
+@linears.c_method
+def linears(self, x: Tensor, ws: Sequence, ys: Sequence[Tensor]) -> None:  # noqa: F811
+    check_linears("linears", x, ws, ys)
+    if x.rows != 1 or not 0 < len(ws) <= 3 or x.dtype != "f32":
+        return linears.numpy(self, x, ws, ys)        # each on this set: gemm / matmul_q(f)
+    args = []
+    for w, y in zip(ws, ys):
+        if not isinstance(w, QWeight):               # a float32 weight: linear each
+            return linears.numpy(self, x, ws, ys)
+        args += (w.code, w.p, y.wp, w.n)
+    rc = self._qr_matmul_q3_f32(x.p, x.cols, *args, *_NO_WEIGHT * (3 - len(ws)))
+    if rc:
+        raise KernelError(f"linears: C kernel returned {rc}")

@@ -1,0 +1,76 @@
+"""``qorus kernels [--json]``: the kernel table, each kernel with the C tiers it can run here.
+
+    qorus kernels            # name, family, C tiers on this CPU, what it computes
+    qorus kernels --json     # the same, machine-readable, with the C symbols and operands
+
+The core plugin registers the command (``builtin_plugin.py``); this module does not import the
+CLI. The tiers of a kernel are those of its C family (``simd.family_paths``): the tiers this
+CPU and build can run, up to the widest the family has kernels for; none where the C library
+is unavailable (the NumPy set serves every kernel then).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from .decl import TABLE, Kernel
+
+__all__ = ["kernel_list", "setup", "run"]
+
+
+def _c_tiers() -> tuple[dict[str, list[str]], dict]:
+    """({SIMD family: its tiers here, narrowest first}, library facts) from the C set."""
+    from . import c_status, get_kernels, simd
+
+    ok, why = c_status()
+    if not ok:
+        return {}, {"c_available": False, "c_reason": why}
+    ck = get_kernels("c")
+    lib = {"c_available": True, "library": ck.library_path, "version": ck.version,
+           "simd_path": ck.simd_path}
+    if not hasattr(simd, "family_paths"):          # a build without per-family tiers
+        return {"*": ["portable", "avx2"] if ck.simd_path != "portable" else ["portable"]}, lib
+    compiled = ck._simd_compiled()
+    usable = [t for i, t in enumerate(simd.TIERS)
+              if i <= compiled and not simd.missing_features(ck._lib, t)]
+    out = {}
+    for family, now in ck.simd_families().items():
+        out[family] = [t for t in usable if simd.TIERS.index(t) <= simd.TIERS.index(now)]
+    return out, lib
+
+
+def _row(k: Kernel, tiers: dict[str, list[str]]) -> dict:
+    return {"name": k.name, "family": k.family, "doc": k.doc.split("\n\n")[0].replace("\n", " "),
+            "c_symbols": [s.symbol for s in k.symbols], "simd_family": k.simd,
+            "c_tiers": tiers.get(k.simd, tiers.get("*", [])) if k.c else [],
+            "operands": [{"name": o.name, "role": o.role, "dtype": o.dtype,
+                          "optional": o.optional} for o in k.operands],
+            "replayable": k.replay}
+
+
+def kernel_list() -> dict:
+    """{"kernels": [one row per declared kernel], and the C library's facts}."""
+    tiers, lib = _c_tiers()
+    return {**lib, "kernels": [_row(k, tiers) for k in TABLE]}
+
+
+def setup(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="print the table as JSON")
+    p.add_argument("--family", default="", help="only the kernels of this family")
+
+
+def run(args: argparse.Namespace) -> int:
+    info = kernel_list()
+    rows = [r for r in info["kernels"] if not args.family or r["family"] == args.family]
+    if args.json:
+        print(json.dumps({**info, "kernels": rows}, indent=1))
+        return 0
+    head = (f"C library {info['library']} ({info['version']}), SIMD tier {info['simd_path']}"
+            if info["c_available"] else f"C library unavailable ({info['c_reason']}): NumPy only")
+    print(f"{len(rows)} kernels; {head}")
+    w = max((len(r["name"]) for r in rows), default=4)
+    for r in rows:
+        tiers = "/".join(r["c_tiers"]) or "numpy"
+        print(f"  {r['name']:<{w}}  {r['family']:<11}  {tiers:<20}  {r['doc']}")
+    return 0

@@ -1,0 +1,414 @@
+"""Every SIMD tier the CPU has, forced one at a time (``set_simd_path`` in-process, QORUS_SIMD in
+subprocesses), against the portable tier and NumPy; and the refusal of a tier the CPU lacks.
+
+Promises held here: the "vec" family (elementwise activations and their backward, add / mul /
+scale / axpy, softmax, LayerNorm, RMSNorm, cross-entropy, SGD / Adam) is bit-identical on every
+tier, edge values (NaN, +-inf, +-0, subnormals, huge) and every length (1, 15, 16, 17, 33, ...,
+threaded) included (NaN for NaN: a NaN's sign bit is not promised); the "fused" family is
+within float tolerance of portable (its SIMD builds contract to FMA); GEMM is within
+1e-5 * sqrt(K) * (|alpha| + |beta| + 1) of a float64 product on every tier, gives the same bits
+for any thread count, and propagates NaN / inf as float64 does. A tier this CPU lacks is skipped
+with the missing features named; its refusal is tested everywhere by hiding features with
+QORUS_CPU_MASK.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from qorus_core.errors import KernelError
+from qorus_core.kernels import simd
+from qorus_core.tensor import Tensor
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# QR_CPU_AVX512* bits (simd.CPU_BITS order): hides AVX-512 from the library's detection
+MASK_AVX512 = sum(1 << simd.CPU_BITS.index(f) for f in simd.CPU_BITS if f.startswith("avx512"))
+MASK_AVX2 = (1 << simd.CPU_BITS.index("avx2")) | (1 << simd.CPU_BITS.index("fma"))
+EDGE = np.array([np.nan, -np.nan, np.inf, -np.inf, 0.0, -0.0, 1e-45, -1e-45, 1e-38, -1e-38,
+                 1e-30, 1e-7, -1e-7, 0.3, -0.3, 0.625, -0.625, 0.921875, -0.921875, 1.0, -1.0,
+                 3.92, -3.92, 5.0, -5.0, 9.0, -9.0, 20.0, -20.0, 44.0, -44.0, 88.0, -88.0,
+                 88.8, -88.8, 89.0, -103.0, -104.0, -110.0, 100.0, 1e6, -1e6, 1e30, -1e30,
+                 3.4e38, -3.4e38], np.float32)
+LENGTHS = [1, 15, 16, 17, 33, 255, 1000, 140_001]   # the last splits over threads
+
+
+def tiers_here(ck) -> list[str]:
+    compiled = ck._simd_compiled()
+    return [t for i, t in enumerate(simd.TIERS)
+            if i <= compiled and not simd.missing_features(ck._lib, t)]
+
+
+@pytest.fixture
+def tiered(ck):
+    """The C set; the SIMD tier and thread count are restored after the test."""
+    n = ck.threads
+    yield ck
+    ck.set_threads(n)
+    ck.set_simd_path("auto")
+
+
+def need(ck, tier: str) -> None:
+    """Skip (naming why) unless this CPU and build run ``tier``."""
+    if tier in tiers_here(ck):
+        return
+    missing = simd.missing_features(ck._lib, tier)
+    pytest.skip(f"SIMD tier {tier} unavailable here: "
+                + (f"the CPU lacks {', '.join(missing)}" if missing else "not compiled in"))
+
+
+def inputs(n: int, seed: int, scale: float = 4.0) -> np.ndarray:
+    x = (np.random.default_rng(seed).standard_normal(n) * scale).astype(np.float32)
+    k = min(n, EDGE.size)
+    x[:k] = EDGE[np.random.default_rng(seed + 1).permutation(EDGE.size)[:k]]
+    return x
+
+
+def assert_same(got: np.ndarray, ref: np.ndarray, what: str) -> None:
+    """The same float32 bits, NaN for NaN (a NaN's sign and payload depend on which operand
+    the instruction took it from, which the compiler may swap: not part of the promise)."""
+    g, r = np.ascontiguousarray(got, np.float32), np.ascontiguousarray(ref, np.float32)
+    np.testing.assert_array_equal(np.isnan(g), np.isnan(r), err_msg=f"{what}: NaN positions")
+    keep = ~np.isnan(r)
+    np.testing.assert_array_equal(g.view(np.uint32)[keep], r.view(np.uint32)[keep],
+                                  err_msg=what)
+
+
+def T(a):
+    return Tensor(np.array(a, np.float32, copy=True))
+
+
+# ----------------------------------------------------------------------------- vec family
+def ew_results(ck, n: int) -> dict[str, np.ndarray]:
+    """Every vec-family elementwise kernel on n elements with edge values: {name: output}."""
+    x, dy, y01 = inputs(n, 1), inputs(n, 2, 1.0), np.abs(inputs(n, 3, 0.4))
+    out = {}
+
+    def run(name, fn, *arrays):
+        ts = [T(a) for a in arrays]
+        res = T(np.full(n, 7.0, np.float32))
+        with np.errstate(all="ignore"):
+            fn(*ts, res)
+        out[name] = res.a.copy()
+
+    for approx in (False, True):
+        run(f"gelu{int(approx)}", lambda a, o, ap=approx: ck.gelu(a, o, ap), x)
+        run(f"gelu_bwd{int(approx)}", lambda a, d, o, ap=approx: ck.gelu_bwd(a, d, o, ap), x, dy)
+    for name in ("relu", "sigmoid", "silu", "tanh"):
+        run(name, getattr(ck, name), x)
+    for name in ("relu_bwd", "silu_bwd"):
+        run(name, getattr(ck, name), x, dy)
+    for name in ("sigmoid_bwd", "tanh_bwd"):
+        run(name, getattr(ck, name), y01, dy)
+    run("add", ck.add, x, dy)
+    run("mul", ck.mul, x, dy)
+    for name, fn in (("scale", lambda o: ck.scale(o, 0.37)), ("axpy", lambda o: ck.axpy(-1.3, T(x), o))):
+        t = T(dy)
+        with np.errstate(all="ignore"):
+            fn(t)
+        out[name] = t.a.copy()
+    return out
+
+
+@pytest.mark.parametrize("tier", ["avx2", "avx512"])
+@pytest.mark.parametrize("n", LENGTHS)
+def test_elementwise_bit_identical_to_portable(tiered, tier, n):
+    need(tiered, tier)
+    ck = tiered
+    ck.set_simd_path("portable")
+    ref = ew_results(ck, n)
+    assert ck.set_simd_path(tier) == tier
+    got = ew_results(ck, n)
+    for name in ref:
+        assert_same(got[name], ref[name], f"{name} n={n}")
+
+
+def row_results(ck, rows: int, n: int) -> dict[str, np.ndarray]:
+    """Softmax, LayerNorm, RMSNorm (forward and backward), cross-entropy: {name: output}."""
+    rng = np.random.default_rng(rows * 1000 + n)
+    x = (rng.standard_normal((rows, n)) * 3).astype(np.float32)
+    if rows > 3:                             # edge values in row 0, then a row of -inf, a
+        x[0, :min(n, 40)] = inputs(min(n, 40), 5)   # row with +inf and a huge row
+        x[1] = np.float32(-np.inf)
+        x[2, n // 2] = np.inf
+        x[3] = x[3] * np.float32(1e30)
+    dy = rng.standard_normal((rows, n)).astype(np.float32)
+    g, b = rng.standard_normal(n).astype(np.float32), rng.standard_normal(n).astype(np.float32)
+    out = {}
+    with np.errstate(all="ignore"):
+        y = T(np.zeros((rows, n)))
+        ck.softmax(T(x), y)
+        out["softmax"] = y.a.copy()
+        dx = T(np.zeros((rows, n)))
+        ck.softmax_bwd(y, T(dy), dx)
+        out["softmax_bwd"] = dx.a.copy()
+        xs = np.nan_to_num(x, nan=0.5, posinf=3.0, neginf=-3.0)   # norms: finite rows too
+        for xin, tag in ((x, ""), (xs, "_finite")):
+            y, m, r = T(np.zeros((rows, n))), T(np.zeros(rows)), T(np.zeros(rows))
+            ck.layernorm(T(xin), T(g), T(b), y, m, r, 1e-5)
+            dx, dg, db = T(np.zeros((rows, n))), T(np.ones(n)), T(np.ones(n))
+            ck.layernorm_bwd(T(xin), T(g), m, r, T(dy), dx, dg, db)
+            out.update({f"ln_y{tag}": y.a.copy(), f"ln_mean{tag}": m.a.copy(),
+                        f"ln_rstd{tag}": r.a.copy(), f"ln_dx{tag}": dx.a.copy(),
+                        f"ln_dg{tag}": dg.a.copy(), f"ln_db{tag}": db.a.copy()})
+            y, r = T(np.zeros((rows, n))), T(np.zeros(rows))
+            ck.rmsnorm(T(xin), T(g), y, r, 1e-6)
+            dx, dw = T(np.zeros((rows, n))), T(np.ones(n))
+            ck.rmsnorm_bwd(T(xin), T(g), r, T(dy), dx, dw)
+            out.update({f"rms_y{tag}": y.a.copy(), f"rms_rstd{tag}": r.a.copy(),
+                        f"rms_dx{tag}": dx.a.copy(), f"rms_dw{tag}": dw.a.copy()})
+        t = Tensor(np.arange(rows, dtype=np.int32) % n)
+        d = T(np.zeros((rows, n)))
+        out["ce_loss"] = np.float32([ck.cross_entropy(T(xs), t, d, 0.1)])
+        out["ce_d"] = d.a.copy()
+        out["ce_loss_nod"] = np.float32([ck.cross_entropy(T(xs), t, None, 0.0)])
+    return out
+
+
+@pytest.mark.parametrize("tier", ["avx2", "avx512"])
+@pytest.mark.parametrize("rows,n", [(1, 1), (5, 15), (6, 16), (7, 17), (9, 33), (64, 256),
+                                    (3, 1000), (300, 513)])
+def test_rows_bit_identical_to_portable(tiered, tier, rows, n):
+    need(tiered, tier)
+    ck = tiered
+    ck.set_simd_path("portable")
+    ref = row_results(ck, rows, n)
+    ck.set_simd_path(tier)
+    got = row_results(ck, rows, n)
+    for name in ref:
+        assert_same(got[name], ref[name], name)
+
+
+@pytest.mark.parametrize("tier", ["avx2", "avx512"])
+def test_optimizers_bit_identical_to_portable(tiered, tier):
+    need(tiered, tier)
+    ck = tiered
+    n = 70_001
+    rng = np.random.default_rng(9)
+    p0, g0 = rng.standard_normal(n).astype(np.float32), rng.standard_normal(n).astype(np.float32)
+    res = {}
+    for path in ("portable", tier):
+        ck.set_simd_path(path)
+        p, g, buf = T(p0), T(g0), T(np.zeros(n))
+        for step in (1, 2):
+            ck.sgd_step(p, g, buf, 0.1, 0.9, 0.1, 1e-4, True, step == 1)
+        q, m, v = T(p0), T(np.zeros(n)), T(np.zeros(n))
+        for step in (1, 2, 3):
+            ck.adam_step(q, g, m, v, 1e-3, 0.9, 0.999, 1e-8, 0.01, step, True)
+        res[path] = [a.a.copy() for a in (p, buf, q, m, v)]
+    for a, b in zip(res["portable"], res[tier]):
+        assert_same(b, a, "optimizer state")
+
+
+# ----------------------------------------------------------------------------- fused family
+def fused_results(ck) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(21)
+
+    def r(*shape):
+        return rng.standard_normal(shape).astype(np.float32)
+
+    g, u, dy = r(37, 65), r(37, 65), r(37, 65)
+    g.reshape(-1)[:EDGE.size] = EDGE
+    out = {}
+    with np.errstate(all="ignore"):
+        y, dg, du = T(np.zeros_like(g)), T(np.zeros_like(g)), T(np.zeros_like(g))
+        ck.swiglu(T(g), T(u), y)
+        ck.swiglu_bwd(T(g), T(u), T(dy), dg, du)
+        out.update(swiglu=y.a.copy(), swiglu_dg=dg.a.copy(), swiglu_du=du.a.copy())
+        x, w = r(33, 47), r(47)
+        for name in ("add_bcast", "mul_bcast"):
+            y = T(np.zeros_like(x))
+            getattr(ck, name)(T(x), T(w), y)
+            out[name] = y.a.copy()
+        xr, yr = r(2, 17, 3, 34), T(np.zeros((2, 17, 3, 34)))
+        ck.rope(T(xr), yr, 5, 10000.0, True)
+        out["rope"] = yr.a.copy()
+        xs, ys = r(3, 17, 33), T(np.zeros((3, 17, 33)))
+        ck.softmax_masked(T(xs), ys, 0.7, True)
+        out["softmax_masked"] = ys.a.copy()
+        q, k, v = r(2, 33, 4, 40), r(2, 33, 2, 40), r(2, 33, 2, 40)
+        o, lse = T(np.zeros_like(q)), T(np.zeros((2, 4, 33)))
+        ck.attention(T(q), T(k), T(v), o, lse, None, 4, 2, True)
+        out.update(attention=o.a.copy(), lse=lse.a.copy())
+    return out
+
+
+@pytest.mark.parametrize("tier", ["avx2", "avx512"])
+def test_fused_within_tolerance_of_portable(tiered, tier):
+    """The fused family's SIMD builds contract to FMA: float tolerance, same NaN / inf."""
+    need(tiered, tier)
+    ck = tiered
+    ck.set_simd_path("portable")
+    ref = fused_results(ck)
+    ck.set_simd_path(tier)
+    assert ck.simd_families()["fused"] == tier
+    got = fused_results(ck)
+    for name in ref:
+        np.testing.assert_allclose(got[name], ref[name], rtol=1e-4, atol=2e-5, err_msg=name)
+
+
+# ----------------------------------------------------------------------------- gemm
+GEMM_SHAPES = [(1, 1, 1), (1, 17, 33), (4, 15, 16), (5, 33, 17), (12, 32, 15), (13, 31, 16),
+               (15, 17, 33), (17, 64, 1), (25, 65, 513), (100, 33, 300), (130, 257, 1025),
+               (384, 256, 128)]
+
+
+@pytest.mark.parametrize("tier", simd.TIERS)
+@pytest.mark.parametrize("mnk", GEMM_SHAPES)
+def test_gemm_every_tier(tiered, tier, mnk):
+    need(tiered, tier)
+    ck, (m, n, k) = tiered, mnk
+    ck.set_simd_path(tier)
+    rng = np.random.default_rng(m * 7 + n * 3 + k)
+    for ta in (False, True):
+        for tb in (False, True):
+            a = rng.standard_normal((k, m) if ta else (m, k)).astype(np.float32)
+            b = rng.standard_normal((n, k) if tb else (k, n)).astype(np.float32)
+            c0 = rng.standard_normal((m, n)).astype(np.float32)
+            for alpha, beta in ((1.0, 0.0), (-0.7, 0.3)):
+                ref = alpha * ((a.T if ta else a).astype(np.float64) @ (b.T if tb else b))
+                ref += beta * c0
+                got = []
+                for nt in (1, 2, 3):
+                    ck.set_threads(nt)
+                    c = T(c0)
+                    ck.gemm(T(a), T(b), c, ta, tb, alpha, beta)
+                    got.append(c.a.copy())
+                tol = 1e-5 * np.sqrt(k) * (abs(alpha) + abs(beta) + 1)
+                np.testing.assert_allclose(got[0], ref, rtol=1e-5, atol=tol,
+                                           err_msg=f"{tier} ta={ta} tb={tb}")
+                for other in got[1:]:
+                    np.testing.assert_array_equal(other, got[0])
+
+
+@pytest.mark.parametrize("tier", simd.TIERS)
+@pytest.mark.parametrize("mnk", [(3, 20, 40), (29, 45, 37)])   # skinny and packed
+def test_gemm_nan_inf(tiered, tier, mnk):
+    """A NaN or inf in A / B reaches exactly the outputs float64 says (inf * 0 = NaN)."""
+    need(tiered, tier)
+    ck, (m, n, k) = tiered, mnk
+    ck.set_simd_path(tier)
+    rng = np.random.default_rng(4)
+    a = rng.standard_normal((m, k)).astype(np.float32)
+    b = rng.standard_normal((k, n)).astype(np.float32)
+    a[1, 3], a[2, 5], b[7, 4], b[6, 2] = np.nan, np.inf, -np.inf, 0.0
+    a[0, 6] = 0.0
+    b[6, 9] = np.inf                                   # meets a[0, 6] = 0: NaN in row 0
+    with np.errstate(all="ignore"):
+        ref = a.astype(np.float64) @ b
+    for tb in (False, True):
+        c = T(np.full((m, n), 5.0))
+        ck.gemm(T(a), T(b.T.copy() if tb else b), c, False, tb, 1.0, 0.0)
+        np.testing.assert_array_equal(np.isnan(c.a), np.isnan(ref))
+        np.testing.assert_array_equal(np.isposinf(c.a), np.isposinf(ref))
+        np.testing.assert_array_equal(np.isneginf(c.a), np.isneginf(ref))
+
+
+# ----------------------------------------------------------------------------- dispatch
+def test_setter_and_families(tiered):
+    ck = tiered
+    here = tiers_here(ck)
+    assert here[0] == "portable" and ck.set_simd_path("auto") == here[-1]
+    for tier in here:
+        assert ck.set_simd_path(tier) == tier == ck.simd_path
+        fam = ck.simd_families()
+        assert set(fam) == {"vec", "gemm", "fused", "quant", "rnn", "conv", "peak"}
+        assert fam["conv"] == "portable"
+        assert all(simd.TIERS.index(t) <= simd.TIERS.index(tier) for t in fam.values())
+        if tier == "avx512":                 # families with no AVX-512 kernel keep AVX2
+            assert fam["vec"] == fam["gemm"] == fam["peak"] == "avx512"
+            assert fam["fused"] == "avx512" and fam["quant"] == fam["rnn"] == "avx2"
+        else:
+            assert fam["vec"] == fam["gemm"] == fam["rnn"] == tier
+    with pytest.raises(KernelError, match="expected one of auto, avx512, avx2, portable"):
+        ck.set_simd_path("avx1024")
+    assert ck._lib.qr_set_simd_path(7) == -1 and ck._lib.qr_set_simd_path(-5) == -1
+
+
+def test_peak_probe_runs_the_widest_tier(tiered):
+    """flops per round: 12 chains x lanes x 2, lanes 16 on AVX-512, else 8."""
+    ck = tiered
+    ck.set_threads(1)
+    for tier in tiers_here(ck):
+        ck.set_simd_path(tier)
+        assert ck.fma_peak(10) == 10 * 12 * 2 * (16 if tier == "avx512" else 8)
+
+
+def run_py(code: str, **env) -> subprocess.CompletedProcess:
+    full = dict(os.environ, PYTHONPATH=ROOT, **{k: str(v) for k, v in env.items()})
+    for var in ("QORUS_SIMD", "QORUS_KERNELS"):   # auto unless given (the CPU mask stays)
+        if var not in env:
+            full.pop(var, None)
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
+                          text=True, env=full, timeout=120, cwd=ROOT)
+
+
+REPORT = """
+    import json
+    from qorus_core.kernels import get_kernels, simd
+    ck = get_kernels("c")
+    out = {"path": ck.simd_path, "families": ck.simd_families(), "cpu": ck.cpu_features(),
+           "refused": {}}
+    for tier in ("avx512", "avx2", "portable"):
+        try:
+            out["refused"][tier] = None if ck.set_simd_path(tier) == tier else "other tier"
+        except simd.SimdTierError as exc:
+            out["refused"][tier] = str(exc)
+        ck.set_simd_path("auto")
+    out["raw"] = ck._lib.qr_set_simd_path(2)   # the C setter itself
+    out["after"] = ck.simd_path
+    print(json.dumps(out))
+"""
+
+
+def test_masked_cpu_refuses_avx512(ck):
+    """Posing as a CPU without AVX-512: auto runs AVX2 (where the CPU has it), every family at
+    most AVX2; asking for avx512 (setter or QORUS_SIMD) is an error naming the features."""
+    proc = run_py(REPORT, QORUS_CPU_MASK=hex(MASK_AVX512))
+    assert proc.returncode == 0, proc.stderr
+    rep = json.loads(proc.stdout)
+    assert not any(v for k, v in rep["cpu"].items() if k.startswith("avx512"))
+    assert rep["path"] in ("avx2", "portable") and rep["after"] == rep["path"]
+    assert set(rep["families"].values()) <= {"avx2", "portable"}
+    assert "avx512f" in rep["refused"]["avx512"] and "avx512bw" in rep["refused"]["avx512"]
+    assert rep["raw"] == -4 and rep["refused"]["portable"] is None
+    proc = run_py("from qorus_core.kernels import get_kernels; get_kernels()",
+                  QORUS_CPU_MASK=hex(MASK_AVX512), QORUS_SIMD="avx512")
+    assert proc.returncode != 0
+    assert "SimdTierError: QORUS_SIMD=avx512" in proc.stderr and "avx512f" in proc.stderr
+
+
+def test_masked_cpu_refuses_avx2(ck):
+    proc = run_py(REPORT, QORUS_CPU_MASK=hex(MASK_AVX2))
+    assert proc.returncode == 0, proc.stderr
+    rep = json.loads(proc.stdout)
+    assert rep["path"] == "portable" and set(rep["families"].values()) == {"portable"}
+    assert "avx2, fma" in rep["refused"]["avx2"] and "avx2" in rep["refused"]["avx512"]
+    assert rep["refused"]["portable"] is None
+
+
+@pytest.mark.parametrize("value", ["portable", "avx2", "avx512", "auto"])
+def test_env_forces_a_tier(ck, value):
+    if value in ("avx2", "avx512"):
+        need(ck, value)
+    proc = run_py(REPORT, QORUS_SIMD=value)
+    assert proc.returncode == 0, proc.stderr
+    rep = json.loads(proc.stdout)
+    assert rep["path"] == (tiers_here(ck)[-1] if value == "auto" else value)
+
+
+def test_env_unknown_tier_is_an_error(ck):
+    proc = run_py("from qorus_core.kernels import get_kernels; get_kernels('numpy'); "
+                  "get_kernels()", QORUS_SIMD="avx3")
+    assert proc.returncode != 0 and "QORUS_SIMD='avx3': expected one of auto" in proc.stderr
+    proc = run_py("from qorus_core.kernels.info import backend_info; import json; "
+                  "print(json.dumps(backend_info()))", QORUS_SIMD="avx3")
+    assert proc.returncode == 0, proc.stderr
+    info = json.loads(proc.stdout)
+    assert not info["c_available"] and "QORUS_SIMD='avx3'" in info["c_reason"]
