@@ -39,12 +39,6 @@ class TransformerBlock(Composite):
         self.bias = boolean(bias, "bias", name)
         self.children()          # bad sizes fail here, when the block is made
 
-    def _norm(self) -> Layer:
-        if self.norm == "rmsnorm":
-            return RMSNorm(self.d_model, self.eps)
-        return layer_from_dict({"type": "mlp.LayerNorm", "normalized_shape": self.d_model,
-                                "eps": self.eps})
-
     def children(self) -> dict[str, Layer]:
         """The child layers by name: norm1, attn, norm2, ffn."""
         attn = CausalSelfAttention(self.d_model, self.n_heads, self.n_kv_heads,
@@ -55,7 +49,8 @@ class TransformerBlock(Composite):
             ffn: Layer = SwiGLUFeedForward(self.d_model, hidden)
         else:
             ffn = FeedForward(self.d_model, self.d_ff, self.ffn, self.bias)
-        return {"norm1": self._norm(), "attn": attn, "norm2": self._norm(), "ffn": ffn}
+        return {"norm1": norm_layer(self.norm, self.d_model, self.eps), "attn": attn,
+                "norm2": norm_layer(self.norm, self.d_model, self.eps), "ffn": ffn}
 
     def build(self, x, b):
         if len(x.shape) != 3 or x.shape[2] != self.d_model:
@@ -64,6 +59,14 @@ class TransformerBlock(Composite):
         c = self.children()
         h = b.add(x, b.call(c["attn"], b.call(c["norm1"], x, "norm1"), "attn"))
         return b.add(h, b.call(c["ffn"], b.call(c["norm2"], h, "norm2"), "ffn"))
+
+
+def norm_layer(norm: str, d_model: int, eps: float) -> Layer:
+    """The ``norm`` (one of NORMS) over the last ``d_model`` features: the blocks' and the
+    GPT's final norm."""
+    if norm == "rmsnorm":
+        return RMSNorm(d_model, eps)
+    return layer_from_dict({"type": "mlp.LayerNorm", "normalized_shape": d_model, "eps": eps})
 
 
 def _swiglu_hidden(d: int) -> int:

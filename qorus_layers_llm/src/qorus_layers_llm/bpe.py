@@ -8,9 +8,16 @@ from qorus_core.errors import ConfigError, DataError
 from .pretokenize import compile_patterns, pretokenize
 from .tokenizer import CONTROL, USER_DEFINED, Tokenizer, bytes_to_unicode, merge_by_rank
 
+#: the word cache: at most this many words (then it starts over), each at most this long, so
+#: a tokenizer shared by every conversation of a server does not grow with what it was fed
+CACHE_WORDS = 1 << 16
+CACHE_WORD_CHARS = 64
+
 
 class ByteBPETokenizer(Tokenizer):
-    """GGUF ``tokenizer.ggml.model == "gpt2"``."""
+    """GGUF ``tokenizer.ggml.model == "gpt2"``. Encoding remembers the ids of the words it has
+    seen (bounded: ``CACHE_WORDS``); several threads may encode at once (each dict operation
+    is atomic, and a word encoded twice gets the same ids)."""
 
     def __init__(self, merges: list[str], pre: str = "default", **common) -> None:
         super().__init__(**common)
@@ -28,10 +35,15 @@ class ByteBPETokenizer(Tokenizer):
 
     def _encode_text(self, text: str, first: bool) -> list[int]:
         ids: list[int] = []
+        cache = self._cache
         for word in pretokenize(text, self.patterns):
-            got = self._cache.get(word)
+            got = cache.get(word)
             if got is None:
-                got = self._cache[word] = self._encode_word(word)
+                got = self._encode_word(word)
+                if len(word) <= CACHE_WORD_CHARS:
+                    if len(cache) >= CACHE_WORDS:
+                        cache.clear()
+                    cache[word] = got
             ids.extend(got)
         return ids
 

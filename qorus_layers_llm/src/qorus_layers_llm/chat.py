@@ -4,7 +4,7 @@ files, so they run sandboxed and bounded (``template_sandbox``)."""
 
 from __future__ import annotations
 
-from functools import cache
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from qorus_core.errors import ConfigError
@@ -17,7 +17,7 @@ CHATML = ("{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\
           "{{ '<|im_start|>assistant\\n' }}{% endif %}")
 
 
-@cache
+@lru_cache(maxsize=32)   # one per model file's template; a compiled template renders in any thread
 def _compile(template: str):
     try:
         from jinja2.exceptions import TemplateError
@@ -98,7 +98,10 @@ class Conversation:
     """A chat with a loaded model: the messages so far, each turn appended to its own KV cache
     (its Generator's sequence: any number of conversations share one loaded model).
     When the rendered conversation extends the text already in the cache, only the new text
-    is tokenized and fed (as llama.cpp's chat does); otherwise the cache starts over."""
+    is tokenized and fed (as llama.cpp's chat does); otherwise the cache starts over.
+
+    A conversation is single-user: its messages and its generator's cache are its own state,
+    so one thread at a time calls ``reply``. Conversations on one model need no lock."""
 
     def __init__(self, llm, system: str | None = None) -> None:
         from .generate import Generator

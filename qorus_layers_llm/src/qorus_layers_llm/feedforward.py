@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from qorus_core import Composite, Layer, layer_from_dict
-from qorus_core.errors import ConfigError, ShapeError
-from qorus_core.validate import boolean, maybe, positive_int
+from qorus_core.errors import ShapeError
+from qorus_core.validate import boolean, choice, maybe, positive_int
 
 #: activation name -> the registered layer that computes it
 ACTIVATIONS: dict[str, dict[str, Any]] = {
@@ -25,11 +25,8 @@ class FeedForward(Composite):
         name = "llm.FeedForward"
         self.d_model = positive_int(d_model, "d_model", name)
         d_ff = maybe(positive_int, d_ff, "d_ff", name)
-        if not isinstance(activation, str) or activation not in ACTIVATIONS:
-            raise ConfigError(f"{name}: activation must be one of {sorted(ACTIVATIONS)}, "
-                              f"got {activation!r}")
         self.d_ff = 4 * self.d_model if d_ff is None else d_ff
-        self.activation = activation
+        self.activation = choice(activation, "activation", name, sorted(ACTIVATIONS))
         self.bias = boolean(bias, "bias", name)
 
     def children(self) -> tuple[Layer, Layer, Layer]:

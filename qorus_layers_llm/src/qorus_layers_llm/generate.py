@@ -54,7 +54,6 @@ class Generator:
         self.max_chunk = positive_int(max_chunk, "max_chunk", "Generator")
         self.seq = model.sequence()           # this generator's KV caches, position and plans
         self._version = self.seq.version      # the model's plans_version its plans were made at
-        self._files = model.weight_files      # checked before each replayed step
         self._chunks: dict[int, tuple] = {}
         decode = self._chunk(1)
         layers = [op.layer for op in decode[0].ops if isinstance(op.layer, CausalSelfAttention)]
@@ -92,12 +91,9 @@ class Generator:
     def feed(self, ids: Iterable[int]) -> np.ndarray:
         """Append ``ids`` to the sequence; returns the logits after the last one (a view, valid
         until the next call)."""
-        ids = list(ids)
+        ids = [self._check_token(i) for i in ids]
         if not ids:
             raise ShapeError("feed: no tokens")
-        for i in ids:
-            self._check_token(i)
-        ids = [int(i) for i in ids]
         if self.pos + len(ids) > self.context:
             raise ShapeError(f"{len(ids)} tokens after {self.pos} exceed the model's context of "
                              f"{self.context} positions")
@@ -126,8 +122,7 @@ class Generator:
         x[0] = token
         self.seq.run.pos = self.pos
         if self.replay is not None:
-            for f in self._files:             # a replay bypasses plan.forward and its check
-                f.check_unchanged()
+            self.model.check_weight_files()   # a replay bypasses plan.forward and its check
             self.replay.run(self.pos)
         elif self.replay_error is None:
             self._record(plan)
@@ -136,14 +131,15 @@ class Generator:
         self.pos += 1
         return logits
 
-    def _check_token(self, token) -> None:
-        """A token id is an int (or a NumPy integer) in [0, vocab_size): a float, a bool or a
-        string is refused, never truncated."""
+    def _check_token(self, token) -> int:
+        """``token`` as an int: a token id is an int (or a NumPy integer) in [0, vocab_size);
+        a float, a bool or a string is refused, never truncated."""
         if type(token) is not int and (isinstance(token, (bool, np.bool_))
                                        or not isinstance(token, np.integer)):
             raise ConfigError(f"token id {token!r} is a {type(token).__name__}, not an integer")
         if not 0 <= token < self.vocab_size:
             raise ShapeError(f"token id {token} outside the vocabulary [0, {self.vocab_size})")
+        return int(token)
 
     def _record(self, plan) -> None:
         """One decode step, recorded; the third consecutive one derives the replay."""

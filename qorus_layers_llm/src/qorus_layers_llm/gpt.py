@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from qorus_core import Composite, Layer, Spec, layer_from_dict
+from qorus_core import Composite, Spec
 from qorus_core.errors import ShapeError
 from qorus_core.init import normal
 from qorus_core.validate import boolean, choice, maybe, positive_int, real
 
-from .block import FFNS, NORMS, TransformerBlock
+from .block import FFNS, NORMS, TransformerBlock, norm_layer
 from .embedding import Embedding
 from .head import LMHead
 from .positional import PositionalEmbedding
-from .rmsnorm import RMSNorm
 
 POSITIONAL = ("learned", "rope")
 
@@ -68,12 +67,6 @@ class GPT(Composite):
                                 self.ffn, rope=self.positional == "rope", rope_theta=self.rope_theta,
                                 max_len=self.max_len, eps=self.eps, bias=self.bias)
 
-    def _final_norm(self) -> Layer:
-        if self.norm == "rmsnorm":
-            return RMSNorm(self.d_model, self.eps)
-        return layer_from_dict({"type": "mlp.LayerNorm", "normalized_shape": self.d_model,
-                                "eps": self.eps})
-
     def build(self, x, b):
         if len(x.shape) != 2 or x.dtype != "i32":
             raise ShapeError(f"GPT expects int32 token ids [B, T], got {x.shape} {x.dtype}")
@@ -85,7 +78,7 @@ class GPT(Composite):
         block = self.block()
         for i in range(self.n_layers):
             h = b.call(block, h, f"blocks.{i}")
-        h = b.call(self._final_norm(), h, "norm")
+        h = b.call(norm_layer(self.norm, self.d_model, self.eps), h, "norm")
         y = b.call(LMHead(self.d_model, self.vocab_size, bias=False), h, "head")
         if self.tie_embeddings:
             b.tie("head.weight", "embed.weight")

@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,7 +35,9 @@ from qorus_core import Model, QWeight, Spec, Tensor, check_alloc, param_shapes, 
 from qorus_core.errors import ConfigError, GGUFError
 from qorus_core.io.gguf import GGUFFile
 from qorus_core.kernels import get_kernels
+from qorus_core.validate import integer
 
+from .gguf_metadata import MetadataReader
 from .gpt import GPT
 from .tokenizer import Tokenizer
 
@@ -72,42 +75,19 @@ class LlamaHParams:
         if arch not in ARCHITECTURES:
             raise ConfigError(f"{f.path}: architecture {arch!r} is not supported (supported: "
                               f"{', '.join(ARCHITECTURES)})")
-        md = f.metadata
-
-        def fail(key: str, msg: str) -> GGUFError:
-            return GGUFError(f"{f.path}: metadata {key}: {msg}")
-
-        def integer(key: str, default: int | None = None, lo: int = 1) -> int:
-            if key not in md:
-                if default is None:
-                    raise GGUFError(f"{f.path}: metadata {key} is missing")
-                return default
-            v = md[key]
-            if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
-                raise fail(key, f"{_describe(v)}, expected an integer")
-            if int(v) < lo:
-                raise fail(key, f"{int(v)} is less than {lo}")
-            return int(v)
-
-        def real(key: str, default: float, hi: float = math.inf) -> float:
-            v = md.get(key, default)
-            if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)):
-                raise fail(key, f"{_describe(v)}, expected a number")
-            if not (math.isfinite(float(v)) and 0 < float(v) < hi):
-                raise fail(key, f"{v!s} is not a finite number in (0, {hi})")
-            return float(v)
-
+        md = MetadataReader(f, GGUFError)
+        integer, real = md.integer, md.real
         k = f"{arch}."
         n_heads = integer(k + "attention.head_count")
         d_model = integer(k + "embedding_length")
         n_kv = integer(k + "attention.head_count_kv", n_heads)
         if d_model % n_heads:
-            raise fail(k + "attention.head_count", f"{n_heads} heads do not divide "
+            raise md.fail(k + "attention.head_count", f"{n_heads} heads do not divide "
                        f"{k}embedding_length {d_model}")
         if n_kv > n_heads or n_heads % n_kv:
-            raise fail(k + "attention.head_count_kv", f"{n_kv} KV heads do not divide "
+            raise md.fail(k + "attention.head_count_kv", f"{n_kv} KV heads do not divide "
                        f"{k}attention.head_count {n_heads}")
-        tokens = md.get("tokenizer.ggml.tokens")
+        tokens = f.metadata.get("tokenizer.ggml.tokens")
         if k + "vocab_size" in md:
             vocab = integer(k + "vocab_size")
         elif isinstance(tokens, list) and tokens:
@@ -133,31 +113,31 @@ class LlamaHParams:
         hp.check_tensors(f)
         return hp
 
-    def tensor_shapes(self) -> dict[str, tuple[int, ...]]:
-        """GGUF tensor name -> the NumPy shape these hyperparameters imply (dims reversed)."""
+    def tensor_shapes(self) -> Iterator[tuple[str, tuple[int, ...]]]:
+        """(GGUF tensor name, the NumPy shape these hyperparameters imply), block after block
+        (a generator: ``block_count`` can say 2**32 - 1)."""
         D, V, F, dh = self.d_model, self.vocab_size, self.d_ff, self.d_model // self.n_heads
+        yield "token_embd.weight", (V, D)
+        yield "output_norm.weight", (D,)
+        if not self.tied:
+            yield "output.weight", (V, D)
         block = {"attn_norm.weight": (D,), "ffn_norm.weight": (D,), "attn_q.weight": (D, D),
                  "attn_k.weight": (self.n_kv_heads * dh, D), "attn_v.weight": (self.n_kv_heads * dh, D),
                  "attn_output.weight": (D, D), "ffn_gate.weight": (F, D), "ffn_up.weight": (F, D),
                  "ffn_down.weight": (D, F)}
-        out = {"token_embd.weight": (V, D), "output_norm.weight": (D,)}
-        if not self.tied:
-            out["output.weight"] = (V, D)
         for i in range(self.n_layers):
-            out.update({f"blk.{i}.{name}": shape for name, shape in block.items()})
-        return out
+            for name, shape in block.items():
+                yield f"blk.{i}.{name}", shape
 
     def check_tensors(self, f: GGUFFile) -> None:
-        """Every tensor the metadata promises is present with the implied shape: a file whose
-        ``block_count`` says 20,000 (or 2**32 - 1) fails at the first missing block, at once."""
-        for i in range(self.n_layers):      # stops at the first block the file lacks
-            for name in _BLOCK.values():
-                if f"blk.{i}.{name}" not in f.tensors:
-                    raise GGUFError(f"{f.path}: tensor 'blk.{i}.{name}' is missing (metadata "
-                                    f"llama.block_count promises {self.n_layers} blocks)")
-        for name, shape in self.tensor_shapes().items():
+        """Every tensor the metadata promises is present with the implied shape; checked in
+        order, so a file whose ``block_count`` says 20,000 (or 2**32 - 1) fails at once, at
+        the first block it lacks."""
+        for name, shape in self.tensor_shapes():
             if name not in f.tensors:
-                raise GGUFError(f"{f.path}: tensor {name!r} is missing")
+                promise = (f" (metadata llama.block_count promises {self.n_layers} blocks)"
+                           if name.startswith("blk.") else "")
+                raise GGUFError(f"{f.path}: tensor {name!r} is missing{promise}")
             got = f.tensors[name].shape
             if got != shape:
                 raise GGUFError(f"{f.path}: tensor {name!r} has shape {got}, the metadata implies "
@@ -194,19 +174,6 @@ class LoadedLLM:
         (one ``fstat``; the model's plans and generators do it before each forward, where a
         copy over the file in use would otherwise give wrong results or SIGBUS)."""
         self.gguf.check_unchanged()
-
-
-def _describe(v: Any) -> str:
-    """A metadata value, named for an error message (kept short)."""
-    if isinstance(v, str):
-        return f"the string {v[:40]!r}"
-    if isinstance(v, np.ndarray):
-        return f"an array of {v.size} {v.dtype}"
-    if isinstance(v, list):
-        return f"an array of {len(v)} values"
-    if isinstance(v, (bool, np.bool_)):
-        return f"the bool {bool(v)}"
-    return f"{type(v).__name__} {v!s}"
 
 
 def _external(f: GGUFFile, gguf_name: str, shape: tuple[int, ...], dequantize: bool = False,
@@ -251,10 +218,10 @@ def load_llama(path: str | os.PathLike, context: int | None = None, kernels: Any
         tok = Tokenizer.from_gguf(f)
         if tok.vocab_size != hp.vocab_size:
             raise GGUFError(f"{f.path}: {tok.vocab_size} tokens but vocab_size {hp.vocab_size}")
-        ctx = min(hp.context_length, DEFAULT_CONTEXT) if context is None else context
-        _check_context(f, hp, ctx, dequantize)
+        ctx = _check_context(f, hp, min(hp.context_length, DEFAULT_CONTEXT) if context is None
+                             else context, dequantize)
         net = hp.network(ctx)
-        shapes = _param_shapes(net, hp)
+        shapes = param_shapes(net, Spec((1, 1), "i32"))   # from the network's declarations
         names = {f"blocks.{i}.{ours}": f"blk.{i}.{theirs}" for i in range(hp.n_layers)
                  for ours, theirs in _BLOCK.items()}
         names.update({k: v for k, v in _TOP.items() if not (hp.tied and k == "head.weight")})
@@ -270,22 +237,18 @@ def load_llama(path: str | os.PathLike, context: int | None = None, kernels: Any
     return LoadedLLM(model, tok, f, hp, ctx, (time.perf_counter() - t0) * 1e3, nbytes, info)
 
 
-def _check_context(f: GGUFFile, hp: LlamaHParams, ctx: Any, dequantize: bool) -> None:
-    """Refuse a context that is not a positive integer, or whose KV cache (plus float32
-    weights with ``dequantize``) cannot fit in memory, before building anything."""
-    if isinstance(ctx, (bool, np.bool_)) or not isinstance(ctx, (int, np.integer)):
-        raise ConfigError(f"context must be an integer, got {ctx!r}")
+def _check_context(f: GGUFFile, hp: LlamaHParams, ctx: Any, dequantize: bool) -> int:
+    """``ctx`` as an int; refused if it is not a positive integer, or if its KV cache (plus
+    float32 weights with ``dequantize``) cannot fit in memory, before building anything."""
+    ctx = integer(ctx, "context", "load_llama", want="an integer")
     if ctx <= 0:
-        raise ConfigError(f"context must be positive, got {ctx}")
-    need = hp.kv_cache_bytes(int(ctx))
+        raise ConfigError(f"load_llama: context must be positive, got {ctx}")
+    need = hp.kv_cache_bytes(ctx)
     what = (f"{f.path}: context {ctx}: the KV cache of {ctx} positions ({hp.n_layers} layers x 2 "
             f"x {hp.n_kv_heads} KV heads x {hp.d_model // hp.n_heads} x 4 bytes a position)")
     if dequantize:
-        need += sum(math.prod(s) for s in hp.tensor_shapes().values()) * 4
+        need += sum(math.prod(s) for _, s in hp.tensor_shapes()) * 4
         what += " and the float32 weights"
     check_alloc(need, what, "; choose a smaller context (--ctx)")
+    return ctx
 
-
-def _param_shapes(net: GPT, hp: LlamaHParams) -> dict[str, tuple[int, ...]]:
-    """Parameter name -> shape, from the network's own declarations (one trace, no memory)."""
-    return param_shapes(net, Spec((1, 1), "i32"))

@@ -31,7 +31,9 @@ class Sampler:
     ``top_p`` (Hugging Face's order: top-k, then top-p), drawn with a seeded generator.
 
     Hyperparameters are checked here, once (ConfigError naming the field): ``temperature`` a
-    finite number >= 0, ``top_k`` a positive int, ``top_p`` in (0, 1], ``seed`` an int >= 0."""
+    finite number >= 0, ``top_k`` a positive int, ``top_p`` in (0, 1], ``seed`` an int >= 0.
+    A sampler is single-user: its buffers and random generator are its own state, so one
+    thread at a time draws from it (``generate`` makes one per call)."""
 
     def __init__(self, vocab_size: int, temperature: float = 1.0, top_k: int | None = None,
                  top_p: float | None = None, seed: int = 0) -> None:
@@ -57,12 +59,16 @@ class Sampler:
         """The next token id for ``logits`` [V] (not modified)."""
         if logits.shape != (self.vocab_size,):
             raise ShapeError(f"sampler: logits {logits.shape}, expected ({self.vocab_size},)")
-        hi, lo = logits.max(), logits.min()      # NaN propagates into both; inf shows in one
-        if not (math.isfinite(hi) and math.isfinite(lo)):
+        if self.greedy:                          # argmax gives the first NaN if there is one
+            top = int(np.argmax(logits))
+            hi = logits[top]
+        else:
+            hi = logits.max()                    # NaN propagates into it
+        if not (math.isfinite(hi) and math.isfinite(logits.min())):   # +inf in hi, -inf in min
             self._non_finite(logits)
         self.steps += 1
         if self.greedy:
-            return int(np.argmax(logits))
+            return top
         p, s, c, m = self._p, self._s, self._c, self._m
         with np.errstate(over="ignore"):          # overflow here is to -inf: probability 0
             np.subtract(logits, hi, out=p)       # <= 0: exp cannot overflow

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import heapq
 import re
+from typing import Any
 
 import numpy as np
 
@@ -22,10 +23,7 @@ class SentencePieceTokenizer(Tokenizer):
     def __init__(self, scores: np.ndarray, add_space_prefix: bool = True, unk_id: int | None = None,
                  **common) -> None:
         super().__init__(**common)
-        self.scores = np.asarray(scores, np.float32)
-        if self.scores.shape != (len(self.tokens),) or not np.isfinite(self.scores).all():
-            raise ConfigError(f"SentencePiece tokenizer: scores of shape {self.scores.shape} for "
-                              f"{len(self.tokens)} tokens, or a non-finite score")
+        self.scores = _scores(scores, len(self.tokens))
         self.add_space_prefix = bool(add_space_prefix)
         self.unk_id = unk_id
         self.byte_ids: dict[int, int] = {}
@@ -96,3 +94,22 @@ class SentencePieceTokenizer(Tokenizer):
     def decode(self, ids, skip_special: bool = False) -> str:
         text = super().decode(ids, skip_special)
         return text[1:] if self.add_space_prefix and text.startswith(" ") else text  # dummy prefix
+
+
+def _scores(scores: Any, n: int) -> np.ndarray:
+    """``scores`` (GGUF ``tokenizer.ggml.scores``) as float32, one finite score per token
+    (checked after the cast: a float64 score beyond float32 range is inf, refused too)."""
+    key = "SentencePiece tokenizer: tokenizer.ggml.scores"
+    s = np.asarray(scores)
+    if s.ndim != 1 or s.dtype.kind not in "iuf":
+        raise ConfigError(f"{key}: expected {n} numbers, got an array of {s.dtype} of shape "
+                          f"{s.shape}")
+    if s.size != n:
+        raise ConfigError(f"{key}: {s.size} values for {n} tokens")
+    with np.errstate(over="ignore"):
+        s = s.astype(np.float32)
+    bad = np.flatnonzero(~np.isfinite(s))
+    if bad.size:
+        i = int(bad[0])
+        raise ConfigError(f"{key}: token #{i} has the non-finite value {s[i]}")
+    return s

@@ -29,14 +29,15 @@ from __future__ import annotations
 import re
 import string
 import time
-from collections.abc import ItemsView, KeysView, ValuesView
+from collections.abc import ItemsView, Iterator, KeysView, ValuesView
+from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from functools import wraps
 from typing import Any
 
 from jinja2 import nodes
-from jinja2.sandbox import MAX_RANGE, ImmutableSandboxedEnvironment
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.utils import Namespace, pass_context
 from jinja2.visitor import NodeTransformer
 
@@ -114,7 +115,7 @@ def size_of(obj: Any, cap: int) -> int:
         o = stack.pop()
         if isinstance(o, str):
             total += len(o)
-        elif isinstance(o, (list, tuple, set, frozenset)):
+        elif isinstance(o, (list, tuple, set, frozenset, KeysView, ValuesView, ItemsView)):
             total += 2 + 2 * len(o)
             if total <= cap:
                 stack.extend(o)
@@ -123,10 +124,6 @@ def size_of(obj: Any, cap: int) -> int:
             if total <= cap:
                 stack.extend(o.keys())
                 stack.extend(o.values())
-        elif isinstance(o, (KeysView, ValuesView, ItemsView)):
-            total += 2 + 2 * len(o)
-            if total <= cap:
-                stack.extend(o)
         elif isinstance(o, Namespace):
             attrs = object.__getattribute__(o, "_Namespace__attrs")
             total += 16 + 4 * len(attrs)
@@ -215,53 +212,50 @@ _PERCENT = re.compile(r"%(?:\([^)]*\))?[-#0 +]*(\*|\d+)?(?:\.(\*|\d+))?[hlL]?([a
 def _check_percent(fmt: str, args: Any) -> None:
     """``fmt % args`` (the ``%`` operator, the ``format`` filter): widths and precisions must be
     literal and small, and the result within the size limit."""
-    cap = _cap()
-    n, pad = 0, 0
+    fields, widths = 0, []
     for m in _PERCENT.finditer(fmt):
         if m.group(3) == "%":
             continue
-        n += 1
+        fields += 1
         for g in (m.group(1), m.group(2)):
             if g == "*":
                 raise ConfigError("chat template: a '*' width or precision in a % format is "
                                   "not allowed (the size must be visible)")
             if g:
-                width = int(g)
-                if width > cap:
-                    raise _too_big(f"a % format width of {width}", width, cap)
-                pad += width
+                widths.append(int(g))
     values = list(args.values()) if isinstance(args, dict) else (
         list(args) if isinstance(args, tuple) else [args])
-    biggest = max((size_of(v, cap) for v in values), default=0)
-    total = len(fmt) + pad + n * biggest
-    if total > cap:
-        raise _too_big("a % format's result", total, cap)
-    _built(total)
+    _check_formatted("a % format", fmt, fields, widths, values)
 
 
 def _check_str_format(fmt: str, args: tuple, kwargs: dict) -> None:
     """``fmt.format(...)``: as ``_check_percent``, for ``{}`` fields."""
-    cap = _cap()
-    n, pad = 0, 0
+    fields, widths = 0, []
     for _, field, spec, _ in string.Formatter().parse(fmt):
         if field is None:
             continue
-        n += 1
+        fields += 1
         if spec and "{" in spec:
             raise ConfigError("chat template: a nested field in a format spec is not allowed "
                               "(the size must be visible)")
-        for digits in re.findall(r"\d+", spec or ""):
-            width = int(digits)
-            if width > cap:
-                raise _too_big(f"a format width of {width}", width, cap)
-            pad += width
+        widths += map(int, re.findall(r"\d+", spec or ""))
     values = [*args, *kwargs.values()]
     if len(args) == 1 and isinstance(args[0], dict) and not kwargs:   # format_map
         values += list(args[0].values())
+    _check_formatted("a str.format", fmt, fields, widths, values)
+
+
+def _check_formatted(what: str, fmt: str, fields: int, widths: list[int], values: list) -> None:
+    """A format's result, at most ``fmt`` plus its widths plus each field as big as the
+    biggest value, within the size limit (and counted in the render's volume)."""
+    cap = _cap()
+    for width in widths:
+        if width > cap:
+            raise _too_big(f"{what} width of {width}", width, cap)
     biggest = max((size_of(v, cap) for v in values), default=0)
-    total = len(fmt) + pad + n * biggest
+    total = len(fmt) + sum(widths) + fields * biggest
     if total > cap:
-        raise _too_big("a str.format result", total, cap)
+        raise _too_big(f"{what}'s result", total, cap)
     _built(total)
 
 
@@ -485,7 +479,6 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
         self.filters = {name: _bounded_filter(name, f) for name, f in self.filters.items()}
         self.filters.update(_qorus_iter=_iter_filter, _qorus_out=_out_filter,
                             _qorus_concat=_concat_filter, _qorus_value=_value_filter)
-        self.globals["range"] = _bounded_range
 
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
         _check_binop(operator, left, right)
@@ -525,23 +518,13 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
         return self.from_string(ast)
 
 
-def _bounded_range(*args: int) -> range:
-    r = range(*args)
-    if len(r) > MAX_RANGE:
-        raise ConfigError(f"chat template: range of {len(r):,} items, over the limit of "
-                          f"{MAX_RANGE:,} (jinja2.sandbox.MAX_RANGE)")
-    return r
-
-
-class budget:  # noqa: N801 - used as a context manager, like a function
-    """``with budget(limits, input_chars):`` bounds the renders in the block (this thread)."""
-
-    def __init__(self, limits: TemplateLimits, input_chars: int) -> None:
-        self.b = _Budget(limits, input_chars)
-
-    def __enter__(self) -> _Budget:
-        self._token = _BUDGET.set(self.b)
-        return self.b
-
-    def __exit__(self, *exc: Any) -> None:
-        _BUDGET.reset(self._token)
+@contextmanager
+def budget(limits: TemplateLimits, input_chars: int) -> Iterator[_Budget]:
+    """``with budget(limits, input_chars) as b:`` bounds the renders in the block (in this
+    thread or task only: the budget is a context variable)."""
+    b = _Budget(limits, input_chars)
+    token = _BUDGET.set(b)
+    try:
+        yield b
+    finally:
+        _BUDGET.reset(token)

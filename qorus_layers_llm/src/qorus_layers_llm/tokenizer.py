@@ -15,6 +15,8 @@ import numpy as np
 
 from qorus_core.errors import ConfigError, DataError
 
+from .gguf_metadata import MetadataReader
+
 # tokenizer.ggml.token_type values (llama.cpp's llama_token_type)
 NORMAL, UNKNOWN, CONTROL, USER_DEFINED, UNUSED, BYTE = 1, 2, 3, 4, 5, 6
 
@@ -39,10 +41,7 @@ class Tokenizer:
                  eos_id: int | None, add_bos: bool, chat_template: str | None = None,
                  eot_ids: tuple[int, ...] = ()) -> None:
         self.tokens = list(tokens)
-        self.types = (np.full(len(tokens), NORMAL, np.int32) if types is None
-                      else np.asarray(types, np.int32))
-        if len(self.types) != len(self.tokens):
-            raise ConfigError(f"tokenizer: {len(self.tokens)} tokens but {len(self.types)} token types")
+        self.types = _token_types(types, len(self.tokens))
         self.vocab = {t: i for i, t in enumerate(self.tokens)}
         self.bos_id, self.eos_id, self.add_bos = bos_id, eos_id, bool(add_bos)
         self.chat_template = chat_template
@@ -102,8 +101,10 @@ class Tokenizer:
     # ----------------------------------------------------------------- loading
     @staticmethod
     def from_gguf(gguf: Any) -> Tokenizer:
-        """The tokenizer described by a ``GGUFFile``'s ``tokenizer.ggml.*`` metadata; every
-        key is checked for its type and range first (``ConfigError`` naming the file and key)."""
+        """The tokenizer described by a ``GGUFFile``'s ``tokenizer.ggml.*`` metadata. Each key's
+        type (and a token id's range) is checked here, by ``MetadataReader``; counts and values
+        (token types, scores, merges, byte tokens) by the constructors, for any caller. Either
+        way a ``ConfigError`` naming the file and the key."""
         try:
             return Tokenizer._from_gguf(gguf)
         except ConfigError as exc:
@@ -114,16 +115,11 @@ class Tokenizer:
 
     @staticmethod
     def _from_gguf(gguf: Any) -> Tokenizer:
-        md = _Metadata(gguf)
+        md = MetadataReader(gguf, ConfigError, ": the file has no tokenizer")
         model = md.string("tokenizer.ggml.model", required=True)
         tokens = md.strings("tokenizer.ggml.tokens")
         n = len(tokens)
-        types = md.numbers("tokenizer.ggml.token_type", n, "i")
-        if types is not None and types.size and not (types.min() >= 0 and types.max() <= BYTE):
-            bad = int(np.flatnonzero((types < 0) | (types > BYTE))[0])
-            raise md.fail("tokenizer.ggml.token_type", f"token #{bad} has type {int(types[bad])}, "
-                          f"not one of llama.cpp's 0..{BYTE}")
-        common = dict(tokens=tokens, types=types,
+        common = dict(tokens=tokens, types=md.numbers("tokenizer.ggml.token_type", n, "i"),
                       bos_id=md.token_id("tokenizer.ggml.bos_token_id", n),
                       eos_id=md.token_id("tokenizer.ggml.eos_token_id", n),
                       chat_template=md.string("tokenizer.chat_template"),
@@ -132,99 +128,41 @@ class Tokenizer:
         if model == "gpt2":
             from .bpe import ByteBPETokenizer
 
-            if "tokenizer.ggml.merges" not in md.md:
+            if "tokenizer.ggml.merges" not in md:
                 raise ConfigError(f"{gguf.path}: a gpt2 tokenizer needs tokenizer.ggml.merges")
             return ByteBPETokenizer(merges=md.strings("tokenizer.ggml.merges", allow_empty=True),
-                                    pre=_default(md.string("tokenizer.ggml.pre"), "default"),
+                                    pre=md.string("tokenizer.ggml.pre", "default"),
                                     add_bos=md.flag("tokenizer.ggml.add_bos_token", False), **common)
         if model == "llama":
             from .spm import SentencePieceTokenizer
 
-            if "tokenizer.ggml.scores" not in md.md:
+            if "tokenizer.ggml.scores" not in md:
                 raise ConfigError(f"{gguf.path}: a llama tokenizer needs tokenizer.ggml.scores")
             return SentencePieceTokenizer(
-                scores=md.numbers("tokenizer.ggml.scores", n, "iuf", finite=True),
+                scores=md.numbers("tokenizer.ggml.scores", n, "iuf"),
                 add_bos=md.flag("tokenizer.ggml.add_bos_token", True),
                 add_space_prefix=md.flag("tokenizer.ggml.add_space_prefix", True),
                 unk_id=md.token_id("tokenizer.ggml.unknown_token_id", n), **common)
         raise ConfigError(f"{gguf.path}: tokenizer model {model!r} is not supported (gpt2, llama)")
 
 
-class _Metadata:
-    """Typed, checked reads of a GGUF's tokenizer metadata: refuse, never coerce."""
-
-    def __init__(self, gguf: Any) -> None:
-        self.md, self.path = gguf.metadata, gguf.path
-
-    def fail(self, key: str, msg: str) -> ConfigError:
-        return ConfigError(f"{self.path}: metadata {key}: {msg}")
-
-    def string(self, key: str, required: bool = False) -> str | None:
-        if key not in self.md:
-            if required:
-                raise ConfigError(f"{self.path}: no tokenizer in the metadata ({key})")
-            return None
-        v = self.md[key]
-        if not isinstance(v, str):
-            raise self.fail(key, f"expected a string, got {_kind(v)}")
-        return v
-
-    def strings(self, key: str, allow_empty: bool = False) -> list[str]:
-        if key not in self.md:
-            raise ConfigError(f"{self.path}: no tokenizer in the metadata ({key})")
-        v = self.md[key]
-        if not isinstance(v, list):
-            raise self.fail(key, f"expected an array of strings, got {_kind(v)}")
-        for i, t in enumerate(v):
-            if not isinstance(t, str):
-                raise self.fail(key, f"element #{i} is {_kind(t)}, expected a string")
-        if not v and not allow_empty:
-            raise self.fail(key, "the array is empty")
-        return list(v)
-
-    def numbers(self, key: str, n: int, kinds: str, finite: bool = False) -> np.ndarray | None:
-        if key not in self.md:
-            return None
-        v = self.md[key]
-        if not isinstance(v, np.ndarray) or v.ndim != 1 or v.dtype.kind not in kinds:
-            raise self.fail(key, f"expected an array of {n} {'integers' if kinds == 'i' else 'numbers'}, "
-                            f"got {_kind(v)}")
-        if v.size != n:
-            raise self.fail(key, f"{v.size} values for {n} tokens")
-        if finite and v.dtype.kind == "f" and not np.isfinite(v).all():
-            bad = int(np.flatnonzero(~np.isfinite(v))[0])
-            raise self.fail(key, f"token #{bad} has the non-finite value {v[bad]}")
-        return v
-
-    def token_id(self, key: str, n: int) -> int | None:
-        if key not in self.md:
-            return None
-        v = self.md[key]
-        if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
-            raise self.fail(key, f"expected a token id, got {_kind(v)}")
-        if not 0 <= int(v) < n:
-            raise self.fail(key, f"token id {int(v)} outside the vocabulary [0, {n})")
-        return int(v)
-
-    def flag(self, key: str, default: bool) -> bool:
-        v = self.md.get(key, default)
-        if not isinstance(v, (bool, np.bool_)):
-            raise self.fail(key, f"expected a bool, got {_kind(v)}")
-        return bool(v)
-
-
-def _default(v: str | None, default: str) -> str:
-    return default if v is None else v
-
-
-def _kind(v: Any) -> str:
-    if isinstance(v, str):
-        return f"the string {v[:40]!r}"
-    if isinstance(v, np.ndarray):
-        return f"an array of {v.size} {v.dtype}"
-    if isinstance(v, list):
-        return f"an array of {len(v)} {type(v[0]).__name__ + 's' if v else 'values'}"
-    return f"{type(v).__name__} {v!s}"
+def _token_types(types: Any, n: int) -> np.ndarray:
+    """``types`` (GGUF ``tokenizer.ggml.token_type``; None: all NORMAL) as int32, one per
+    token, each one of llama.cpp's types (checked before the cast, which would wrap)."""
+    if types is None:
+        return np.full(n, NORMAL, np.int32)
+    t, key = np.asarray(types), "tokenizer: tokenizer.ggml.token_type"
+    if t.ndim != 1 or t.dtype.kind not in "iu":
+        raise ConfigError(f"{key}: expected {n} integers, got an array of {t.dtype} of shape "
+                          f"{t.shape}")
+    if t.size != n:
+        raise ConfigError(f"{key}: {t.size} values for {n} tokens")
+    bad = np.flatnonzero((t < 0) | (t > BYTE))
+    if bad.size:
+        i = int(bad[0])
+        raise ConfigError(f"{key}: token #{i} has type {int(t[i])}, not one of llama.cpp's "
+                          f"0..{BYTE}")
+    return t.astype(np.int32)
 
 
 def check_text(text: Any, what: str = "text") -> str:

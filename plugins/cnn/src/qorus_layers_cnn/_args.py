@@ -4,23 +4,23 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from qorus_core import Spec
 from qorus_core.errors import ConfigError, ShapeError
 from qorus_core.validate import integer
 
 
 def pair(layer: str, name: str, value: Any, lo: int) -> tuple[int, int]:
-    """``value`` (int or two ints, each >= lo; NumPy ints too, never bools, floats or strings)
-    as an (h, w) pair of Python ints; ConfigError naming ``layer`` and ``name`` otherwise."""
+    """``value`` (int or two ints in a list or tuple, each >= lo; NumPy ints too, never bools,
+    floats, strings or a set, whose order is not the caller's) as an (h, w) pair of Python
+    ints; ConfigError naming ``layer`` and ``name`` otherwise."""
     want = f"an int or a pair of ints >= {lo}"
-    if isinstance(value, (str, bytes, dict)):
-        items: Any = None
-    else:
-        items = [value, value] if not hasattr(value, "__len__") else value
+    items = value if isinstance(value, (list, tuple, np.ndarray)) else (value, value)
     try:
         a, b = items
         return (integer(a, name, layer, lo=lo, want=want), integer(b, name, layer, lo=lo, want=want))
-    except (TypeError, ValueError):     # ConfigError is a ValueError: report the whole value
+    except ValueError:     # not two items; or a ConfigError (a ValueError): name the whole value
         raise ConfigError(f"{layer}: {name}={value!r} must be {want}") from None
 
 
