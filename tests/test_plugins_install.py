@@ -19,6 +19,7 @@ import warnings
 from pathlib import Path
 
 import pytest
+from fake_plugins import layer_plugin
 
 from qorus_core.errors import RegistryError
 from qorus_core.registry import PluginLoadWarning, Registry
@@ -33,19 +34,7 @@ except ImportError:
 PIP_TIMEOUT_S = 240
 REPO = Path(__file__).resolve().parents[1]
 
-GOOD = '''
-from qorus_core.hookspecs import hookimpl
-from qorus_core.layer import Layer
-
-
-class Scale(Layer):
-    """Multiplies its input by a constant."""
-
-
-@hookimpl
-def qorus_register_layers(register):
-    register(Scale)
-'''
+GOOD = layer_plugin("Scale", "Multiplies its input by a constant.")
 BROKEN = "import qorus_demo_missing_dependency  # noqa: F401\n"
 CLASH = GOOD.replace("Scale", "Other")
 

@@ -45,15 +45,6 @@ def tiers_here(ck) -> list[str]:
             if i <= compiled and not simd.missing_features(ck._lib, t)]
 
 
-@pytest.fixture
-def tiered(ck):
-    """The C set; the SIMD tier and thread count are restored after the test."""
-    n = ck.threads
-    yield ck
-    ck.set_threads(n)
-    ck.set_simd_path("auto")
-
-
 def need(ck, tier: str) -> None:
     """Skip (naming why) unless this CPU and build run ``tier``."""
     if tier in tiers_here(ck):
@@ -118,9 +109,9 @@ def ew_results(ck, n: int) -> dict[str, np.ndarray]:
 
 @pytest.mark.parametrize("tier", ["avx2", "avx512"])
 @pytest.mark.parametrize("n", LENGTHS)
-def test_elementwise_bit_identical_to_portable(tiered, tier, n):
-    need(tiered, tier)
-    ck = tiered
+def test_elementwise_bit_identical_to_portable(threads, tier, n):
+    need(threads, tier)
+    ck = threads
     ck.set_simd_path("portable")
     ref = ew_results(ck, n)
     assert ck.set_simd_path(tier) == tier
@@ -174,9 +165,9 @@ def row_results(ck, rows: int, n: int) -> dict[str, np.ndarray]:
 @pytest.mark.parametrize("tier", ["avx2", "avx512"])
 @pytest.mark.parametrize("rows,n", [(1, 1), (5, 15), (6, 16), (7, 17), (9, 33), (64, 256),
                                     (3, 1000), (300, 513)])
-def test_rows_bit_identical_to_portable(tiered, tier, rows, n):
-    need(tiered, tier)
-    ck = tiered
+def test_rows_bit_identical_to_portable(threads, tier, rows, n):
+    need(threads, tier)
+    ck = threads
     ck.set_simd_path("portable")
     ref = row_results(ck, rows, n)
     ck.set_simd_path(tier)
@@ -186,9 +177,9 @@ def test_rows_bit_identical_to_portable(tiered, tier, rows, n):
 
 
 @pytest.mark.parametrize("tier", ["avx2", "avx512"])
-def test_optimizers_bit_identical_to_portable(tiered, tier):
-    need(tiered, tier)
-    ck = tiered
+def test_optimizers_bit_identical_to_portable(threads, tier):
+    need(threads, tier)
+    ck = threads
     n = 70_001
     rng = np.random.default_rng(9)
     p0, g0 = rng.standard_normal(n).astype(np.float32), rng.standard_normal(n).astype(np.float32)
@@ -240,10 +231,10 @@ def fused_results(ck) -> dict[str, np.ndarray]:
 
 
 @pytest.mark.parametrize("tier", ["avx2", "avx512"])
-def test_fused_within_tolerance_of_portable(tiered, tier):
+def test_fused_within_tolerance_of_portable(threads, tier):
     """The fused family's SIMD builds contract to FMA: float tolerance, same NaN / inf."""
-    need(tiered, tier)
-    ck = tiered
+    need(threads, tier)
+    ck = threads
     ck.set_simd_path("portable")
     ref = fused_results(ck)
     ck.set_simd_path(tier)
@@ -261,9 +252,9 @@ GEMM_SHAPES = [(1, 1, 1), (1, 17, 33), (4, 15, 16), (5, 33, 17), (12, 32, 15), (
 
 @pytest.mark.parametrize("tier", simd.TIERS)
 @pytest.mark.parametrize("mnk", GEMM_SHAPES)
-def test_gemm_every_tier(tiered, tier, mnk):
-    need(tiered, tier)
-    ck, (m, n, k) = tiered, mnk
+def test_gemm_every_tier(threads, tier, mnk):
+    need(threads, tier)
+    ck, (m, n, k) = threads, mnk
     ck.set_simd_path(tier)
     rng = np.random.default_rng(m * 7 + n * 3 + k)
     for ta in (False, True):
@@ -289,10 +280,10 @@ def test_gemm_every_tier(tiered, tier, mnk):
 
 @pytest.mark.parametrize("tier", simd.TIERS)
 @pytest.mark.parametrize("mnk", [(3, 20, 40), (29, 45, 37)])   # skinny and packed
-def test_gemm_nan_inf(tiered, tier, mnk):
+def test_gemm_nan_inf(threads, tier, mnk):
     """A NaN or inf in A / B reaches exactly the outputs float64 says (inf * 0 = NaN)."""
-    need(tiered, tier)
-    ck, (m, n, k) = tiered, mnk
+    need(threads, tier)
+    ck, (m, n, k) = threads, mnk
     ck.set_simd_path(tier)
     rng = np.random.default_rng(4)
     a = rng.standard_normal((m, k)).astype(np.float32)
@@ -311,29 +302,29 @@ def test_gemm_nan_inf(tiered, tier, mnk):
 
 
 # ----------------------------------------------------------------------------- dispatch
-def test_setter_and_families(tiered):
-    ck = tiered
+def test_setter_and_families(threads):
+    ck = threads
     here = tiers_here(ck)
     assert here[0] == "portable" and ck.set_simd_path("auto") == here[-1]
     for tier in here:
         assert ck.set_simd_path(tier) == tier == ck.simd_path
         fam = ck.simd_families()
-        assert set(fam) == {"vec", "gemm", "fused", "quant", "rnn", "conv", "peak"}
+        assert set(fam) == {"vec", "elementwise", "gemm", "fused", "quant", "rnn", "conv", "peak"}
         assert fam["conv"] == "portable"
         assert all(simd.TIERS.index(t) <= simd.TIERS.index(tier) for t in fam.values())
         if tier == "avx512":                 # families with no AVX-512 kernel keep AVX2
-            assert fam["vec"] == fam["gemm"] == fam["peak"] == "avx512"
+            assert fam["vec"] == fam["elementwise"] == fam["gemm"] == fam["peak"] == "avx512"
             assert fam["fused"] == "avx512" and fam["quant"] == fam["rnn"] == "avx2"
         else:
-            assert fam["vec"] == fam["gemm"] == fam["rnn"] == tier
+            assert fam["vec"] == fam["elementwise"] == fam["gemm"] == fam["rnn"] == tier
     with pytest.raises(KernelError, match="expected one of auto, avx512, avx2, portable"):
         ck.set_simd_path("avx1024")
     assert ck._lib.qr_set_simd_path(7) == -1 and ck._lib.qr_set_simd_path(-5) == -1
 
 
-def test_peak_probe_runs_the_widest_tier(tiered):
+def test_peak_probe_runs_the_widest_tier(threads):
     """flops per round: 12 chains x lanes x 2, lanes 16 on AVX-512, else 8."""
-    ck = tiered
+    ck = threads
     ck.set_threads(1)
     for tier in tiers_here(ck):
         ck.set_simd_path(tier)

@@ -23,17 +23,21 @@ pytestmark = pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="ne
 N_THREADS = 3
 
 
-def _tasks() -> int:
-    return len(os.listdir("/proc/self/task"))
+def _tids() -> set[str]:
+    """The ids of this process's threads, as /proc lists them."""
+    return set(os.listdir("/proc/self/task"))
 
 
-def _tasks_settled(expected: int) -> int:
-    """The thread count once joined Python threads have left /proc (an exiting thread can
-    stay listed a moment after join returns); polls up to 5 s, asserts nothing on time."""
-    deadline = time.monotonic() + 5.0
-    while _tasks() > expected and time.monotonic() < deadline:
+def _new_threads(base: set[str], expected: int) -> int:
+    """How many threads exist now that are not in ``base``, once those beyond ``expected``
+    that are exiting have left /proc (a joined thread can stay listed a moment after join
+    returns: the kernel reaps it just after clearing its tid). Threads are told apart by id,
+    so one of ``base`` still leaving does not count either. Polls up to 30 s; the deadline
+    only bounds a failure, nothing is asserted on time."""
+    deadline = time.monotonic() + 30.0
+    while len(_tids() - base) > expected and time.monotonic() < deadline:
         time.sleep(0.005)
-    return _tasks()
+    return len(_tids() - base)
 
 
 def _inputs():
@@ -53,9 +57,9 @@ def _qorus_step(ck, a, b, x):
 
 @pytest.fixture
 def pool(threads):
-    """The C set with a fresh pool of N_THREADS, and the process's thread count without it."""
+    """The C set with a fresh pool of N_THREADS, and the process's threads without it."""
     threads.set_threads(1)          # joins any workers left by earlier tests
-    base = _tasks()
+    base = _tids()
     threads.set_threads(N_THREADS)  # workers start lazily, on the first threaded kernel
     return threads, base
 
@@ -64,16 +68,14 @@ def test_workers_created_once(pool):
     ck, base = pool
     a, b, x = _inputs()
     ref = _qorus_step(ck, a, b, x)
-    assert _tasks_settled(base + N_THREADS - 1) - base == N_THREADS - 1
+    assert _new_threads(base, N_THREADS - 1) == N_THREADS - 1
     for _ in range(20):
         got = _qorus_step(ck, a, b, x)
         assert all(np.array_equal(g, r) for g, r in zip(got, ref))
-    assert _tasks() - base == N_THREADS - 1       # reused, never more
+    assert len(_tids() - base) == N_THREADS - 1   # reused, never more
     ck.set_threads(2)                             # resize: the old workers are joined
     _qorus_step(ck, a, b, x)
-    # a joined thread can stay listed in /proc a moment after pthread_join returns (the
-    # kernel reaps it just after clearing its tid): wait for it to leave, then count exactly
-    assert _tasks_settled(base + 1) - base == 1
+    assert _new_threads(base, 1) == 1             # one new worker; the joined ones left
 
 
 def test_concurrent_numpy_blas(pool):
@@ -92,7 +94,7 @@ def test_concurrent_numpy_blas(pool):
             if not np.allclose(r, blas_ref, rtol=1e-4, atol=1e-3):
                 errors.append("numpy matmul wrong")
 
-    with_blas = _tasks()                          # OpenBLAS may have started its threads now
+    with_blas = _tids()                           # OpenBLAS may have started its threads now
     t = threading.Thread(target=numpy_loop)
     t.start()
     for _ in range(10):
@@ -101,7 +103,7 @@ def test_concurrent_numpy_blas(pool):
         np.testing.assert_allclose(a @ b, ref[0], rtol=1e-4, atol=1e-4)   # interleaved BLAS
     t.join(timeout=30)
     assert not t.is_alive() and not errors
-    assert _tasks_settled(with_blas) == with_blas  # the helper thread is gone; nothing new
+    assert _new_threads(with_blas, 0) == 0        # the helper thread is gone; nothing new
 
 
 def test_two_callers_share_the_pool(pool):
@@ -125,4 +127,4 @@ def test_two_callers_share_the_pool(pool):
     assert not any(t.is_alive() for t in ts)
     for runs in results:
         assert all(np.array_equal(g, r) for got in runs for g, r in zip(got, ref))
-    assert _tasks_settled(base + N_THREADS - 1) - base == N_THREADS - 1
+    assert _new_threads(base, N_THREADS - 1) == N_THREADS - 1

@@ -1,7 +1,8 @@
 """The worker pool: cases sent one at a time to ``jobs`` worker subprocesses, each watched for
-a crash (the worker dies: its signal), a hang (no answer within ``timeout`` seconds: killed)
-and a memory blow-up (MemoryError under the worker's RLIMIT_AS); a dead or killed worker is
-replaced and the run goes on. ``Report`` counts outcomes and groups the findings.
+a crash (the worker dies: its signal), a hang (no answer within ``timeout`` seconds: sent
+SIGABRT, so faulthandler logs where it is stuck, then killed) and a memory blow-up
+(MemoryError under the worker's RLIMIT_AS); a dead or killed worker is replaced and the run
+goes on. ``Report`` counts outcomes and groups the findings.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import select
 import selectors
 import signal
 import subprocess
@@ -28,6 +30,7 @@ BAD = (ERROR, CRASH, HANG, MEMORY, INVALID, HARNESS)
 REPRO = "python bench/fuzz_formats.py --repro {id}"
 _BOOT = ("import sys; sys.path.insert(0, {tests!r}); from fuzz.worker import main; main()")
 _FRAME = re.compile(r'File "([^"]+)", line (\d+) in (\S+)')
+ABORT_WAIT_S = 30.0   # how long a hung worker gets to write its stacks after SIGABRT
 
 
 @dataclass
@@ -90,7 +93,7 @@ class _Worker:
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-c", _BOOT.format(tests=str(TESTS)), str(self.root), str(self.workdir),
-                 str(self.timeout), str(self.mem)],
+                 str(self.mem)],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, env=env, cwd=self.workdir)
         self.buf = b""
         line = self._read_line(60.0)
@@ -116,6 +119,28 @@ class _Worker:
                 self.buf += chunk
         line, self.buf = self.buf.split(b"\n", 1)
         return line.decode()
+
+    def poll(self) -> bool:
+        """Read what the worker has written so far, without blocking; False once it died."""
+        assert self.proc is not None and self.proc.stdout is not None
+        fd = self.proc.stdout.fileno()
+        while b"\n" not in self.buf and select.select([fd], [], [], 0)[0]:
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                return False
+            self.buf += chunk
+        return True
+
+    def abort(self) -> None:
+        """Stop a hung worker with SIGABRT: faulthandler writes every thread's stack to the
+        log before the process dies (its exit says the dump is complete), then reap it."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGABRT)
+        try:
+            self.proc.wait(ABORT_WAIT_S)
+        except subprocess.TimeoutExpired:
+            pass
+        self.stop()
 
     def send(self, case: tuple[str, int, int]) -> None:
         assert self.proc is not None and self.proc.stdin is not None
@@ -209,26 +234,24 @@ def run(formats: tuple[str, ...] = FORMATS, seed: int = 0, count: int = 100, sta
             for w in workers:
                 if w.case is None:
                     continue
-                if b"\n" not in w.buf and any(key.data is w for key, _ in events):
-                    chunk = os.read(w.proc.stdout.fileno(), 65536)
-                    if chunk:
-                        w.buf += chunk
-                    else:                       # the worker died: a crash of this case
-                        rc = w.proc.wait()
-                        why = f"signal {signal.Signals(-rc).name}" if rc < 0 else f"exit status {rc}"
-                        report.results.append(_describe(_lost(w, CRASH, why), root, work))
-                        w.case = None
-                        w.stop()
-                        w.start()
-                        continue
+                # Time overdue is checked against what the worker wrote by now: the runner
+                # may have been busy (restarting another worker) when the answer came.
+                overdue = time.monotonic() - w.started > timeout
+                if (any(key.data is w for key, _ in events) or overdue) and not w.poll():
+                    rc = w.proc.wait()          # the worker died: a crash of this case
+                    why = f"signal {signal.Signals(-rc).name}" if rc < 0 else f"exit status {rc}"
+                    report.results.append(_describe(_lost(w, CRASH, why), root, work))
+                    w.case = None
+                    w.stop()
+                    w.start()
+                    continue
                 if b"\n" in w.buf:
                     line, w.buf = w.buf.split(b"\n", 1)
                     report.results.append(json.loads(line))
                     w.case = None
-                elif time.monotonic() - w.started > timeout:
-                    res = _lost(w, HANG, "timeout")
-                    w.stop()
-                    report.results.append(_describe(res, root, work))
+                elif overdue:
+                    w.abort()
+                    report.results.append(_describe(_lost(w, HANG, "timeout"), root, work))
                     w.case = None
                     w.start()
             if progress and time.monotonic() - last_print > 10:

@@ -35,14 +35,6 @@ def _tiny_llama():
     return tiny_llama
 
 
-def _quant(a: np.ndarray, qtype: str):
-    from qorus_core.kernels.numpy_quant import QWeight, _quantize_blocks
-
-    n, k = a.shape
-    blocks = _quantize_blocks(qtype, a.reshape(-1, 32).astype(np.float32))
-    return QWeight(np.ascontiguousarray(blocks).reshape(-1), qtype, n, k)
-
-
 SPM_PIECES = ["\u2581", "\u2581t", "he", "\u2581the", "\u2581a", "an", "\u2581an", "in", "\u2581man",
               "t", "h", "e", "a", "n", "i", "m", "\u2581tin", "\u2581m"]
 
@@ -59,8 +51,8 @@ def write_spm_llama(path: Path) -> Path:
     scores = np.array([0.0] * 259 + [-float(i) for i in range(len(SPM_PIECES))], np.float32)
     v = len(tokens)
 
-    def w(n: int, k: int, qtype: str):
-        return _quant((rng.standard_normal((n, k)) * 0.2).astype(np.float32), qtype)
+    def w(n: int, k: int, qtype: str):   # quantized as tests/tiny_llama.py's are
+        return _tiny_llama()._q((rng.standard_normal((n, k)) * 0.2).astype(np.float32), qtype)
 
     t: dict[str, Any] = {"token_embd.weight": w(v, d, "q8_0"), "output.weight": w(v, d, "q4_0"),
                          "output_norm.weight": (1 + 0.1 * rng.standard_normal(d)).astype(np.float32)}

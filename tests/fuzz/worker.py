@@ -1,7 +1,7 @@
 """One case, run and classified: ``run_case`` (in process, for ``--repro``) and ``main`` (the
 worker subprocess the runner starts: case ids on stdin, one JSON line per case on the
 protocol pipe, its stdout and stderr going to a log where faulthandler writes the stack of a
-crash or of a case near its timeout).
+crash, or of a case past its timeout when the runner sends SIGABRT).
 """
 
 from __future__ import annotations
@@ -94,18 +94,22 @@ def _warm_up() -> None:
     from qorus_core.kernels import get_kernels
     from qorus_core.registry import get_registry
 
+    from . import cases, targets  # noqa: F401
+
     get_registry().entries()
     get_kernels()
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``worker ROOT WORKDIR TIMEOUT MEM_BYTES``: serve cases until stdin closes."""
-    root, workdir, timeout, mem = argv or sys.argv[1:]
+    """``worker ROOT WORKDIR MEM_BYTES``: serve cases until stdin closes (the runner times
+    them)."""
+    root, workdir, mem = argv or sys.argv[1:]
     signal.signal(signal.SIGINT, signal.SIG_IGN)        # the runner stops us
     proto = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)                                       # a loader's prints go to the log
     sys.stdout = os.fdopen(1, "w", buffering=1)
-    faulthandler.enable(file=sys.stderr, all_threads=True)
+    faulthandler.enable(file=sys.stderr, all_threads=True)   # SIGSEGV, SIGABRT, ...: the stacks
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))         # and no core file
     _warm_up()
     if int(mem) > 0:
         resource.setrlimit(resource.RLIMIT_AS, (int(mem), int(mem)))
@@ -113,7 +117,5 @@ def main(argv: list[str] | None = None) -> None:
     for line in sys.stdin:
         fmt, seed, index = line.split()
         print(f"\n=== case {fmt}:{seed}:{index}", file=sys.stderr, flush=True)
-        faulthandler.dump_traceback_later(float(timeout) * 0.8, file=sys.stderr)
         res = run_case(fmt, int(seed), int(index), Path(root), Path(workdir))
-        faulthandler.cancel_dump_traceback_later()
         proto.write(json.dumps(res) + "\n")
