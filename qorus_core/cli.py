@@ -95,7 +95,7 @@ def _load_plugin_commands() -> None:
             _staged[name] = cmd = Command(name, help, setup_parser, run)
             return cmd
 
-        error = reg.call_plugin_hook(info.namespace, "qorus_register_commands", add_command=add)
+        error = reg.call_plugin_hook(info.namespace, "qorus_register_commands", {"add_command": add})
         if error is None:
             _HOOK_COMMANDS.update(staged)
         else:

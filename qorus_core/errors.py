@@ -37,3 +37,13 @@ class DataError(QorusError):
 
 class NumericsError(QorusError, FloatingPointError):
     """Training produced a non-finite value (NaN or inf loss)."""
+
+
+def prefixed(exc: QorusError, where: str) -> QorusError:
+    """``exc`` again (same class) with ``where: `` in front of its message, so an error raised
+    deep in a layer names the file or section it came from; ``exc`` itself if its class cannot
+    be made from one message."""
+    try:
+        return type(exc)(f"{where}: {exc}")
+    except Exception:  # noqa: BLE001 - a subclass with another signature
+        return exc

@@ -26,6 +26,7 @@ from typing import Any, ClassVar
 
 from .errors import ConfigError, ShapeError
 from .tensor import Tensor
+from .validate import boolean
 
 
 class LayerCtx:
@@ -154,8 +155,10 @@ _IMPORT_ALLOWED: ContextVar[bool] = ContextVar("qorus_layer_import_allowed", def
 def allow_layer_imports(allow: bool = True) -> Iterator[None]:
     """Within the block, ``module:Class`` layer types are imported (``allow=True``) or refused
     (``allow=False``), whatever an outer caller allowed. For code that builds a model from a
-    trusted config through an API without an ``allow_import`` parameter."""
-    token = _IMPORT_ALLOWED.set(bool(allow))
+    trusted config through an API without an ``allow_import`` parameter. The permission is
+    per thread (a context variable: another thread, or a thread started within the block,
+    starts refused) and is restored when the block ends, by an exception too."""
+    token = _IMPORT_ALLOWED.set(boolean(allow, "allow", "allow_layer_imports"))
     try:
         yield
     finally:
@@ -174,7 +177,8 @@ def layer_from_dict(spec: dict[str, Any] | Layer, allow_import: bool | None = No
         return spec
     if not isinstance(spec, dict) or "type" not in spec:
         raise ConfigError(f"a layer entry needs a 'type' naming a registered layer, got {spec!r}")
-    allowed = _IMPORT_ALLOWED.get() if allow_import is None else bool(allow_import)
+    allowed = (_IMPORT_ALLOWED.get() if allow_import is None
+               else boolean(allow_import, "allow_import", "layer_from_dict"))
     if not isinstance(spec["type"], str):
         raise ConfigError(f"layer 'type' must be a string naming a registered layer, "
                           f"got {spec['type']!r}")
@@ -205,7 +209,7 @@ def _resolve(type_name: str, allow_import: bool) -> type:
             obj: Any = importlib.import_module(module)
             for part in qual.split("."):
                 obj = getattr(obj, part)
-        except (ImportError, AttributeError) as exc:
+        except (ImportError, AttributeError, ValueError, TypeError) as exc:  # "", ":X", ".rel"
             raise ConfigError(f"layer type {type_name!r} cannot be imported: {exc}") from None
         if not (isinstance(obj, type) and issubclass(obj, Layer)):
             raise ConfigError(f"layer type {type_name!r} is not a Layer class")

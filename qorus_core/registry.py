@@ -16,7 +16,15 @@ Ctrl-C still interrupts: Python runs signal handlers in the main thread only, an
 registry merely waits for the worker, so a ``KeyboardInterrupt`` seen by the waiting thread
 is a signal delivered to the process, never plugin code (no handler is installed, nothing to
 restore). An interrupted load leaves the registry unloaded; the next use loads again. A hook
-stuck in C code that holds the GIL, or ``os._exit``, cannot be contained by a thread.
+stuck in C code that holds the GIL, or ``os._exit``, cannot be contained by a thread. Hooks
+that look names up see what is committed so far (plugins load in namespace order); a thread
+a hook starts itself waits for the whole load instead, so a hook must not wait for such a
+thread's lookup (it would run into its deadline). One exception to the worker: a first use
+from a module's top-level code as it is imported (a plugin module looking a layer up at
+import) loads in that thread, with no time bound, because a worker importing the same
+modules would wait for the import locks that thread holds while it waits for the worker.
+``call_plugin_hook`` calls one plugin's later hooks (commands, train-finished) the same
+isolated way, bounded or in this thread.
 
 Namespaces. A namespace is held by exactly one distribution, never decided by sort or install
 order:
@@ -44,7 +52,6 @@ from __future__ import annotations
 import difflib
 import importlib
 import inspect
-import math
 import os
 import re
 import sys
@@ -156,13 +163,76 @@ class _Failed(Exception):
 
 @dataclass
 class _Outcome:
-    """What a worker left: ``done`` only when it finished within the time."""
+    """What ``_isolated`` left: ``done`` only when the call finished within the time."""
 
     done: bool = False
     value: Any = None
     error: BaseException | None = None
     traceback: str | None = None
     stack: str | None = None  # where a worker still running at the deadline was
+
+
+@dataclass
+class _Stage:
+    """One plugin load in progress: what it is doing (for a timeout's message), and whether
+    its ``register`` still accepts items (closed once its hooks returned, or at the deadline)."""
+
+    phase: str = "on import"
+    open: bool = True
+
+
+def _importing_here() -> bool:
+    """Whether this thread is running a module's top-level code under ``import`` right now
+    (holding that module's import lock), as when a module looks names up as it is imported."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        spec = frame.f_globals.get("__spec__")
+        if frame.f_code.co_name == "<module>" and getattr(spec, "_initializing", False):
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _isolated(fn: Callable[[], Any], thread_name: str, timeout: float | None) -> _Outcome:
+    """Call ``fn`` catching whatever it raises (returned in the outcome, with its traceback).
+
+    ``timeout`` None: in this thread; KeyboardInterrupt propagates (a Ctrl-C cannot be told
+    from plugin code here). Else in a daemon worker thread, waited for up to ``timeout``
+    seconds (``inf``: no bound): a worker still running then is abandoned (``done`` False;
+    ``stack`` says where it was) and ends on its own. The waiting thread wakes every
+    ``_WAIT_SLICE_S``, so a real Ctrl-C raises KeyboardInterrupt here promptly.
+    """
+    out = _Outcome()
+    if timeout is None:
+        try:
+            out.value = fn()
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - plugin code may raise anything
+            out.error, out.traceback = exc, traceback.format_exc()
+        out.done = True
+        return out
+    finished = threading.Event()
+
+    def run() -> None:
+        try:
+            out.value = fn()
+        except BaseException as exc:  # plugin code may raise anything, SystemExit included
+            out.error, out.traceback = exc, traceback.format_exc()
+        finally:
+            finished.set()
+
+    worker = threading.Thread(target=run, name=thread_name, daemon=True)
+    worker.start()
+    deadline = time.monotonic() + timeout
+    while not finished.wait(min(_WAIT_SLICE_S, max(0.0, deadline - time.monotonic()))):
+        if time.monotonic() >= deadline:
+            frame = sys._current_frames().get(worker.ident or -1)
+            out.stack = "".join(traceback.format_stack(frame)) if frame else None
+            return out
+    worker.join()  # it is past finished.set(): leaves no thread behind
+    out.done = True
+    return out
 
 
 def _env_flag(name: str) -> bool:
@@ -200,6 +270,9 @@ def _canonical(dist: str | None) -> str | None:
 def _dist_info(dist: str | metadata.Distribution | None) -> tuple[str | None, str | None]:
     if dist is None:
         return None, None
+    if not isinstance(dist, (str, metadata.Distribution)):
+        raise RegistryError(f"dist {dist!r}: expected a distribution name or an "
+                            "importlib.metadata.Distribution")
     if isinstance(dist, str):
         try:
             dist = metadata.distribution(dist)
@@ -238,14 +311,17 @@ def _new_plugin_manager() -> pluggy.PluginManager:
     return pm
 
 
+def _known_hooks() -> str:
+    return ", ".join(n for n in dir(hookspecs) if n.startswith("qorus_"))
+
+
 def _check_hooks(pm: pluggy.PluginManager, plugin: Any, namespace: str) -> None:
     """A hookimpl with no matching spec (a typo) would silently never run: refuse it."""
     for caller in pm.get_hookcallers(plugin) or []:
         if not caller.has_spec() and any(
                 i.plugin is plugin and not i.optionalhook for i in caller.get_hookimpls()):
-            known = ", ".join(n for n in dir(hookspecs) if n.startswith("qorus_"))
             raise RegistryError(f"plugin {namespace!r} implements unknown hook "
-                                f"{caller.name!r}; known: {known}")
+                                f"{caller.name!r}; known: {_known_hooks()}")
 
 
 class Registry:
@@ -260,6 +336,11 @@ class Registry:
     def __init__(self, *, autoload: bool | None = None, strict: bool | None = None,
                  builtins: bool = True, group: str = ENTRY_POINT_GROUP,
                  timeout: float | None = None) -> None:
+        for name, value in (("autoload", autoload), ("strict", strict), ("builtins", builtins)):
+            if not isinstance(value, bool) and (value is not None or name == "builtins"):
+                raise RegistryError(f"Registry: {name} must be True or False, got {value!r}")
+        if not isinstance(group, str) or not group:
+            raise RegistryError(f"Registry: group must be an entry-point group name, got {group!r}")
         self.autoload = not _env_flag("QORUS_DISABLE_PLUGIN_AUTOLOAD") if autoload is None else autoload
         self.strict = _env_flag("QORUS_STRICT_PLUGINS") if strict is None else strict
         self.timeout = _env_timeout() if timeout is None else _check_timeout(timeout)
@@ -368,7 +449,7 @@ class Registry:
         try:
             if refusal is not None:
                 raise RegistryError(refusal)
-            if not _NAME_RE.match(namespace):
+            if not isinstance(namespace, str) or not _NAME_RE.match(namespace):
                 raise RegistryError(f"bad plugin namespace {namespace!r} (letters, digits, _ and -)")
             for other in self._plugins:
                 if other.namespace == namespace and other.status == "ok":
@@ -399,87 +480,77 @@ class Registry:
     def _stage(self, loader: Callable[[], Any], info: PluginInfo) -> tuple[Any, list[Entry]]:
         """Run the plugin's import and registration hooks in a worker, on a plugin manager of
         its own; return the plugin object and the entries it registered. Raises _Failed."""
-        phase = ["on import"]
-        closed: list[bool] = []
+        stage = _Stage()
 
         def work() -> tuple[Any, list[Entry]]:
-            plugin = loader()
-            phase[0] = "on registration"
-            pm = _new_plugin_manager()
-            pm.register(plugin, name=info.namespace)
-            _check_hooks(pm, plugin, info.namespace)
-            return plugin, self._run_hooks(pm, info, phase, closed)
+            outer = getattr(_LOADING, "registry", None)
+            _LOADING.registry = self   # lookups from this plugin see what is committed so far
+            try:
+                plugin = loader()
+                stage.phase = "on registration"
+                pm = _new_plugin_manager()
+                pm.register(plugin, name=info.namespace)
+                _check_hooks(pm, plugin, info.namespace)
+                return plugin, self._run_hooks(pm, info, stage)
+            finally:
+                _LOADING.registry = outer
 
+        # A worker would wait for the import locks of modules this thread is importing, and
+        # this thread for the worker: when a module's import uses the registry, load here.
+        timeout = None if _importing_here() else self.timeout
         try:
-            out = self._bounded(work, f"qorus-plugin-{info.namespace}")
+            out = _isolated(work, f"qorus-plugin-{info.namespace}", timeout)
         finally:
-            closed.append(True)  # a worker that outlived its wait registers nothing more
+            stage.open = False  # a worker that outlived its wait registers nothing more
         if not out.done:
             reason = (f"did not finish loading within {self.timeout:g} s "
-                      f"(QORUS_PLUGIN_TIMEOUT), {phase[0]}; nothing it registers is used")
+                      f"(QORUS_PLUGIN_TIMEOUT), {stage.phase}; nothing it registers is used")
             raise _Failed(reason, None, out.stack)
         if out.error is not None:
             reason = _describe(out.error)
             if not isinstance(out.error, RegistryError):
-                reason += f" ({phase[0]})"
+                reason += f" ({stage.phase})"
             raise _Failed(reason, out.error, out.traceback)
         return out.value
 
-    def _bounded(self, fn: Callable[[], Any], thread_name: str) -> _Outcome:
-        """Call ``fn`` in a daemon worker thread and wait for it up to ``self.timeout``.
+    def call_plugin_hook(self, namespace: str, hook_name: str, kwargs: dict[str, Any], *,
+                         bounded: bool = True) -> str | None:
+        """Call the hook ``hook_name`` of the loaded plugin ``namespace`` alone with ``kwargs``,
+        catching whatever it raises (``SystemExit`` included). Returns None when it returned
+        (or the plugin has no such hook), else a one-line reason.
 
-        Any exception of ``fn`` is caught in the worker and returned. The waiting thread wakes
-        every ``_WAIT_SLICE_S``, so a real Ctrl-C raises KeyboardInterrupt here promptly.
-        """
-        out = _Outcome()
-        finished = threading.Event()
-
-        def run() -> None:
-            _LOADING.registry = self
-            try:
-                out.value = fn()
-            except BaseException as exc:  # plugin code may raise anything, SystemExit included
-                out.error, out.traceback = exc, traceback.format_exc()
-            finally:
-                finished.set()
-
-        worker = threading.Thread(target=run, name=thread_name, daemon=True)
-        worker.start()
-        deadline = time.monotonic() + self.timeout if math.isfinite(self.timeout) else math.inf
-        while not finished.wait(min(_WAIT_SLICE_S, max(0.0, deadline - time.monotonic()))):
-            if time.monotonic() >= deadline:
-                frame = sys._current_frames().get(worker.ident or -1)
-                out.stack = "".join(traceback.format_stack(frame)) if frame else None
-                return out
-        worker.join()  # it is past finished.set(): leaves no thread behind
-        out.done = True
-        return out
-
-    def call_plugin_hook(self, namespace: str, hook_name: str, **kwargs: Any) -> str | None:
-        """Call the hook ``hook_name`` of the loaded plugin ``namespace`` alone, isolated like
-        loading (a worker thread, ``self.timeout``, any exception caught). Returns None when it
-        returned in time, else a one-line reason. A real Ctrl-C still raises KeyboardInterrupt.
+        ``bounded``: in a worker thread, for at most ``self.timeout`` (as loading; a plugin's
+        own KeyboardInterrupt is a failure, a real Ctrl-C still interrupts). ``bounded=False``:
+        in this thread with no time bound (a hook that may take long, or prints as it goes);
+        then a KeyboardInterrupt always propagates, as a Ctrl-C and plugin code cannot be
+        told apart there.
         """
         self._ensure_loaded()
         plugin = self.pm.get_plugin(namespace)
         if plugin is None:
             raise RegistryError(f"no loaded plugin {namespace!r}")
-        others = [p for p in self.pm.get_plugins() if p is not plugin]
-        caller = self.pm.subset_hook_caller(hook_name, others)
-        out = self._bounded(lambda: caller(**kwargs), f"qorus-hook-{namespace}")
+        caller = getattr(self.pm.hook, hook_name, None) if isinstance(hook_name, str) else None
+        if caller is None or not caller.has_spec():
+            raise RegistryError(f"unknown hook {hook_name!r}; known: {_known_hooks()}")
+        if not isinstance(kwargs, dict):
+            raise RegistryError(f"hook {hook_name}: kwargs must be a dict, got {kwargs!r:.80}")
+        if not any(i.plugin is plugin for i in caller.get_hookimpls()):
+            return None
+        only = self.pm.subset_hook_caller(hook_name, [p for p in self.pm.get_plugins()
+                                                      if p is not plugin])
+        out = _isolated(lambda: only(**kwargs), f"qorus-hook-{namespace}",
+                        self.timeout if bounded else None)
         if not out.done:
             return f"hook {hook_name} did not finish within {self.timeout:g} s (QORUS_PLUGIN_TIMEOUT)"
         return None if out.error is None else _describe(out.error)
 
-    def _run_hooks(self, pm: pluggy.PluginManager, info: PluginInfo, phase: list[str],
-                   closed: list[bool]) -> list[Entry]:
+    def _run_hooks(self, pm: pluggy.PluginManager, info: PluginInfo, stage: _Stage) -> list[Entry]:
         """Call each registration hook of the plugin (alone on ``pm``); collect what it registers."""
         staged: dict[tuple[str, str], Entry] = {}
-        hook_done: list[bool] = []
 
         def make_register(kind: str) -> hookspecs.Register:
             def register(obj: Any, name: str | None = None) -> Any:
-                if closed or hook_done:
+                if not stage.open:
                     raise RegistryError(f"plugin {info.namespace!r} called register() after "
                                         "its hook returned; register only inside the hook")
                 entry = self._make_entry(kind, obj, name, info)
@@ -490,9 +561,9 @@ class Registry:
             return register
 
         for kind, hook_name in KINDS.items():
-            phase[0] = f"in hook {hook_name}"
+            stage.phase = f"in hook {hook_name}"
             getattr(pm.hook, hook_name)(register=make_register(kind))
-        hook_done.append(True)
+        stage.open = False
         return list(staged.values())
 
     def _make_entry(self, kind: str, obj: Any, name: str | None, info: PluginInfo) -> Entry:
@@ -529,6 +600,8 @@ class Registry:
     def entry(self, kind: str, name: str) -> Entry:
         """The record for ``name``; RegistryError with close matches if unknown or ambiguous."""
         table = self._table(kind)
+        if not isinstance(name, str):
+            raise RegistryError(f"{kind} name must be a string, got {name!r}")
         if name in table:
             return table[name]
         if "." not in name:
@@ -568,7 +641,7 @@ class Registry:
         return list(self._plugins)
 
     def _table(self, kind: str) -> dict[str, Entry]:
-        if kind not in KINDS:
+        if not isinstance(kind, str) or kind not in KINDS:
             raise RegistryError(f"unknown kind {kind!r}; kinds: {', '.join(KINDS)}")
         self._ensure_loaded()
         return self._entries[kind]

@@ -15,7 +15,7 @@ import sys
 import numpy as np
 import pytest
 
-from qorus_core import CheckpointError, Model, Sequential
+from qorus_core import CheckpointError, ConfigError, Model, Sequential
 from qorus_core.io.safetensors import SafeTensorsFile, save_file
 from qorus_core.train import checkpoint as ckpt_mod
 from qorus_core.train.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
@@ -170,7 +170,7 @@ def test_a_fifo_where_a_file_belongs_is_refused_without_blocking(saved, name):
     out = subprocess.run([sys.executable, "-c", code, str(saved)], capture_output=True,
                          text=True, timeout=60)        # a blocking open would time out
     assert out.returncode == 0, out.stderr
-    assert f"{name}: is not a regular file" in out.stdout
+    assert f"{name}: is a FIFO (named pipe), not a regular file" in out.stdout
 
 
 @pytest.mark.parametrize("text,match", [
@@ -238,3 +238,74 @@ def test_a_valid_checkpoint_still_loads_and_resumes(saved):
     _, tr = make(epochs=2)
     tr.fit(x, y, resume_from=saved)
     assert tr.epoch == 2
+
+
+# -- files are closed once a checkpoint is loaded ------------------------------------------------
+def _open_under(directory) -> list[str]:
+    """The files under ``directory`` this process holds open (Linux: /proc/self/fd)."""
+    out = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:   # the descriptor listdir itself used, closed meanwhile
+            continue
+        if target.startswith(str(directory)):
+            out.append(target)
+    return out
+
+
+needs_proc = pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="no /proc/self/fd")
+
+
+@needs_proc
+def test_load_checkpoint_and_resume_leave_no_file_open(saved):
+    ck = load_checkpoint(saved)                   # the result is kept alive: only a close frees
+    assert ck.model.parameters() and _open_under(saved) == []
+    x, y = data()
+    _, tr = make(epochs=2)
+    tr.fit(x, y, resume_from=saved)
+    assert _open_under(saved) == []
+    with read_checkpoint(saved) as opened:
+        assert {os.path.basename(f) for f in _open_under(saved)} == {
+            "model.safetensors", "optimizer.safetensors"}
+    assert _open_under(saved) == []
+    with pytest.raises(CheckpointError, match="closed"):
+        opened.weights.get(opened.weights.keys()[0])
+
+
+@needs_proc
+def test_a_failed_load_leaves_no_file_open_while_its_error_is_kept(saved):
+    """A traceback keeps the failing frame's locals alive: the files must be closed anyway."""
+    _edit_json(saved / "config.json", lambda c: c["model"].update(input_shape=[7]))
+    errors = []
+    for load in (lambda: load_checkpoint(saved),
+                 lambda: make()[1].fit(*data(), resume_from=saved)):
+        with pytest.raises(CheckpointError) as info:
+            load()
+        errors.append(info.value)                 # holds __traceback__ and its frames
+        assert _open_under(saved) == [], errors[-1]
+    (saved / "optimizer.safetensors").write_bytes(b"\0" * 4)   # the second file fails to open
+    with pytest.raises(CheckpointError, match="optimizer.safetensors: truncated") as info:
+        read_checkpoint(saved)
+    assert _open_under(saved) == []               # the first one was closed again
+
+
+@pytest.mark.parametrize("value", ["yes", 1, None])
+def test_trust_code_must_be_a_bool(saved, value):
+    with pytest.raises(ConfigError, match="load_checkpoint: trust_code must be true or false"):
+        load_checkpoint(saved, trust_code=value)
+
+
+def test_optimizer_metadata_json_is_strict(saved):
+    """The optimizer's metadata values go through the same strict JSON as the files."""
+    f = SafeTensorsFile(saved / "optimizer.safetensors")
+    tensors = {k: np.array(f.get(k)) for k in f.keys()}
+    meta = dict(f.metadata)
+    f.close()
+    for value, match in (('{"a": 1, "a": 2}', "duplicate key 'a'"),
+                         ("9" * 5000, "an integer of 5000 digits"),
+                         ("[" * 100_000 + "]" * 100_000, "nested too deeply")):
+        save_file(tensors, saved / "optimizer.safetensors", {**meta, "steps": value})
+        with pytest.raises(CheckpointError, match=r"optimizer\.safetensors: corrupt metadata "
+                                                  rf"'steps': .*{match}"):
+            load_checkpoint(saved)

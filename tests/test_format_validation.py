@@ -411,3 +411,89 @@ def test_a_fifo_or_directory_is_refused_without_blocking(tmp_path):
         with pytest.raises(GGUFError, match="is a character device"):
             GGUFFile("/dev/zero")
 
+
+
+# -- 6. one strict JSON and one regular-file reader for every format ----------------------------
+@pytest.mark.parametrize("text,kw,match", [
+    ('{"a": 1, "a": 1}', {}, "duplicate key 'a'"),
+    ('{"a": {"b": 1, "b": 2}}', {}, "duplicate key 'b'"),
+    ("9" * 4301, {}, "an integer of 4301 digits \\(at most 4300\\)"),
+    ("-" + "9" * 21, {"max_digits": 20}, "an integer of 21 digits \\(at most 20\\)"),
+    ("[" * 100_000 + "]" * 100_000, {}, "JSON nested too deeply"),
+    (b'{"\xff": 1}', {}, "not valid JSON: 'utf-8' codec"),
+    ("{not json", {}, "not valid JSON: Expecting"),
+    ("[1.5]", {"integers_only": True}, "a number with a fraction or exponent"),
+    ("[NaN]", {"integers_only": True}, "NaN is not JSON"),
+    ("[-Infinity]", {"integers_only": True}, "-Infinity is not JSON"),
+])
+def test_strict_json_refuses_naming_where(text, kw, match):
+    from qorus_core.io import strict_json
+
+    with pytest.raises(DataError, match=f"^somewhere: {match}"):
+        strict_json.loads(text, "somewhere", DataError, **kw)
+
+
+def test_strict_json_accepts_what_the_writers_write():
+    from qorus_core.io import strict_json
+
+    doc = {"a": [1, 2.5, None, True, "x"], "b": {"c": -(10 ** 40)}, "nan": float("nan")}
+    import json as _json
+
+    back = strict_json.loads(_json.dumps(doc).encode(), "w", DataError)
+    assert back["a"] == doc["a"] and back["b"] == doc["b"] and back["nan"] != back["nan"]
+    assert strict_json.loads("[" * 50 + "]" * 50, "w", DataError, integers_only=True)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this OS")
+def test_read_regular_refuses_a_fifo_a_directory_and_a_huge_file(tmp_path):
+    from qorus_core.io.mapped import read_regular
+
+    fifo = tmp_path / "config.toml"
+    os.mkfifo(fifo)
+    timer = threading.Timer(10.0, lambda: os.close(os.open(fifo, os.O_RDWR | os.O_NONBLOCK)))
+    timer.start()
+    try:
+        with pytest.raises(ConfigError, match=r"config\.toml: is a FIFO \(named pipe\), not a "
+                                              "regular file"):
+            read_regular(fifo, ConfigError)
+        assert timer.is_alive()
+    finally:
+        timer.cancel()
+    with pytest.raises(DataError, match="is a directory, not a regular file"):
+        read_regular(tmp_path, DataError)
+    with pytest.raises(DataError, match="cannot open: No such file"):
+        read_regular(tmp_path / "absent", DataError)
+    big = tmp_path / "big"
+    big.write_bytes(b"x" * 101)
+    with pytest.raises(DataError, match="big: 101 bytes, over the 100"):
+        read_regular(big, DataError, max_bytes=100)
+    assert read_regular(big, DataError, max_bytes=101) == b"x" * 101
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this OS")
+def test_training_configs_are_read_through_the_same_checks(tmp_path):
+    from qorus_core.train.config import MAX_CONFIG_BYTES, load_config
+
+    path = tmp_path / "run.toml"
+    path.write_text("[model]\ninput_shape = [" + "9" * 5000 + "]\n")
+    with pytest.raises(ConfigError, match=r"run\.toml: invalid TOML: .*4300"):
+        load_config(path)                        # was a raw ValueError from tomllib
+    path.write_bytes(b"# " + b"x" * MAX_CONFIG_BYTES)
+    with pytest.raises(ConfigError, match=r"run\.toml: .* bytes, over the"):
+        load_config(path)
+    path.unlink()
+    os.mkfifo(path)
+    with pytest.raises(ConfigError, match=r"run\.toml: is a FIFO"):
+        load_config(path)
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="no /proc/self/fd")
+def test_read_metadata_closes_the_file(tmp_path):
+    from qorus_core.io.safetensors import read_metadata, save_file
+
+    path = tmp_path / "m.safetensors"
+    save_file({"a": np.zeros(3, np.float32)}, path, {"k": "v"})
+    assert read_metadata(path) == {"k": "v"}
+    held = [os.readlink(f"/proc/self/fd/{fd}") for fd in os.listdir("/proc/self/fd")
+            if os.path.exists(f"/proc/self/fd/{fd}")]
+    assert str(path) not in held

@@ -10,6 +10,7 @@ import textwrap
 
 import numpy as np
 import pytest
+from tiny_run import write_run
 
 import qorus_core.train.cli_train  # noqa: F401  (adds `train`)
 from qorus_core import ConfigError, Model, QorusError, Sequential
@@ -151,26 +152,8 @@ def test_optimizer_type_in_a_checkpoint_is_looked_up_never_imported(evil_dir):
 
 
 def _write_run(d):
-    rng = np.random.default_rng(0)
-    np.savez(d / "data.npz", x=rng.standard_normal((40, 4)).astype(np.float32),
-             y=rng.integers(0, 3, 40))
-    path = d / "evil.toml"
-    path.write_text(textwrap.dedent("""\
-        [model]
-        input_shape = [4]
-        layers = [{type = "core.Sequential", layers = [{type = "evil_layer:Evil", out_features = 3}]}]
-        [data]
-        source = "npz:data.npz"
-        [loss]
-        type = "CrossEntropy"
-        [optimizer]
-        type = "SGD"
-        lr = 0.1
-        [train]
-        epochs = 1
-        batch_size = 8
-        """))
-    return path
+    return write_run(d, '[{type = "core.Sequential", layers = [{type = "evil_layer:Evil", '
+                        'out_features = 3}]}]', "evil.toml")
 
 
 def test_toml_config_refuses_an_import_unless_trusted(evil_dir, capsys):
@@ -184,3 +167,57 @@ def test_toml_config_refuses_an_import_unless_trusted(evil_dir, capsys):
     assert main(["train", str(cfg), "--out", str(evil_dir / "out"), "--kernels", "numpy",
                  "--no-progress", "--trust-code"]) == 0
     assert (evil_dir / "RAN").exists() and (evil_dir / "out" / "checkpoint").is_dir()
+
+
+# -- the permission: a bool, per thread, restored by an exception too -----------------------------
+@pytest.mark.parametrize("value", ["no", "false", 0, 1, None, [True]])
+def test_the_permission_must_be_a_bool_never_truthy(evil_dir, value):
+    """``allow_import="no"`` must not be a yes: anything but True/False is refused."""
+    spec = {"type": "evil_layer:Evil", "in_features": 2, "out_features": 2}
+    if value is not None:   # None means "inherit" for layer_from_dict
+        with pytest.raises(ConfigError, match="layer_from_dict: allow_import must be true or false"):
+            layer_from_dict(spec, allow_import=value)
+    with pytest.raises(ConfigError, match="allow_layer_imports: allow must be true or false"):
+        with allow_layer_imports(value):
+            pass
+    _assert_never_ran(evil_dir)
+
+
+def test_the_permission_ends_with_the_block_even_on_an_exception(evil_dir):
+    spec = {"type": "evil_layer:Evil", "in_features": 2, "out_features": 2}
+    with pytest.raises(ConfigError, match="bad config"):
+        with allow_layer_imports():
+            layer_from_dict({"type": "mlp.Linear", "nonsense": 1})
+    with pytest.raises(ConfigError, match="evil_layer:Evil"):
+        layer_from_dict(spec)                    # refused again after the failed block
+    with pytest.raises(ConfigError, match="bad config"):
+        layer_from_dict({**spec, "nonsense": 1}, allow_import=True)   # fails after importing
+    with pytest.raises(ConfigError, match="evil_layer:Evil"):
+        layer_from_dict(spec)
+
+
+def test_another_thread_does_not_inherit_the_permission(evil_dir):
+    import threading
+
+    spec = {"type": "evil_layer:Evil", "in_features": 2, "out_features": 2}
+    seen = []
+
+    def build():
+        try:
+            layer_from_dict(spec)
+            seen.append("built")
+        except ConfigError as exc:
+            seen.append(str(exc))
+
+    with allow_layer_imports():
+        worker = threading.Thread(target=build)
+        worker.start()
+        worker.join(30)
+    assert len(seen) == 1 and "evil_layer:Evil" in seen[0] and "trust" in seen[0]
+    _assert_never_ran(evil_dir)
+
+
+@pytest.mark.parametrize("type_name", [":Evil", ".evil_layer:Evil", "evil_layer:", "evil_layer:Nope"])
+def test_a_malformed_import_name_is_a_config_error(evil_dir, type_name):
+    with pytest.raises(ConfigError, match="cannot be imported"):
+        layer_from_dict({"type": type_name}, allow_import=True)

@@ -21,6 +21,7 @@ import warnings
 from pathlib import Path
 
 import pytest
+from fake_plugins import layer_plugin
 
 from qorus_core.errors import RegistryError
 from qorus_core.registry import FIRST_PARTY, PluginLoadWarning, Registry
@@ -33,19 +34,7 @@ except ImportError:  # pragma: no cover - depends on the Python version
 REPO = Path(__file__).resolve().parents[1]
 PREFIX = "qorus_iso_"  # every fake module; forgotten after each test
 
-GOOD = '''
-from qorus_core.hookspecs import hookimpl
-from qorus_core.layer import Layer
-
-
-class IsoScale(Layer):
-    """A layer from a well-behaved third-party plugin."""
-
-
-@hookimpl
-def qorus_register_layers(register):
-    register(IsoScale)
-'''
+GOOD = layer_plugin("IsoScale", "A layer from a well-behaved third-party plugin.")
 EXIT_ON_IMPORT = "import sys\nsys.exit(3)\n"
 RAISE_IN_HOOK = '''
 from qorus_core.hookspecs import hookimpl
@@ -99,19 +88,7 @@ def qorus_register_layers(register):
     while True:
         time.sleep(3600)
 '''
-IMPOSTOR = '''
-from qorus_core.hookspecs import hookimpl
-from qorus_core.layer import Layer
-
-
-class Linear(Layer):
-    """An impostor's Linear: must never be what mlp.Linear resolves to."""
-
-
-@hookimpl
-def qorus_register_layers(register):
-    register(Linear)
-'''
+IMPOSTOR = layer_plugin("Linear", "An impostor's Linear: must never be what mlp.Linear resolves to.")
 COMMAND_EXIT = GOOD.replace("IsoScale", "CmdScale") + '''
 
 @hookimpl
@@ -271,7 +248,7 @@ def test_hook_that_hangs_times_out_and_its_late_items_are_never_committed(site, 
     assert r.timeout == 0.5
     start = time.monotonic()
     slow = load(r)[("isoslow", "qorus-iso-slow")]
-    assert time.monotonic() - start < 10
+    assert time.monotonic() - start < 30  # cut at the timeout, not after the hook's 60 s
     assert slow.status == "failed"
     assert slow.error.startswith("did not finish loading within 0.5 s")
     assert "in hook qorus_register_layers" in slow.error
@@ -404,8 +381,10 @@ def test_two_third_party_distributions_with_one_namespace_are_both_refused(site,
 # --- the CLI keeps working ------------------------------------------------------------------
 def run_cli(site: Path, *commands: list[str]) -> list[subprocess.CompletedProcess]:
     """Run ``python -m qorus_core.cli`` once per command, all at once, seeing ``site``."""
+    # 1 s: the sleeper's bound, far above what a real plugin takes to load (~20 ms) even in
+    # five processes started at once on a loaded 2-core machine
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(site), str(REPO)]),
-               QORUS_PLUGIN_TIMEOUT="0.3")
+               QORUS_PLUGIN_TIMEOUT="1")
     for var in ("QORUS_DISABLE_PLUGIN_AUTOLOAD", "QORUS_STRICT_PLUGINS", "QORUS_ISO_MARKER"):
         env.pop(var, None)
     procs = [subprocess.Popen([sys.executable, "-m", "qorus_core.cli", *args], text=True, env=env,
@@ -436,7 +415,7 @@ def test_cli_plugins_and_layers_survive_every_bad_plugin(site):
         ("isoexit", "qorus-iso-exit"): "SystemExit(3): the plugin called sys.exit() (on import)",
         ("isokbi", "qorus-iso-kbi"): "KeyboardInterrupt raised by the plugin's own code",
         ("isosysexit", "qorus-iso-sysexit"): "SystemExit(5): the plugin called sys.exit()",
-        ("isosleep", "qorus-iso-sleeper"): "did not finish loading within 0.3 s",
+        ("isosleep", "qorus-iso-sleeper"): "did not finish loading within 1 s",
         ("mlp", "aaa-impostor-mlp"): "belongs to the first-party distribution qorus-layers-mlp",
         ("isoshared", "qorus-iso-shared-a"): "claimed by 2 distributions",
         ("isoshared", "qorus-iso-shared-b"): "claimed by 2 distributions",
@@ -471,3 +450,135 @@ def test_cli_plugins_and_layers_survive_every_bad_plugin(site):
     assert all(f"({dist} 0.1) failed to load" in "".join(warned) for _, dist in expected)
     assert usage.returncode == 2 and "invalid choice: 'iso-never'" in usage.stderr
     assert "'iso-broken'" in usage.stderr  # listed among the choices; iso-never never added
+
+
+# --- a module that uses the registry while it is being imported -----------------------------
+LOOKS_UP_ON_IMPORT = GOOD.replace("IsoScale", "SelfScale") + '''
+
+from qorus_core.registry import get_registry
+
+SEEN = [e.name for e in get_registry().entries("layer")]   # loads the registry mid-import
+'''
+
+
+def test_a_plugin_that_loads_the_registry_as_it_is_imported_does_not_wait_for_itself(
+        site, monkeypatch):
+    """A worker importing the module this thread is importing would wait for its import lock
+    while this thread waits for the worker: such a load runs in this thread instead."""
+    import importlib
+
+    from qorus_core.registry import get_registry, reset_registry
+
+    module = make_dist(site, "qorus-iso-self", "isoself", LOOKS_UP_ON_IMPORT)
+    use(site, monkeypatch)
+    monkeypatch.setenv("QORUS_PLUGIN_TIMEOUT", "60")
+    reset_registry(Registry())
+    try:
+        start = time.monotonic()
+        plugin = importlib.import_module(module + ".plugin")   # the host imports it first
+        assert time.monotonic() - start < 10          # not a 60 s wait for a timeout
+        info = {p.namespace: p for p in get_registry().plugins()}["isoself"]
+        assert info.status == "ok", info.error
+        assert "mlp.Linear" in plugin.SEEN            # looked up while loading: committed ones
+        assert get_registry().get("layer", "isoself.SelfScale") is plugin.SelfScale
+        get_registry().add_plugin("isoafter", type("After", (), {})())   # the marker was reset
+    finally:
+        reset_registry()
+
+
+# --- Registry.call_plugin_hook: one mechanism for every hook called after loading -------------
+class _Hooks:
+    """A plugin whose train-finished hook does what ``action`` says, recording its thread."""
+
+    def __init__(self, action=None):
+        self.action, self.threads = action, []
+
+    from qorus_core.hookspecs import hookimpl
+
+    @hookimpl
+    def qorus_train_finished(self, model, config, out_dir, echo):
+        self.threads.append(threading.current_thread())
+        if self.action is not None:
+            self.action()
+
+
+def _hook_registry(action=None, timeout=30.0):
+    r = Registry(autoload=False, builtins=False, timeout=timeout)
+    hooks = _Hooks(action)
+    r.add_plugin("hooks", hooks)
+    r.add_plugin("bare", type("Bare", (), {})())
+    return r, hooks
+
+
+KWARGS = {"model": None, "config": {}, "out_dir": None, "echo": print}
+
+
+def test_call_plugin_hook_bounded_in_a_worker_unbounded_here():
+    r, hooks = _hook_registry()
+    before = threading.active_count()
+    assert r.call_plugin_hook("hooks", "qorus_train_finished", KWARGS) is None
+    assert hooks.threads[-1].name == "qorus-hook-hooks"
+    assert r.call_plugin_hook("hooks", "qorus_train_finished", KWARGS, bounded=False) is None
+    assert hooks.threads[-1] is threading.current_thread()
+    assert r.call_plugin_hook("bare", "qorus_train_finished", KWARGS) is None   # no such hook
+    assert len(hooks.threads) == 2 and threading.active_count() == before
+    with pytest.raises(RegistryError, match="no loaded plugin 'nope'"):
+        r.call_plugin_hook("nope", "qorus_train_finished", KWARGS)
+    with pytest.raises(RegistryError, match="unknown hook 'qorus_train_finishd'; known: .*"
+                                            "qorus_train_finished"):
+        r.call_plugin_hook("hooks", "qorus_train_finishd", KWARGS)   # a typo calls nothing
+    with pytest.raises(RegistryError, match="kwargs must be a dict"):
+        r.call_plugin_hook("hooks", "qorus_train_finished", [KWARGS])
+
+
+def test_call_plugin_hook_reports_what_the_hook_raises():
+    def exits():
+        sys.exit(7)
+
+    def interrupts():
+        raise KeyboardInterrupt
+
+    for bounded in (True, False):
+        r, _ = _hook_registry(exits)
+        assert (r.call_plugin_hook("hooks", "qorus_train_finished", KWARGS, bounded=bounded)
+                == "SystemExit(7): the plugin called sys.exit()")
+    r, _ = _hook_registry(interrupts)
+    assert "KeyboardInterrupt raised by the plugin's own code" in r.call_plugin_hook(
+        "hooks", "qorus_train_finished", KWARGS)      # in a worker: plugin code, not a Ctrl-C
+    with pytest.raises(KeyboardInterrupt):            # here: cannot be told from a Ctrl-C
+        r.call_plugin_hook("hooks", "qorus_train_finished", KWARGS, bounded=False)
+
+
+def test_call_plugin_hook_bounded_times_out_and_the_worker_ends_when_released():
+    release = threading.Event()
+    r, hooks = _hook_registry(lambda: release.wait(30), timeout=0.2)
+    start = time.monotonic()
+    reason = r.call_plugin_hook("hooks", "qorus_train_finished", KWARGS)
+    assert time.monotonic() - start < 10
+    assert reason == "hook qorus_train_finished did not finish within 0.2 s (QORUS_PLUGIN_TIMEOUT)"
+    release.set()
+    hooks.threads[-1].join(30)
+    assert not hooks.threads[-1].is_alive()
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"autoload": "no"}, "autoload must be True or False, got 'no'"),
+    ({"strict": 1}, "strict must be True or False"),
+    ({"builtins": None}, "builtins must be True or False"),
+    ({"group": ""}, "group must be an entry-point group name"),
+])
+def test_registry_arguments_are_checked(kwargs, match):
+    with pytest.raises(RegistryError, match=match):
+        Registry(**kwargs)
+
+
+def test_lookups_and_add_plugin_refuse_wrong_types():
+    r = Registry(autoload=False, builtins=False)
+    with pytest.raises(RegistryError, match=r"layer name must be a string, got \['x'\]"):
+        r.get("layer", ["x"])
+    with pytest.raises(RegistryError, match=r"unknown kind \['layer'\]"):
+        r.get(["layer"], "x")
+    with pytest.raises(RegistryError, match="bad plugin namespace 3"):
+        r.add_plugin(3, object())
+    with pytest.raises(RegistryError, match="dist 5: expected a distribution name"):
+        r.add_plugin("fine", object(), dist=5)

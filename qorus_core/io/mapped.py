@@ -36,9 +36,9 @@ import stat
 import weakref
 from pathlib import Path
 
-from ..errors import CheckpointError
+from ..errors import QorusError
 
-__all__ = ["MappedFile"]
+__all__ = ["MappedFile", "check_regular", "read_regular"]
 
 _OPEN_FLAGS = (os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
                | getattr(os, "O_BINARY", 0))
@@ -53,8 +53,10 @@ def _kind(mode: int) -> str:
     return "not a regular file"
 
 
-def check_regular(path: Path, error: type[CheckpointError]) -> os.stat_result:
-    """``os.stat(path)``, refusing a missing path or anything but a regular file."""
+def check_regular(path: Path, error: type[QorusError]) -> os.stat_result:
+    """``os.stat(path)``, refusing a missing path or anything but a regular file (a FIFO
+    would block a read forever, a device could be endless): ``error`` names the path and
+    what is there."""
     try:
         st = os.stat(path)
     except OSError as exc:
@@ -64,34 +66,62 @@ def check_regular(path: Path, error: type[CheckpointError]) -> os.stat_result:
     return st
 
 
+def _open_regular(path: Path, error: type[QorusError]) -> tuple[int, os.stat_result]:
+    """A descriptor of the regular file ``path`` and its ``fstat``: stat'ed, opened with
+    ``O_NONBLOCK`` (a FIFO swapped in after the stat cannot block either) and stat'ed again."""
+    check_regular(path, error)
+    try:
+        fd = os.open(path, _OPEN_FLAGS)
+    except OSError as exc:
+        raise error(f"{path}: cannot open: {exc.strerror or exc}") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):   # swapped between the stat and the open
+            raise error(f"{path}: is {_kind(st.st_mode)}, not a regular file")
+    except OSError as exc:
+        os.close(fd)
+        raise error(f"{path}: cannot stat: {exc.strerror or exc}") from None
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, st
+
+
+def read_regular(path: str | os.PathLike, error: type[QorusError],
+                 max_bytes: int | None = None) -> bytes:
+    """The bytes of the regular file ``path`` (a config, a checkpoint's JSON), refused with
+    ``error`` naming it when it is anything else, or larger than ``max_bytes``."""
+    path = Path(path)
+    fd, st = _open_regular(path, error)
+    with open(fd, "rb") as f:   # closes fd
+        if max_bytes is not None and st.st_size > max_bytes:
+            raise error(f"{path}: {st.st_size:,} bytes, over the {max_bytes:,} such a file "
+                        "may have")
+        try:
+            return f.read()
+        except OSError as exc:
+            raise error(f"{path}: cannot read: {exc.strerror or exc}") from None
+
+
 class MappedFile:
     """A regular file opened without blocking and mapped read-only (``mm`` is None when it is
     empty). ``size`` is its size when opened; ``check_unchanged()`` raises ``error`` if the
     inode was truncated or rewritten since. ``close()`` drops the map and the descriptor."""
 
-    def __init__(self, path: str | os.PathLike, error: type[CheckpointError]) -> None:
+    def __init__(self, path: str | os.PathLike, error: type[QorusError]) -> None:
         self.path = Path(path)
         self.error = error
-        check_regular(self.path, error)
-        try:
-            fd = os.open(self.path, _OPEN_FLAGS)
-        except OSError as exc:
-            raise error(f"{self.path}: cannot open: {exc.strerror or exc}") from None
+        fd, st = _open_regular(self.path, error)
         self._close_fd = weakref.finalize(self, os.close, fd)
         self.fd = fd
+        self.size = st.st_size
+        self._signature = (st.st_size, st.st_mtime_ns)
         try:
-            st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode):   # swapped between the stat and the open
-                raise error(f"{self.path}: is {_kind(st.st_mode)}, not a regular file")
-            self.size = st.st_size
-            self._signature = (st.st_size, st.st_mtime_ns)
             self.mm = mmap.mmap(fd, 0, access=mmap.ACCESS_READ) if st.st_size else None
-        except OSError as exc:
+        except (OSError, ValueError) as exc:   # ValueError: emptied since the fstat
+            self.mm = None
             self.close()
-            raise error(f"{self.path}: cannot map: {exc.strerror or exc}") from None
-        except BaseException:
-            self.close()
-            raise
+            raise error(f"{self.path}: cannot map: {getattr(exc, 'strerror', None) or exc}") from None
 
     def check_unchanged(self) -> None:
         """Raise ``error`` if the mapped file was truncated or rewritten since it was opened

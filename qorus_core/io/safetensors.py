@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import CheckpointError
+from . import strict_json
 from .mapped import MappedFile
 
 DTYPES: dict[str, np.dtype] = {
@@ -135,47 +136,11 @@ MAX_DIGITS = 20         # an offset or a dimension: at most 2**64 - 1
 MAX_NDIM = 32           # dims of a tensor (NumPy 1.x's limit)
 
 
-def _refuse_duplicates(pairs: list[tuple[str, object]]) -> dict:
-    out: dict = {}
-    for key, value in pairs:
-        if key in out:
-            raise _HeaderError(f"duplicate key {key!r}")
-        out[key] = value
-    return out
-
-
-def _parse_int(text: str) -> int:
-    if len(text.lstrip("-")) > MAX_DIGITS:
-        raise _HeaderError(f"an integer of {len(text)} digits")
-    return int(text)
-
-
-def _parse_float(text: str) -> float:
-    raise _HeaderError(f"a number with a fraction or exponent ({text[:40]}), where only "
-                       "integers belong")
-
-
-def _parse_constant(text: str) -> float:
-    raise _HeaderError(f"{text} is not JSON")
-
-
-class _HeaderError(Exception):
-    """Raised inside the JSON parser's hooks; becomes a CheckpointError naming the file."""
-
-
 def _parse_header(raw: bytes, path: Path) -> dict:
     """The JSON header: one object, no duplicate key, integers of at most 20 digits, no
     floats; nesting deeper than the interpreter allows is refused too (a valid header is 3 deep)."""
-    try:
-        header = json.loads(raw.decode("utf-8"), object_pairs_hook=_refuse_duplicates,
-                            parse_int=_parse_int, parse_float=_parse_float,
-                            parse_constant=_parse_constant)
-    except _HeaderError as exc:
-        raise CheckpointError(f"{path}: bad header: {exc}") from None
-    except RecursionError:
-        raise CheckpointError(f"{path}: bad header: JSON nested too deeply") from None
-    except (UnicodeDecodeError, ValueError) as exc:   # json.JSONDecodeError is a ValueError
-        raise CheckpointError(f"{path}: header is not valid JSON: {exc}") from None
+    header = strict_json.loads(raw, f"{path}: bad header", CheckpointError, integers_only=True,
+                               max_digits=MAX_DIGITS)
     if not isinstance(header, dict):
         raise CheckpointError(f"{path}: header must be a JSON object, got {type(header).__name__}")
     return header
@@ -235,7 +200,9 @@ def load_file(path: str | os.PathLike) -> dict[str, np.ndarray]:
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, str]:
-    return SafeTensorsFile(path).metadata
+    """The ``__metadata__`` of a safetensors file (opened, validated and closed again)."""
+    with SafeTensorsFile(path) as f:
+        return f.metadata
 
 
 def save_file(tensors: Mapping[str, np.ndarray], path: str | os.PathLike,

@@ -16,16 +16,19 @@ import errno
 import json
 import os
 import shutil
-import stat
 import tempfile
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, QorusError, prefixed
+from ..io import strict_json
+from ..io.mapped import read_regular
 from ..io.safetensors import DTYPES, SafeTensorsFile, fsync_dir, save_file, write_atomic
+from ..validate import boolean
 
 FORMAT = 1
 MODEL_FILE, OPTIMIZER_FILE = "model.safetensors", "optimizer.safetensors"
@@ -106,52 +109,12 @@ def _write_json(path: Path, obj: Any) -> None:
     write_atomic(path, [text.encode("utf-8")])
 
 
-def prefixed(exc: Exception, where: str) -> Exception:
-    """``exc`` again (same class) with ``where: `` in front of its message, so an error raised
-    deep in a layer names the file it came from; ``exc`` itself if its class cannot be made
-    from one message."""
-    try:
-        return type(exc)(f"{where}: {exc}")
-    except Exception:  # noqa: BLE001 - a subclass with another signature
-        return exc
-
-
-def _refuse_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in pairs:
-        if k in out:
-            raise ValueError(f"duplicate key {k!r}")
-        out[k] = v
-    return out
-
-
 def _read_json(path: Path) -> dict[str, Any]:
-    _check_regular(path)
-    try:
-        obj = json.loads(path.read_text("utf-8"), object_pairs_hook=_refuse_duplicates)
-    except FileNotFoundError:
-        raise CheckpointError(f"{path}: missing (incomplete checkpoint)") from None
-    except RecursionError:
-        raise CheckpointError(f"{path}: corrupt: JSON nested too deeply") from None
-    except (OSError, UnicodeDecodeError, ValueError) as exc:   # JSONDecodeError, huge ints
-        raise CheckpointError(f"{path}: corrupt: {exc}") from None
+    """A checkpoint's JSON file: a regular file holding one strict JSON object."""
+    obj = strict_json.loads(read_regular(path, CheckpointError), f"{path}: corrupt", CheckpointError)
     if not isinstance(obj, dict):
         raise CheckpointError(f"{path}: corrupt: expected a JSON object")
     return obj
-
-
-def _check_regular(path: Path) -> None:
-    """A checkpoint file must be a regular file: a directory or a FIFO there is refused
-    (a FIFO would block the read forever)."""
-    try:
-        mode = os.stat(path).st_mode
-    except FileNotFoundError:
-        raise CheckpointError(f"{path}: missing (incomplete checkpoint)") from None
-    except OSError as exc:
-        raise CheckpointError(f"{path}: cannot open: {exc.strerror or exc}") from None
-    if not stat.S_ISREG(mode):
-        kind = "a directory" if stat.S_ISDIR(mode) else "not a regular file"
-        raise CheckpointError(f"{path}: is {kind}, expected the checkpoint's file")
 
 
 def _count(obj: dict[str, Any], key: str, where: Path, required: bool = False) -> None:
@@ -210,7 +173,11 @@ def _check_model_config(model: dict[str, Any], where: Path) -> None:
 
 @dataclass
 class CheckpointData:
-    """A checkpoint read and validated, not yet applied to a model."""
+    """A checkpoint read and validated, not yet applied to a model. Its two safetensors files
+    stay mapped until ``close()`` (or the end of a ``with`` block): restore, then close. A
+    ``with`` block left by an exception first clears the locals of the frames it passed
+    through (its traceback keeps their lines): a weights view held there would keep the map,
+    and so a descriptor, open for as long as the error is kept."""
 
     path: Path
     config: dict[str, Any]
@@ -218,17 +185,26 @@ class CheckpointData:
     optimizer: SafeTensorsFile
     trainer: dict[str, Any]
 
+    def close(self) -> None:
+        """Drop both files' maps and descriptors (arrays copied out of them stay valid)."""
+        self.weights.close()
+        self.optimizer.close()
+
+    def __enter__(self) -> CheckpointData:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if tb is not None:   # finished frames below may hold views, which keep a map open
+            traceback.clear_frames(tb)
+        self.close()
+
     @property
     def optimizer_state(self) -> dict[str, Any]:
         where = self.optimizer.path
         meta = dict(self.optimizer.metadata)
         meta.pop("format", None)
-        try:
-            state = {k: json.loads(v, object_pairs_hook=_refuse_duplicates) for k, v in meta.items()}
-        except RecursionError:
-            raise CheckpointError(f"{where}: corrupt metadata: JSON nested too deeply") from None
-        except ValueError as exc:
-            raise CheckpointError(f"{where}: corrupt metadata: {exc}") from None
+        state = {k: strict_json.loads(v, f"{where}: corrupt metadata {k!r}", CheckpointError)
+                 for k, v in meta.items()}
         _count(state, "steps", where)
         if "type" in state and not isinstance(state["type"], str):
             raise CheckpointError(f"{where}: metadata field 'type' must be a string, "
@@ -237,15 +213,17 @@ class CheckpointData:
 
 
 def read_checkpoint(directory: str | os.PathLike) -> CheckpointData:
-    """Open and validate every file of a checkpoint (weights stay memory-mapped)."""
+    """Open and validate every file of a checkpoint. The weights stay memory-mapped: use the
+    result in a ``with`` block (or ``close()`` it) so the files are not held open."""
     path = Path(directory).absolute()
     if not path.is_dir():
         prev = path.parent / f".{path.name}.prev"   # a save crashed between its two renames
         if not (prev / CONFIG_FILE).is_file():
             raise CheckpointError(f"{path}: no checkpoint there")
         path = prev
-    for name in FILES:
-        _check_regular(path / name)
+    for name in FILES:   # each is refused when opened if it is not a regular file
+        if not os.path.lexists(path / name):
+            raise CheckpointError(f"{path / name}: missing (incomplete checkpoint)")
     config = _read_json(path / CONFIG_FILE)
     trainer = _read_json(path / TRAINER_FILE)
     for name, obj in ((CONFIG_FILE, config), (TRAINER_FILE, trainer)):
@@ -260,8 +238,13 @@ def read_checkpoint(directory: str | os.PathLike) -> CheckpointData:
         raise CheckpointError(f"{path / CONFIG_FILE}: field 'optimizer' must be an object with a "
                               f"'type' string, got {ocfg!r:.200}")
     _check_trainer(trainer, path / TRAINER_FILE)
-    return CheckpointData(path, config, SafeTensorsFile(path / MODEL_FILE),
-                          SafeTensorsFile(path / OPTIMIZER_FILE), trainer)
+    weights = SafeTensorsFile(path / MODEL_FILE)
+    try:
+        optimizer = SafeTensorsFile(path / OPTIMIZER_FILE)
+    except BaseException:
+        weights.close()
+        raise
+    return CheckpointData(path, config, weights, optimizer, trainer)
 
 
 def _check_dtype(f: SafeTensorsFile, name: str, expected: np.dtype) -> None:
@@ -328,27 +311,28 @@ def load_checkpoint(directory: str | os.PathLike, kernels: Any = None,
     run, a module, and is refused unless ``trust_code=True`` (for checkpoints you trust,
     like ``torch.load(weights_only=False)``). Nothing else in a checkpoint is imported or
     evaluated: the rest is JSON data and safetensors arrays."""
-    from ..errors import QorusError
     from ..model import Model
     from ..registry import get_registry
 
-    data = read_checkpoint(directory)
-    where = data.path / CONFIG_FILE
-    try:
-        model = Model.from_config(data.config["model"], kernels=kernels, allow_import=trust_code)
-    except QorusError as exc:
-        raise prefixed(exc, f"{where}: model") from None
-    restore_model(model, data)
-    optimizer = None
-    ocfg = data.config.get("optimizer")
-    if ocfg is not None:
-        cls = get_registry().get("optimizer", ocfg["type"])
+    trust_code = boolean(trust_code, "trust_code", "load_checkpoint")
+    with read_checkpoint(directory) as data:
+        where = data.path / CONFIG_FILE
         try:
-            optimizer = cls.from_config({k: v for k, v in ocfg.items() if k != "type"})
+            model = Model.from_config(data.config["model"], kernels=kernels,
+                                      allow_import=trust_code)
         except QorusError as exc:
-            raise prefixed(exc, f"{where}: optimizer") from None
-        except (TypeError, ValueError) as exc:
-            raise CheckpointError(f"{where}: optimizer {ocfg['type']}: {exc}") from None
-        optimizer.bind(model)
-        restore_optimizer(optimizer, model, data)
+            raise prefixed(exc, f"{where}: model") from None
+        restore_model(model, data)
+        optimizer = None
+        ocfg = data.config.get("optimizer")
+        if ocfg is not None:
+            try:
+                optimizer = get_registry().get("optimizer", ocfg["type"]).from_config(
+                    {k: v for k, v in ocfg.items() if k != "type"})
+            except QorusError as exc:
+                raise prefixed(exc, f"{where}: optimizer") from None
+            except (TypeError, ValueError) as exc:
+                raise CheckpointError(f"{where}: optimizer {ocfg['type']}: {exc}") from None
+            optimizer.bind(model)
+            restore_optimizer(optimizer, model, data)
     return Checkpoint(model, data.trainer, optimizer, data.config)

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import os
-import stat
 import sys
 import time
 from collections.abc import Callable
@@ -32,10 +31,10 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ConfigError, QorusError
+from ..errors import ConfigError, QorusError, prefixed
 from ..io.datasets import KINDS, load_source, load_text, split, unigram_cross_entropy
+from ..io.mapped import read_regular
 from ..io.safetensors import write_atomic
-from .checkpoint import prefixed
 from .schedules import Schedule, make_schedule
 
 SECTIONS = {
@@ -80,23 +79,15 @@ def load_config(path: str | os.PathLike) -> TrainConfig:
     """Read and check ``path``; ConfigError names the file and what is wrong (TOML: the line)."""
     path = Path(path)
     tomllib = _toml()
+    data = read_regular(path, ConfigError, MAX_CONFIG_BYTES)   # refuses FIFOs, directories
     try:
-        st = os.stat(path)
-        if not stat.S_ISREG(st.st_mode):     # a FIFO would block the read forever
-            kind = "a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file"
-            raise ConfigError(f"{path}: is {kind}, expected a TOML config file")
-        if st.st_size > MAX_CONFIG_BYTES:
-            raise ConfigError(f"{path}: {st.st_size:,} bytes, over the {MAX_CONFIG_BYTES:,} a "
-                              "training config may have")
-        raw = tomllib.loads(path.read_text("utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+        raw = tomllib.loads(data.decode("utf-8"))
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not UTF-8 text: {exc}") from None
     except RecursionError:
         raise ConfigError(f"{path}: invalid TOML: arrays or tables nested too deeply") from None
+    except ValueError as exc:   # TOMLDecodeError, and an integer of more than 4300 digits
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
     unknown = sorted(set(raw) - set(SECTIONS))
     if unknown:
         raise ConfigError(f"{path}: unknown section(s) {unknown}; known: {', '.join(SECTIONS)}")
@@ -272,36 +263,25 @@ def _load_text(cfg: TrainConfig):
 def train_finished(model: Any, cfg: TrainConfig, out_dir: Path, echo: Callable[[str], Any],
                    report: Callable[[str], Any] | None = None) -> list[dict[str, str]]:
     """Call every plugin's ``qorus_train_finished`` hook (e.g. the llm plugin's sampler), one
-    plugin at a time, in pluggy's call order. A hook that fails (any exception, or
-    ``sys.exit``) is reported through ``report`` (default: stderr) naming the plugin, and the
-    other plugins' hooks still run: the model is trained and saved by then, so a plugin's
-    failure must not lose it. The hooks run in this thread with no time bound (sampling text
-    may take long, unlike registration hooks); Ctrl-C (KeyboardInterrupt) stops them. Returns
-    the failures as ``[{"plugin": label, "error": "Type: message"}]``."""
+    plugin at a time in load order (``Registry.call_plugin_hook``, unbounded: sampling text may
+    take long, unlike registration hooks, so they run in this thread). A hook that fails (any
+    exception, or ``sys.exit``) is reported through ``report`` (default: stderr) naming the
+    plugin, and the other plugins' hooks still run: the model is trained and saved by then, so
+    a plugin's failure must not lose it. Ctrl-C (KeyboardInterrupt) stops them. Returns the
+    failures as ``[{"plugin": label, "error": reason}]``."""
     from ..registry import get_registry
 
     reg = get_registry()
-    reg.entries()                                   # plugins loaded
-    labels = {p.namespace: p.label for p in reg.plugins()}
     report = report or (lambda text: print(text, file=sys.stderr))
-    hook = reg.pm.hook.qorus_train_finished
+    kwargs = {"model": model, "config": cfg.raw, "out_dir": out_dir, "echo": echo}
     failures: list[dict[str, str]] = []
-    done: set[int] = set()
-    for impl in reversed(hook.get_hookimpls()):     # pluggy calls the last registered first
-        if id(impl.plugin) in done:
+    for info in reg.plugins():
+        if info.status != "ok":
             continue
-        done.add(id(impl.plugin))
-        others = [p for p in reg.pm.get_plugins() if p is not impl.plugin]
-        label = labels.get(impl.plugin_name, repr(impl.plugin_name))
-        try:
-            reg.pm.subset_hook_caller("qorus_train_finished", others)(
-                model=model, config=cfg.raw, out_dir=out_dir, echo=echo)
-        except KeyboardInterrupt:
-            raise
-        except (Exception, SystemExit) as exc:  # noqa: BLE001 - a plugin may raise anything
-            error = f"{type(exc).__name__}: {exc}"
-            failures.append({"plugin": label, "error": error})
-            report(f"qorus: plugin {label} failed in its qorus_train_finished hook: {error} "
+        error = reg.call_plugin_hook(info.namespace, "qorus_train_finished", kwargs, bounded=False)
+        if error is not None:
+            failures.append({"plugin": info.label, "error": error})
+            report(f"qorus: plugin {info.label} failed in its qorus_train_finished hook: {error} "
                    f"(training finished; {out_dir} holds the checkpoint and metrics)")
     return failures
 

@@ -215,15 +215,16 @@ class Trainer:
 
     def resume(self, directory: str | os.PathLike) -> None:
         """Load weights, optimizer state and this Trainer's state from a checkpoint."""
-        data = read_checkpoint(directory)
-        mine = json.loads(json.dumps(self.model.get_config()))   # as it reads back from JSON
-        theirs = data.config["model"]
-        for key in ("net", "input_shape", "input_dtype"):
-            if theirs.get(key) != mine.get(key):
-                raise CheckpointError(f"{data.path}: checkpoint model {key} {theirs.get(key)!r} "
-                                      f"differs from this model's {mine.get(key)!r}")
-        restore_model(self.model, data)
-        restore_optimizer(self.optimizer, self.model, data)
+        with read_checkpoint(directory) as data:
+            mine = json.loads(json.dumps(self.model.get_config()))   # as it reads back from JSON
+            theirs = data.config["model"]
+            for key in ("net", "input_shape", "input_dtype"):
+                if theirs.get(key) != mine.get(key):
+                    raise CheckpointError(f"{data.path}: checkpoint model {key} "
+                                          f"{theirs.get(key)!r} differs from this model's "
+                                          f"{mine.get(key)!r}")
+            restore_model(self.model, data)
+            restore_optimizer(self.optimizer, self.model, data)
         try:
             self.load_state_dict(data.trainer)
         except (KeyError, TypeError, ValueError) as exc:
