@@ -11,10 +11,10 @@ with ctypes from ``qorus_core/kernels/_lib/libqorus.so``.
 Flags: -O3 -std=c11 -fPIC -pthread for every file; -mavx2 -mfma -mf16c only for *_avx2.c and
 -mavx512f -mavx512bw -mavx512vl -mavx512dq -mfma -mf16c only for *_avx512.c (x86 only; whether
 they run is decided at run time from the CPU's features, cpu.c). A tier whose files do not
-compile is left out (the AVX-512 one needs the AVX2 one), with a warning. ``QORUS_CFLAGS`` appends flags to every
-compile and link (e.g. ``-O1 -g -fsanitize=address,undefined``); ``CC`` picks the compiler.
-If there is no compiler or the build fails, installation still succeeds with a warning and
-Qorus runs on its NumPy kernels.
+compile is left out (the AVX-512 one needs the AVX2 one), with a warning. ``QORUS_CFLAGS``
+appends flags to every compile and link (e.g. ``-O1 -g -fsanitize=address,undefined``);
+``CC`` picks the compiler. If there is no compiler or the build fails, installation still
+succeeds with a warning and Qorus runs on its NumPy kernels.
 """
 
 from __future__ import annotations
@@ -121,12 +121,26 @@ def build_library(out_path: str) -> bool:
         if not _run(cc + ["-shared", "-pthread"] + extra + objects + ["-o", tmp_lib, "-lm"]):
             _warn("linking libqorus failed; the C kernels are not built")
             return False
-        # replace atomically: a running process keeps its mapped copy of the old file
-        staged = out_path + ".tmp"
-        shutil.copyfile(tmp_lib, staged)
-        os.replace(staged, out_path)
+        _install(tmp_lib, out_path)
     print(f"qorus: built {out_path}")
     return True
+
+
+def _install(built: str, out_path: str) -> None:
+    """Copy ``built`` to ``out_path`` atomically: a process that has the old file mapped keeps
+    it, and builds racing to the same path (parallel tox envs, two shells) each stage their copy
+    under a name of their own, so the file at ``out_path`` is always one whole library."""
+    fd, staged = tempfile.mkstemp(prefix=LIB_NAME + ".", suffix=".tmp",
+                                  dir=os.path.dirname(out_path) or ".")
+    try:
+        with os.fdopen(fd, "wb") as dst, open(built, "rb") as src:
+            shutil.copyfileobj(src, dst)
+        os.chmod(staged, 0o644)   # as a plain copy would be (mkstemp makes it 0600)
+        os.replace(staged, out_path)
+    except BaseException:
+        if os.path.exists(staged):
+            os.unlink(staged)
+        raise
 
 
 class BuildQorusLib(build_ext):

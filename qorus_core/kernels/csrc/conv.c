@@ -170,7 +170,8 @@ static void conv_bwd_chunk(void *p, int task, int ntasks) {
     }
     for (int64_t k = 0; k < c->K; k++) pdb[k] = 0.0f;
     for (int64_t b = lo; b < hi; b++) {
-        if (c->dx && !c->direct) memset(c->dx + b * c->C * HW, 0, (size_t)(c->C * HW) * sizeof(float));
+        if (c->dx && !c->direct)
+            memset(c->dx + b * c->C * HW, 0, (size_t)(c->C * HW) * sizeof(float));
         for (int64_t g = 0; g < c->G; g++) {
             const float *xb = c->x + (b * c->C + g * c->Cg) * HW;
             const float *dyb = c->dy + (b * c->K + g * c->Kg) * HWo;

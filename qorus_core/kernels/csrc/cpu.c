@@ -67,7 +67,9 @@ static unsigned detect(void) {
     return f;
 }
 
-static _Atomic unsigned features;   /* immutable once set; not configuration state */
+/* A cache of detect(), not configuration state: CPUID and QORUS_CPU_MASK are fixed for the
+ * process, so two first callers that race both detect and store the same value. */
+static _Atomic unsigned features;
 
 unsigned qr_cpu_features(void) {
     unsigned f = features;
@@ -134,15 +136,17 @@ int qr_simd_env_status(void) {
     return QR_OK;
 }
 
-/* The widest tier each family has kernels for (see the *_avx2.c / *_avx512.c files). */
-static const struct { const char *name; int widest; } families[] = {
-    {"vec", QR_SIMD_AVX512},     /* act_avx512.c / act_avx2.c: vec_impl.h */
-    {"gemm", QR_SIMD_AVX512},    /* gemm_avx512.c / gemm_avx2.c */
-    {"fused", QR_SIMD_AVX512},   /* fused_avx512.c / fused_avx2.c: fused_impl.h */
-    {"quant", QR_SIMD_AVX2},     /* quant_avx2.c (also needs F16C) */
-    {"rnn", QR_SIMD_AVX2},       /* rnn_avx2.c */
-    {"conv", QR_SIMD_PORTABLE},  /* conv.c (its GEMMs: the gemm family) */
-    {"peak", QR_SIMD_AVX512},    /* peak_avx512.c / peak_avx2.c */
+/* The widest tier each family has kernels for (see the *_avx2.c / *_avx512.c files), and the
+ * CPU features its SIMD kernels need beyond the tier's own (else it runs portable). */
+static const struct { const char *name; int widest; unsigned needs; } families[] = {
+    {"vec", QR_SIMD_AVX512, 0},            /* act_avx512.c / act_avx2.c: vec_impl.h */
+    {"elementwise", QR_SIMD_AVX512, 0},    /* elementwise_avx512.c / _avx2.c: elementwise_impl.h */
+    {"gemm", QR_SIMD_AVX512, 0},           /* gemm_avx512.c / gemm_avx2.c */
+    {"fused", QR_SIMD_AVX512, 0},          /* fused_avx512.c / fused_avx2.c: fused_impl.h */
+    {"quant", QR_SIMD_AVX2, QR_CPU_F16C},  /* quant_avx2.c: quant.c's use_avx2() */
+    {"rnn", QR_SIMD_AVX2, 0},              /* rnn_avx2.c */
+    {"conv", QR_SIMD_PORTABLE, 0},         /* conv.c (its GEMMs: the gemm family) */
+    {"peak", QR_SIMD_AVX512, 0},           /* peak_avx512.c / peak_avx2.c */
 };
 #define QR_NFAMILIES ((int)(sizeof(families) / sizeof(families[0])))
 
@@ -153,10 +157,10 @@ const char *qr_simd_family_name(int family) {
 int qr_simd_family_path(int family) {
     if (family < 0 || family >= QR_NFAMILIES) return QR_EARG;
     const int p = qr_simd_path(), w = families[family].widest;
-    int t = p < w ? p : w;
-    if (family == 3 && t == QR_SIMD_AVX2 && !(qr_cpu_features() & QR_CPU_F16C))
-        t = QR_SIMD_PORTABLE;   /* quant.c's use_avx2() */
-    return t;
+    const unsigned needs = families[family].needs;
+    if ((qr_cpu_features() & needs) != needs) return QR_SIMD_PORTABLE;
+    return p < w ? p : w;
 }
 
-const char *qr_version(void) { return "qorus-kernels 0.2"; }   /* = qorus_core/kernels/decl LIB_VERSION */
+/* the same string as qorus_core/kernels/decl LIB_VERSION */
+const char *qr_version(void) { return "qorus-kernels 0.2"; }

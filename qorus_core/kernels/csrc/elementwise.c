@@ -17,22 +17,16 @@ static int prim(int op, const float *a, const float *b, const float *c, float *o
 
 #define NEED(p) if (!(p)) return QR_EARG
 
-int qr_sub_f32(const float *a, const float *b, float *out, int64_t n) {
-    if (n > 0) { NEED(a); NEED(b); NEED(out); }
-    return prim(EW_SUB, a, b, 0, out, 0, n);
-}
-int qr_div_f32(const float *a, const float *b, float *out, int64_t n) {
-    if (n > 0) { NEED(a); NEED(b); NEED(out); }
-    return prim(EW_DIV, a, b, 0, out, 0, n);
-}
-int qr_maximum_f32(const float *a, const float *b, float *out, int64_t n) {
-    if (n > 0) { NEED(a); NEED(b); NEED(out); }
-    return prim(EW_MAX, a, b, 0, out, 0, n);
-}
-int qr_minimum_f32(const float *a, const float *b, float *out, int64_t n) {
-    if (n > 0) { NEED(a); NEED(b); NEED(out); }
-    return prim(EW_MIN, a, b, 0, out, 0, n);
-}
+#define BINARY(name, op)                                                         \
+    int qr_##name##_f32(const float *a, const float *b, float *out, int64_t n) { \
+        if (n > 0) { NEED(a); NEED(b); NEED(out); }                              \
+        return prim(op, a, b, 0, out, 0, n);                                     \
+    }
+BINARY(sub, EW_SUB)
+BINARY(div, EW_DIV)
+BINARY(maximum, EW_MAX)
+BINARY(minimum, EW_MIN)
+
 int qr_where_f32(const float *cond, const float *a, const float *b, float *out, int64_t n) {
     if (n > 0) { NEED(cond); NEED(a); NEED(b); NEED(out); }
     return prim(EW_WHERE, cond, a, b, out, 0, n);
@@ -67,21 +61,18 @@ int qr_sub_bwd_f32(const float *dy, float *da, float *db, int64_t n) {
     if (n > 0) NEED(dy);
     return prim(EW_SUB_BWD, dy, 0, 0, da, db, n);
 }
-int qr_div_bwd_f32(const float *a, const float *b, const float *dy, float *da, float *db,
-                   int64_t n) {
-    if (n > 0) { NEED(a); NEED(b); NEED(dy); }
-    return prim(EW_DIV_BWD, a, b, dy, da, db, n);
-}
-int qr_maximum_bwd_f32(const float *a, const float *b, const float *dy, float *da, float *db,
-                       int64_t n) {
-    if (n > 0) { NEED(a); NEED(b); NEED(dy); }
-    return prim(EW_MAX_BWD, a, b, dy, da, db, n);
-}
-int qr_minimum_bwd_f32(const float *a, const float *b, const float *dy, float *da, float *db,
-                       int64_t n) {
-    if (n > 0) { NEED(a); NEED(b); NEED(dy); }
-    return prim(EW_MIN_BWD, a, b, dy, da, db, n);
-}
+
+/* a, b, dy -> da, db (either may be NULL) */
+#define BINARY_BWD(name, op)                                                                 \
+    int qr_##name##_bwd_f32(const float *a, const float *b, const float *dy, float *da,      \
+                            float *db, int64_t n) {                                          \
+        if (n > 0) { NEED(a); NEED(b); NEED(dy); }                                           \
+        return prim(op, a, b, dy, da, db, n);                                                \
+    }
+BINARY_BWD(div, EW_DIV_BWD)
+BINARY_BWD(maximum, EW_MAX_BWD)
+BINARY_BWD(minimum, EW_MIN_BWD)
+
 int qr_where_bwd_f32(const float *cond, const float *dy, float *da, float *db, int64_t n) {
     if (n > 0) { NEED(cond); NEED(dy); }
     return prim(EW_WHERE_BWD, cond, dy, 0, da, db, n);

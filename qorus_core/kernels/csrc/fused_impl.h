@@ -1,7 +1,8 @@
 /* fused_impl.h - private: bodies of the fused kernels declared in fused_internal.h. Included
- * once by fused.c (QR_FUSED_SFX portable) and once by fused_avx2.c (QR_FUSED_SFX avx2). No
- * include guard. Loops are written so the compiler vectorizes them; every reduction runs in a
- * fixed order, so a result depends on neither the thread count nor the build. */
+ * once per tier: by fused.c (QR_FUSED_SFX portable), fused_avx2.c (avx2) and fused_avx512.c
+ * (avx512). No include guard. Loops are written so the compiler vectorizes them; every
+ * reduction runs in a fixed order, so a result depends on neither the thread count nor the
+ * build. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,7 +55,7 @@ void QF(rope_rows)(void *p, int64_t lo, int64_t hi) {
 }
 
 /* ------------------------------------------------------------------ swiglu */
-/* y = silu(g) * u, silu(g) = g / (exp(-g) + 1) (numpy_fused.py's order) */
+/* y = silu(g) * u, silu(g) = g / (exp(-g) + 1) (decl/fused.py's order) */
 void QF(swiglu_range)(void *p, int64_t lo, int64_t hi) {
     const fz_ctx *c = p;
     const float *g = c->a, *u = c->b;

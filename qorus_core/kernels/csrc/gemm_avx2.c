@@ -1,9 +1,9 @@
-/* gemm_avx2.c - AVX2/FMA GEMM kernels: a 6x16 register-blocked micro-kernel and packers.
- * Compiled with -mavx2 -mfma -mf16c; called only when cpu.c reports AVX2 and FMA. */
-#include <immintrin.h>
+/* gemm_avx2.c - AVX2/FMA GEMM kernels: a 6x16 register-blocked micro-kernel and packers (the
+ * pieces shared with the AVX-512 kernel: gemm_x86.h). Compiled with -mavx2 -mfma -mf16c;
+ * called only when cpu.c reports AVX2 and FMA. */
 #include <string.h>
 
-#include "gemm_internal.h"
+#include "gemm_x86.h"
 
 #define MR 6
 #define NR 16
@@ -11,10 +11,8 @@
 /* c[R,16] = alpha * sum_p ap[p][0:R] (outer) bp[p][0:16] + beta * c, for the first R < 6
  * rows of a packed A panel (stride MR per k): the edge rows. Same per-element rounding as
  * ukr_6x16 (t = alpha * acc; c = beta * c + t). */
-static inline __attribute__((always_inline)) void ukr_rx16(const int R, int64_t kc,
-                                                           const float *ap, const float *bp,
-                                                           float *c, int64_t ldc, float alpha,
-                                                           float beta) {
+QR_AI void ukr_rx16(const int R, int64_t kc, const float *ap, const float *bp, float *c,
+                    int64_t ldc, float alpha, float beta) {
     __m256 c0[MR], c1[MR];
 #pragma GCC unroll 6
     for (int i = 0; i < R; i++) {
@@ -60,7 +58,8 @@ static inline __attribute__((always_inline)) void ukr_rx16(const int R, int64_t 
     }
 }
 
-/* The full tile, written out by hand (the compiler keeps all 12 accumulators in registers). */
+/* The full tile, written out by hand: the compiler keeps all 12 accumulators in registers
+ * (GCC 12 spills one in the k loop of ukr_rx16(6, ...)). */
 static void ukr_6x16(int64_t kc, const float *ap, const float *bp, float *c, int64_t ldc,
                      float alpha, float beta) {
     __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps();
@@ -128,22 +127,6 @@ static void ukr_rows(int rows, int64_t kc, const float *ap, const float *bp, flo
     }
 }
 
-/* 8x8 transpose of r[0..7] in place. */
-static inline void transpose8(__m256 r[8]) {
-    __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
-    __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
-    __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
-    __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
-    __m256 s0 = _mm256_shuffle_ps(t0, t2, 0x44), s1 = _mm256_shuffle_ps(t0, t2, 0xEE);
-    __m256 s2 = _mm256_shuffle_ps(t1, t3, 0x44), s3 = _mm256_shuffle_ps(t1, t3, 0xEE);
-    __m256 s4 = _mm256_shuffle_ps(t4, t6, 0x44), s5 = _mm256_shuffle_ps(t4, t6, 0xEE);
-    __m256 s6 = _mm256_shuffle_ps(t5, t7, 0x44), s7 = _mm256_shuffle_ps(t5, t7, 0xEE);
-    r[0] = _mm256_permute2f128_ps(s0, s4, 0x20); r[1] = _mm256_permute2f128_ps(s1, s5, 0x20);
-    r[2] = _mm256_permute2f128_ps(s2, s6, 0x20); r[3] = _mm256_permute2f128_ps(s3, s7, 0x20);
-    r[4] = _mm256_permute2f128_ps(s0, s4, 0x31); r[5] = _mm256_permute2f128_ps(s1, s5, 0x31);
-    r[6] = _mm256_permute2f128_ps(s2, s6, 0x31); r[7] = _mm256_permute2f128_ps(s3, s7, 0x31);
-}
-
 /* Ap panels of 6 rows. Not transposed (A[M,K]): gather 6 rows, 8 k at a time, by 8x8
  * transposes (rows 6, 7 zero) and overlapping 8-wide stores (the slack absorbs the last).
  * Transposed (A[K,M]): each k is 6 contiguous floats. */
@@ -175,7 +158,7 @@ static void pack_a_6(int trans, const float *A, int64_t lda, int64_t i0, int64_t
             for (int i = 0; i < MR; i++)
                 r[i] = i < rows ? _mm256_loadu_ps(s[i] + p) : _mm256_setzero_ps();
             r[6] = r[7] = _mm256_setzero_ps();
-            transpose8(r);
+            qr__transpose8(r);
             for (int q = 0; q < 8; q++) _mm256_storeu_ps(ap + (p + q) * MR, r[q]);
         }
         for (; p < kc; p++)
@@ -204,21 +187,7 @@ static void pack_b_16(int trans, const float *B, int64_t ldb, int64_t p0, int64_
             }
             continue;
         }
-        const float *s[NR];
-        for (int64_t j = 0; j < NR; j++) s[j] = B + (j0 + jb + (j < cols ? j : 0)) * ldb + p0;
-        int64_t p = 0;
-        for (; p + 8 <= kc; p += 8) {
-            for (int h = 0; h < 2; h++) {
-                __m256 r[8];
-                for (int j = 0; j < 8; j++)
-                    r[j] = h * 8 + j < cols ? _mm256_loadu_ps(s[h * 8 + j] + p)
-                                            : _mm256_setzero_ps();
-                transpose8(r);
-                for (int q = 0; q < 8; q++) _mm256_store_ps(bp + (p + q) * NR + h * 8, r[q]);
-            }
-        }
-        for (; p < kc; p++)
-            for (int64_t j = 0; j < NR; j++) bp[p * NR + j] = j < cols ? s[j][p] : 0.0f;
+        qr__pack_bt_panel(NR, B, ldb, p0, kc, j0 + jb, cols, bp);
     }
 }
 
@@ -262,20 +231,7 @@ static inline void skinny_t_tile(const int M, const int JB, int64_t K, const flo
  * 4x2). The B[K,N] case is memory-bound row streaming, done by the portable code. */
 static void skinny_avx2(int M, int64_t K, const float *A, const float *B, int64_t ldb, float *C,
                         int64_t ldc, int64_t j0, int64_t j1, float alpha, float beta) {
-    int64_t j = j0;
-    const int jb = M == 1 ? 8 : M == 2 ? 4 : 2;
-    for (; j + jb <= j1; j += jb) {
-        if (M == 1) SKINNY_T(1, 8);
-        else if (M == 2) SKINNY_T(2, 4);
-        else if (M == 3) SKINNY_T(3, 2);
-        else SKINNY_T(4, 2);
-    }
-    for (; j < j1; j++) {
-        if (M == 1) SKINNY_T(1, 1);
-        else if (M == 2) SKINNY_T(2, 1);
-        else if (M == 3) SKINNY_T(3, 1);
-        else SKINNY_T(4, 1);
-    }
+    QR_SKINNY_COLUMNS(SKINNY_T);
 }
 #undef SKINNY_T
 

@@ -1,16 +1,15 @@
 /* gemm_avx512.c - AVX-512 GEMM kernels: a 12x32 register-blocked micro-kernel (24 of the 32
  * ZMM registers hold the C tile; each k step is 2 B loads and 12 broadcast FMAs), its edge-row
  * variants, packers and the skinny (M <= 4) dot products. Compiled with -mavx512f/bw/vl/dq
- * -mfma; called only when cpu.c reports the AVX-512 tier. The driver is gemm.c's. Per element
- * of C the products are summed in order of k with FMA, like the AVX2 kernel. */
-#include <immintrin.h>
+ * -mfma; called only when cpu.c reports the AVX-512 tier. The driver is gemm.c's, the 8x8
+ * transpose, B^T panel packer and skinny column loop gemm_x86.h's. Per element of C the
+ * products are summed in order of k with FMA, like the AVX2 kernel. */
 #include <string.h>
 
-#include "gemm_internal.h"
+#include "gemm_x86.h"
 
 #define MR 12
 #define NR 32
-#define QR_AI static inline __attribute__((always_inline))
 
 /* c[R,32] = alpha * sum_p ap[p][0:R] (outer) bp[p][0:32] + beta * c for the first R <= MR
  * rows of a packed A panel (stride MR per k). Per element: t = alpha * acc; c = beta * c + t
@@ -90,22 +89,6 @@ static void ukr_rows(int rows, int64_t kc, const float *ap, const float *bp, flo
     }
 }
 
-/* 8x8 transpose of r[0..7] in place. */
-QR_AI void transpose8(__m256 r[8]) {
-    __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
-    __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
-    __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
-    __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
-    __m256 s0 = _mm256_shuffle_ps(t0, t2, 0x44), s1 = _mm256_shuffle_ps(t0, t2, 0xEE);
-    __m256 s2 = _mm256_shuffle_ps(t1, t3, 0x44), s3 = _mm256_shuffle_ps(t1, t3, 0xEE);
-    __m256 s4 = _mm256_shuffle_ps(t4, t6, 0x44), s5 = _mm256_shuffle_ps(t4, t6, 0xEE);
-    __m256 s6 = _mm256_shuffle_ps(t5, t7, 0x44), s7 = _mm256_shuffle_ps(t5, t7, 0xEE);
-    r[0] = _mm256_permute2f128_ps(s0, s4, 0x20); r[1] = _mm256_permute2f128_ps(s1, s5, 0x20);
-    r[2] = _mm256_permute2f128_ps(s2, s6, 0x20); r[3] = _mm256_permute2f128_ps(s3, s7, 0x20);
-    r[4] = _mm256_permute2f128_ps(s0, s4, 0x31); r[5] = _mm256_permute2f128_ps(s1, s5, 0x31);
-    r[6] = _mm256_permute2f128_ps(s2, s6, 0x31); r[7] = _mm256_permute2f128_ps(s3, s7, 0x31);
-}
-
 /* Ap panels of 12 rows. Not transposed (A[M,K]): rows 0-7 and 8-11 (+4 zero rows), 8 k at a
  * time, by 8x8 transposes; per k one 8-wide and one 4-wide store. Transposed (A[K,M]): each k
  * is 12 contiguous floats (one masked load and store). Missing rows are packed as zeros. */
@@ -129,8 +112,8 @@ static void pack_a_12(int trans, const float *A, int64_t lda, int64_t i0, int64_
                 r[i] = i < rows ? _mm256_loadu_ps(s[i] + p) : _mm256_setzero_ps();
             for (int i = 0; i < 8; i++)
                 q[i] = i < 4 && 8 + i < rows ? _mm256_loadu_ps(s[8 + i] + p) : _mm256_setzero_ps();
-            transpose8(r);
-            transpose8(q);
+            qr__transpose8(r);
+            qr__transpose8(q);
             for (int k = 0; k < 8; k++) {
                 _mm256_storeu_ps(ap + (p + k) * MR, r[k]);
                 _mm_storeu_ps(ap + (p + k) * MR + 8, _mm256_castps256_ps128(q[k]));
@@ -164,21 +147,7 @@ static void pack_b_32(int trans, const float *B, int64_t ldb, int64_t p0, int64_
             }
             continue;
         }
-        const float *s[NR];
-        for (int64_t j = 0; j < NR; j++) s[j] = B + (j0 + jb + (j < cols ? j : 0)) * ldb + p0;
-        int64_t p = 0;
-        for (; p + 8 <= kc; p += 8) {
-            for (int h = 0; h < NR / 8; h++) {
-                __m256 r[8];
-                for (int j = 0; j < 8; j++)
-                    r[j] = h * 8 + j < cols ? _mm256_loadu_ps(s[h * 8 + j] + p)
-                                            : _mm256_setzero_ps();
-                transpose8(r);
-                for (int q = 0; q < 8; q++) _mm256_store_ps(bp + (p + q) * NR + h * 8, r[q]);
-            }
-        }
-        for (; p < kc; p++)
-            for (int64_t j = 0; j < NR; j++) bp[p * NR + j] = j < cols ? s[j][p] : 0.0f;
+        qr__pack_bt_panel(NR, B, ldb, p0, kc, j0 + jb, cols, bp);
     }
 }
 
@@ -224,20 +193,7 @@ QR_AI void skinny_t_tile(const int M, const int JB, int64_t K, const float *A, c
 static void skinny_avx512(int M, int64_t K, const float *A, const float *B, int64_t ldb,
                           float *C, int64_t ldc, int64_t j0, int64_t j1, float alpha,
                           float beta) {
-    int64_t j = j0;
-    const int jb = M == 1 ? 8 : M == 2 ? 4 : 2;
-    for (; j + jb <= j1; j += jb) {
-        if (M == 1) SKINNY_T(1, 8);
-        else if (M == 2) SKINNY_T(2, 4);
-        else if (M == 3) SKINNY_T(3, 2);
-        else SKINNY_T(4, 2);
-    }
-    for (; j < j1; j++) {
-        if (M == 1) SKINNY_T(1, 1);
-        else if (M == 2) SKINNY_T(2, 1);
-        else if (M == 3) SKINNY_T(3, 1);
-        else SKINNY_T(4, 1);
-    }
+    QR_SKINNY_COLUMNS(SKINNY_T);
 }
 #undef SKINNY_T
 

@@ -1,7 +1,7 @@
 /* norm.c - row-wise kernels: softmax, LayerNorm and RMSNorm (+ backward), on matrices [R, N]
  * with rows independent. Rows are split over threads; the LayerNorm / RMSNorm parameter
  * gradients are summed over rows in order, split over columns, so no result depends on the
- * thread count. Formulas follow numpy.py's float32 operation order. The row bodies live in
+ * thread count. Formulas follow decl/norm.py's float32 operation order. The row bodies live in
  * vec_impl.h (portable / AVX2 / AVX-512 twins, bit-identical), picked at run time. */
 
 #include "qr_vec.h"

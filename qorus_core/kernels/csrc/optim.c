@@ -1,6 +1,6 @@
-/* optim.c - SGD and Adam/AdamW steps over flat float32 buffers, exactly as numpy.py computes
- * them: the same float32 operations in the same order, constants rounded from double the
- * same way, so the C and NumPy results are bit-identical and track torch.optim to ~1e-6.
+/* optim.c - SGD and Adam/AdamW steps over flat float32 buffers, exactly as decl/optim.py
+ * computes them: the same float32 operations in the same order, constants rounded from double
+ * the same way, so the C and NumPy results are bit-identical and track torch.optim to ~1e-6.
  * Elementwise, so splitting over threads (or the SIMD path) changes nothing. */
 #include <math.h>
 

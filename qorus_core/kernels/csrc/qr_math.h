@@ -91,8 +91,8 @@ static inline __m256 qr_exp8(__m256 x) {
 #endif
 
 #ifdef __AVX512F__
-/* 16-lane twins (AVX-512 F/DQ builds): the same values at every step in the same order as the
- * scalar functions, so every lane is bit-identical to them (and to the 8-lane twins). */
+/* 16-lane exp (AVX-512 F/DQ builds): the same values at every step in the same order as the
+ * scalar qr_expf, so every lane is bit-identical to it (and to qr_exp8). */
 #define QR_SET16 _mm512_set1_ps
 #define QR_AI16 static inline __attribute__((always_inline))
 
@@ -170,15 +170,22 @@ static inline void qr_exp_neg(const float *x, float *y, int64_t n) {
  * (vectorized above), then the rest of the formula, which the compiler vectorizes. */
 #define QR_EXP_TILE 256
 
-/* tanh(x) in float32 (Cephes): odd polynomial for |x| < 0.625, else 1 - 2 / (exp(2|x|) + 1). */
+/* tanh(x) in float32 (Cephes): odd polynomial for |x| < 0.625, else 1 - 2 / (exp(2|x|) + 1).
+ * qr_tanh8 / qr_tanh16 (qr_lanes.h) are the same operations on 8 / 16 lanes. */
+#define QR_TANH_P4 -5.70498872745e-3f
+#define QR_TANH_P3 2.06390887954e-2f
+#define QR_TANH_P2 -5.37397155531e-2f
+#define QR_TANH_P1 1.33314422036e-1f
+#define QR_TANH_P0 -3.33332819422e-1f
+
 static inline float qr_tanhf(float x) {
     float ax = x < 0.0f ? -x : x;
     float s = x * x;
-    float p = -5.70498872745e-3f;
-    p = p * s + 2.06390887954e-2f;
-    p = p * s - 5.37397155531e-2f;
-    p = p * s + 1.33314422036e-1f;
-    p = p * s - 3.33332819422e-1f;
+    float p = QR_TANH_P4;
+    p = p * s + QR_TANH_P3;
+    p = p * s + QR_TANH_P2;   /* + of a negative constant: the same value as - of its size */
+    p = p * s + QR_TANH_P1;
+    p = p * s + QR_TANH_P0;
     float small = p * s * x + x;
     float big = 1.0f - 2.0f / (qr_expf(ax + ax) + 1.0f);
     big = x < 0.0f ? -big : big;
@@ -189,7 +196,7 @@ static inline float qr_tanhf(float x) {
  * tiny |x|). Two minimax polynomials fitted for this no-FMA Horner form: |x| < 0.921875:
  * erf = x + x q(x^2); above: erf = 1 - exp(p(t)), p ~ log erfc(t), t = min(|x|, 3.92) (erf
  * rounds to 1 beyond). NaN takes the first branch and propagates; erf(+-inf) = +-1. numpy.py's
- * _erf is the same formula; qr_erf8 below is the same operations on 8 lanes. */
+ * _erf is the same formula; qr_erf8 / qr_erf16 (qr_lanes.h) the same operations on lanes. */
 #define QR_ERF_T 0.921875f
 #define QR_ERF_TMAX 3.92f
 #define QR_ERF_Q0 0.12837915122509003f
@@ -228,104 +235,6 @@ static inline float qr_erff(float x) {
     return t >= QR_ERF_T ? big : small;                         /* NaN: small, NaN */
 }
 
-#ifdef __AVX2__
-#define QR_SET8 _mm256_set1_ps
-static inline __m256 qr__horner8(__m256 y, __m256 v, __m256 c) {
-    return _mm256_add_ps(_mm256_mul_ps(y, v), c);
-}
-
-/* qr_erff on 8 lanes, the same operations in the same order: bit-identical lanes. */
-static inline __m256 qr_erf8(__m256 x) {
-    const __m256 sign = QR_SET8(-0.0f);
-    const __m256 s = _mm256_mul_ps(x, x), t = _mm256_andnot_ps(sign, x);
-    __m256 q = QR_SET8(QR_ERF_Q5);
-    q = qr__horner8(q, s, QR_SET8(QR_ERF_Q4));
-    q = qr__horner8(q, s, QR_SET8(QR_ERF_Q3));
-    q = qr__horner8(q, s, QR_SET8(QR_ERF_Q2));
-    q = qr__horner8(q, s, QR_SET8(QR_ERF_Q1));
-    q = qr__horner8(q, s, QR_SET8(QR_ERF_Q0));
-    const __m256 small = _mm256_add_ps(_mm256_mul_ps(q, x), x);
-    const __m256 tc = _mm256_min_ps(t, QR_SET8(QR_ERF_TMAX));   /* t < TMAX ? t : TMAX */
-    __m256 p = QR_SET8(QR_ERF_P6);
-    p = qr__horner8(p, tc, QR_SET8(QR_ERF_P5));
-    p = qr__horner8(p, tc, QR_SET8(QR_ERF_P4));
-    p = qr__horner8(p, tc, QR_SET8(QR_ERF_P3));
-    p = qr__horner8(p, tc, QR_SET8(QR_ERF_P2));
-    p = qr__horner8(p, tc, QR_SET8(QR_ERF_P1));
-    p = qr__horner8(p, tc, QR_SET8(QR_ERF_P0));
-    __m256 big = _mm256_sub_ps(QR_SET8(1.0f), qr_exp8(p));
-    const __m256 neg = _mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_LT_OQ);
-    big = _mm256_xor_ps(big, _mm256_and_ps(sign, neg));
-    return _mm256_blendv_ps(small, big, _mm256_cmp_ps(t, QR_SET8(QR_ERF_T), _CMP_GE_OQ));
-}
-
-/* qr_tanhf on 8 lanes, the same operations in the same order: bit-identical lanes. */
-static inline __m256 qr_tanh8(__m256 x) {
-    const __m256 sign = QR_SET8(-0.0f), neg = _mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_LT_OQ);
-    const __m256 ax = _mm256_blendv_ps(x, _mm256_xor_ps(x, sign), neg), s = _mm256_mul_ps(x, x);
-    __m256 p = QR_SET8(-5.70498872745e-3f);
-    p = qr__horner8(p, s, QR_SET8(2.06390887954e-2f));
-    p = qr__horner8(p, s, QR_SET8(-5.37397155531e-2f));
-    p = qr__horner8(p, s, QR_SET8(1.33314422036e-1f));
-    p = qr__horner8(p, s, QR_SET8(-3.33332819422e-1f));
-    const __m256 small = _mm256_add_ps(_mm256_mul_ps(_mm256_mul_ps(p, s), x), x);
-    const __m256 e = _mm256_add_ps(qr_exp8(_mm256_add_ps(ax, ax)), QR_SET8(1.0f));
-    __m256 big = _mm256_sub_ps(QR_SET8(1.0f), _mm256_div_ps(QR_SET8(2.0f), e));
-    big = _mm256_blendv_ps(big, _mm256_xor_ps(big, sign), neg);
-    return _mm256_blendv_ps(big, small, _mm256_cmp_ps(ax, QR_SET8(0.625f), _CMP_LT_OQ));
-}
-#endif
-
-#ifdef __AVX512F__
-QR_AI16 __m512 qr__horner16(__m512 y, __m512 v, __m512 c) {
-    return _mm512_add_ps(_mm512_mul_ps(y, v), c);
-}
-
-/* qr_erff on 16 lanes, the same operations in the same order: bit-identical lanes. The exp
- * argument p(tc) lies in [-18, 0] (tc is clamped to [0, 3.92], a NaN x gives tc = 3.92), where
- * qr_expf's clamps do nothing: qr__exp16_core alone gives its value. */
-QR_AI16 __m512 qr_erf16(__m512 x) {
-    const __m512 sign = QR_SET16(-0.0f);
-    const __m512 s = _mm512_mul_ps(x, x), t = _mm512_andnot_ps(sign, x);
-    __m512 q = QR_SET16(QR_ERF_Q5);
-    q = qr__horner16(q, s, QR_SET16(QR_ERF_Q4));
-    q = qr__horner16(q, s, QR_SET16(QR_ERF_Q3));
-    q = qr__horner16(q, s, QR_SET16(QR_ERF_Q2));
-    q = qr__horner16(q, s, QR_SET16(QR_ERF_Q1));
-    q = qr__horner16(q, s, QR_SET16(QR_ERF_Q0));
-    const __m512 small = _mm512_add_ps(_mm512_mul_ps(q, x), x);
-    const __m512 tc = _mm512_min_ps(t, QR_SET16(QR_ERF_TMAX));   /* t < TMAX ? t : TMAX */
-    __m512 p = QR_SET16(QR_ERF_P6);
-    p = qr__horner16(p, tc, QR_SET16(QR_ERF_P5));
-    p = qr__horner16(p, tc, QR_SET16(QR_ERF_P4));
-    p = qr__horner16(p, tc, QR_SET16(QR_ERF_P3));
-    p = qr__horner16(p, tc, QR_SET16(QR_ERF_P2));
-    p = qr__horner16(p, tc, QR_SET16(QR_ERF_P1));
-    p = qr__horner16(p, tc, QR_SET16(QR_ERF_P0));
-    __m512 big = _mm512_sub_ps(QR_SET16(1.0f), qr__exp16_core(p));
-    const __mmask16 neg = _mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_LT_OQ);
-    big = _mm512_mask_xor_ps(big, neg, big, sign);
-    return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(t, QR_SET16(QR_ERF_T), _CMP_GE_OQ), small,
-                                big);
-}
-
-/* qr_tanhf on 16 lanes, the same operations in the same order: bit-identical lanes. */
-QR_AI16 __m512 qr_tanh16(__m512 x) {
-    const __m512 sign = QR_SET16(-0.0f);
-    const __mmask16 neg = _mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_LT_OQ);
-    const __m512 ax = _mm512_mask_xor_ps(x, neg, x, sign), s = _mm512_mul_ps(x, x);
-    __m512 p = QR_SET16(-5.70498872745e-3f);
-    p = qr__horner16(p, s, QR_SET16(2.06390887954e-2f));
-    p = qr__horner16(p, s, QR_SET16(-5.37397155531e-2f));
-    p = qr__horner16(p, s, QR_SET16(1.33314422036e-1f));
-    p = qr__horner16(p, s, QR_SET16(-3.33332819422e-1f));
-    const __m512 small = _mm512_add_ps(_mm512_mul_ps(_mm512_mul_ps(p, s), x), x);
-    const __m512 e = _mm512_add_ps(qr_exp16(_mm512_add_ps(ax, ax)), QR_SET16(1.0f));
-    __m512 big = _mm512_sub_ps(QR_SET16(1.0f), _mm512_div_ps(QR_SET16(2.0f), e));
-    big = _mm512_mask_xor_ps(big, neg, big, sign);
-    return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(ax, QR_SET16(0.625f), _CMP_LT_OQ), big, small);
-}
-#endif
 
 /* Fixed-order sums: 16 float lanes (vectorized), lanes added in order. */
 static inline float qr_sum_f(const float *x, int64_t n) {

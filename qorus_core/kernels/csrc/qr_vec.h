@@ -14,8 +14,8 @@
 #define QR_INV_SQRT2 0.7071067811865476f
 #define QR_INV_SQRT_2PI 0.3989422804014327f
 
-/* GELU and its derivative, exact (erf) and tanh forms, in numpy.py's float32 operation order;
- * the 8-lane twins below do the same operations in the same order (bit-identical lanes). */
+/* GELU and its derivative, exact (erf) and tanh forms, in decl/act.py's float32 operation order;
+ * the lane twins below do the same operations in the same order (bit-identical lanes). */
 static inline float qr_gelu_f(float x) {
     float t = qr_erff(x * QR_INV_SQRT2);
     t = (t + 1.0f) * 0.5f;
@@ -49,74 +49,50 @@ static inline float qr_gelu_tanh_grad_f(float x) {
     return s + s * (1.0f - s) * du * x;
 }
 
+/* The vector twins of qr_erff, qr_tanhf and the four functions above (qr_erf8, qr_gelu8, ...,
+ * qr_gelu_tanh_grad16): written once in qr_lanes.h, built here for each width the file's
+ * flags allow. QR_L_SEL(m, a, b) is m ? b : a, QR_L_NEG_IF(m, v) is m ? -v : v; a mask QR_L_M
+ * is a vector of all-ones / zero lanes (AVX2) or a k register (AVX-512). */
 #ifdef __AVX2__
-#define QR_MUL8 _mm256_mul_ps
-#define QR_ADD8 _mm256_add_ps
-static inline __m256 qr_gelu8(__m256 x) {
-    __m256 t = qr_erf8(QR_MUL8(x, QR_SET8(QR_INV_SQRT2)));
-    t = QR_MUL8(QR_ADD8(t, QR_SET8(1.0f)), QR_SET8(0.5f));
-    return QR_MUL8(x, t);
-}
-
-static inline __m256 qr_gelu_grad8(__m256 x) {
-    __m256 cdf = qr_erf8(QR_MUL8(x, QR_SET8(QR_INV_SQRT2)));
-    cdf = QR_MUL8(QR_ADD8(cdf, QR_SET8(1.0f)), QR_SET8(0.5f));
-    __m256 pdf = QR_MUL8(qr_exp8(QR_MUL8(QR_MUL8(x, x), QR_SET8(-0.5f))), QR_SET8(QR_INV_SQRT_2PI));
-    return QR_ADD8(cdf, QR_MUL8(pdf, x));
-}
-
-static inline __m256 qr_gelu_tanh8(__m256 x) {
-    __m256 t = QR_MUL8(x, x);
-    t = QR_ADD8(QR_MUL8(t, QR_SET8(0.044715f)), QR_SET8(1.0f));
-    __m256 e = qr_exp8(QR_MUL8(QR_MUL8(t, x), QR_SET8(QR_NEG_2_SQRT_2_OVER_PI)));
-    __m256 s = _mm256_div_ps(QR_SET8(1.0f), QR_ADD8(e, QR_SET8(1.0f)));
-    return QR_MUL8(x, s);
-}
-
-static inline __m256 qr_gelu_tanh_grad8(__m256 x) {
-    const __m256 one = QR_SET8(1.0f);
-    __m256 q = QR_MUL8(QR_MUL8(x, x), QR_SET8(0.044715f));
-    __m256 e = qr_exp8(QR_MUL8(QR_MUL8(QR_ADD8(q, one), x), QR_SET8(QR_NEG_2_SQRT_2_OVER_PI)));
-    __m256 s = _mm256_div_ps(one, QR_ADD8(e, one));
-    __m256 du = QR_MUL8(QR_ADD8(QR_MUL8(q, QR_SET8(3.0f)), one), QR_SET8(QR_2_SQRT_2_OVER_PI));
-    return QR_ADD8(s, QR_MUL8(QR_MUL8(QR_MUL8(s, _mm256_sub_ps(one, s)), du), x));
-}
+#define QR_L(name) name##8
+#define QR_L_FN static inline
+#define QR_L_V __m256
+#define QR_L_M __m256
+#define QR_L_SET _mm256_set1_ps
+#define QR_L_MUL _mm256_mul_ps
+#define QR_L_ADD _mm256_add_ps
+#define QR_L_SUB _mm256_sub_ps
+#define QR_L_DIV _mm256_div_ps
+#define QR_L_MIN _mm256_min_ps
+#define QR_L_ABS(x) _mm256_andnot_ps(_mm256_set1_ps(-0.0f), x)
+#define QR_L_LT(a, b) _mm256_cmp_ps(a, b, _CMP_LT_OQ)
+#define QR_L_GE(a, b) _mm256_cmp_ps(a, b, _CMP_GE_OQ)
+#define QR_L_SEL(m, a, b) _mm256_blendv_ps(a, b, m)
+#define QR_L_NEG_IF(m, v) _mm256_xor_ps(v, _mm256_and_ps(_mm256_set1_ps(-0.0f), m))
+#define QR_L_EXP qr_exp8
+#define QR_L_EXP_IN_RANGE qr_exp8
+#include "qr_lanes.h"
 #endif
 
-#ifdef __AVX512F__   /* the same operations on 16 lanes (bit-identical lanes) */
-#define QR_MUL16 _mm512_mul_ps
-#define QR_ADD16 _mm512_add_ps
-QR_AI16 __m512 qr_gelu16(__m512 x) {
-    __m512 t = qr_erf16(QR_MUL16(x, QR_SET16(QR_INV_SQRT2)));
-    t = QR_MUL16(QR_ADD16(t, QR_SET16(1.0f)), QR_SET16(0.5f));
-    return QR_MUL16(x, t);
-}
-
-QR_AI16 __m512 qr_gelu_grad16(__m512 x) {
-    __m512 cdf = qr_erf16(QR_MUL16(x, QR_SET16(QR_INV_SQRT2)));
-    cdf = QR_MUL16(QR_ADD16(cdf, QR_SET16(1.0f)), QR_SET16(0.5f));
-    __m512 pdf = QR_MUL16(qr_exp16(QR_MUL16(QR_MUL16(x, x), QR_SET16(-0.5f))),
-                          QR_SET16(QR_INV_SQRT_2PI));
-    return QR_ADD16(cdf, QR_MUL16(pdf, x));
-}
-
-QR_AI16 __m512 qr_gelu_tanh16(__m512 x) {
-    __m512 t = QR_MUL16(x, x);
-    t = QR_ADD16(QR_MUL16(t, QR_SET16(0.044715f)), QR_SET16(1.0f));
-    __m512 e = qr_exp16(QR_MUL16(QR_MUL16(t, x), QR_SET16(QR_NEG_2_SQRT_2_OVER_PI)));
-    __m512 s = _mm512_div_ps(QR_SET16(1.0f), QR_ADD16(e, QR_SET16(1.0f)));
-    return QR_MUL16(x, s);
-}
-
-QR_AI16 __m512 qr_gelu_tanh_grad16(__m512 x) {
-    const __m512 one = QR_SET16(1.0f);
-    __m512 q = QR_MUL16(QR_MUL16(x, x), QR_SET16(0.044715f));
-    __m512 e = qr_exp16(QR_MUL16(QR_MUL16(QR_ADD16(q, one), x),
-                                 QR_SET16(QR_NEG_2_SQRT_2_OVER_PI)));
-    __m512 s = _mm512_div_ps(one, QR_ADD16(e, one));
-    __m512 du = QR_MUL16(QR_ADD16(QR_MUL16(q, QR_SET16(3.0f)), one), QR_SET16(QR_2_SQRT_2_OVER_PI));
-    return QR_ADD16(s, QR_MUL16(QR_MUL16(QR_MUL16(s, _mm512_sub_ps(one, s)), du), x));
-}
+#ifdef __AVX512F__
+#define QR_L(name) name##16
+#define QR_L_FN QR_AI16
+#define QR_L_V __m512
+#define QR_L_M __mmask16
+#define QR_L_SET _mm512_set1_ps
+#define QR_L_MUL _mm512_mul_ps
+#define QR_L_ADD _mm512_add_ps
+#define QR_L_SUB _mm512_sub_ps
+#define QR_L_DIV _mm512_div_ps
+#define QR_L_MIN _mm512_min_ps
+#define QR_L_ABS(x) _mm512_andnot_ps(_mm512_set1_ps(-0.0f), x)
+#define QR_L_LT(a, b) _mm512_cmp_ps_mask(a, b, _CMP_LT_OQ)
+#define QR_L_GE(a, b) _mm512_cmp_ps_mask(a, b, _CMP_GE_OQ)
+#define QR_L_SEL(m, a, b) _mm512_mask_blend_ps(m, a, b)
+#define QR_L_NEG_IF(m, v) _mm512_mask_xor_ps(v, m, v, _mm512_set1_ps(-0.0f))
+#define QR_L_EXP qr_exp16
+#define QR_L_EXP_IN_RANGE qr__exp16_core   /* no clamps: see qr_lanes.h, qr_erf */
+#include "qr_lanes.h"
 #endif
 
 enum {

@@ -3,9 +3,9 @@
  *
  * A layer computes x W_ih^T + b_ih for every timestep in one GEMM and h_{t-1} W_hh^T per step
  * with the ordinary GEMM; one cell call then adds b_hh, applies the gate nonlinearities and
- * updates the state of a whole batch for one step. Every formula follows numpy_rnn.py's float32
- * operation order (FP contraction off). Batch rows are independent, so results never depend on
- * the thread count.
+ * updates the state of a whole batch for one step. Every formula follows its NumPy twin's
+ * (decl/rnn.py) float32 operation order (FP contraction off). Batch rows are independent, so
+ * results never depend on the thread count.
  *
  * The row bodies below are compiled twice: here (portable, QR_RNN_SFX unset) and by
  * rnn_avx2.c, which defines QR_RNN_SFX avx2 and includes this file with -mavx2 -mfma; the

@@ -286,11 +286,14 @@ int qr__simd_env(void) {
     return v;
 }
 
+/* The first use takes QORUS_SIMD, unless qr_set_simd_path got there first: the exchange only
+ * replaces the "not set yet" value, so a concurrent explicit choice is never overwritten. */
 int qr__simd_override(void) {
     int v = atomic_load(&simd_override);
     if (v == -2) {
+        int unset = -2;
         v = qr__simd_env();
-        atomic_store(&simd_override, v);
+        if (!atomic_compare_exchange_strong(&simd_override, &unset, v)) v = unset;
     }
     return v;
 }

@@ -286,7 +286,7 @@ void QR_VEC_NAME(ce_rows)(void *p, int64_t lo, int64_t hi) {
 #endif
         }
         o[0] = (double)logf(s);                     /* log-sum-exp of the shifted logits */
-        if (e) {   /* (softmax - eps/C - (1-eps) onehot) / N, in numpy.py's order */
+        if (e) {   /* (softmax - eps/C - (1-eps) onehot) / N, in decl/loss.py's order */
             for (int64_t j = 0; j < C; j++) e[j] = e[j] / s;
             if (c->smooth)
                 for (int64_t j = 0; j < C; j++) e[j] = e[j] - c->eps_c;
