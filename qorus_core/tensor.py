@@ -59,11 +59,10 @@ class Tensor:
     a ``__getattr__``, which would slow every attribute read of every tensor).
     """
 
-    __slots__ = ("a", "p", "w", "wp", "writeable", "shape", "size", "rows", "cols", "dtype",
-                 "name")
+    __slots__ = ("a", "p", "w", "wp", "shape", "size", "rows", "cols", "dtype", "name")
 
     def __new__(cls, array: np.ndarray, name: str = ""):
-        if cls is Tensor and isinstance(array, np.ndarray) and not array.flags.writeable:
+        if isinstance(array, np.ndarray) and not array.flags.writeable:
             cls = ReadOnlyTensor
         return object.__new__(cls)
 
@@ -77,15 +76,13 @@ class Tensor:
             raise ShapeError(f"tensor {name or '?'}: dtype {array.dtype} is not float32 or int32")
         if array.ndim == 0:
             array = array.reshape(1)
-        shape = tuple(int(d) for d in array.shape)
-        writeable = bool(array.flags.writeable) and not isinstance(self, ReadOnlyTensor)
+        shape = array.shape
         p, put = int(array.ctypes.data), _SET
         put(self, "a", array)
         put(self, "p", p)
-        if writeable:        # a ReadOnlyTensor has properties that raise instead
+        if not isinstance(self, ReadOnlyTensor):   # which has properties that raise instead
             put(self, "w", array)
             put(self, "wp", p)
-        put(self, "writeable", writeable)
         put(self, "shape", shape)
         put(self, "size", int(array.size))
         put(self, "cols", shape[-1])
@@ -107,6 +104,11 @@ class Tensor:
     def of(cls, array: np.ndarray, name: str = "") -> Tensor:
         """Wrap an existing array (tests, user data copied into a plan's input)."""
         return cls(np.ascontiguousarray(array), name)
+
+    @property
+    def writeable(self) -> bool:
+        """False for a ReadOnlyTensor (a view of read-only memory), which has no ``w``/``wp``."""
+        return not isinstance(self, ReadOnlyTensor)
 
     @property
     def spec(self) -> Spec:

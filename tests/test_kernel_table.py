@@ -13,85 +13,19 @@ declaration's own ``bad`` cases.
 from __future__ import annotations
 
 import copy
-import dataclasses
+import re
 
 import numpy as np
 import pytest
+from kernel_examples import build, written
 
 from qorus_core.errors import KernelError
 from qorus_core.kernels import NumpyKernels, c_status
 from qorus_core.kernels.decl import TABLE
 from qorus_core.kernels.decl.spec import EXACT, Kernel
-from qorus_core.kernels.numpy_quant import QWeight
 from qorus_core.tensor import Tensor
 
 NK = NumpyKernels()
-
-
-def _is_shape(v) -> bool:
-    return isinstance(v, tuple) and all(isinstance(d, int) for d in v)
-
-
-def _value(o, v, rng, grow: bool = False):
-    """The argument for operand ``o`` from its example value ``v`` (see the table's docs)."""
-    if v is None:
-        return None
-    if o.seq:
-        return [_value(dataclasses.replace(o, seq=False), e, rng) for e in v]
-    if callable(v):                                               # rng -> a valid input
-        return Tensor(np.ascontiguousarray(v(rng)))
-    if isinstance(v, tuple) and v and isinstance(v[0], str):     # (qtype, n, k): a QWeight
-        qtype, n, k = v
-        if o.role != "in":
-            return QWeight.empty(qtype, n, k)
-        w = QWeight.empty(qtype, n, k)
-        NK.quantize(Tensor(rng.standard_normal((n, k)).astype(np.float32)), w, qtype)
-        return w
-    if _is_shape(v):
-        shape, lo, hi = v, None, None
-    else:
-        shape, lo, hi = v
-    if grow:
-        shape = tuple(d + 1 for d in shape)
-    if o.dtype == "i32":
-        return Tensor(rng.integers(lo, hi, shape).astype(np.int32))
-    if lo is None:
-        a = rng.standard_normal(shape)
-    else:
-        a = rng.uniform(lo, hi, shape)
-    return Tensor(a.astype(np.float32))
-
-
-def build(k: Kernel, ex: dict, seed: int = 0, grow: str | None = None,
-          read_only: str | None = None) -> list:
-    """Positional arguments of ``k`` for example ``ex`` (fresh arrays for each call)."""
-    rng = np.random.default_rng(seed)
-    names = {o.name for o in k.operands}
-    defaults = dict(zip(reversed(k.params), reversed(k.numpy.__defaults__ or ())))
-    args = []
-    for p in k.params:
-        if p in names:
-            v = _value(k.operand(p), ex.get(p), rng, grow == p)
-            if read_only == p:
-                a = v.a.copy()
-                a.flags.writeable = False
-                v = Tensor(a)
-            args.append(v)
-        elif p in ex:
-            args.append(ex[p])
-        else:
-            args.append(defaults[p])
-    return args
-
-
-def _arrays(k: Kernel, args: list) -> list[tuple[str, np.ndarray]]:
-    """(name, array) of every written operand of a call."""
-    out = []
-    for p, v in zip(k.params, args):
-        if p in {o.name for o in k.operands} and k.operand(p).written and v is not None:
-            for i, t in enumerate(v if isinstance(v, list) else [v]):
-                out.append((f"{p}[{i}]" if isinstance(v, list) else p, t.a))
-    return out
 
 
 class _NoFallback:
@@ -149,8 +83,8 @@ def test_c_matches_numpy(cnative, k, ex):
     rc, rn = _run(cnative, k, args_c), _run(NK, k, args_n)
     rtol, atol = k.tol
     changed = rc is not None
-    for (name, c), (_, n), (_, b) in zip(_arrays(k, args_c), _arrays(k, args_n),
-                                         _arrays(k, before)):
+    for (name, c), (_, n), (_, b) in zip(written(k, args_c), written(k, args_n),
+                                         written(k, before)):
         if k.tol == EXACT:
             np.testing.assert_array_equal(c, n, err_msg=f"{k.name}: {name}")
         else:
@@ -193,14 +127,12 @@ def test_a_read_only_output_is_refused_alike(cnative, k, name):
     assert "read-only" in msg and name in msg
     fresh = build(k, k.examples[0])
     for args in calls:
-        for (n, got), (_, want) in zip(_arrays(k, args), _arrays(k, fresh)):
+        for (n, got), (_, want) in zip(written(k, args), written(k, fresh)):
             np.testing.assert_array_equal(got, want, err_msg=f"{k.name}: {n} was written")
 
 
 @pytest.mark.parametrize("k,match,over", list(_cases("bad")))
 def test_declared_bad_arguments_are_refused_alike(cnative, k, match, over):
-    import re
-
     msg = _same_refusal(cnative, k, lambda: build(k, {**k.examples[0], **over}))
     assert re.search(match, msg), f"{k.name}: {msg!r} does not match {match!r}"
 
@@ -302,6 +234,14 @@ def test_declarations_are_checked_when_made():
         kernel("act", "x y:out", check=same_size, register=False)(lambda self, x, y: None)
     with pytest.raises(ValueError, match="must be passed as a ptr"):
         kernel("norm", "x y:out", check=same_size, c="qr_f(x:i64, y, n)", register=False)(bad)
+    from qorus_core.kernels.decl.spec import Fit
+
+    with pytest.raises(ValueError, match=r"dims \['eps'\] are parameters"):
+        kernel("norm", "x y:out", check=Fit({"eps": "x.cols"}, {"y": "{t}.size == x.size"}, "?"),
+               register=False)(bad)
+    with pytest.raises(ValueError, match="no operand 'z'"):
+        kernel("norm", "x y:out", check=Fit({"n": "x.cols"}, {"z": "{t}.size == n"}, "?"),
+               register=False)(bad)
 
 
 @pytest.mark.parametrize("which", ["numpy", "c"])
@@ -336,7 +276,7 @@ def test_rules_are_inlined_in_the_c_methods():
     from qorus_core.kernels.decl import gen
 
     src = gen.source("c", "add")
-    assert "if not (a.size == out.size and b.size == out.size):\n        _check(" in src
+    assert "if not (a.size == out.size and b.size == out.size):\n            _check(" in src
     assert src.count("_check(") == 1 and "self._qr_add_f32(a.p, b.p, out.wp, n)" in src
 
 
@@ -359,3 +299,124 @@ def test_qorus_kernels_lists_the_table(capsys):
     assert main(["kernels", "--family", "quant"]) == 0
     out = capsys.readouterr().out
     assert "matmul_q " in out and "relu" not in out
+
+
+# ----------------------------------------------------------------------------- argument kinds
+def _wrong_kinds(k: Kernel, ex: dict):
+    """(parameter, wrong value) pairs: an ndarray for each operand the example gives (of its
+    shape, so a size check passes), a string for each float or int parameter, None for a
+    float one, a fraction for an int one."""
+    args = build(k, ex)
+    for p, v in zip(k.params, args):
+        if p in {o.name for o in k.operands}:
+            if isinstance(v, Tensor):
+                yield p, np.zeros(v.shape, np.float32)
+            elif v is not None:
+                yield p, np.zeros(3, np.float32)
+        else:
+            note = k.numpy.__annotations__.get(p)
+            if note in ("float", "int", "float | None"):
+                yield p, "bad"
+            if note == "float":
+                yield p, None
+            if note == "int":
+                yield p, 1.5
+
+
+def _kind_cases():
+    for k in TABLE:
+        for p, v in _wrong_kinds(k, k.examples[0]):
+            yield pytest.param(k, p, v, id=f"{k.name}-{p}-{type(v).__name__}")
+
+
+@pytest.mark.parametrize("k,param,value", list(_kind_cases()))
+def test_an_argument_of_the_wrong_kind_is_named_alike(ck, k, param, value):
+    """Never a raw AttributeError / TypeError / ctypes error: a KernelError naming the
+    kernel and the argument, the same on both sets (and None for a float is not NaN). The
+    C set as it is: an ndarray's dtype is not "f32", so it may reach the fallback."""
+    def make():
+        args = build(k, k.examples[0])
+        args[k.params.index(param)] = value
+        return args
+
+    msg = _same_refusal(ck, k, make)
+    assert re.search(rf"\b{param}\b", msg), f"{k.name}: {msg!r} does not name {param}"
+
+
+def test_an_error_with_every_argument_of_its_kind_stands(monkeypatch):
+    """The diagnosis names bad input only: a genuine error inside a kernel is not masked."""
+    k = [k for k in TABLE if k.name == "relu"][0]
+    args = build(k, k.examples[0])
+
+    def broken(self, x, y):
+        raise TypeError("a bug")
+
+    from qorus_core.kernels.decl import gen
+
+    monkeypatch.setattr(k, "numpy", broken)
+    method = gen.numpy_method(k)
+    with pytest.raises(TypeError, match="a bug"):
+        method(NK, *args)
+
+
+# ----------------------------------------------------------------------------- other shapes
+def _reshaped_cases():
+    for k in TABLE:
+        for i, ex in enumerate(k.examples):
+            for o in k.operands:
+                v = ex.get(o.name)
+                if o.tensor and v is not None and not callable(v) and \
+                        len(v if _plain_shape(v) else v[0]) > 1:
+                    yield pytest.param(k, ex, o.name, id=f"{k.name}-{i}-{o.name}")
+
+
+def _plain_shape(v) -> bool:
+    return all(isinstance(d, int) for d in v)
+
+
+@pytest.mark.parametrize("k,ex,name", list(_reshaped_cases()))
+def test_an_operand_flattened_is_served_or_refused_alike(cnative, k, ex, name):
+    """An operand given flat (its size kept, e.g. same_size's contract): both sets compute
+    what they compute with its declared shape, or both refuse it with one KernelError."""
+    def make():
+        args = build(k, ex)
+        i = k.params.index(name)
+        args[i] = Tensor(args[i].a.reshape(-1))
+        return args
+
+    outcomes = []
+    for kset in (cnative, NK):
+        args = make()
+        try:
+            r = _run(kset, k, args)
+        except KernelError as exc:
+            outcomes.append(("refused", str(exc)))
+            continue
+        ref = build(k, ex)
+        rr = _run(kset, k, ref)
+        for (n, got), (_, want) in zip(written(k, args), written(k, ref)):
+            np.testing.assert_array_equal(got.reshape(-1), want.reshape(-1),
+                                          err_msg=f"{k.name}: {n} with {name} flat")
+        assert r == rr or (r != r and rr != rr)
+        outcomes.append(("served", None))
+    assert outcomes[0] == outcomes[1], f"{k.name}: C {outcomes[0]}, NumPy {outcomes[1]}"
+
+
+def test_the_typed_interface_is_the_table():
+    """kernel_set.py (what editors and type checkers see of the generated methods) is what
+    decl/typed.py renders from the table now, and names each method of both sets with its
+    signature and docstring."""
+    import inspect
+
+    from qorus_core.kernels.decl import typed
+    from qorus_core.kernels.kernel_set import KernelSet
+
+    with open(typed.PATH, encoding="utf-8") as fh:
+        assert fh.read() == typed.render(), \
+            "kernel_set.py is stale: run python -m qorus_core.kernels.decl.typed"
+    public = {n for n in dir(NumpyKernels) if not n.startswith("_")} - {"name"}
+    assert {n for n in dir(KernelSet) if not n.startswith("_")} == public
+    for n in public:
+        want, got = getattr(NumpyKernels, n), getattr(KernelSet, n)
+        assert inspect.signature(got) == inspect.signature(want), n
+        assert inspect.getdoc(got) == inspect.getdoc(want), n

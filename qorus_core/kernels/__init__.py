@@ -14,10 +14,11 @@ import os
 from functools import cache
 
 from ..errors import KernelError
+from .kernel_set import KernelSet
 from .numpy import NumpyKernels
 from .simd import SimdTierError
 
-__all__ = ["get_kernels", "c_status", "NumpyKernels", "KERNEL_SETS"]
+__all__ = ["get_kernels", "c_status", "NumpyKernels", "KernelSet", "KERNEL_SETS"]
 
 KERNEL_SETS = ("auto", "c", "numpy")
 
@@ -47,9 +48,10 @@ def c_status() -> tuple[bool, str]:
     return True, c.library_path
 
 
-def get_kernels(which=None):
+def get_kernels(which=None) -> KernelSet:
     """The kernel set named by ``which`` or by ``QORUS_KERNELS`` (default ``auto``); a kernel
-    set object is returned as it is (so every ``kernels=`` argument takes either)."""
+    set object is returned as it is (so every ``kernels=`` argument takes either). Its
+    methods, typed for editors: ``KernelSet`` (kernel_set.py, rendered from the table)."""
     if which is not None and not isinstance(which, str):
         return which
     which = (which or os.environ.get("QORUS_KERNELS", "auto")).strip().lower()

@@ -345,12 +345,20 @@ def _blas_limit(threads: int):
 
 def _extra_tiers(ck, tiers) -> list[str]:
     """The SIMD tiers timed beside the one in effect: ``tiers`` as given, or by default avx2
-    where the tier in effect is avx512."""
+    where the tier in effect is avx512. Each is tried first, so a tier this CPU or build
+    cannot run raises (SimdTierError, naming why) before anything is timed."""
     if ck is None:
         return []
     if tiers is None:
         tiers = ["avx2"] if ck.simd_path == "avx512" else []
-    return [t for t in tiers if t != ck.simd_path]
+    now = ck.simd_path
+    try:
+        for t in tiers:
+            ck.set_simd_path(t)
+    finally:
+        if tiers:
+            ck.set_simd_path("auto")        # as after each tier's run below
+    return [t for t in tiers if t != now]
 
 
 def run_benchmarks(threads: int | None = None, runs: int = 5, quick: bool = False,

@@ -8,7 +8,7 @@ import numpy as np
 
 from ..errors import KernelError
 from . import c_status, get_kernels
-from .simd import CPU_BITS, TIERS, missing_features
+from .simd import CPU_BITS, usable_tiers
 
 __all__ = ["backend_info"]
 
@@ -53,13 +53,6 @@ def _default_threads() -> int:
         return os.cpu_count() or 1
 
 
-def _usable_tiers(ck) -> list[str]:
-    """The tiers ``set_simd_path`` accepts on this machine, widest first."""
-    compiled = ck._simd_compiled()
-    return [t for i, t in reversed(list(enumerate(TIERS)))
-            if i <= compiled and not missing_features(ck._lib, t)]
-
-
 def backend_info() -> dict:
     """Kernel set in use, C library status, CPU features, SIMD tier (overall and per kernel
     family), threads, NumPy's BLAS."""
@@ -89,7 +82,7 @@ def backend_info() -> dict:
     if ok:
         ck = get_kernels("c")
         info.update(cpu=ck.cpu_features(), simd_path=ck.simd_path,
-                    simd_families=ck.simd_families(), simd_tiers=_usable_tiers(ck),
+                    simd_families=ck.simd_families(), simd_tiers=usable_tiers(ck._lib)[::-1],
                     threads=ck.threads, native_kernels=sorted(ck.native),
                     library_version=ck.version)
     return info

@@ -2,6 +2,7 @@
 
     qorus kernels            # name, family, C tiers on this CPU, what it computes
     qorus kernels --json     # the same, machine-readable, with the C symbols and operands
+    qorus kernels --family norm   # one family (an unknown one: KernelError, listing them)
 
 The core plugin registers the command (``builtin_plugin.py``); this module does not import the
 CLI. The tiers of a kernel are those of its C family (``simd.family_paths``): the tiers this
@@ -14,7 +15,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from .decl import TABLE, Kernel
+from ..errors import KernelError
+from .decl import TABLE, Kernel, families
 
 __all__ = ["kernel_list", "setup", "run"]
 
@@ -29,21 +31,16 @@ def _c_tiers() -> tuple[dict[str, list[str]], dict]:
     ck = get_kernels("c")
     lib = {"c_available": True, "library": ck.library_path, "version": ck.version,
            "simd_path": ck.simd_path}
-    if not hasattr(simd, "family_paths"):          # a build without per-family tiers
-        return {"*": ["portable", "avx2"] if ck.simd_path != "portable" else ["portable"]}, lib
-    compiled = ck._simd_compiled()
-    usable = [t for i, t in enumerate(simd.TIERS)
-              if i <= compiled and not simd.missing_features(ck._lib, t)]
-    out = {}
-    for family, now in ck.simd_families().items():
-        out[family] = [t for t in usable if simd.TIERS.index(t) <= simd.TIERS.index(now)]
+    usable = simd.usable_tiers(ck._lib)
+    out = {family: usable[:simd.TIERS.index(now) + 1]
+           for family, now in ck.simd_families().items()}
     return out, lib
 
 
 def _row(k: Kernel, tiers: dict[str, list[str]]) -> dict:
     return {"name": k.name, "family": k.family, "doc": k.doc.split("\n\n")[0].replace("\n", " "),
             "c_symbols": [s.symbol for s in k.symbols], "simd_family": k.simd,
-            "c_tiers": tiers.get(k.simd, tiers.get("*", [])) if k.c else [],
+            "c_tiers": tiers.get(k.simd, []) if k.c else [],
             "operands": [{"name": o.name, "role": o.role, "dtype": o.dtype,
                           "optional": o.optional} for o in k.operands],
             "replayable": k.replay}
@@ -61,6 +58,10 @@ def setup(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    known = families()
+    if args.family and args.family not in known:
+        raise KernelError(f"qorus kernels --family {args.family}: no such kernel family; the "
+                          f"families are {', '.join(known)}")
     info = kernel_list()
     rows = [r for r in info["kernels"] if not args.family or r["family"] == args.family]
     if args.json:

@@ -6,13 +6,15 @@ implementation; this module makes the kernel set of them. A kernel takes planned
 views and writes into them (``out=`` everywhere), through ``Tensor.w``, which a read-only
 tensor does not have (``KernelError``, as on the C set). Where NumPy cannot avoid a temporary,
 a scratch array is taken from a per-shape cache filled on the first call, so after a warm-up
-step no kernel allocates. Shapes are in the docstrings; a tensor of rank > 2 is seen as a
+step no kernel allocates; the cache is per thread (``_cache``), so one set serves plans on
+several threads at once. Shapes are in the docstrings; a tensor of rank > 2 is seen as a
 matrix ``(rows, cols)`` with ``cols`` its last dimension.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 import numpy as np
 
@@ -33,7 +35,7 @@ _ERF_P = [np.float32(c) for c in (-0.0002099139674101025, -1.1276154518127441, -
 class NumpyKernels(WeightDispatch):
     """Reference implementation of every Qorus kernel: the methods are the table's (decl/),
     each its declared check then its NumPy implementation; this class holds what they share
-    (the scratch cache, erf, the matrix views)."""
+    (the per-thread cache, erf, the matrix views). Typed for editors: ``KernelSet``."""
 
     name = "numpy"
 
@@ -41,8 +43,10 @@ class NumpyKernels(WeightDispatch):
         self._local = threading.local()
 
     @property
-    def _cache(self) -> dict[tuple, np.ndarray]:
-        """This thread's scratch arrays: plans run from several threads never share one."""
+    def _cache(self) -> dict[tuple, object]:
+        """This thread's scratch arrays (``_scratch``) and kept objects (``_kept``): all a
+        kernel keeps between calls is in it, so plans run from several threads on one kernel
+        set never share one."""
         try:
             return self._local.cache
         except AttributeError:
@@ -50,11 +54,24 @@ class NumpyKernels(WeightDispatch):
             return cache
 
     def _scratch(self, key: str, shape: tuple[int, ...], dtype=np.float32) -> np.ndarray:
-        k = (key, shape, np.dtype(dtype).str)
-        arr = self._cache.get(k)
+        """This thread's scratch array ``key`` of ``shape`` and ``dtype`` (made on first use;
+        its contents are the caller's until its next call). ``dtype`` is a NumPy type such as
+        ``np.float32``, keyed as given: no ``np.dtype`` built per call."""
+        k = (key, shape, dtype)
+        cache = self._cache
+        arr = cache.get(k)
         if arr is None:
-            arr = self._cache[k] = np.empty(shape, dtype=dtype)
+            arr = cache[k] = np.empty(shape, dtype=dtype)
         return arr
+
+    def _kept(self, key: tuple, make: Callable[[], object]):
+        """This thread's object ``key``: what ``make()`` returns, made on first use and kept
+        (constants such as index maps and masks; the Tensor of a scratch array)."""
+        cache = self._cache
+        v = cache.get(key)
+        if v is None:
+            v = cache[key] = make()
+        return v
 
     def _erf(self, x: np.ndarray, out: np.ndarray) -> None:
         """out = erf(x) in float32 (NumPy has none), max 1.35 ulp: |x| < 0.921875:
@@ -98,9 +115,7 @@ class NumpyKernels(WeightDispatch):
     def _row_index(self, targets: Tensor, n: int, c: int) -> np.ndarray:
         """Flat indices r * c + targets[r] into an (n, c) matrix, in a cached array."""
         fidx = self._scratch("ce_fidx", (n,), np.intp)
-        base = self._cache.get(("ce_base", n, c))
-        if base is None:
-            base = self._cache[("ce_base", n, c)] = np.arange(n, dtype=np.intp) * c
+        base = self._kept(("ce_base", n, c), lambda: np.arange(n, dtype=np.intp) * c)
         np.add(base, targets.a.reshape(-1), out=fidx)
         return fidx
 

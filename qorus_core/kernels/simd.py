@@ -16,7 +16,7 @@ import os
 from ..errors import KernelError
 
 __all__ = ["TIERS", "CPU_BITS", "SimdTierError", "bind", "tier_name", "missing_features",
-           "check_env", "set_path", "family_paths"]
+           "usable_tiers", "check_env", "set_path", "family_paths"]
 
 TIERS = ("portable", "avx2", "avx512")          # QR_SIMD_PORTABLE, _AVX2, _AVX512
 AUTO = -1                                       # QR_SIMD_AUTO
@@ -58,6 +58,13 @@ def missing_features(lib: ctypes.CDLL, tier: str) -> list[str]:
     return [name for i, name in enumerate(CPU_BITS) if bits >> i & 1]
 
 
+def usable_tiers(lib: ctypes.CDLL) -> list[str]:
+    """The tiers this CPU and this build can run, narrowest first (portable always)."""
+    compiled = lib.qr_simd_compiled()
+    return [t for i, t in enumerate(TIERS)
+            if i == 0 or (i <= compiled and not missing_features(lib, t))]
+
+
 def _refusal(lib: ctypes.CDLL, tier: str, source: str) -> SimdTierError:
     missing = missing_features(lib, tier)
     compiled = lib.qr_simd_compiled()
@@ -67,10 +74,8 @@ def _refusal(lib: ctypes.CDLL, tier: str, source: str) -> SimdTierError:
         why = f"the library was built without it (widest tier compiled: {TIERS[compiled]})"
     else:
         why = "the library refused it"
-    usable = [t for t in TIERS if t == "portable" or
-              (TIERS.index(t) <= compiled and not missing_features(lib, t))]
     return SimdTierError(f"{source}: SIMD tier {tier!r} cannot run: {why}; tiers available "
-                         f"here: auto, {', '.join(reversed(usable))}")
+                         f"here: auto, {', '.join(reversed(usable_tiers(lib)))}")
 
 
 def check_env(lib: ctypes.CDLL) -> None:

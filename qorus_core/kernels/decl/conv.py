@@ -7,6 +7,8 @@ buffers, padded copies), so after a warm-up call nothing allocates.
 
 from __future__ import annotations
 
+import operator
+
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
@@ -49,7 +51,7 @@ def conv_dims(kernel: str, x: Tensor, w: Tensor, out: Tensor, stride, padding, d
     sh, sw = _pair(kernel, "stride", stride, 1)
     ph, pw = _pair(kernel, "padding", padding, 0)
     dh, dw = _pair(kernel, "dilation", dilation, 1)
-    G = int(groups)
+    G = operator.index(groups)      # an int: a fraction is refused, not truncated
     if G < 1 or C % G or K % G or Cg * G != C:
         raise KernelError(f"{kernel}: x {x.shape} and w {w.shape} do not fit groups={groups}: "
                           "w must be [K, C/groups, R, S] with C and K multiples of groups")
@@ -196,20 +198,11 @@ _BN = dict(x=(4, 3, 5, 2), weight=(3,), bias=(3,), y=(4, 3, 5, 2), mean=(3,), rs
 
 # ----------------------------------------------------------------------------- helpers
 
-def _geo(self, key: tuple, make):
-    """Per-geometry constant arrays (masks, index maps), built on first use."""
-    cache = self.__dict__.setdefault("_conv_geo", {})
-    v = cache.get(key)
-    if v is None:
-        v = cache[key] = make()
-    return v
-
-
 def _padded(self, key: str, x: np.ndarray, ph: int, pw: int) -> np.ndarray:
     """x [B,C,H,W] copied into a cached zero-bordered [B,C,H+2ph,W+2pw] buffer."""
     B, C, H, W = x.shape
-    xp = self._scratch(f"{key}{ph},{pw}", (B, C, H + 2 * ph, W + 2 * pw))
-    if ph or pw:
+    xp = self._scratch(key, (B, C, H + 2 * ph, W + 2 * pw))
+    if ph or pw:                                 # the border zeroed on every call
         xp[:, :, :ph].fill(0)
         xp[:, :, ph + H:].fill(0)
         xp[:, :, :, :pw].fill(0)
@@ -242,7 +235,7 @@ def _maxpool_geo(self, H: int, W: int, R: int, S: int, sh: int, sw: int, ph: int
         pos = (h.T[:, None, :, None] * W + w.T[None, :, None, :]).astype(np.int32)
         first = (np.maximum(h[:, 0], 0)[:, None] * W + np.maximum(w[:, 0], 0)[None, :])
         return first.astype(np.int32), valid, pos
-    return _geo(self, ("maxpool", H, W, R, S, sh, sw, ph, pw), make)
+    return self._kept(("maxpool", H, W, R, S, sh, sw, ph, pw), make)
 
 
 @kernel(FAMILY, "x w bias? y:out", check=check_conv2d, dims=_CONV_DIMS,
@@ -316,7 +309,7 @@ def maxpool2d(self, x: Tensor, y: Tensor, argmax: Tensor, kernel: Pair, stride: 
     B, C, H, W, R, S, sh, sw, ph, pw, Ho, Wo = pool_dims("maxpool2d", x, y, kernel, stride,
                                                          padding)
     first, valid, pos = _maxpool_geo(self, H, W, R, S, sh, sw, ph, pw, Ho, Wo)
-    xp = self._scratch(f"mp_xp{ph},{pw}", (B, C, H + 2 * ph, W + 2 * pw))
+    xp = self._scratch("mp_xp", (B, C, H + 2 * ph, W + 2 * pw))   # border: masked by valid
     np.copyto(xp[:, :, ph:ph + H, pw:pw + W], x.a)
     m = y.w.reshape(B, C, Ho, Wo)
     idx = argmax.w.reshape(B, C, Ho, Wo)
@@ -347,7 +340,7 @@ def maxpool2d_bwd(self, dy: Tensor, argmax: Tensor, dx: Tensor) -> None:
     if am.size and (am.min() < 0 or am.max() >= hw):
         raise _bad_argmax("maxpool2d_bwd", am, hw)
     flat = self._scratch("mp_flat", am.shape, np.intp)
-    base = _geo(self, ("mp_base", planes, hw), lambda: (np.arange(planes) * hw)[:, None])
+    base = self._kept(("mp_base", planes, hw), lambda: (np.arange(planes) * hw)[:, None])
     np.add(am, base, out=flat)
     DX.fill(0)
     np.add.at(DX.reshape(-1), flat.reshape(-1), dy.a.reshape(-1))

@@ -9,7 +9,7 @@ import numpy as np
 
 from ...errors import KernelError
 from ...tensor import Tensor
-from .spec import EXACT, Inline, c_error, kernel, sizes_error
+from .spec import EXACT, Fit, Inline, c_error, kernel, sizes_error
 
 FAMILY = "dense"
 
@@ -34,19 +34,10 @@ def check_gemm(kernel: str, a: Tensor, b: Tensor, c: Tensor, trans_a, trans_b, a
     return m, n, k
 
 
-def gemm_error(kernel: str, a: Tensor, b: Tensor, c: Tensor, trans_a, trans_b, alpha,
-               beta) -> KernelError:
-    try:
-        check_gemm(kernel, a, b, c, trans_a, trans_b, alpha, beta)
-    except KernelError as exc:
-        return exc
-    raise AssertionError(f"{kernel}: the inline check and check_gemm disagree")
-
-
 # check_gemm inlined (the cheapest GEMMs are Python-bound): m, n, k of op(A), op(B) and C
 _GEMM = Inline({"m": "a.cols if trans_a else a.rows", "n": "b.rows if trans_b else b.cols",
                 "k": "a.rows if trans_a else a.cols"},
-               "(b.cols if trans_b else b.rows) == k and c.rows == m and c.cols == n", gemm_error)
+               "(b.cols if trans_b else b.rows) == k and c.rows == m and c.cols == n", check_gemm)
 
 # C must not overlap A or B (NumPy's matmul buffers such a call: it runs there)
 _NO_OVERLAP = ("(c.p >= a.p + 4 * a.size or a.p >= c.p + 4 * c.size) and "
@@ -89,13 +80,9 @@ def gemm(self, a: Tensor, b: Tensor, c: Tensor, trans_a: bool = False, trans_b: 
 
 
 # ----------------------------------------------------------------------------- bias
-def check_bias_add(kernel: str, y: Tensor, bias: Tensor) -> tuple[int, int]:
-    if bias.size != y.cols:
-        raise sizes_error(kernel, f"do not match: bias needs {y.cols} values", y=y, bias=bias)
-    return y.rows, y.cols
-
-
-@kernel(FAMILY, "y:inout bias", check=check_bias_add, dims="rows n", replay=True,
+@kernel(FAMILY, "y:inout bias",
+        check=Fit({"rows": "y.rows", "n": "y.cols"}, {"bias": "{t}.size == n"},
+                  "do not match: bias needs {n} values"), replay=True,
         c="qr_bias_add_f32(y, bias, rows, n)", tol=EXACT,
         examples=[dict(y=(7, 33), bias=(33,))])
 def bias_add(self, y: Tensor, bias: Tensor) -> None:
@@ -104,13 +91,9 @@ def bias_add(self, y: Tensor, bias: Tensor) -> None:
     np.add(Y, bias.a.reshape(-1), out=Y)
 
 
-def check_col_sum(kernel: str, x: Tensor, out: Tensor, beta) -> tuple[int, int]:
-    if out.size != x.cols:
-        raise sizes_error(kernel, f"do not match: out needs {x.cols} values", x=x, out=out)
-    return x.rows, x.cols
-
-
-@kernel(FAMILY, "x out:inout", check=check_col_sum, dims="rows n",
+@kernel(FAMILY, "x out:inout",
+        check=Fit({"rows": "x.rows", "n": "x.cols"}, {"out": "{t}.size == n"},
+                  "do not match: out needs {n} values"),
         c="qr_col_sum_f32(x, out, rows, n, beta:f32)", tol=(1e-5, 1e-5),
         examples=[dict(x=(37, 33), out=(33,)), dict(x=(7, 5), out=(5,), beta=0.5)])
 def col_sum(self, x: Tensor, out: Tensor, beta: float = 0.0) -> None:

@@ -1,10 +1,14 @@
-"""Elementwise kernels over flat buffers (csrc/act.c): fill, copies, add, mul, scale, axpy,
-sumsq, dropout masks. Operands of one call have the same size; out may alias an input.
+"""Elementwise kernels over flat buffers: fill, copies, add, mul, scale, axpy, sumsq and dropout
+masks (csrc/act.c, SIMD family vec), and the primitives sub, div, maximum, minimum, where, exp,
+log, sqrt, abs, neg with their backwards (csrc/elementwise.c, SIMD family elementwise).
+Operands of one call have the same size; out may alias an input.
 """
 
 from __future__ import annotations
 
 import math
+import operator
+from functools import partial
 
 import numpy as np
 
@@ -104,7 +108,7 @@ def check_dropout(kernel: str, mask: Tensor, p: float, seed: int) -> tuple[int, 
     if not 0.0 <= p <= 1.0:
         raise KernelError(f"{kernel}: p={p} is outside [0, 1]")
     threshold = min(int(math.ceil(p * (1 << 24))), 1 << 24)
-    return mask.size, threshold, 1.0 / (1.0 - p) if p < 1.0 else 0.0, int(seed) & 0xFFFFFFFF
+    return mask.size, threshold, 1.0 / (1.0 - p) if p < 1.0 else 0.0, operator.index(seed) & 0xFFFFFFFF
 
 
 @kernel(FAMILY, "mask:out:free", check=check_dropout, dims="n threshold keep seed32",
@@ -120,12 +124,9 @@ def dropout_mask(self, mask: Tensor, p: float, seed: int) -> None:
     """
     n, m = mask.size, mask.w.reshape(-1)
     _, threshold, keep, seed32 = check_dropout("dropout_mask", mask, p, seed)
-    idx = self._scratch("drop_idx", (n,), np.uint32)
+    idx = self._kept(("drop_idx", n), lambda: np.arange(n, dtype=np.uint32))
     h = self._scratch("drop_h", (n,), np.uint32)
     t = self._scratch("drop_t", (n,), np.uint32)
-    if self._cache.get(("drop_idx_ok", n)) is None:
-        idx[:] = np.arange(n, dtype=np.uint32)
-        self._cache[("drop_idx_ok", n)] = idx
     with np.errstate(over="ignore"):
         np.multiply(idx, np.uint32(0x9E3779B1), out=h)
         np.add(h, np.uint32(seed32), out=h)
@@ -146,19 +147,21 @@ def dropout_mask(self, mask: Tensor, p: float, seed: int) -> None:
 # csrc/elementwise.c. Forward: out may be an input. Backward: written (not accumulated); of two
 # outputs either may be None (not wanted); an output may be dy (the NumPy implementations read
 # every input before they write).
+#: the primitives' C code is its own SIMD family (csrc/cpu.c), not vec's
+primitive = partial(kernel, FAMILY, simd="elementwise")
 _XY = [dict(x=(7, 33), y=(7, 33))]
 _POS = ((7, 33), 0.25, 4.0)                # inputs of log / sqrt / div's divisor: positive
 _AB2 = dict(a=(7, 33), b=(7, 33), dy=(7, 33), da=(7, 33), db=(7, 33))
 
 
-@kernel(FAMILY, "a b out:out", check=same_size, c="qr_sub_f32(a, b, out, n)", tol=EXACT,
+@primitive("a b out:out", check=same_size, c="qr_sub_f32(a, b, out, n)", tol=EXACT,
         examples=_AB)
 def sub(self, a: Tensor, b: Tensor, out: Tensor) -> None:
     """out = a - b (same size; out may alias a or b)."""
     np.subtract(a.a.reshape(out.shape), b.a.reshape(out.shape), out=out.w)
 
 
-@kernel(FAMILY, "dy da:out? db:out?", check=same_size, c="qr_sub_bwd_f32(dy, da, db, n)",
+@primitive("dy da:out? db:out?", check=same_size, c="qr_sub_bwd_f32(dy, da, db, n)",
         tol=EXACT, examples=[dict(dy=(7, 33), da=(7, 33), db=(7, 33)),
                              dict(dy=(9,), da=None, db=(9,))])
 def sub_bwd(self, dy: Tensor, da: Tensor | None, db: Tensor | None) -> None:
@@ -174,7 +177,7 @@ def sub_bwd(self, dy: Tensor, da: Tensor | None, db: Tensor | None) -> None:
         np.copyto(DB, t)
 
 
-@kernel(FAMILY, "a b out:out", check=same_size, c="qr_div_f32(a, b, out, n)", tol=EXACT,
+@primitive("a b out:out", check=same_size, c="qr_div_f32(a, b, out, n)", tol=EXACT,
         examples=[dict(a=(7, 33), b=_POS, out=(7, 33))])
 def div(self, a: Tensor, b: Tensor, out: Tensor) -> None:
     """out = a / b (IEEE: x / 0 is +-inf, 0 / 0 NaN; out may alias a or b)."""
@@ -182,7 +185,7 @@ def div(self, a: Tensor, b: Tensor, out: Tensor) -> None:
         np.divide(a.a.reshape(out.shape), b.a.reshape(out.shape), out=out.w)
 
 
-@kernel(FAMILY, "a b dy da:out? db:out?", check=same_size,
+@primitive("a b dy da:out? db:out?", check=same_size,
         c="qr_div_bwd_f32(a, b, dy, da, db, n)", tol=EXACT,
         examples=[{**_AB2, "b": _POS}, {**_AB2, "b": _POS, "da": None}])
 def div_bwd(self, a: Tensor, b: Tensor, dy: Tensor, da: Tensor | None, db: Tensor | None) -> None:
@@ -242,14 +245,14 @@ _TIES = dict(a=lambda rng: rng.integers(-2, 3, (7, 33)).astype(np.float32),
              b=lambda rng: rng.integers(-2, 3, (7, 33)).astype(np.float32))
 
 
-@kernel(FAMILY, "a b out:out", check=same_size, c="qr_maximum_f32(a, b, out, n)", tol=EXACT,
+@primitive("a b out:out", check=same_size, c="qr_maximum_f32(a, b, out, n)", tol=EXACT,
         examples=[*_AB, {**_AB[0], **_TIES}])
 def maximum(self, a: Tensor, b: Tensor, out: Tensor) -> None:
     """out = max(a, b) as NumPy's (NaN wins; out may alias a or b)."""
     np.maximum(a.a.reshape(out.shape), b.a.reshape(out.shape), out=out.w)
 
 
-@kernel(FAMILY, "a b dy da:out? db:out?", check=same_size,
+@primitive("a b dy da:out? db:out?", check=same_size,
         c="qr_maximum_bwd_f32(a, b, dy, da, db, n)", tol=EXACT,
         examples=[_AB2, {**_AB2, **_TIES, "db": None}])
 def maximum_bwd(self, a: Tensor, b: Tensor, dy: Tensor, da: Tensor | None,
@@ -258,14 +261,14 @@ def maximum_bwd(self, a: Tensor, b: Tensor, dy: Tensor, da: Tensor | None,
     _weighted(self, dy, *_minmax_weights(self, a, b, np.greater), da, db)
 
 
-@kernel(FAMILY, "a b out:out", check=same_size, c="qr_minimum_f32(a, b, out, n)", tol=EXACT,
+@primitive("a b out:out", check=same_size, c="qr_minimum_f32(a, b, out, n)", tol=EXACT,
         examples=[*_AB, {**_AB[0], **_TIES}])
 def minimum(self, a: Tensor, b: Tensor, out: Tensor) -> None:
     """out = min(a, b) as NumPy's (NaN wins; out may alias a or b)."""
     np.minimum(a.a.reshape(out.shape), b.a.reshape(out.shape), out=out.w)
 
 
-@kernel(FAMILY, "a b dy da:out? db:out?", check=same_size,
+@primitive("a b dy da:out? db:out?", check=same_size,
         c="qr_minimum_bwd_f32(a, b, dy, da, db, n)", tol=EXACT,
         examples=[_AB2, {**_AB2, **_TIES, "da": None}])
 def minimum_bwd(self, a: Tensor, b: Tensor, dy: Tensor, da: Tensor | None,
@@ -277,7 +280,7 @@ def minimum_bwd(self, a: Tensor, b: Tensor, dy: Tensor, da: Tensor | None,
 _COND = lambda rng: (rng.random((7, 33)) < 0.5).astype(np.float32)  # noqa: E731
 
 
-@kernel(FAMILY, "cond a b out:out", check=same_size, c="qr_where_f32(cond, a, b, out, n)",
+@primitive("cond a b out:out", check=same_size, c="qr_where_f32(cond, a, b, out, n)",
         tol=EXACT, examples=[dict(cond=_COND, a=(7, 33), b=(7, 33), out=(7, 33))])
 def where(self, cond: Tensor, a: Tensor, b: Tensor, out: Tensor) -> None:
     """out = a where cond != 0 (NaN counts as nonzero), else b; cond a float32 mask; out may
@@ -291,7 +294,7 @@ def where(self, cond: Tensor, a: Tensor, b: Tensor, out: Tensor) -> None:
     np.copyto(O, a.a.reshape(-1), where=m)
 
 
-@kernel(FAMILY, "cond dy da:out? db:out?", check=same_size,
+@primitive("cond dy da:out? db:out?", check=same_size,
         c="qr_where_bwd_f32(cond, dy, da, db, n)", tol=EXACT,
         examples=[dict(cond=_COND, dy=(7, 33), da=(7, 33), db=(7, 33)),
                   dict(cond=_COND, dy=(7, 33), da=None, db=(7, 33))])
@@ -305,7 +308,7 @@ def where_bwd(self, cond: Tensor, dy: Tensor, da: Tensor | None, db: Tensor | No
     _weighted(self, dy, wa, wb, da, db)
 
 
-@kernel(FAMILY, "x y:out", check=same_size, c="qr_exp_f32(x, y, n)", tol=(2e-7, 0.0),
+@primitive("x y:out", check=same_size, c="qr_exp_f32(x, y, n)", tol=(2e-7, 0.0),
         examples=[dict(x=((7, 33), -20.0, 20.0), y=(7, 33))])
 def exp(self, x: Tensor, y: Tensor) -> None:
     """y = exp(x) (~1 ulp; overflows to inf above ~88.7)."""
@@ -313,14 +316,14 @@ def exp(self, x: Tensor, y: Tensor) -> None:
         np.exp(x.a.reshape(y.shape), out=y.w)
 
 
-@kernel(FAMILY, "y dy dx:out", check=same_size, c="qr_exp_bwd_f32(y, dy, dx, n)", tol=EXACT,
+@primitive("y dy dx:out", check=same_size, c="qr_exp_bwd_f32(y, dy, dx, n)", tol=EXACT,
         examples=[dict(y=_POS, dy=(7, 33), dx=(7, 33))])
 def exp_bwd(self, y: Tensor, dy: Tensor, dx: Tensor) -> None:
     """dx = dy * y, y = exp(x) (the forward's output)."""
     np.multiply(dy.a.reshape(dx.shape), y.a.reshape(dx.shape), out=dx.w)
 
 
-@kernel(FAMILY, "x y:out", check=same_size, c="qr_log_f32(x, y, n)", tol=(2e-7, 1e-7),
+@primitive("x y:out", check=same_size, c="qr_log_f32(x, y, n)", tol=(2e-7, 1e-7),
         examples=[dict(x=_POS, y=(7, 33)), dict(x=((40,), 1e-30, 1e30), y=(40,))])
 def log(self, x: Tensor, y: Tensor) -> None:
     """y = log(x) (~1 ulp; log 0 = -inf, log of a negative = NaN)."""
@@ -328,7 +331,7 @@ def log(self, x: Tensor, y: Tensor) -> None:
         np.log(x.a.reshape(y.shape), out=y.w)
 
 
-@kernel(FAMILY, "x dy dx:out", check=same_size, c="qr_log_bwd_f32(x, dy, dx, n)", tol=EXACT,
+@primitive("x dy dx:out", check=same_size, c="qr_log_bwd_f32(x, dy, dx, n)", tol=EXACT,
         examples=[dict(x=_POS, dy=(7, 33), dx=(7, 33))])
 def log_bwd(self, x: Tensor, dy: Tensor, dx: Tensor) -> None:
     """dx = dy / x."""
@@ -336,7 +339,7 @@ def log_bwd(self, x: Tensor, dy: Tensor, dx: Tensor) -> None:
         np.divide(dy.a.reshape(dx.shape), x.a.reshape(dx.shape), out=dx.w)
 
 
-@kernel(FAMILY, "x y:out", check=same_size, c="qr_sqrt_f32(x, y, n)", tol=EXACT,
+@primitive("x y:out", check=same_size, c="qr_sqrt_f32(x, y, n)", tol=EXACT,
         examples=[dict(x=_POS, y=(7, 33))])
 def sqrt(self, x: Tensor, y: Tensor) -> None:
     """y = sqrt(x), correctly rounded (NaN for x < 0)."""
@@ -344,7 +347,7 @@ def sqrt(self, x: Tensor, y: Tensor) -> None:
         np.sqrt(x.a.reshape(y.shape), out=y.w)
 
 
-@kernel(FAMILY, "y dy dx:out", check=same_size, c="qr_sqrt_bwd_f32(y, dy, dx, n)", tol=EXACT,
+@primitive("y dy dx:out", check=same_size, c="qr_sqrt_bwd_f32(y, dy, dx, n)", tol=EXACT,
         examples=[dict(y=_POS, dy=(7, 33), dx=(7, 33))])
 def sqrt_bwd(self, y: Tensor, dy: Tensor, dx: Tensor) -> None:
     """dx = dy / (2 y), y = sqrt(x) (the forward's output)."""
@@ -355,14 +358,14 @@ def sqrt_bwd(self, y: Tensor, dy: Tensor, dx: Tensor) -> None:
         np.divide(dy.a.reshape(dx.shape), t, out=dx.w)
 
 
-@kernel(FAMILY, "x y:out", check=same_size, c="qr_abs_f32(x, y, n)", tol=EXACT,
+@primitive("x y:out", check=same_size, c="qr_abs_f32(x, y, n)", tol=EXACT,
         examples=_XY)
 def abs(self, x: Tensor, y: Tensor) -> None:
     """y = |x|."""
     np.abs(x.a.reshape(y.shape), out=y.w)
 
 
-@kernel(FAMILY, "x dy dx:out", check=same_size, c="qr_abs_bwd_f32(x, dy, dx, n)", tol=EXACT,
+@primitive("x dy dx:out", check=same_size, c="qr_abs_bwd_f32(x, dy, dx, n)", tol=EXACT,
         examples=[dict(x=(7, 33), dy=(7, 33), dx=(7, 33))])
 def abs_bwd(self, x: Tensor, dy: Tensor, dx: Tensor) -> None:
     """dx = dy * sign(x), sign(0) = 0 (PyTorch's subgradient)."""
@@ -371,13 +374,13 @@ def abs_bwd(self, x: Tensor, dy: Tensor, dx: Tensor) -> None:
     np.multiply(dy.a.reshape(dx.shape), s, out=dx.w)
 
 
-@kernel(FAMILY, "x y:out", check=same_size, c="qr_neg_f32(x, y, n)", tol=EXACT, examples=_XY)
+@primitive("x y:out", check=same_size, c="qr_neg_f32(x, y, n)", tol=EXACT, examples=_XY)
 def neg(self, x: Tensor, y: Tensor) -> None:
     """y = -x."""
     np.negative(x.a.reshape(y.shape), out=y.w)
 
 
-@kernel(FAMILY, "dy dx:out", check=same_size, c="qr_neg_bwd_f32(dy, dx, n)", tol=EXACT,
+@primitive("dy dx:out", check=same_size, c="qr_neg_bwd_f32(dy, dx, n)", tol=EXACT,
         examples=[dict(dy=(7, 33), dx=(7, 33))])
 def neg_bwd(self, dy: Tensor, dx: Tensor) -> None:
     """dx = -dy."""

@@ -19,12 +19,13 @@ scores (the C kernel never does). Shapes (float32, row-major):
 from __future__ import annotations
 
 import math
+import operator
 
 import numpy as np
 
 from ...errors import KernelError
 from ...tensor import Tensor
-from .spec import EXACT, kernel, same_size
+from .spec import EXACT, Fit, kernel, same_size
 
 FAMILY = "fused"
 
@@ -59,7 +60,7 @@ def masked_dims(kernel: str, x: Tensor, causal: bool) -> tuple[int, int, int]:
 def attention_dims(kernel: str, q: Tensor, k: Tensor, n_heads: int, n_kv_heads: int,
                    causal: bool) -> tuple[int, int, int, int, int, int]:
     """(B, Tq, Tk, H, Hkv, D) for q [B, Tq, H, D], k [B, Tk, Hkv, D], or KernelError."""
-    H, Hkv = int(n_heads), int(n_kv_heads)
+    H, Hkv = operator.index(n_heads), operator.index(n_kv_heads)   # ints, never truncated
     if H <= 0 or Hkv <= 0 or H % Hkv:
         raise KernelError(f"{kernel}: n_heads={n_heads} must be a positive multiple of "
                           f"n_kv_heads={n_kv_heads}")
@@ -104,7 +105,7 @@ def check_attention(kernel: str, q: Tensor, k: Tensor, v: Tensor, out: Tensor, l
 def decode_dims(kernel: str, q: Tensor, k_cache: Tensor, n_ctx: int, n_heads: int,
                 n_kv_heads: int) -> tuple[int, int, int, int, int]:
     """(B, H, Hkv, D, max_ctx) for q [B, H, D], caches [B, max_ctx, Hkv, D]."""
-    H, Hkv = int(n_heads), int(n_kv_heads)
+    H, Hkv = operator.index(n_heads), operator.index(n_kv_heads)
     if H <= 0 or Hkv <= 0 or H % Hkv:
         raise KernelError(f"{kernel}: n_heads={n_heads} must be a positive multiple of "
                           f"n_kv_heads={n_kv_heads}")
@@ -115,7 +116,7 @@ def decode_dims(kernel: str, q: Tensor, k_cache: Tensor, n_ctx: int, n_heads: in
     mc = k_cache.size // (B * Hkv * D) if B else 0
     if k_cache.size != B * mc * Hkv * D or k_cache.cols != D:
         raise KernelError(f"{kernel}: k_cache {k_cache.shape} must be [{B}, max_ctx, {Hkv}, {D}]")
-    if not 1 <= int(n_ctx) <= mc:
+    if not 1 <= operator.index(n_ctx) <= mc:
         raise KernelError(f"{kernel}: n_ctx={n_ctx} outside [1, max_ctx={mc}]")
     return B, H, Hkv, D, mc
 
@@ -129,7 +130,7 @@ def check_rope(kernel: str, x: Tensor, y: Tensor, pos_offset, theta,
                half_split) -> tuple[int, int, int, int]:
     """(B, T, H, D) of a RoPE call: the shapes, the scalars, and no partial overlap."""
     dims = rope_dims(kernel, x, y)
-    if pos_offset < 0 or not theta > 0:
+    if operator.index(pos_offset) < 0 or not theta > 0:
         raise KernelError(f"{kernel}: pos_offset={pos_offset} must be >= 0, theta={theta} > 0")
     if x.p != y.p and x.p < y.p + 4 * y.size and y.p < x.p + 4 * x.size:
         raise KernelError(f"{kernel}: x and y overlap partially")
@@ -202,8 +203,8 @@ def swiglu_bwd(self, gate: Tensor, up: Tensor, dy: Tensor, dgate: Tensor, dup: T
     """dgate = dy * up * sg * (1 + g (1 - sg)) with sg = sigmoid(g); dup = dy * silu(g)."""
     g, DY = gate.a.reshape(-1), dy.a.reshape(-1)
     DG, DU = dgate.w.reshape(-1), dup.w.reshape(-1)
-    silu, sg, t, a = (self._scratch(k, g.shape) for k in ("swiglu_d", "swiglu_sg", "swiglu_t",
-                                                           "swiglu_a"))
+    silu, sg = self._scratch("swiglu_d", g.shape), self._scratch("swiglu_sg", g.shape)
+    t, a = self._scratch("swiglu_t", g.shape), self._scratch("swiglu_a", g.shape)
     np.negative(g, out=silu)
     with np.errstate(over="ignore"):
         np.exp(silu, out=silu)
@@ -220,28 +221,30 @@ def swiglu_bwd(self, gate: Tensor, up: Tensor, dy: Tensor, dgate: Tensor, dup: T
 
 
 # ----------------------------------------------------------------------------- broadcast
-def bcast_dims(kernel: str, x: Tensor, b: Tensor, *like: Tensor | None) -> tuple[int, int]:
-    """(rows, N) of x [..., N] with b [N] and each of ``like`` (None: absent) the size of x."""
-    like = tuple(t for t in like if t is not None)
-    if b.size != x.cols or any(t.size != x.size for t in like):
-        raise KernelError(f"{kernel}: x {x.shape}, {b.shape} must be the last dimension "
-                          f"({x.cols}); " + ", ".join(str(t.shape) for t in like) + " like x")
-    return x.rows, x.cols
+def _bcast(x: str, b: str, like: str, like_b: str = "") -> Fit:
+    """The check of a broadcast kernel: (rows, n) of ``x`` [..., n], ``b`` [n], each of
+    ``like`` (names) the size of x, ``like_b`` (a gradient of b) the size of b."""
+    fits = {b: "{t}.size == n", like: f"{{t}}.size == {x}.size"}
+    if like_b:
+        fits[like_b] = f"{{t}}.size == {b}.size"
+    return Fit({"rows": f"{x}.rows", "n": f"{x}.cols"}, fits,
+               f"do not fit: {b} must be the last dimension of {x} ({{n}}), "
+               f"{'/'.join(like.split())} like {x}" + (f", {like_b} like {b}" if like_b else ""))
 
 
 _BC = dict(x=(7, 33), b=(33,), y=(7, 33))
 
 
-@kernel(FAMILY, "x b y:out", check=lambda kernel, x, b, y: bcast_dims(kernel, x, b, y),
-        dims="rows n", c="qr_add_bcast_f32(x, b, y, rows, n)", replay=True, tol=EXACT,
+@kernel(FAMILY, "x b y:out", check=_bcast("x", "b", "y"),
+        c="qr_add_bcast_f32(x, b, y, rows, n)", replay=True, tol=EXACT,
         examples=[_BC])
 def add_bcast(self, x: Tensor, b: Tensor, y: Tensor) -> None:
     """y[..., N] = x + b[N] (y may alias x)."""
-    np.add(self._m(x), b.a.reshape(-1), out=self._mw(y))
+    X = self._m(x)
+    np.add(X, b.a.reshape(-1), out=y.w.reshape(X.shape))
 
 
-@kernel(FAMILY, "dy dx:out? db:inout",
-        check=lambda kernel, dy, dx, db: bcast_dims(kernel, dy, db, dx), dims="rows n",
+@kernel(FAMILY, "dy dx:out? db:inout", check=_bcast("dy", "db", "dx"),
         c="qr_add_bcast_bwd_f32(dy, dx, db, rows, n)", tol=(1e-5, 1e-5),
         examples=[dict(dy=(7, 33), dx=(7, 33), db=(33,)), dict(dy=(40, 3), dx=None, db=(3,))])
 def add_bcast_bwd(self, dy: Tensor, dx: Tensor | None, db: Tensor) -> None:
@@ -254,30 +257,23 @@ def add_bcast_bwd(self, dy: Tensor, dx: Tensor | None, db: Tensor) -> None:
         np.copyto(DX.reshape(-1), dy.a.reshape(-1))
 
 
-@kernel(FAMILY, "x w y:out", check=lambda kernel, x, w, y: bcast_dims(kernel, x, w, y),
-        dims="rows n", c="qr_mul_bcast_f32(x, w, y, rows, n)", tol=EXACT,
+@kernel(FAMILY, "x w y:out", check=_bcast("x", "w", "y"),
+        c="qr_mul_bcast_f32(x, w, y, rows, n)", tol=EXACT,
         examples=[dict(x=(7, 33), w=(33,), y=(7, 33))])
 def mul_bcast(self, x: Tensor, w: Tensor, y: Tensor) -> None:
     """y[..., N] = x * w[N] (y may alias x)."""
-    np.multiply(self._m(x), w.a.reshape(-1), out=self._mw(y))
+    X = self._m(x)
+    np.multiply(X, w.a.reshape(-1), out=y.w.reshape(X.shape))
 
 
-def check_mul_bcast_bwd(kernel: str, x: Tensor, w: Tensor, dy: Tensor, dx: Tensor | None,
-                        dw: Tensor) -> tuple[int, int]:
-    dims = bcast_dims(kernel, x, w, dy, dx)
-    if dw.size != w.size:
-        raise KernelError(f"{kernel}: dw {dw.shape} must be like w {w.shape}")
-    return dims
-
-
-@kernel(FAMILY, "x w dy dx:out? dw:inout", check=check_mul_bcast_bwd, dims="rows n",
+@kernel(FAMILY, "x w dy dx:out? dw:inout", check=_bcast("x", "w", "dy dx", "dw"),
         c="qr_mul_bcast_bwd_f32(x, w, dy, dx, dw, rows, n)", tol=(1e-5, 1e-5),
         examples=[dict(x=(7, 33), w=(33,), dy=(7, 33), dx=(7, 33), dw=(33,)),
                   dict(x=(40, 3), w=(3,), dy=(40, 3), dx=None, dw=(3,))])
 def mul_bcast_bwd(self, x: Tensor, w: Tensor, dy: Tensor, dx: Tensor | None, dw: Tensor) -> None:
     """dx = dy * w (None: not written; may alias dy); dw[N] += sum over rows of dy * x."""
-    DY, X, dwf = self._m(dy), self._m(x), dw.w.reshape(-1)
-    DX = None if dx is None else self._mw(dx)
+    X, dwf = self._m(x), dw.w.reshape(-1)
+    DY, DX = dy.a.reshape(X.shape), None if dx is None else dx.w.reshape(X.shape)
     prod, col = self._scratch("mul_bcast_prod", DY.shape), self._scratch("bcast_col", dwf.shape)
     np.multiply(DY, X, out=prod)
     np.sum(prod, axis=0, dtype=np.float32, out=col)

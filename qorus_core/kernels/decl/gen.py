@@ -6,25 +6,34 @@ call runs exactly what a hand-written method would, and no more:
 NumPy set::
 
     def relu(self, x, y):
-        if not (x.size == y.size):          # a Rule, inlined (a check function: one call)
-            _check('relu', x, y)            # ... which raises the declared KernelError
-        return _impl(self, x, y)            # the declaration's NumPy implementation
+        try:
+            if not (x.size == y.size):      # a Rule, inlined (a check function: one call)
+                _check('relu', x, y)        # ... which raises the declared KernelError
+            return _impl(self, x, y)        # the declaration's NumPy implementation
+        except _ARG_ERRORS as exc:          # an argument of the wrong kind: KernelError
+            _diagnose(exc, x, y)            # naming it (args.py); else the error stands
+            raise
 
 C set::
 
     def relu(self, x, y):
-        if x.dtype != "f32" or y.dtype != "f32":       # the declared dtypes, and c_when
-            return self.fallback.relu(x, y)
-        if not (x.size == y.size):
-            _check('relu', x, y)
-        n = y.size
-        rc = self._qr_relu_f32(x.p, y.wp, n)           # bound at load, typed from the table
-        if rc:
-            raise _error('relu', rc, x, y)
+        try:
+            if x.dtype != "f32" or y.dtype != "f32":   # the declared dtypes, and c_when
+                return self.fallback.relu(x, y)
+            n = y.size
+            if not (x.size == y.size):
+                _check('relu', x, y)
+            rc = self._qr_relu_f32(x.p, y.wp, n)       # bound at load, typed from the table
+            if rc:
+                raise _error('relu', rc, x, y)
+        except _ARG_ERRORS as exc:
+            _diagnose(exc, x, y)
+            raise
 
-The source is registered with ``linecache``, so a traceback shows the generated line. The
-bound C functions are attributes of the kernel-set instance (``_<symbol>``, or the dict
-``_v_<kernel>`` of a kernel with variants), which is what ``replay.record`` wraps.
+(a ``try`` costs nothing until something raises). The source is registered with
+``linecache``, so a traceback shows the generated line. The bound C functions are attributes
+of the kernel-set instance (``_<symbol>``, or the dict ``_v_<kernel>`` of a kernel with
+variants), which is what ``replay.record`` wraps.
 """
 
 from __future__ import annotations
@@ -32,6 +41,7 @@ from __future__ import annotations
 import linecache
 from collections.abc import Callable
 
+from .args import ARG_ERRORS, diagnosis
 from .spec import DECLARED, Inline, Kernel, Rule, c_error, sizes_error
 
 __all__ = ["check_function", "numpy_method", "c_method", "install", "source"]
@@ -47,12 +57,14 @@ def _compile(src: str, name: str, filename: str, env: dict) -> Callable:
     return env[name]
 
 
-def _check_lines(k: Kernel, dims: bool = True) -> list[str]:
-    """The statements that check the arguments (and bind the dims, if ``dims``)."""
+def _check_lines(k: Kernel, dims: bool) -> list[str]:
+    """The statements that check the arguments, binding the dims if ``dims`` (or if an
+    inlined condition reads them)."""
     args = ", ".join(k.params)
-    if isinstance(k.check, Rule) and (dims or not isinstance(k.check, Inline)):
-        cond, exprs, _ = k.check.parts(k)   # the dims first: an Inline's cond may use them
-        return [f"{d} = {e}" for d, e in zip(k.dims, exprs) if dims] + \
+    if isinstance(k.check, Rule):
+        cond, exprs, _ = k.check.parts(k)
+        bind = dims or k.check.cond_reads_dims
+        return [f"{d} = {e}" for d, e in zip(k.dims, exprs) if bind] + \
             [f"if not ({cond}):", f"    _check({k.name!r}, {args})"]
     call = f"_check({k.name!r}, {args})"
     return [f"{', '.join(k.dims)} = {call}" if k.dims and dims else call]
@@ -75,7 +87,7 @@ def check_function(k: Kernel) -> Callable:
             "".join(f"    {line}\n" for line in body)
         fn = _compile(src, f"check_{k.name}", f"<check of kernel {k.name}>",
                       {"__name__": "qorus_core.kernels.decl.checks", "_sizes": sizes_error,
-                       "_error": getattr(k.check, "error", None)})
+                       "_full": k.check.check if isinstance(k.check, Inline) else None})
     _CHECKS[k] = fn
     return fn
 
@@ -89,14 +101,29 @@ def _finish(fn: Callable, k: Kernel, owner: str) -> Callable:
     return fn
 
 
+def _method(k: Kernel, which: str, body: list[str], env: dict) -> Callable:
+    """Compile ``body`` as the method ``k.name`` of the ``which`` set, inside the ``try``
+    whose ``except`` names an argument of the wrong kind (see the module docs)."""
+    args = ", ".join(k.params)
+    lines = ["try:", *(f"    {s}" for s in body), "except _ARG_ERRORS as exc:",
+             f"    _diagnose(exc, {args})", "    raise"]
+    src = f"def {k.name}(self, {args}):\n" + "".join(f"    {s}\n" for s in lines)
+    _SOURCES[(which, k.name)] = src
+    owner = {"numpy": "NumpyKernels", "c": "CKernels"}[which]
+    env = {"__name__": f"qorus_core.kernels.{which}", "_ARG_ERRORS": ARG_ERRORS,
+           "_diagnose": diagnosis(k), **env}
+    fn = _compile(src, k.name, f"<kernel {k.name} ({owner})>", env)
+    return _finish(fn, k, owner)
+
+
 def numpy_method(k: Kernel) -> Callable:
-    """The NumPy set's method: the check, then the implementation."""
-    body = _check_lines(k, dims=False) + [f"return _impl(self, {', '.join(k.params)})"]
-    src = f"def {k.name}(self, {', '.join(k.params)}):\n" + "".join(f"    {s}\n" for s in body)
-    _SOURCES[("numpy", k.name)] = src
-    env = {"__name__": "qorus_core.kernels.numpy", "_check": check_function(k), "_impl": k.numpy}
-    fn = _compile(src, k.name, f"<kernel {k.name} (NumPy set)>", env)
-    return _finish(fn, k, "NumpyKernels")
+    """The NumPy set's method: the check, then the implementation. A float parameter that is
+    None is refused first (NumPy would take it as NaN; ctypes refuses it on the C set)."""
+    floats = [p for p in k.scalars if k.numpy.__annotations__.get(p) == "float"]
+    body = [f"if {' or '.join(f'{p} is None' for p in floats)}:",
+            "    raise TypeError('None for a float')"] if floats else []
+    body += _check_lines(k, dims=False) + [f"return _impl(self, {', '.join(k.params)})"]
+    return _method(k, "numpy", body, {"_check": check_function(k), "_impl": k.numpy})
 
 
 def _c_arg(k: Kernel, expr: str, ctype: str) -> str:
@@ -112,14 +139,12 @@ def _c_arg(k: Kernel, expr: str, ctype: str) -> str:
 def c_method(k: Kernel) -> Callable:
     """The C set's method: dtypes (else the NumPy fallback), the check, the C call and its
     return code."""
-    if k.c_impl is not None:
-        return _finish(k.c_impl, k, "CKernels")
+    if k.c_impl is not None:                     # hand-written: called inside the try
+        return _method(k, "c", [f"return _impl(self, {', '.join(k.params)})"],
+                       {"_impl": k.c_impl})
     args = ", ".join(k.params)
     if not k.c:                                  # declared without C: NumPy serves it
-        src = f"def {k.name}(self, {args}):\n    return self.fallback.{k.name}({args})\n"
-        fn = _compile(src, k.name, f"<kernel {k.name} (C set, NumPy only)>",
-                      {"__name__": "qorus_core.kernels.c"})
-        return _finish(fn, k, "CKernels")
+        return _method(k, "c", [f"return self.fallback.{k.name}({args})"], {})
     declines = []
     for o in k.operands:
         if o.tensor and o.dtype != "any":
@@ -130,7 +155,7 @@ def c_method(k: Kernel) -> Callable:
     body = []
     if declines:
         body += [f"if {' or '.join(declines)}:", f"    return self.fallback.{k.name}({args})"]
-    body += _check_lines(k)
+    body += _check_lines(k, dims=True)
     sym = next(iter(k.c.values()))               # every variant takes the same arguments
     cargs = ", ".join(_c_arg(k, a.expr, a.ctype) for a in sym.args)
     fn = f"self._v_{k.name}[{k.variant}]" if k.variant else f"self._{sym.symbol}"
@@ -139,12 +164,7 @@ def c_method(k: Kernel) -> Callable:
     else:
         body += [f"v = {fn}({cargs})", "if v < 0:",
                  f"    raise _error({k.name!r}, int(v), {args})", "return v"]
-    src = f"def {k.name}(self, {args}):\n" + "".join(f"    {s}\n" for s in body)
-    _SOURCES[("c", k.name)] = src
-    env = {"__name__": "qorus_core.kernels.c", "_check": check_function(k),
-           "_error": k.on_error or c_error}
-    fn = _compile(src, k.name, f"<kernel {k.name} (C set)>", env)
-    return _finish(fn, k, "CKernels")
+    return _method(k, "c", body, {"_check": check_function(k), "_error": k.on_error or c_error})
 
 
 def source(which: str, name: str) -> str | None:
@@ -152,9 +172,8 @@ def source(which: str, name: str) -> str | None:
     return _SOURCES.get((which, name))
 
 
-def install(cls: type, which: str, names=None) -> None:
-    """Set the generated method of every declared kernel (or of ``names``) on ``cls``."""
+def install(cls: type, which: str) -> None:
+    """Set the generated method of every declared kernel on ``cls``."""
     make = numpy_method if which == "numpy" else c_method
     for k in DECLARED.values():
-        if names is None or k.name in names:
-            setattr(cls, k.name, make(k))
+        setattr(cls, k.name, make(k))

@@ -7,7 +7,7 @@ import numpy as np
 
 from ...errors import KernelError
 from ...tensor import Tensor
-from .spec import EXACT, c_error, kernel, sizes_error
+from .spec import EXACT, Fit, c_error, kernel, sizes_error
 
 FAMILY = "loss"
 
@@ -114,14 +114,9 @@ def mse(self, pred: Tensor, target: Tensor, dpred: Tensor | None) -> float:
     return loss
 
 
-def check_count_correct(kernel: str, logits: Tensor, targets: Tensor) -> tuple[int, int]:
-    if targets.size != logits.rows:
-        raise sizes_error(kernel, f"do not fit: {targets.size} targets for {logits.rows} rows",
-                          logits=logits, targets=targets)
-    return logits.rows, logits.cols
-
-
-@kernel(FAMILY, "logits targets:i32", check=check_count_correct, dims="rows c",
+@kernel(FAMILY, "logits targets:i32",
+        check=Fit({"rows": "logits.rows", "c": "logits.cols"}, {"targets": "{t}.size == rows"},
+                  "do not fit: one target for each of the {rows} rows"),
         c="qr_count_correct_f32(logits, targets, rows, c) -> i64", tol=EXACT,
         examples=[dict(logits=(40, 3), targets=((40,), 0, 3))])
 def count_correct(self, logits: Tensor, targets: Tensor) -> int:

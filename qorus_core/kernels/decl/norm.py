@@ -8,9 +8,30 @@ from __future__ import annotations
 import numpy as np
 
 from ...tensor import Tensor
-from .spec import kernel, same_rows, sizes_error
+from .spec import Fit, kernel, same_rows
 
 FAMILY = "norm"
+
+
+def _fits_x(like: str, per_col: str, per_row: str) -> Fit:
+    """The check of a row-wise kernel over x [rows, n]: each of ``like`` (names) shaped as
+    x (its size and last dimension), ``per_col`` of n values, ``per_row`` of rows."""
+    slash = lambda names: "/".join(names.split())  # noqa: E731
+    return Fit({"rows": "x.rows", "n": "x.cols"},
+               {like: "{t}.size == x.size and {t}.cols == n", per_col: "{t}.size == n",
+                per_row: "{t}.size == rows"},
+               f"do not fit: {slash(like)} like x, {slash(per_col)} of {{n}}, "
+               f"{slash(per_row)} of {{rows}}")
+
+
+def _rstd(self, key: str, X: np.ndarray, rs: np.ndarray, eps: float) -> None:
+    """rs [rows, 1] = 1 / sqrt(mean(X^2) + eps) per row (X centred, for LayerNorm)."""
+    t = self._scratch(key, X.shape)
+    np.multiply(X, X, out=t)
+    np.mean(t, axis=1, keepdims=True, out=rs)
+    np.add(rs, np.float32(eps), out=rs)
+    np.sqrt(rs, out=rs)
+    np.reciprocal(rs, out=rs)
 
 
 @kernel(FAMILY, "x y:out", check=same_rows, c="qr_softmax_f32(x, y, rows, n)",
@@ -40,20 +61,11 @@ def softmax_bwd(self, y: Tensor, dy: Tensor, dx: Tensor) -> None:
 
 
 # ----------------------------------------------------------------------------- layernorm
-def check_layernorm(kernel: str, x: Tensor, gamma: Tensor, beta: Tensor, y: Tensor,
-                    mean: Tensor, rstd: Tensor, eps) -> tuple[int, int]:
-    n, r = x.cols, x.rows
-    if y.size != x.size or y.cols != n or gamma.size != n or beta.size != n \
-            or mean.size != r or rstd.size != r:
-        raise sizes_error(kernel, f"do not fit: y like x, gamma/beta of {n}, mean/rstd of {r}",
-                          x=x, y=y, gamma=gamma, beta=beta, mean=mean, rstd=rstd)
-    return r, n
-
-
 _LN = dict(x=(5, 16), gamma=(16,), beta=(16,), y=(5, 16), mean=(5,), rstd=(5,), eps=1e-5)
 
 
-@kernel(FAMILY, "x gamma beta y:out mean:out rstd:out", check=check_layernorm, dims="rows n",
+@kernel(FAMILY, "x gamma beta y:out mean:out rstd:out",
+        check=_fits_x("y", "gamma beta", "mean rstd"),
         c="qr_layernorm_f32(x, gamma, beta, y, mean, rstd, rows, n, eps:f32)", replay=True,
         examples=[_LN])
 def layernorm(self, x: Tensor, gamma: Tensor, beta: Tensor, y: Tensor, mean: Tensor,
@@ -64,28 +76,10 @@ def layernorm(self, x: Tensor, gamma: Tensor, beta: Tensor, y: Tensor, mean: Ten
     rs = rstd.w.reshape(-1, 1)
     np.mean(X, axis=1, keepdims=True, out=mu)
     np.subtract(X, mu, out=Y)
-    t = self._scratch("ln_t", Y.shape)
-    np.multiply(Y, Y, out=t)
-    np.mean(t, axis=1, keepdims=True, out=rs)
-    np.add(rs, np.float32(eps), out=rs)
-    np.sqrt(rs, out=rs)
-    np.reciprocal(rs, out=rs)
+    _rstd(self, "ln_t", Y, rs, eps)
     np.multiply(Y, rs, out=Y)
     np.multiply(Y, gamma.a.reshape(-1), out=Y)
     np.add(Y, beta.a.reshape(-1), out=Y)
-
-
-def check_layernorm_bwd(kernel: str, x: Tensor, gamma: Tensor, mean: Tensor, rstd: Tensor,
-                        dy: Tensor, dx: Tensor | None, dgamma: Tensor,
-                        dbeta: Tensor) -> tuple[int, int]:
-    n, r = x.cols, x.rows
-    if dy.size != x.size or dy.cols != n or gamma.size != n or dgamma.size != n \
-            or dbeta.size != n or mean.size != r or rstd.size != r \
-            or (dx is not None and (dx.size != x.size or dx.cols != n)):
-        raise sizes_error(kernel, f"do not fit: dy/dx like x, gamma/dgamma/dbeta of {n}, "
-                          f"mean/rstd of {r}", x=x, dy=dy, dx=dx, gamma=gamma, dgamma=dgamma,
-                          dbeta=dbeta, mean=mean, rstd=rstd)
-    return r, n
 
 
 _LNB = dict(x=(5, 16), gamma=(16,), mean=(5,), rstd=((5,), 0.5, 2.0), dy=(5, 16), dx=(5, 16),
@@ -93,7 +87,7 @@ _LNB = dict(x=(5, 16), gamma=(16,), mean=(5,), rstd=((5,), 0.5, 2.0), dy=(5, 16)
 
 
 @kernel(FAMILY, "x gamma mean rstd dy dx:out? dgamma:inout dbeta:inout",
-        check=check_layernorm_bwd, dims="rows n",
+        check=_fits_x("dy dx", "gamma dgamma dbeta", "mean rstd"),
         c="qr_layernorm_bwd_f32(x, gamma, mean, rstd, dy, dx, dgamma, dbeta, rows, n)",
         examples=[_LNB, {**_LNB, "dx": None}], tol=(1e-5, 1e-5))
 def layernorm_bwd(self, x: Tensor, gamma: Tensor, mean: Tensor, rstd: Tensor, dy: Tensor,
@@ -128,49 +122,25 @@ def layernorm_bwd(self, x: Tensor, gamma: Tensor, mean: Tensor, rstd: Tensor, dy
 
 
 # ----------------------------------------------------------------------------- rmsnorm
-def check_rmsnorm(kernel: str, x: Tensor, weight: Tensor, y: Tensor, rstd: Tensor,
-                  eps) -> tuple[int, int]:
-    n, r = x.cols, x.rows
-    if y.size != x.size or y.cols != n or weight.size != n or rstd.size != r:
-        raise sizes_error(kernel, f"do not fit: y like x, weight of {n}, rstd of {r}", x=x, y=y,
-                          weight=weight, rstd=rstd)
-    return r, n
-
-
-@kernel(FAMILY, "x weight y:out rstd:out", check=check_rmsnorm, dims="rows n",
+@kernel(FAMILY, "x weight y:out rstd:out", check=_fits_x("y", "weight", "rstd"),
         c="qr_rmsnorm_f32(x, weight, y, rstd, rows, n, eps:f32)", replay=True,
         examples=[dict(x=(5, 16), weight=(16,), y=(5, 16), rstd=(5,), eps=1e-6)])
 def rmsnorm(self, x: Tensor, weight: Tensor, y: Tensor, rstd: Tensor, eps: float) -> None:
     """y = x * rstd * weight per row, rstd = 1/sqrt(mean(x^2) + eps) saved (rows,)."""
     X, Y = self._m(x), self._mw(y)
     rs = rstd.w.reshape(-1, 1)
-    t = self._scratch("rms_t", X.shape)
-    np.multiply(X, X, out=t)
-    np.mean(t, axis=1, keepdims=True, out=rs)
-    np.add(rs, np.float32(eps), out=rs)
-    np.sqrt(rs, out=rs)
-    np.reciprocal(rs, out=rs)
+    _rstd(self, "rms_t", X, rs, eps)
     np.multiply(X, rs, out=Y)
     np.multiply(Y, weight.a.reshape(-1), out=Y)
-
-
-def check_rmsnorm_bwd(kernel: str, x: Tensor, weight: Tensor, rstd: Tensor, dy: Tensor,
-                      dx: Tensor | None, dweight: Tensor) -> tuple[int, int]:
-    n, r = x.cols, x.rows
-    if dy.size != x.size or dy.cols != n or weight.size != n or dweight.size != n \
-            or rstd.size != r or (dx is not None and (dx.size != x.size or dx.cols != n)):
-        raise sizes_error(kernel, f"do not fit: dy/dx like x, weight/dweight of {n}, rstd "
-                          f"of {r}", x=x, dy=dy, dx=dx, weight=weight, dweight=dweight,
-                          rstd=rstd)
-    return r, n
 
 
 _RMB = dict(x=(5, 16), weight=(16,), rstd=((5,), 0.5, 2.0), dy=(5, 16), dx=(5, 16),
             dweight=(16,))
 
 
-@kernel(FAMILY, "x weight rstd dy dx:out? dweight:inout", check=check_rmsnorm_bwd,
-        dims="rows n", c="qr_rmsnorm_bwd_f32(x, weight, rstd, dy, dx, dweight, rows, n)",
+@kernel(FAMILY, "x weight rstd dy dx:out? dweight:inout",
+        check=_fits_x("dy dx", "weight dweight", "rstd"),
+        c="qr_rmsnorm_bwd_f32(x, weight, rstd, dy, dx, dweight, rows, n)",
         examples=[_RMB, {**_RMB, "dx": None}], tol=(1e-5, 1e-5))
 def rmsnorm_bwd(self, x: Tensor, weight: Tensor, rstd: Tensor, dy: Tensor, dx: Tensor | None,
                 dweight: Tensor) -> None:

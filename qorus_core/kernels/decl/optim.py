@@ -4,6 +4,7 @@ Adam / AdamW, bit for bit the same float32 operations on both kernel sets."""
 from __future__ import annotations
 
 import math
+import operator
 
 import numpy as np
 
@@ -62,7 +63,7 @@ def check_adam(kernel: str, p: Tensor, g: Tensor, m: Tensor, v: Tensor, lr, beta
                weight_decay, step, decoupled) -> int:
     if not (g.size == m.size == v.size == p.size):
         raise sizes_error(kernel, "must have the same size", p=p, g=g, m=m, v=v)
-    if step < 1:
+    if operator.index(step) < 1:
         raise KernelError(f"{kernel}: step={step}: steps count from 1")
     return p.size
 

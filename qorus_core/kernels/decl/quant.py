@@ -53,7 +53,7 @@ def check_quantize(kernel: str, x: Tensor, out, qtype):
         rb = row_bytes(name, k)
     except KernelError as exc:           # k not a whole number of blocks
         raise KernelError(f"{kernel}: x {x.shape}: {exc}") from None
-    buf = _as_bytes(out, f"{kernel} {name} out", writable=True)
+    buf = _as_bytes(out, f"{kernel}: {name} out", writable=True)
     if buf.nbytes != rows * rb:
         raise KernelError(f"{kernel}: x {x.shape} as {name} needs {rows * rb} bytes ({rows} "
                           f"rows of {rb}), out has {buf.nbytes}")
@@ -97,7 +97,9 @@ def check_linears(kernel: str, x: Tensor, ws: Sequence, ys: Sequence[Tensor]) ->
     the gemm of ``linear``)."""
     if len(ws) != len(ys):
         raise KernelError(f"{kernel}: {len(ws)} weights but {len(ys)} outputs")
-    for w, y in zip(ws, ys):
+    for i, (w, y) in enumerate(zip(ws, ys)):
+        if not isinstance(y, Tensor):
+            raise KernelError(f"{kernel}: ys[{i}] must be a Tensor, got {type(y).__name__}")
         if isinstance(w, QWeight):
             check_mm(kernel, x, w, y)
         else:
@@ -156,11 +158,9 @@ def embedding_q(self, ids: Tensor, w: QWeight, y: Tensor) -> None:
 
 
 def _qf_scratch(self, name: str, shape: tuple[int, int]) -> Tensor:
-    cache = self.__dict__.setdefault("_qf_buffers", {})
-    t = cache.get((name, shape))
-    if t is None:
-        t = cache[(name, shape)] = Tensor(np.empty(shape, np.float32), f"matmul_qf {name}")
-    return t
+    """This thread's scratch Tensor ``name`` of ``shape`` for matmul_qf (made once)."""
+    return self._kept(("matmul_qf", name, shape),
+                      lambda: Tensor(np.empty(shape, np.float32), f"matmul_qf {name}"))
 
 
 _MM_TOL = (1e-5, 1e-5)

@@ -24,30 +24,23 @@ import numpy as np
 
 from ...errors import KernelError
 from ...tensor import Tensor
-from .spec import EXACT, kernel
+from .spec import EXACT, Fit, kernel
 
 FAMILY = "rnn"
 _TOL = (2e-5, 2e-6)
 
 
-def cell_dims(kernel: str, gates: int, state: Tensor, wide: dict[str, Tensor | None],
-              narrow: dict[str, Tensor | None], bias: Tensor | None = None) -> tuple[int, int]:
-    """(B, H) of a cell call, from ``state`` [B, H]; every ``wide`` operand must be
-    [B, gates*H], every ``narrow`` one [B, H] (None: absent), ``bias`` [gates*H]; else
-    KernelError naming the kernel and the shapes."""
-    B, H = state.rows, state.cols
-    ok = bias is None or bias.size == gates * H
-    for t in wide.values():
-        ok = ok and (t is None or (t.rows == B and t.cols == gates * H))
-    for t in narrow.values():
-        ok = ok and (t is None or (t.rows == B and t.cols == H))
-    if not ok:
-        bad = [f"{k} {t.shape}" for k, t in {**wide, **narrow}.items() if t is not None]
-        shape = "" if bias is None else f", b_hh {bias.shape}"
-        raise KernelError(f"{kernel}: state {state.shape} is [B={B}, H={H}]; expected "
-                          f"[B, {gates}*H] / [B, H] / [{gates}*H] operands, got "
-                          + ", ".join(bad) + shape)
-    return B, H
+def _cell(gates: int, state: str, wide: str, narrow: str = "", bias: str = "") -> Fit:
+    """The check of a cell kernel: (B, H) from ``state`` [B, H]; each of ``wide`` (names) must
+    be [B, gates*H], each of ``narrow`` [B, H], ``bias`` [gates*H] (an optional one: or None)."""
+    shapes = {wide: (f"[B, {gates}*H]", f"{{t}}.rows == B and {{t}}.cols == {gates} * H"),
+              narrow: ("[B, H]", "{t}.rows == B and {t}.cols == H"),
+              bias: (f"[{gates}*H]", f"{{t}}.size == {gates} * H")}
+    shapes.pop("", None)
+    want = ", ".join(f"{'/'.join(names.split())} {shape}" for names, (shape, _) in shapes.items())
+    return Fit({"B": f"{state}.rows", "H": f"{state}.cols"},
+               {names: cond for names, (_, cond) in shapes.items()},
+               f"do not fit {state} [B={{B}}, H={{H}}]: expected {want}")
 
 
 def transpose_dims(kernel: str, x: Tensor, y: Tensor) -> tuple[int, int, int]:
@@ -71,34 +64,6 @@ def check_seq_transpose(kernel: str, x: Tensor, y: Tensor) -> tuple[int, int, in
     if x.p < y.p + 4 * y.size and y.p < x.p + 4 * x.size:
         raise KernelError(f"{kernel}: x {x.shape} and y {y.shape} overlap")
     return dims
-
-
-def check_rnn_cell(kernel: str, xg, hg, b_hh, h) -> tuple[int, int]:
-    return cell_dims(kernel, 1, h, {"xg": xg, "hg": hg}, {}, b_hh)
-
-
-def check_rnn_cell_bwd(kernel: str, h, dh, dy, dg) -> tuple[int, int]:
-    return cell_dims(kernel, 1, h, {"dg": dg}, {"dh": dh, "dy": dy})
-
-
-def check_lstm_cell(kernel: str, xg, hg, b_hh, c_prev, gates, c, h) -> tuple[int, int]:
-    return cell_dims(kernel, 4, c, {"xg": xg, "hg": hg, "gates": gates},
-                     {"c_prev": c_prev, "h": h}, b_hh)
-
-
-def check_lstm_cell_bwd(kernel: str, gates, c_prev, c, dh, dy, dc, dgates) -> tuple[int, int]:
-    return cell_dims(kernel, 4, c, {"gates": gates, "dgates": dgates},
-                     {"c_prev": c_prev, "dh": dh, "dy": dy, "dc": dc})
-
-
-def check_gru_cell(kernel: str, xg, hg, b_hh, h_prev, gates, hn, h) -> tuple[int, int]:
-    return cell_dims(kernel, 3, h, {"xg": xg, "hg": hg, "gates": gates},
-                     {"h_prev": h_prev, "hn": hn}, b_hh)
-
-
-def check_gru_cell_bwd(kernel: str, gates, hn, h_prev, dh, dy, dxg, dhg) -> tuple[int, int]:
-    return cell_dims(kernel, 3, h_prev, {"gates": gates, "dxg": dxg, "dhg": dhg},
-                     {"hn": hn, "dh": dh, "dy": dy})
 
 
 def _pre(self, key: str, xg: Tensor, hg: Tensor, b_hh: Tensor | None) -> np.ndarray:
@@ -127,7 +92,7 @@ def seq_transpose(self, x: Tensor, y: Tensor) -> None:
     np.copyto(y.w, x.a.transpose(1, 0, 2))
 
 
-@kernel(FAMILY, "xg hg b_hh? h:out", check=check_rnn_cell, dims="B H",
+@kernel(FAMILY, "xg hg b_hh? h:out", check=_cell(1, "h", "xg hg", bias="b_hh"),
         c="qr_rnn_cell_f32(xg, hg, b_hh, h, B, H)", tol=_TOL,
         examples=[dict(xg=(3, 5), hg=(3, 5), b_hh=(5,), h=(3, 5)),
                   dict(xg=(3, 5), hg=(3, 5), b_hh=None, h=(3, 5))])
@@ -139,7 +104,7 @@ def rnn_cell(self, xg: Tensor, hg: Tensor, b_hh: Tensor | None, h: Tensor) -> No
     np.tanh(s, out=hh)
 
 
-@kernel(FAMILY, "h dh dy? dg:out", check=check_rnn_cell_bwd, dims="B H",
+@kernel(FAMILY, "h dh dy? dg:out", check=_cell(1, "h", "dg", "dh dy"),
         c="qr_rnn_cell_bwd_f32(h, dh, dy, dg, B, H)", tol=EXACT,
         examples=[dict(h=((3, 5), -0.9, 0.9), dh=(3, 5), dy=(3, 5), dg=(3, 5)),
                   dict(h=((3, 5), -0.9, 0.9), dh=(3, 5), dy=None, dg=(3, 5))])
@@ -156,8 +121,9 @@ def rnn_cell_bwd(self, h: Tensor, dh: Tensor, dy: Tensor | None, dg: Tensor) -> 
     np.multiply(t, u, out=DG)
 
 
-@kernel(FAMILY, "xg hg b_hh? c_prev gates:out c:out h:out", check=check_lstm_cell,
-        dims="B H", c="qr_lstm_cell_f32(xg, hg, b_hh, c_prev, gates, c, h, B, H)", tol=_TOL,
+@kernel(FAMILY, "xg hg b_hh? c_prev gates:out c:out h:out",
+        check=_cell(4, "c", "xg hg gates", "c_prev h", "b_hh"),
+        c="qr_lstm_cell_f32(xg, hg, b_hh, c_prev, gates, c, h, B, H)", tol=_TOL,
         examples=[dict(xg=(3, 20), hg=(3, 20), b_hh=(20,), c_prev=(3, 5), gates=(3, 20),
                        c=(3, 5), h=(3, 5))])
 def lstm_cell(self, xg: Tensor, hg: Tensor, b_hh: Tensor | None, c_prev: Tensor,
@@ -181,8 +147,9 @@ def lstm_cell(self, xg: Tensor, hg: Tensor, b_hh: Tensor | None, c_prev: Tensor,
     np.copyto(gg, s)
 
 
-@kernel(FAMILY, "gates c_prev c dh dy? dc:inout dgates:out", check=check_lstm_cell_bwd,
-        dims="B H", c="qr_lstm_cell_bwd_f32(gates, c_prev, c, dh, dy, dc, dgates, B, H)",
+@kernel(FAMILY, "gates c_prev c dh dy? dc:inout dgates:out",
+        check=_cell(4, "c", "gates dgates", "c_prev dh dy dc"),
+        c="qr_lstm_cell_bwd_f32(gates, c_prev, c, dh, dy, dc, dgates, B, H)",
         tol=_TOL, examples=[dict(gates=((3, 20), 0.05, 0.95), c_prev=(3, 5), c=(3, 5),
                                  dh=(3, 5), dy=(3, 5), dc=(3, 5), dgates=(3, 20))])
 def lstm_cell_bwd(self, gates: Tensor, c_prev: Tensor, c: Tensor, dh: Tensor,
@@ -223,8 +190,9 @@ def lstm_cell_bwd(self, gates: Tensor, c_prev: Tensor, c: Tensor, dh: Tensor,
     np.multiply(dcc, f, out=dcc)                    # dc_{t-1} = dc * f
 
 
-@kernel(FAMILY, "xg hg b_hh? h_prev gates:out hn:out h:out", check=check_gru_cell,
-        dims="B H", c="qr_gru_cell_f32(xg, hg, b_hh, h_prev, gates, hn, h, B, H)", tol=_TOL,
+@kernel(FAMILY, "xg hg b_hh? h_prev gates:out hn:out h:out",
+        check=_cell(3, "h", "xg hg gates", "h_prev hn", "b_hh"),
+        c="qr_gru_cell_f32(xg, hg, b_hh, h_prev, gates, hn, h, B, H)", tol=_TOL,
         examples=[dict(xg=(3, 15), hg=(3, 15), b_hh=(15,), h_prev=(3, 5), gates=(3, 15),
                        hn=(3, 5), h=(3, 5))])
 def gru_cell(self, xg: Tensor, hg: Tensor, b_hh: Tensor | None, h_prev: Tensor,
@@ -252,8 +220,9 @@ def gru_cell(self, xg: Tensor, hg: Tensor, b_hh: Tensor | None, h_prev: Tensor,
     np.copyto(gg, s)
 
 
-@kernel(FAMILY, "gates hn h_prev dh:inout dy? dxg:out dhg:out", check=check_gru_cell_bwd,
-        dims="B H", c="qr_gru_cell_bwd_f32(gates, hn, h_prev, dy, dh, dxg, dhg, B, H)",
+@kernel(FAMILY, "gates hn h_prev dh:inout dy? dxg:out dhg:out",
+        check=_cell(3, "h_prev", "gates dxg dhg", "hn dh dy"),
+        c="qr_gru_cell_bwd_f32(gates, hn, h_prev, dy, dh, dxg, dhg, B, H)",
         tol=_TOL, examples=[dict(gates=((3, 15), 0.05, 0.95), hn=(3, 5), h_prev=(3, 5),
                                  dh=(3, 5), dy=(3, 5), dxg=(3, 15), dhg=(3, 15))])
 def gru_cell_bwd(self, gates: Tensor, hn: Tensor, h_prev: Tensor, dh: Tensor,

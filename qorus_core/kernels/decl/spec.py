@@ -8,8 +8,9 @@ docstring is the kernel's, for both sets). It says, once:
   parameter of the implementation is a scalar;
 - ``check``: the one argument check, run by both kernel sets before any work, raising
   ``KernelError`` naming the kernel and the shapes; it returns the values the C call needs
-  (``dims``). A ``Rule`` (``same_size``, ``same_rows``) is a check simple enough to be inlined
-  into the generated methods, so the cheapest kernels pay no extra call for it;
+  (``dims``). A ``Rule`` (``same_size``, ``same_rows``), a ``Fit`` (operands shaped by
+  others) or an ``Inline`` (expressions) is a check simple enough to be inlined into the
+  generated methods, so the cheapest kernels pay no extra call for it;
 - ``c``: the C symbol and its arguments as a call (``"qr_relu_f32(x, y, n)"``, see
   ``parse_call``), or one per variant (``variant``: an expression picking the key, e.g. the
   weight's qtype); the ctypes argtypes are derived from it;
@@ -27,10 +28,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from ...errors import KernelError
-from ...tensor import Tensor
 
-__all__ = ["Kernel", "Operand", "CArg", "CSym", "Rule", "Inline", "kernel", "same_size", "same_rows",
-           "parse_operands", "parse_call", "sizes_error", "c_error", "DECLARED", "EXACT", "FLOAT"]
+__all__ = ["Kernel", "Operand", "CArg", "CSym", "Rule", "Fit", "Inline", "kernel", "same_size",
+           "same_rows", "parse_operands", "parse_call", "sizes_error", "c_error", "DECLARED", "EXACT",
+           "FLOAT"]
 
 ROLES = ("in", "out", "inout")
 DTYPES = ("f32", "i32", "any", "qweight", "weight", "bytes")
@@ -187,8 +188,11 @@ def c_error(kernel: str, rc: int, *args) -> KernelError:
 class Rule:
     """A check simple enough to inline: every Tensor operand compared with a reference one
     (``cond`` with ``{t}`` the operand, ``{ref}`` the reference), returning ``dims``
-    computed from the reference. ``compile`` gives the source of the condition, of the
+    computed from the reference. ``parts`` gives the source of the condition, of the
     returned values and of the raise."""
+
+    #: whether the condition reads the dims (then they are bound before it, on every set)
+    cond_reads_dims = False
 
     def __init__(self, cond: str, dims: dict[str, str], what: str) -> None:
         self.cond, self.dims, self.what = cond, dims, what
@@ -198,29 +202,57 @@ class Rule:
         ref = next((o for o in reversed(ts) if not o.optional), None)
         if ref is None:
             raise ValueError(f"{k.name}: rule {self.what!r} needs a required tensor operand")
-        terms = []
-        for o in ts:
-            if o is ref:
-                continue
-            c = self.cond.format(t=o.name, ref=ref.name)
-            terms.append(f"({o.name} is None or {c})" if o.optional else c)
-        cond = " and ".join(terms) or "True"
+        terms = [_guard(o, self.cond.format(t=o.name, ref=ref.name)) for o in ts if o is not ref]
         dims = [e.format(ref=ref.name) for e in self.dims.values()]
-        kw = ", ".join(f"{o.name}={o.name}" for o in ts)
-        return cond, dims, f"raise _sizes(kernel, {self.what!r}, {kw})"
+        return " and ".join(terms) or "True", dims, \
+            f"raise _sizes(kernel, {self.what!r}, {_shapes(k)})"
+
+
+class Fit(Rule):
+    """A check of operands shaped by others, inlined like a Rule: ``dims`` {name: expression
+    over the parameters}, computed first; then each operand named in ``fits`` ({"names":
+    condition with ``{t}`` the operand, over the parameters and the dims}; an optional one
+    may be None) must satisfy its condition, else ``sizes_error`` with ``what`` (formatted
+    with the dims) and every operand's shape."""
+
+    cond_reads_dims = True
+
+    def __init__(self, dims: dict[str, str], fits: dict[str, str], what: str) -> None:
+        self.dims, self.fits, self.what = dims, fits, what
+
+    def parts(self, k: Kernel) -> tuple[str, list[str], str]:
+        terms = [_guard(k.operand(name), cond.format(t=name))
+                 for names, cond in self.fits.items() for name in names.split()]
+        what = f"{self.what!r}.format({', '.join(f'{d}={d}' for d in self.dims)})"
+        return " and ".join(terms) or "True", list(self.dims.values()), \
+            f"raise _sizes(kernel, {what}, {_shapes(k)})"
 
 
 class Inline(Rule):
     """A check written as expressions, inlined like a Rule: ``dims`` {name: expression over
     the parameters}, computed first, then ``cond`` over the parameters and the dims; when it
-    fails, ``error(kernel, *params)`` builds the KernelError (the message, off the fast path)."""
+    fails, ``check(kernel, *params)``, the same check as a function, raises the KernelError
+    (its message, off the fast path)."""
 
-    def __init__(self, dims: dict[str, str], cond: str, error: Callable) -> None:
-        self.dims, self.cond, self.error = dims, cond, error
+    cond_reads_dims = True
+
+    def __init__(self, dims: dict[str, str], cond: str, check: Callable) -> None:
+        self.dims, self.cond, self.check = dims, cond, check
 
     def parts(self, k: Kernel) -> tuple[str, list[str], str]:
         return self.cond, list(self.dims.values()), \
-            f"raise _error(kernel, {', '.join(k.params)})"
+            (f"_full(kernel, {', '.join(k.params)}); raise AssertionError(f'{{kernel}}: its "
+             f"inline check and {self.check.__name__} disagree')")
+
+
+def _guard(o: Operand, cond: str) -> str:
+    """``cond`` on operand ``o``, true where ``o`` is optional and None."""
+    return f"({o.name} is None or {cond})" if o.optional else cond
+
+
+def _shapes(k: Kernel) -> str:
+    """The keyword arguments naming every tensor operand, for ``sizes_error``."""
+    return ", ".join(f"{o.name}={o.name}" for o in k.operands if o.tensor)
 
 
 same_size = Rule("{t}.size == {ref}.size", {"n": "{ref}.size"}, "must have the same size")
@@ -263,7 +295,10 @@ class Kernel:
         return tuple(p for p in self.params if p not in names)
 
     def operand(self, name: str) -> Operand:
-        return next(o for o in self.operands if o.name == name)
+        for o in self.operands:
+            if o.name == name:
+                return o
+        raise ValueError(f"{self.name}: no operand {name!r} in {[o.name for o in self.operands]}")
 
     def c_method(self, fn: Callable) -> Kernel:
         """Decorator: a hand-written C method for a kernel the generated one cannot express
@@ -310,6 +345,9 @@ def kernel(family: str, operands: str, *, check: Callable | Rule, dims: str = ""
                    tol=tol, bad=tuple(bad), params=params, doc=inspect.cleandoc(fn.__doc__))
         if isinstance(check, Rule):
             k.dims = tuple(check.dims)
+            check.parts(k)                           # a check naming an unknown operand fails here
+        if set(k.dims) & set(params):
+            raise ValueError(f"{name}: dims {sorted(set(k.dims) & set(params))} are parameters")
         calls = {None: c} if isinstance(c, str) else dict(c or {})
         if len(calls) > 1 and variant is None:
             raise ValueError(f"{name}: several C symbols need a variant expression")
@@ -319,8 +357,3 @@ def kernel(family: str, operands: str, *, check: Callable | Rule, dims: str = ""
         return k
 
     return wrap
-
-
-def tensors_of(k: Kernel, args: Sequence) -> dict[str, Tensor]:
-    """{operand name: value} of a call's positional ``args`` (tests, messages)."""
-    return {p: a for p, a in zip(k.params, args) if p in {o.name for o in k.operands}}

@@ -1,0 +1,459 @@
+"""``KernelSet``: the methods both kernel sets have, typed (generated: do not edit).
+
+Rendered from the kernel table by ``python -m qorus_core.kernels.decl.typed`` (decl/typed.py);
+tests/test_kernel_table.py checks it is current. The sets make these methods at import
+(decl/gen.py), so this is what editors and type checkers see of them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from ..tensor import Tensor
+from .numpy_quant import QWeight
+
+__all__ = ["KernelSet"]
+
+Pair = tuple[int, int]
+
+
+class KernelSet(Protocol):
+    """What ``get_kernels`` returns (``NumpyKernels`` or ``CKernels``): every kernel of the
+    table, and the two weight dispatchers."""
+
+    name: str
+
+    def relu(self, x: Tensor, y: Tensor) -> None:
+        """y = max(x, 0)."""
+
+    def relu_bwd(self, x: Tensor, dy: Tensor, dx: Tensor) -> None:
+        """dx = dy * (x > 0)."""
+
+    def gelu(self, x: Tensor, y: Tensor, approximate: bool = False) -> None:
+        """y = x * Phi(x) (exact, erf) or the tanh approximation."""
+
+    def gelu_bwd(self, x: Tensor, dy: Tensor, dx: Tensor, approximate: bool = False) -> None:
+        """dx = dy * d/dx gelu(x)."""
+
+    def sigmoid(self, x: Tensor, y: Tensor) -> None:
+        """y = 1 / (1 + exp(-x)), stable for large |x|."""
+
+    def sigmoid_bwd(self, y: Tensor, dy: Tensor, dx: Tensor) -> None:
+        """dx = dy * y * (1 - y)."""
+
+    def silu(self, x: Tensor, y: Tensor) -> None:
+        """y = x * sigmoid(x)."""
+
+    def silu_bwd(self, x: Tensor, dy: Tensor, dx: Tensor) -> None:
+        """dx = dy * s * (1 + x * (1 - s)), s = sigmoid(x)."""
+
+    def tanh(self, x: Tensor, y: Tensor) -> None:
+        """y = tanh(x)."""
+
+    def tanh_bwd(self, y: Tensor, dy: Tensor, dx: Tensor) -> None:
+        """dx = dy * (1 - y^2)."""
+
+    def conv2d(
+        self, x: Tensor, w: Tensor, bias: Tensor | None, y: Tensor, stride: Pair = (1, 1),
+        padding: Pair = (0, 0), dilation: Pair = (1, 1), groups: int = 1,
+    ) -> None:
+        """y[B,K,Ho,Wo] = conv(x[B,C,H,W], w[K,C/G,R,S]) + bias[K] (None: no bias), PyTorch's
+        Conv2d: zero padding, Ho = (H + 2 ph - dh (R - 1) - 1) // sh + 1.
+        """
+
+    def conv2d_bwd(
+        self, x: Tensor, w: Tensor, dy: Tensor, dx: Tensor | None, dw: Tensor, db: Tensor | None,
+        stride: Pair = (1, 1), padding: Pair = (0, 0), dilation: Pair = (1, 1), groups: int = 1,
+    ) -> None:
+        """Conv2d backward: dx[B,C,H,W] written (None: not wanted); dw[K,C/G,R,S] and db[K]
+        (None: no bias) accumulated (+=) from dy[B,K,Ho,Wo].
+        """
+
+    def maxpool2d(
+        self, x: Tensor, y: Tensor, argmax: Tensor, kernel: Pair, stride: Pair,
+        padding: Pair = (0, 0),
+    ) -> None:
+        """y[B,C,Ho,Wo] = max of each R x S window of x[B,C,H,W] (padding never wins);
+        argmax[B,C,Ho,Wo] int32 = h * W + w of the first maximum in the plane, as PyTorch (a
+        NaN wins; the last NaN of the window). Padding at most half the kernel.
+        """
+
+    def maxpool2d_bwd(self, dy: Tensor, argmax: Tensor, dx: Tensor) -> None:
+        """dx[B,C,H,W] = 0, then dx[b, c, argmax] += dy[b, c] (argmax from ``maxpool2d``)."""
+
+    def avgpool2d(
+        self, x: Tensor, y: Tensor, kernel: Pair, stride: Pair, padding: Pair = (0, 0),
+    ) -> None:
+        """y[B,C,Ho,Wo] = mean of each R x S window of x[B,C,H,W], zero padding counted
+        (PyTorch's count_include_pad=True); y may be [B,C] when Ho = Wo = 1.
+        """
+
+    def avgpool2d_bwd(
+        self, dy: Tensor, dx: Tensor, kernel: Pair, stride: Pair, padding: Pair = (0, 0),
+    ) -> None:
+        """dx[B,C,H,W] = sum over the windows holding each input of dy / (R S)."""
+
+    def batchnorm2d(
+        self, x: Tensor, weight: Tensor, bias: Tensor, y: Tensor, mean: Tensor, rstd: Tensor,
+        running_mean: Tensor | None, running_var: Tensor | None, eps: float = 1e-05,
+        momentum: float = 0.1, train: bool = True,
+    ) -> None:
+        """BatchNorm over x[B,C,*] per channel: y = (x - mean) * rstd * weight[C] + bias[C].
+        train: mean[C], rstd[C] = 1/sqrt(var + eps) of the batch (biased var over B and the
+        spatial dims) are saved and running_mean/var[C] (None: not kept) updated as PyTorch
+        (r = (1 - momentum) r + momentum * stat, the variance unbiased). Eval: the running
+        statistics are used (and written to mean/rstd).
+        """
+
+    def batchnorm2d_bwd(
+        self, x: Tensor, weight: Tensor, mean: Tensor, rstd: Tensor, dy: Tensor,
+        dx: Tensor | None, dweight: Tensor, dbias: Tensor,
+    ) -> None:
+        """Backward of the batch-statistics BatchNorm: dx (None: not wanted) = w rstd (dy
+        - mean(dy) - xhat mean(dy xhat)) per channel, xhat = (x - mean) rstd; dweight[C] +=
+        sum dy xhat, dbias[C] += sum dy (sums over B and the spatial dims).
+        """
+
+    def gemm(
+        self, a: Tensor, b: Tensor, c: Tensor, trans_a: bool = False, trans_b: bool = False,
+        alpha: float = 1.0, beta: float = 0.0,
+    ) -> None:
+        """C[M,N] = alpha * op(A) @ op(B) + beta * C; A is [M,K] (or [K,M] if trans_a),
+        B is [K,N] (or [N,K] if trans_b); tensors of rank > 2 are seen as (rows, cols).
+        """
+
+    def bias_add(self, y: Tensor, bias: Tensor) -> None:
+        """y[r, n] += bias[n]; y is (rows, N), bias is (N,)."""
+
+    def col_sum(self, x: Tensor, out: Tensor, beta: float = 0.0) -> None:
+        """out[n] = sum_r x[r, n] + beta * out[n]: the bias gradient."""
+
+    def embedding(self, ids: Tensor, weight: Tensor, y: Tensor) -> None:
+        """y[i, :] = weight[ids[i], :]; ids int32 (n,), weight (V, D), y (n, D)."""
+
+    def embedding_bwd(self, ids: Tensor, dy: Tensor, dweight: Tensor) -> None:
+        """dweight[ids[i], :] += dy[i, :] (scatter-add; repeated ids accumulate)."""
+
+    def fill(self, x: Tensor, value: float) -> None:
+        """x[:] = value."""
+
+    def copy(self, src: Tensor, dst: Tensor) -> None:
+        """dst[:] = src (same size)."""
+
+    def copy_into(self, src: Tensor, dst: Tensor, offset: int) -> None:
+        """dst's elements [offset, offset + src.size) = src (flat; a row window of a buffer,
+        e.g. the KV-cache rows of new positions). src and dst must not overlap.
+        """
+
+    def add(self, a: Tensor, b: Tensor, out: Tensor) -> None:
+        """out = a + b (same size; out may alias a or b)."""
+
+    def mul(self, a: Tensor, b: Tensor, out: Tensor) -> None:
+        """out = a * b (same size; out may alias a or b)."""
+
+    def scale(self, x: Tensor, alpha: float) -> None:
+        """x *= alpha, in place."""
+
+    def axpy(self, alpha: float, x: Tensor, y: Tensor) -> None:
+        """y += alpha * x."""
+
+    def sumsq(self, x: Tensor) -> float:
+        """sum(x**2): the global gradient norm is the square root of this."""
+
+    def dropout_mask(self, mask: Tensor, p: float, seed: int) -> None:
+        """mask[i] = 1/(1-p) if u(seed, i) >= p else 0, u a counter-based uniform in [0, 1).
+
+        u comes from the lowbias32 hash of (i * 0x9E3779B1 + seed), top 24 bits: the same
+        stream as the C kernel, so a run is identical on both kernel sets.
+        """
+
+    def sub(self, a: Tensor, b: Tensor, out: Tensor) -> None:
+        """out = a - b (same size; out may alias a or b)."""
+
+    def sub_bwd(self, dy: Tensor, da: Tensor | None, db: Tensor | None) -> None:
+        """da = dy, db = -dy (either None: not wanted)."""
+
+    def div(self, a: Tensor, b: Tensor, out: Tensor) -> None:
+        """out = a / b (IEEE: x / 0 is +-inf, 0 / 0 NaN; out may alias a or b)."""
+
+    def div_bwd(
+        self, a: Tensor, b: Tensor, dy: Tensor, da: Tensor | None, db: Tensor | None,
+    ) -> None:
+        """da = dy / b, db = -(dy / b * a) / b (either None: not wanted)."""
+
+    def maximum(self, a: Tensor, b: Tensor, out: Tensor) -> None:
+        """out = max(a, b) as NumPy's (NaN wins; out may alias a or b)."""
+
+    def maximum_bwd(
+        self, a: Tensor, b: Tensor, dy: Tensor, da: Tensor | None, db: Tensor | None,
+    ) -> None:
+        """da = dy where a > b, db = dy where b > a; a tie gives dy / 2 to each (PyTorch's)."""
+
+    def minimum(self, a: Tensor, b: Tensor, out: Tensor) -> None:
+        """out = min(a, b) as NumPy's (NaN wins; out may alias a or b)."""
+
+    def minimum_bwd(
+        self, a: Tensor, b: Tensor, dy: Tensor, da: Tensor | None, db: Tensor | None,
+    ) -> None:
+        """da = dy where a < b, db = dy where b < a; a tie gives dy / 2 to each (PyTorch's)."""
+
+    def where(self, cond: Tensor, a: Tensor, b: Tensor, out: Tensor) -> None:
+        """out = a where cond != 0 (NaN counts as nonzero), else b; cond a float32 mask; out may
+        alias a or b.
+        """
+
+    def where_bwd(self, cond: Tensor, dy: Tensor, da: Tensor | None, db: Tensor | None) -> None:
+        """da = dy where cond != 0, else 0; db = dy where cond == 0, else 0 (dy * mask: a NaN dy
+        stays NaN in both).
+        """
+
+    def exp(self, x: Tensor, y: Tensor) -> None:
+        """y = exp(x) (~1 ulp; overflows to inf above ~88.7)."""
+
+    def exp_bwd(self, y: Tensor, dy: Tensor, dx: Tensor) -> None:
+        """dx = dy * y, y = exp(x) (the forward's output)."""
+
+    def log(self, x: Tensor, y: Tensor) -> None:
+        """y = log(x) (~1 ulp; log 0 = -inf, log of a negative = NaN)."""
+
+    def log_bwd(self, x: Tensor, dy: Tensor, dx: Tensor) -> None:
+        """dx = dy / x."""
+
+    def sqrt(self, x: Tensor, y: Tensor) -> None:
+        """y = sqrt(x), correctly rounded (NaN for x < 0)."""
+
+    def sqrt_bwd(self, y: Tensor, dy: Tensor, dx: Tensor) -> None:
+        """dx = dy / (2 y), y = sqrt(x) (the forward's output)."""
+
+    def abs(self, x: Tensor, y: Tensor) -> None:
+        """y = |x|."""
+
+    def abs_bwd(self, x: Tensor, dy: Tensor, dx: Tensor) -> None:
+        """dx = dy * sign(x), sign(0) = 0 (PyTorch's subgradient)."""
+
+    def neg(self, x: Tensor, y: Tensor) -> None:
+        """y = -x."""
+
+    def neg_bwd(self, dy: Tensor, dx: Tensor) -> None:
+        """dx = -dy."""
+
+    def rope(
+        self, x: Tensor, y: Tensor, pos_offset: int = 0, theta: float = 10000.0,
+        half_split: bool = False,
+    ) -> None:
+        """Rotary embedding of x [B, T, H, D] into y (may alias x); see the module docs."""
+
+    def rope_bwd(
+        self, dy: Tensor, dx: Tensor, pos_offset: int = 0, theta: float = 10000.0,
+        half_split: bool = False,
+    ) -> None:
+        """dx = the inverse rotation of dy (dx may alias dy)."""
+
+    def swiglu(self, gate: Tensor, up: Tensor, y: Tensor) -> None:
+        """y = silu(gate) * up, silu(g) = g / (exp(-g) + 1)."""
+
+    def swiglu_bwd(self, gate: Tensor, up: Tensor, dy: Tensor, dgate: Tensor, dup: Tensor) -> None:
+        """dgate = dy * up * sg * (1 + g (1 - sg)) with sg = sigmoid(g); dup = dy * silu(g)."""
+
+    def add_bcast(self, x: Tensor, b: Tensor, y: Tensor) -> None:
+        """y[..., N] = x + b[N] (y may alias x)."""
+
+    def add_bcast_bwd(self, dy: Tensor, dx: Tensor | None, db: Tensor) -> None:
+        """dx = dy (None: not written); db[N] += sum over rows of dy."""
+
+    def mul_bcast(self, x: Tensor, w: Tensor, y: Tensor) -> None:
+        """y[..., N] = x * w[N] (y may alias x)."""
+
+    def mul_bcast_bwd(
+        self, x: Tensor, w: Tensor, dy: Tensor, dx: Tensor | None, dw: Tensor,
+    ) -> None:
+        """dx = dy * w (None: not written; may alias dy); dw[N] += sum over rows of dy * x."""
+
+    def softmax_masked(
+        self, x: Tensor, y: Tensor, scale: float = 1.0, causal: bool = False,
+    ) -> None:
+        """y = softmax(scale * x) over the last dim of [..., Tq, Tk], causal: key j > i + Tk - Tq
+        masked (probability 0).
+        """
+
+    def softmax_masked_bwd(
+        self, y: Tensor, dy: Tensor, dx: Tensor, scale: float = 1.0, causal: bool = False,
+    ) -> None:
+        """dx = scale * y * (dy - sum(dy * y)) per row; 0 where masked."""
+
+    def attention(
+        self, q: Tensor, k: Tensor, v: Tensor, out: Tensor, lse: Tensor,
+        scale: float | None = None, n_heads: int = 1, n_kv_heads: int = 1, causal: bool = True,
+    ) -> None:
+        """out = softmax(scale q k^T, causal mask) v per head (GQA); lse [B, H, Tq] saved.
+        scale None: 1 / sqrt(D).
+        """
+
+    def attention_bwd(
+        self, q: Tensor, k: Tensor, v: Tensor, out: Tensor, lse: Tensor, dout: Tensor,
+        dq: Tensor, dk: Tensor, dv: Tensor, scale: float | None = None, n_heads: int = 1,
+        n_kv_heads: int = 1, causal: bool = True,
+    ) -> None:
+        """dq, dk, dv (written) of attention, from the saved lse; dk/dv summed over the query
+        heads of each kv head.
+        """
+
+    def attention_decode(
+        self, q: Tensor, k_cache: Tensor, v_cache: Tensor, out: Tensor, n_ctx: int,
+        scale: float | None = None, n_heads: int = 1, n_kv_heads: int = 1,
+    ) -> None:
+        """One new token: q, out [B, H, D] attend to cache positions [0, n_ctx) of k_cache,
+        v_cache [B, max_ctx, Hkv, D] (the token's own k/v already at n_ctx - 1).
+        """
+
+    def cross_entropy(
+        self, logits: Tensor, targets: Tensor, dlogits: Tensor | None,
+        label_smoothing: float = 0.0,
+    ) -> float:
+        """Mean cross-entropy of logits (N, C) against class indices (N,) int32, with PyTorch's
+        label smoothing; writes dlogits = (softmax - smoothed one-hot) / N when given (dlogits
+        may alias logits).
+        """
+
+    def mse(self, pred: Tensor, target: Tensor, dpred: Tensor | None) -> float:
+        """Mean squared error over all elements; writes dpred = 2 (pred - target) / n."""
+
+    def count_correct(self, logits: Tensor, targets: Tensor) -> int:
+        """How many rows have their argmax equal to the target (first maximum wins)."""
+
+    def softmax(self, x: Tensor, y: Tensor) -> None:
+        """y[r, :] = softmax(x[r, :]) over the last dimension."""
+
+    def softmax_bwd(self, y: Tensor, dy: Tensor, dx: Tensor) -> None:
+        """dx = y * (dy - sum(dy * y)) row-wise."""
+
+    def layernorm(
+        self, x: Tensor, gamma: Tensor, beta: Tensor, y: Tensor, mean: Tensor, rstd: Tensor,
+        eps: float,
+    ) -> None:
+        """y = (x - mean) * rstd * gamma + beta per row; saves mean and rstd (rows,)."""
+
+    def layernorm_bwd(
+        self, x: Tensor, gamma: Tensor, mean: Tensor, rstd: Tensor, dy: Tensor,
+        dx: Tensor | None, dgamma: Tensor, dbeta: Tensor,
+    ) -> None:
+        """LayerNorm backward: dx written (if given); dgamma, dbeta accumulated (+=)."""
+
+    def rmsnorm(self, x: Tensor, weight: Tensor, y: Tensor, rstd: Tensor, eps: float) -> None:
+        """y = x * rstd * weight per row, rstd = 1/sqrt(mean(x^2) + eps) saved (rows,)."""
+
+    def rmsnorm_bwd(
+        self, x: Tensor, weight: Tensor, rstd: Tensor, dy: Tensor, dx: Tensor | None,
+        dweight: Tensor,
+    ) -> None:
+        """RMSNorm backward: dx written (if given); dweight accumulated (+=)."""
+
+    def sgd_step(
+        self, p: Tensor, g: Tensor, buf: Tensor, lr: float, momentum: float, dampening: float,
+        weight_decay: float, nesterov: bool, first: bool,
+    ) -> None:
+        """torch.optim.SGD over a flat buffer: buf is the momentum buffer (same size as p; not
+        used, and not written, when momentum is 0).
+        """
+
+    def adam_step(
+        self, p: Tensor, g: Tensor, m: Tensor, v: Tensor, lr: float, beta1: float, beta2: float,
+        eps: float, weight_decay: float, step: int, decoupled: bool,
+    ) -> None:
+        """torch.optim.Adam (decoupled=False, L2 in the gradient) or AdamW (decoupled=True)
+        over flat buffers; step counts from 1.
+        """
+
+    def quantize(self, x: Tensor, out, qtype) -> None:
+        """out (uint8 bytes, or a QWeight) = x [rows, k] quantized row by row to qtype
+        ('q8_0', 'q4_0', 'q4_1', 'f16'), bit-exact with ggml's reference quantizers.
+        """
+
+    def dequantize(self, w: QWeight, y: Tensor) -> None:
+        """y [n, k] (any shape of n * k float32) = the values of the quantized weight w."""
+
+    def embedding_q(self, ids: Tensor, w: QWeight, y: Tensor) -> None:
+        """y[i, :] = dequantize(w[ids[i], :]) for a quantized table w [vocab, k]."""
+
+    def matmul_qf(self, x: Tensor, w: QWeight, y: Tensor) -> None:
+        """y [M, N] = x [M, K] @ dequantize(W)^T in float32: panels of 128 weight rows are
+        dequantized into a scratch buffer (made once per shape) and multiplied by ``gemm``.
+        """
+
+    def matmul_q(self, x: Tensor, w: QWeight, y: Tensor) -> None:
+        """y [M, N] = x [M, K] @ W^T for a quantized weight W [N, K] (a QWeight).
+        x is quantized to 8-bit blocks per row and each block pair's integer dot product is
+        scaled by d_w * d_x (+ m_w * s_x for q4_1) and summed in float32, as ggml does; F16
+        weights multiply x in float32. Rank > 2 tensors are seen as (rows, cols).
+        """
+
+    def linears(self, x: Tensor, ws: Sequence, ys: Sequence[Tensor]) -> None:
+        """``linear(x, ws[i], ys[i])`` for each weight (a Tensor [N, K] or a QWeight):
+        projections of one input (q/k/v, gate/up). The C set runs a decode row (one row, up to
+        three QWeights) as one call: x quantized once, one parallel region over all the rows;
+        the results are the same.
+        """
+
+    def seq_transpose(self, x: Tensor, y: Tensor) -> None:
+        """y[b, a, :] = x[a, b, :]; x [A, B, C], y [B, A, C] (must not overlap)."""
+
+    def rnn_cell(self, xg: Tensor, hg: Tensor, b_hh: Tensor | None, h: Tensor) -> None:
+        """h [B, H] = tanh(xg + hg + b_hh); xg, hg [B, H], b_hh [H] or None."""
+
+    def rnn_cell_bwd(self, h: Tensor, dh: Tensor, dy: Tensor | None, dg: Tensor) -> None:
+        """dg [B, H] = (dh + dy) * (1 - h^2): the gradient of the pre-activation; dy may be
+        None. dg may alias dh.
+        """
+
+    def lstm_cell(
+        self, xg: Tensor, hg: Tensor, b_hh: Tensor | None, c_prev: Tensor, gates: Tensor,
+        c: Tensor, h: Tensor,
+    ) -> None:
+        """One LSTM step. xg, hg [B, 4H] (gate order i, f, g, o), b_hh [4H] or None, c_prev
+        [B, H]. Writes gates [B, 4H] = (sigmoid i, sigmoid f, tanh g, sigmoid o) (may alias
+        xg), c = f * c_prev + i * g and h = o * tanh(c) [B, H].
+        """
+
+    def lstm_cell_bwd(
+        self, gates: Tensor, c_prev: Tensor, c: Tensor, dh: Tensor, dy: Tensor | None,
+        dc: Tensor, dgates: Tensor,
+    ) -> None:
+        """Backward of ``lstm_cell``: gates [B, 4H] (the activations it saved), c_prev, c, dh
+        (gradient of h_t through the recurrence), dy (of the output at t, or None) [B, H].
+        dc holds dL/dc_t on entry (its recurrent part) and dL/dc_{t-1} on return; dgates
+        [B, 4H] receives the pre-activation gradients (i, f, g, o).
+        """
+
+    def gru_cell(
+        self, xg: Tensor, hg: Tensor, b_hh: Tensor | None, h_prev: Tensor, gates: Tensor,
+        hn: Tensor, h: Tensor,
+    ) -> None:
+        """One GRU step (PyTorch's). xg [B, 3H] = x W_ih^T + b_ih, hg [B, 3H] = h_prev W_hh^T
+        (gate order r, z, n), b_hh [3H] or None, h_prev [B, H]. Writes gates [B, 3H] =
+        (r, z, n) (may alias xg), hn = hg_n + b_hn [B, H] and h = (1 - z) n + z h_prev with
+        r, z = sigmoid(x_rz + h_rz), n = tanh(x_n + r * hn).
+        """
+
+    def gru_cell_bwd(
+        self, gates: Tensor, hn: Tensor, h_prev: Tensor, dh: Tensor, dy: Tensor | None,
+        dxg: Tensor, dhg: Tensor,
+    ) -> None:
+        """Backward of ``gru_cell``: gates [B, 3H] (r, z, n), hn, h_prev, dh, dy (or None)
+        [B, H]. Writes dxg [B, 3H] (gradient of xg), dhg [B, 3H] (of hg + b_hh: its n part is
+        r times dxg's) and, in place, dh = z * (dh + dy): the direct part of dL/dh_{t-1}
+        (the caller adds dhg W_hh).
+        """
+
+    def linear(self, x: Tensor, w, y: Tensor) -> None:
+        """y [M, N] = x [M, K] @ w^T for w [N, K] (PyTorch's Linear layout and GGUF's row
+        layout agree): ``gemm`` for a Tensor. For a QWeight, one row (a decode step, memory
+        bound) takes ``matmul_q``'s 8-bit activations, ggml's arithmetic; several rows (a
+        prompt, compute bound) take ``matmul_qf``: float32 activations, as llama.cpp's BLAS
+        path does, so prompt logits match a float32 reference.
+        """
+
+    def embedding_rows(self, ids: Tensor, w, y: Tensor) -> None:
+        """y[i, :] = w[ids[i], :] for a float32 table (``embedding``) or a QWeight
+        (``embedding_q``, rows dequantized).
+        """
