@@ -82,28 +82,36 @@ class Op:
 RESERVED_CTX_NAMES = frozenset({"x", "y", "dx", "other", "dother", "k", "run", "train", "path",
                                 "index", "view"})
 
+#: The most layer calls (primitive ops) one graph may have. A plan runs every op from Python on
+#: each step, and tracing one takes up to 0.1 ms, so a graph far longer than a real deep model
+#: (a 1,000-block transformer has 8,000) is a mistaken repeat count (``n_layers = 2**63``):
+#: refused when the trace reaches it, in about a second, instead of tracing forever. Bytes are
+#: no bound here: tracing allocates no array, and a small layer repeated 2**63 times would
+#: trace for hours before its parameters outgrew memory (``ParamStore`` checks those exactly).
+MAX_OPS = 1 << 14
+#: The most declarations (parameters, buffers, states) one graph may have, for the same reason
+#: (a layer looping over a huge layer count declares them all within one op).
+MAX_DECLARATIONS = 1 << 17
 
-def _claimed_names(params: list, buffers: list, states: list) -> dict[str, str]:
-    """ctx attribute -> what declared it, for one layer's declarations so far."""
-    taken: dict[str, str] = {}
-    for p in params:
-        taken[p.attr] = f"parameter {p.attr!r}"
-        taken["d" + p.attr] = f"the gradient of parameter {p.attr!r}"
-    taken.update({b.attr: f"{b.kind} buffer {b.attr!r}" for b in buffers})
-    taken.update({s.attr: f"state {s.attr!r}" for s in states})
-    return taken
+
+def _where(layer: Layer, path: str, tick: int) -> str:
+    """An op, for error messages (``type_name`` asks the registry: only when one is raised)."""
+    return f"layer {path or '<root>'} ({layer.type_name}) at position {tick}"
 
 
 class LayerBuilder:
     """What ``Layer.build`` receives: declares params and buffers for one layer in one plan."""
 
-    def __init__(self, graph: Graph, path: str, op_params: list, op_buffers: list,
-                 op_states: list | None = None) -> None:
+    def __init__(self, graph: Graph, path: str, op_params: list | None = None,
+                 op_buffers: list | None = None, op_states: list | None = None) -> None:
+        """A primitive layer's builder gets its op's lists to declare into; a composite's gets
+        none (its declarations would belong to no op: refused)."""
         self._graph = graph
         self.path = path
         self._params = op_params
         self._buffers = op_buffers
-        self._states = op_states if op_states is not None else []
+        self._states = op_states
+        self._taken: dict[str, str] = {}     # ctx attribute -> what declared it
         self.alias = False
 
     @property
@@ -119,19 +127,25 @@ class LayerBuilder:
         the context's own fields, not a name this layer declared already, not another
         parameter's gradient. A clash would silently make two buffers one attribute."""
         where = self.path or "the model's top layer"
+        if self._params is None:
+            raise ConfigError(f"{where}: a Composite cannot declare {what} {name!r}: only a "
+                              "primitive layer (one that runs forward) has a ctx to hold it")
         if not isinstance(name, str) or not name.isidentifier() or name.startswith("_"):
             raise ConfigError(f"{where}: {what} name {name!r} must be a Python identifier "
                               "not starting with '_'")
-        taken = _claimed_names(self._params, self._buffers, self._states)
         wanted = [name, "d" + name] if grad else [name]
         for n in wanted:
             if n in RESERVED_CTX_NAMES:
                 raise ConfigError(f"{where}: {what} name {name!r} collides with the layer "
                                   f"context's own field ctx.{n}; reserved: "
                                   f"{', '.join(sorted(RESERVED_CTX_NAMES))}")
-            if n in taken:
+            if n in self._taken:
                 raise ConfigError(f"{where}: {what} name {name!r} collides with ctx.{n}, "
-                                  f"already declared as {taken[n]}")
+                                  f"already declared as {self._taken[n]}")
+        self._graph.count_declaration(where)
+        self._taken[name] = f"{what} {name!r}"
+        if grad:
+            self._taken["d" + name] = f"the gradient of parameter {name!r}"
         return name
 
     def param(self, name: str, shape: tuple[int, ...], init: Initializer) -> None:
@@ -152,9 +166,9 @@ class LayerBuilder:
     def state(self, name: str, shape: tuple[int, ...], init: Initializer | None = None,
               persistent: bool = True, dtype: str = "f32") -> None:
         """A non-trainable buffer ``ctx.<name>`` that keeps its values across calls and plans
-        (same name and shape: same memory; another shape replaces it, freshly initialised).
-        Persistent ones (BatchNorm's running stats) are in ``state_dict`` and checkpoints;
-        the others (KV caches, carried RNN state) are not."""
+        (``StateStore``). Persistent ones (BatchNorm's running stats) are in ``state_dict`` and
+        checkpoints, one buffer whatever the plan (another shape is refused); the others (KV
+        caches, carried RNN state) are per owner and shape (same shape: same memory)."""
         self._claim(name, "state")
         self._states.append(StateDecl(self._full(name), Spec(tuple(int(d) for d in shape), dtype),
                                       init, bool(persistent), name))
@@ -192,6 +206,7 @@ class Graph:
         self.values: list[Value] = []
         self.ops: list[Op] = []
         self.ties: dict[str, str] = {}    # alias param name -> target param name
+        self.declarations = 0             # parameters, buffers and states declared so far
 
     def new_value(self, spec: Spec, producer: Op | None = None) -> Value:
         v = Value(spec, len(self.values), producer)
@@ -202,26 +217,30 @@ class Graph:
         if not isinstance(layer, Layer):
             raise ConfigError(f"{path or 'model'}: {layer!r} is not a qorus Layer")
         if isinstance(layer, Composite):
-            y = layer.build(x, LayerBuilder(self, path, [], []))
+            y = layer.build(x, LayerBuilder(self, path))
             if not isinstance(y, Value):
                 raise ConfigError(f"{path or 'model'} ({layer.type_name}): a Composite's build "
                                   "must return the Value of its last b.call/b.add")
             return y
         tick = len(self.ops)
+        if tick >= MAX_OPS:
+            raise ConfigError(f"layer {path or '<root>'} ({layer.type_name}): the model has more "
+                              f"than {MAX_OPS:,} layer calls, more than a plan runs (is a layer "
+                              "count such as n_layers far too large?)")
         ctx = LayerCtx(path, tick, self.train)
         params: list[ParamDecl] = []
         buffers: list[BufferDecl] = []
         states: list[StateDecl] = []
         b = LayerBuilder(self, path, params, buffers, states)
-        where = f"layer {path or '<root>'} ({layer.type_name}) at position {tick}"
         try:
             spec = layer.build(x.spec, b)
         except ShapeError as exc:
-            raise ShapeError(f"{where}: {exc} (input shape {x.shape})") from None
+            raise ShapeError(f"{_where(layer, path, tick)}: {exc} (input shape {x.shape})") from None
         if not isinstance(spec, Spec):
-            raise ConfigError(f"{where}: build must return a Spec, got {spec!r}")
+            raise ConfigError(f"{_where(layer, path, tick)}: build must return a Spec, got {spec!r}")
         if b.alias and spec.size != x.spec.size:
-            raise ShapeError(f"{where}: view_input{spec.shape} does not fit input {x.shape}")
+            raise ShapeError(f"{_where(layer, path, tick)}: view_input{spec.shape} does not fit "
+                             f"input {x.shape}")
         op = Op(layer, ctx, [x] + list(extra or []), None, tick, b.alias, params, buffers,  # type: ignore[arg-type]
                 states)
         y = self.new_value(spec, op)
@@ -232,6 +251,13 @@ class Graph:
             v.consumers.append(op)
         self.ops.append(op)
         return y
+
+    def count_declaration(self, where: str) -> None:
+        """One more parameter, buffer or state; refused past ``MAX_DECLARATIONS``."""
+        self.declarations += 1
+        if self.declarations > MAX_DECLARATIONS:
+            raise ConfigError(f"{where}: the model declares more than {MAX_DECLARATIONS:,} "
+                              "parameters and buffers (is a layer count far too large?)")
 
     def trace(self, net: Layer, input_spec: Spec) -> tuple[Value, Value]:
         x = self.new_value(input_spec)

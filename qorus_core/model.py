@@ -42,7 +42,7 @@ from .plan_cache import DEFAULT_CAPACITY, PlanCache
 from .sequence import Sequence
 from .states import StateStore
 from .tensor import DTYPES, Spec, Tensor
-from .validate import nonneg_int, positive_int
+from .validate import boolean, nonneg_int, positive_int
 
 
 class Model:
@@ -67,7 +67,6 @@ class Model:
         self.seed = nonneg_int(seed, "seed", "Model")
         self.kernels = get_kernels(kernels)
         self.run = RunState()
-        self._plans = PlanCache(DEFAULT_CAPACITY)
         self._predict_lock = threading.Lock()
         graph = Graph(train=False)
         _, y = graph.trace(self.net, Spec((1,) + self.input_shape, input_dtype))
@@ -77,6 +76,7 @@ class Model:
             raise ConfigError(f"Model: weight_files must be a tuple of mapped files, got "
                               f"{weight_files!r}")
         self.store = ParamStore(graph.params(), self.seed, external_params, tuple(weight_files))
+        self._plans = PlanCache(DEFAULT_CAPACITY, self.store)   # drops stale plans by itself
         self.ties = dict(graph.ties)
         self.states = StateStore(self.seed, weak=True)   # freed with the plans that use them
         for s in graph.states():
@@ -94,11 +94,17 @@ class Model:
 
     def plan_key(self, batch: int, train: bool, input_grad: bool,
                  shape: tuple[int, ...] | None) -> tuple:
-        """The cache key of a plan, its batch size checked (a positive int, not a bool)."""
-        positive_int(batch, "batch", "Model.plan")
-        shape = self.input_shape if shape is None else tuple(
-            positive_int(d, "shape", "Model.plan") for d in shape)
-        return (int(batch), bool(train), bool(input_grad), shape)
+        """The cache key of a plan, its arguments checked (a batch size is a positive int,
+        not a bool; ``shape`` a tuple of them; the flags true or false)."""
+        batch = positive_int(batch, "batch", "Model.plan")
+        if shape is None:
+            shape = self.input_shape
+        elif isinstance(shape, (tuple, list)):
+            shape = tuple(positive_int(d, "shape", "Model.plan") for d in shape)
+        else:
+            raise ConfigError(f"Model.plan: shape must be a tuple of positive ints, got {shape!r}")
+        return (batch, boolean(train, "train", "Model.plan"),
+                boolean(input_grad, "input_grad", "Model.plan"), shape)
 
     def compile_plan(self, key: tuple, run: RunState, states: StateStore) -> Plan:
         """A new plan for ``key`` (``plan_key``) whose layers read ``run`` and keep their
@@ -107,8 +113,8 @@ class Model:
         if train and self.store.external:
             raise ConfigError("this model's weights are external (e.g. a GGUF file): it runs "
                               "inference only")
-        if train and self.store.ensure(True, self.store.n_slots):   # the arena moved
-            self._plans.clear()
+        if train:             # room for the grads: the arena may move (the caches drop stale plans)
+            self.store.ensure(True, self.store.n_slots)
         graph = Graph(train=train)
         x, y = graph.trace(self.net, Spec((batch,) + shape, self.input_dtype))
         self.store.check_same(graph.params())
@@ -123,7 +129,8 @@ class Model:
     @property
     def plans_version(self) -> int:
         """Bumped when every plan compiled before goes stale (the state arena moved, or
-        ``set_kernels``); sequences and generators compare it and recompile."""
+        ``set_kernels``); the plan caches (the model's, each sequence's) and generators
+        compare it and recompile."""
         return self.store.generation
 
     @property
@@ -140,8 +147,7 @@ class Model:
     def reserve_optimizer_state(self, slots: int) -> None:
         """Make room for ``slots`` parameter-sized optimizer buffers (and the grads). If the
         arena grows, the weights move: plans compiled before are stale (they raise)."""
-        if self.store.ensure(True, slots):
-            self._plans.clear()
+        self.store.ensure(True, slots)
 
     def set_kernels(self, kernels: Any) -> None:
         """Switch kernel sets (``"c"``, ``"numpy"`` or a set). Plans compiled before are stale
@@ -151,7 +157,6 @@ class Model:
         name = getattr(self.kernels, "name", type(self.kernels).__name__)
         self.store.invalidate(f"set_kernels switched the model to the {name!r} kernels, which "
                               "this plan does not use")
-        self._plans.clear()
 
     # ----------------------------------------------------------------- parameters
     @property

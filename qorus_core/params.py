@@ -21,8 +21,9 @@ from typing import Any
 import numpy as np
 
 from .arena import ALIGN, Arena, align_up, check_alloc, human_bytes
-from .errors import ConfigError, ShapeError
+from .errors import ConfigError
 from .graph import ParamDecl
+from .init import initialize
 from .tensor import Tensor
 
 
@@ -56,11 +57,8 @@ class ParamStore:
                                   "(e.g. a GGUFFile)")
         self._allocate(False, 0)
         rng = np.random.default_rng(seed)
-        for d in self.decls:
-            value = np.asarray(d.init(rng, d.shape), dtype=np.float32)
-            if value.shape != d.shape:
-                raise ShapeError(f"initializer of {d.name} gave shape {value.shape}, expected {d.shape}")
-            self.tensors[d.name].a[...] = value
+        for d in self.decls:                # in place, in chunks: no parameter-sized temporary
+            initialize(d.init, rng, d.shape, self.tensors[d.name].a, d.name)
 
     def _check_fits(self, grads: bool, slots: int) -> None:
         """Refuse a parameter arena that cannot fit in memory before any of it is allocated,
@@ -76,10 +74,33 @@ class ParamStore:
 
     def _allocate(self, grads: bool, slots: int) -> None:
         """(Re)allocate ``params | grads? | slots x state``, keeping the values already there;
-        a reallocation makes every plan compiled before stale (``generation``)."""
+        a reallocation makes every plan compiled before stale (``generation``), bumped last,
+        once the new tensors are in place: a plan that read the old generation raises, one
+        that reads the new one wires the new weights."""
         self._check_fits(grads, slots)
         old = (self.params, self.grads, self.slots) if hasattr(self, "params") else None
         self.arena = Arena(self.region_bytes * (1 + int(grads) + slots), "state")
+        n = self.region_bytes // 4
+
+        def region(i: int, name: str) -> Tensor:
+            return self.arena.view(i * self.region_bytes, (n,), name=name)
+
+        params = region(0, "params")
+        grad_region = region(1, "grads") if grads else None
+        slot_regions = [region(1 + int(grads) + i, f"slot{i}") for i in range(slots)]
+        if old is not None:
+            params.a[...] = old[0].a
+            if old[1] is not None and grad_region is not None:
+                grad_region.a[...] = old[1].a
+            for new, prev in zip(slot_regions, old[2]):
+                new.a[...] = prev.a
+        self.params, self.grads, self.slots = params, grad_region, slot_regions
+        self.tensors = {d.name: self.arena.view(self.offsets[d.name], d.shape, name=d.name)
+                        for d in self.decls}
+        self.grad_tensors = ({d.name: self.arena.view(self.region_bytes + self.offsets[d.name],
+                                                      d.shape, name="d" + d.name)
+                              for d in self.decls} if grads else {})
+        self.has_grads, self.n_slots = grads, slots
         if old is not None:
             held = " and ".join((["gradients"] if grads else [])
                                 + ([f"{slots} optimizer buffer(s)"] if slots else []))
@@ -87,26 +108,6 @@ class ParamStore:
                             "training plan compiled or an optimizer bound after this plan), so "
                             "its weights are a detached copy; bind the optimizer before compiling "
                             "plans you keep")
-        n = self.region_bytes // 4
-
-        def region(i: int, name: str) -> Tensor:
-            return self.arena.view(i * self.region_bytes, (n,), name=name)
-
-        self.params = region(0, "params")
-        self.grads = region(1, "grads") if grads else None
-        self.slots = [region(1 + int(grads) + i, f"slot{i}") for i in range(slots)]
-        if old is not None:
-            self.params.a[...] = old[0].a
-            if old[1] is not None and self.grads is not None:
-                self.grads.a[...] = old[1].a
-            for new, prev in zip(self.slots, old[2]):
-                new.a[...] = prev.a
-        self.tensors = {d.name: self.arena.view(self.offsets[d.name], d.shape, name=d.name)
-                        for d in self.decls}
-        self.grad_tensors = ({d.name: self.arena.view(self.region_bytes + self.offsets[d.name],
-                                                      d.shape, name="d" + d.name)
-                              for d in self.decls} if grads else {})
-        self.has_grads, self.n_slots = grads, slots
 
     def ensure(self, grads: bool, slots: int) -> bool:
         """Grow the arena to hold grads and ``slots`` state buffers; True if it moved."""

@@ -125,6 +125,8 @@ class Plan:
 
     def __init__(self, graph: Graph, x: Value, y: Value, store: ParamStore, kernels,
                  run: RunState, batch: int, input_grad: bool, states: StateStore) -> None:
+        # read first: if the arena moves while this plan is wired, it is stale, never mixed
+        self._store, self.generation = store, store.generation
         self.train, self.batch, self.kernels = graph.train, batch, kernels
         self.ops = ops = graph.ops
         tl = _Timeline(len(ops), self.train)
@@ -179,8 +181,7 @@ class Plan:
         for op, d, s in buffers:
             setattr(op.ctx, d.attr, view(s, d.spec.shape, d.spec.dtype))
         self._fwd, self._bwd, self._add = fwd, bwd[::-1], kernels.add
-        self._store, self.generation = store, store.generation   # stale once they differ
-        self._files = store.files             # the mapped files external weights lie in
+        self._mapped = bool(store.files)      # weights mapped from files: checked per forward
 
     def _stale(self) -> StalePlanError:
         return StalePlanError(
@@ -195,8 +196,8 @@ class Plan:
         weight file's error if a file the weights are mapped from changed."""
         if self._store.generation != self.generation:
             raise self._stale()
-        for wf in self._files:                # one fstat each; none for arena weights
-            wf.check_unchanged()
+        if self._mapped:                      # one fstat per file; nothing for arena weights
+            self._store.check_files()
         for f, x, ctx in self._fwd:
             f(x, ctx)
         return self.y

@@ -35,16 +35,17 @@ class Sequence:
         self.model = model
         self.run = RunState()
         self.states = StateStore(model.seed, shared=model.states)
-        self._plans = PlanCache(max_plans)
-        self.version = model.plans_version
+        self._plans = PlanCache(max_plans, model.store)   # drops stale plans by itself
+
+    @property
+    def version(self) -> int:
+        """The model's ``plans_version`` this sequence's cached plans were compiled at."""
+        return self._plans.generation
 
     def plan(self, batch: int, shape: tuple[int, ...] | None = None) -> Plan:
         """This sequence's inference plan for ``batch`` rows (``shape``: the per-example input
         shape, e.g. a chunk of ``n`` tokens); cached, least recently used dropped."""
         m = self.model
-        if self.version != m.plans_version:      # the model's weights moved or kernels changed
-            self._plans.clear()
-            self.version = m.plans_version
         key = m.plan_key(batch, False, False, shape)
         return self._plans.get(key, lambda: m.compile_plan(key, self.run, self.states))
 

@@ -27,6 +27,7 @@ import numpy as np
 from .arena import Arena
 from .errors import ConfigError
 from .graph import StateDecl
+from .init import initialize
 from .tensor import DTYPES, Tensor
 
 
@@ -84,8 +85,7 @@ class StateStore:
         t = arena.view(0, decl.spec.shape, decl.spec.dtype, decl.name)
         if decl.init is not None:   # else zeros, as Arena memory starts: a KV cache's
             # pages are only touched as positions fill (its RSS grows with the context used)
-            rng = np.random.default_rng(self._seed)
-            t.a[...] = np.asarray(decl.init(rng, decl.spec.shape), dtype=DTYPES[decl.spec.dtype])
+            initialize(decl.init, np.random.default_rng(self._seed), decl.spec.shape, t.a, decl.name)
         return t
 
     def _revive(self, key: tuple) -> Tensor | None:
@@ -101,27 +101,30 @@ class StateStore:
         start = got[2]
         return Tensor(raw[start:start + n].view(dt).reshape(shape), got[1])
 
-    def _all(self) -> dict[str, Tensor]:
-        """Name -> buffer: the persistent ones, and each other name's last one still alive."""
-        out = dict(self._persistent)
-        with self._lock:
-            for name, key in list(self._latest.items()):
-                t = self._strong.get(key) if not self._weak else self._revive(key)
-                if t is not None:
-                    out[name] = t
-        return out
+    def _persistent_tensors(self) -> dict[str, Tensor]:
+        """The persistent buffers: this store's, or those of the store it shares them with."""
+        owner = self._shared if self._shared is not None else self
+        with owner._lock:
+            return dict(owner._persistent)
 
     def arrays(self, persistent_only: bool = False) -> dict[str, np.ndarray]:
-        """Name -> live view of each buffer (a non-persistent name: the buffer of the plan
-        compiled or run last for it, e.g. the last batch size)."""
-        if persistent_only:
-            return {n: t.a for n, t in self._persistent.items()}
-        return {n: t.a for n, t in self._all().items()}
+        """Name -> live view of each buffer, the persistent ones included (shared ones too);
+        a non-persistent name gives the buffer of the plan compiled last for it (e.g. the
+        last batch size)."""
+        out = self._persistent_tensors()
+        if not persistent_only:
+            with self._lock:
+                for name, key in list(self._latest.items()):
+                    t = self._strong.get(key) if not self._weak else self._revive(key)
+                    if t is not None:
+                        out[name] = t
+        return {n: t.a for n, t in out.items()}
 
     def nbytes(self) -> int:
-        """Bytes held: persistent buffers, and every non-persistent one still alive."""
-        total = sum(t.a.nbytes for t in self._persistent.values())
+        """Bytes this store holds: its persistent buffers (none for a store that shares them),
+        and every non-persistent one still alive."""
         with self._lock:
+            total = sum(t.a.nbytes for t in self._persistent.values())
             total += sum(t.a.nbytes for t in self._strong.values())
             for key in list(self._refs):
                 t = self._revive(key)
