@@ -117,14 +117,10 @@ class Layer:
         """The registered name (``mlp.Linear``); ``module:Class`` for an unregistered class,
         which ``layer_from_dict`` imports only when its caller opts in with ``allow_import``
         (ad-hoc layers round-trip through trusted files only)."""
-        cls = type(self)
-        name = cls.__dict__.get("registry_name")
-        if not name:
-            from .registry import get_registry
+        from .registry import registered_name
 
-            get_registry().entries("layer")     # loads plugins once; they name their classes
-            name = cls.__dict__.get("registry_name")
-        return name or f"{cls.__module__}:{cls.__qualname__}"
+        cls = type(self)
+        return registered_name(cls, "layer") or f"{cls.__module__}:{cls.__qualname__}"
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())

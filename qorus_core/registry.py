@@ -668,6 +668,19 @@ def reset_registry(registry: Registry | None = None) -> None:
         _default = registry
 
 
+def registered_name(cls: type, kind: str) -> str:
+    """The full name (``mlp.Linear``, ``core.AdamW``) the registry knows ``cls`` by, loading
+    the plugins first when they have not named it yet; "" for a class no plugin registers.
+    What ``type_name`` of layers, losses and optimizers reads, so a name written to a file
+    never depends on whether something had loaded the registry before (a checkpoint saved
+    with its optimizer state first wrote ``AdamW``, then refused itself as ``core.AdamW``)."""
+    name = cls.__dict__.get("registry_name")
+    if not name:
+        get_registry().entries(kind)     # loads plugins once; they name their classes
+        name = cls.__dict__.get("registry_name")
+    return name or ""
+
+
 def get_layer(name: str) -> type:
     """The layer class registered as ``name`` in the default registry."""
     return get_registry().get("layer", name)

@@ -309,3 +309,29 @@ def test_optimizer_metadata_json_is_strict(saved):
         with pytest.raises(CheckpointError, match=r"optimizer\.safetensors: corrupt metadata "
                                                   rf"'steps': .*{match}"):
             load_checkpoint(saved)
+
+
+SAVE_IN_A_FRESH_PROCESS = """
+import sys
+import numpy as np
+from qorus_core import Model, Sequential
+from qorus_core.train.checkpoint import load_checkpoint, save_checkpoint
+from qorus_core.train.optimizers import AdamW
+from qorus_layers_mlp import Linear
+model = Model(Sequential([Linear(4, 3)]), (4,))
+opt = AdamW(lr=1e-2)
+opt.bind(model)
+save_checkpoint(sys.argv[1], model, opt)          # nothing has loaded the registry before this
+ck = load_checkpoint(sys.argv[1])
+assert type(ck.optimizer) is AdamW, ck.optimizer
+print(ck.optimizer.type_name)
+"""
+
+
+def test_a_checkpoint_saved_before_the_registry_loaded_loads(tmp_path):
+    """The optimizer state's type and the config's must be the same registered name whatever
+    loaded the registry first (the state was written as 'AdamW', then refused as 'core.AdamW')."""
+    out = subprocess.run([sys.executable, "-c", SAVE_IN_A_FRESH_PROCESS, str(tmp_path / "ck")],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "core.AdamW"

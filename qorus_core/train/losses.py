@@ -64,7 +64,10 @@ class Loss:
 
     @property
     def type_name(self) -> str:
-        return type(self).registry_name or type(self).__name__
+        """The registered name (``core.MSELoss``), the class name for an unregistered one."""
+        from ..registry import registered_name
+
+        return registered_name(type(self), "loss") or type(self).__name__
 
     def get_config(self) -> dict[str, Any]:
         return {}

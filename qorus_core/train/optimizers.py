@@ -59,7 +59,10 @@ class Optimizer:
 
     @property
     def type_name(self) -> str:
-        return type(self).registry_name or type(self).__name__
+        """The registered name (``core.AdamW``), the class name for an unregistered one."""
+        from ..registry import registered_name
+
+        return registered_name(type(self), "optimizer") or type(self).__name__
 
     def get_config(self) -> dict[str, Any]:  # pragma: no cover - abstract
         raise NotImplementedError
