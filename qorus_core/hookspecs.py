@@ -82,6 +82,33 @@ def qorus_register_optimizers(register: Register) -> None:
     """
 
 
+class RegisterKernel(Protocol):
+    """The callable ``qorus_register_kernels`` receives.
+
+    ``register(kernel, library=None)`` records a declaration made with
+    ``qorus_core.kernels.declare_kernel`` as ``<namespace>.<kernel name>``; ``library`` is the
+    path of the plugin's own shared library holding the declaration's C symbols (one library
+    per plugin). Returns ``kernel``; raises ``RegistryError`` for a name used twice.
+    """
+
+    def __call__(self, kernel: Any, library: Any = None) -> Any: ...
+
+
+@hookspec
+def qorus_register_kernels(register: RegisterKernel) -> None:
+    """Register kernels: ``register(kernel, library=path)`` for each of the plugin's kernels.
+
+    Both kernel sets then serve each as ``k.<namespace>.<name>(...)`` (the template plugin's
+    ``ctx.k.tpl.prelu(x, weight, y)``), with the declared check on both. The NumPy
+    implementation is required and is the reference; C is optional: with no library, or a
+    library file that is absent (not built), the C set runs the NumPy implementation and
+    ``qorus kernels`` says why. A library that does not load or lacks a declared symbol, a C
+    symbol with core's ``qr_`` prefix or another plugin's, and a bad declaration fail the
+    plugin (``qorus plugins`` names the fault), as any registration error does. Check them
+    with ``qorus_core.testing.check_kernel`` in the plugin's tests.
+    """
+
+
 @hookspec
 def qorus_train_finished(model: Any, config: dict[str, Any], out_dir: Any,
                          echo: Any) -> None:

@@ -71,7 +71,9 @@ except ImportError:  # pragma: no cover - depends on the environment
     import importlib.metadata as metadata  # type: ignore[no-redef]
 
 from . import hookspecs
-from .errors import RegistryError
+from .errors import KernelError, RegistryError
+from .kernels import extensions as kernel_extensions
+from .kernels.decl.spec import Kernel
 
 ENTRY_POINT_GROUP = "qorus"
 BUILTIN_NAMESPACE = "core"
@@ -80,6 +82,7 @@ KINDS: dict[str, str] = {
     "layer": "qorus_register_layers",
     "loss": "qorus_register_losses",
     "optimizer": "qorus_register_optimizers",
+    "kernel": "qorus_register_kernels",
 }
 #: First-party namespace -> the only distribution that may claim it (their pyproject.toml files).
 FIRST_PARTY: dict[str, str] = {
@@ -117,7 +120,8 @@ class Entry:
         return self.name.split(".", 1)[1]
 
     def to_dict(self) -> dict[str, Any]:
-        target = f"{getattr(self.obj, '__module__', '?')}:{getattr(self.obj, '__qualname__', '?')}"
+        obj = self.obj.numpy if self.kind == "kernel" else self.obj   # a kernel: its NumPy code
+        target = f"{getattr(obj, '__module__', '?')}:{getattr(obj, '__qualname__', '?')}"
         return {"name": self.name, "kind": self.kind, "plugin": self.plugin,
                 "distribution": self.distribution, "version": self.version,
                 "doc": self.doc, "object": target}
@@ -179,6 +183,7 @@ class _Stage:
 
     phase: str = "on import"
     open: bool = True
+    kernels: Any = None     # the plugin's kernels, checked and compiled (an Extension), if any
 
 
 def _importing_here() -> bool:
@@ -456,7 +461,7 @@ class Registry:
                     raise RegistryError(f"duplicate plugin namespace {namespace!r} (its names "
                                         f"would clash): claimed by plugin {other.label} and by "
                                         f"plugin {info.label}")
-            plugin, staged = self._stage(loader, info)
+            plugin, staged, kernels = self._stage(loader, info)
             taken = self.pm.get_name(plugin)
             if taken is not None:
                 raise RegistryError(f"plugin {info.label} is the object already loaded as "
@@ -464,7 +469,7 @@ class Registry:
             if self.pm.register(plugin, name=namespace) is None:
                 raise RegistryError(f"plugin {namespace!r} is blocked")
             registered = plugin
-            self._commit(staged, info)
+            self._commit(staged, info, kernels)
         except Exception as exc:  # plugin code's own exceptions arrive here as _Failed
             if registered is not None:
                 self.pm.unregister(registered)
@@ -477,12 +482,13 @@ class Registry:
         self._plugins.append(info)
         return info
 
-    def _stage(self, loader: Callable[[], Any], info: PluginInfo) -> tuple[Any, list[Entry]]:
+    def _stage(self, loader: Callable[[], Any], info: PluginInfo) -> tuple[Any, list[Entry], Any]:
         """Run the plugin's import and registration hooks in a worker, on a plugin manager of
-        its own; return the plugin object and the entries it registered. Raises _Failed."""
+        its own; return the plugin object, the entries it registered and its kernels (an
+        ``Extension`` or None). Raises _Failed."""
         stage = _Stage()
 
-        def work() -> tuple[Any, list[Entry]]:
+        def work() -> tuple[Any, list[Entry], Any]:
             outer = getattr(_LOADING, "registry", None)
             _LOADING.registry = self   # lookups from this plugin see what is committed so far
             try:
@@ -491,7 +497,7 @@ class Registry:
                 pm = _new_plugin_manager()
                 pm.register(plugin, name=info.namespace)
                 _check_hooks(pm, plugin, info.namespace)
-                return plugin, self._run_hooks(pm, info, stage)
+                return plugin, self._run_hooks(pm, info, stage), stage.kernels
             finally:
                 _LOADING.registry = outer
 
@@ -545,10 +551,12 @@ class Registry:
         return None if out.error is None else _describe(out.error)
 
     def _run_hooks(self, pm: pluggy.PluginManager, info: PluginInfo, stage: _Stage) -> list[Entry]:
-        """Call each registration hook of the plugin (alone on ``pm``); collect what it registers."""
+        """Call each registration hook of the plugin (alone on ``pm``); collect what it
+        registers, its kernels checked and compiled (``stage.kernels``) but not installed."""
         staged: dict[tuple[str, str], Entry] = {}
+        libraries: dict[str, Any] = {}
 
-        def make_register(kind: str) -> hookspecs.Register:
+        def make_register(kind: str) -> Callable[..., Any]:
             def register(obj: Any, name: str | None = None) -> Any:
                 if not stage.open:
                     raise RegistryError(f"plugin {info.namespace!r} called register() after "
@@ -558,12 +566,28 @@ class Registry:
                     raise RegistryError(f"plugin {info.label} registers {kind} {entry.name!r} twice")
                 staged[(kind, entry.name)] = entry
                 return obj
-            return register
+
+            def register_kernel(kernel: Any, library: Any = None) -> Any:
+                if not isinstance(kernel, Kernel):
+                    raise RegistryError(f"plugin {info.namespace!r}: kernel {kernel!r:.80} is "
+                                        "not a kernel declaration (make it with "
+                                        "qorus_core.kernels.declare_kernel)")
+                register(kernel, kernel.name)
+                libraries[kernel.name] = library
+                return kernel
+            return register_kernel if kind == "kernel" else register
 
         for kind, hook_name in KINDS.items():
             stage.phase = f"in hook {hook_name}"
             getattr(pm.hook, hook_name)(register=make_register(kind))
         stage.open = False
+        kernels = [(e.obj, libraries[e.obj.name]) for e in staged.values() if e.kind == "kernel"]
+        if kernels:
+            stage.phase = "checking its kernels"
+            try:
+                stage.kernels = kernel_extensions.prepare(info.namespace, kernels)
+            except KernelError as exc:
+                raise RegistryError(str(exc)) from exc
         return list(staged.values())
 
     def _make_entry(self, kind: str, obj: Any, name: str | None, info: PluginInfo) -> Entry:
@@ -576,13 +600,18 @@ class Registry:
             if not _is_layer_class(obj):
                 raise RegistryError(f"layer {full!r}: {obj!r} is not a subclass of "
                                     "qorus_core.layer.Layer")
+        elif kind == "kernel":       # a Kernel (register_kernel checked it)
+            return Entry(full, kind, obj, info.namespace, info.distribution, info.version,
+                         _first_line(obj.doc))
         elif not callable(obj):
             raise RegistryError(f"{kind} {full!r}: {obj!r} is not callable")
         return Entry(full, kind, obj, info.namespace, info.distribution, info.version,
                      _first_line(getattr(obj, "__doc__", None)))
 
-    def _commit(self, staged: list[Entry], info: PluginInfo) -> None:
+    def _commit(self, staged: list[Entry], info: PluginInfo, kernels: Any = None) -> None:
         # No clash is possible here: namespaces are unique and _run_hooks refused repeats.
+        if kernels is not None:
+            kernel_extensions.install(kernels)
         for e in staged:
             self._entries[e.kind][e.name] = e
             self._by_local[e.kind].setdefault(e.local_name, []).append(e.name)
@@ -650,6 +679,14 @@ class Registry:
 # --- the default registry ---------------------------------------------------------------
 _default: Registry | None = None
 _default_lock = threading.Lock()
+
+
+def _load_kernel_plugins() -> None:
+    """What a kernel set calls when ``k.<name>`` is unknown: load the plugins (their kernels)."""
+    get_registry().entries("kernel")
+
+
+kernel_extensions.set_loader(_load_kernel_plugins)
 
 
 def get_registry() -> Registry:

@@ -152,7 +152,8 @@ def read_only_error(t: Tensor) -> KernelError:
                                  or kernel is None):
         code, args = frame.f_code, frame.f_locals
         if isinstance(args.get("self"), WeightDispatch) and not code.co_name.startswith("_"):
-            kernel, operand = code.co_name, None
+            # a generated method carries its kernel's full name (``tpl.prelu``: a plugin's)
+            kernel, operand = frame.f_globals.get("_kernel_name") or code.co_name, None
             for arg in code.co_varnames[1:code.co_argcount]:
                 v = args.get(arg)
                 if v is t:

@@ -1,21 +1,27 @@
 """Checks every layer's tests should run, ours and third-party: finite-difference gradients and
-C-vs-NumPy parity. Both compile a one-layer ``Model`` exactly as training would.
+C-vs-NumPy parity. Both compile a one-layer ``Model`` exactly as training would. And the
+derived checks of a kernel declaration, for a plugin's own kernels.
 
-    from qorus_core.testing import check_gradients, check_kernel_parity
+    from qorus_core.testing import check_gradients, check_kernel, check_kernel_parity
     check_gradients(MyLayer(8), input_shape=(5,))
     check_kernel_parity(MyLayer(8), input_shape=(5,))   # skips itself if C is unavailable
     assert trace_allocations(step).array_bytes == 0     # after a warm-up step
+    check_kernel(my_kernel)      # a declaration registered through qorus_register_kernels
 """
 
 from __future__ import annotations
 
+import copy
+import re
 import tracemalloc
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
-from .kernels import c_status, get_kernels
+from .errors import KernelError
+from .kernels import EXACT, Kernel, c_status, get_kernels
+from .kernels.examples import build, written
 from .layer import Layer
 from .model import Model
 
@@ -207,3 +213,135 @@ def trace_allocations(fn: Callable[[], object], repeat: int = 1) -> AllocTrace:
     diff = after.filter_traces(numpy_only).compare_to(before.filter_traces(numpy_only), "lineno")
     grown = [d for d in diff if d.size_diff > 0]
     return AllocTrace(sum(d.size_diff for d in grown), peak - base, [str(d) for d in grown[:5]])
+
+
+# ----------------------------------------------------------------------------- kernels
+class _NoFallback:
+    """A C set's fallback that fails the check: an example must run in C."""
+
+    def __getattr__(self, name: str):
+        raise AssertionError(f"the C set ran {name} on its NumPy fallback")
+
+
+def c_without_fallback():
+    """A copy of the C kernel set whose NumPy fallback raises AssertionError (None when the C
+    library is unavailable): what proves a kernel's example ran in C."""
+    if not c_status()[0]:
+        return None
+    ck = copy.copy(get_kernels("c"))
+    for name, v in list(vars(ck).items()):      # plugin namespaces bound to the original
+        if type(v).__name__ == "KernelNamespace":
+            del ck.__dict__[name]
+    ck.fallback = _NoFallback()
+    return ck
+
+
+def kernel_method(kset, k: Kernel) -> Callable:
+    """``k``'s method on the kernel set ``kset`` (``kset.<namespace>.<name>`` for a plugin's)."""
+    return getattr(getattr(kset, k.namespace), k.name) if k.namespace else getattr(kset, k.name)
+
+
+def call_kernel(kset, k: Kernel, args: list):
+    """Call ``k`` on ``kset`` with ``args`` (NumPy's overflow warnings silenced: C gives none)."""
+    with np.errstate(all="ignore"):             # NumPy warns on exp overflow; C does not
+        return kernel_method(kset, k)(*args)
+
+
+def check_kernel_example(ck, k: Kernel, ex: dict) -> None:
+    """The C set ``ck`` and the NumPy set compute the same on example ``ex`` of ``k`` (within
+    its ``tol``; EXACT: bit for bit), from identical inputs, and the example does something."""
+    from .kernels import NumpyKernels
+
+    args_c, args_n, before = build(k, ex), build(k, ex), build(k, ex)
+    rc, rn = call_kernel(ck, k, args_c), call_kernel(NumpyKernels(), k, args_n)
+    rtol, atol = k.tol
+    changed = rc is not None
+    for (name, c), (_, n), (_, b) in zip(written(k, args_c), written(k, args_n),
+                                         written(k, before)):
+        if k.tol == EXACT:
+            np.testing.assert_array_equal(c, n, err_msg=f"{k.full_name}: {name}")
+        else:
+            np.testing.assert_allclose(c, n, rtol=rtol, atol=atol, err_msg=f"{k.full_name}: {name}")
+        changed = changed or not np.array_equal(c, b, equal_nan=True)
+    assert changed, f"{k.full_name}: the example wrote nothing and returned nothing"
+    if isinstance(rn, float):
+        assert abs(rc - rn) <= max(atol, 1e-7) + max(rtol, 1e-6) * abs(rn), (k.full_name, rc, rn)
+    else:
+        assert rc == rn, (k.full_name, rc, rn)
+
+
+def check_kernel_refusal(ck, k: Kernel, make: Callable[[], list]) -> str:
+    """Both sets (``ck`` None: NumPy only) refuse the arguments ``make()`` builds with the same
+    KernelError, naming the kernel; returns its text."""
+    from .kernels import NumpyKernels
+
+    msgs = []
+    for kset in (ck, NumpyKernels()):
+        if kset is None:
+            continue
+        try:
+            call_kernel(kset, k, make())
+        except KernelError as exc:
+            msgs.append(str(exc))
+        else:
+            raise AssertionError(f"{k.full_name} on the {kset.name} set accepted bad arguments")
+    assert len(set(msgs)) == 1, f"{k.full_name}: the sets refuse differently: {msgs}"
+    assert msgs[0].startswith(k.full_name + ":") or f" {k.full_name}:" in msgs[0], msgs[0]
+    return msgs[0]
+
+
+def kernel_cases(k: Kernel) -> dict[str, list]:
+    """The derived cases of ``k``: its examples; the operands tied to others (grown by one in
+    every dimension, they must be refused); its written tensors (read-only, refused); its
+    declared ``bad`` cases."""
+    ex = k.examples[0] if k.examples else {}
+    tied = [o.name for o in k.operands if o.tensor and not o.free
+            and ex.get(o.name) is not None and not callable(ex.get(o.name))]
+    outs = [o.name for o in k.operands if o.tensor and o.written and ex.get(o.name) is not None]
+    return {"examples": list(k.examples), "grow": tied, "read_only": outs, "bad": list(k.bad)}
+
+
+def check_read_only_refusal(ck, k: Kernel, name: str) -> None:
+    """Operand ``name`` read-only: refused alike, naming it, before anything is written."""
+    calls: list[list] = []
+
+    def make() -> list:
+        calls.append(build(k, k.examples[0], read_only=name))
+        return calls[-1]
+
+    msg = check_kernel_refusal(ck, k, make)
+    assert "read-only" in msg and name in msg, msg
+    fresh = build(k, k.examples[0])
+    for args in calls:
+        for (n, got), (_, want) in zip(written(k, args), written(k, fresh)):
+            np.testing.assert_array_equal(got, want, err_msg=f"{k.full_name}: {n} was written")
+
+
+def check_kernel(k: Kernel, require_c: bool = False) -> dict[str, int]:
+    """Every check the kernel table derives, for one declaration (a plugin's, registered, or
+    core's): C against NumPy on each example (in C: the fallback raises), and a misfit
+    operand, a read-only output and each declared bad case refused alike by both sets.
+    Without the C library, or for a kernel the C set serves in NumPy (declared without C, or
+    its plugin's library not built), the C side is skipped, unless ``require_c``
+    (AssertionError then). Returns the number of cases checked, per kind."""
+    assert k.examples, f"{k.full_name}: declare at least one example"
+    ck = c_without_fallback()
+    served = ck is not None and bool(k.c)
+    if served and k.namespace:
+        from .kernels.extensions import extensions
+        served = extensions()[k.namespace].native
+    if require_c and not served:
+        raise AssertionError(f"{k.full_name}: not served in C here "
+                             f"({c_status()[1] if ck is None else 'no C symbol bound'})")
+    cases = kernel_cases(k)
+    for ex in cases["examples"] if served else ():
+        check_kernel_example(ck, k, ex)
+    ck = ck if served else None
+    for name in cases["grow"]:
+        check_kernel_refusal(ck, k, lambda name=name: build(k, k.examples[0], grow=name))
+    for name in cases["read_only"]:
+        check_read_only_refusal(ck, k, name)
+    for match, over in cases["bad"]:
+        msg = check_kernel_refusal(ck, k, lambda over=over: build(k, {**k.examples[0], **over}))
+        assert re.search(match, msg), f"{k.full_name}: {msg!r} does not match {match!r}"
+    return {kind: len(v) if served or kind != "examples" else 0 for kind, v in cases.items()}

@@ -91,11 +91,13 @@ def test_every_core_module_is_classified():
         [f"{p}.*" for p in PLUGINS]
 
 
-# One import each contract forbids -> the contract that must break on it (and only it).
+# One import each contract forbids -> the contract(s) that must break on it (and only they).
 VIOLATIONS = [
     ("qorus_core.kernels.numpy", "qorus_core.init", "kernels-at-the-bottom"),
-    ("qorus_core.kernels.c", "qorus_core.layer", "kernels-at-the-bottom"),
-    ("qorus_core.kernels.numpy", "qorus_core", "kernels-at-the-bottom"),    # the root: everything
+    ("qorus_core.kernels.listing", "qorus_core.layer", "kernels-at-the-bottom"),
+    # the root imports everything, the layers too, and the registry reaches the kernels
+    # (it checks a plugin's kernels): both contracts break
+    ("qorus_core.kernels.numpy", "qorus_core", "kernels-at-the-bottom registry-knows-no-layer"),
     ("qorus_core.registry", "qorus_core", "registry-knows-no-layer"),
     ("qorus_core.train.cli_train", "qorus_core.cli", "nothing-imports-the-cli"),
     ("qorus_core.registry", "qorus_core.layer", "registry-knows-no-layer"),
@@ -143,7 +145,7 @@ def test_each_contract_breaks_on_what_it_forbids(linter, importer, imported, con
     contracts, graph = linter
     graph = copy.deepcopy(graph)
     graph.add_import(importer=importer, imported=imported, line_number=1, line_contents="import x")
-    assert _broken(contracts, graph) == [contract]
+    assert _broken(contracts, graph) == contract.split()
 
 
 def test_allowed_imports_stay_allowed(linter):

@@ -12,11 +12,11 @@ import threading
 
 import numpy as np
 import pytest
-from kernel_examples import build
 
 from qorus_core.errors import KernelError
 from qorus_core.kernels import NumpyKernels
 from qorus_core.kernels.decl import TABLE
+from qorus_core.kernels.examples import build
 from qorus_core.kernels.numpy_quant import QWeight
 from qorus_core.tensor import Tensor
 
@@ -43,7 +43,7 @@ def test_no_kernel_keeps_state_on_the_kernel_set():
 
 def test_kept_objects_and_scratch_are_per_thread():
     nk = NumpyKernels()
-    make = lambda: (nk._scratch("s", (4,)), nk._kept(("k", 4), lambda: np.arange(4)))  # noqa: E731
+    make = lambda: (nk.scratch("s", (4,)), nk._kept(("k", 4), lambda: np.arange(4)))  # noqa: E731
     mine, again, theirs = make(), make(), _in_thread(make)
     assert mine[0] is again[0] and mine[1] is again[1]          # kept across calls
     assert mine[0] is not theirs[0] and mine[1] is not theirs[1]  # not across threads

@@ -12,64 +12,47 @@ declaration's own ``bad`` cases.
 
 from __future__ import annotations
 
-import copy
 import re
 
 import numpy as np
 import pytest
-from kernel_examples import build, written
 
 from qorus_core.errors import KernelError
 from qorus_core.kernels import NumpyKernels, c_status
 from qorus_core.kernels.decl import TABLE
-from qorus_core.kernels.decl.spec import EXACT, Kernel
+from qorus_core.kernels.decl.spec import Kernel
+from qorus_core.kernels.examples import build, written
 from qorus_core.tensor import Tensor
+from qorus_core.testing import (
+    c_without_fallback,
+    call_kernel,
+    check_kernel_example,
+    check_kernel_refusal,
+    check_read_only_refusal,
+    kernel_cases,
+)
 
 NK = NumpyKernels()
-
-
-class _NoFallback:
-    def __getattr__(self, name):
-        raise AssertionError(f"the C set ran {name} on its NumPy fallback")
 
 
 @pytest.fixture(scope="module")
 def cnative():
     """The C set with no fallback: every example must run in C."""
-    ok, why = c_status()
-    if not ok:
-        pytest.skip(f"C kernel library unavailable: {why}")
-    from qorus_core.kernels import get_kernels
-
-    ck = copy.copy(get_kernels("c"))
-    ck.fallback = _NoFallback()
+    ck = c_without_fallback()
+    if ck is None:
+        pytest.skip(f"C kernel library unavailable: {c_status()[1]}")
     return ck
 
 
 def _cases(kind: str):
     for k in TABLE:
-        if kind == "examples":
-            for i, ex in enumerate(k.examples):
-                yield pytest.param(k, ex, id=f"{k.name}-{i}")
-        elif kind == "grow":
-            ex = k.examples[0] if k.examples else {}
-            for o in k.operands:
-                v = ex.get(o.name)
-                if o.tensor and not o.free and v is not None and not callable(v):
-                    yield pytest.param(k, o.name, id=f"{k.name}-{o.name}")
-        elif kind == "read_only":
-            ex = k.examples[0] if k.examples else {}
-            for o in k.operands:
-                if o.tensor and o.written and ex.get(o.name) is not None:
-                    yield pytest.param(k, o.name, id=f"{k.name}-{o.name}")
-        elif kind == "bad":
-            for i, (match, over) in enumerate(k.bad):
-                yield pytest.param(k, match, over, id=f"{k.name}-{i}")
-
-
-def _run(kset, k: Kernel, args: list):
-    with np.errstate(all="ignore"):             # NumPy warns on exp overflow; C does not
-        return getattr(kset, k.name)(*args)
+        for i, case in enumerate(kernel_cases(k)[kind]):
+            if kind == "bad":
+                yield pytest.param(k, *case, id=f"{k.name}-{i}")
+            elif kind == "examples":
+                yield pytest.param(k, case, id=f"{k.name}-{i}")
+            else:
+                yield pytest.param(k, case, id=f"{k.name}-{case}")
 
 
 def test_every_kernel_has_examples():
@@ -79,61 +62,23 @@ def test_every_kernel_has_examples():
 
 @pytest.mark.parametrize("k,ex", list(_cases("examples")))
 def test_c_matches_numpy(cnative, k, ex):
-    args_c, args_n, before = build(k, ex), build(k, ex), build(k, ex)
-    rc, rn = _run(cnative, k, args_c), _run(NK, k, args_n)
-    rtol, atol = k.tol
-    changed = rc is not None
-    for (name, c), (_, n), (_, b) in zip(written(k, args_c), written(k, args_n),
-                                         written(k, before)):
-        if k.tol == EXACT:
-            np.testing.assert_array_equal(c, n, err_msg=f"{k.name}: {name}")
-        else:
-            np.testing.assert_allclose(c, n, rtol=rtol, atol=atol, err_msg=f"{k.name}: {name}")
-        changed = changed or not np.array_equal(c, b, equal_nan=True)
-    assert changed, f"{k.name}: the example wrote nothing and returned nothing"
-    if isinstance(rn, float):
-        assert rc == pytest.approx(rn, rel=max(rtol, 1e-6), abs=max(atol, 1e-7))
-    else:
-        assert rc == rn
-
-
-def _same_refusal(cnative, k: Kernel, make) -> str:
-    """Both sets raise KernelError with the same text for the arguments ``make()`` builds."""
-    msgs = []
-    for kset in (cnative, NK):
-        with pytest.raises(KernelError) as err:
-            _run(kset, k, make())
-        msgs.append(str(err.value))
-    assert msgs[0] == msgs[1], f"{k.name}: C says {msgs[0]!r}, NumPy {msgs[1]!r}"
-    assert msgs[0].startswith(k.name + ":") or f" {k.name}:" in msgs[0], msgs[0]
-    return msgs[0]
+    check_kernel_example(cnative, k, ex)
 
 
 @pytest.mark.parametrize("k,name", list(_cases("grow")))
 def test_a_misfit_operand_is_refused_alike(cnative, k, name):
-    _same_refusal(cnative, k, lambda: build(k, k.examples[0], grow=name))
+    check_kernel_refusal(cnative, k, lambda: build(k, k.examples[0], grow=name))
 
 
 @pytest.mark.parametrize("k,name", list(_cases("read_only")))
 def test_a_read_only_output_is_refused_alike(cnative, k, name):
     """... before anything is written: no operand changes."""
-    calls = []
-
-    def make():
-        calls.append(build(k, k.examples[0], read_only=name))
-        return calls[-1]
-
-    msg = _same_refusal(cnative, k, make)
-    assert "read-only" in msg and name in msg
-    fresh = build(k, k.examples[0])
-    for args in calls:
-        for (n, got), (_, want) in zip(written(k, args), written(k, fresh)):
-            np.testing.assert_array_equal(got, want, err_msg=f"{k.name}: {n} was written")
+    check_read_only_refusal(cnative, k, name)
 
 
 @pytest.mark.parametrize("k,match,over", list(_cases("bad")))
 def test_declared_bad_arguments_are_refused_alike(cnative, k, match, over):
-    msg = _same_refusal(cnative, k, lambda: build(k, {**k.examples[0], **over}))
+    msg = check_kernel_refusal(cnative, k, lambda: build(k, {**k.examples[0], **over}))
     assert re.search(match, msg), f"{k.name}: {msg!r} does not match {match!r}"
 
 
@@ -146,7 +91,7 @@ def test_the_table_is_every_kernel_of_both_sets():
     from qorus_core.kernels.c import CKernels
 
     public = {n for n in dir(NumpyKernels) if not n.startswith("_")}
-    assert public - {k.name for k in TABLE} == {"name", "linear", "embedding_rows"}
+    assert public - {k.name for k in TABLE} == {"name", "linear", "embedding_rows", "scratch"}
     for k in TABLE:
         n, c = getattr(NumpyKernels, k.name), getattr(CKernels, k.name)
         assert n.__doc__ == c.__doc__ == k.doc and k.doc, k.name
@@ -287,8 +232,11 @@ def test_qorus_kernels_lists_the_table(capsys):
 
     assert main(["kernels", "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
-    rows = {r["name"]: r for r in info["kernels"]}
+    rows = {r["name"]: r for r in info["kernels"] if "plugin" not in r}
     assert set(rows) == {k.name for k in TABLE}
+    plugins = {r["name"]: r for r in info["kernels"] if "plugin" in r}
+    assert {"tpl.prelu", "tpl.prelu_bwd"} <= set(plugins)        # the template's (installed)
+    assert plugins["tpl.prelu"]["c_symbols"] == ["tpl_prelu_f32"]
     assert rows["gemm"]["family"] == "dense" and rows["gemm"]["simd_family"] == "gemm"
     assert rows["sub"]["doc"].startswith("out = a - b") and rows["sub"]["c_symbols"] == ["qr_sub_f32"]
     if info["c_available"]:
@@ -339,7 +287,7 @@ def test_an_argument_of_the_wrong_kind_is_named_alike(ck, k, param, value):
         args[k.params.index(param)] = value
         return args
 
-    msg = _same_refusal(ck, k, make)
+    msg = check_kernel_refusal(ck, k, make)
     assert re.search(rf"\b{param}\b", msg), f"{k.name}: {msg!r} does not name {param}"
 
 
@@ -388,12 +336,12 @@ def test_an_operand_flattened_is_served_or_refused_alike(cnative, k, ex, name):
     for kset in (cnative, NK):
         args = make()
         try:
-            r = _run(kset, k, args)
+            r = call_kernel(kset, k, args)
         except KernelError as exc:
             outcomes.append(("refused", str(exc)))
             continue
         ref = build(k, ex)
-        rr = _run(kset, k, ref)
+        rr = call_kernel(kset, k, ref)
         for (n, got), (_, want) in zip(written(k, args), written(k, ref)):
             np.testing.assert_array_equal(got.reshape(-1), want.reshape(-1),
                                           err_msg=f"{k.name}: {n} with {name} flat")

@@ -1,7 +1,7 @@
 """Kernels never write into memory they may not write; a Tensor is immutable (issue 12).
 
 Every kernel of the set (the public methods of ``NumpyKernels``) is run on valid operands:
-each example the kernel table declares for it (``kernel_examples.build``), plus the recipes
+each example the kernel table declares for it (``qorus_core.kernels.examples.build``), plus the recipes
 below for the two weight dispatchers, which are not table kernels, and for paths no example
 takes. The operands it changes are its outputs (each one an operand the table declares
 written); then each operand in turn is made read-only: an output must be refused with a
@@ -21,16 +21,16 @@ import sys
 
 import numpy as np
 import pytest
-from kernel_examples import build
 
 from qorus_core.errors import KernelError
 from qorus_core.kernels import NumpyKernels, get_kernels
 from qorus_core.kernels.decl import TABLE
+from qorus_core.kernels.examples import build
 from qorus_core.kernels.numpy_quant import QWeight
 from qorus_core.tensor import ReadOnlyTensor, Tensor
 
-KERNELS = sorted(n for n in dir(NumpyKernels)
-                 if not n.startswith("_") and callable(getattr(NumpyKernels, n)))
+KERNELS = sorted(n for n in dir(NumpyKernels) if not n.startswith("_") and n != "scratch"
+                 and callable(getattr(NumpyKernels, n)))
 DECLARED = {k.name: k for k in TABLE}
 
 

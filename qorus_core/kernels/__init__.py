@@ -6,6 +6,8 @@ generated from the kernel table (``decl/``: each kernel declared once, with its 
 its NumPy implementation, the reference). The C set loads only a library that has every
 declared C symbol; it hands NumPy only the calls its kernels do not serve (another dtype, an
 overlapping GEMM output), explicitly (``CKernels.native``: the kernels with a C symbol).
+Plugins add kernels through the ``qorus_register_kernels`` hook, declared the same way
+(``declare_kernel``); both sets serve them as ``k.<namespace>.<name>`` (extensions.py).
 """
 
 from __future__ import annotations
@@ -14,11 +16,16 @@ import os
 from functools import cache
 
 from ..errors import KernelError
+from .decl.spec import EXACT, FLOAT, Fit, Inline, Kernel, declare_kernel, same_rows, same_size, sizes_error
+from .extensions import UnknownKernelError
 from .kernel_set import KernelSet
 from .numpy import NumpyKernels
 from .simd import SimdTierError
 
-__all__ = ["get_kernels", "c_status", "NumpyKernels", "KernelSet", "KERNEL_SETS"]
+__all__ = ["get_kernels", "c_status", "NumpyKernels", "KernelSet", "KERNEL_SETS",
+           # what a plugin declares its own kernels with (qorus_register_kernels)
+           "declare_kernel", "Kernel", "same_size", "same_rows", "Fit", "Inline", "EXACT",
+           "FLOAT", "sizes_error", "UnknownKernelError"]
 
 KERNEL_SETS = ("auto", "c", "numpy")
 

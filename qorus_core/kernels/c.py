@@ -24,6 +24,7 @@ from . import simd  # SIMD tiers: names, checked setters (simd.py)
 from .decl import LIB_VERSION, TABLE  # the kernel table (decl/)
 from .decl import bind as _table
 from .decl import gen as _gen
+from .extensions import KernelNamespaces
 from .numpy import NumpyKernels
 from .numpy_quant import WeightDispatch
 
@@ -84,7 +85,7 @@ def _load(path: str) -> ctypes.CDLL:
     return lib
 
 
-class CKernels(WeightDispatch):
+class CKernels(KernelNamespaces, WeightDispatch):
     """The C kernel set; same methods and signatures as ``NumpyKernels`` (both from the table)."""
 
     name = "c"

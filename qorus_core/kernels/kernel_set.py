@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
+import numpy as np
+
 from ..tensor import Tensor
 from .numpy_quant import QWeight
 
@@ -20,7 +22,7 @@ Pair = tuple[int, int]
 
 class KernelSet(Protocol):
     """What ``get_kernels`` returns (``NumpyKernels`` or ``CKernels``): every kernel of the
-    table, and the two weight dispatchers."""
+    table, the two weight dispatchers and the NumPy code's scratch arrays."""
 
     name: str
 
@@ -456,4 +458,12 @@ class KernelSet(Protocol):
     def embedding_rows(self, ids: Tensor, w, y: Tensor) -> None:
         """y[i, :] = w[ids[i], :] for a float32 table (``embedding``) or a QWeight
         (``embedding_q``, rows dequantized).
+        """
+
+    def scratch(self, key: str, shape: tuple[int, ...], dtype = np.float32) -> np.ndarray:
+        """This thread's scratch array ``key`` of ``shape`` and ``dtype`` (made on first use;
+        its contents are the caller's until its next call): the temporaries of NumPy code,
+        so a warmed-up step allocates nothing (a plugin kernel's NumPy implementation takes
+        its own, keys prefixed with its namespace). ``dtype`` is a NumPy type such as
+        ``np.float32``, keyed as given: no ``np.dtype`` built per call.
         """

@@ -7,7 +7,8 @@
 The core plugin registers the command (``builtin_plugin.py``); this module does not import the
 CLI. The tiers of a kernel are those of its C family (``simd.family_paths``): the tiers this
 CPU and build can run, up to the widest the family has kernels for; none where the C library
-is unavailable (the NumPy set serves every kernel then).
+is unavailable (the NumPy set serves every kernel then). Plugins' kernels (``tpl.prelu``) come
+after core's, with their library, or why the C set runs them in NumPy.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import json
 
 from ..errors import KernelError
 from .decl import TABLE, Kernel, families
+from .extensions import extensions
 
 __all__ = ["kernel_list", "setup", "run"]
 
@@ -38,7 +40,7 @@ def _c_tiers() -> tuple[dict[str, list[str]], dict]:
 
 
 def _row(k: Kernel, tiers: dict[str, list[str]]) -> dict:
-    return {"name": k.name, "family": k.family, "doc": k.doc.split("\n\n")[0].replace("\n", " "),
+    return {"name": k.full_name, "family": k.family, "doc": k.doc.split("\n\n")[0].replace("\n", " "),
             "c_symbols": [s.symbol for s in k.symbols], "simd_family": k.simd,
             "c_tiers": tiers.get(k.simd, []) if k.c else [],
             "operands": [{"name": o.name, "role": o.role, "dtype": o.dtype,
@@ -46,10 +48,22 @@ def _row(k: Kernel, tiers: dict[str, list[str]]) -> dict:
             "replayable": k.replay}
 
 
+def _plugin_row(k: Kernel, ext, c_available: bool) -> dict:
+    row = _row(k, {})
+    served = c_available and ext.native and bool(k.c)
+    return {**row, "plugin": ext.namespace, "simd_family": None, "c_tiers": ["plugin"] if served else [],
+            "c_library": ext.library if served else None,
+            "c_reason": "" if served or not k.c else (ext.c_reason or "C library unavailable")}
+
+
 def kernel_list() -> dict:
-    """{"kernels": [one row per declared kernel], and the C library's facts}."""
+    """{"kernels": [one row per declared kernel, core's then plugins'], and the C library's
+    facts}."""
     tiers, lib = _c_tiers()
-    return {**lib, "kernels": [_row(k, tiers) for k in TABLE]}
+    rows = [_row(k, tiers) for k in TABLE]
+    for ext in extensions(load=True).values():
+        rows += [_plugin_row(k, ext, lib["c_available"]) for k in ext.kernels.values()]
+    return {**lib, "kernels": rows}
 
 
 def setup(p: argparse.ArgumentParser) -> None:
@@ -58,7 +72,8 @@ def setup(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    known = families()
+    known = {**families(), **{k.family: [] for e in extensions(load=True).values()
+                              for k in e.kernels.values()}}
     if args.family and args.family not in known:
         raise KernelError(f"qorus kernels --family {args.family}: no such kernel family; the "
                           f"families are {', '.join(known)}")

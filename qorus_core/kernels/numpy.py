@@ -20,6 +20,7 @@ import numpy as np
 
 from ..tensor import Tensor
 from .decl import gen as _gen  # the kernel table: every kernel, its NumPy implementation
+from .extensions import KernelNamespaces  # k.<namespace>: the kernels plugins add
 from .numpy_quant import WeightDispatch  # linear / embedding_rows: a Tensor or a QWeight
 
 # erf: threshold, clamp and the two minimax polynomials (constant term first), as in qr_math.h
@@ -32,7 +33,7 @@ _ERF_P = [np.float32(c) for c in (-0.0002099139674101025, -1.1276154518127441, -
                                   0.00019473457359708846)]
 
 
-class NumpyKernels(WeightDispatch):
+class NumpyKernels(KernelNamespaces, WeightDispatch):
     """Reference implementation of every Qorus kernel: the methods are the table's (decl/),
     each its declared check then its NumPy implementation; this class holds what they share
     (the per-thread cache, erf, the matrix views). Typed for editors: ``KernelSet``."""
@@ -44,7 +45,7 @@ class NumpyKernels(WeightDispatch):
 
     @property
     def _cache(self) -> dict[tuple, object]:
-        """This thread's scratch arrays (``_scratch``) and kept objects (``_kept``): all a
+        """This thread's scratch arrays (``scratch``) and kept objects (``_kept``): all a
         kernel keeps between calls is in it, so plans run from several threads on one kernel
         set never share one."""
         try:
@@ -53,16 +54,15 @@ class NumpyKernels(WeightDispatch):
             cache = self._local.cache = {}
             return cache
 
-    def _scratch(self, key: str, shape: tuple[int, ...], dtype=np.float32) -> np.ndarray:
-        """This thread's scratch array ``key`` of ``shape`` and ``dtype`` (made on first use;
-        its contents are the caller's until its next call). ``dtype`` is a NumPy type such as
-        ``np.float32``, keyed as given: no ``np.dtype`` built per call."""
+    def scratch(self, key: str, shape: tuple[int, ...], dtype=np.float32) -> np.ndarray:
         k = (key, shape, dtype)
         cache = self._cache
         arr = cache.get(k)
         if arr is None:
             arr = cache[k] = np.empty(shape, dtype=dtype)
         return arr
+
+    scratch.__doc__ = WeightDispatch.scratch.__doc__
 
     def _kept(self, key: tuple, make: Callable[[], object]):
         """This thread's object ``key``: what ``make()`` returns, made on first use and kept
@@ -77,10 +77,10 @@ class NumpyKernels(WeightDispatch):
         """out = erf(x) in float32 (NumPy has none), max 1.35 ulp: |x| < 0.921875:
         x + x q(x^2); above: 1 - exp(p(t)), t = min(|x|, 3.92), sign of x; both minimax
         polynomials (qr_math.h's qr_erff, the same float32 operations). out may alias x."""
-        s = self._scratch("erf_s", x.shape)
-        t = self._scratch("erf_t", x.shape)
-        p = self._scratch("erf_p", x.shape)
-        big = self._scratch("erf_big", x.shape, np.bool_)
+        s = self.scratch("erf_s", x.shape)
+        t = self.scratch("erf_t", x.shape)
+        p = self.scratch("erf_p", x.shape)
+        big = self.scratch("erf_big", x.shape, np.bool_)
         np.abs(x, out=t)
         np.greater_equal(t, _ERF_T, out=big)
         np.minimum(t, _ERF_TMAX, out=t)
@@ -114,7 +114,7 @@ class NumpyKernels(WeightDispatch):
     # ----------------------------------------------------------------- helpers of the kernels
     def _row_index(self, targets: Tensor, n: int, c: int) -> np.ndarray:
         """Flat indices r * c + targets[r] into an (n, c) matrix, in a cached array."""
-        fidx = self._scratch("ce_fidx", (n,), np.intp)
+        fidx = self.scratch("ce_fidx", (n,), np.intp)
         base = self._kept(("ce_base", n, c), lambda: np.arange(n, dtype=np.intp) * c)
         np.add(base, targets.a.reshape(-1), out=fidx)
         return fidx

@@ -218,6 +218,14 @@ class WeightDispatch:
         else:
             self.matmul_qf(x, w, y)
 
+    def scratch(self, key: str, shape: tuple[int, ...], dtype=np.float32) -> np.ndarray:
+        """This thread's scratch array ``key`` of ``shape`` and ``dtype`` (made on first use;
+        its contents are the caller's until its next call): the temporaries of NumPy code,
+        so a warmed-up step allocates nothing (a plugin kernel's NumPy implementation takes
+        its own, keys prefixed with its namespace). ``dtype`` is a NumPy type such as
+        ``np.float32``, keyed as given: no ``np.dtype`` built per call."""
+        return self.fallback.scratch(key, shape, dtype)     # the C set: its NumPy set's
+
     def embedding_rows(self, ids: Tensor, w, y: Tensor) -> None:
         """y[i, :] = w[ids[i], :] for a float32 table (``embedding``) or a QWeight
         (``embedding_q``, rows dequantized)."""

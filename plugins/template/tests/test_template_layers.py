@@ -129,4 +129,7 @@ def test_installed_entry_point_is_discovered(monkeypatch):
         entry = registry.entry("layer", f"{NAMESPACE}.{cls.__name__}")
         assert entry.obj is cls and entry.distribution == DISTRIBUTION
     plugin = {p.namespace: p for p in registry.plugins()}[NAMESPACE]
-    assert (plugin.status, plugin.items) == ("ok", 2)
+    assert (plugin.status, plugin.items) == ("ok", 4)     # two layers, two kernels
+    for name in ("prelu", "prelu_bwd"):
+        entry = registry.entry("kernel", f"{NAMESPACE}.{name}")
+        assert entry.obj.full_name == f"{NAMESPACE}.{name}" and entry.doc

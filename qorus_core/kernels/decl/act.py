@@ -40,7 +40,7 @@ def relu(self, x: Tensor, y: Tensor) -> None:
 def relu_bwd(self, x: Tensor, dy: Tensor, dx: Tensor) -> None:
     """dx = dy * (x > 0)."""
     DX = dx.w
-    mask = self._scratch("relu", dx.shape, np.bool_)
+    mask = self.scratch("relu", dx.shape, np.bool_)
     np.greater(_in(x, dx.shape), 0, out=mask)
     np.multiply(_in(dy, dx.shape), mask, out=DX)
 
@@ -51,7 +51,7 @@ def relu_bwd(self, x: Tensor, dy: Tensor, dx: Tensor) -> None:
 def gelu(self, x: Tensor, y: Tensor, approximate: bool = False) -> None:
     """y = x * Phi(x) (exact, erf) or the tanh approximation."""
     Y = y.w
-    X, t = _in(x, y.shape), self._scratch("gelu", y.shape)
+    X, t = _in(x, y.shape), self.scratch("gelu", y.shape)
     if approximate:   # x * sigmoid(2u): 0.5 (1 + tanh u) = 1 / (1 + exp(-2u))
         np.multiply(X, X, out=t)
         np.multiply(t, np.float32(0.044715), out=t)
@@ -79,8 +79,8 @@ def gelu_bwd(self, x: Tensor, dy: Tensor, dx: Tensor, approximate: bool = False)
     """dx = dy * d/dx gelu(x)."""
     DX = dx.w
     X, DY = _in(x, dx.shape), _in(dy, dx.shape)
-    cdf = self._scratch("gelu_cdf", dx.shape)
-    pdf = self._scratch("gelu_pdf", dx.shape)
+    cdf = self.scratch("gelu_cdf", dx.shape)
+    pdf = self.scratch("gelu_pdf", dx.shape)
     if approximate:   # d/dx x s(2u) = s + x s (1 - s) 2u', s = 1 / (1 + exp(-2u))
         np.multiply(X, X, out=pdf)
         np.multiply(pdf, np.float32(0.044715), out=pdf)          # pdf holds 0.044715 x^2
@@ -94,7 +94,7 @@ def gelu_bwd(self, x: Tensor, dy: Tensor, dx: Tensor, approximate: bool = False)
         np.multiply(pdf, np.float32(3.0), out=pdf)
         np.add(pdf, np.float32(1.0), out=pdf)
         np.multiply(pdf, np.float32(2.0 * _SQRT_2_OVER_PI), out=pdf)   # pdf holds 2u'
-        u = self._scratch("gelu_u", dx.shape)
+        u = self.scratch("gelu_u", dx.shape)
         np.subtract(np.float32(1.0), cdf, out=u)
         np.multiply(u, cdf, out=u)
         np.multiply(u, pdf, out=u)
@@ -131,7 +131,7 @@ def sigmoid(self, x: Tensor, y: Tensor) -> None:
 def sigmoid_bwd(self, y: Tensor, dy: Tensor, dx: Tensor) -> None:
     """dx = dy * y * (1 - y)."""
     DX = dx.w
-    Y, t = _in(y, dx.shape), self._scratch("sigmoid", dx.shape)
+    Y, t = _in(y, dx.shape), self.scratch("sigmoid", dx.shape)
     np.subtract(np.float32(1.0), Y, out=t)
     np.multiply(t, Y, out=t)
     np.multiply(_in(dy, dx.shape), t, out=DX)
@@ -142,7 +142,7 @@ def sigmoid_bwd(self, y: Tensor, dy: Tensor, dx: Tensor) -> None:
 def silu(self, x: Tensor, y: Tensor) -> None:
     """y = x * sigmoid(x)."""
     Y = y.w
-    X, s = _in(x, y.shape), self._scratch("silu", y.shape)
+    X, s = _in(x, y.shape), self.scratch("silu", y.shape)
     np.negative(X, out=s)
     np.exp(s, out=s)
     np.add(s, np.float32(1.0), out=s)
@@ -155,8 +155,8 @@ def silu_bwd(self, x: Tensor, dy: Tensor, dx: Tensor) -> None:
     """dx = dy * s * (1 + x * (1 - s)), s = sigmoid(x)."""
     DX = dx.w
     X = _in(x, dx.shape)
-    s = self._scratch("silu", dx.shape)
-    t = self._scratch("silu_t", dx.shape)
+    s = self.scratch("silu", dx.shape)
+    t = self.scratch("silu_t", dx.shape)
     np.negative(X, out=s)
     np.exp(s, out=s)
     np.add(s, np.float32(1.0), out=s)
@@ -180,7 +180,7 @@ def tanh(self, x: Tensor, y: Tensor) -> None:
 def tanh_bwd(self, y: Tensor, dy: Tensor, dx: Tensor) -> None:
     """dx = dy * (1 - y^2)."""
     DX = dx.w
-    Y, t = _in(y, dx.shape), self._scratch("tanh", dx.shape)
+    Y, t = _in(y, dx.shape), self.scratch("tanh", dx.shape)
     np.multiply(Y, Y, out=t)
     np.subtract(np.float32(1.0), t, out=t)
     np.multiply(_in(dy, dx.shape), t, out=DX)

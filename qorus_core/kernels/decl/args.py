@@ -84,11 +84,11 @@ def diagnosis(k: Kernel) -> Callable[..., None]:
     def diagnose(exc: BaseException, *args) -> None:
         for p, kind, v in zip(k.params, kinds, args):
             if kind is not None and not kind[1](v):
-                raise KernelError(f"{k.name}: {p} must be {kind[0]}, got {_got(v)}") from exc
+                raise KernelError(f"{k.full_name}: {p} must be {kind[0]}, got {_got(v)}") from exc
         m = _ARG_NO.match(str(exc)) if isinstance(exc, ctypes.ArgumentError) else None
         if m and sym is not None and 0 < int(m.group(1)) <= len(sym.args):
             arg = sym.args[int(m.group(1)) - 1]
-            raise KernelError(f"{k.name}: {arg.expr} cannot be passed to {sym.symbol} as "
+            raise KernelError(f"{k.full_name}: {arg.expr} cannot be passed to {sym.symbol} as "
                               f"{arg.ctype} ({exc})") from exc
 
     return diagnose

@@ -52,5 +52,5 @@ def bind(lib: ctypes.CDLL, obj, kernels=None) -> list[str]:
         setattr(obj, "_" + name, fn)
     for k in (DECLARED.values() if kernels is None else kernels):
         if k.variant:
-            setattr(obj, f"_v_{k.name}", {key: fns[s.symbol] for key, s in k.c.items()})
+            setattr(obj, f"_v_{k.attr}", {key: fns[s.symbol] for key, s in k.c.items()})
     return []

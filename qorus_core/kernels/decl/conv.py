@@ -201,7 +201,7 @@ _BN = dict(x=(4, 3, 5, 2), weight=(3,), bias=(3,), y=(4, 3, 5, 2), mean=(3,), rs
 def _padded(self, key: str, x: np.ndarray, ph: int, pw: int) -> np.ndarray:
     """x [B,C,H,W] copied into a cached zero-bordered [B,C,H+2ph,W+2pw] buffer."""
     B, C, H, W = x.shape
-    xp = self._scratch(key, (B, C, H + 2 * ph, W + 2 * pw))
+    xp = self.scratch(key, (B, C, H + 2 * ph, W + 2 * pw))
     if ph or pw:                                 # the border zeroed on every call
         xp[:, :, :ph].fill(0)
         xp[:, :, ph + H:].fill(0)
@@ -218,7 +218,7 @@ def _im2col(self, x: np.ndarray, d: tuple[int, ...]) -> np.ndarray:
     s0, s1, s2, s3 = xp.strides
     win = as_strided(xp, (B, C, R, S, Ho, Wo), (s0, s1, dh * s2, dw * s3, sh * s2, sw * s3),
                      writeable=False)
-    col = self._scratch("conv_col", (B, C, R, S, Ho, Wo))
+    col = self.scratch("conv_col", (B, C, R, S, Ho, Wo))
     np.copyto(col, win)
     return col
 
@@ -271,22 +271,22 @@ def conv2d_bwd(self, x: Tensor, w: Tensor, dy: Tensor, dx: Tensor | None, dw: Te
     DX, DB, dwv = (None if dx is None else dx.w), (None if db is None else db.w), dw.w
     dyg = dy.a.reshape(B, G, Kg, HWo)
     col = _im2col(self, x.a, d).reshape(B, G, CRS, HWo)
-    part = self._scratch("conv_dw_part", (B, G, Kg, CRS))
+    part = self.scratch("conv_dw_part", (B, G, Kg, CRS))
     np.matmul(dyg, col.transpose(0, 1, 3, 2), out=part)
-    tot = self._scratch("conv_dw_sum", (G, Kg, CRS))
+    tot = self.scratch("conv_dw_sum", (G, Kg, CRS))
     np.sum(part, axis=0, out=tot)
     dwv = dwv.reshape(G, Kg, CRS)
     np.add(dwv, tot, out=dwv)
     if DB is not None:
-        s = self._scratch("conv_db", (K,))
+        s = self.scratch("conv_db", (K,))
         np.sum(dy.a.reshape(B, K, HWo), axis=(0, 2), out=s)
         np.add(DB, s, out=DB)
     if DX is None:
         return
-    dcol = self._scratch("conv_dcol", (B, G, CRS, HWo))
+    dcol = self.scratch("conv_dcol", (B, G, CRS, HWo))
     np.matmul(w.a.reshape(G, Kg, CRS).transpose(0, 2, 1), dyg, out=dcol)
     d6 = dcol.reshape(B, C, R, S, Ho, Wo)
-    dxp = self._scratch("conv_dxp", (B, C, H + 2 * ph, W + 2 * pw))
+    dxp = self.scratch("conv_dxp", (B, C, H + 2 * ph, W + 2 * pw))
     dxp.fill(0)
     for r in range(R):
         for s_ in range(S):
@@ -309,14 +309,14 @@ def maxpool2d(self, x: Tensor, y: Tensor, argmax: Tensor, kernel: Pair, stride: 
     B, C, H, W, R, S, sh, sw, ph, pw, Ho, Wo = pool_dims("maxpool2d", x, y, kernel, stride,
                                                          padding)
     first, valid, pos = _maxpool_geo(self, H, W, R, S, sh, sw, ph, pw, Ho, Wo)
-    xp = self._scratch("mp_xp", (B, C, H + 2 * ph, W + 2 * pw))   # border: masked by valid
+    xp = self.scratch("mp_xp", (B, C, H + 2 * ph, W + 2 * pw))   # border: masked by valid
     np.copyto(xp[:, :, ph:ph + H, pw:pw + W], x.a)
     m = y.w.reshape(B, C, Ho, Wo)
     idx = argmax.w.reshape(B, C, Ho, Wo)
     m.fill(-np.inf)
     np.copyto(idx, first)
-    t = self._scratch("mp_t", (B, C, Ho, Wo), np.bool_)
-    u = self._scratch("mp_u", (B, C, Ho, Wo), np.bool_)
+    t = self.scratch("mp_t", (B, C, Ho, Wo), np.bool_)
+    u = self.scratch("mp_u", (B, C, Ho, Wo), np.bool_)
     for r in range(R):
         for s in range(S):
             cand = xp[:, :, r:r + sh * (Ho - 1) + 1:sh, s:s + sw * (Wo - 1) + 1:sw]
@@ -339,7 +339,7 @@ def maxpool2d_bwd(self, dy: Tensor, argmax: Tensor, dx: Tensor) -> None:
     am = argmax.a.reshape(planes, -1)
     if am.size and (am.min() < 0 or am.max() >= hw):
         raise _bad_argmax("maxpool2d_bwd", am, hw)
-    flat = self._scratch("mp_flat", am.shape, np.intp)
+    flat = self.scratch("mp_flat", am.shape, np.intp)
     base = self._kept(("mp_base", planes, hw), lambda: (np.arange(planes) * hw)[:, None])
     np.add(am, base, out=flat)
     DX.fill(0)
@@ -376,9 +376,9 @@ def avgpool2d_bwd(self, dy: Tensor, dx: Tensor, kernel: Pair, stride: Pair,
     B, C, H, W, R, S, sh, sw, ph, pw, Ho, Wo = pool_dims("avgpool2d_bwd", dx, dy, kernel,
                                                          stride, padding)
     DX = dx.w
-    g = self._scratch("ap_g", (B, C, Ho, Wo))
+    g = self.scratch("ap_g", (B, C, Ho, Wo))
     np.multiply(dy.a.reshape(B, C, Ho, Wo), np.float32(1.0 / (R * S)), out=g)
-    dxp = self._scratch("ap_dxp", (B, C, H + 2 * ph, W + 2 * pw))
+    dxp = self.scratch("ap_dxp", (B, C, H + 2 * ph, W + 2 * pw))
     dxp.fill(0)
     for r in range(R):
         for s in range(S):
@@ -412,18 +412,18 @@ def batchnorm2d(self, x: Tensor, weight: Tensor, bias: Tensor, y: Tensor, mean: 
         rm, rv = running_mean.w.reshape(C), running_var.w.reshape(C)
     if train:
         n = B * HW
-        diff = self._scratch("bn_diff", (B, C, HW))
+        diff = self.scratch("bn_diff", (B, C, HW))
         np.mean(xv, axis=(0, 2), out=m)
         np.subtract(xv, m.reshape(1, C, 1), out=diff)
         np.multiply(diff, diff, out=diff)
-        var = self._scratch("bn_var", (C,))
+        var = self.scratch("bn_var", (C,))
         np.mean(diff, axis=(0, 2), out=var)
         np.add(var, np.float32(eps), out=r)
         np.sqrt(r, out=r)
         np.reciprocal(r, out=r)
         if running_mean is not None:
             mom = np.float32(momentum)
-            t = self._scratch("bn_t", (C,))
+            t = self.scratch("bn_t", (C,))
             np.multiply(rm, np.float32(1.0) - mom, out=rm)
             np.multiply(m, mom, out=t)
             np.add(rm, t, out=rm)
@@ -435,8 +435,8 @@ def batchnorm2d(self, x: Tensor, weight: Tensor, bias: Tensor, y: Tensor, mean: 
         np.add(running_var.a.reshape(C), np.float32(eps), out=r)
         np.sqrt(r, out=r)
         np.reciprocal(r, out=r)
-    a = self._scratch("bn_a", (C,))
-    sft = self._scratch("bn_s", (C,))
+    a = self.scratch("bn_a", (C,))
+    sft = self.scratch("bn_s", (C,))
     np.multiply(r, weight.a.reshape(C), out=a)
     np.multiply(m, a, out=sft)
     np.subtract(bias.a.reshape(C), sft, out=sft)
@@ -461,28 +461,28 @@ def batchnorm2d_bwd(self, x: Tensor, weight: Tensor, mean: Tensor, rstd: Tensor,
     dxv = None if dx is None else dx.w.reshape(B, C, HW)
     xv, dyv = x.a.reshape(B, C, HW), dy.a.reshape(B, C, HW)
     m, r, g = mean.a.reshape(1, C, 1), rstd.a.reshape(C), weight.a.reshape(C)
-    xm = self._scratch("bnb_xm", (B, C, HW))
+    xm = self.scratch("bnb_xm", (B, C, HW))
     np.subtract(xv, m, out=xm)
-    sdy = self._scratch("bnb_sdy", (C,))
-    sdx = self._scratch("bnb_sdx", (C,))
+    sdy = self.scratch("bnb_sdy", (C,))
+    sdx = self.scratch("bnb_sdx", (C,))
     np.sum(dyv, axis=(0, 2), out=sdy)
-    t = self._scratch("bnb_t", (B, C, HW))
+    t = self.scratch("bnb_t", (B, C, HW))
     np.multiply(dyv, xm, out=t)
     np.sum(t, axis=(0, 2), out=sdx)
-    c = self._scratch("bnb_c", (C,))
+    c = self.scratch("bnb_c", (C,))
     np.multiply(sdx, r, out=c)
     np.add(dwt, c, out=dwt)
     np.add(dbs, sdy, out=dbs)
     if dxv is None:
         return
-    k1 = self._scratch("bnb_k1", (C,))
+    k1 = self.scratch("bnb_k1", (C,))
     np.multiply(g, r, out=k1)                         # k1 = g r
-    k2 = self._scratch("bnb_k2", (C,))
+    k2 = self.scratch("bnb_k2", (C,))
     np.multiply(k1, r, out=k2)
     np.multiply(k2, r, out=k2)
     np.multiply(k2, sdx, out=k2)
     np.multiply(k2, np.float32(-1.0 / n), out=k2)     # k2 = -g r^3 sum(dy (x - m)) / n
-    k3 = self._scratch("bnb_k3", (C,))
+    k3 = self.scratch("bnb_k3", (C,))
     np.multiply(k1, sdy, out=k3)
     np.multiply(k3, np.float32(-1.0 / n), out=k3)     # k3 = -g r sum(dy) / n
     np.multiply(dyv, k1.reshape(1, C, 1), out=dxv)

@@ -70,7 +70,7 @@ def gemm(self, a: Tensor, b: Tensor, c: Tensor, trans_a: bool = False, trans_b: 
         if alpha != 1.0:
             np.multiply(C, np.float32(alpha), out=C)
         return
-    tmp = self._scratch("gemm", C.shape)
+    tmp = self.scratch("gemm", C.shape)
     np.matmul(A, B, out=tmp)
     if alpha != 1.0:
         np.multiply(tmp, np.float32(alpha), out=tmp)
@@ -102,7 +102,7 @@ def col_sum(self, x: Tensor, out: Tensor, beta: float = 0.0) -> None:
     if beta == 0.0:
         np.sum(self._m(x), axis=0, out=o)
         return
-    tmp = self._scratch("col_sum", o.shape)
+    tmp = self.scratch("col_sum", o.shape)
     np.sum(self._m(x), axis=0, out=tmp)
     if beta != 1.0:
         np.multiply(o, np.float32(beta), out=o)

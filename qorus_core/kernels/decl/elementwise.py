@@ -88,7 +88,7 @@ def scale(self, x: Tensor, alpha: float) -> None:
 def axpy(self, alpha: float, x: Tensor, y: Tensor) -> None:
     """y += alpha * x."""
     Y = y.w
-    tmp = self._scratch("axpy", y.shape)
+    tmp = self.scratch("axpy", y.shape)
     np.multiply(x.a.reshape(y.shape), np.float32(alpha), out=tmp)
     np.add(Y, tmp, out=Y)
 
@@ -125,8 +125,8 @@ def dropout_mask(self, mask: Tensor, p: float, seed: int) -> None:
     n, m = mask.size, mask.w.reshape(-1)
     _, threshold, keep, seed32 = check_dropout("dropout_mask", mask, p, seed)
     idx = self._kept(("drop_idx", n), lambda: np.arange(n, dtype=np.uint32))
-    h = self._scratch("drop_h", (n,), np.uint32)
-    t = self._scratch("drop_t", (n,), np.uint32)
+    h = self.scratch("drop_h", (n,), np.uint32)
+    t = self.scratch("drop_t", (n,), np.uint32)
     with np.errstate(over="ignore"):
         np.multiply(idx, np.uint32(0x9E3779B1), out=h)
         np.add(h, np.uint32(seed32), out=h)
@@ -169,7 +169,7 @@ def sub_bwd(self, dy: Tensor, da: Tensor | None, db: Tensor | None) -> None:
     g = dy.a.reshape(-1)
     DA, DB = _outs(da, db)
     if DB is not None:                  # first: da may be dy
-        t = self._scratch("sub_t", g.shape)
+        t = self.scratch("sub_t", g.shape)
         np.negative(g, out=t)
     if DA is not None:
         np.copyto(DA, g)
@@ -192,8 +192,8 @@ def div_bwd(self, a: Tensor, b: Tensor, dy: Tensor, da: Tensor | None, db: Tenso
     """da = dy / b, db = -(dy / b * a) / b (either None: not wanted)."""
     A, B, G = a.a.reshape(-1), b.a.reshape(-1), dy.a.reshape(-1)
     _outs(da, db)                       # both writeable before anything is computed
-    t = self._scratch("div_t", A.shape)
-    u = self._scratch("div_u", A.shape)
+    t = self.scratch("div_t", A.shape)
+    u = self.scratch("div_u", A.shape)
     with np.errstate(divide="ignore", invalid="ignore"):
         np.divide(G, B, out=t)
         np.multiply(t, A, out=u)
@@ -215,9 +215,9 @@ def _outs(*ts: Tensor | None) -> list[np.ndarray | None]:
 def _minmax_weights(self, a: Tensor, b: Tensor, wins) -> tuple[np.ndarray, np.ndarray]:
     """(wa, wb): 1 where a (b) wins by ``wins`` (np.greater / np.less), 0.5 on a tie, else 0."""
     A, B = a.a.reshape(-1), b.a.reshape(-1)
-    m = self._scratch("mm_m", A.shape, np.bool_)
-    wa, wb = self._scratch("mm_wa", A.shape), self._scratch("mm_wb", A.shape)
-    half = self._scratch("mm_half", A.shape)
+    m = self.scratch("mm_m", A.shape, np.bool_)
+    wa, wb = self.scratch("mm_wa", A.shape), self.scratch("mm_wb", A.shape)
+    half = self.scratch("mm_half", A.shape)
     np.equal(A, B, out=m)
     np.multiply(m, np.float32(0.5), out=half)
     wins(A, B, out=m)
@@ -232,7 +232,7 @@ def _weighted(self, dy: Tensor, wa: np.ndarray, wb: np.ndarray, da: Tensor | Non
     """da = dy * wa, db = dy * wb, both computed before either is written (they may be dy)."""
     G = dy.a.reshape(-1)
     DA, DB = _outs(da, db)
-    ta, tb = self._scratch("mm_ta", G.shape), self._scratch("mm_tb", G.shape)
+    ta, tb = self.scratch("mm_ta", G.shape), self.scratch("mm_tb", G.shape)
     np.multiply(G, wa, out=ta)
     np.multiply(G, wb, out=tb)
     if DA is not None:
@@ -285,8 +285,8 @@ _COND = lambda rng: (rng.random((7, 33)) < 0.5).astype(np.float32)  # noqa: E731
 def where(self, cond: Tensor, a: Tensor, b: Tensor, out: Tensor) -> None:
     """out = a where cond != 0 (NaN counts as nonzero), else b; cond a float32 mask; out may
     alias a or b."""
-    m = self._scratch("where_m", (cond.size,), np.bool_)
-    n = self._scratch("where_n", (cond.size,), np.bool_)
+    m = self.scratch("where_m", (cond.size,), np.bool_)
+    n = self.scratch("where_n", (cond.size,), np.bool_)
     np.not_equal(cond.a.reshape(-1), np.float32(0), out=m)
     np.logical_not(m, out=n)
     O = out.w.reshape(-1)
@@ -301,8 +301,8 @@ def where(self, cond: Tensor, a: Tensor, b: Tensor, out: Tensor) -> None:
 def where_bwd(self, cond: Tensor, dy: Tensor, da: Tensor | None, db: Tensor | None) -> None:
     """da = dy where cond != 0, else 0; db = dy where cond == 0, else 0 (dy * mask: a NaN dy
     stays NaN in both)."""
-    wa = self._scratch("where_wa", (cond.size,))
-    wb = self._scratch("where_wb", (cond.size,))
+    wa = self.scratch("where_wa", (cond.size,))
+    wb = self.scratch("where_wb", (cond.size,))
     np.not_equal(cond.a.reshape(-1), np.float32(0), out=wa, casting="unsafe")
     np.subtract(np.float32(1.0), wa, out=wb)
     _weighted(self, dy, wa, wb, da, db)
@@ -351,7 +351,7 @@ def sqrt(self, x: Tensor, y: Tensor) -> None:
         examples=[dict(y=_POS, dy=(7, 33), dx=(7, 33))])
 def sqrt_bwd(self, y: Tensor, dy: Tensor, dx: Tensor) -> None:
     """dx = dy / (2 y), y = sqrt(x) (the forward's output)."""
-    t = self._scratch("sqrt_t", dx.shape)
+    t = self.scratch("sqrt_t", dx.shape)
     Y = y.a.reshape(dx.shape)
     np.add(Y, Y, out=t)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -369,7 +369,7 @@ def abs(self, x: Tensor, y: Tensor) -> None:
         examples=[dict(x=(7, 33), dy=(7, 33), dx=(7, 33))])
 def abs_bwd(self, x: Tensor, dy: Tensor, dx: Tensor) -> None:
     """dx = dy * sign(x), sign(0) = 0 (PyTorch's subgradient)."""
-    s = self._scratch("abs_s", dx.shape)
+    s = self.scratch("abs_s", dx.shape)
     np.sign(x.a.reshape(dx.shape), out=s)
     np.multiply(dy.a.reshape(dx.shape), s, out=dx.w)
 

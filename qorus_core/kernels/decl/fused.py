@@ -187,7 +187,7 @@ def rope_bwd(self, dy: Tensor, dx: Tensor, pos_offset: int = 0, theta: float = 1
 def swiglu(self, gate: Tensor, up: Tensor, y: Tensor) -> None:
     """y = silu(gate) * up, silu(g) = g / (exp(-g) + 1)."""
     g, Y = gate.a.reshape(-1), y.w.reshape(-1)
-    d = self._scratch("swiglu_d", g.shape)
+    d = self.scratch("swiglu_d", g.shape)
     np.negative(g, out=d)
     with np.errstate(over="ignore"):   # exp(-g) = inf: silu = -0, like the C kernel
         np.exp(d, out=d)
@@ -203,8 +203,8 @@ def swiglu_bwd(self, gate: Tensor, up: Tensor, dy: Tensor, dgate: Tensor, dup: T
     """dgate = dy * up * sg * (1 + g (1 - sg)) with sg = sigmoid(g); dup = dy * silu(g)."""
     g, DY = gate.a.reshape(-1), dy.a.reshape(-1)
     DG, DU = dgate.w.reshape(-1), dup.w.reshape(-1)
-    silu, sg = self._scratch("swiglu_d", g.shape), self._scratch("swiglu_sg", g.shape)
-    t, a = self._scratch("swiglu_t", g.shape), self._scratch("swiglu_a", g.shape)
+    silu, sg = self.scratch("swiglu_d", g.shape), self.scratch("swiglu_sg", g.shape)
+    t, a = self.scratch("swiglu_t", g.shape), self.scratch("swiglu_a", g.shape)
     np.negative(g, out=silu)
     with np.errstate(over="ignore"):
         np.exp(silu, out=silu)
@@ -250,7 +250,7 @@ def add_bcast(self, x: Tensor, b: Tensor, y: Tensor) -> None:
 def add_bcast_bwd(self, dy: Tensor, dx: Tensor | None, db: Tensor) -> None:
     """dx = dy (None: not written); db[N] += sum over rows of dy."""
     dbf, DX = db.w.reshape(-1), None if dx is None else dx.w
-    col = self._scratch("bcast_col", dbf.shape)
+    col = self.scratch("bcast_col", dbf.shape)
     np.sum(self._m(dy), axis=0, dtype=np.float32, out=col)
     np.add(dbf, col, out=dbf)
     if DX is not None and dx.p != dy.p:
@@ -274,7 +274,7 @@ def mul_bcast_bwd(self, x: Tensor, w: Tensor, dy: Tensor, dx: Tensor | None, dw:
     """dx = dy * w (None: not written; may alias dy); dw[N] += sum over rows of dy * x."""
     X, dwf = self._m(x), dw.w.reshape(-1)
     DY, DX = dy.a.reshape(X.shape), None if dx is None else dx.w.reshape(X.shape)
-    prod, col = self._scratch("mul_bcast_prod", DY.shape), self._scratch("bcast_col", dwf.shape)
+    prod, col = self.scratch("mul_bcast_prod", DY.shape), self.scratch("bcast_col", dwf.shape)
     np.multiply(DY, X, out=prod)
     np.sum(prod, axis=0, dtype=np.float32, out=col)
     np.add(dwf, col, out=dwf)

@@ -65,8 +65,8 @@ def _check_lines(k: Kernel, dims: bool) -> list[str]:
         cond, exprs, _ = k.check.parts(k)
         bind = dims or k.check.cond_reads_dims
         return [f"{d} = {e}" for d, e in zip(k.dims, exprs) if bind] + \
-            [f"if not ({cond}):", f"    _check({k.name!r}, {args})"]
-    call = f"_check({k.name!r}, {args})"
+            [f"if not ({cond}):", f"    _check({k.full_name!r}, {args})"]
+    call = f"_check({k.full_name!r}, {args})"
     return [f"{', '.join(k.dims)} = {call}" if k.dims and dims else call]
 
 
@@ -83,9 +83,9 @@ def check_function(k: Kernel) -> Callable:
         ret = ", ".join(k.dims) if k.dims else "None"
         body = [f"{d} = {e}" for d, e in zip(k.dims, dims)]
         body += [f"if not ({cond}):", f"    {raise_src}", f"return {ret}"]
-        src = f"def check_{k.name}(kernel, {', '.join(k.params)}):\n" + \
+        src = f"def check_{k.attr}(kernel, {', '.join(k.params)}):\n" + \
             "".join(f"    {line}\n" for line in body)
-        fn = _compile(src, f"check_{k.name}", f"<check of kernel {k.name}>",
+        fn = _compile(src, f"check_{k.attr}", f"<check of kernel {k.full_name}>",
                       {"__name__": "qorus_core.kernels.decl.checks", "_sizes": sizes_error,
                        "_full": k.check.check if isinstance(k.check, Inline) else None})
     _CHECKS[k] = fn
@@ -97,7 +97,7 @@ def _finish(fn: Callable, k: Kernel, owner: str) -> Callable:
     fn.__kwdefaults__ = k.numpy.__kwdefaults__
     fn.__annotations__ = dict(k.numpy.__annotations__)
     fn.__doc__ = k.doc
-    fn.__qualname__ = f"{owner}.{k.name}"
+    fn.__qualname__ = f"{owner}.{k.full_name}"
     return fn
 
 
@@ -108,11 +108,11 @@ def _method(k: Kernel, which: str, body: list[str], env: dict) -> Callable:
     lines = ["try:", *(f"    {s}" for s in body), "except _ARG_ERRORS as exc:",
              f"    _diagnose(exc, {args})", "    raise"]
     src = f"def {k.name}(self, {args}):\n" + "".join(f"    {s}\n" for s in lines)
-    _SOURCES[(which, k.name)] = src
+    _SOURCES[(which, k.full_name)] = src
     owner = {"numpy": "NumpyKernels", "c": "CKernels"}[which]
     env = {"__name__": f"qorus_core.kernels.{which}", "_ARG_ERRORS": ARG_ERRORS,
-           "_diagnose": diagnosis(k), **env}
-    fn = _compile(src, k.name, f"<kernel {k.name} ({owner})>", env)
+           "_diagnose": diagnosis(k), "_kernel_name": k.full_name, **env}
+    fn = _compile(src, k.name, f"<kernel {k.full_name} ({owner})>", env)
     return _finish(fn, k, owner)
 
 
@@ -136,15 +136,15 @@ def _c_arg(k: Kernel, expr: str, ctype: str) -> str:
     return expr if expr.isidentifier() else f"({expr})"
 
 
-def c_method(k: Kernel) -> Callable:
+def c_method(k: Kernel, native: bool = True) -> Callable:
     """The C set's method: dtypes (else the NumPy fallback), the check, the C call and its
-    return code."""
+    return code. ``native=False`` (a plugin whose library is not built): the NumPy set's."""
     if k.c_impl is not None:                     # hand-written: called inside the try
         return _method(k, "c", [f"return _impl(self, {', '.join(k.params)})"],
                        {"_impl": k.c_impl})
     args = ", ".join(k.params)
-    if not k.c:                                  # declared without C: NumPy serves it
-        return _method(k, "c", [f"return self.fallback.{k.name}({args})"], {})
+    if not k.c or not native:                    # declared without C: NumPy serves it
+        return _method(k, "c", [f"return self.fallback.{k.full_name}({args})"], {})
     declines = []
     for o in k.operands:
         if o.tensor and o.dtype != "any":
@@ -154,16 +154,17 @@ def c_method(k: Kernel) -> Callable:
         declines.append(f"not ({k.c_when})")
     body = []
     if declines:
-        body += [f"if {' or '.join(declines)}:", f"    return self.fallback.{k.name}({args})"]
+        body += [f"if {' or '.join(declines)}:",
+                 f"    return self.fallback.{k.full_name}({args})"]
     body += _check_lines(k, dims=True)
     sym = next(iter(k.c.values()))               # every variant takes the same arguments
     cargs = ", ".join(_c_arg(k, a.expr, a.ctype) for a in sym.args)
-    fn = f"self._v_{k.name}[{k.variant}]" if k.variant else f"self._{sym.symbol}"
+    fn = f"self._v_{k.attr}[{k.variant}]" if k.variant else f"self._{sym.symbol}"
     if sym.restype == "status":
-        body += [f"rc = {fn}({cargs})", "if rc:", f"    raise _error({k.name!r}, rc, {args})"]
+        body += [f"rc = {fn}({cargs})", "if rc:", f"    raise _error({k.full_name!r}, rc, {args})"]
     else:
         body += [f"v = {fn}({cargs})", "if v < 0:",
-                 f"    raise _error({k.name!r}, int(v), {args})", "return v"]
+                 f"    raise _error({k.full_name!r}, int(v), {args})", "return v"]
     return _method(k, "c", body, {"_check": check_function(k), "_error": k.on_error or c_error})
 
 

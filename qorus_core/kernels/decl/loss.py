@@ -59,10 +59,10 @@ def cross_entropy(self, logits: Tensor, targets: Tensor, dlogits: Tensor | None,
     tg = targets.a.reshape(-1)
     if int(tg.min()) < 0 or int(tg.max()) >= c:
         raise _target_error("cross_entropy", logits)
-    mx = self._scratch("ce_mx", (n, 1))
-    lse = self._scratch("ce_lse", (n, 1))
-    sh = self._scratch("ce_sh", X.shape)
-    e = self._mw(dlogits) if dlogits is not None else self._scratch("ce_e", X.shape)
+    mx = self.scratch("ce_mx", (n, 1))
+    lse = self.scratch("ce_lse", (n, 1))
+    sh = self.scratch("ce_sh", X.shape)
+    e = self._mw(dlogits) if dlogits is not None else self.scratch("ce_e", X.shape)
     np.max(X, axis=1, keepdims=True, out=mx)
     np.subtract(X, mx, out=sh)                            # shifted logits
     np.exp(sh, out=e)
@@ -71,7 +71,7 @@ def cross_entropy(self, logits: Tensor, targets: Tensor, dlogits: Tensor | None,
         np.divide(e, lse, out=e)                          # softmax
     np.log(lse, out=lse)                                  # log-sum-exp of shifted logits
     fidx = self._row_index(targets, n, c)
-    picked = self._scratch("ce_picked", (n,))
+    picked = self.scratch("ce_picked", (n,))
     np.take(sh.reshape(-1), fidx, out=picked)
     sum_lse = float(lse.sum())
     eps = float(label_smoothing)
@@ -105,7 +105,7 @@ def check_mse(kernel: str, pred: Tensor, target: Tensor, dpred: Tensor | None) -
                   dict(pred=(40,), target=(40,), dpred=None)])
 def mse(self, pred: Tensor, target: Tensor, dpred: Tensor | None) -> float:
     """Mean squared error over all elements; writes dpred = 2 (pred - target) / n."""
-    d = self._scratch("mse", pred.shape) if dpred is None else dpred.w.reshape(pred.shape)
+    d = self.scratch("mse", pred.shape) if dpred is None else dpred.w.reshape(pred.shape)
     np.subtract(pred.a, target.a.reshape(pred.shape), out=d)
     flat = d.reshape(-1)
     loss = float(np.dot(flat, flat)) / pred.size
@@ -121,8 +121,8 @@ def mse(self, pred: Tensor, target: Tensor, dpred: Tensor | None) -> float:
         examples=[dict(logits=(40, 3), targets=((40,), 0, 3))])
 def count_correct(self, logits: Tensor, targets: Tensor) -> int:
     """How many rows have their argmax equal to the target (first maximum wins)."""
-    am = self._scratch("argmax", (logits.rows,), np.intp)
+    am = self.scratch("argmax", (logits.rows,), np.intp)
     np.argmax(self._m(logits), axis=1, out=am)
-    eq = self._scratch("argmax_eq", (logits.rows,), np.bool_)
+    eq = self.scratch("argmax_eq", (logits.rows,), np.bool_)
     np.equal(am, targets.a.reshape(-1), out=eq)
     return int(np.count_nonzero(eq))

@@ -26,7 +26,7 @@ def _fits_x(like: str, per_col: str, per_row: str) -> Fit:
 
 def _rstd(self, key: str, X: np.ndarray, rs: np.ndarray, eps: float) -> None:
     """rs [rows, 1] = 1 / sqrt(mean(X^2) + eps) per row (X centred, for LayerNorm)."""
-    t = self._scratch(key, X.shape)
+    t = self.scratch(key, X.shape)
     np.multiply(X, X, out=t)
     np.mean(t, axis=1, keepdims=True, out=rs)
     np.add(rs, np.float32(eps), out=rs)
@@ -39,7 +39,7 @@ def _rstd(self, key: str, X: np.ndarray, rs: np.ndarray, eps: float) -> None:
 def softmax(self, x: Tensor, y: Tensor) -> None:
     """y[r, :] = softmax(x[r, :]) over the last dimension."""
     X, Y = self._m(x), self._mw(y)
-    mx = self._scratch("softmax_r", (x.rows, 1))
+    mx = self.scratch("softmax_r", (x.rows, 1))
     np.max(X, axis=1, keepdims=True, out=mx)
     np.subtract(X, mx, out=Y)
     np.exp(Y, out=Y)
@@ -52,8 +52,8 @@ def softmax(self, x: Tensor, y: Tensor) -> None:
 def softmax_bwd(self, y: Tensor, dy: Tensor, dx: Tensor) -> None:
     """dx = y * (dy - sum(dy * y)) row-wise."""
     Y, DY, DX = self._m(y), self._m(dy), self._mw(dx)
-    t = self._scratch("softmax_t", Y.shape)
-    s = self._scratch("softmax_r", (y.rows, 1))
+    t = self.scratch("softmax_t", Y.shape)
+    s = self.scratch("softmax_r", (y.rows, 1))
     np.multiply(DY, Y, out=t)
     np.sum(t, axis=1, keepdims=True, out=s)
     np.subtract(DY, s, out=t)
@@ -97,10 +97,10 @@ def layernorm_bwd(self, x: Tensor, gamma: Tensor, mean: Tensor, rstd: Tensor, dy
     DX, dg, db = None if dx is None else self._mw(dx), dgamma.w.reshape(-1), dbeta.w.reshape(-1)
     mu = mean.a.reshape(-1, 1)
     rs = rstd.a.reshape(-1, 1)
-    xhat = self._scratch("ln_xhat", X.shape)
-    g = self._scratch("ln_g", X.shape)
-    col = self._scratch("ln_col", (x.cols,))
-    r = self._scratch("ln_r", (x.rows, 1))
+    xhat = self.scratch("ln_xhat", X.shape)
+    g = self.scratch("ln_g", X.shape)
+    col = self.scratch("ln_col", (x.cols,))
+    r = self.scratch("ln_r", (x.rows, 1))
     np.subtract(X, mu, out=xhat)
     np.multiply(xhat, rs, out=xhat)
     np.multiply(DY, xhat, out=g)
@@ -148,10 +148,10 @@ def rmsnorm_bwd(self, x: Tensor, weight: Tensor, rstd: Tensor, dy: Tensor, dx: T
     X, DY = self._m(x), self._m(dy)
     DX, dw = None if dx is None else self._mw(dx), dweight.w.reshape(-1)
     rs = rstd.a.reshape(-1, 1)
-    xhat = self._scratch("rms_xhat", X.shape)
-    g = self._scratch("rms_g", X.shape)
-    col = self._scratch("rms_col", (x.cols,))
-    r = self._scratch("rms_r", (x.rows, 1))
+    xhat = self.scratch("rms_xhat", X.shape)
+    g = self.scratch("rms_g", X.shape)
+    col = self.scratch("rms_col", (x.cols,))
+    r = self.scratch("rms_r", (x.rows, 1))
     np.multiply(X, rs, out=xhat)
     np.multiply(DY, xhat, out=g)
     np.sum(g, axis=0, out=col)

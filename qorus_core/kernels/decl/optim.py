@@ -36,8 +36,8 @@ def sgd_step(self, p: Tensor, g: Tensor, buf: Tensor, lr: float, momentum: float
     """torch.optim.SGD over a flat buffer: buf is the momentum buffer (same size as p; not
     used, and not written, when momentum is 0)."""
     P, B = p.w, buf.w if momentum else None
-    d = self._scratch("sgd_d", p.shape)
-    t = self._scratch("sgd_t", p.shape)
+    d = self.scratch("sgd_d", p.shape)
+    t = self.scratch("sgd_t", p.shape)
     np.copyto(d, g.a.reshape(p.shape))
     if weight_decay:
         np.multiply(P, np.float32(weight_decay), out=t)
@@ -83,8 +83,8 @@ def adam_step(self, p: Tensor, g: Tensor, m: Tensor, v: Tensor, lr: float, beta1
     over flat buffers; step counts from 1."""
     P, G = p.w, g.a.reshape(p.shape)
     M, V = m.w.reshape(p.shape), v.w.reshape(p.shape)
-    t = self._scratch("adam_t", P.shape)
-    d = self._scratch("adam_d", P.shape)
+    t = self.scratch("adam_t", P.shape)
+    d = self.scratch("adam_d", P.shape)
     if decoupled:
         if weight_decay:
             np.multiply(P, np.float32(1.0 - lr * weight_decay), out=P)

@@ -68,7 +68,7 @@ def check_seq_transpose(kernel: str, x: Tensor, y: Tensor) -> tuple[int, int, in
 
 def _pre(self, key: str, xg: Tensor, hg: Tensor, b_hh: Tensor | None) -> np.ndarray:
     """xg + hg (+ b_hh) as [B, G*H] in a scratch array."""
-    s = self._scratch(key, (xg.rows, xg.cols))
+    s = self.scratch(key, (xg.rows, xg.cols))
     np.add(xg.a.reshape(s.shape), hg.a.reshape(s.shape), out=s)
     if b_hh is not None:
         np.add(s, b_hh.a.reshape(-1), out=s)
@@ -76,7 +76,7 @@ def _pre(self, key: str, xg: Tensor, hg: Tensor, b_hh: Tensor | None) -> np.ndar
 
 
 def _dh_total(self, key: str, dh: Tensor, dy: Tensor | None, shape: tuple[int, int]) -> np.ndarray:
-    t = self._scratch(key, shape)
+    t = self.scratch(key, shape)
     if dy is None:
         np.copyto(t, dh.a.reshape(shape))
     else:
@@ -115,7 +115,7 @@ def rnn_cell_bwd(self, h: Tensor, dh: Tensor, dy: Tensor | None, dg: Tensor) -> 
     DG = dg.w.reshape(B, H)
     t = _dh_total(self, "rnn_dh", dh, dy, (B, H))
     hh = h.a.reshape(B, H)
-    u = self._scratch("rnn_u", (B, H))
+    u = self.scratch("rnn_u", (B, H))
     np.multiply(hh, hh, out=u)
     np.subtract(np.float32(1.0), u, out=u)
     np.multiply(t, u, out=DG)
@@ -138,7 +138,7 @@ def lstm_cell(self, xg: Tensor, hg: Tensor, b_hh: Tensor | None, c_prev: Tensor,
     np.tanh(s[:, 2 * H:3 * H], out=s[:, 2 * H:3 * H])
     _sig(s[:, 3 * H:], s[:, 3 * H:])
     i, f, g, o = s[:, :H], s[:, H:2 * H], s[:, 2 * H:3 * H], s[:, 3 * H:]
-    u = self._scratch("lstm_u", (B, H))
+    u = self.scratch("lstm_u", (B, H))
     np.multiply(f, c_prev.a.reshape(B, H), out=u)
     np.multiply(i, g, out=cc)
     np.add(u, cc, out=cc)
@@ -163,8 +163,8 @@ def lstm_cell_bwd(self, gates: Tensor, c_prev: Tensor, c: Tensor, dh: Tensor,
     t = _dh_total(self, "lstm_dh", dh, dy, (B, H))
     s = gates.a.reshape(B, 4 * H)
     i, f, g, o = s[:, :H], s[:, H:2 * H], s[:, 2 * H:3 * H], s[:, 3 * H:]
-    tc = self._scratch("lstm_tc", (B, H))
-    u = self._scratch("lstm_u", (B, H))
+    tc = self.scratch("lstm_tc", (B, H))
+    u = self.scratch("lstm_u", (B, H))
     np.tanh(c.a.reshape(B, H), out=tc)
     np.multiply(t, tc, out=u)                       # do = dh * tanh(c)
     np.multiply(u, o, out=d[:, 3 * H:])
@@ -213,7 +213,7 @@ def gru_cell(self, xg: Tensor, hg: Tensor, b_hh: Tensor | None, h_prev: Tensor,
     np.add(n, xg.a.reshape(B, 3 * H)[:, 2 * H:], out=n)
     np.tanh(n, out=n)
     z, hp = s[:, H:2 * H], h_prev.a.reshape(B, H)
-    u = self._scratch("gru_u", (B, H))
+    u = self.scratch("gru_u", (B, H))
     np.subtract(hp, n, out=u)
     np.multiply(z, u, out=u)
     np.add(n, u, out=hh)                            # n + z (h_prev - n)
@@ -236,8 +236,8 @@ def gru_cell_bwd(self, gates: Tensor, hn: Tensor, h_prev: Tensor, dh: Tensor,
     t = _dh_total(self, "gru_dh", dh, dy, (B, H))
     s = gates.a.reshape(B, 3 * H)
     r, z, n = s[:, :H], s[:, H:2 * H], s[:, 2 * H:]
-    u = self._scratch("gru_u", (B, H))
-    v = self._scratch("gru_v", (B, H))
+    u = self.scratch("gru_u", (B, H))
+    v = self.scratch("gru_v", (B, H))
     np.subtract(np.float32(1.0), z, out=u)
     np.multiply(t, u, out=u)                        # dn = dh (1 - z)
     np.multiply(n, n, out=v)

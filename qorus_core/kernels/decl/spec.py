@@ -31,7 +31,7 @@ from ...errors import KernelError
 
 __all__ = ["Kernel", "Operand", "CArg", "CSym", "Rule", "Fit", "Inline", "kernel", "same_size",
            "same_rows", "parse_operands", "parse_call", "sizes_error", "c_error", "DECLARED", "EXACT",
-           "FLOAT"]
+           "FLOAT", "declare_kernel"]
 
 ROLES = ("in", "out", "inout")
 DTYPES = ("f32", "i32", "any", "qweight", "weight", "bytes")
@@ -284,6 +284,19 @@ class Kernel:
     bad: tuple[tuple[str, dict], ...] = ()
     params: tuple[str, ...] = ()
     doc: str = ""
+    #: the plugin namespace of a kernel a plugin registers (``qorus_register_kernels``): its
+    #: methods are ``k.<namespace>.<name>`` on both sets; None for core's own
+    namespace: str | None = None
+
+    @property
+    def full_name(self) -> str:
+        """``name``, or ``namespace.name`` for a plugin's kernel: what errors and listings say."""
+        return f"{self.namespace}.{self.name}" if self.namespace else self.name
+
+    @property
+    def attr(self) -> str:
+        """An identifier unique across core and plugins (``tpl__prelu``), for generated names."""
+        return f"{self.namespace}__{self.name}" if self.namespace else self.name
 
     @property
     def symbols(self) -> tuple[CSym, ...]:
@@ -310,7 +323,7 @@ class Kernel:
 
     def __repr__(self) -> str:
         syms = ", ".join(s.symbol for s in self.symbols) or "-"
-        return f"Kernel({self.name!r}, {self.family!r}, C: {syms})"
+        return f"Kernel({self.full_name!r}, {self.family!r}, C: {syms})"
 
 
 #: every declaration, in the order its family module made it (decl/__init__ imports them)
@@ -325,7 +338,8 @@ def kernel(family: str, operands: str, *, check: Callable | Rule, dims: str = ""
            register: bool = True) -> Callable[[Callable], Kernel]:
     """Declare the kernel whose NumPy implementation this decorates (see the module docs).
     Returns the ``Kernel`` (its name: the function's), added to ``DECLARED`` unless
-    ``register`` is False (tests)."""
+    ``register`` is False (a plugin's kernels, registered through ``qorus_register_kernels``;
+    tests)."""
 
     def wrap(fn: Callable) -> Kernel:
         name = fn.__name__
@@ -339,6 +353,8 @@ def kernel(family: str, operands: str, *, check: Callable | Rule, dims: str = ""
             raise ValueError(f"kernel {name!r} is declared twice")
         if not (fn.__doc__ or "").strip():
             raise ValueError(f"kernel {name!r} has no docstring")
+        if not name.isidentifier() or name.startswith("_"):
+            raise ValueError(f"kernel {name!r}: a kernel's name is an identifier, not private")
         k = Kernel(name, family, fn, ops, check, tuple(dims.split()), variant=variant,
                    c_when=c_when, on_error=on_error, replay=replay,
                    simd=simd or SIMD_OF.get(family, "vec"), examples=tuple(examples),
@@ -357,3 +373,9 @@ def kernel(family: str, operands: str, *, check: Callable | Rule, dims: str = ""
         return k
 
     return wrap
+
+
+def declare_kernel(family: str, operands: str, **options) -> Callable[[Callable], Kernel]:
+    """``@kernel(...)`` for a plugin's kernel: the same declaration, kept out of core's table;
+    the plugin registers it in its ``qorus_register_kernels`` hook (kernels/extensions.py)."""
+    return kernel(family, operands, register=False, **options)

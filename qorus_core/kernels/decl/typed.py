@@ -33,6 +33,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
+import numpy as np
+
 from ..tensor import Tensor
 from .numpy_quant import QWeight
 
@@ -43,7 +45,7 @@ Pair = tuple[int, int]
 
 class KernelSet(Protocol):
     """What ``get_kernels`` returns (``NumpyKernels`` or ``CKernels``): every kernel of the
-    table, and the two weight dispatchers."""
+    table, the two weight dispatchers and the NumPy code's scratch arrays."""
 
     name: str
 '''
@@ -54,7 +56,11 @@ def _method(name: str, fn: Callable, doc: str) -> str:
     params = []
     for p in sig.parameters.values():
         text = p.name + (f": {notes[p.name]}" if p.name in notes else "")
-        if p.default is not inspect.Parameter.empty:
+        if p.default is inspect.Parameter.empty:
+            pass
+        elif isinstance(p.default, type):          # a NumPy scalar type: np.float32
+            text += f" = np.{p.default.__name__}"
+        else:
             text += f" = {p.default!r}"
         params.append(text)
     head = f"    def {name}({', '.join(params)}) -> {notes.get('return', 'None')}:"
@@ -73,7 +79,7 @@ def _method(name: str, fn: Callable, doc: str) -> str:
 def render() -> str:
     """The source of ``kernel_set.py``."""
     methods = [_method(k.name, k.numpy, k.doc) for k in TABLE]
-    for n in ("linear", "embedding_rows"):
+    for n in ("linear", "embedding_rows", "scratch"):
         fn = getattr(WeightDispatch, n)
         methods.append(_method(n, fn, inspect.cleandoc(fn.__doc__)))
     return _HEAD + "".join(f"\n{m}" for m in methods)

@@ -1,9 +1,11 @@
-"""PReLU: a primitive layer with its own forward and backward, written with core kernels only.
+"""PReLU: a primitive layer with its own forward and backward, on this plugin's own kernels.
 
-    y = max(x, 0) + weight * min(x, 0)        weight: one learned slope per feature (last dim)
+    y = x where x > 0, else weight * x        weight: one learned slope per feature (last dim)
 
-The weight has PyTorch's name and shape, so ``nn.PReLU(num_parameters=D)``'s state dict loads
-as is. Every kernel writes into a view that ``build`` declared: nothing is allocated per step.
+Forward and backward are one kernel call each (``kernels.py``, C in ``csrc/tpl_kernels.c``,
+registered by ``plugin.py``). The weight has PyTorch's name and shape, so
+``nn.PReLU(num_parameters=D)``'s state dict loads as is. Every kernel writes into a view that
+``build`` declared: nothing is allocated per step.
 """
 
 from __future__ import annotations
@@ -29,28 +31,14 @@ class PReLU(Layer):
         if self.num_parameters is not None and d != self.num_parameters:
             raise ShapeError(f"expected last dimension {self.num_parameters}, got {d}")
         b.param("weight", (d,), constant(self.init))   # ctx.weight, gradient ctx.dweight
-        b.saved("neg", x.shape)     # min(x, 0): written in forward, read in backward
-        b.scratch("tmp", x.shape)   # within one call only (memory reused between calls)
         return x                     # same shape out
 
     def forward(self, x, ctx):
-        k = ctx.k
-        k.relu(x, ctx.y)                  # y = max(x, 0)
-        k.copy(x, ctx.neg)
-        k.axpy(-1.0, ctx.y, ctx.neg)      # neg = x - max(x, 0) = min(x, 0)
-        k.mul_bcast(ctx.neg, ctx.weight, ctx.tmp)  # tmp[r, d] = min(x, 0)[r, d] * weight[d]
-        k.add(ctx.y, ctx.tmp, ctx.y)      # y = max(x, 0) + weight * min(x, 0)
+        ctx.k.tpl.prelu(x, ctx.weight, ctx.y)   # this plugin's own kernel (kernels.py)
         return ctx.y
 
     def backward(self, dy, ctx):
-        k = ctx.k
-        if ctx.dweight is not None:       # parameter gradients are *added* into
-            k.mul(dy, ctx.neg, ctx.tmp)
-            k.col_sum(ctx.tmp, ctx.dweight, beta=1.0)   # dweight[d] += sum_r dy * min(x, 0)
-        if ctx.dx is not None:            # None when the input needs no gradient
-            k.relu_bwd(ctx.x, dy, ctx.dx)  # dx = dy where x > 0, else 0
-            k.copy(dy, ctx.tmp)
-            k.axpy(-1.0, ctx.dx, ctx.tmp)  # tmp = dy where x <= 0, else 0
-            k.mul_bcast(ctx.tmp, ctx.weight, ctx.tmp)
-            k.add(ctx.dx, ctx.tmp, ctx.dx)  # dx += weight * dy where x <= 0
+        # dweight is *added* into (None when frozen); dx is written (None when the input
+        # needs no gradient): the kernel takes either as None
+        ctx.k.tpl.prelu_bwd(ctx.x, ctx.weight, dy, ctx.dx, ctx.dweight)
         return ctx.dx

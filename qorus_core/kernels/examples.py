@@ -1,5 +1,6 @@
-"""Arguments of a kernel built from its declared examples (the kernel table, decl/): what
-``test_kernel_table`` and ``test_tensor_safety`` derive their cases from.
+"""Arguments of a kernel built from its declared examples (the kernel table, decl/): what the
+derived tests (``tests/test_kernel_table.py``, ``qorus_core.testing.check_kernel`` for a
+plugin's kernels) run both kernel sets on.
 
 An example gives each operand a shape, ``(shape, lo, hi)`` (uniform values in [lo, hi)), a
 ``(qtype, n, k)`` QWeight, a function of an ``np.random.Generator`` or None, and values for
@@ -12,12 +13,11 @@ import dataclasses
 
 import numpy as np
 
-from qorus_core.kernels import NumpyKernels
-from qorus_core.kernels.decl.spec import Kernel
-from qorus_core.kernels.numpy_quant import QWeight
-from qorus_core.tensor import Tensor
+from ..tensor import Tensor
+from .decl.spec import Kernel
+from .numpy_quant import QWeight
 
-NK = NumpyKernels()
+__all__ = ["build", "written"]
 
 
 def _is_shape(v) -> bool:
@@ -37,7 +37,8 @@ def _value(o, v, rng, grow: bool = False):
         if o.role != "in":
             return QWeight.empty(qtype, n, k)
         w = QWeight.empty(qtype, n, k)
-        NK.quantize(Tensor(rng.standard_normal((n, k)).astype(np.float32)), w, qtype)
+        from .numpy import NumpyKernels  # the reference quantizer
+        NumpyKernels().quantize(Tensor(rng.standard_normal((n, k)).astype(np.float32)), w, qtype)
         return w
     if _is_shape(v):
         shape, lo, hi = v, None, None
