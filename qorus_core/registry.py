@@ -8,23 +8,12 @@ works. Strict mode raises instead. Modelled on pluggy's ``load_setuptools_entryp
 one plugin at a time, so every item knows which plugin and distribution it came from.
 
 Isolation. Each plugin's import and registration hooks run in a worker thread of their own,
-bounded by ``QORUS_PLUGIN_TIMEOUT`` seconds (default 30). Whatever that code raises -
-``SystemExit`` from ``sys.exit``, a ``KeyboardInterrupt`` it raises itself, ``GeneratorExit``,
-any ``BaseException`` - fails that plugin only. A plugin still running at the deadline fails
-with "did not finish loading within N s"; what it registers later is never committed. A real
-Ctrl-C still interrupts: Python runs signal handlers in the main thread only, and there the
-registry merely waits for the worker, so a ``KeyboardInterrupt`` seen by the waiting thread
-is a signal delivered to the process, never plugin code (no handler is installed, nothing to
-restore). An interrupted load leaves the registry unloaded; the next use loads again. A hook
-stuck in C code that holds the GIL, or ``os._exit``, cannot be contained by a thread. Hooks
-that look names up see what is committed so far (plugins load in namespace order); a thread
-a hook starts itself waits for the whole load instead, so a hook must not wait for such a
-thread's lookup (it would run into its deadline). One exception to the worker: a first use
-from a module's top-level code as it is imported (a plugin module looking a layer up at
-import) loads in that thread, with no time bound, because a worker importing the same
-modules would wait for the import locks that thread holds while it waits for the worker.
-``call_plugin_hook`` calls one plugin's later hooks (commands, train-finished) the same
-isolated way, bounded or in this thread.
+bounded by ``QORUS_PLUGIN_TIMEOUT`` seconds (default 30): whatever that code raises or however
+long it hangs fails that plugin only, and a real Ctrl-C still interrupts (plugin_isolation.py
+says how and what cannot be contained). An interrupted load leaves the registry unloaded; the
+next use loads again. Hooks that look names up see what is committed so far (plugins load in
+namespace order). ``call_plugin_hook`` calls one plugin's later hooks (commands,
+train-finished) the same isolated way, bounded or in this thread.
 
 Namespaces. A namespace is held by exactly one distribution, never decided by sort or install
 order:
@@ -56,7 +45,6 @@ import os
 import re
 import sys
 import threading
-import time
 import traceback
 import warnings
 from collections.abc import Callable
@@ -74,6 +62,7 @@ from . import hookspecs
 from .errors import KernelError, RegistryError
 from .kernels import extensions as kernel_extensions
 from .kernels.decl.spec import Kernel
+from .plugin_isolation import PluginCodeFailed, describe_failure, importing_here, run_isolated
 
 ENTRY_POINT_GROUP = "qorus"
 BUILTIN_NAMESPACE = "core"
@@ -95,7 +84,6 @@ FIRST_PARTY: dict[str, str] = {
 }
 DEFAULT_TIMEOUT_S = 30.0
 _NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]*\Z")
-_WAIT_SLICE_S = 0.25  # the waiting thread wakes this often, so a signal is handled promptly
 _LOADING = threading.local()  # .registry: the Registry whose plugin code this thread runs
 
 
@@ -157,25 +145,6 @@ class PluginInfo:
                 "items": self.items, "source": self.source}
 
 
-class _Failed(Exception):
-    """Plugin code failed in its worker: the reason, the original exception and its traceback."""
-
-    def __init__(self, reason: str, cause: BaseException | None, tb: str | None) -> None:
-        super().__init__(reason)
-        self.reason, self.cause, self.tb = reason, cause, tb
-
-
-@dataclass
-class _Outcome:
-    """What ``_isolated`` left: ``done`` only when the call finished within the time."""
-
-    done: bool = False
-    value: Any = None
-    error: BaseException | None = None
-    traceback: str | None = None
-    stack: str | None = None  # where a worker still running at the deadline was
-
-
 @dataclass
 class _Stage:
     """One plugin load in progress: what it is doing (for a timeout's message), and whether
@@ -184,60 +153,6 @@ class _Stage:
     phase: str = "on import"
     open: bool = True
     kernels: Any = None     # the plugin's kernels, checked and compiled (an Extension), if any
-
-
-def _importing_here() -> bool:
-    """Whether this thread is running a module's top-level code under ``import`` right now
-    (holding that module's import lock), as when a module looks names up as it is imported."""
-    frame = sys._getframe(1)
-    while frame is not None:
-        spec = frame.f_globals.get("__spec__")
-        if frame.f_code.co_name == "<module>" and getattr(spec, "_initializing", False):
-            return True
-        frame = frame.f_back
-    return False
-
-
-def _isolated(fn: Callable[[], Any], thread_name: str, timeout: float | None) -> _Outcome:
-    """Call ``fn`` catching whatever it raises (returned in the outcome, with its traceback).
-
-    ``timeout`` None: in this thread; KeyboardInterrupt propagates (a Ctrl-C cannot be told
-    from plugin code here). Else in a daemon worker thread, waited for up to ``timeout``
-    seconds (``inf``: no bound): a worker still running then is abandoned (``done`` False;
-    ``stack`` says where it was) and ends on its own. The waiting thread wakes every
-    ``_WAIT_SLICE_S``, so a real Ctrl-C raises KeyboardInterrupt here promptly.
-    """
-    out = _Outcome()
-    if timeout is None:
-        try:
-            out.value = fn()
-        except KeyboardInterrupt:
-            raise
-        except BaseException as exc:  # noqa: BLE001 - plugin code may raise anything
-            out.error, out.traceback = exc, traceback.format_exc()
-        out.done = True
-        return out
-    finished = threading.Event()
-
-    def run() -> None:
-        try:
-            out.value = fn()
-        except BaseException as exc:  # plugin code may raise anything, SystemExit included
-            out.error, out.traceback = exc, traceback.format_exc()
-        finally:
-            finished.set()
-
-    worker = threading.Thread(target=run, name=thread_name, daemon=True)
-    worker.start()
-    deadline = time.monotonic() + timeout
-    while not finished.wait(min(_WAIT_SLICE_S, max(0.0, deadline - time.monotonic()))):
-        if time.monotonic() >= deadline:
-            frame = sys._current_frames().get(worker.ident or -1)
-            out.stack = "".join(traceback.format_stack(frame)) if frame else None
-            return out
-    worker.join()  # it is past finished.set(): leaves no thread behind
-    out.done = True
-    return out
 
 
 def _env_flag(name: str) -> bool:
@@ -293,17 +208,6 @@ def _is_layer_class(obj: Any) -> bool:
     so the class is read from ``sys.modules``; while it is absent, no object can be a layer."""
     base = getattr(sys.modules.get(f"{__package__}.layer"), "Layer", None)
     return isinstance(obj, type) and isinstance(base, type) and issubclass(obj, base)
-
-
-def _describe(exc: BaseException) -> str:
-    """One line for what plugin code raised; the exits a host would otherwise die of, named."""
-    if isinstance(exc, RegistryError):
-        return str(exc)
-    if isinstance(exc, SystemExit):
-        return f"SystemExit({exc.code!r}): the plugin called sys.exit()"
-    if isinstance(exc, KeyboardInterrupt):
-        return "KeyboardInterrupt raised by the plugin's own code (not a Ctrl-C)"
-    return f"{type(exc).__name__}: {exc}"
 
 
 def _claims_text(claims: list[tuple[str, str | None, str | None]]) -> str:
@@ -470,14 +374,14 @@ class Registry:
                 raise RegistryError(f"plugin {namespace!r} is blocked")
             registered = plugin
             self._commit(staged, info, kernels)
-        except Exception as exc:  # plugin code's own exceptions arrive here as _Failed
+        except Exception as exc:  # plugin code's own exceptions arrive here as PluginCodeFailed
             if registered is not None:
                 self.pm.unregister(registered)
             info.status, info.items = "failed", 0
-            if isinstance(exc, _Failed):
+            if isinstance(exc, PluginCodeFailed):
                 info.error, info.exception, info.traceback = exc.reason, exc.cause, exc.tb
             else:
-                info.error = _describe(exc)
+                info.error = describe_failure(exc)
                 info.traceback, info.exception = traceback.format_exc(), exc
         self._plugins.append(info)
         return info
@@ -485,7 +389,7 @@ class Registry:
     def _stage(self, loader: Callable[[], Any], info: PluginInfo) -> tuple[Any, list[Entry], Any]:
         """Run the plugin's import and registration hooks in a worker, on a plugin manager of
         its own; return the plugin object, the entries it registered and its kernels (an
-        ``Extension`` or None). Raises _Failed."""
+        ``Extension`` or None). Raises PluginCodeFailed."""
         stage = _Stage()
 
         def work() -> tuple[Any, list[Entry], Any]:
@@ -503,20 +407,20 @@ class Registry:
 
         # A worker would wait for the import locks of modules this thread is importing, and
         # this thread for the worker: when a module's import uses the registry, load here.
-        timeout = None if _importing_here() else self.timeout
+        timeout = None if importing_here() else self.timeout
         try:
-            out = _isolated(work, f"qorus-plugin-{info.namespace}", timeout)
+            out = run_isolated(work, f"qorus-plugin-{info.namespace}", timeout)
         finally:
             stage.open = False  # a worker that outlived its wait registers nothing more
         if not out.done:
             reason = (f"did not finish loading within {self.timeout:g} s "
                       f"(QORUS_PLUGIN_TIMEOUT), {stage.phase}; nothing it registers is used")
-            raise _Failed(reason, None, out.stack)
+            raise PluginCodeFailed(reason, None, out.stack)
         if out.error is not None:
-            reason = _describe(out.error)
+            reason = describe_failure(out.error)
             if not isinstance(out.error, RegistryError):
                 reason += f" ({stage.phase})"
-            raise _Failed(reason, out.error, out.traceback)
+            raise PluginCodeFailed(reason, out.error, out.traceback)
         return out.value
 
     def call_plugin_hook(self, namespace: str, hook_name: str, kwargs: dict[str, Any], *,
@@ -544,11 +448,11 @@ class Registry:
             return None
         only = self.pm.subset_hook_caller(hook_name, [p for p in self.pm.get_plugins()
                                                       if p is not plugin])
-        out = _isolated(lambda: only(**kwargs), f"qorus-hook-{namespace}",
+        out = run_isolated(lambda: only(**kwargs), f"qorus-hook-{namespace}",
                         self.timeout if bounded else None)
         if not out.done:
             return f"hook {hook_name} did not finish within {self.timeout:g} s (QORUS_PLUGIN_TIMEOUT)"
-        return None if out.error is None else _describe(out.error)
+        return None if out.error is None else describe_failure(out.error)
 
     def _run_hooks(self, pm: pluggy.PluginManager, info: PluginInfo, stage: _Stage) -> list[Entry]:
         """Call each registration hook of the plugin (alone on ``pm``); collect what it

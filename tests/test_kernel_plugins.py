@@ -108,8 +108,10 @@ def test_an_absent_library_file_is_said_not_built(tmp_path):
 
 
 def test_a_library_lacking_a_declared_symbol_fails_the_plugin(library):
-    msg = fails("ktmiss", (twice_kernel("ktmiss_twice_f32"), library))
+    k = twice_kernel("ktmiss_twice_f32")
+    msg = fails("ktmiss", (k, library))
     assert "lacks ktmiss_twice_f32" in msg
+    assert k.namespace is None       # a failed plugin leaves its declarations unclaimed
 
 
 def test_a_library_that_does_not_load_fails_the_plugin(tmp_path):
@@ -124,6 +126,7 @@ def test_a_library_that_does_not_load_fails_the_plugin(tmp_path):
     ("ktnot", lambda: [(lambda x: x, None)], "is not a kernel declaration"),
     ("ktcore", lambda: [(__import__("qorus_core.kernels.decl", fromlist=["get"]).get("relu"),
                          None)], "one of core's kernels"),
+    ("ktpath", lambda: [(twice_kernel("ktpath_twice_f32"), 42)], "library 42 is not a path"),
     ("kttwo", lambda: [(twice_kernel("kttwo_a_f32"), None), (twice_kernel("kttwo_b_f32"), None)],
      "twice"),
 ])

@@ -110,7 +110,10 @@ def prepare(namespace: str, items: Iterable[tuple[Kernel, str | os.PathLike | No
     if not namespace.isidentifier() or namespace.startswith("_") or namespace in _core_attrs():
         raise KernelError(f"kernel plugin {namespace!r}: the namespace must be an identifier "
                           "that is no kernel-set attribute (k.<namespace>.<kernel>)")
-    libs = {os.fspath(lib) for _, lib in items if lib is not None}
+    for _, lib in items:
+        if lib is not None and not isinstance(lib, (str, os.PathLike)):
+            raise KernelError(f"kernel plugin {namespace!r}: library {lib!r:.80} is not a path")
+    libs = {os.path.abspath(os.fspath(lib)) for _, lib in items if lib is not None}
     if len(libs) > 1:
         raise KernelError(f"kernel plugin {namespace!r}: one library per plugin, got {sorted(libs)}")
     kernels: dict[str, Kernel] = {}
@@ -138,8 +141,6 @@ def prepare(namespace: str, items: Iterable[tuple[Kernel, str | os.PathLike | No
     if taken:
         raise KernelError(f"kernel plugin {namespace!r}: C symbols {taken} belong to plugin "
                           f"{others[taken[0]]!r}")
-    for k in kernels.values():
-        k.namespace = namespace     # before compiling: errors and methods use the full name
     ext = Extension(namespace, kernels, library=next(iter(libs), None))
     declared_c = [k for k in kernels.values() if k.c]
     if declared_c and ext.library is None:
@@ -149,6 +150,7 @@ def prepare(namespace: str, items: Iterable[tuple[Kernel, str | os.PathLike | No
     elif declared_c:
         ext.c_functions = _load_library(namespace, ext.library, declared_c)
     for k in kernels.values():
+        k.namespace = namespace     # before compiling: errors and methods use the full name
         ext.numpy_methods[k.name] = _gen.numpy_method(k)
         ext.c_methods[k.name] = _gen.c_method(k, native=ext.native)
     return ext
