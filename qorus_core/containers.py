@@ -53,8 +53,8 @@ class Add(Layer):
 
     replayable = True   # inference forward: kernel calls only
 
-    def build(self, x: Spec, b) -> Spec:
-        return x
+    def build(self, x: tuple[Spec, Spec], b) -> Spec:
+        return x[0]
 
     def forward(self, x, ctx):
         ctx.k.add(x, ctx.other, ctx.y)

@@ -7,6 +7,7 @@ yet: ``plan.compile_plan`` turns the tape into slots, places them and wires the 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from .errors import ConfigError, ShapeError
@@ -16,16 +17,20 @@ from .tensor import Spec
 
 
 class Value:
-    """A symbolic tensor in the traced graph: the output of one op, the input of others."""
+    """A symbolic tensor in the traced graph: an output of one op, an input of others."""
 
-    __slots__ = ("spec", "producer", "consumers", "alias_of", "index")
+    __slots__ = ("spec", "producer", "uses", "alias_of", "index")
 
     def __init__(self, spec: Spec, index: int, producer: Op | None = None) -> None:
         self.spec = spec
         self.index = index
         self.producer = producer
-        self.consumers: list[Op] = []
+        self.uses: list[tuple[Op, int]] = []     # (consumer op, its input position)
         self.alias_of: Value | None = None   # shares this value's memory (a reshape)
+
+    @property
+    def consumers(self) -> list[Op]:
+        return [op for op, _ in self.uses]
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -67,20 +72,28 @@ class StateDecl:
 
 @dataclass(eq=False)
 class Op:
+    """One primitive layer call: its inputs (None where an optional one was not given), its
+    outputs, its declarations; ``tick`` is its position in forward order."""
+
     layer: Layer
     ctx: LayerCtx
-    inputs: list[Value]
-    output: Value
+    inputs: list[Value | None]
+    outputs: list[Value]
     tick: int
     alias: bool = False
     params: list[ParamDecl] = field(default_factory=list)
     buffers: list[BufferDecl] = field(default_factory=list)
     states: list[StateDecl] = field(default_factory=list)
+    grad_inputs: bool = True     # False: backward sends no gradient to its inputs
+
+    @property
+    def output(self) -> Value:
+        return self.outputs[0]
 
 
 #: ``LayerCtx`` attributes set by the planner: a declared buffer must not shadow one.
-RESERVED_CTX_NAMES = frozenset({"x", "y", "dx", "other", "dother", "k", "run", "train", "path",
-                                "index", "view"})
+RESERVED_CTX_NAMES = frozenset({"x", "y", "dx", "dy", "xs", "ys", "dxs", "dys", "other", "dother",
+                                "k", "run", "train", "path", "index", "view"})
 
 #: The most layer calls (primitive ops) one graph may have. A plan runs every op from Python on
 #: each step, and tracing one takes up to 0.1 ms, so a graph far longer than a real deep model
@@ -113,6 +126,8 @@ class LayerBuilder:
         self._states = op_states
         self._taken: dict[str, str] = {}     # ctx attribute -> what declared it
         self.alias = False
+        self.grad_inputs = True
+        self._dtype = "f32"                  # the first input's (what view_input keeps)
 
     @property
     def train(self) -> bool:
@@ -174,14 +189,22 @@ class LayerBuilder:
                                       init, bool(persistent), name))
 
     def view_input(self, shape: tuple[int, ...]) -> Spec:
-        """Return as the output spec to make the output a reshape of the input: same memory,
-        same gradient memory; forward returns ``ctx.y`` and backward has nothing to do."""
+        """Return as the output spec to make the output a reshape of the (first) input: same
+        memory, same gradient memory; forward returns ``ctx.y`` and backward has nothing to do."""
         self.alias = True
-        return Spec(tuple(shape))
+        return Spec(tuple(shape), self._dtype)
+
+    def no_input_grad(self) -> None:
+        """This op sends no gradient to its inputs (a stop-gradient, an index computation):
+        the planner gives it no ``dx`` and its backward is not run for them."""
+        self.grad_inputs = False
 
     # --- for composites -------------------------------------------------------------
-    def call(self, layer: Layer, x: Value, name: str) -> Value:
-        """Run child ``layer`` on ``x``; ``name`` extends the parameter path."""
+    def call(self, layer: Layer, x: Value | Sequence[Value | None], name: str
+             ) -> Value | tuple[Value, ...]:
+        """Run child ``layer`` on ``x`` (a Value, or a tuple of them for a layer of several
+        inputs); ``name`` extends the parameter path. Returns its output Value (a tuple for
+        a layer of several outputs). Calling one layer object again shares its parameters."""
         return self._graph.call(layer, x, self._full(name))
 
     def tie(self, alias: str, target: str) -> None:
@@ -195,11 +218,24 @@ class LayerBuilder:
 
         if u.shape != v.shape:
             raise ShapeError(f"{self.path or 'model'}: cannot add shapes {u.shape} and {v.shape}")
-        return self._graph.call(Add(), u, self._full("add"), extra=[v])
+        return self._graph.call(Add(), (u, v), self._full("add"))
+
+
+def _arity_specs(x: Value | Sequence[Value | None], where: str) -> tuple[list[Value | None], bool]:
+    """The inputs of one call as a list, and whether it was a single Value (then ``build``
+    gets a Spec; otherwise a tuple of Specs, None where an optional input is absent)."""
+    if isinstance(x, Value):
+        return [x], True
+    if isinstance(x, (tuple, list)) and x and all(v is None or isinstance(v, Value) for v in x):
+        if all(v is None for v in x):
+            raise ConfigError(f"{where}: called with no input")
+        return list(x), False
+    raise ConfigError(f"{where}: inputs must be a traced Value or a tuple of them, got {x!r}")
 
 
 class Graph:
-    """The tape of one plan: ops in forward order over values."""
+    """The tape of one plan: ops in forward order over values (a DAG: any op may read any
+    earlier value; several inputs and outputs)."""
 
     def __init__(self, train: bool) -> None:
         self.train = train
@@ -207,20 +243,33 @@ class Graph:
         self.ops: list[Op] = []
         self.ties: dict[str, str] = {}    # alias param name -> target param name
         self.declarations = 0             # parameters, buffers and states declared so far
+        self._owners: dict[int, tuple[Layer, str]] = {}   # id(layer) -> (layer, its first path)
 
     def new_value(self, spec: Spec, producer: Op | None = None) -> Value:
         v = Value(spec, len(self.values), producer)
         self.values.append(v)
         return v
 
-    def call(self, layer: Layer, x: Value, path: str, extra: list[Value] | None = None) -> Value:
+    def owner_path(self, layer: Layer, path: str) -> str:
+        """Where ``layer``'s parameters and states live: the path of its first call. The same
+        layer object called again (a siamese branch, a repeated block) shares them, and its
+        ops' parameter gradients add up."""
+        return self._owners.setdefault(id(layer), (layer, path))[1]
+
+    def call(self, layer: Layer, x: Value | Sequence[Value | None], path: str,
+             extra: list[Value] | None = None) -> Value | tuple[Value, ...]:
+        where = path or "model"
         if not isinstance(layer, Layer):
-            raise ConfigError(f"{path or 'model'}: {layer!r} is not a qorus Layer")
+            raise ConfigError(f"{where}: {layer!r} is not a qorus Layer")
+        if extra:                                   # the older two-input form: call(l, x, p, [v])
+            x = (x, *extra)
+        inputs, single = _arity_specs(x, f"layer {where} ({layer.type_name})")
         if isinstance(layer, Composite):
-            y = layer.build(x, LayerBuilder(self, path))
-            if not isinstance(y, Value):
-                raise ConfigError(f"{path or 'model'} ({layer.type_name}): a Composite's build "
-                                  "must return the Value of its last b.call/b.add")
+            y = layer.build(inputs[0] if single else tuple(inputs), LayerBuilder(self, path))
+            if not (isinstance(y, Value) or (isinstance(y, tuple) and y
+                                             and all(isinstance(v, Value) for v in y))):
+                raise ConfigError(f"{where} ({layer.type_name}): a Composite's build must "
+                                  "return the Value (or a tuple of Values) of its b.call/b.add")
             return y
         tick = len(self.ops)
         if tick >= MAX_OPS:
@@ -231,26 +280,33 @@ class Graph:
         params: list[ParamDecl] = []
         buffers: list[BufferDecl] = []
         states: list[StateDecl] = []
-        b = LayerBuilder(self, path, params, buffers, states)
+        b = LayerBuilder(self, self.owner_path(layer, path), params, buffers, states)
+        first = inputs[0]
+        b._dtype = first.dtype if first is not None else "f32"
+        specs = [v.spec if v is not None else None for v in inputs]
+        shapes = specs[0].shape if single else tuple(s.shape if s else None for s in specs)
         try:
-            spec = layer.build(x.spec, b)
+            spec = layer.build(specs[0] if single else tuple(specs), b)
         except ShapeError as exc:
-            raise ShapeError(f"{_where(layer, path, tick)}: {exc} (input shape {x.shape})") from None
-        if not isinstance(spec, Spec):
-            raise ConfigError(f"{_where(layer, path, tick)}: build must return a Spec, got {spec!r}")
-        if b.alias and spec.size != x.spec.size:
-            raise ShapeError(f"{_where(layer, path, tick)}: view_input{spec.shape} does not fit "
-                             f"input {x.shape}")
-        op = Op(layer, ctx, [x] + list(extra or []), None, tick, b.alias, params, buffers,  # type: ignore[arg-type]
-                states)
-        y = self.new_value(spec, op)
+            raise ShapeError(f"{_where(layer, path, tick)}: {exc} (input shape"
+                             f"{'' if single else 's'} {shapes})") from None
+        out_specs = list(spec) if isinstance(spec, tuple) else [spec]
+        if not out_specs or not all(isinstance(s, Spec) for s in out_specs):
+            raise ConfigError(f"{_where(layer, path, tick)}: build must return a Spec (or a "
+                              f"tuple of Specs), got {spec!r}")
+        if b.alias and (first is None or len(out_specs) != 1
+                        or out_specs[0].size != first.spec.size):
+            raise ShapeError(f"{_where(layer, path, tick)}: view_input{out_specs[0].shape} does "
+                             f"not fit input {first.shape if first is not None else None}")
+        op = Op(layer, ctx, inputs, [], tick, b.alias, params, buffers, states, b.grad_inputs)
+        op.outputs = [self.new_value(s, op) for s in out_specs]
         if b.alias:
-            y.alias_of = x
-        op.output = y
-        for v in op.inputs:
-            v.consumers.append(op)
+            op.outputs[0].alias_of = first
+        for pos, v in enumerate(inputs):
+            if v is not None:
+                v.uses.append((op, pos))
         self.ops.append(op)
-        return y
+        return op.outputs[0] if not isinstance(spec, tuple) else tuple(op.outputs)
 
     def count_declaration(self, where: str) -> None:
         """One more parameter, buffer or state; refused past ``MAX_DECLARATIONS``."""
@@ -261,7 +317,19 @@ class Graph:
 
     def trace(self, net: Layer, input_spec: Spec) -> tuple[Value, Value]:
         x = self.new_value(input_spec)
-        return x, self.call(net, x, "")
+        y = self.call(net, x, "")
+        if isinstance(y, tuple):
+            raise ConfigError(f"{net.type_name}: returns {len(y)} outputs; a model of several "
+                              "outputs is a functional Model (Model(inputs=..., outputs=...))")
+        return x, y
+
+    def trace_many(self, net: Layer, input_specs: Sequence[Spec]
+                   ) -> tuple[list[Value], list[Value]]:
+        """Trace ``net`` on one Value per input spec (one is passed as a Value, several as a
+        tuple); returns the input Values and the output Values."""
+        xs = [self.new_value(s) for s in input_specs]
+        y = self.call(net, xs[0] if len(xs) == 1 else tuple(xs), "")
+        return xs, list(y) if isinstance(y, tuple) else [y]
 
     def tie(self, alias: str, target: str) -> None:
         if alias == target or alias in self.ties:
@@ -275,13 +343,21 @@ class Graph:
         return name
 
     def params(self) -> list[ParamDecl]:
-        """The distinct parameters in declaration order (tied aliases left out, checked)."""
+        """The distinct parameters in declaration order (tied aliases left out, checked; the
+        second call of a shared layer declares the same names again: one parameter)."""
         seen: dict[str, ParamDecl] = {}
+        by: dict[str, Layer] = {}
         for op in self.ops:
             for p in op.params:
                 if p.name in seen:
-                    raise ConfigError(f"two parameters named {p.name!r}")
-                seen[p.name] = p
+                    if by[p.name] is op.layer and seen[p.name].shape == p.shape:
+                        continue                  # a shared layer, called again
+                    raise ConfigError(f"two parameters named {p.name!r}" + (
+                        f": the shared layer {op.layer.type_name} declared it "
+                        f"{seen[p.name].shape} on its first call and {p.shape} at "
+                        f"{op.ctx.path} (call a shared layer on inputs of one feature size)"
+                        if by[p.name] is op.layer else ""))
+                seen[p.name], by[p.name] = p, op.layer
         for alias, target in self.ties.items():
             for name in (alias, target):
                 if name not in seen:
@@ -292,11 +368,15 @@ class Graph:
         return [p for p in seen.values() if p.name not in self.ties]
 
     def states(self) -> list[StateDecl]:
-        """Every state buffer declared in this plan, checked for duplicate names."""
+        """Every state buffer declared in this plan, checked for duplicate names (a shared
+        layer's second call declares its own again: one buffer, if the spec agrees)."""
         out: dict[str, StateDecl] = {}
+        by: dict[str, Layer] = {}
         for op in self.ops:
             for s in op.states:
                 if s.name in out:
+                    if by[s.name] is op.layer and out[s.name].spec == s.spec:
+                        continue
                     raise ConfigError(f"two state buffers named {s.name!r}")
-                out[s.name] = s
+                out[s.name], by[s.name] = s, op.layer
         return list(out.values())

@@ -5,10 +5,11 @@ Time is counted in ticks: op ``i`` runs forward at tick ``i``; the loss runs at 
 From the ticks at which a value is touched the planner derives every lifetime:
 
 - activation data: from its producer until its producer's backward (train), or until its last
-  consumer (inference); the plan's input and output are pinned for the whole plan;
+  consumer (inference); the plan's inputs and outputs are pinned for the whole plan;
 - activation gradient: from its last consumer's backward to its first toucher's backward;
 - a consumer that is not the last to read a value gets a private gradient slot, summed into
-  the shared one right after its backward (fan-out, e.g. a residual's input);
+  the shared one right after its backward (fan-out, e.g. a residual's input, a shared
+  layer's input; a model output that other layers also read is first written by the loss);
 - saved buffers: from the layer's forward to its backward; scratch: during each call only.
 """
 
@@ -65,8 +66,8 @@ class _Timeline:
 
 
 def _touches(v: Value, loss_tick: int | None) -> set[int]:
-    """The forward ticks at which ``v`` is written or read (the loss reads the output)."""
-    ts = {c.tick for c in v.consumers}
+    """The forward ticks at which ``v`` is written or read (the loss reads each output)."""
+    ts = {op.tick for op, _ in v.uses}
     if v.producer is not None:
         ts.add(v.producer.tick)
     if loss_tick is not None:
@@ -74,29 +75,35 @@ def _touches(v: Value, loss_tick: int | None) -> set[int]:
     return ts or {0}
 
 
-def _data_slots(graph: Graph, x: Value, y: Value, tl: _Timeline) -> dict[int, Slot]:
-    """value index -> its data slot; a reshape shares its input's slot; in and out pinned."""
+def _data_slots(graph: Graph, pinned: list[Value], outputs: set[int],
+                tl: _Timeline) -> dict[int, Slot]:
+    """value index -> its data slot; a reshape shares its input's slot; inputs and outputs
+    pinned for the whole plan."""
     data: dict[int, Slot] = {}
     ticks: dict[int, set[int]] = {}
     for v in graph.values:
         s = data[v.alias_of.index] if v.alias_of is not None else Slot(f"act{v.index}", v.spec.nbytes)
         data[v.index] = s
-        ticks.setdefault(id(s), set()).update(_touches(v, tl.n if v is y else None))
+        ticks.setdefault(id(s), set()).update(_touches(v, tl.n if v.index in outputs else None))
     for s in {id(s): s for s in data.values()}.values():
         s.intervals = tl.activation(ticks[id(s)])
-    for v in (x, y):
+    for v in pinned:
         data[v.index].intervals = [(0, tl.last)]
     return data
 
 
 class _Grads:
-    """Gradient slots: one shared per value; the value's last consumer (the first to run
-    backward) writes it, every other consumer writes a private slot that is then added in."""
+    """Gradient slots: one shared per value. The first to run backward among its readers
+    writes it (the loss, for a model output; else its last consumer); every other consumer
+    writes a private slot that is added in right after its backward. A value that needs a
+    gradient but gets none (an unused output of a several-output layer, a value read only by
+    a stop-gradient) is zero-filled before its producer's backward."""
 
-    def __init__(self, graph: Graph, x: Value, y: Value, needs: dict[int, bool], tl: _Timeline):
+    def __init__(self, graph: Graph, outputs: set[int], needs: dict[int, bool], tl: _Timeline):
         self.of_value: dict[int, Slot | None] = {}
         self.dx: dict[tuple[int, int], Slot] = {}                 # (tick, input pos) -> slot
         self.accum: dict[int, list[tuple[Slot, Slot, tuple]]] = {}  # tick -> [(priv, shared, shape)]
+        self.zero: dict[int, list[Value]] = {}                    # tick -> values to zero first
         ticks: dict[int, set[int]] = {}
         for v in graph.values:
             if not needs[v.index]:
@@ -106,36 +113,62 @@ class _Grads:
             s = self.dx[(v.producer.tick, 0)] if v.alias_of is not None else Slot(
                 f"grad{v.index}", v.spec.nbytes)
             self.of_value[v.index] = s
-            ticks.setdefault(id(s), set()).update(_touches(v, tl.n if v is y else None))
-            for i, c in enumerate(v.consumers):
-                key = (c.tick, c.inputs.index(v))
-                if i == len(v.consumers) - 1:
+            is_out = v.index in outputs
+            ticks.setdefault(id(s), set()).update(_touches(v, tl.n if is_out else None))
+            uses = sorted((op.tick, pos) for op, pos in v.uses if op.grad_inputs)
+            if not uses and not is_out:
+                self.zero.setdefault(v.producer.tick, []).append(v)
+            for i, key in enumerate(uses):
+                if i == len(uses) - 1 and not is_out:
                     self.dx[key] = s
                     continue
-                p = self.dx[key] = Slot(f"grad{v.index}@{c.tick}", v.spec.nbytes)
-                ticks[id(p)] = {c.tick}
-                self.accum.setdefault(c.tick, []).append((p, s, v.shape))
+                p = self.dx[key] = Slot(f"grad{v.index}@{key[0]}.{key[1]}", v.spec.nbytes)
+                ticks[id(p)] = {key[0]}
+                self.accum.setdefault(key[0], []).append((p, s, v.shape))
         self.slots = {id(s): s for s in [*self.of_value.values(), *self.dx.values()] if s}
         for s in self.slots.values():
             s.intervals = tl.gradient(ticks[id(s)])
 
 
-class Plan:
-    """A compiled model for one batch size and mode: forward, backward, no allocation."""
+def _needs_grad(graph: Graph, inputs: list[Value], input_grad: set[int], train: bool
+                ) -> dict[int, bool]:
+    """value index -> whether backward computes its gradient: a float input asked for, or an
+    output of an op with parameters or reached by such a value through ops that pass
+    gradients on."""
+    needs = {v.index: train and i in input_grad and v.dtype == "f32"
+             for i, v in enumerate(inputs)}
+    for op in graph.ops:
+        flows = op.grad_inputs and any(needs[v.index] for v in op.inputs if v is not None)
+        for v in op.outputs:
+            needs[v.index] = train and v.dtype == "f32" and (bool(op.params) or flows)
+    return needs
 
-    def __init__(self, graph: Graph, x: Value, y: Value, store: ParamStore, kernels,
-                 run: RunState, batch: int, input_grad: bool, states: StateStore) -> None:
+
+class Plan:
+    """A compiled model for one batch size and mode: forward, backward, no allocation.
+
+    ``inputs`` / ``outputs``: name -> Tensor (batch first) to fill and to read;
+    ``dinputs`` / ``doutputs``: name -> gradient Tensor (train plans; None where no gradient
+    is computed: int inputs, inputs not asked for). ``x``, ``y``, ``dx``, ``dy``: the first
+    of each (a model of one input and one output has no others)."""
+
+    def __init__(self, graph: Graph, x: Value | list[Value], y: Value | list[Value],
+                 store: ParamStore, kernels, run: RunState, batch: int,
+                 input_grad: bool | set[int], states: StateStore,
+                 input_names: tuple[str, ...] = ("x",),
+                 output_names: tuple[str, ...] = ("y",)) -> None:
         # read first: if the arena moves while this plan is wired, it is stale, never mixed
         self._store, self.generation = store, store.generation
         self.train, self.batch, self.kernels = graph.train, batch, kernels
         self.ops = ops = graph.ops
+        xs = [x] if isinstance(x, Value) else list(x)
+        ys = [y] if isinstance(y, Value) else list(y)
         tl = _Timeline(len(ops), self.train)
-        needs = {x.index: self.train and input_grad}
-        for op in ops:
-            needs[op.output.index] = self.train and (
-                bool(op.params) or any(needs[v.index] for v in op.inputs))
-        data = _data_slots(graph, x, y, tl)
-        grads = _Grads(graph, x, y, needs, tl)
+        wanted = set(range(len(xs))) if input_grad is True else set(input_grad or ())
+        needs = _needs_grad(graph, xs, wanted, self.train)
+        out_idx = {v.index for v in ys}
+        data = _data_slots(graph, xs + ys, out_idx, tl)
+        grads = _Grads(graph, out_idx, needs, tl)
         buffers = []
         for op in ops:
             for d in op.buffers:
@@ -155,18 +188,25 @@ class Plan:
         value_t = {v.index: view(data[v.index], v.shape, v.dtype) for v in graph.values}
         grad_t = {v.index: view(s, v.shape) if (s := grads.of_value[v.index]) else None
                   for v in graph.values}
-        self.x, self.y, self.dx, self.dy = (value_t[x.index], value_t[y.index],
-                                            grad_t[x.index], grad_t[y.index])
+        self.inputs = {n: value_t[v.index] for n, v in zip(input_names, xs)}
+        self.outputs = {n: value_t[v.index] for n, v in zip(output_names, ys)}
+        self.dinputs = {n: grad_t[v.index] for n, v in zip(input_names, xs)}
+        self.doutputs = {n: grad_t[v.index] for n, v in zip(output_names, ys)}
+        self.x, self.y = value_t[xs[0].index], value_t[ys[0].index]
+        self.dx, self.dy = grad_t[xs[0].index], grad_t[ys[0].index]
         fwd, bwd = [], []
         for op in ops:
             ctx, ins = op.ctx, op.inputs
             ctx.k, ctx.run = kernels, run
-            ctx.x, ctx.y = value_t[ins[0].index], value_t[op.output.index]
-            dxs = [view(grads.dx[(op.tick, i)], v.shape) if (op.tick, i) in grads.dx else None
-                   for i, v in enumerate(ins)]
-            ctx.dx = dxs[0]
+            ctx.xs = tuple(None if v is None else value_t[v.index] for v in ins)
+            ctx.ys = tuple(value_t[v.index] for v in op.outputs)
+            ctx.x, ctx.y = ctx.xs[0], ctx.ys[0]
+            ctx.dxs = tuple(view(grads.dx[(op.tick, i)], v.shape) if (op.tick, i) in grads.dx
+                            else None for i, v in enumerate(ins))
+            ctx.dys = tuple(grad_t[v.index] for v in op.outputs)
+            ctx.dx = ctx.dxs[0]
             if len(ins) > 1:
-                ctx.other, ctx.dother = value_t[ins[1].index], dxs[1]
+                ctx.other, ctx.dother = ctx.xs[1], ctx.dxs[1]
             for p in op.params:
                 name = graph.resolve(p.name)          # a tied parameter shares its target
                 setattr(ctx, p.attr, store.weight(name))
@@ -174,13 +214,15 @@ class Plan:
             for s in op.states:
                 setattr(ctx, s.attr, states.get(s))
             fwd.append((op.layer.forward, ctx.x, ctx))
-            if self.train and grads.of_value[op.output.index] is not None:
+            if self.train and needs[op.output.index]:
                 adds = [(view(p, shape), view(s, shape)) for p, s, shape in grads.accum.get(op.tick, [])]
+                zeros = [grad_t[v.index] for v in grads.zero.get(op.tick, [])]
                 # a reshape has no backward work: its dy already is its dx
-                bwd.append((None if op.alias else op.layer.backward, grad_t[op.output.index], ctx, adds))
+                bwd.append((None if op.alias else op.layer.backward, ctx.dys[0], ctx, zeros, adds))
         for op, d, s in buffers:
             setattr(op.ctx, d.attr, view(s, d.spec.shape, d.spec.dtype))
-        self._fwd, self._bwd, self._add = fwd, bwd[::-1], kernels.add
+        self._fwd, self._bwd = fwd, bwd[::-1]
+        self._add, self._fill = kernels.add, kernels.fill
         self._mapped = bool(store.files)      # weights mapped from files: checked per forward
 
     def _stale(self) -> StalePlanError:
@@ -206,8 +248,10 @@ class Plan:
         """Run every layer backward from ``self.dy``; parameter grads are *added* into."""
         if self._store.generation != self.generation:
             raise self._stale()
-        add = self._add
-        for f, dy, ctx, adds in self._bwd:
+        add, fill = self._add, self._fill
+        for f, dy, ctx, zeros, adds in self._bwd:
+            for t in zeros:
+                fill(t, 0.0)
             if f is not None:
                 f(dy, ctx)
             for src, dst in adds:

@@ -115,19 +115,19 @@ def check_gradients(layer: Layer, input_shape: tuple[int, ...], batch: int = 3, 
 
 
 def _prefill_input_grads(plan, rng: np.random.Generator) -> None:
-    """Make each op's backward find its ``dx`` (and ``dother``) full of sentinels. Filled just
+    """Make each op's backward find its input gradients (``ctx.dxs``) full of sentinels. Filled just
     before that backward runs, when the slot's lifetime begins (earlier, the planner may
     have lent its memory to an activation that backward still reads)."""
     def prefilled(backward):
         def run(dy, ctx):
-            for t in (ctx.dx, getattr(ctx, "dother", None)):
+            for t in ctx.dxs:
                 if t is not None:
                     _sentinel(rng, t.a)
             return backward(dy, ctx)
         return run
 
-    plan._bwd = [(f if f is None else prefilled(f), dy, ctx, adds)
-                 for f, dy, ctx, adds in plan._bwd]
+    plan._bwd = [(f if f is None else prefilled(f), dy, ctx, zeros, adds)
+                 for f, dy, ctx, zeros, adds in plan._bwd]
 
 
 def _sentinel(rng: np.random.Generator, a: np.ndarray) -> np.ndarray:
