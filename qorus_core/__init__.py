@@ -4,6 +4,7 @@ The public API: layers and containers, models compiled to planned arenas, the ke
 dispatch, the plugin hooks, training and model IO. Plugins import from here only.
 """
 
+from . import ops
 from .arena import check_alloc
 from .containers import Residual, Sequential
 from .errors import (
@@ -16,6 +17,7 @@ from .errors import (
                      RegistryError,
                      ShapeError,
 )
+from .functional import Functional, Input, Node
 from .graph import LayerBuilder
 from .hookspecs import hookimpl
 from .kernels import get_kernels
@@ -33,7 +35,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Layer", "Composite", "LayerCtx", "LayerBuilder", "Sequential", "Residual", "Model", "Sequence", "Spec",
-    "Tensor",
+    "Tensor", "Input", "Node", "Functional", "ops",
     "get_kernels", "get_registry", "get_layer", "hookimpl", "layer_from_dict", "layer_to_dict",
     "QorusError", "ShapeError", "ConfigError", "RegistryError", "KernelError",
     "CheckpointError", "DataError", "NumericsError", "__version__",

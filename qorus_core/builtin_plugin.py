@@ -16,9 +16,15 @@ from .hookspecs import Register, hookimpl
 @hookimpl
 def qorus_register_layers(register: Register) -> None:
     from .containers import Residual, Sequential
+    from .functional import Functional
 
     register(Sequential)
     register(Residual)
+    register(Functional)
+    from .ops import OPS
+
+    for name, cls in OPS.items():
+        register(cls, name)
 
 
 @hookimpl
@@ -83,3 +89,11 @@ _CORE_COMMANDS: tuple[tuple[str, str, Callable[[], tuple[Any, Any]]], ...] = (
     ("convert", "convert safetensors or GGUF weights to a GGUF of another type", _convert),
     ("kernels", "list the kernels: family, C tiers on this CPU, what each computes", _kernels),
 )
+
+
+@hookimpl
+def qorus_register_callbacks(register: Register) -> None:
+    from .train.callbacks import CALLBACKS
+
+    for name, cls in CALLBACKS.items():
+        register(cls, name)

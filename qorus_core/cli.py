@@ -216,8 +216,49 @@ def _json_flag(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
 
+def _setup_list(kind: str) -> Callable[[argparse.ArgumentParser], None]:
+    def setup(p: argparse.ArgumentParser) -> None:
+        _json_flag(p)
+        p.add_argument("name", nargs="?", help=f"show one {kind}'s full doc and config keys")
+    return setup
+
+
+def describe(kind: str, name: str) -> dict[str, Any]:
+    """One registered entry in full: name, plugin, doc (the class's whole docstring), its
+    config keys with their defaults (from the constructor), and a layer's inputs."""
+    import inspect
+
+    registry = _loaded_registry()
+    cls = registry.get(kind, name)                 # unknown: RegistryError with close matches
+    entry = next(e for e in registry.entries(kind) if e.name == cls.registry_name)
+    keys = {}
+    for key, p in inspect.signature(cls.__init__).parameters.items():
+        if key == "self" or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            continue
+        keys[key] = "required" if p.default is p.empty else repr(p.default)
+    out = {"name": entry.name, "plugin": entry.plugin,
+           "distribution": _dist(entry.distribution, entry.version),
+           "doc": inspect.cleandoc(cls.__doc__ or "").strip() or entry.doc, "config": keys}
+    if kind == "layer":
+        out["inputs"] = list(getattr(cls, "inputs", ("x",)))
+    return out
+
+
 def _list_kind(kind: str) -> Run:
     def run(args: argparse.Namespace) -> int:
+        if getattr(args, "name", None):
+            info = describe(kind, args.name)
+            if args.json:
+                _print_json(info)
+            else:
+                print(f"{info['name']}  ({info['plugin']}, {info['distribution']})\n")
+                print(info["doc"] + "\n")
+                if "inputs" in info:
+                    print(f"inputs: {', '.join(info['inputs'])}")
+                print("config keys:" if info["config"] else "config keys: none")
+                for key, default in info["config"].items():
+                    print(f"  {key} = {default}")
+            return 0
         registry = _loaded_registry()
         entries = registry.entries(kind)
         if args.json:
@@ -293,9 +334,12 @@ def _run_version(args: argparse.Namespace) -> int:
     return 0
 
 
-add_command("layers", "list registered layers", _json_flag, _list_kind("layer"))
-add_command("losses", "list registered losses", _json_flag, _list_kind("loss"))
-add_command("optimizers", "list registered optimizers", _json_flag, _list_kind("optimizer"))
+add_command("layers", "list registered layers (NAME: one in full)", _setup_list("layer"),
+            _list_kind("layer"))
+add_command("losses", "list registered losses (NAME: one in full)", _setup_list("loss"),
+            _list_kind("loss"))
+add_command("optimizers", "list registered optimizers (NAME: one in full)",
+            _setup_list("optimizer"), _list_kind("optimizer"))
 add_command("plugins", "list plugins, failed ones with the reason", _setup_plugins, _run_plugins)
 add_command("backend", "show the kernel backend and CPU features", _json_flag, _run_backend)
 add_command("version", "show versions", _json_flag, _run_version)

@@ -11,7 +11,6 @@ from collections.abc import Iterable
 from typing import Any
 
 from .layer import Composite, Layer, layer_from_dict, layer_to_dict
-from .tensor import Spec
 
 
 class Sequential(Composite):
@@ -46,23 +45,3 @@ class Residual(Composite):
 
     def get_config(self) -> dict[str, Any]:
         return {"block": layer_to_dict(self.block)}
-
-
-class Add(Layer):
-    """y = x + other: the graph's two-input op behind ``LayerBuilder.add`` (not registered)."""
-
-    replayable = True   # inference forward: kernel calls only
-
-    def build(self, x: tuple[Spec, Spec], b) -> Spec:
-        return x[0]
-
-    def forward(self, x, ctx):
-        ctx.k.add(x, ctx.other, ctx.y)
-        return ctx.y
-
-    def backward(self, dy, ctx):
-        if ctx.dx is not None:
-            ctx.k.copy(dy, ctx.dx)
-        if ctx.dother is not None:
-            ctx.k.copy(dy, ctx.dother)
-        return ctx.dx

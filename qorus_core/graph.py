@@ -128,6 +128,7 @@ class LayerBuilder:
         self.alias = False
         self.grad_inputs = True
         self._dtype = "f32"                  # the first input's (what view_input keeps)
+        self._auto: dict[str, int] = {}      # generated child names so far, per base
 
     @property
     def train(self) -> bool:
@@ -207,6 +208,15 @@ class LayerBuilder:
         a layer of several outputs). Calling one layer object again shares its parameters."""
         return self._graph.call(layer, x, self._full(name))
 
+    def auto_name(self, layer: Layer) -> str:
+        """A free child name for ``layer`` called as ``layer(x)`` inside ``build``: ``linear``,
+        then ``linear_1``... (the same object called again keeps its first name's parameters)."""
+        from .functional import snake_name
+
+        base = snake_name(layer)
+        k = self._auto[base] = self._auto.get(base, -1) + 1
+        return base if k == 0 else f"{base}_{k}"
+
     def tie(self, alias: str, target: str) -> None:
         """Make parameter ``alias`` the same memory as ``target`` (names relative to this
         composite, e.g. ``tie("head.weight", "embed.weight")``); their gradients add up."""
@@ -214,7 +224,7 @@ class LayerBuilder:
 
     def add(self, u: Value, v: Value) -> Value:
         """Elementwise sum of two values of the same shape (residual connections)."""
-        from .containers import Add
+        from .ops.elementwise import Add
 
         if u.shape != v.shape:
             raise ShapeError(f"{self.path or 'model'}: cannot add shapes {u.shape} and {v.shape}")
@@ -265,7 +275,13 @@ class Graph:
             x = (x, *extra)
         inputs, single = _arity_specs(x, f"layer {where} ({layer.type_name})")
         if isinstance(layer, Composite):
-            y = layer.build(inputs[0] if single else tuple(inputs), LayerBuilder(self, path))
+            from .functional import CURRENT_BUILDER
+
+            token = CURRENT_BUILDER.set(LayerBuilder(self, path))
+            try:
+                y = layer.build(inputs[0] if single else tuple(inputs), CURRENT_BUILDER.get())
+            finally:
+                CURRENT_BUILDER.reset(token)
             if not (isinstance(y, Value) or (isinstance(y, tuple) and y
                                              and all(isinstance(v, Value) for v in y))):
                 raise ConfigError(f"{where} ({layer.type_name}): a Composite's build must "

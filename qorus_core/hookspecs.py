@@ -82,6 +82,16 @@ def qorus_register_optimizers(register: Register) -> None:
     """
 
 
+@hookspec
+def qorus_register_callbacks(register: Register) -> None:
+    """Register training callbacks: subclasses of ``qorus_core.train.callbacks.Callback``
+    (``on_epoch_end(trainer, epoch, logs)`` and friends; ``state_dict`` for what a checkpoint
+    keeps), by ``register(cls)`` / ``register(cls, name)``. ``qorus train`` builds them from
+    ``[[callbacks]]`` tables by name. Same naming, doc and failure rules as
+    ``qorus_register_layers``.
+    """
+
+
 class RegisterKernel(Protocol):
     """The callable ``qorus_register_kernels`` receives.
 

@@ -26,7 +26,7 @@ from typing import Any, ClassVar
 
 from .errors import ConfigError, ShapeError
 from .tensor import Tensor
-from .validate import boolean
+from .validate import boolean, config_keys
 
 
 class LayerCtx:
@@ -80,6 +80,10 @@ class Layer:
     #: tensors the plan gave it (no NumPy writes, no Python-side state): then a captured plan
     #: (``qorus_core.replay``) can make those calls from C. Left False, capture declines.
     replayable: ClassVar[bool] = False
+    #: the names of the inputs, in order: ``build`` gets one Spec for a layer of one input,
+    #: else a tuple (None where an optional one, marked ``?``, is absent; a last name marked
+    #: ``*`` takes any number). Keywords of ``layer(...)`` in the functional API.
+    inputs: ClassVar[tuple[str, ...]] = ("x",)
 
     # --- the contract ---------------------------------------------------------------
     def build(self, x, b):  # pragma: no cover - abstract
@@ -91,6 +95,15 @@ class Layer:
 
     def backward(self, dy, ctx: LayerCtx):  # pragma: no cover - abstract
         raise NotImplementedError(f"{type(self).__name__}.backward")
+
+    def __call__(self, *inputs, name: str | None = None, **named):
+        """Call this layer on ``Input`` nodes or other calls' outputs (the functional API;
+        returns the output node, a tuple for several), or on traced Values inside a
+        ``Composite.build`` (``b.call`` under a generated name). ``name`` names the layer
+        (its parameters' prefix) at its first call."""
+        from .functional import call_layer
+
+        return call_layer(self, inputs, {**named, "name": name})
 
     # --- configuration --------------------------------------------------------------
     def get_config(self) -> dict[str, Any]:
@@ -107,6 +120,7 @@ class Layer:
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Layer:
+        config_keys(cls, config, f"{cls.registry_name or cls.__name__}")
         try:
             return cls(**config)
         except TypeError as exc:

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from .errors import CheckpointError, ConfigError, ShapeError
+from .functional import Functional
 from .graph import Graph
 from .kernels import get_kernels
 from .layer import Layer, allow_layer_imports, layer_from_dict, layer_to_dict
@@ -46,32 +47,63 @@ from .validate import boolean, nonneg_int, positive_int
 
 
 class Model:
-    """A compiled-on-demand network with its parameters."""
+    """A compiled-on-demand network with its parameters: ``Model(net, input_shape)`` for a
+    network of one input and one output, ``Model(inputs=..., outputs=...)`` for a functional
+    graph (``qorus_core.Input``) of named inputs and outputs."""
 
-    def __init__(self, net: Layer | dict[str, Any], input_shape: tuple[int, ...] | list[int],
+    def __init__(self, net: Layer | dict[str, Any] | None = None,
+                 input_shape: tuple[int, ...] | list[int] | None = None,
                  input_dtype: str = "f32", seed: int = 0, kernels: Any = None,
                  external_params: dict[str, Any] | None = None,
-                 weight_files: tuple[Any, ...] | list[Any] = ()) -> None:
+                 weight_files: tuple[Any, ...] | list[Any] = (), *,
+                 inputs: Any = None, outputs: Any = None) -> None:
         """``external_params``: name -> Tensor or ``QWeight`` used where it lies (a GGUF
         file's mmap) instead of arena memory; such a model runs inference plans only.
         ``weight_files``: the mapped files those weights lie in (each with
-        ``check_unchanged()``, e.g. a ``GGUFFile``), checked before every forward."""
+        ``check_unchanged()``, e.g. a ``GGUFFile``), checked before every forward.
+        ``inputs`` / ``outputs``: the Input nodes and the output nodes (a node, a list, or a
+        dict naming them) of a functional graph, instead of ``net``."""
+        if inputs is not None or outputs is not None:
+            if net is not None or inputs is None or outputs is None:
+                raise ConfigError("Model: give either net (and input_shape) or both inputs= and "
+                                  "outputs= (the functional API)")
+            net = Functional.from_nodes(inputs, outputs)
+        if net is None:
+            raise ConfigError("Model: no network given (Model(net, input_shape) or "
+                              "Model(inputs=..., outputs=...))")
         self.net = layer_from_dict(net)
-        if not isinstance(input_shape, (tuple, list)):
-            raise ConfigError(f"Model: input_shape must be a list of positive ints, got "
-                              f"{input_shape!r}")
-        self.input_shape = tuple(positive_int(d, "input_shape", "Model") for d in input_shape)
-        if not isinstance(input_dtype, str) or input_dtype not in DTYPES:
-            raise ConfigError(f"input_dtype {input_dtype!r}: expected one of {sorted(DTYPES)}")
-        self.input_dtype = input_dtype
+        if isinstance(self.net, Functional):
+            specs = self.net.input_specs()
+            if input_shape is not None and (len(specs) != 1 or tuple(input_shape) != specs[0].shape):
+                raise ConfigError(f"Model: input_shape {input_shape!r} differs from the "
+                                  f"functional graph's inputs {[s.shape for s in specs]}")
+            self.input_names = self.net.input_names
+            self.output_names = self.net.output_names
+            self.grad_inputs = {i for i, d in enumerate(self.net.inputs_cfg) if d["grad"]}
+            self._bools = {d["name"] for d in self.net.inputs_cfg if d["dtype"] == "bool"}
+        else:
+            if not isinstance(input_shape, (tuple, list)):
+                raise ConfigError(f"Model: input_shape must be a list of positive ints, got "
+                                  f"{input_shape!r}")
+            if not isinstance(input_dtype, str) or input_dtype not in DTYPES:
+                raise ConfigError(f"input_dtype {input_dtype!r}: expected one of {sorted(DTYPES)}")
+            specs = [Spec(tuple(positive_int(d, "input_shape", "Model") for d in input_shape),
+                          input_dtype)]
+            self.input_names, self.output_names = ("x",), ("y",)
+            self.grad_inputs, self._bools = set(), set()
+        self.input_specs = dict(zip(self.input_names, specs))
+        self.input_shape, self.input_dtype = specs[0].shape, specs[0].dtype
         self.seed = nonneg_int(seed, "seed", "Model")
         self.kernels = get_kernels(kernels)
         self.run = RunState()
         self._predict_lock = threading.Lock()
         graph = Graph(train=False)
-        _, y = graph.trace(self.net, Spec((1,) + self.input_shape, input_dtype))
-        self.output_shape = y.shape[1:]
-        self.output_dtype = y.dtype
+        _, ys = graph.trace_many(self.net, [Spec((1,) + s.shape, s.dtype) for s in specs])
+        if len(ys) != len(self.output_names):
+            raise ConfigError(f"Model: {self.net.type_name} returns {len(ys)} outputs; a model of "
+                              "several outputs is a functional Model (Model(inputs=..., outputs=...))")
+        self.output_specs = {n: Spec(v.shape[1:], v.dtype) for n, v in zip(self.output_names, ys)}
+        self.output_shape, self.output_dtype = ys[0].shape[1:], ys[0].dtype
         if not isinstance(weight_files, (tuple, list)):
             raise ConfigError(f"Model: weight_files must be a tuple of mapped files, got "
                               f"{weight_files!r}")
@@ -85,26 +117,38 @@ class Model:
 
     # ----------------------------------------------------------------- plans
     def plan(self, batch: int, train: bool = False, input_grad: bool = False,
-             shape: tuple[int, ...] | None = None) -> Plan:
+             shape: tuple[int, ...] | dict[str, tuple[int, ...]] | None = None) -> Plan:
         """The compiled plan for ``batch`` rows in train or inference mode (cached); ``shape``
-        overrides the per-example input shape (a language model's sequence length). Its state
-        buffers and ``run`` are the model's own; a ``sequence()`` has others."""
+        overrides the per-example input shape (a language model's sequence length; a dict by
+        input name for a model of several inputs). ``input_grad``: every f32 input gets a
+        gradient (else only the Inputs made with ``grad=True``). Its state buffers and
+        ``run`` are the model's own; a ``sequence()`` has others."""
         key = self.plan_key(batch, train, input_grad, shape)
         return self._plans.get(key, lambda: self.compile_plan(key, self.run, self.states))
 
     def plan_key(self, batch: int, train: bool, input_grad: bool,
-                 shape: tuple[int, ...] | None) -> tuple:
+                 shape: tuple[int, ...] | dict[str, tuple[int, ...]] | None) -> tuple:
         """The cache key of a plan, its arguments checked (a batch size is a positive int,
-        not a bool; ``shape`` a tuple of them; the flags true or false)."""
+        not a bool; ``shape`` a tuple of them, or for several inputs a dict of such tuples by
+        name, kept in the key as a tuple of them in input order; the flags true or false)."""
         batch = positive_int(batch, "batch", "Model.plan")
-        if shape is None:
-            shape = self.input_shape
-        elif isinstance(shape, (tuple, list)):
-            shape = tuple(positive_int(d, "shape", "Model.plan") for d in shape)
+        names = self.input_names
+        if isinstance(shape, dict):
+            unknown = sorted(set(shape) - set(names))
+            if unknown:
+                raise ConfigError(f"Model.plan: shape names unknown inputs {unknown} (inputs: "
+                                  f"{list(names)})")
+            shapes = tuple(_shape(shape.get(n, self.input_specs[n].shape)) for n in names)
+        elif shape is None:
+            shapes = tuple(s.shape for s in self.input_specs.values())
+        elif len(names) == 1:
+            shapes = (_shape(shape),)
         else:
-            raise ConfigError(f"Model.plan: shape must be a tuple of positive ints, got {shape!r}")
+            raise ConfigError(f"Model.plan: a model of inputs {list(names)} takes shape as a "
+                              "dict of per-input shapes")
         return (batch, boolean(train, "train", "Model.plan"),
-                boolean(input_grad, "input_grad", "Model.plan"), shape)
+                boolean(input_grad, "input_grad", "Model.plan"),
+                shapes[0] if len(shapes) == 1 else shapes)
 
     def compile_plan(self, key: tuple, run: RunState, states: StateStore) -> Plan:
         """A new plan for ``key`` (``plan_key``) whose layers read ``run`` and keep their
@@ -115,11 +159,14 @@ class Model:
                               "inference only")
         if train:             # room for the grads: the arena may move (the caches drop stale plans)
             self.store.ensure(True, self.store.n_slots)
+        shapes = (shape,) if len(self.input_names) == 1 else shape
         graph = Graph(train=train)
-        x, y = graph.trace(self.net, Spec((batch,) + shape, self.input_dtype))
+        xs, ys = graph.trace_many(self.net, [Spec((batch,) + s, spec.dtype) for s, spec in
+                                             zip(shapes, self.input_specs.values())])
         self.store.check_same(graph.params())
-        return Plan(graph, x, y, self.store, self.kernels, run, batch,
-                    input_grad=input_grad, states=states)
+        return Plan(graph, xs, ys, self.store, self.kernels, run, batch,
+                    input_grad=True if input_grad else self.grad_inputs, states=states,
+                    input_names=self.input_names, output_names=self.output_names)
 
     def sequence(self, max_plans: int = DEFAULT_CAPACITY) -> Sequence:
         """A new ``Sequence`` over this model: its own inference plans, non-persistent state
@@ -220,35 +267,77 @@ class Model:
 
     # ----------------------------------------------------------------- running
     def check_input(self, x: np.ndarray, what: str = "input") -> np.ndarray:
-        """Validate a batch against the model's input spec; returns it as an ndarray."""
-        x = np.asarray(x)
-        if x.ndim != len(self.input_shape) + 1 or tuple(x.shape[1:]) != self.input_shape:
-            raise ShapeError(f"model {what}: expected shape (N, {', '.join(map(str, self.input_shape))})"
-                             f", got {tuple(x.shape)}")
-        ok = "fiu" if self.input_dtype == "f32" else "iu"
-        if x.dtype.kind not in ok:
-            raise ShapeError(f"model {what}: dtype {x.dtype} cannot feed a {self.input_dtype} input")
-        return x
+        """Validate a batch for a model of one input; returns it as an ndarray."""
+        if len(self.input_names) != 1:
+            raise ShapeError(f"model {what}: this model has inputs {list(self.input_names)}; "
+                             "give a dict of arrays by name")
+        return self.check_inputs(x, what)[0]
 
-    def predict(self, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
-        """Inference on any number of rows, in chunks of ``batch_size``; returns a new array.
+    def check_inputs(self, x: Any, what: str = "input") -> list[np.ndarray]:
+        """Validate a batch against the input specs: an array (one input), a dict of arrays by
+        input name, or a list in input order; returns the arrays in input order. Errors name
+        the input and the shape or dtype at fault."""
+        names = self.input_names
+        if isinstance(x, dict):
+            missing, extra = [n for n in names if n not in x], sorted(set(x) - set(names))
+            if missing or extra:
+                raise ShapeError(f"model {what}: inputs {list(names)} expected; missing "
+                                 f"{missing}, unexpected {extra}")
+            arrays = [x[n] for n in names]
+        elif isinstance(x, (list, tuple)) and len(names) > 1:
+            if len(x) != len(names):
+                raise ShapeError(f"model {what}: {len(x)} arrays for inputs {list(names)}")
+            arrays = list(x)
+        elif len(names) == 1:
+            arrays = [x]
+        else:
+            raise ShapeError(f"model {what}: this model has inputs {list(names)}; give a dict "
+                             "of arrays by name")
+        out = []
+        for n, a in zip(names, arrays):
+            a, spec = np.asarray(a), self.input_specs[n]
+            label = what if len(names) == 1 else f"{what} {n!r}"
+            if a.ndim != len(spec.shape) + 1 or tuple(a.shape[1:]) != spec.shape:
+                raise ShapeError(f"model {label}: expected shape (N, "
+                                 f"{', '.join(map(str, spec.shape))}), got {tuple(a.shape)}")
+            ok = "b" if n in self._bools else "fiu" if spec.dtype == "f32" else "iu"
+            if a.dtype.kind not in ok:
+                want = "bool" if n in self._bools else spec.dtype
+                raise ShapeError(f"model {label}: dtype {a.dtype} cannot feed a {want} input")
+            out.append(a)
+        if len({len(a) for a in out}) > 1:
+            raise ShapeError(f"model {what}: inputs of different lengths "
+                             f"{dict(zip(names, (len(a) for a in out)))}")
+        return out
+
+    def predict(self, x: Any, batch_size: int = 256) -> Any:
+        """Inference on any number of rows, in chunks of ``batch_size``; returns new arrays:
+        one for a model of one output, else a dict (or list) as the outputs were given.
         Thread-safe: concurrent calls take turns (one lock per model); a ``sequence()`` per
         thread runs them at the same time."""
         with self._predict_lock:
             return self.predict_with(self.plan, x, batch_size)
 
-    def predict_with(self, plan: Callable[[int], Plan], x: np.ndarray,
-                     batch_size: int) -> np.ndarray:
+    def predict_with(self, plan: Callable[[int], Plan], x: Any, batch_size: int) -> Any:
         """``predict`` through ``plan(rows)`` (the model's plans or a sequence's)."""
         positive_int(batch_size, "batch_size", "predict")
-        x = self.check_input(x)
-        out = np.empty((len(x),) + self.output_shape, DTYPES[self.output_dtype])
-        for start in range(0, len(x), batch_size):
-            chunk = x[start:start + batch_size]
-            p = plan(len(chunk))
-            p.x.a[...] = chunk
-            out[start:start + len(chunk)] = p.forward().a
-        return out
+        xs = self.check_inputs(x)
+        n = len(xs[0])
+        outs = {k: np.empty((n,) + s.shape, DTYPES[s.dtype]) for k, s in self.output_specs.items()}
+        for start in range(0, n, batch_size):
+            rows = min(batch_size, n - start)
+            p = plan(rows)
+            for name, a in zip(self.input_names, xs):
+                p.inputs[name].a[...] = a[start:start + rows]
+            p.forward()
+            for k, out in outs.items():
+                out[start:start + rows] = p.outputs[k].a
+        form = self.net.outputs if isinstance(self.net, Functional) else None
+        if isinstance(form, dict):
+            return outs
+        if isinstance(form, list):
+            return [outs[k] for k in self.output_names]
+        return outs[self.output_names[0]]
 
     __call__ = predict
 
@@ -260,8 +349,36 @@ class Model:
                            for (b, t, _, s), p in self._plans.items()}
         return report
 
+    def summary(self, batch_size: int = 1, print_fn: Callable[[str], Any] | None = print) -> str:
+        """A table of the ops (path, type, output shape, parameters), the totals and the arena
+        bytes of an inference plan of ``batch_size`` rows; printed through ``print_fn``
+        (None: not printed) and returned."""
+        from .summary import summary_text
+
+        text = summary_text(self, positive_int(batch_size, "batch_size", "Model.summary"))
+        if print_fn is not None:
+            print_fn(text)
+        return text
+
+    def save(self, path: str | Any) -> Any:
+        """Write the model (config and weights) as a checkpoint directory, atomically; load it
+        with ``Model.load``. Returns the path."""
+        from .train.checkpoint import save_checkpoint
+
+        return save_checkpoint(path, self)
+
+    @classmethod
+    def load(cls, path: str | Any, kernels: Any = None, trust_code: bool = False) -> Model:
+        """The model saved at ``path`` (by ``save`` or a Trainer checkpoint); ``trust_code``
+        as ``load_checkpoint``'s (unregistered layer types import only when True)."""
+        from .train.checkpoint import load_checkpoint
+
+        return load_checkpoint(path, kernels=kernels, trust_code=trust_code).model
+
     # ----------------------------------------------------------------- config
     def get_config(self) -> dict[str, Any]:
+        if isinstance(self.net, Functional):        # its inputs carry their shapes
+            return {"net": layer_to_dict(self.net), "seed": self.seed}
         return {"net": layer_to_dict(self.net), "input_shape": list(self.input_shape),
                 "input_dtype": self.input_dtype, "seed": self.seed}
 
@@ -272,12 +389,26 @@ class Model:
         ``layer_from_dict``); refused by default."""
         try:
             with allow_layer_imports(allow_import):
-                return cls(config["net"], config["input_shape"], config.get("input_dtype", "f32"),
-                           config.get("seed", 0), kernels)
+                return cls(config["net"], config.get("input_shape") if _is_functional(
+                    config["net"]) else config["input_shape"], config.get("input_dtype", "f32"),
+                    config.get("seed", 0), kernels)
         except KeyError as exc:
             raise ConfigError(f"model config lacks {exc}") from None
 
     def __repr__(self) -> str:
+        if isinstance(self.net, Functional):
+            return (f"Model(inputs={list(self.input_names)}, outputs={list(self.output_names)}, "
+                    f"params={self.num_parameters})")
         return (f"Model({self.net!r}, input_shape={self.input_shape}, "
                 f"params={self.num_parameters})")
 
+
+def _shape(shape: Any) -> tuple[int, ...]:
+    if not isinstance(shape, (tuple, list)):
+        raise ConfigError(f"Model.plan: shape must be a tuple of positive ints, got {shape!r}")
+    return tuple(positive_int(d, "shape", "Model.plan") for d in shape)
+
+
+def _is_functional(net: Any) -> bool:
+    return isinstance(net, Functional) or (isinstance(net, dict)
+                                           and net.get("type") == "core.Functional")

@@ -72,6 +72,7 @@ KINDS: dict[str, str] = {
     "loss": "qorus_register_losses",
     "optimizer": "qorus_register_optimizers",
     "kernel": "qorus_register_kernels",
+    "callback": "qorus_register_callbacks",
 }
 #: First-party namespace -> the only distribution that may claim it (their pyproject.toml files).
 FIRST_PARTY: dict[str, str] = {

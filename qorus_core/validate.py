@@ -109,3 +109,22 @@ def choice(value: Any, field: str, owner: str, options: Iterable[str]) -> str:
 def maybe(check: Callable[..., T], value: Any, field: str, owner: str, **kwargs: Any) -> T | None:
     """``None`` stays ``None`` (an optional argument); anything else goes through ``check``."""
     return None if value is None else check(value, field, owner, **kwargs)
+
+
+def config_keys(cls: type, config: dict[str, Any], owner: str) -> None:
+    """Refuse config keys ``cls``'s constructor does not take: the error lists the valid
+    keys and the closest one (``out_feature`` -> ``out_features``), as unknown layer names
+    do. A constructor taking ``**kwargs`` accepts anything."""
+    import difflib
+    import inspect
+
+    params = inspect.signature(cls.__init__).parameters
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return
+    valid = [n for n, p in params.items() if n != "self" and p.kind is not p.VAR_POSITIONAL]
+    for key in config:
+        if key not in valid:
+            close = difflib.get_close_matches(str(key), valid, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ConfigError(f"{owner}: unknown config key {key!r} (valid keys: "
+                              f"{', '.join(valid) or 'none'}){hint}")

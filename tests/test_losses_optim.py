@@ -115,7 +115,7 @@ def test_optimizer_config_and_errors():
         SGD(0.1, nesterov=True)
     with pytest.raises(ConfigError, match="betas"):
         Adam(betas=(1.5, 0.9))
-    with pytest.raises(ConfigError, match="bad config"):
+    with pytest.raises(ConfigError, match="unknown config key 'learning_rate' .*valid keys: lr"):
         AdamW.from_config({"learning_rate": 0.1})
 
 

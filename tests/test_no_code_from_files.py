@@ -185,12 +185,12 @@ def test_the_permission_must_be_a_bool_never_truthy(evil_dir, value):
 
 def test_the_permission_ends_with_the_block_even_on_an_exception(evil_dir):
     spec = {"type": "evil_layer:Evil", "in_features": 2, "out_features": 2}
-    with pytest.raises(ConfigError, match="bad config"):
+    with pytest.raises(ConfigError, match="unknown config key .nonsense."):
         with allow_layer_imports():
             layer_from_dict({"type": "mlp.Linear", "nonsense": 1})
     with pytest.raises(ConfigError, match="evil_layer:Evil"):
         layer_from_dict(spec)                    # refused again after the failed block
-    with pytest.raises(ConfigError, match="bad config"):
+    with pytest.raises(ConfigError, match="unknown config key .nonsense."):
         layer_from_dict({**spec, "nonsense": 1}, allow_import=True)   # fails after importing
     with pytest.raises(ConfigError, match="evil_layer:Evil"):
         layer_from_dict(spec)

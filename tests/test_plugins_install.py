@@ -34,9 +34,9 @@ except ImportError:
 PIP_TIMEOUT_S = 240
 REPO = Path(__file__).resolve().parents[1]
 
-GOOD = layer_plugin("Scale", "Multiplies its input by a constant.")
+GOOD = layer_plugin("Amplify", "Multiplies its input by a constant.")
 BROKEN = "import qorus_demo_missing_dependency  # noqa: F401\n"
-CLASH = GOOD.replace("Scale", "Other")
+CLASH = GOOD.replace("Amplify", "Other")
 
 
 def write_package(root: Path, dist: str, version: str, namespace: str, plugin_src: str) -> Path:
@@ -120,10 +120,10 @@ def test_installed_plugin_is_discovered_with_its_distribution(registry):
     plugins = load(registry)
     good = plugins[("demo", "qorus-demo-good")]
     assert (good.status, good.version, good.items) == ("ok", "1.2.3", 1)
-    entry = registry.entry("layer", "demo.Scale")
+    entry = registry.entry("layer", "demo.Amplify")
     assert (entry.distribution, entry.version) == ("qorus-demo-good", "1.2.3")
     assert entry.doc == "Multiplies its input by a constant."
-    assert registry.get("layer", "Scale").registry_name == "demo.Scale"
+    assert registry.get("layer", "Amplify").registry_name == "demo.Amplify"
 
 
 def test_broken_package_is_reported_and_the_rest_works(registry):
@@ -131,7 +131,7 @@ def test_broken_package_is_reported_and_the_rest_works(registry):
     broken = plugins[("broken", "qorus-demo-broken")]
     assert (broken.status, broken.version) == ("failed", "0.0.1")
     assert "qorus_demo_missing_dependency" in broken.error
-    assert registry.get("layer", "demo.Scale").__name__ == "Scale"
+    assert registry.get("layer", "demo.Amplify").__name__ == "Amplify"
 
 
 def test_two_distributions_claiming_a_namespace_are_both_refused(site, clash_site, monkeypatch):
@@ -158,7 +158,7 @@ def test_cli_lists_the_installed_plugin(site):
                          cwd=REPO, timeout=120)
     assert out.returncode == 0, out.stderr
     layers = {x["name"]: x for x in json.loads(out.stdout)}
-    assert layers["demo.Scale"]["distribution"] == "qorus-demo-good"
+    assert layers["demo.Amplify"]["distribution"] == "qorus-demo-good"
     assert "core.Sequential" in layers
     out = subprocess.run([*run, "plugins", "--json"], capture_output=True, text=True, env=env,
                          cwd=REPO, timeout=120)

@@ -156,7 +156,22 @@ def test_progress_bar_text():
     text = out.getvalue()
     assert "\repoch 1/2 [" in text and "64/64" in text and "samples/s" in text and "loss" in text
     assert text.count("\n") == 2                       # one summary line per epoch
-    assert not Progress(stream=io.StringIO()).enabled  # not a TTY: off unless forced
+
+
+def test_progress_without_a_terminal_is_one_plain_line_per_epoch():
+    """Under a pipe, in CI or a notebook: no bar, no control characters, a line per epoch."""
+    out = io.StringIO()
+    x, y = blobs(n=64)
+    Trainer(mlp(), CrossEntropyLoss(), SGD(lr=0.1), batch_size=16, epochs=3,
+            progress=Progress(stream=out)).fit(x, y)
+    lines = out.getvalue().splitlines()
+    assert [ln.split()[:2] for ln in lines] == [["epoch", f"{e}/3"] for e in (1, 2, 3)]
+    assert "\r" not in out.getvalue() and "\x1b" not in out.getvalue()
+    assert all("loss" in ln and "samples/s" in ln for ln in lines)
+    silent = io.StringIO()
+    Trainer(mlp(), CrossEntropyLoss(), SGD(lr=0.1), batch_size=16, epochs=1,
+            progress=Progress(False, stream=silent)).fit(x, y)
+    assert silent.getvalue() == ""
 
 
 # ----------------------------------------------------------------- allocation
@@ -173,7 +188,8 @@ def test_training_steps_allocate_no_arrays(kernels):
                  epochs=5, clip_norm=1.0, progress=False)
     tr.fit(x, y, val=(x[:300], y[:300]), until_epoch=1)          # warm-up: plans, scratch
     perm = np.arange(n)
-    trace = trace_allocations(lambda: tr._epoch(x, y, perm), repeat=2)
+    xs, ys = tr._prepare(x, y, "training")
+    trace = trace_allocations(lambda: tr._epoch(xs, ys, perm), repeat=2)
     assert trace.array_bytes == 0, trace.where
     # NumPy's ufunc buffers (8192 elements) stay under this; any batch-sized array would not
     assert trace.peak_bytes < 96 * 1024, f"a step made a temporary of {trace.peak_bytes} bytes"

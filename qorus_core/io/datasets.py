@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -107,6 +108,50 @@ def load_npz(path: str | os.PathLike, x_key: str = "x", y_key: str = "y") -> tup
     if x.dtype.kind not in "fiub":
         raise DataError(f"{path}: {x_key} has non-numeric dtype {x.dtype}")
     return np.ascontiguousarray(x, dtype=np.float32), _labels(y, f"{path}: {y_key}")
+
+
+def load_named(path: str | os.PathLike, inputs: dict[str, str], targets: dict[str, str]
+               ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Named arrays for a model of several inputs or outputs: ``inputs`` / ``targets`` map
+    the model's names to array names. ``path`` is a ``.npz`` file (its arrays are read into
+    memory) or a directory of ``<array>.npy`` files, memory-mapped read-only: training then
+    streams each batch's rows from the files, without a copy of the data set. Inputs keep
+    their dtype (int ids, bool masks); targets are labels as ``_labels`` makes them."""
+    path = Path(path)
+    wanted = {**inputs, **targets}
+    if path.is_dir():
+        arrays = {}
+        for key in set(wanted.values()):
+            f = path / f"{key}.npy"
+            try:
+                arrays[key] = np.load(f, mmap_mode="r", allow_pickle=False)
+            except FileNotFoundError:
+                have = sorted(p.stem for p in path.glob("*.npy"))
+                raise DataError(f"{path}: no {key}.npy (arrays there: {have})") from None
+            except (OSError, ValueError) as exc:
+                raise DataError(f"{f}: cannot map the array: {exc}") from None
+    else:
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                keys = list(z.keys())
+                missing = sorted(set(wanted.values()) - set(keys))
+                if missing:
+                    raise DataError(f"{path}: needs arrays {missing}; it has {keys}")
+                arrays = {k: z[k] for k in set(wanted.values())}
+        except DataError:
+            raise
+        except (OSError, ValueError) as exc:
+            raise DataError(f"{path}: cannot read NPZ: {exc}") from None
+    lengths = {k: len(a) if a.ndim else 0 for k, a in arrays.items()}
+    if len(set(lengths.values())) != 1:
+        raise DataError(f"{path}: arrays of different lengths {lengths}")
+    for k, a in arrays.items():
+        if a.dtype.kind not in "fiub":
+            raise DataError(f"{path}: array {k!r} has non-numeric dtype {a.dtype}")
+    xs = {name: arrays[key] for name, key in inputs.items()}
+    ys = {name: arrays[key] if arrays[key].dtype.kind == "f" and arrays[key].ndim > 1
+          else _labels(arrays[key], f"{path}: {key}") for name, key in targets.items()}
+    return xs, ys
 
 
 def load_digits() -> tuple[np.ndarray, np.ndarray]:
@@ -208,8 +253,8 @@ def unigram_cross_entropy(train_tokens: np.ndarray, eval_tokens: np.ndarray, voc
 
 
 #: the kinds of source string (the part before ':'), and how each is written
-KINDS = ("sklearn", "csv", "npz", "idx", "fashion-mnist", "fashion-mnist-test", "text")
-SOURCES = ("'sklearn:digits'", "'csv:PATH'", "'npz:PATH'", "'idx:IMAGES_PATH,LABELS_PATH'",
+KINDS = ("sklearn", "csv", "npz", "npy", "idx", "fashion-mnist", "fashion-mnist-test", "text")
+SOURCES = ("'sklearn:digits'", "'csv:PATH'", "'npz:PATH'", "'npy:DIR'", "'idx:IMAGES_PATH,LABELS_PATH'",
            "'fashion-mnist[:DIR]'", "'fashion-mnist-test[:DIR]'", "'text:PATH'")
 
 
@@ -218,6 +263,7 @@ def load_source(source: str, base: str | os.PathLike | None = None,
     """A data set named by a source string (relative paths from ``base``):
 
     - ``"sklearn:digits"``; ``"csv:PATH"`` and ``"npz:PATH"`` (``options`` go to the loader);
+    - ``"npy:DIR"``: ``x.npy`` and ``y.npy`` (``x_key``/``y_key``) memory-mapped (``load_named``);
     - ``"idx:IMAGES_PATH,LABELS_PATH"``: a pair of IDX files, plain or gzipped;
     - ``"fashion-mnist[:DIR]"`` and ``"fashion-mnist-test[:DIR]"``: the 60000 training or
       10000 test images of Fashion-MNIST, from ``DIR`` (default
@@ -239,6 +285,12 @@ def load_source(source: str, base: str | os.PathLike | None = None,
     if kind in ("csv", "npz") and rest:
         path = resolve(rest)
         return load_csv(path, **options) if kind == "csv" else load_npz(path, **options)
+    if kind == "npy" and rest:
+        if set(options) - {"x_key", "y_key"}:
+            raise DataError(f"data source {source!r} takes x_key and y_key, got {sorted(options)}")
+        xs, ys = load_named(resolve(rest), {"x": options.get("x_key", "x")},
+                            {"y": options.get("y_key", "y")})
+        return xs["x"], ys["y"]
     if kind == "text" and rest:
         if "seq_len" not in options or set(options) - {"seq_len", "stride"}:
             raise DataError(f"data source {source!r} takes seq_len (required) and stride, "
@@ -258,12 +310,13 @@ def load_source(source: str, base: str | os.PathLike | None = None,
     raise DataError(f"data source {source!r}: expected {', '.join(SOURCES)}")
 
 
-def split(x: np.ndarray, y: np.ndarray, validation: float = 0.1, test: float = 0.2, seed: int = 0
-          ) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
+def split(x: Any, y: Any, validation: float = 0.1, test: float = 0.2, seed: int = 0
+          ) -> tuple[tuple[Any, Any], ...]:
     """Deterministic shuffled split into ``(train, validation, test)`` pairs; the fractions
-    are of the whole set (rounded); a fraction of 0 gives an empty pair."""
-    n = len(x)
-    if len(y) != n:
+    are of the whole set (rounded); a fraction of 0 gives an empty pair. ``x`` and ``y`` may
+    be dicts of arrays (several inputs or targets): each is split alike."""
+    n = _rows(x)
+    if _rows(y) != n:
         raise DataError(f"split: {n} inputs but {len(y)} labels")
     if not (0.0 <= validation < 1.0 and 0.0 <= test < 1.0 and validation + test < 1.0):
         raise DataError(f"split: validation ({validation}) and test ({test}) must be fractions "
@@ -273,4 +326,20 @@ def split(x: np.ndarray, y: np.ndarray, validation: float = 0.1, test: float = 0
     te, va, tr = order[:n_test], order[n_test:n_test + n_val], order[n_test + n_val:]
     if len(tr) == 0:
         raise DataError(f"split: no training samples left out of {n}")
-    return tuple((x[i], y[i]) for i in (tr, va, te))  # type: ignore[return-value]
+    if n_test == 0 and n_val == 0 and (isinstance(x, dict) or isinstance(x, np.memmap)):
+        # all of it trains: mapped arrays stay mapped (the Trainer shuffles its batches)
+        return (x, y), (_take(x, va), _take(y, va)), (_take(x, te), _take(y, te))
+    return tuple((_take(x, i), _take(y, i)) for i in (tr, va, te))  # type: ignore[return-value]
+
+
+def _rows(a: Any) -> int:
+    if isinstance(a, dict):
+        lengths = {len(v) for v in a.values()}
+        if len(lengths) != 1:
+            raise DataError(f"split: arrays of different lengths {sorted(lengths)}")
+        return lengths.pop()
+    return len(a)
+
+
+def _take(a: Any, i: np.ndarray) -> Any:
+    return {k: v[i] for k, v in a.items()} if isinstance(a, dict) else a[i]

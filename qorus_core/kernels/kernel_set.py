@@ -311,18 +311,51 @@ class KernelSet(Protocol):
 
     def cross_entropy(
         self, logits: Tensor, targets: Tensor, dlogits: Tensor | None,
-        label_smoothing: float = 0.0,
+        label_smoothing: float = 0.0, ignore_index: int = -100,
     ) -> float:
         """Mean cross-entropy of logits (N, C) against class indices (N,) int32, with PyTorch's
-        label smoothing; writes dlogits = (softmax - smoothed one-hot) / N when given (dlogits
-        may alias logits).
+        label smoothing; rows whose target is ``ignore_index`` count in neither the loss nor the
+        mean (PyTorch's rule; other targets must be in [0, C)). Writes dlogits = (softmax -
+        smoothed one-hot) / kept rows when given, 0 on ignored rows (dlogits may alias logits).
+        Every row ignored: 0.0 and dlogits all 0 (PyTorch returns NaN).
         """
 
     def mse(self, pred: Tensor, target: Tensor, dpred: Tensor | None) -> float:
         """Mean squared error over all elements; writes dpred = 2 (pred - target) / n."""
 
-    def count_correct(self, logits: Tensor, targets: Tensor) -> int:
-        """How many rows have their argmax equal to the target (first maximum wins)."""
+    def l1(self, y: Tensor, target: Tensor, dy: Tensor | None) -> float:
+        """Mean absolute error over all elements (torch's ``l1_loss``); writes dy = sign(y -
+        target) / n, sign(0) = 0.
+        """
+
+    def huber(self, y: Tensor, target: Tensor, dy: Tensor | None, delta: float = 1.0) -> float:
+        """torch.nn.HuberLoss (mean): 0.5 e^2 where |e| < delta, else delta (|e| - delta / 2),
+        e = y - target; writes dy = clip(e, -delta, delta) / n.
+        """
+
+    def bce_with_logits(
+        self, logits: Tensor, targets: Tensor, dlogits: Tensor | None,
+        pos_weight: Tensor | None = None,
+    ) -> float:
+        """torch.nn.BCEWithLogitsLoss (mean over all elements) of logits against float targets
+        of the same size, stable for large |logits|: (1 - t) x + w (log1p(exp(-|x|)) + max(-x,
+        0)), w = 1 + (pos_weight - 1) t, pos_weight (last dim, broadcast over rows) optional;
+        writes dlogits = ((1 - t) - w sigmoid(-x)) / n.
+        """
+
+    def kl_div(
+        self, input: Tensor, target: Tensor, dy: Tensor | None, log_target: bool = False,
+    ) -> float:
+        """torch.nn.KLDivLoss(reduction='batchmean'): the sum over all elements of target (log
+        target - input) (0 log 0 = 0), or exp(target) (target - input) with ``log_target``,
+        divided by the first dimension of input (log-probabilities); target of input's shape.
+        Writes dy = -target / batch (-exp(target) / batch).
+        """
+
+    def count_correct(self, logits: Tensor, targets: Tensor, ignore_index: int = -100) -> int:
+        """How many rows have their argmax equal to the target (first maximum wins); rows whose
+        target is ``ignore_index`` do not count.
+        """
 
     def softmax(self, x: Tensor, y: Tensor) -> None:
         """y[r, :] = softmax(x[r, :]) over the last dimension."""
@@ -445,6 +478,88 @@ class KernelSet(Protocol):
         [B, H]. Writes dxg [B, 3H] (gradient of xg), dhg [B, 3H] (of hg + b_hh: its n part is
         r times dxg's) and, in place, dh = z * (dh + dy): the direct part of dL/dh_{t-1}
         (the caller adds dhg W_hh).
+        """
+
+    def bcast_binary(self, a: Tensor, b: Tensor, out: Tensor, op: int) -> None:
+        """out = a OP b with NumPy's broadcasting, op in BINARY_OPS (0 add, 1 sub, 2 mul, 3 div,
+        4 maximum, 5 minimum; maximum / minimum as NumPy's: NaN wins, a tie gives b). a and b
+        broadcast together to out's shape exactly; out may be a or b (the same buffer) only
+        where that input has out's shape.
+        """
+
+    def bcast_binary_bwd(
+        self, a: Tensor | None, b: Tensor | None, dy: Tensor, da: Tensor | None,
+        db: Tensor | None, op: int,
+    ) -> None:
+        """Gradients of out = a OP b (bcast_binary) from dy (out's shape): da, db (either None:
+        not wanted) overwritten with their gradient summed to their own shape. add: dy, dy;
+        sub: dy, -dy; mul: dy b, dy a; div: dy / b, -(dy / b * a) / b; maximum: dy where a > b,
+        dy / 2 where a == b, else 0 (db the mirror; PyTorch's rule); minimum likewise. a and b
+        are read by mul, div, maximum and minimum only (None allowed for add and sub). An
+        output may be dy (or a, b) only where it has dy's shape.
+        """
+
+    def sum_to(self, x: Tensor, out: Tensor, alpha: float = 1.0, beta: float = 0.0) -> None:
+        """out = beta * out + alpha * (x summed over the dimensions out is broadcast on): out's
+        shape broadcasts to x's (NumPy's rules, right-aligned; e.g. x (4, 5, 6) to out (5, 1),
+        (1, 5, 1), (6,) or (1,)). Sums over axes with keepdims shapes, and the backward of a
+        broadcast. beta == 0 never reads out.
+        """
+
+    def strided_copy(
+        self, src: Tensor, dst: Tensor, shape: tuple[int, ...], src_offset: int,
+        src_strides: tuple[int, ...], dst_offset: int, dst_strides: tuple[int, ...],
+        accumulate: bool = False,
+    ) -> None:
+        """For every index i of ``shape``: dst.flat[dst_offset + sum(i * dst_strides)] =
+        src.flat[src_offset + sum(i * src_strides)] (+= when accumulate). Strides in elements,
+        >= 0 (0 on src: a broadcast); dst strides must reach each element once. src and dst of
+        one dtype, f32 or i32 (f32 to accumulate), within bounds, not overlapping. Transpose,
+        permute, concat, split, slice, expand, and their backward (accumulate).
+        """
+
+    def max_axis(self, x: Tensor, out: Tensor, idx: Tensor) -> None:
+        """out[o, i] = max_j x[o, j, i], idx[o, i] = the first j reaching it (int32); x is
+        (outer, n, inner), n >= 1; out and idx have outer * inner elements (any shape). NaN wins:
+        the max is NaN and idx the first NaN's (torch.max(dim)).
+        """
+
+    def max_axis_bwd(self, dy: Tensor, idx: Tensor, dx: Tensor) -> None:
+        """dx (outer, n, inner) overwritten: 0, except dx[o, idx[o, i], i] = dy[o, i] (dy and
+        idx: outer * inner elements; max_axis's idx). An index outside [0, n): KernelError.
+        """
+
+    def gather_axis(self, x: Tensor, idx: Tensor, out: Tensor) -> None:
+        """out[o, j, i] = x[o, idx[o, j, i], i] (torch.gather along the middle axis): x (outer,
+        n, inner), idx int32 and out (outer, m, inner). An index outside [0, n): KernelError.
+        """
+
+    def gather_axis_bwd(self, dy: Tensor, idx: Tensor, dx: Tensor) -> None:
+        """dx (outer, n, inner) overwritten: 0, then dx[o, idx[o, j, i], i] += dy[o, j, i] in
+        order (repeated indices accumulate); dy and idx (outer, m, inner).
+        """
+
+    def bcast_where(self, cond: Tensor, a: Tensor, b: Tensor, out: Tensor) -> None:
+        """out = a where cond != 0 (a NaN counts as nonzero) else b, with NumPy's broadcasting:
+        cond (f32 or i32), a and b broadcast together to out's shape exactly; out may be an
+        input (the same buffer) of out's shape.
+        """
+
+    def bcast_where_bwd(
+        self, cond: Tensor, dy: Tensor, da: Tensor | None, db: Tensor | None,
+    ) -> None:
+        """Gradients of bcast_where from dy (out's shape): da = dy where cond != 0 else 0, db =
+        dy where cond == 0 else 0 (dy * mask: a NaN dy stays NaN in both), each summed to its
+        own shape (da's and db's shapes: a's and b's); either None: not wanted.
+        """
+
+    def bmm(
+        self, a: Tensor, b: Tensor, c: Tensor, trans_a: bool = False, trans_b: bool = False,
+        alpha: float = 1.0, beta: float = 0.0,
+    ) -> None:
+        """C[i] = alpha * op(A[i]) @ op(B[i]) + beta * C[i] for each of the batch: A (B, M, K)
+        (or (B, K, M) if trans_a), B (B, K, N) (or (B, N, K) if trans_b), C (B, M, N); one batch
+        size for all (no broadcast). beta == 0 never reads C.
         """
 
     def linear(self, x: Tensor, w, y: Tensor) -> None:

@@ -136,6 +136,12 @@ def _check_trainer(trainer: dict[str, Any], where: Path) -> None:
         raise CheckpointError(f"{where}: field 'history' must be a list of objects")
     if "rng" in trainer:
         _check_rng(trainer["rng"], where)
+    scale = trainer.get("lr_scale", 1.0)
+    if type(scale) not in (int, float) or not 0 < scale < float("inf"):
+        raise CheckpointError(f"{where}: field 'lr_scale' must be a positive number, got {scale!r}")
+    if not (isinstance(trainer.get("callbacks", []), list)
+            and all(isinstance(c, dict) for c in trainer.get("callbacks", []))):
+        raise CheckpointError(f"{where}: field 'callbacks' must be a list of objects")
 
 
 def _check_rng(rng: Any, where: Path) -> None:
@@ -157,7 +163,8 @@ def _check_rng(rng: Any, where: Path) -> None:
 
 def _check_model_config(model: dict[str, Any], where: Path) -> None:
     shape = model.get("input_shape")
-    if not (isinstance(shape, list) and shape and
+    functional = isinstance(model.get("net"), dict) and model["net"].get("type") == "core.Functional"
+    if not (functional and shape is None) and not (isinstance(shape, list) and shape and
             all(type(d) is int and d > 0 for d in shape)):
         raise CheckpointError(f"{where}: field 'model.input_shape' must be a list of positive "
                               f"integers, got {shape!r}")

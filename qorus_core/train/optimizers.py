@@ -12,7 +12,7 @@ import math
 from typing import Any, ClassVar
 
 from ..errors import ConfigError, NumericsError, QorusError
-from ..validate import boolean, real
+from ..validate import boolean, config_keys, real
 
 
 class Optimizer:
@@ -69,6 +69,7 @@ class Optimizer:
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Optimizer:
+        config_keys(cls, config, f"optimizer {cls.registry_name or cls.__name__}")
         try:
             return cls(**config)
         except TypeError as exc:

@@ -1,7 +1,6 @@
-"""A plain-text progress bar on stderr: ``\\r`` updates, loss and samples/s, no dependency.
-
-Shown only when the stream is a terminal (or ``force=True``), and redrawn at most every
-``interval`` seconds, so it costs one clock read per step.
+"""Progress on stderr, no dependency: on a terminal (or ``force=True``) a bar redrawn with
+``\\r`` at most every ``interval`` seconds (one clock read per step) and the epoch's summary
+over it; elsewhere (a pipe, CI, a notebook) one plain line per epoch, as Keras' ``verbose=2``.
 """
 
 from __future__ import annotations
@@ -18,7 +17,8 @@ class Progress:
                  interval: float = 0.1, width: int = 24) -> None:
         self.stream = stream if stream is not None else sys.stderr
         isatty = getattr(self.stream, "isatty", None)
-        self.enabled = bool(enabled) and (force or bool(isatty and isatty()))
+        self.enabled = bool(enabled)
+        self.live = self.enabled and (force or bool(isatty and isatty()))   # the redrawn bar
         self.interval = interval
         self.width = width
         self._next = 0.0
@@ -33,7 +33,7 @@ class Progress:
         self._total = max(1, total)
 
     def update(self, done: int, loss: float) -> None:
-        if not self.enabled:
+        if not self.live:
             return
         now = time.perf_counter()
         if now < self._next and done < self._total:
@@ -49,5 +49,8 @@ class Progress:
     def end(self, summary: str) -> None:
         if not self.enabled:
             return
-        self.stream.write(f"\r{self._label} {summary}\x1b[K\n")
+        if self.live:
+            self.stream.write(f"\r{self._label} {summary}\x1b[K\n")
+        else:
+            self.stream.write(f"{self._label} {summary}\n")
         self.stream.flush()

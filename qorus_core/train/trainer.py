@@ -1,7 +1,8 @@
 """Trainer: mini-batch training over NumPy arrays, allocation-free after the first step.
 
-Each step copies its rows into the plan's input and a planned targets Tensor with
-``np.take(..., out=)``, runs forward, the loss (which writes ``dy``), backward, optional
+Each step copies its rows into the plan's inputs and planned targets Tensors with
+``np.take(..., out=)``, runs forward, the losses (each writes its output's ``dy``, scaled by
+its weight; an output without a loss gets a zero gradient), backward, optional
 clipping and one optimizer kernel call. Shuffling draws one in-place permutation per epoch
 from a seeded Generator whose state is checkpointed, so a resumed run is bit-identical to an
 uninterrupted one. The last partial batch runs through its own cached plan.
@@ -20,28 +21,44 @@ import numpy as np
 from ..errors import CheckpointError, ConfigError, DataError, NumericsError, ShapeError
 from ..tensor import DTYPES, Tensor
 from ..validate import boolean, maybe, nonneg_int, positive_int, real
+from .callbacks import Callback, make_callback
 from .checkpoint import read_checkpoint, restore_model, restore_optimizer, save_checkpoint
 from .losses import Loss
+from .metrics import Metric, get_metric
 from .optimizers import Optimizer, clip_grad_norm
 from .progress import Progress
 from .schedules import Schedule
 
 
 class Trainer:
-    """Fits ``model`` with ``loss`` and ``optimizer``; see ``fit``, ``evaluate``, ``predict``."""
+    """Fits ``model`` with ``loss`` and ``optimizer``; see ``fit``, ``evaluate``, ``predict``.
 
-    def __init__(self, model: Any, loss: Loss, optimizer: Optimizer, schedule: Schedule | None = None,
+    A model of several outputs takes ``loss`` as a dict of output name -> Loss (outputs left
+    out are not trained on) and ``loss_weights`` (name -> weight, default 1): the loss is
+    the weighted sum, and the history reports each output's as ``<name>_loss`` (and its
+    metrics as ``<name>_<metric>``). Inputs and targets are then dicts of arrays by name."""
+
+    def __init__(self, model: Any, loss: Loss | dict[str, Loss], optimizer: Optimizer,
+                 schedule: Schedule | None = None,
                  batch_size: int = 32, epochs: int = 1, clip_norm: float | None = None, seed: int = 0,
                  shuffle: bool = True, progress: bool | Progress = True,
                  checkpoint_dir: str | os.PathLike | None = None, checkpoint_every: int | None = None,
-                 eval_batch_size: int | None = None) -> None:
-        for name, value, needs in (("loss", loss, ("target_spec", "check_targets", "__call__")),
+                 eval_batch_size: int | None = None,
+                 loss_weights: dict[str, float] | None = None,
+                 callbacks: list[Callback | dict[str, Any]] | None = None,
+                 metrics: list[Any] | dict[str, list[Any]] | None = None) -> None:
+        self.losses, self.loss_weights = _losses(model, loss, loss_weights)
+        single = len(self.losses) == 1 and len(model.output_names) == 1
+        for name, value, needs in (*(("loss" if single else f"loss for output {o!r}", l,
+                                      ("target_spec", "check_targets", "__call__"))
+                                     for o, l in self.losses.items()),
                                    ("optimizer", optimizer, ("bind", "step", "lr")),
                                    ("schedule", schedule, ("setup", "__call__"))):
             if (value is not None or name != "schedule") and not all(hasattr(value, a) for a in needs):
-                raise ConfigError(f"Trainer: {name} must be a qorus {name} (with "
+                what = name.split()[0]
+                raise ConfigError(f"Trainer: {name} must be a qorus {what} (with "
                                   f"{', '.join(needs)}), got {value!r}")
-        self.model, self.loss, self.optimizer, self.schedule = model, loss, optimizer, schedule
+        self.model, self.optimizer, self.schedule = model, optimizer, schedule
         self.batch_size = positive_int(batch_size, "batch_size", "Trainer")
         self.epochs = nonneg_int(epochs, "epochs", "Trainer")
         self.eval_batch_size = maybe(positive_int, eval_batch_size, "eval_batch_size",
@@ -61,26 +78,88 @@ class Trainer:
         self.epoch = 0                      # epochs completed
         self.global_step = 0                # optimizer steps taken
         self.history: list[dict[str, Any]] = []
-        self._targets: dict[int, Tensor] = {}
-        self._spec = loss.target_spec(model.output_shape)
+        if callbacks is not None and not isinstance(callbacks, (list, tuple)):
+            raise ConfigError(f"Trainer: callbacks must be a list, got {callbacks!r}")
+        self.callbacks = [make_callback(c) for c in callbacks or ()]
+        self.metrics = _metrics(model, metrics)
+        self.stop_training = False          # a callback sets it: the run ends after this epoch
+        self.lr_scale = 1.0                 # a callback (ReduceLROnPlateau) scales every lr
+        self._targets: dict[tuple[int, str], Tensor] = {}
+        self._specs = {o: l.target_spec(model.output_specs[o].shape) for o, l in self.losses.items()}
+        self.loss = next(iter(self.losses.values())) if len(self.losses) == 1 else None
 
     # ----------------------------------------------------------------- data
-    def _prepare(self, x: Any, y: Any, what: str) -> tuple[np.ndarray, np.ndarray]:
-        """Validate once and convert to contiguous arrays of the planned dtypes."""
-        x = self.model.check_input(x, f"{what} input")
-        y = self.loss.check_targets(y, self.model.output_shape, f"{what} targets")
-        if len(x) != len(y):
-            raise ShapeError(f"{what}: {len(x)} inputs but {len(y)} targets")
-        if len(x) == 0:
+    def _prepare(self, x: Any, y: Any, what: str) -> tuple[list[np.ndarray], dict[str, np.ndarray]]:
+        """Validate once and convert to contiguous arrays of the planned dtypes: the inputs in
+        the model's order, the targets by output name."""
+        m = self.model
+        xs = m.check_inputs(x, f"{what} input")
+        xs = [np.ascontiguousarray(a, DTYPES[s.dtype]) for a, s in zip(xs, m.input_specs.values())]
+        outs = list(self.losses)
+        if isinstance(y, dict):
+            missing, extra = [o for o in outs if o not in y], sorted(set(y) - set(outs))
+            if missing or extra:
+                raise ShapeError(f"{what} targets: outputs with a loss {outs} expected; missing "
+                                 f"{missing}, unexpected {extra}")
+            ys_in = y
+        elif len(outs) == 1:
+            ys_in = {outs[0]: y}
+        else:
+            raise ShapeError(f"{what} targets: this model trains outputs {outs}; give a dict of "
+                             "target arrays by name")
+        ys = {}
+        for o in outs:
+            label = f"{what} targets" + (f" {o!r}" if len(outs) > 1 else "")
+            ys[o] = self.losses[o].check_targets(ys_in[o], m.output_specs[o].shape, label)
+            if len(ys[o]) != len(xs[0]):
+                raise ShapeError(f"{what}: {len(xs[0])} inputs but {len(ys[o])} targets"
+                                 + (f" for {o!r}" if len(outs) > 1 else ""))
+        if len(xs[0]) == 0:
             raise DataError(f"{what}: no samples")
-        return np.ascontiguousarray(x, DTYPES[self.model.input_dtype]), y
+        return xs, ys
 
-    def _target(self, batch: int) -> Tensor:
-        t = self._targets.get(batch)
+    def _target(self, batch: int, output: str) -> Tensor:
+        t = self._targets.get((batch, output))
         if t is None:
-            shape = (batch,) + self._spec.shape
-            t = self._targets[batch] = Tensor(np.zeros(shape, DTYPES[self._spec.dtype]), f"targets[{batch}]")
+            spec = self._specs[output]
+            t = self._targets[(batch, output)] = Tensor(np.zeros((batch,) + spec.shape,
+                                                                 DTYPES[spec.dtype]),
+                                                        f"targets[{output}, {batch}]")
         return t
+
+    def _metric_names(self) -> list[str]:
+        """History keys of the per-output losses and metrics, in order."""
+        if len(self.losses) == 1 and len(self.model.output_names) == 1:
+            return list(next(iter(self.losses.values())).metrics)
+        out = []
+        for o, l in self.losses.items():
+            out += [f"{o}_loss"] + [f"{o}_{m}" for m in l.metrics]
+        return out
+
+    def _losses_on(self, plan: Any, rows: int, train: bool, sums: list[float]) -> float:
+        """The weighted loss of one batch; adds each output's loss * rows and metric sums into
+        ``sums`` (in ``_metric_names`` order); in training writes every output's dy."""
+        k, total, i = self.model.kernels, 0.0, 0
+        single = len(self.losses) == 1 and len(self.model.output_names) == 1
+        for o, loss_fn in self.losses.items():
+            y, tgt = plan.outputs[o], self._targets[(rows, o)]
+            dy = plan.doutputs[o] if train else None
+            value = loss_fn(y, tgt, dy, k)
+            w = self.loss_weights[o]
+            if dy is not None and w != 1.0:
+                k.scale(dy, w)
+            total += w * value
+            if not single:
+                sums[i] += value * rows
+                i += 1
+            for v in loss_fn.metric_sums(y, tgt, k):
+                sums[i] += v
+                i += 1
+        if train:
+            for o in self.model.output_names:
+                if o not in self.losses and plan.doutputs[o] is not None:
+                    k.fill(plan.doutputs[o], 0.0)
+        return total
 
     # ----------------------------------------------------------------- training
     def fit(self, x: Any, y: Any, val: tuple[Any, Any] | None = None,
@@ -92,7 +171,7 @@ class Trainer:
         checkpoint is saved every ``checkpoint_every`` epochs and when the run stops."""
         x, y = self._prepare(x, y, "training")
         xv, yv = self._prepare(val[0], val[1], "validation") if val is not None else (None, None)
-        n, bs = len(x), self.batch_size
+        n, bs = len(x[0]), self.batch_size
         if self.schedule is not None:
             self.schedule.setup(self.optimizer.lr, self.epochs * math.ceil(n / bs))
         if resume_from is not None:
@@ -101,7 +180,10 @@ class Trainer:
         perm = np.empty_like(order)
         until = maybe(nonneg_int, until_epoch, "until_epoch", "Trainer.fit")
         stop = self.epochs if until is None else min(until, self.epochs)
-        while self.epoch < stop:
+        self.stop_training = False
+        for cb in self.callbacks:
+            cb.on_train_begin(self)
+        while self.epoch < stop and not self.stop_training:
             np.copyto(perm, order)
             if self.shuffle:
                 self.rng.shuffle(perm)
@@ -117,16 +199,21 @@ class Trainer:
             self.progress.end("  ".join(f"{k} {v:.4g}" for k, v in row.items()
                                         if k not in ("epoch", "seconds", "samples_per_s"))
                               + f"  {row['samples_per_s']:,.0f} samples/s")
-            if self.checkpoint_dir is not None and (self.epoch == stop or (
+            for cb in self.callbacks:
+                cb.on_epoch_end(self, self.epoch, row)
+            if self.checkpoint_dir is not None and (self.epoch == stop or self.stop_training or (
                     self.checkpoint_every and self.epoch % self.checkpoint_every == 0)):
                 self.save_checkpoint(self.checkpoint_dir)
+        for cb in self.callbacks:
+            cb.on_train_end(self)
         return self.history
 
-    def _epoch(self, x: np.ndarray, y: np.ndarray, perm: np.ndarray) -> dict[str, float]:
-        model, k, loss_fn, bs = self.model, self.model.kernels, self.loss, self.batch_size
+    def _epoch(self, x: list[np.ndarray], y: dict[str, np.ndarray], perm: np.ndarray
+               ) -> dict[str, float]:
+        model, bs = self.model, self.batch_size
         opt, sched, clip = self.optimizer, self.schedule, self.clip_norm
-        n = len(x)
-        names = loss_fn.metrics
+        n = len(x[0])
+        names = self._metric_names()
         sums = [0.0] * len(names)
         total = 0.0
         lr = opt.lr
@@ -134,23 +221,21 @@ class Trainer:
         for start in range(0, n, bs):
             rows = min(bs, n - start)
             plan = model.plan(rows, train=True)
-            tgt = self._target(rows)
             idx = perm[start:start + rows]
-            np.take(x, idx, axis=0, out=plan.x.a, mode="clip")
-            np.take(y, idx, axis=0, out=tgt.a, mode="clip")
+            for name, a in zip(model.input_names, x):
+                np.take(a, idx, axis=0, out=plan.inputs[name].a, mode="clip")
+            for o, a in y.items():
+                np.take(a, idx, axis=0, out=self._target(rows, o).a, mode="clip")
             plan.forward()
-            loss = loss_fn(plan.y, tgt, plan.dy, k)
+            loss = self._losses_on(plan, rows, True, sums)
             if not math.isfinite(loss):
                 raise NumericsError(f"loss is {loss} at step {self.global_step} (epoch "
                                     f"{self.epoch + 1}, rows {start}..{start + rows - 1})")
-            for i, v in enumerate(loss_fn.metric_sums(plan.y, tgt, k)):
-                sums[i] += v
             model.zero_grad()
             plan.backward()
             if clip is not None:
                 clip_grad_norm(model, clip, step=self.global_step)
-            if sched is not None:
-                lr = sched(self.global_step)
+            lr = (sched(self.global_step) if sched is not None else opt.lr) * self.lr_scale
             opt.step(lr)
             model.run.step += 1
             self.global_step += 1
@@ -161,48 +246,71 @@ class Trainer:
         return out
 
     # ----------------------------------------------------------------- inference
-    def _evaluate(self, x: np.ndarray, y: np.ndarray) -> dict[str, float]:
-        model, k, loss_fn, bs = self.model, self.model.kernels, self.loss, self.eval_batch_size
-        n = len(x)
+    def _evaluate(self, x: list[np.ndarray], y: dict[str, np.ndarray]) -> dict[str, float]:
+        model, bs = self.model, self.eval_batch_size
+        n = len(x[0])
         total = 0.0
-        sums = [0.0] * len(loss_fn.metrics)
+        names = self._metric_names()
+        sums = [0.0] * len(names)
+        for ms in self.metrics.values():
+            for metric in ms:
+                metric.reset()
         for start in range(0, n, bs):
             rows = min(bs, n - start)
             plan = model.plan(rows, train=False)
-            tgt = self._target(rows)
-            np.copyto(plan.x.a, x[start:start + rows])
-            np.copyto(tgt.a, y[start:start + rows])
+            for name, a in zip(model.input_names, x):
+                np.copyto(plan.inputs[name].a, a[start:start + rows])
+            for o, a in y.items():
+                np.copyto(self._target(rows, o).a, a[start:start + rows])
             plan.forward()
-            total += loss_fn(plan.y, tgt, None, k) * rows
-            for i, v in enumerate(loss_fn.metric_sums(plan.y, tgt, k)):
-                sums[i] += v
+            total += self._losses_on(plan, rows, False, sums) * rows
+            for o, ms in self.metrics.items():
+                for metric in ms:
+                    metric.update(plan.outputs[o].a, y[o][start:start + rows] if o in y else None)
         out = {"loss": total / n}
-        out.update({name: s / n for name, s in zip(loss_fn.metrics, sums)})
+        out.update({name: s / n for name, s in zip(names, sums)})
+        single = len(self.model.output_names) == 1
+        for o, ms in self.metrics.items():
+            for metric in ms:
+                out[metric.name if single else f"{o}_{metric.name}"] = metric.result()
         return out
 
     def evaluate(self, x: Any, y: Any) -> dict[str, float]:
-        """Mean loss (and the loss's metrics, e.g. accuracy) over ``x, y`` in inference mode."""
+        """Mean loss, the loss's metrics (e.g. accuracy) and the ``metrics`` asked for, over
+        ``x, y`` in inference mode. Those metrics are computed on evaluation and validation
+        data only: the training steps stay allocation-free."""
         return self._evaluate(*self._prepare(x, y, "evaluation"))
 
-    def predict(self, x: Any) -> np.ndarray:
+    def predict(self, x: Any) -> Any:
         """Model outputs for ``x`` (inference plans, in chunks of ``eval_batch_size``)."""
         return self.model.predict(x, batch_size=self.eval_batch_size)
 
     # ----------------------------------------------------------------- state
     def state_dict(self) -> dict[str, Any]:
         return {"epoch": self.epoch, "global_step": self.global_step,
-                "rng": self.rng.bit_generator.state, "history": self.history}
+                "rng": self.rng.bit_generator.state, "history": self.history,
+                "lr_scale": self.lr_scale, "callbacks": [cb.state_dict() for cb in self.callbacks]}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.epoch, self.global_step = int(state["epoch"]), int(state["global_step"])
         self.rng = np.random.default_rng()
         self.rng.bit_generator.state = state["rng"]
         self.history = list(state.get("history", []))
+        self.lr_scale = float(state.get("lr_scale", 1.0))
+        saved = state.get("callbacks", [])
+        if saved and len(saved) != len(self.callbacks):
+            raise CheckpointError(f"the checkpoint holds the state of {len(saved)} callbacks, "
+                                  f"this Trainer has {len(self.callbacks)}")
+        for cb, st in zip(self.callbacks, saved):
+            cb.load_state_dict(st)
 
     def get_config(self) -> dict[str, Any]:
         """Loss, optimizer, schedule and trainer settings, as stored in a checkpoint."""
+        single = len(self.losses) == 1 and len(self.model.output_names) == 1
         return {
-            "loss": {"type": self.loss.type_name, **self.loss.get_config()},
+            "loss": _loss_dict(self.loss) if single else {
+                "outputs": {o: _loss_dict(l) for o, l in self.losses.items()},
+                "weights": dict(self.loss_weights)},
             "optimizer": {"type": self.optimizer.type_name, **self.optimizer.get_config()},
             "schedule": None if self.schedule is None else self.schedule.get_config(),
             "trainer": {"batch_size": self.batch_size, "epochs": self.epochs,
@@ -229,3 +337,59 @@ class Trainer:
             self.load_state_dict(data.trainer)
         except (KeyError, TypeError, ValueError) as exc:
             raise CheckpointError(f"{data.path}: corrupt trainer state: {exc}") from None
+
+
+def _metrics(model: Any, metrics: Any) -> dict[str, list[Metric]]:
+    """The metrics by output name (a list for a model of one output, else a dict of lists)."""
+    outs = tuple(model.output_names)
+    if metrics is None:
+        return {}
+    if isinstance(metrics, dict):
+        unknown = sorted(set(metrics) - set(outs))
+        if unknown:
+            raise ConfigError(f"Trainer: metrics name outputs {unknown} the model does not have "
+                              f"(outputs: {list(outs)})")
+        by = metrics
+    elif len(outs) == 1:
+        by = {outs[0]: metrics}
+    else:
+        raise ConfigError(f"Trainer: this model has outputs {list(outs)}; give metrics as a dict "
+                          "of output name -> list of metric names")
+    out = {}
+    for o, ms in by.items():
+        if not isinstance(ms, (list, tuple)):
+            raise ConfigError(f"Trainer: metrics for {o!r} must be a list of names, got {ms!r}")
+        out[o] = [get_metric(m) for m in ms]
+    return out
+
+
+def _loss_dict(loss: Loss) -> dict[str, Any]:
+    return {"type": loss.type_name, **loss.get_config()}
+
+
+def _losses(model: Any, loss: Any, weights: Any) -> tuple[dict[str, Loss], dict[str, float]]:
+    """The losses by output name and their weights, checked against the model's outputs."""
+    outs = tuple(model.output_names)
+    if isinstance(loss, dict):
+        unknown = sorted(set(loss) - set(outs))
+        if unknown:
+            raise ConfigError(f"Trainer: loss names outputs {unknown} the model does not have "
+                              f"(outputs: {list(outs)})")
+        if not loss:
+            raise ConfigError("Trainer: the loss dict is empty")
+        losses = {o: loss[o] for o in outs if o in loss}
+    elif len(outs) == 1:
+        losses = {outs[0]: loss}
+    else:
+        raise ConfigError(f"Trainer: this model has outputs {list(outs)}; give loss as a dict "
+                          "of output name -> loss")
+    if weights is not None and not isinstance(weights, dict):
+        raise ConfigError(f"Trainer: loss_weights must be a dict of output name -> weight, got "
+                          f"{weights!r}")
+    weights = dict(weights or {})
+    unknown = sorted(set(weights) - set(losses))
+    if unknown:
+        raise ConfigError(f"Trainer: loss_weights names {unknown}, which have no loss "
+                          f"(losses: {list(losses)})")
+    return losses, {o: real(weights.get(o, 1.0), f"loss_weights[{o!r}]", "Trainer", lo=0.0)
+                    for o in losses}

@@ -203,15 +203,35 @@ QR_API int qr_rmsnorm_bwd_f32(const float *x, const float *weight, const float *
 
 /* ------------------------------------------------------------------ loss (loss.c) */
 /* Mean cross-entropy of logits[N,C] against targets[N] (int32), label smoothing eps in [0,1];
- * dlogits[N,C] (NULL: not written; may alias logits) = (softmax - smoothed one-hot) / N.
+ * rows whose target is ignore_index count in neither the loss nor the mean (other targets must
+ * be in [0,C)); dlogits[N,C] (NULL: not written; may alias logits) = (softmax - smoothed
+ * one-hot) / kept rows, 0 on ignored rows. Every row ignored: 0, dlogits all 0 (PyTorch: NaN).
  * Returns the loss (>= 0, or NaN), or QR_ETARGET / QR_EARG / QR_ENOMEM. */
 QR_API double qr_cross_entropy_f32(const float *logits, const int32_t *targets, float *dlogits,
-                                   int64_t N, int64_t C, double eps);
+                                   int64_t N, int64_t C, double eps, int64_t ignore_index);
 /* mean of (pred - target)^2 over n; dpred[n] (may be NULL) = 2 (pred - target) / n */
 QR_API double qr_mse_f32(const float *pred, const float *target, float *dpred, int64_t n);
-/* rows of logits[N,C] whose first argmax equals targets[r] (NaN counts as the maximum) */
+/* mean of |y - target| over n; dy[n] (may be NULL) = sign(y - target) / n, sign(0) = 0 */
+QR_API double qr_l1_f32(const float *y, const float *target, float *dy, int64_t n);
+/* torch.nn.HuberLoss(delta > 0) mean over n; dy[n] (may be NULL) = clip(y - t, +-delta) / n */
+QR_API double qr_huber_f32(const float *y, const float *target, float *dy, int64_t n,
+                           double delta);
+/* torch.nn.BCEWithLogitsLoss mean over n = rows * C of logits against float targets[n],
+ * pos_weight[C] (NULL: none) broadcast over rows; dlogits[n] (may be NULL). The loss (which
+ * may be negative for targets outside [0,1]) is written to *loss; returns 0 or QR_EARG /
+ * QR_ENOMEM. */
+QR_API int qr_bce_with_logits_f32(const float *logits, const float *targets, float *dlogits,
+                                  const float *pos_weight, int64_t n, int64_t C, double *loss);
+/* torch.nn.KLDivLoss(reduction='batchmean'): sum over n of target (log target - input), or
+ * exp(target) (target - input) with log_target, 0 log 0 = 0, divided by batch (the input's
+ * first dimension); dy[n] (may be NULL) = -target / batch (-exp(target) / batch). The loss
+ * (any sign) is written to *loss; returns 0 or QR_EARG / QR_ENOMEM. */
+QR_API int qr_kl_div_f32(const float *input, const float *target, float *dy, int64_t n,
+                         int64_t batch, int log_target, double *loss);
+/* rows of logits[N,C] whose first argmax equals targets[r] (NaN counts as the maximum),
+ * rows whose target is ignore_index not counted */
 QR_API int64_t qr_count_correct_f32(const float *logits, const int32_t *targets, int64_t N,
-                                    int64_t C);
+                                    int64_t C, int64_t ignore_index);
 /* mask[i] = scale if (lowbias32(i * 0x9E3779B1 + seed) >> 8) >= threshold, else 0 */
 QR_API int qr_dropout_mask_f32(float *mask, int64_t n, uint32_t threshold, float scale,
                                uint32_t seed);
@@ -437,6 +457,84 @@ QR_API int qr_gru_cell_bwd_f32(const float *gates, const float *hn, const float 
                                const float *dy, float *dh, float *dxg, float *dhg, int64_t B,
                                int64_t H);
 /* ------------------------------------------------------------------ end rnn */
+
+/* ------------------------------------------------------------------ strided (strided.c) */
+/* The data movement behind graph ops. Geometry of a broadcasting kernel: the Python check
+ * merges the call's dims into d0..d5 (outermost first, padded in front with 1s); the output
+ * (sum_to: x; a backward: dy) is contiguous over them, and each other operand comes with its
+ * element strides over them, sa0..sa5 etc. (0: broadcast along that dim; contiguous
+ * otherwise). An output may be an input only as the same buffer of the output's full size.
+ * Elementwise results do not depend on the thread count; reductions (sum_to, a gradient
+ * summed to a broadcast input) run on the calling thread, in double, in element order.
+ *
+ * out[d] = a[sa] OP b[sb]: op 0 add, 1 sub, 2 mul, 3 div, 4 maximum, 5 minimum (NumPy's:
+ * NaN wins, a tie gives b) */
+QR_API int qr_bcast_binary_f32(const float *a, const float *b, float *out, int op,
+                               int64_t d0, int64_t d1, int64_t d2, int64_t d3, int64_t d4,
+                               int64_t d5, int64_t sa0, int64_t sa1, int64_t sa2, int64_t sa3,
+                               int64_t sa4, int64_t sa5, int64_t sb0, int64_t sb1, int64_t sb2,
+                               int64_t sb3, int64_t sb4, int64_t sb5);
+/* da (strides sa: a's shape), db (sb) overwritten with the gradients of out = a OP b from
+ * dy[d] summed to their shapes; either may be NULL (not wanted); a and b read by mul, div,
+ * maximum, minimum only. add: dy, dy; sub: dy, -dy; mul: dy b, dy a; div: t = dy / b, t,
+ * -((t a) / b); maximum / minimum: the winner takes dy, a tie gives dy / 2 to each. */
+QR_API int qr_bcast_binary_bwd_f32(const float *a, const float *b, const float *dy, float *da,
+                                   float *db, int op, int64_t d0, int64_t d1, int64_t d2,
+                                   int64_t d3, int64_t d4, int64_t d5, int64_t sa0,
+                                   int64_t sa1, int64_t sa2, int64_t sa3, int64_t sa4,
+                                   int64_t sa5, int64_t sb0, int64_t sb1, int64_t sb2,
+                                   int64_t sb3, int64_t sb4, int64_t sb5);
+/* out = beta * out + alpha * x[d] summed over the dims out is broadcast on (strides so);
+ * beta == 0 never reads out */
+QR_API int qr_sum_to_f32(const float *x, float *out, int64_t d0, int64_t d1, int64_t d2,
+                         int64_t d3, int64_t d4, int64_t d5, int64_t so0, int64_t so1,
+                         int64_t so2, int64_t so3, int64_t so4, int64_t so5, float alpha,
+                         float beta);
+/* For every index i of d: dst[i . ds] = src[i . ss] (accumulate: += in float32), 4-byte
+ * elements (float32 or int32 copied as bits); strides >= 0 in elements, dst's reaching each
+ * element once; src and dst (already offset) must not overlap. */
+QR_API int qr_strided_copy_f32(const void *src, void *dst, int64_t d0, int64_t d1, int64_t d2,
+                               int64_t d3, int64_t d4, int64_t d5, int64_t ss0, int64_t ss1,
+                               int64_t ss2, int64_t ss3, int64_t ss4, int64_t ss5, int64_t ds0,
+                               int64_t ds1, int64_t ds2, int64_t ds3, int64_t ds4, int64_t ds5,
+                               int accumulate);
+/* x[outer, n, inner] -> out, idx[outer, inner]: the max over n and its first index (int32);
+ * the first NaN wins (torch.max(dim)). n >= 1. Backward: dx[outer, n, inner] = 0 except
+ * dx[o, idx[o, i], i] = dy[o, i]; an idx outside [0, n): QR_ETARGET, nothing written. */
+QR_API int qr_max_axis_f32(const float *x, float *out, int32_t *idx, int64_t outer, int64_t n,
+                           int64_t inner);
+QR_API int qr_max_axis_bwd_f32(const float *dy, const int32_t *idx, float *dx, int64_t outer,
+                               int64_t n, int64_t inner);
+/* out[o, j, i] = x[o, idx[o, j, i], i]: x [outer, n, inner], idx int32 and out
+ * [outer, m, inner] (torch.gather). Backward: dx[outer, n, inner] = 0, then
+ * dx[o, idx[o, j, i], i] += dy[o, j, i] in order of j. An idx outside [0, n): QR_ETARGET,
+ * nothing written. */
+QR_API int qr_gather_axis_f32(const float *x, const int32_t *idx, float *out, int64_t outer,
+                              int64_t n, int64_t m, int64_t inner);
+QR_API int qr_gather_axis_bwd_f32(const float *dy, const int32_t *idx, float *dx,
+                                  int64_t outer, int64_t n, int64_t m, int64_t inner);
+/* out[d] = cond[sc] != 0 ? a[sa] : b[sb] (cond int32 when cond_i32, else float32: a NaN is
+ * nonzero). Backward: da (sa) = dy * mask, db (sb) = dy * (1 - mask), each summed to its
+ * shape; either may be NULL. */
+QR_API int qr_bcast_where_f32(const void *cond, const float *a, const float *b, float *out,
+                              int cond_i32, int64_t d0, int64_t d1, int64_t d2, int64_t d3,
+                              int64_t d4, int64_t d5, int64_t sc0, int64_t sc1, int64_t sc2,
+                              int64_t sc3, int64_t sc4, int64_t sc5, int64_t sa0, int64_t sa1,
+                              int64_t sa2, int64_t sa3, int64_t sa4, int64_t sa5, int64_t sb0,
+                              int64_t sb1, int64_t sb2, int64_t sb3, int64_t sb4, int64_t sb5);
+QR_API int qr_bcast_where_bwd_f32(const void *cond, const float *dy, float *da, float *db,
+                                  int cond_i32, int64_t d0, int64_t d1, int64_t d2, int64_t d3,
+                                  int64_t d4, int64_t d5, int64_t sc0, int64_t sc1,
+                                  int64_t sc2, int64_t sc3, int64_t sc4, int64_t sc5,
+                                  int64_t sa0, int64_t sa1, int64_t sa2, int64_t sa3,
+                                  int64_t sa4, int64_t sa5, int64_t sb0, int64_t sb1,
+                                  int64_t sb2, int64_t sb3, int64_t sb4, int64_t sb5);
+/* C[i] = alpha * op(A[i]) @ op(B[i]) + beta * C[i] for i < batch, each as qr_gemm_f32:
+ * A [batch, M, K] (or [batch, K, M] if trans_a), B [batch, K, N] (or [batch, N, K] if
+ * trans_b), C [batch, M, N]; C must not overlap A or B. */
+QR_API int qr_bmm_f32(int trans_a, int trans_b, int64_t batch, int64_t M, int64_t N, int64_t K,
+                      float alpha, const float *A, const float *B, float beta, float *C);
+/* ------------------------------------------------------------------ end strided */
 
 #ifdef __cplusplus
 }

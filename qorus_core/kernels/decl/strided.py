@@ -1,0 +1,856 @@
+"""Strided kernels (csrc/strided.c): the data movement behind graph ops. Broadcasting binary
+ops and ``where`` with their backward (each gradient summed to its input's shape), ``sum_to``
+(sums over axes, broadcast backward), one strided copy for transpose / permute / concat /
+split / slice / expand and their backward (``accumulate``), max and gather along an axis
+with their backward, and the batched GEMM.
+
+Broadcasting is NumPy's (shapes right-aligned, a dimension 1 or equal). The check, shared by
+both sets, computes the geometry once per shape combination (cached): size-1 dimensions
+dropped, adjacent dimensions merged where every operand is contiguous across them, at most
+``MAX_DIMS`` left, padded in front with size-1 dimensions; each operand gets its element
+strides over them (0 along a dimension it is broadcast on). C takes those as scalars; NumPy
+reshapes its views to the merged shapes (views, no copies).
+"""
+
+from __future__ import annotations
+
+import operator
+from functools import lru_cache
+from typing import NamedTuple
+
+import numpy as np
+
+from ...errors import KernelError
+from ...tensor import Tensor
+from .spec import EXACT, c_error, kernel, sizes_error
+
+FAMILY = "strided"
+
+#: op codes of bcast_binary / bcast_binary_bwd: BINARY_OPS[op] names op
+BINARY_OPS = ("add", "sub", "mul", "div", "maximum", "minimum")
+ADD, SUB, MUL, DIV, MAXIMUM, MINIMUM = range(6)
+#: dimensions the C kernels take, after merging (a call needing more is refused)
+MAX_DIMS = 6
+
+_UFUNCS = (np.add, np.subtract, np.multiply, np.divide, np.maximum, np.minimum)
+_ND = range(MAX_DIMS)
+
+
+def _names(prefix: str) -> list[str]:
+    return [f"{prefix}{i}" for i in _ND]
+
+
+_D = _names("d")
+
+
+# ----------------------------------------------------------------------------- geometry
+class Geometry(NamedTuple):
+    """The merged geometry of a broadcasting call over a full shape and its inputs."""
+
+    c: tuple[int, ...]                  # d0..d5, then each input's strides s0..s5 (C)
+    shape: tuple[int, ...]              # the merged full shape (NumPy's views)
+    shapes: tuple[tuple[int, ...], ...]  # each input's merged shape (1 where broadcast)
+    axes: tuple[tuple[int, ...], ...]   # each input's broadcast axes (a gradient sums them)
+
+
+@lru_cache(maxsize=4096)
+def geometry(full: tuple[int, ...], ins: tuple[tuple[int, ...], ...],
+             exact: bool) -> Geometry | str:
+    """The Geometry of inputs of shapes ``ins`` broadcast to ``full`` (``exact``: together
+    they broadcast to ``full`` itself, not only into it), or the error's text."""
+    n = len(full)
+    pads = []
+    for s in ins:
+        if len(s) > n:
+            return f"do not broadcast to {full}: an input has more dimensions"
+        pads.append((1,) * (n - len(s)) + tuple(s))
+    for k, d in enumerate(full):
+        if any(p[k] != d and p[k] != 1 for p in pads):
+            return f"do not broadcast to {full}"
+        if exact and d != 1 and all(p[k] != d for p in pads):
+            return f"broadcast to a shape other than {full}"
+    dims: list[int] = []
+    pats: list[tuple[bool, ...]] = []
+    for k, d in enumerate(full):
+        if d == 1:
+            continue
+        pat = tuple(p[k] != d for p in pads)          # True: that input is broadcast here
+        if dims and pats[-1] == pat:
+            dims[-1] *= d
+        else:
+            dims.append(d)
+            pats.append(pat)
+    if not dims:
+        dims, pats = [1], [(False,) * len(ins)]
+    if len(dims) > MAX_DIMS:
+        return f"need {len(dims)} dimensions after merging, more than {MAX_DIMS}"
+    pad = MAX_DIMS - len(dims)
+    c = [1] * pad + dims
+    shapes, axes = [], []
+    for j in range(len(ins)):
+        st, acc = [0] * len(dims), 1
+        for k in reversed(range(len(dims))):
+            if not pats[k][j]:
+                st[k], acc = acc, acc * dims[k]
+        c += [0] * pad + st
+        shapes.append(tuple(1 if pats[k][j] else dims[k] for k in range(len(dims))))
+        axes.append(tuple(k for k in range(len(dims)) if pats[k][j]))
+    return Geometry(tuple(c), tuple(dims), tuple(shapes), tuple(axes))
+
+
+def _geometry(kernel: str, full: tuple, ins: tuple, exact: bool, **tensors) -> Geometry:
+    g = geometry(full, ins, exact)
+    if g.__class__ is str:
+        raise sizes_error(kernel, g, **tensors)
+    return g
+
+
+def _f32(kernel: str, **tensors) -> None:
+    for name, t in tensors.items():
+        if t is not None and t.dtype != "f32":
+            raise KernelError(f"{kernel}: {name} {t.shape} is {t.dtype}, expected f32")
+
+
+def _overlap(s: Tensor, t: Tensor) -> bool:
+    return s.p < t.p + 4 * t.size and t.p < s.p + 4 * s.size
+
+
+def _no_overlap(kernel: str, full: int, outs: dict, ins: dict) -> None:
+    """An output may be an input only as the same buffer with the full size (elementwise:
+    element i read before element i is written); no other overlap, no two outputs sharing."""
+    for oname, o in outs.items():
+        if o is None:
+            continue
+        for iname, t in ins.items():
+            if t is not None and _overlap(o, t) and not (o.p == t.p and o.size == t.size == full):
+                raise KernelError(f"{kernel}: {oname} {o.shape} overlaps {iname} {t.shape} (an "
+                                  f"output may only be an input of the output's full shape)")
+    names = [n for n, o in outs.items() if o is not None]
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            if _overlap(outs[a], outs[b]):
+                raise KernelError(f"{kernel}: {a} {outs[a].shape} and {b} {outs[b].shape} overlap")
+
+
+def _opcode(kernel: str, op) -> int:
+    if op.__class__ is int and 0 <= op < 6:
+        return op
+    try:
+        code = operator.index(op)
+    except TypeError:
+        code = -1
+    if not 0 <= code < 6:
+        raise KernelError(f"{kernel}: op {op!r} is not one of 0..5 {BINARY_OPS}")
+    return code
+
+
+def _emit(g: np.ndarray, D: np.ndarray | None, axes: tuple[int, ...]) -> None:
+    """D = g summed over ``axes`` (D None: not wanted)."""
+    if D is None:
+        return
+    if axes:
+        np.add.reduce(g, axis=axes, keepdims=True, out=D)
+    else:
+        np.copyto(D, g)
+
+
+# ----------------------------------------------------------------------------- bcast_binary
+def check_bcast_binary(kernel: str, a: Tensor, b: Tensor, out: Tensor, op) -> tuple[int, ...]:
+    """(op, d0..d5, a's strides, b's strides), or KernelError."""
+    opc = _opcode(kernel, op)
+    if a.dtype != "f32" or b.dtype != "f32" or out.dtype != "f32":
+        _f32(kernel, a=a, b=b, out=out)
+    g = _geometry(kernel, out.shape, (a.shape, b.shape), True, a=a, b=b, out=out)
+    if _overlap(out, a) or _overlap(out, b):
+        _no_overlap(kernel, out.size, {"out": out}, {"a": a, "b": b})
+    return (opc,) + g.c
+
+
+_SA, _SB, _SC = _names("sa"), _names("sb"), _names("sc")
+_BIN_DIMS = ["opc", *_D, *_SA, *_SB]
+_TIES = lambda shape: lambda rng: rng.integers(-2, 3, shape).astype(np.float32)  # noqa: E731
+
+
+@kernel(FAMILY, "a b out:out", check=check_bcast_binary, dims=" ".join(_BIN_DIMS),
+        c=f"qr_bcast_binary_f32(a, b, out, opc:int, {', '.join(_BIN_DIMS[1:])})", tol=EXACT,
+        examples=[dict(a=(7, 1, 5), b=(1, 3, 5), out=(7, 3, 5), op=ADD),
+                  dict(a=(4, 1), b=(3,), out=(4, 3), op=SUB),
+                  dict(a=(2, 3, 4, 5), b=(1,), out=(2, 3, 4, 5), op=MUL),
+                  dict(a=(1,), b=((2, 3, 4, 5), 0.5, 2.0), out=(2, 3, 4, 5), op=DIV),
+                  dict(a=(6,), b=((5, 6), 0.5, 2.0), out=(5, 6), op=DIV),
+                  dict(a=_TIES((7, 1, 5)), b=_TIES((1, 3, 5)), out=(7, 3, 5), op=MAXIMUM),
+                  dict(a=(2, 1, 3, 1), b=(1, 4, 1, 5), out=(2, 4, 3, 5), op=MINIMUM),
+                  dict(a=(3, 1, 1, 4), b=(3, 2, 5, 4), out=(3, 2, 5, 4), op=SUB),
+                  dict(a=(1, 1), b=(1, 1), out=(1, 1), op=MUL),
+                  dict(a=(37, 129), b=(37, 129), out=(37, 129), op=MAXIMUM),
+                  dict(a=(5, 1, 3, 1, 2, 1), b=(1, 6, 1, 7, 1, 3), out=(5, 6, 3, 7, 2, 3),
+                       op=ADD)],
+        bad=[(r"bcast_binary: a \(7, 1, 5\), b \(2, 3, 5\), out \(7, 3, 5\) do not broadcast",
+              dict(b=(2, 3, 5))),
+             (r"a \(1, 5\), b \(1, 5\), out \(7, 3, 5\) broadcast to a shape other than",
+              dict(a=(1, 5), b=(1, 5))),
+             (r"an input has more dimensions", dict(a=(2, 7, 1, 5))),
+             (r"need 7 dimensions after merging, more than 6",
+              dict(a=(2, 1, 2, 1, 2, 1, 2), b=(1, 2, 1, 2, 1, 2, 1), out=(2,) * 7)),
+             (r"bcast_binary: op 6 is not one of 0..5", dict(op=6))])
+def bcast_binary(self, a: Tensor, b: Tensor, out: Tensor, op: int) -> None:
+    """out = a OP b with NumPy's broadcasting, op in BINARY_OPS (0 add, 1 sub, 2 mul, 3 div,
+    4 maximum, 5 minimum; maximum / minimum as NumPy's: NaN wins, a tie gives b). a and b
+    broadcast together to out's shape exactly; out may be a or b (the same buffer) only
+    where that input has out's shape."""
+    O = out.w
+    g = geometry(out.shape, (a.shape, b.shape), True)
+    A, B = a.a.reshape(g.shapes[0]), b.a.reshape(g.shapes[1])
+    if op == DIV:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            np.divide(A, B, out=O.reshape(g.shape))
+    else:
+        _UFUNCS[op](A, B, out=O.reshape(g.shape))
+
+
+def check_bcast_binary_bwd(kernel: str, a: Tensor | None, b: Tensor | None, dy: Tensor,
+                           da: Tensor | None, db: Tensor | None, op) -> tuple[int, ...]:
+    """(op, d0..d5, a's (da's) strides, b's (db's) strides), or KernelError."""
+    opc = _opcode(kernel, op)
+    _f32(kernel, a=a, b=b, dy=dy, da=da, db=db)
+    if opc >= MUL and (a is None or b is None):
+        raise KernelError(f"{kernel}: op {BINARY_OPS[opc]} needs a and b")
+    for x, dx, nx, ndx in ((a, da, "a", "da"), (b, db, "b", "db")):
+        if x is not None and dx is not None and x.shape != dx.shape:
+            raise sizes_error(kernel, f"do not match: {ndx} must have {nx}'s shape",
+                              **{nx: x, ndx: dx})
+    sa = (da if da is not None else a if a is not None else dy).shape
+    sb = (db if db is not None else b if b is not None else dy).shape
+    g = _geometry(kernel, dy.shape, (sa, sb), False, a=a, b=b, dy=dy, da=da, db=db)
+    _no_overlap(kernel, dy.size, {"da": da, "db": db}, {"a": a, "b": b, "dy": dy})
+    return (opc,) + g.c
+
+
+_BWD = dict(a=(7, 1, 5), b=(1, 3, 5), dy=(7, 3, 5), da=(7, 1, 5), db=(1, 3, 5))
+
+
+@kernel(FAMILY, "a:f32? b:f32? dy da:out? db:out?", check=check_bcast_binary_bwd,
+        dims=" ".join(_BIN_DIMS),
+        c=f"qr_bcast_binary_bwd_f32(a, b, dy, da, db, opc:int, {', '.join(_BIN_DIMS[1:])})",
+        examples=[{**_BWD, "op": MUL},
+                  {**_BWD, "op": ADD, "a": None, "b": None},
+                  {**_BWD, "op": SUB, "da": None},
+                  dict(a=(1,), b=((4, 6), 0.5, 2.0), dy=(4, 6), da=(1,), db=(4, 6), op=DIV),
+                  dict(a=(3, 1, 1, 4), b=((3, 2, 5, 4), 0.5, 2.0), dy=(3, 2, 5, 4),
+                       da=(3, 1, 1, 4), db=None, op=DIV),
+                  {**_BWD, "a": _TIES((7, 1, 5)), "b": _TIES((1, 3, 5)), "op": MAXIMUM},
+                  {**_BWD, "a": _TIES((7, 1, 5)), "b": _TIES((1, 3, 5)), "op": MINIMUM},
+                  dict(a=(33, 65), b=(33, 65), dy=(33, 65), da=(33, 65), db=(33, 65),
+                       op=MAXIMUM),
+                  dict(a=(2, 1, 3, 1), b=(4, 1, 5), dy=(2, 4, 3, 5), da=(2, 1, 3, 1),
+                       db=(4, 1, 5), op=MUL)],
+        bad=[(r"bcast_binary_bwd: op mul needs a and b", dict(a=None)),
+             (r"da \(7, 3, 5\) do not match: da must have a's shape", dict(da=(7, 3, 5))),
+             (r"bcast_binary_bwd: b \(1, 3, 5\), dy \(7, 4, 5\), db \(1, 3, 5\) do not "
+              r"broadcast to \(7, 4, 5\)", dict(a=None, da=None, dy=(7, 4, 5), op=ADD))])
+def bcast_binary_bwd(self, a: Tensor | None, b: Tensor | None, dy: Tensor, da: Tensor | None,
+                     db: Tensor | None, op: int) -> None:
+    """Gradients of out = a OP b (bcast_binary) from dy (out's shape): da, db (either None:
+    not wanted) overwritten with their gradient summed to their own shape. add: dy, dy;
+    sub: dy, -dy; mul: dy b, dy a; div: dy / b, -(dy / b * a) / b; maximum: dy where a > b,
+    dy / 2 where a == b, else 0 (db the mirror; PyTorch's rule); minimum likewise. a and b
+    are read by mul, div, maximum and minimum only (None allowed for add and sub). An
+    output may be dy (or a, b) only where it has dy's shape."""
+    DA = None if da is None else da.w
+    DB = None if db is None else db.w
+    sa = (da if da is not None else a if a is not None else dy).shape
+    sb = (db if db is not None else b if b is not None else dy).shape
+    g = geometry(dy.shape, (sa, sb), False)
+    G = dy.a.reshape(g.shape)
+    if DA is not None:
+        DA = DA.reshape(g.shapes[0])
+    if DB is not None:
+        DB = DB.reshape(g.shapes[1])
+    ga = gb = G
+    if op == SUB and DB is not None:
+        gb = self.scratch("bb_gb", g.shape)
+        np.negative(G, out=gb)
+    elif op >= MUL:
+        A, B = a.a.reshape(g.shapes[0]), b.a.reshape(g.shapes[1])
+        ga, gb = self.scratch("bb_ga", g.shape), self.scratch("bb_gb", g.shape)
+        if op == MUL:
+            np.multiply(G, B, out=ga)
+            np.multiply(G, A, out=gb)
+        elif op == DIV:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                np.divide(G, B, out=ga)
+                np.multiply(ga, A, out=gb)
+                np.divide(gb, B, out=gb)
+            np.negative(gb, out=gb)
+        else:
+            wins = np.greater if op == MAXIMUM else np.less
+            m = self.scratch("bb_m", g.shape, np.bool_)
+            half = self.scratch("bb_half", g.shape)
+            np.equal(A, B, out=m)
+            np.multiply(m, np.float32(0.5), out=half)
+            wins(A, B, out=m)
+            np.add(half, m, out=ga)
+            wins(B, A, out=m)
+            np.add(half, m, out=gb)
+            np.multiply(G, ga, out=ga)
+            np.multiply(G, gb, out=gb)
+    _emit(ga, DA, g.axes[0])        # every gradient is computed before either is written
+    _emit(gb, DB, g.axes[1])
+
+
+# ----------------------------------------------------------------------------- sum_to
+def check_sum_to(kernel: str, x: Tensor, out: Tensor, alpha, beta) -> tuple[int, ...]:
+    """(d0..d5 of x, out's strides over them), or KernelError."""
+    if x.dtype != "f32" or out.dtype != "f32":
+        _f32(kernel, x=x, out=out)
+    g = geometry(x.shape, (out.shape,), False)
+    if g.__class__ is str:
+        raise sizes_error(kernel, f"do not fit: out must broadcast to x's shape {x.shape}",
+                          x=x, out=out)
+    if _overlap(x, out):
+        raise KernelError(f"{kernel}: x {x.shape} and out {out.shape} overlap")
+    return g.c
+
+
+_SO = _names("so")
+
+
+@kernel(FAMILY, "x out:inout", check=check_sum_to, dims=" ".join(_D + _SO),
+        c=f"qr_sum_to_f32(x, out, {', '.join(_D + _SO)}, alpha:f32, beta:f32)",
+        tol=(1e-5, 1e-5),
+        examples=[dict(x=(4, 5, 6), out=(5, 1)), dict(x=(4, 5, 6), out=(1, 5, 1)),
+                  dict(x=(4, 5, 6), out=(6,)), dict(x=(4, 5, 6), out=(1,), alpha=0.5),
+                  dict(x=(4, 5, 6), out=(4, 1, 6), beta=0.5),
+                  dict(x=(4, 5, 6), out=(4, 5, 6), alpha=-2.0, beta=1.0),
+                  dict(x=(3, 1, 7, 2, 5), out=(3, 1, 1, 2, 1)),
+                  dict(x=(300, 65), out=(65,)),
+                  dict(x=(65, 300), out=(65, 1), alpha=0.25, beta=-1.0)],
+        bad=[(r"sum_to: x \(4, 5, 6\), out \(4, 1\) do not fit: out must broadcast to x's "
+              r"shape", dict(out=(4, 1))),
+             (r"do not fit", dict(out=(2, 4, 5, 6)))])
+def sum_to(self, x: Tensor, out: Tensor, alpha: float = 1.0, beta: float = 0.0) -> None:
+    """out = beta * out + alpha * (x summed over the dimensions out is broadcast on): out's
+    shape broadcasts to x's (NumPy's rules, right-aligned; e.g. x (4, 5, 6) to out (5, 1),
+    (1, 5, 1), (6,) or (1,)). Sums over axes with keepdims shapes, and the backward of a
+    broadcast. beta == 0 never reads out."""
+    O = out.w
+    g = geometry(x.shape, (out.shape,), False)
+    X, O, ax = x.a.reshape(g.shape), O.reshape(g.shapes[0]), g.axes[0]
+    if beta == 0.0:
+        np.add.reduce(X, axis=ax, keepdims=True, out=O)
+        if alpha != 1.0:
+            np.multiply(O, np.float32(alpha), out=O)
+        return
+    t = self.scratch("sum_to", g.shapes[0])
+    np.add.reduce(X, axis=ax, keepdims=True, out=t)
+    if alpha != 1.0:
+        np.multiply(t, np.float32(alpha), out=t)
+    if beta != 1.0:
+        np.multiply(O, np.float32(beta), out=O)
+    np.add(O, t, out=O)
+
+
+# ----------------------------------------------------------------------------- strided_copy
+class CopyPlan(NamedTuple):
+    """A strided copy, merged: C's dims and strides, the extents reached, NumPy's view."""
+
+    c: tuple[int, ...]                  # d0..d5, src strides, dst strides (elements)
+    total: int                          # elements copied
+    src_extent: int                     # largest src index reached, past the offset
+    dst_extent: int
+    shape: tuple[int, ...]              # the merged shape, and the strides in bytes
+    src_bytes: tuple[int, ...]
+    dst_bytes: tuple[int, ...]
+
+
+@lru_cache(maxsize=4096)
+def copy_plan(shape: tuple, src_strides: tuple, dst_strides: tuple) -> CopyPlan | str:
+    """The merged plan of a strided copy, or the error's text. Dimensions are ordered by
+    dst stride (largest outside; the result does not depend on the order, dst being
+    written once per element), size-1 ones dropped, and adjacent ones contiguous for both
+    merged."""
+    try:
+        shape, ss, ds = (tuple(operator.index(v) for v in t)
+                         for t in (shape, src_strides, dst_strides))
+    except TypeError:
+        return "shape, src_strides and dst_strides must be tuples of integers"
+    if not len(shape) == len(ss) == len(ds):
+        return (f"shape {shape}, src_strides {ss} and dst_strides {ds} have different "
+                "lengths")
+    if min(shape + ss + ds, default=0) < 0:
+        return f"shape {shape}, src_strides {ss} and dst_strides {ds} must not be negative"
+    total = 1
+    for d in shape:
+        total *= d
+    if total == 0:
+        return CopyPlan((0,) + (1,) * (MAX_DIMS - 1) + (0,) * (2 * MAX_DIMS), 0, 0, 0,
+                        (0,), (0,), (0,))
+    dims = sorted(((d, s, t) for d, s, t in zip(shape, ss, ds) if d != 1),
+                  key=lambda e: -e[2])
+    ext = 0
+    for d, _, t in sorted(dims, key=lambda e: e[2]):    # dst written once per element
+        if t <= ext:
+            return f"dst_strides {ds} over shape {shape} write one element twice"
+        ext += (d - 1) * t
+    merged: list[list[int]] = []
+    for d, s, t in dims:
+        if merged and merged[-1][1] == s * d and merged[-1][2] == t * d:
+            merged[-1] = [merged[-1][0] * d, s, t]
+        else:
+            merged.append([d, s, t])
+    if not merged:
+        merged = [[1, 0, 0]]
+    if len(merged) > MAX_DIMS:
+        return f"shape {shape} needs {len(merged)} dimensions after merging, more than {MAX_DIMS}"
+    pad = [[1, 0, 0]] * (MAX_DIMS - len(merged))
+    full = pad + merged
+    c = tuple(e[0] for e in full) + tuple(e[1] for e in full) + tuple(e[2] for e in full)
+    return CopyPlan(c, total, sum((d - 1) * s for d, s, _ in merged),
+                    sum((d - 1) * t for d, _, t in merged), tuple(e[0] for e in merged),
+                    tuple(4 * e[1] for e in merged), tuple(4 * e[2] for e in merged))
+
+
+def _copy_plan(kernel: str, shape, src_strides, dst_strides) -> CopyPlan:
+    try:
+        p = copy_plan(shape, src_strides, dst_strides)
+    except TypeError:                  # a list (unhashable): the same plan, uncached
+        p = copy_plan.__wrapped__(shape, src_strides, dst_strides)
+    if p.__class__ is str:
+        raise KernelError(f"{kernel}: {p}")
+    return p
+
+
+def check_strided_copy(kernel: str, src: Tensor, dst: Tensor, shape, src_offset, src_strides,
+                       dst_offset, dst_strides, accumulate) -> tuple[int, ...]:
+    """(src_offset, dst_offset, d0..d5, src strides, dst strides), or KernelError."""
+    p = _copy_plan(kernel, shape, src_strides, dst_strides)
+    so, do = operator.index(src_offset), operator.index(dst_offset)
+    if src.dtype != dst.dtype or (accumulate and src.dtype != "f32"):
+        raise KernelError(f"{kernel}: src {src.shape} {src.dtype} and dst {dst.shape} "
+                          f"{dst.dtype}: expected one dtype, f32 or i32 (f32 to accumulate)")
+    if so < 0 or do < 0 or (p.total and (so + p.src_extent >= src.size
+                                         or do + p.dst_extent >= dst.size)):
+        raise KernelError(f"{kernel}: shape {tuple(shape)} is out of bounds: src {src.shape} "
+                          f"from {so} by {tuple(src_strides)}, dst {dst.shape} from {do} by "
+                          f"{tuple(dst_strides)}")
+    if p.total and (src.p + 4 * so < dst.p + 4 * (do + p.dst_extent + 1)
+                    and dst.p + 4 * do < src.p + 4 * (so + p.src_extent + 1)):
+        raise KernelError(f"{kernel}: src {src.shape} and dst {dst.shape} overlap")
+    return (so, do) + p.c
+
+
+_CP_DIMS = ["soff", "doff", *_D, *_names("ss"), *_names("ds")]
+_I32 = lambda shape: lambda rng: rng.integers(-1000, 1000, shape).astype(np.int32)  # noqa: E731
+
+
+@kernel(FAMILY, "src:any:free dst:out:any:free", check=check_strided_copy,
+        dims=" ".join(_CP_DIMS),
+        c=f"qr_strided_copy_f32(src.p + 4 * soff:ptr, dst.wp + 4 * doff:ptr, "
+          f"{', '.join(_CP_DIMS[2:])}, accumulate:bool)", tol=EXACT,
+        examples=[dict(src=(4, 5), dst=(5, 4), shape=(5, 4), src_offset=0, src_strides=(1, 5),
+                       dst_offset=0, dst_strides=(4, 1)),
+                  dict(src=(3, 4), dst=(5, 4), shape=(3, 4), src_offset=0, src_strides=(4, 1),
+                       dst_offset=8, dst_strides=(4, 1)),
+                  dict(src=(6, 8), dst=(2, 3), shape=(2, 3), src_offset=10,
+                       src_strides=(16, 2), dst_offset=0, dst_strides=(3, 1)),
+                  dict(src=(1, 4), dst=(3, 4), shape=(3, 4), src_offset=0, src_strides=(0, 1),
+                       dst_offset=0, dst_strides=(4, 1)),
+                  dict(src=(5, 4), dst=(3, 4), shape=(3, 4), src_offset=4, src_strides=(4, 1),
+                       dst_offset=0, dst_strides=(4, 1), accumulate=True),
+                  dict(src=(2, 3, 4), dst=(4, 2, 3), shape=(4, 2, 3), src_offset=0,
+                       src_strides=(1, 12, 4), dst_offset=0, dst_strides=(6, 3, 1)),
+                  dict(src=_I32((2, 3, 4)), dst=_I32((4, 2, 3)), shape=(4, 2, 3),
+                       src_offset=0, src_strides=(1, 12, 4), dst_offset=0,
+                       dst_strides=(6, 3, 1)),
+                  dict(src=(3, 70, 9), dst=(3, 9, 70), shape=(3, 9, 70), src_offset=0,
+                       src_strides=(630, 1, 9), dst_offset=0, dst_strides=(630, 70, 1),
+                       accumulate=True),
+                  dict(src=(2, 3, 4, 5, 6), dst=(6, 5, 4, 3, 2), shape=(6, 5, 4, 3, 2),
+                       src_offset=0, src_strides=(1, 6, 30, 120, 360), dst_offset=0,
+                       dst_strides=(120, 24, 6, 2, 1))],
+        bad=[(r"strided_copy: shape \(5, 4\) is out of bounds: src \(4, 5\) from 0 by "
+              r"\(1, 5\), dst \(5, 4\) from 1 by", dict(dst_offset=1)),
+             (r"out of bounds", dict(src_offset=-1)),
+             (r"out of bounds", dict(src_strides=(1, 6))),
+             (r"must not be negative", dict(src_strides=(-1, 5))),
+             (r"write one element twice", dict(dst_strides=(1, 1))),
+             (r"write one element twice", dict(dst_strides=(0, 1))),
+             (r"different lengths", dict(dst_strides=(4, 1, 1))),
+             (r"expected one dtype", dict(src=_I32((4, 5)))),
+             (r"expected one dtype, f32 or i32 \(f32 to accumulate\)",
+              dict(src=_I32((4, 5)), dst=_I32((5, 4)), accumulate=True)),
+             (r"needs 7 dimensions after merging, more than 6",
+              dict(shape=(2,) * 7, src_strides=(1, 2, 4, 8, 16, 32, 64),
+                   dst_strides=(64, 32, 16, 8, 4, 2, 1)))])
+def strided_copy(self, src: Tensor, dst: Tensor, shape: tuple[int, ...], src_offset: int,
+                 src_strides: tuple[int, ...], dst_offset: int, dst_strides: tuple[int, ...],
+                 accumulate: bool = False) -> None:
+    """For every index i of ``shape``: dst.flat[dst_offset + sum(i * dst_strides)] =
+    src.flat[src_offset + sum(i * src_strides)] (+= when accumulate). Strides in elements,
+    >= 0 (0 on src: a broadcast); dst strides must reach each element once. src and dst of
+    one dtype, f32 or i32 (f32 to accumulate), within bounds, not overlapping. Transpose,
+    permute, concat, split, slice, expand, and their backward (accumulate)."""
+    D = dst.w
+    p = _copy_plan("strided_copy", shape, src_strides, dst_strides)
+    if not p.total:
+        return
+    S = src.a
+    sv = np.ndarray(p.shape, S.dtype, buffer=S, offset=4 * src_offset, strides=p.src_bytes)
+    dv = np.ndarray(p.shape, D.dtype, buffer=D, offset=4 * dst_offset, strides=p.dst_bytes)
+    if accumulate:
+        np.add(dv, sv, out=dv)
+    else:
+        np.copyto(dv, sv)
+
+
+# ----------------------------------------------------------------------------- max / gather
+def bad_index(kernel: str, idx: Tensor, n: int) -> KernelError | None:
+    """The error for an index outside [0, n), or None when every index is inside."""
+    if not idx.size:
+        return None
+    lo, hi = int(idx.a.min()), int(idx.a.max())
+    if lo < 0 or hi >= n:
+        return KernelError(f"{kernel}: index out of range: {lo if lo < 0 else hi} is outside "
+                           f"[0, {n}) (idx {idx.shape})")
+    return None
+
+
+def _index_error(which: int, axis_of: int):
+    """on_error: the message of bad_index where C said an index is out of range (rc -2)."""
+    def on_error(kernel: str, rc: int, *args) -> KernelError:
+        err = bad_index(kernel, args[1], args[which].shape[axis_of]) if rc == -2 else None
+        return err or c_error(kernel, rc)
+    return on_error
+
+
+def _three(kernel: str, **tensors) -> None:
+    for name, t in tensors.items():
+        if len(t.shape) != 3:
+            raise KernelError(f"{kernel}: {name} {t.shape} must be 3-D (outer, n, inner)")
+
+
+def check_max_axis(kernel: str, x: Tensor, out: Tensor, idx: Tensor) -> tuple[int, int, int]:
+    """(outer, n, inner) of x, or KernelError."""
+    _three(kernel, x=x)
+    outer, n, inner = x.shape
+    if out.size != outer * inner or idx.size != outer * inner:
+        raise sizes_error(kernel, f"do not fit: out and idx need {outer * inner} values",
+                          x=x, out=out, idx=idx)
+    if x.dtype != "f32" or out.dtype != "f32" or idx.dtype != "i32":
+        raise KernelError(f"{kernel}: x {x.dtype}, out {out.dtype}, idx {idx.dtype}: expected "
+                          "f32, f32, i32")
+    if n == 0 and out.size:
+        raise KernelError(f"{kernel}: x {x.shape}: the max of nothing")
+    _no_overlap(kernel, -1, {"out": out, "idx": idx}, {"x": x})
+    return outer, n, inner
+
+
+_MAX_NAN = lambda rng: np.where(rng.random((4, 6, 5)) < 0.1, np.nan,  # noqa: E731
+                                rng.integers(-2, 3, (4, 6, 5))).astype(np.float32)
+
+
+@kernel(FAMILY, "x out:out idx:out:i32", check=check_max_axis, dims="outer n inner",
+        c="qr_max_axis_f32(x, out, idx, outer, n, inner)", tol=EXACT,
+        examples=[dict(x=(3, 5, 4), out=(3, 4), idx=((12,), 0, 100)),
+                  dict(x=_MAX_NAN, out=(4, 5), idx=((4, 5), 0, 1)),
+                  dict(x=(6, 7, 1), out=(6,), idx=((6, 1), 0, 1)),
+                  dict(x=(1, 9, 33), out=(33,), idx=((33,), 0, 1)),
+                  dict(x=(5, 1, 3), out=(5, 3), idx=((5, 3), 3, 4))],
+        bad=[(r"max_axis: x \(3, 5, 4\), out \(3, 5\), idx \(12,\) do not fit: out and idx "
+              r"need 12 values", dict(out=(3, 5))),
+             (r"x \(3, 20\) must be 3-D", dict(x=(3, 20)))])
+def max_axis(self, x: Tensor, out: Tensor, idx: Tensor) -> None:
+    """out[o, i] = max_j x[o, j, i], idx[o, i] = the first j reaching it (int32); x is
+    (outer, n, inner), n >= 1; out and idx have outer * inner elements (any shape). NaN wins:
+    the max is NaN and idx the first NaN's (torch.max(dim))."""
+    O, I = out.w, idx.w
+    outer, n, inner = x.shape
+    if not O.size:
+        return
+    X = x.a
+    t = self.scratch("max_axis", (outer, inner), np.intp)
+    np.max(X, axis=1, out=O.reshape(outer, inner))
+    np.argmax(X, axis=1, out=t)
+    np.copyto(I.reshape(outer, inner), t, casting="unsafe")
+
+
+def check_max_axis_bwd(kernel: str, dy: Tensor, idx: Tensor, dx: Tensor) -> tuple[int, int, int]:
+    """(outer, n, inner) of dx, or KernelError (indices: by the kernel)."""
+    _three(kernel, dx=dx)
+    outer, n, inner = dx.shape
+    if dy.size != outer * inner or idx.size != outer * inner:
+        raise sizes_error(kernel, f"do not fit: dy and idx need {outer * inner} values",
+                          dy=dy, idx=idx, dx=dx)
+    if dy.dtype != "f32" or dx.dtype != "f32" or idx.dtype != "i32":
+        raise KernelError(f"{kernel}: dy {dy.dtype}, idx {idx.dtype}, dx {dx.dtype}: expected "
+                          "f32, i32, f32")
+    _no_overlap(kernel, -1, {"dx": dx}, {"dy": dy, "idx": idx})
+    return outer, n, inner
+
+
+@kernel(FAMILY, "dy idx:i32 dx:out", check=check_max_axis_bwd, dims="outer n inner",
+        c="qr_max_axis_bwd_f32(dy, idx, dx, outer, n, inner)", on_error=_index_error(2, 1),
+        tol=EXACT,
+        examples=[dict(dy=(3, 4), idx=((3, 4), 0, 5), dx=(3, 5, 4)),
+                  dict(dy=(7,), idx=((7,), 0, 9), dx=(7, 9, 1)),
+                  dict(dy=(40,), idx=((40,), 0, 3), dx=(1, 3, 40))],
+        bad=[(r"max_axis_bwd: index out of range: 5 is outside \[0, 5\) \(idx \(3, 4\)\)",
+              dict(idx=((3, 4), 5, 6))),
+             (r"index out of range: -1 is outside", dict(idx=((3, 4), -1, 0)))])
+def max_axis_bwd(self, dy: Tensor, idx: Tensor, dx: Tensor) -> None:
+    """dx (outer, n, inner) overwritten: 0, except dx[o, idx[o, i], i] = dy[o, i] (dy and
+    idx: outer * inner elements; max_axis's idx). An index outside [0, n): KernelError."""
+    DX = dx.w
+    outer, n, inner = dx.shape
+    err = bad_index("max_axis_bwd", idx, n)
+    if err:
+        raise err
+    f = self.scratch("max_bwd_f", (outer, inner), np.intp)
+    base = self._kept(("max_bwd_base", outer, n, inner), lambda: (
+        np.arange(outer, dtype=np.intp)[:, None] * (n * inner) + np.arange(inner, dtype=np.intp)))
+    np.multiply(idx.a.reshape(outer, inner), inner, out=f)
+    np.add(f, base, out=f)
+    DX.fill(0)
+    np.put(DX.reshape(-1), f.reshape(-1), dy.a.reshape(-1))
+
+
+def check_gather_axis(kernel: str, x: Tensor, idx: Tensor, y: Tensor,
+                      names=("x", "idx", "out")) -> tuple[int, int, int, int]:
+    """(outer, n, m, inner): x (outer, n, inner), idx and y (outer, m, inner); or KernelError."""
+    _three(kernel, **{names[0]: x, names[1]: idx})
+    outer, n, inner = x.shape
+    m = idx.shape[1]
+    if idx.shape[0] != outer or idx.shape[2] != inner or y.shape != idx.shape:
+        raise sizes_error(kernel, f"do not fit: {names[1]} and {names[2]} must be ({outer}, m, "
+                          f"{inner})", **dict(zip(names, (x, idx, y))))
+    if x.dtype != "f32" or y.dtype != "f32" or idx.dtype != "i32":
+        raise KernelError(f"{kernel}: {names[0]} {x.dtype}, {names[1]} {idx.dtype}, {names[2]} "
+                          f"{y.dtype}: expected f32, i32, f32")
+    return outer, n, m, inner
+
+
+def _gather_index(self, idx: Tensor, outer: int, n: int, m: int, inner: int) -> np.ndarray:
+    """Flat indices o n inner + idx[o, j, i] inner + i into x, in a cached array."""
+    f = self.scratch("gather_f", (outer, m, inner), np.intp)
+    base = self._kept(("gather_base", outer, n, m, inner), lambda: (
+        np.arange(outer, dtype=np.intp)[:, None, None] * (n * inner)
+        + np.zeros((1, m, 1), np.intp) + np.arange(inner, dtype=np.intp)))
+    np.multiply(idx.a, inner, out=f)
+    np.add(f, base, out=f)
+    return f.reshape(-1)
+
+
+def _check_gather(kernel: str, x: Tensor, idx: Tensor, out: Tensor) -> tuple[int, ...]:
+    dims = check_gather_axis(kernel, x, idx, out)
+    _no_overlap(kernel, -1, {"out": out}, {"x": x, "idx": idx})
+    return dims
+
+
+@kernel(FAMILY, "x idx:i32 out:out", check=_check_gather, dims="outer n m inner",
+        c="qr_gather_axis_f32(x, idx, out, outer, n, m, inner)", on_error=_index_error(0, 1),
+        tol=EXACT,
+        examples=[dict(x=(3, 5, 4), idx=((3, 6, 4), 0, 5), out=(3, 6, 4)),
+                  dict(x=(1, 10, 1), idx=((1, 4, 1), 0, 10), out=(1, 4, 1)),
+                  dict(x=(2, 300, 3), idx=((2, 2, 3), 0, 300), out=(2, 2, 3))],
+        bad=[(r"gather_axis: index out of range: [56] is outside \[0, 5\) \(idx \(3, 6, 4\)\)",
+              dict(idx=((3, 6, 4), 5, 7))),
+             (r"index out of range: -\d is outside", dict(idx=((3, 6, 4), -3, 0))),
+             (r"gather_axis: x \(3, 5, 4\), idx \(3, 6, 2\), out \(3, 6, 4\) do not fit",
+              dict(idx=((3, 6, 2), 0, 5)))])
+def gather_axis(self, x: Tensor, idx: Tensor, out: Tensor) -> None:
+    """out[o, j, i] = x[o, idx[o, j, i], i] (torch.gather along the middle axis): x (outer,
+    n, inner), idx int32 and out (outer, m, inner). An index outside [0, n): KernelError."""
+    O = out.w
+    outer, n, inner = x.shape
+    err = bad_index("gather_axis", idx, n)
+    if err:
+        raise err
+    f = _gather_index(self, idx, outer, n, idx.shape[1], inner)
+    np.take(x.a.reshape(-1), f, out=O.reshape(-1))
+
+
+def _check_gather_bwd(kernel: str, dy: Tensor, idx: Tensor, dx: Tensor) -> tuple[int, ...]:
+    dims = check_gather_axis(kernel, dx, idx, dy, ("dx", "idx", "dy"))
+    _no_overlap(kernel, -1, {"dx": dx}, {"dy": dy, "idx": idx})
+    return dims
+
+
+@kernel(FAMILY, "dy idx:i32 dx:out", check=_check_gather_bwd, dims="outer n m inner",
+        c="qr_gather_axis_bwd_f32(dy, idx, dx, outer, n, m, inner)",
+        on_error=_index_error(2, 1), tol=EXACT,
+        examples=[dict(dy=(3, 6, 4), idx=((3, 6, 4), 0, 5), dx=(3, 5, 4)),
+                  dict(dy=(1, 40, 1), idx=((1, 40, 1), 0, 3), dx=(1, 3, 1)),
+                  dict(dy=(2, 7, 65), idx=((2, 7, 65), 0, 2), dx=(2, 2, 65))],
+        bad=[(r"gather_axis_bwd: index out of range: [56] is outside \[0, 5\)",
+              dict(idx=((3, 6, 4), 5, 7)))])
+def gather_axis_bwd(self, dy: Tensor, idx: Tensor, dx: Tensor) -> None:
+    """dx (outer, n, inner) overwritten: 0, then dx[o, idx[o, j, i], i] += dy[o, j, i] in
+    order (repeated indices accumulate); dy and idx (outer, m, inner)."""
+    DX = dx.w
+    outer, n, inner = dx.shape
+    err = bad_index("gather_axis_bwd", idx, n)
+    if err:
+        raise err
+    f = _gather_index(self, idx, outer, n, idx.shape[1], inner)
+    DX.fill(0)
+    np.add.at(DX.reshape(-1), f, dy.a.reshape(-1))
+
+
+# ----------------------------------------------------------------------------- where
+def _cond(kernel: str, cond: Tensor) -> int:
+    if cond.dtype not in ("f32", "i32"):
+        raise KernelError(f"{kernel}: cond {cond.shape} is {cond.dtype}, expected f32 or i32")
+    return 1 if cond.dtype == "i32" else 0
+
+
+def check_bcast_where(kernel: str, cond: Tensor, a: Tensor, b: Tensor,
+                      out: Tensor) -> tuple[int, ...]:
+    """(cond is i32, d0..d5, cond's, a's and b's strides), or KernelError."""
+    ci = _cond(kernel, cond)
+    if a.dtype != "f32" or b.dtype != "f32" or out.dtype != "f32":
+        _f32(kernel, a=a, b=b, out=out)
+    g = _geometry(kernel, out.shape, (cond.shape, a.shape, b.shape), True, cond=cond, a=a, b=b,
+                  out=out)
+    _no_overlap(kernel, out.size, {"out": out}, {"cond": cond, "a": a, "b": b})
+    return (ci,) + g.c
+
+
+_WHERE_DIMS = ["ci", *_D, *_SC, *_SA, *_SB]
+_MASK = lambda shape: lambda rng: (rng.random(shape) < 0.5).astype(np.float32)  # noqa: E731
+_IMASK = lambda shape: lambda rng: rng.integers(-1, 2, shape).astype(np.int32)  # noqa: E731
+
+
+@kernel(FAMILY, "cond:any a b out:out", check=check_bcast_where, dims=" ".join(_WHERE_DIMS),
+        c=f"qr_bcast_where_f32(cond, a, b, out, ci:int, {', '.join(_WHERE_DIMS[1:])})",
+        tol=EXACT,
+        examples=[dict(cond=_MASK((7, 1, 5)), a=(1, 3, 5), b=(7, 1, 1), out=(7, 3, 5)),
+                  dict(cond=_IMASK((1, 3, 1)), a=(7, 3, 5), b=(1,), out=(7, 3, 5)),
+                  dict(cond=_MASK((33, 65)), a=(33, 65), b=(33, 65), out=(33, 65)),
+                  dict(cond=_IMASK((4, 1, 6, 1)), a=(1, 5, 1, 3), b=(4, 5, 6, 3),
+                       out=(4, 5, 6, 3))],
+        bad=[(r"bcast_where: cond \(7, 2, 5\), a \(1, 3, 5\), b \(7, 1, 1\), out \(7, 3, 5\) "
+              r"do not broadcast", dict(cond=_MASK((7, 2, 5)))),
+             (r"broadcast to a shape other than \(7, 3, 5\)", dict(a=(1, 1, 5)))])
+def bcast_where(self, cond: Tensor, a: Tensor, b: Tensor, out: Tensor) -> None:
+    """out = a where cond != 0 (a NaN counts as nonzero) else b, with NumPy's broadcasting:
+    cond (f32 or i32), a and b broadcast together to out's shape exactly; out may be an
+    input (the same buffer) of out's shape."""
+    O = out.w
+    g = geometry(out.shape, (cond.shape, a.shape, b.shape), True)
+    m = self.scratch("bw_m", g.shape, np.bool_)
+    nm = self.scratch("bw_n", g.shape, np.bool_)
+    np.not_equal(cond.a.reshape(g.shapes[0]), 0, out=m)
+    np.logical_not(m, out=nm)
+    O = O.reshape(g.shape)
+    np.copyto(O, b.a.reshape(g.shapes[2]), where=nm)   # where out is a: its cond lanes stay
+    np.copyto(O, a.a.reshape(g.shapes[1]), where=m)
+
+
+def check_bcast_where_bwd(kernel: str, cond: Tensor, dy: Tensor, da: Tensor | None,
+                          db: Tensor | None) -> tuple[int, ...]:
+    """(cond is i32, d0..d5, cond's, da's and db's strides), or KernelError."""
+    ci = _cond(kernel, cond)
+    _f32(kernel, dy=dy, da=da, db=db)
+    g = _geometry(kernel, dy.shape, (cond.shape, dy.shape if da is None else da.shape,
+                                     dy.shape if db is None else db.shape), False,
+                  cond=cond, dy=dy, da=da, db=db)
+    _no_overlap(kernel, dy.size, {"da": da, "db": db}, {"cond": cond, "dy": dy})
+    return (ci,) + g.c
+
+
+@kernel(FAMILY, "cond:any dy da:out? db:out?", check=check_bcast_where_bwd,
+        dims=" ".join(_WHERE_DIMS),
+        c=f"qr_bcast_where_bwd_f32(cond, dy, da, db, ci:int, {', '.join(_WHERE_DIMS[1:])})",
+        examples=[dict(cond=_MASK((7, 1, 5)), dy=(7, 3, 5), da=(1, 3, 5), db=(7, 1, 1)),
+                  dict(cond=_IMASK((1, 3, 1)), dy=(7, 3, 5), da=(7, 3, 5), db=None),
+                  dict(cond=_MASK((33, 65)), dy=(33, 65), da=None, db=(1,)),
+                  dict(cond=_IMASK((4, 1, 6, 1)), dy=(4, 5, 6, 3), da=(5, 1, 3),
+                       db=(4, 5, 6, 3))],
+        bad=[(r"bcast_where_bwd: cond \(7, 1, 5\), dy \(7, 3, 5\), da \(2, 3, 5\), db "
+              r"\(7, 1, 1\) do not broadcast", dict(da=(2, 3, 5)))])
+def bcast_where_bwd(self, cond: Tensor, dy: Tensor, da: Tensor | None,
+                    db: Tensor | None) -> None:
+    """Gradients of bcast_where from dy (out's shape): da = dy where cond != 0 else 0, db =
+    dy where cond == 0 else 0 (dy * mask: a NaN dy stays NaN in both), each summed to its
+    own shape (da's and db's shapes: a's and b's); either None: not wanted."""
+    DA = None if da is None else da.w
+    DB = None if db is None else db.w
+    g = geometry(dy.shape, (cond.shape, dy.shape if da is None else da.shape,
+                            dy.shape if db is None else db.shape), False)
+    G = dy.a.reshape(g.shape)
+    w = self.scratch("bwb_w", g.shape)
+    np.not_equal(cond.a.reshape(g.shapes[0]), 0, out=w, casting="unsafe")
+    ga = gb = None
+    if DB is not None:
+        gb = self.scratch("bwb_gb", g.shape)
+        np.subtract(np.float32(1.0), w, out=gb)
+        np.multiply(G, gb, out=gb)
+    if DA is not None:
+        ga = self.scratch("bwb_ga", g.shape)
+        np.multiply(G, w, out=ga)
+    _emit(ga, None if DA is None else DA.reshape(g.shapes[1]), g.axes[1])
+    _emit(gb, None if DB is None else DB.reshape(g.shapes[2]), g.axes[2])
+
+
+# ----------------------------------------------------------------------------- bmm
+def check_bmm(kernel: str, a: Tensor, b: Tensor, c: Tensor, trans_a, trans_b, alpha,
+              beta) -> tuple[int, int, int, int]:
+    """(batch, M, N, K) of op(A[i]) [M, K] @ op(B[i]) [K, N] -> C[i] [M, N], or KernelError."""
+    if len(a.shape) != 3 or len(b.shape) != 3 or len(c.shape) != 3:
+        raise sizes_error(kernel, "must be 3-D (batch, rows, cols)", a=a, b=b, c=c)
+    _f32(kernel, a=a, b=b, c=c)
+    batch, ra, ca = a.shape
+    _, rb, cb = b.shape
+    m, k = (ca, ra) if trans_a else (ra, ca)
+    kb, n = (cb, rb) if trans_b else (rb, cb)
+    if b.shape[0] != batch or c.shape != (batch, m, n) or kb != k:
+        raise KernelError(f"{kernel}: op(A) is {batch} x {m}x{k} (A {a.shape}, trans_a="
+                          f"{bool(trans_a)}), op(B) is {b.shape[0]} x {kb}x{n} (B {b.shape}, "
+                          f"trans_b={bool(trans_b)}), C is {c.shape}: expected C "
+                          f"({batch}, {m}, {n}) and matching inner dimensions")
+    return batch, m, n, k
+
+
+# C must not overlap A or B (NumPy's matmul buffers such a call: it runs there), as gemm's
+_NO_OVERLAP = ("(c.p >= a.p + 4 * a.size or a.p >= c.p + 4 * c.size) and "
+               "(c.p >= b.p + 4 * b.size or b.p >= c.p + 4 * c.size)")
+
+
+@kernel(FAMILY, "a b c:inout", check=check_bmm, dims="batch m n k", simd="gemm",
+        c="qr_bmm_f32(trans_a:bool, trans_b:bool, batch, m, n, k, alpha:f32, a, b, beta:f32, c)",
+        c_when=_NO_OVERLAP, tol=(1e-5, 1e-5),
+        examples=[dict(a=(2, 3, 5), b=(2, 5, 4), c=(2, 3, 4)),
+                  dict(a=(3, 5, 17), b=(3, 13, 5), c=(3, 17, 13), trans_a=True, trans_b=True,
+                       alpha=0.5, beta=0.3),
+                  dict(a=(4, 9, 7), b=(4, 9, 7), c=(4, 9, 9), trans_b=True, beta=1.0),
+                  dict(a=(2, 8, 6), b=(2, 8, 3), c=(2, 6, 3), trans_a=True),
+                  dict(a=(2, 4, 0), b=(2, 0, 3), c=(2, 4, 3), beta=0.5),
+                  dict(a=(16, 12, 8), b=(16, 8, 10), c=(16, 12, 10), alpha=-1.0)],
+        bad=[(r"bmm: op\(A\) is 2 x 3x5 .*op\(B\) is 3 x 5x4", dict(b=(3, 5, 4))),
+             (r"bmm: a \(3, 5\), b \(2, 5, 4\), c \(2, 3, 4\) must be 3-D", dict(a=(3, 5)))])
+def bmm(self, a: Tensor, b: Tensor, c: Tensor, trans_a: bool = False, trans_b: bool = False,
+        alpha: float = 1.0, beta: float = 0.0) -> None:
+    """C[i] = alpha * op(A[i]) @ op(B[i]) + beta * C[i] for each of the batch: A (B, M, K)
+    (or (B, K, M) if trans_a), B (B, K, N) (or (B, N, K) if trans_b), C (B, M, N); one batch
+    size for all (no broadcast). beta == 0 never reads C."""
+    C = c.w
+    A = a.a.transpose(0, 2, 1) if trans_a else a.a
+    B = b.a.transpose(0, 2, 1) if trans_b else b.a
+    if A.shape[2] == 0:          # K = 0: C = beta * C, alpha unused (as BLAS)
+        if beta == 0.0:
+            C.fill(0)
+        elif beta != 1.0:
+            np.multiply(C, np.float32(beta), out=C)
+        return
+    if beta == 0.0:
+        np.matmul(A, B, out=C)
+        if alpha != 1.0:
+            np.multiply(C, np.float32(alpha), out=C)
+        return
+    tmp = self.scratch("bmm", C.shape)
+    np.matmul(A, B, out=tmp)
+    if alpha != 1.0:
+        np.multiply(tmp, np.float32(alpha), out=tmp)
+    if beta != 1.0:
+        np.multiply(C, np.float32(beta), out=C)
+    np.add(C, tmp, out=C)
