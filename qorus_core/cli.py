@@ -106,7 +106,7 @@ def _load_plugin_commands() -> None:
 _COMMANDS_REGISTRY: Any = None   # the registry whose plugins' commands _HOOK_COMMANDS holds
 _PLUGIN_WARNINGS: list[str] = []
 #: Commands that list failed plugins themselves: no "qorus: warning:" lines before them.
-_LISTS_PLUGINS = {"layers", "losses", "optimizers", "plugins"}
+_LISTS_PLUGINS = {"layers", "losses", "optimizers", "callbacks", "plugins"}
 
 
 def _version() -> str:
@@ -340,6 +340,8 @@ add_command("losses", "list registered losses (NAME: one in full)", _setup_list(
             _list_kind("loss"))
 add_command("optimizers", "list registered optimizers (NAME: one in full)",
             _setup_list("optimizer"), _list_kind("optimizer"))
+add_command("callbacks", "list registered training callbacks (NAME: one in full)",
+            _setup_list("callback"), _list_kind("callback"))
 add_command("plugins", "list plugins, failed ones with the reason", _setup_plugins, _run_plugins)
 add_command("backend", "show the kernel backend and CPU features", _json_flag, _run_backend)
 add_command("version", "show versions", _json_flag, _run_version)

@@ -11,9 +11,19 @@ Primitive layer (``Layer``)::
     def backward(self, dy: Tensor, ctx: LayerCtx) -> Tensor | None
         # write ctx.dx (None when the input needs no gradient) and *add* into param grads
 
+Several inputs and outputs: ``inputs = ("x", "mask?")`` names them (``?`` optional, ``*``
+variadic). ``build`` then gets a tuple of Specs (None for an absent optional input) and may
+return a tuple of Specs; ``forward`` and ``backward`` read ``ctx.xs``, ``ctx.ys``,
+``ctx.dxs`` (None where no gradient is wanted) and ``ctx.dys`` (``ctx.x``, ``ctx.y``,
+``ctx.dx`` are the first of each). Backward writes every ``ctx.dxs`` entry that is not None.
+
 Composite layer (``Composite``): ``build(x: Value, b) -> Value`` wires child layers with
-``b.call(child, x)`` and ``b.add(u, v)``; it writes no forward or backward, the graph runs
-them (forward in order, backward in reverse, fan-out gradients summed).
+``b.call(child, x, name)``, ``b.add(u, v)``, or by calling them (``Linear(8, 4)(x)``,
+``ops.concat([u, v])``: ``b.call`` under a generated name); it writes no forward or
+backward, the graph runs them (forward in order, backward in reverse, fan-out gradients
+summed). The same layer object called twice holds one set of parameters.
+
+The functional API calls layers on ``Input`` nodes instead (``qorus_core.functional``).
 """
 
 from __future__ import annotations

@@ -339,7 +339,15 @@ class Model:
             return [outs[k] for k in self.output_names]
         return outs[self.output_names[0]]
 
-    __call__ = predict
+    def __call__(self, x: Any, *more: Any, **named: Any) -> Any:
+        """On arrays: ``predict``. On functional Nodes (``Input`` and calls on them): this
+        model's network called as a layer, so a model nests in another (its parameters
+        under the outer model's name for it)."""
+        from .functional import Node
+
+        if isinstance(x, Node) or any(isinstance(v, Node) for v in (*more, *named.values())):
+            return self.net(x, *more, **named)
+        return self.predict(x, *more, **named)
 
     def memory_report(self) -> dict[str, Any]:
         """Bytes per region of the state arena, and per compiled plan."""

@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 
-from qorus_core import Composite, ConfigError, Input, Model, ShapeError, ops
+from qorus_core import Composite, ConfigError, Input, Layer, Model, ShapeError, ops
 from qorus_core.testing import check_gradients, trace_allocations
 from qorus_core.train.losses import CrossEntropyLoss, MSELoss
 from qorus_core.train.optimizers import AdamW
@@ -251,3 +251,118 @@ def test_a_bad_config_key_names_the_closest():
     with pytest.raises(ConfigError, match=r"unknown config key 'out_feature' \(valid keys: "
                                           r"in_features, out_features, bias\); did you mean 'out_features'"):
         layer_from_dict({"type": "mlp.Linear", "out_feature": 3})
+
+
+class PairOps(Layer):
+    """A layer of two inputs (the second optional) and two outputs: (x * g, x + g), g = 2
+    when absent. Shows the contract: build gets a tuple of Specs (None where absent) and
+    returns a tuple; forward and backward see ctx.xs / ctx.ys / ctx.dxs / ctx.dys."""
+
+    inputs = ("x", "gate?")
+
+    def build(self, x, b):
+        a, g = x
+        if g is not None and g.shape != a.shape:
+            raise ShapeError(f"PairOps: gate {g.shape} must match x {a.shape}")
+        if g is None:
+            b.scratch("two", a.shape)
+        return a, a
+
+    def forward(self, x, ctx):
+        k, g = ctx.k, ctx.xs[1]
+        if g is None:
+            k.fill(ctx.two, 2.0)
+            g = ctx.two
+        k.mul(x, g, ctx.ys[0])
+        k.add(x, g, ctx.ys[1])
+        return ctx.y
+
+    def backward(self, dy, ctx):
+        k, (d0, d1), (dx, dg) = ctx.k, ctx.dys, ctx.dxs
+        g = ctx.xs[1]
+        if g is None:
+            k.fill(ctx.two, 2.0)
+            g = ctx.two
+        if dx is not None:                 # dx = d0 * g + d1
+            k.mul(d0, g, dx)
+            k.add(dx, d1, dx)
+        if dg is not None:                 # dg = d0 * x + d1
+            k.mul(d0, ctx.x, dg)
+            k.add(dg, d1, dg)
+        return dx
+
+
+@pytest.mark.parametrize("use", ["both", "first", "no_gate"])
+def test_a_layer_of_several_inputs_and_outputs(use, kernels):
+    """Gradients of a two-in, two-out layer by finite differences: both outputs read, one
+    left unread (its gradient is zero-filled), the optional input absent."""
+    x, g = Input((5,), name="x", grad=True), Input((5,), name="g", grad=True)
+    p, s = PairOps()(x) if use == "no_gate" else PairOps()(x, gate=g)
+    out = Linear(5, 3)(p) if use == "first" else Linear(10, 3)(ops.concat([p, s], -1))
+    inputs = [x] if use == "no_gate" else [x, g]
+    m = Model(inputs=inputs, outputs=out, seed=1, kernels=kernels)
+    rng = np.random.default_rng(0)
+    feed = {n: rng.standard_normal((4, 5)).astype(np.float32) for n in m.input_names}
+    r = rng.standard_normal((4, 3))
+    plan = m.plan(4, train=True)
+    for n, a in feed.items():
+        plan.inputs[n].a[...] = a
+    plan.forward()
+    plan.dy.a[...] = r
+    m.zero_grad()
+    plan.backward()
+    for n in m.input_names:
+        got = plan.dinputs[n].a.copy()
+        for i in range(0, 20, 3):
+            fp = {k: v.copy() for k, v in feed.items()}
+            fm = {k: v.copy() for k, v in feed.items()}
+            fp[n].reshape(-1)[i] += 1e-2
+            fm[n].reshape(-1)[i] -= 1e-2
+            num = ((m.predict(fp) - m.predict(fm)).astype(np.float64) * r).sum() / 2e-2
+            assert abs(num - got.reshape(-1)[i]) < 1e-2 * (1 + abs(num)), (n, i)
+
+
+def test_inputs_get_a_gradient_only_when_asked():
+    a, b = Input((4,), name="a", grad=True), Input((4,), name="b")
+    m = Model(inputs=[a, b], outputs=ops.mul(a, b))
+    p = m.plan(2, train=True)
+    assert p.dinputs["a"] is not None and p.dinputs["b"] is None
+    assert m.plan(2, train=True, input_grad=True).dinputs["b"] is not None
+    with pytest.raises(ConfigError, match="only an f32 input can have a gradient"):
+        Input((3,), name="bad", dtype="i32", grad=True)
+
+
+def test_a_deep_dag_reuses_memory_and_nests_a_model(kernels):
+    """A DenseNet-style stack of 6 blocks reuses activation memory across branches; a model
+    called on nodes (nested) equals its own predictions."""
+    inner = _dense_block()
+    x = Input((5,), name="x")
+    h = x
+    for i in range(6):
+        h = ops.add(h, Linear(5, 5)(ReLU()(h)))
+    m = Model(inputs=x, outputs=inner(h), kernels=kernels)
+    mem = m.plan(32, train=True).memory()
+    assert mem["activations"] < 0.6 * mem["activations_unplanned"], mem
+    xs = np.random.default_rng(0).standard_normal((7, 5)).astype(np.float32)
+    w = m.parameters()
+    hh = xs.astype(np.float64)
+    for i in range(6):
+        name = "linear" if i == 0 else f"linear_{i}"
+        hh = hh + np.maximum(hh, 0) @ w[f"{name}.weight"].T + w[f"{name}.bias"]
+    inner.load_state_dict({k.split(".", 1)[1]: v for k, v in w.items() if k.startswith("functional.")})
+    np.testing.assert_allclose(m.predict(xs), inner.predict(hh.astype(np.float32)), rtol=1e-4,
+                               atol=1e-5)
+
+
+def test_digits_multitask_example(capsys):
+    """examples/digits_multitask.py end to end, a few epochs: both heads learn."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "digits_multitask.py"
+    spec = importlib.util.spec_from_file_location("digits_multitask", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    test = mod.main(["--epochs", "4"])
+    assert test["digit_accuracy"] > 0.8 and test["high_accuracy"] > 0.8, test
+    assert "test: digit accuracy" in capsys.readouterr().out

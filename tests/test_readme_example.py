@@ -19,3 +19,14 @@ def test_readme_layer_example():
     assert [c.__name__ for c in registered] == ["Square", "FeedForward"]
     net = Sequential([ns["Square"](), ns["FeedForward"](8)])
     assert check_gradients(net, (4,)).checked > 0
+
+
+def test_readme_functional_example(capsys):
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    start = text.index("import numpy as np\nfrom qorus_core import Input")
+    code = text[start:text.index("```", start)]
+    ns: dict = {}
+    exec(compile(code, "README.md", "exec"), ns)
+    assert set(ns["out"]) == {"score", "diff"} and ns["out"]["score"].shape == (256, 3)
+    assert "val_score_accuracy" in ns["trainer"].history[-1]
+    assert "core.Concat" in capsys.readouterr().out

@@ -306,3 +306,32 @@ def test_cli_version_and_backend(capsys):
     rc = cli.main(["backend", "--json"])
     data = json.loads(capsys.readouterr().out)
     assert (rc == 0 and "error" not in data) or (rc == 1 and "error" in data)
+
+
+def test_cli_layers_name_shows_one_layer_in_full(capsys):
+    assert cli.main(["layers", "core.Slice"]) == 0
+    out = capsys.readouterr().out
+    assert "core.Slice" in out and "PyTorch's slicing" in out
+    assert "  axis = required" in out and "  step = 1" in out and "inputs: x" in out
+    assert cli.main(["layers", "Concat", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert (info["name"], info["inputs"], info["config"]) == ("core.Concat", ["xs*"], {"axis": "-1"})
+    assert cli.main(["layers", "Concatt"]) == 2
+    assert "did you mean core.Concat" in capsys.readouterr().err
+
+
+def test_a_plugin_registers_a_callback():
+    from qorus_core.train.callbacks import Callback, make_callback
+
+    class Halt(Callback):
+        """Stops after the first epoch."""
+
+        def on_epoch_end(self, trainer, epoch, logs):
+            trainer.stop_training = True
+
+    r = fresh(builtins=True)
+    r.add_plugin("demo", Plugin(qorus_register_callbacks=lambda register: register(Halt)))
+    reset_registry(r)
+    assert r.get("callback", "demo.Halt") is Halt and Halt.registry_name == "demo.Halt"
+    assert isinstance(make_callback({"type": "Halt"}), Halt)
+    assert "core.EarlyStopping" in [e.name for e in r.entries("callback")]

@@ -309,7 +309,7 @@ def test_setter_and_families(threads):
     for tier in here:
         assert ck.set_simd_path(tier) == tier == ck.simd_path
         fam = ck.simd_families()
-        assert set(fam) == {"vec", "elementwise", "gemm", "fused", "quant", "rnn", "conv", "peak"}
+        assert set(fam) == {"vec", "elementwise", "gemm", "fused", "quant", "rnn", "conv", "strided", "peak"}
         assert fam["conv"] == "portable"
         assert all(simd.TIERS.index(t) <= simd.TIERS.index(tier) for t in fam.values())
         if tier == "avx512":                 # families with no AVX-512 kernel keep AVX2

@@ -102,7 +102,9 @@ class _Monitor(Callback):
 
 
 class EarlyStopping(_Monitor):
-    """Stop when ``monitor`` has not improved by ``min_delta`` for ``patience`` epochs;
+    """Stop training when a monitored value stops improving (Keras' EarlyStopping).
+
+    Stops when ``monitor`` has not improved by ``min_delta`` for ``patience`` epochs;
     ``restore_best_weights`` puts the best epoch's parameters back when it stops."""
 
     def __init__(self, monitor: str = "val_loss", patience: int = 0, min_delta: float = 0.0,
@@ -143,9 +145,11 @@ class EarlyStopping(_Monitor):
 
 
 class ReduceLROnPlateau(_Monitor):
-    """Multiply the learning rate by ``factor`` when ``monitor`` has not improved for
-    ``patience`` epochs, then wait ``cooldown`` epochs; never below ``min_lr`` (on the
-    optimizer's base rate; a schedule's rates are scaled alike)."""
+    """Lower the learning rate when a monitored value stops improving.
+
+    Multiplies the rate by ``factor`` when ``monitor`` has not improved for ``patience``
+    epochs, then waits ``cooldown`` epochs; never below ``min_lr`` (on the optimizer's base
+    rate; a schedule's rates are scaled alike)."""
 
     def __init__(self, monitor: str = "val_loss", factor: float = 0.1, patience: int = 10,
                  min_delta: float = 1e-4, cooldown: int = 0, min_lr: float = 0.0,
@@ -186,9 +190,11 @@ class ReduceLROnPlateau(_Monitor):
 
 
 class ModelCheckpoint(_Monitor):
-    """Save a checkpoint to ``directory`` (atomically) after each epoch where ``monitor``
-    improved (``save_best_only``; else after every epoch): the best model survives a run
-    that then overfits. Load it with ``Model.load`` or resume from it."""
+    """Keep the best checkpoint of a run (or the latest) in a directory.
+
+    Saves (atomically) after each epoch where ``monitor`` improved (``save_best_only``;
+    else after every epoch): the best model survives a run that then overfits. Load it
+    with ``Model.load`` or resume from it."""
 
     def __init__(self, directory: str | os.PathLike, monitor: str = "val_loss",
                  save_best_only: bool = True, mode: str = "auto", min_delta: float = 0.0) -> None:

@@ -146,6 +146,7 @@ static const struct { const char *name; int widest; unsigned needs; } families[]
     {"quant", QR_SIMD_AVX2, QR_CPU_F16C},  /* quant_avx2.c: quant.c's use_avx2() */
     {"rnn", QR_SIMD_AVX2, 0},              /* rnn_avx2.c */
     {"conv", QR_SIMD_PORTABLE, 0},         /* conv.c (its GEMMs: the gemm family) */
+    {"strided", QR_SIMD_PORTABLE, 0},      /* strided.c (bmm's GEMMs: the gemm family) */
     {"peak", QR_SIMD_AVX512, 0},           /* peak_avx512.c / peak_avx2.c */
 };
 #define QR_NFAMILIES ((int)(sizeof(families) / sizeof(families[0])))

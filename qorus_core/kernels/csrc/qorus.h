@@ -92,7 +92,7 @@ QR_API unsigned qr_simd_missing(int tier);
  * below it; the Python binding refuses to load) */
 QR_API int qr_simd_env_status(void);
 /* Kernel families, 0 .. n-1: qr_simd_family_name(f) ("vec", "elementwise", "gemm", "fused",
- * "quant", "rnn", "conv", "peak"; NULL past the last) and the tier family f runs now (QR_EARG
+ * "quant", "rnn", "conv", "strided", "peak"; NULL past the last) and the tier family f runs now (QR_EARG
  * past the last). "vec" is act.c, norm.c, loss.c and optim.c; "elementwise" the primitives of
  * elementwise.c; "conv" is the im2col / pooling / batchnorm code (its GEMMs run the "gemm"
  * tier). */

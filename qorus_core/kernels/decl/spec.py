@@ -43,7 +43,7 @@ FLOAT = (1e-5, 1e-6)          # tol: rtol, atol where an exp or a summation orde
 #: the SIMD family (csrc/cpu.c) a kernel family's C code belongs to, unless a kernel says
 SIMD_OF = {"dense": "vec", "elementwise": "vec", "act": "vec", "norm": "vec", "loss": "vec",
            "optim": "vec", "fused": "fused", "conv": "conv", "rnn": "rnn", "quant": "quant",
-           "strided": "conv"}   # strided.c: portable C like conv.c (bmm says "gemm")
+           "strided": "strided"}   # bmm says "gemm"
 _C_ERRORS = {-1: "invalid argument", -2: "index out of range", -3: "out of memory"}
 
 
