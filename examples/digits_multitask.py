@@ -16,8 +16,7 @@ import numpy as np
 
 from qorus_core import Input, Model, ops
 from qorus_core.io.datasets import load_digits, split
-from qorus_core.train import (AdamW, BCEWithLogitsLoss, CrossEntropyLoss, EarlyStopping,
-                              Trainer)
+from qorus_core.train import AdamW, BCEWithLogitsLoss, CrossEntropyLoss, EarlyStopping, Trainer
 from qorus_layers_mlp import Dropout, Linear, ReLU
 
 

@@ -340,7 +340,7 @@ add_command("losses", "list registered losses (NAME: one in full)", _setup_list(
             _list_kind("loss"))
 add_command("optimizers", "list registered optimizers (NAME: one in full)",
             _setup_list("optimizer"), _list_kind("optimizer"))
-add_command("callbacks", "list registered training callbacks (NAME: one in full)",
+add_command("callbacks", "list registered callbacks (NAME: one in full)",
             _setup_list("callback"), _list_kind("callback"))
 add_command("plugins", "list plugins, failed ones with the reason", _setup_plugins, _run_plugins)
 add_command("backend", "show the kernel backend and CPU features", _json_flag, _run_backend)

@@ -238,17 +238,14 @@ class Functional(Composite):
                    outputs: Node | Sequence[Node] | dict[str, Node]) -> Functional:
         """The graph between ``inputs`` and ``outputs`` (Nodes made by ``Input`` and layer calls)."""
         ins = _as_node_list(inputs, "inputs")
-        if isinstance(inputs, dict):
-            for k, n in inputs.items():
-                if n.name is None:
-                    n.name = k
-                elif n.name != k:
-                    raise ConfigError(f"Model: input {n.name!r} given under the key {k!r}")
+        keys = list(inputs) if isinstance(inputs, dict) else [None] * len(ins)
         in_names = []
-        for i, n in enumerate(ins):
+        for i, (n, key) in enumerate(zip(ins, keys)):
             if n.call is not None:
                 raise ConfigError(f"Model: inputs[{i}] is a layer's output, not an Input")
-            in_names.append(n.name or (f"input_{i}" if len(ins) > 1 else "x"))
+            if key is not None and n.name is not None and n.name != key:
+                raise ConfigError(f"Model: input {n.name!r} given under the key {key!r}")
+            in_names.append(key or n.name or (f"input_{i}" if len(ins) > 1 else "x"))
         if len(set(in_names)) != len(in_names):
             raise ConfigError(f"Model: two inputs named alike: {in_names}")
         outs = _as_node_list(outputs, "outputs")

@@ -44,42 +44,77 @@ def _random_input(rng: np.random.Generator, shape: tuple[int, ...], dtype: str,
     return np.where(np.abs(x) < 0.1, np.copysign(np.float32(0.1), x) + x, x).astype(np.float32)
 
 
-def _loss_and_grads(model: Model, x: np.ndarray, r: np.ndarray, input_grad: bool):
-    plan = model.plan(len(x), train=True, input_grad=input_grad)
-    plan.x.a[...] = x
-    y = plan.forward().a.astype(np.float64)
-    loss = float(np.sum(y * r))
+def _loss_and_grads(model: Model, xs: dict[str, np.ndarray], rs: dict[str, np.ndarray],
+                    input_grad: bool):
+    plan = model.plan(len(next(iter(xs.values()))), train=True, input_grad=input_grad)
+    for name, x in xs.items():
+        plan.inputs[name].a[...] = x
+    plan.forward()
+    loss = float(sum(np.sum(plan.outputs[k].a.astype(np.float64) * r) for k, r in rs.items()))
     return plan, loss
 
 
-def check_gradients(layer: Layer, input_shape: tuple[int, ...], batch: int = 3, seed: int = 0,
-                    kernels: str | None = "numpy", input_dtype: str = "f32", eps: float = 1e-2,
+def _model_of(layer: Layer, input_shape, input_dtype, seed: int, kernels) -> Model:
+    """A Model of ``layer`` alone: ``Model(layer, shape)`` for one input shape, else a
+    functional one with an Input per shape (named after ``layer.inputs``), every output."""
+    from .functional import Input
+    from .graph import Graph
+    from .tensor import Spec
+
+    if not (isinstance(input_shape, (list, tuple)) and input_shape
+            and isinstance(input_shape[0], (list, tuple))):
+        _, ys = Graph(False).trace_many(layer, [Spec((1, *input_shape), input_dtype)])
+        if len(ys) == 1:
+            return Model(layer, input_shape, input_dtype, seed=seed, kernels=kernels)
+        input_shape, input_dtype = [input_shape], [input_dtype]
+
+    names = [n.rstrip("?*") for n in layer.inputs]
+    if names and layer.inputs[-1].endswith("*"):
+        names = [f"{names[-1]}{i}" for i in range(len(input_shape))]
+    dtypes = [input_dtype] * len(input_shape) if isinstance(input_dtype, str) else list(input_dtype)
+    nodes = [Input(tuple(s), name=n, dtype=d, grad=d == "f32")
+             for n, s, d in zip(names, input_shape, dtypes)]
+    out = layer(*nodes)
+    return Model(inputs=nodes, outputs=list(out) if isinstance(out, tuple) else out, seed=seed,
+                 kernels=kernels)
+
+
+def check_gradients(layer: Layer, input_shape: tuple[int, ...] | list[tuple[int, ...]],
+                    batch: int = 3, seed: int = 0, kernels: str | None = "numpy",
+                    input_dtype: str | list[str] = "f32", eps: float = 1e-2,
                     rtol: float = 2e-2, atol: float = 2e-3, samples: int = 20,
                     input_range: tuple[int, int] | None = None) -> GradCheck:
     """Compare analytic gradients of L = sum(y * r) (r random) with central differences.
 
-    Checks up to ``samples`` random coordinates of the input (float inputs) and of every
-    parameter; raises AssertionError naming the tensor, index and both values on mismatch.
-    The backward runs with both of the contract's rules under test: the parameter gradients
-    are pre-filled with random sentinels and the *increment* is compared (a layer that
-    overwrites instead of adding into ``d<param>`` fails), and ``dx`` is pre-filled with a
-    sentinel too (a layer that adds into ``dx``, or leaves part of it unwritten, fails).
+    Checks up to ``samples`` random coordinates of each float input and of every parameter;
+    raises AssertionError naming the tensor, index and both values on mismatch. A layer of
+    several inputs takes ``input_shape`` as a list of shapes (``input_dtype`` a dtype or a
+    list); L then sums over every output. The backward runs with both of the contract's
+    rules under test: the parameter gradients are pre-filled with random sentinels and the
+    *increment* is compared (a layer that overwrites instead of adding into ``d<param>``
+    fails), and every ``ctx.dxs`` is pre-filled with a sentinel too (a layer that adds into
+    ``dx``, or leaves part of it unwritten, fails).
     """
-    model = Model(layer, input_shape, input_dtype, seed=seed, kernels=kernels)
+    model = _model_of(layer, input_shape, input_dtype, seed, kernels)
     rng = np.random.default_rng(seed + 1)
-    shape = (batch,) + tuple(input_shape)
-    x = _random_input(rng, shape, input_dtype, input_range)
-    r = rng.standard_normal((batch,) + model.output_shape)
-    input_grad = input_dtype == "f32"
-    plan, _ = _loss_and_grads(model, x, r, input_grad)
+    xs = {n: _random_input(rng, (batch,) + s.shape, "f32" if s.dtype == "f32" else "i32",
+                           input_range) for n, s in model.input_specs.items()}
+    if set(model.input_names) & set(model._bools):
+        xs = {n: (x % 2).astype(np.int32) if n in model._bools else x for n, x in xs.items()}
+    rs = {k: rng.standard_normal((batch,) + s.shape) for k, s in model.output_specs.items()}
+    input_grad = any(s.dtype == "f32" for s in model.input_specs.values())
+    plan, _ = _loss_and_grads(model, xs, rs, input_grad)
     grads = model.gradients()
     before = {name: _sentinel(rng, g) for name, g in grads.items()}
     _prefill_input_grads(plan, rng)
-    plan.dy.a[...] = r.astype(np.float32)
+    for k, r in rs.items():
+        plan.doutputs[k].a[...] = r.astype(np.float32)
     plan.backward()
     targets: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    if input_grad:
-        targets["input"] = (x, plan.dx.a.copy())
+    single = len(xs) == 1
+    for n, x in xs.items():
+        if plan.dinputs[n] is not None:
+            targets["input" if single else f"input {n}"] = (x, plan.dinputs[n].a.copy())
     params = model.parameters()
     for name in params:
         increment = grads[name].astype(np.float64) - before[name]
@@ -95,9 +130,9 @@ def check_gradients(layer: Layer, input_shape: tuple[int, ...], batch: int = 3, 
         for i in picks:
             orig = flat[i].copy()
             flat[i] = orig + eps
-            _, lp = _loss_and_grads(model, x, r, input_grad)
+            _, lp = _loss_and_grads(model, xs, rs, input_grad)
             flat[i] = orig - eps
-            _, lm = _loss_and_grads(model, x, r, input_grad)
+            _, lm = _loss_and_grads(model, xs, rs, input_grad)
             flat[i] = orig
             numeric = (lp - lm) / (2 * eps)
             got = float(analytic.reshape(-1)[i])
@@ -105,7 +140,7 @@ def check_gradients(layer: Layer, input_shape: tuple[int, ...], batch: int = 3, 
             worst = max(worst, err)
             checked += 1
             if err > 1.0:
-                what = "increment of the gradient" if name != "input" else "gradient"
+                what = "gradient" if name.startswith("input") else "increment of the gradient"
                 raise AssertionError(
                     f"{layer.type_name}: {what} of {name}[{np.unravel_index(i, values.shape)}] "
                     f"analytic {got:.6g} vs finite difference {numeric:.6g} (backward must "

@@ -338,7 +338,7 @@ def test_a_deep_dag_reuses_memory_and_nests_a_model(kernels):
     inner = _dense_block()
     x = Input((5,), name="x")
     h = x
-    for i in range(6):
+    for _ in range(6):
         h = ops.add(h, Linear(5, 5)(ReLU()(h)))
     m = Model(inputs=x, outputs=inner(h), kernels=kernels)
     mem = m.plan(32, train=True).memory()
@@ -366,3 +366,52 @@ def test_digits_multitask_example(capsys):
     test = mod.main(["--epochs", "4"])
     assert test["digit_accuracy"] > 0.8 and test["high_accuracy"] > 0.8, test
     assert "test: digit accuracy" in capsys.readouterr().out
+
+
+def test_an_output_other_layers_read_gets_both_gradients(kernels):
+    """outputs {h, y(h)}: h's gradient is its loss's plus what flows back from y."""
+    from qorus_layers_mlp import Tanh
+
+    x = Input((4,), name="x", grad=True)
+    h = Tanh()(Linear(4, 5)(x))
+    m = Model(inputs=x, outputs={"h": h, "y": Linear(5, 3)(h)}, seed=0, kernels=kernels)
+    rng = np.random.default_rng(0)
+    xs = rng.standard_normal((2, 4)).astype(np.float32)
+    r = {"h": rng.standard_normal((2, 5)), "y": rng.standard_normal((2, 3))}
+    p = m.plan(2, train=True)
+    p.inputs["x"].a[...] = xs
+    p.forward()
+    for k in r:
+        p.doutputs[k].a[...] = r[k]
+    m.zero_grad()
+    p.backward()
+
+    def total(xx):
+        o = m.predict(xx)
+        return sum((o[k].astype(np.float64) * r[k]).sum() for k in r)
+
+    for i in range(xs.size):
+        a, b = xs.copy(), xs.copy()
+        a.reshape(-1)[i] += 1e-2
+        b.reshape(-1)[i] -= 1e-2
+        num = (total(a) - total(b)) / 2e-2
+        assert abs(num - p.dinputs["x"].a.reshape(-1)[i]) < 1e-3 * (1 + abs(num))
+
+
+def test_check_gradients_takes_layers_of_several_inputs_and_outputs():
+    from qorus_core.ops import Concat, Gather, Split
+
+    assert check_gradients(PairOps(), [(5,), (5,)]).checked >= 10
+    assert check_gradients(Concat(-1), [(2, 3), (2, 4)]).errors.keys() == {"input xs0", "input xs1"}
+    assert "input x" in check_gradients(Gather(1), [(5, 3), (7, 3)], input_dtype=["f32", "i32"],
+                                        input_range=(0, 5)).errors
+    assert check_gradients(Split(sizes=[2, 4], axis=1), (6, 2)).checked > 0
+
+    class Wrong(PairOps):
+        def backward(self, dy, ctx):
+            super().backward(dy, ctx)
+            ctx.k.scale(ctx.dxs[1], 1.1)       # 10% off in the gate's gradient
+            return ctx.dx
+
+    with pytest.raises(AssertionError, match="gradient of input gate"):
+        check_gradients(Wrong(), [(5,), (5,)])
