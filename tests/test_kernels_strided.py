@@ -650,6 +650,56 @@ def test_a_call_allocates_nothing_after_a_warm_up(k, name):
     assert trace.array_bytes == 0, (name, trace.where)
 
 
+def test_lists_of_a_copy_are_cached_too(k):
+    """strided_copy with lists (unhashable) is planned by their tuples, cached: no array
+    after a warm-up, the result the tuples'."""
+    src, got, want = T(rnd((4, 5), 130)), T(np.zeros((5, 4))), T(np.zeros((5, 4)))
+    k.strided_copy(src, want, (5, 4), 0, (1, 5), 0, (4, 1))
+    fn = lambda: k.strided_copy(src, got, [5, 4], 0, [1, 5], 0, [4, 1])  # noqa: E731
+    fn()
+    assert trace_allocations(fn, repeat=3).array_bytes == 0
+    np.testing.assert_array_equal(got.a, want.a)
+
+
+# ----------------------------------------------------------------------------- C geometry
+def test_the_geometry_is_one_cached_read_only_array():
+    """C takes a call's merged geometry as one pointer to an int64 array (d0..d5, then each
+    operand's strides), made once per geometry and held by its cache entry."""
+    from qorus_core.kernels.decl import strided as S
+    g = S.geometry((7, 3, 5), ((7, 1, 5), (1, 3, 5)), True)
+    assert S.geometry((7, 3, 5), ((7, 1, 5), (1, 3, 5)), True) is g
+    assert g.geom.dtype == np.int64 and g.geom.flags.c_contiguous and not g.geom.flags.writeable
+    assert g.p == g.geom.ctypes.data
+    assert g.geom.tolist() == [1, 1, 1, 7, 3, 5] + [0, 0, 0, 5, 0, 1] + [0, 0, 0, 0, 5, 1]
+    p = S.copy_plan((5, 4), (1, 5), (4, 1))
+    assert S.copy_plan((5, 4), (1, 5), (4, 1)) is p and not p.geom.flags.writeable
+    assert p.p == p.geom.ctypes.data
+    assert p.geom.tolist() == [1, 1, 1, 1, 5, 4] + [0, 0, 0, 0, 1, 5] + [0, 0, 0, 0, 4, 1]
+    assert S.copy_plan((0, 4), (1, 5), (4, 1)).geom.tolist()[:6] == [0, 1, 1, 1, 1, 1]
+
+
+@pytest.mark.skipif("c" not in SETS, reason="C kernel library unavailable")
+def test_the_c_geometry_kernels_take_one_pointer_and_refuse_null():
+    """Each broadcasting kernel and the copy: its tensors, its scalars and one geometry
+    pointer; a NULL geometry is QR_EARG (-1), nothing touched."""
+    import ctypes
+    ck = get_kernels("c")
+    o = T(np.full(4, 3.0))
+    # symbol: (the arguments before the geometry, those after it)
+    calls = {"qr_bcast_binary_f32": ([o.wp] * 3 + [0], []),
+             "qr_bcast_binary_bwd_f32": ([o.wp] * 5 + [0], []),
+             "qr_sum_to_f32": ([o.wp] * 2, [1.0, 0.0]),
+             "qr_strided_copy_f32": ([o.wp] * 2, [0]),
+             "qr_bcast_where_f32": ([o.wp] * 4 + [0], []),
+             "qr_bcast_where_bwd_f32": ([o.wp] * 4 + [0], [])}
+    for name, (before, after) in calls.items():
+        fn = getattr(ck, "_" + name)
+        assert len(fn.argtypes) == len(before) + 1 + len(after), (name, fn.argtypes)
+        assert fn.argtypes[len(before)] is ctypes.c_void_p, name     # the geometry
+        assert fn(*before, None, *after) == -1, name
+    np.testing.assert_array_equal(o.a, 3.0)
+
+
 def test_results_do_not_depend_on_the_thread_count(threads):
     """The C kernels split large calls over threads (elementwise work, the copy, the axis
     kernels, the batch of a bmm of small products): the same bits on 1 thread and on 4."""

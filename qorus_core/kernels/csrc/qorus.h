@@ -463,41 +463,32 @@ QR_API int qr_gru_cell_bwd_f32(const float *gates, const float *hn, const float 
  * merges the call's dims into d0..d5 (outermost first, padded in front with 1s); the output
  * (sum_to: x; a backward: dy) is contiguous over them, and each other operand comes with its
  * element strides over them, sa0..sa5 etc. (0: broadcast along that dim; contiguous
- * otherwise). An output may be an input only as the same buffer of the output's full size.
- * Elementwise results do not depend on the thread count; reductions (sum_to, a gradient
- * summed to a broadcast input) run on the calling thread, in double, in element order.
+ * otherwise). The geometry comes as one int64 array `geom` (the check caches it per
+ * geometry): d0..d5, then each operand's six strides in the order each kernel lists (geom
+ * NULL: QR_EARG). An output may be an input only as the same buffer of the output's full
+ * size. Elementwise results do not depend on the thread count; reductions (sum_to, a
+ * gradient summed to a broadcast input) run on the calling thread, in double, in element
+ * order.
  *
  * out[d] = a[sa] OP b[sb]: op 0 add, 1 sub, 2 mul, 3 div, 4 maximum, 5 minimum (NumPy's:
- * NaN wins, a tie gives b) */
+ * NaN wins, a tie gives b); geom: d0..d5, sa0..sa5, sb0..sb5 */
 QR_API int qr_bcast_binary_f32(const float *a, const float *b, float *out, int op,
-                               int64_t d0, int64_t d1, int64_t d2, int64_t d3, int64_t d4,
-                               int64_t d5, int64_t sa0, int64_t sa1, int64_t sa2, int64_t sa3,
-                               int64_t sa4, int64_t sa5, int64_t sb0, int64_t sb1, int64_t sb2,
-                               int64_t sb3, int64_t sb4, int64_t sb5);
+                               const int64_t *geom);
 /* da (strides sa: a's shape), db (sb) overwritten with the gradients of out = a OP b from
  * dy[d] summed to their shapes; either may be NULL (not wanted); a and b read by mul, div,
  * maximum, minimum only. add: dy, dy; sub: dy, -dy; mul: dy b, dy a; div: t = dy / b, t,
  * -((t a) / b); maximum / minimum: the winner takes dy, a tie gives dy / 2 to each. */
 QR_API int qr_bcast_binary_bwd_f32(const float *a, const float *b, const float *dy, float *da,
-                                   float *db, int op, int64_t d0, int64_t d1, int64_t d2,
-                                   int64_t d3, int64_t d4, int64_t d5, int64_t sa0,
-                                   int64_t sa1, int64_t sa2, int64_t sa3, int64_t sa4,
-                                   int64_t sa5, int64_t sb0, int64_t sb1, int64_t sb2,
-                                   int64_t sb3, int64_t sb4, int64_t sb5);
-/* out = beta * out + alpha * x[d] summed over the dims out is broadcast on (strides so);
- * beta == 0 never reads out */
-QR_API int qr_sum_to_f32(const float *x, float *out, int64_t d0, int64_t d1, int64_t d2,
-                         int64_t d3, int64_t d4, int64_t d5, int64_t so0, int64_t so1,
-                         int64_t so2, int64_t so3, int64_t so4, int64_t so5, float alpha,
+                                   float *db, int op, const int64_t *geom);
+/* out = beta * out + alpha * x[d] summed over the dims out is broadcast on (geom: d0..d5,
+ * out's strides so0..so5); beta == 0 never reads out */
+QR_API int qr_sum_to_f32(const float *x, float *out, const int64_t *geom, float alpha,
                          float beta);
 /* For every index i of d: dst[i . ds] = src[i . ss] (accumulate: += in float32), 4-byte
- * elements (float32 or int32 copied as bits); strides >= 0 in elements, dst's reaching each
- * element once; src and dst (already offset) must not overlap. */
-QR_API int qr_strided_copy_f32(const void *src, void *dst, int64_t d0, int64_t d1, int64_t d2,
-                               int64_t d3, int64_t d4, int64_t d5, int64_t ss0, int64_t ss1,
-                               int64_t ss2, int64_t ss3, int64_t ss4, int64_t ss5, int64_t ds0,
-                               int64_t ds1, int64_t ds2, int64_t ds3, int64_t ds4, int64_t ds5,
-                               int accumulate);
+ * elements (float32 or int32 copied as bits); geom: d0..d5, ss0..ss5, ds0..ds5; strides >= 0
+ * in elements, dst's reaching each element once; src and dst (already offset) must not
+ * overlap. */
+QR_API int qr_strided_copy_f32(const void *src, void *dst, const int64_t *geom, int accumulate);
 /* x[outer, n, inner] -> out, idx[outer, inner]: the max over n and its first index (int32);
  * the first NaN wins (torch.max(dim)). n >= 1. Backward: dx[outer, n, inner] = 0 except
  * dx[o, idx[o, i], i] = dy[o, i]; an idx outside [0, n): QR_ETARGET, nothing written. */
@@ -514,21 +505,12 @@ QR_API int qr_gather_axis_f32(const float *x, const int32_t *idx, float *out, in
 QR_API int qr_gather_axis_bwd_f32(const float *dy, const int32_t *idx, float *dx,
                                   int64_t outer, int64_t n, int64_t m, int64_t inner);
 /* out[d] = cond[sc] != 0 ? a[sa] : b[sb] (cond int32 when cond_i32, else float32: a NaN is
- * nonzero). Backward: da (sa) = dy * mask, db (sb) = dy * (1 - mask), each summed to its
- * shape; either may be NULL. */
+ * nonzero); geom: d0..d5, sc0..sc5, sa0..sa5, sb0..sb5. Backward: da (sa) = dy * mask, db
+ * (sb) = dy * (1 - mask), each summed to its shape; either may be NULL. */
 QR_API int qr_bcast_where_f32(const void *cond, const float *a, const float *b, float *out,
-                              int cond_i32, int64_t d0, int64_t d1, int64_t d2, int64_t d3,
-                              int64_t d4, int64_t d5, int64_t sc0, int64_t sc1, int64_t sc2,
-                              int64_t sc3, int64_t sc4, int64_t sc5, int64_t sa0, int64_t sa1,
-                              int64_t sa2, int64_t sa3, int64_t sa4, int64_t sa5, int64_t sb0,
-                              int64_t sb1, int64_t sb2, int64_t sb3, int64_t sb4, int64_t sb5);
+                              int cond_i32, const int64_t *geom);
 QR_API int qr_bcast_where_bwd_f32(const void *cond, const float *dy, float *da, float *db,
-                                  int cond_i32, int64_t d0, int64_t d1, int64_t d2, int64_t d3,
-                                  int64_t d4, int64_t d5, int64_t sc0, int64_t sc1,
-                                  int64_t sc2, int64_t sc3, int64_t sc4, int64_t sc5,
-                                  int64_t sa0, int64_t sa1, int64_t sa2, int64_t sa3,
-                                  int64_t sa4, int64_t sa5, int64_t sb0, int64_t sb1,
-                                  int64_t sb2, int64_t sb3, int64_t sb4, int64_t sb5);
+                                  int cond_i32, const int64_t *geom);
 /* C[i] = alpha * op(A[i]) @ op(B[i]) + beta * C[i] for i < batch, each as qr_gemm_f32:
  * A [batch, M, K] (or [batch, K, M] if trans_a), B [batch, K, N] (or [batch, N, K] if
  * trans_b), C [batch, M, N]; C must not overlap A or B. */

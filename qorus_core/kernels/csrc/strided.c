@@ -6,8 +6,11 @@
  * Geometry: the Python check merges a call's dimensions (size-1 ones dropped, adjacent ones
  * contiguous for every operand merged) into SD = 6 dims d0..d5, outermost first, padded in
  * front with 1s, and gives every operand its element strides s0..s5 over them (0: broadcast
- * along that dim). The output of a broadcasting op (the input x of sum_to, dy of a backward)
- * is contiguous over d0..d5: element (i0..i5) is at sum i_k prod_{j>k} d_j.
+ * along that dim), all packed in one int64 array `geom`: d0..d5, then each operand's
+ * strides s0..s5 in the order of the signature (the check caches it per geometry: a call
+ * passes one pointer, not 12 to 24 scalars). The output of a broadcasting op (the input x of
+ * sum_to, dy of a backward) is contiguous over d0..d5: element (i0..i5) is at
+ * sum i_k prod_{j>k} d_j.
  *
  * Portable C (no SIMD twins): the innermost loops are plain, contiguous where the strides
  * allow, for the compiler to vectorize. Elementwise results (forward, copies, a backward
@@ -27,6 +30,15 @@ typedef struct {
     int64_t s[SD_OPS][SD];
     int nops;
 } sd_geom;
+
+/* g from the packed geom (d0..d5, then nops operands' strides); 0 when geom is NULL */
+static int geom_load(sd_geom *g, const int64_t *geom, int nops) {
+    if (!geom) return 0;
+    memcpy(g->d, geom, sizeof g->d);
+    for (int o = 0; o < nops; o++) memcpy(g->s[o], geom + SD * (1 + o), sizeof g->s[o]);
+    g->nops = nops;
+    return 1;
+}
 
 /* dims >= 0, strides >= 0; the element count in *total */
 static int geom_ok(const sd_geom *g, int64_t *total) {
@@ -146,17 +158,12 @@ static void bin_row(void *p, const int64_t *off, int64_t flat, int64_t n) {
     }
 }
 
-#define SD_DIMS int64_t d0, int64_t d1, int64_t d2, int64_t d3, int64_t d4, int64_t d5
-#define SD_STR(p) int64_t p##0, int64_t p##1, int64_t p##2, int64_t p##3, int64_t p##4, \
-                  int64_t p##5
-#define SD_D {d0, d1, d2, d3, d4, d5}
-#define SD_S(p) {p##0, p##1, p##2, p##3, p##4, p##5}
-
-int qr_bcast_binary_f32(const float *a, const float *b, float *out, int op, SD_DIMS,
-                        SD_STR(sa), SD_STR(sb)) {
-    sd_geom g = {SD_D, {SD_S(sa), SD_S(sb)}, 2};
+int qr_bcast_binary_f32(const float *a, const float *b, float *out, int op,
+                        const int64_t *geom) {
+    sd_geom g;
     int64_t total;
-    if (op < OP_ADD || op > OP_MIN || !geom_ok(&g, &total)) return QR_EARG;
+    if (op < OP_ADD || op > OP_MIN || !geom_load(&g, geom, 2) || !geom_ok(&g, &total))
+        return QR_EARG;
     if (total == 0) return QR_OK;
     NEED(a); NEED(b); NEED(out);
     bin_ctx c = {op, a, b, out, g.s[0][SD - 1], g.s[1][SD - 1]};
@@ -264,10 +271,11 @@ static void bwd_row(void *p, const int64_t *off, int64_t flat, int64_t len) {
 }
 
 int qr_bcast_binary_bwd_f32(const float *a, const float *b, const float *dy, float *da,
-                            float *db, int op, SD_DIMS, SD_STR(sa), SD_STR(sb)) {
-    sd_geom g = {SD_D, {SD_S(sa), SD_S(sb)}, 2};
+                            float *db, int op, const int64_t *geom) {
+    sd_geom g;
     int64_t total;
-    if (op < OP_ADD || op > OP_MIN || !geom_ok(&g, &total)) return QR_EARG;
+    if (op < OP_ADD || op > OP_MIN || !geom_load(&g, geom, 2) || !geom_ok(&g, &total))
+        return QR_EARG;
     if (!da && !db) return QR_OK;
     if (total > 0) {
         NEED(dy);
@@ -305,11 +313,11 @@ static void sum_row(void *p, const int64_t *off, int64_t flat, int64_t n) {
     }
 }
 
-int qr_sum_to_f32(const float *x, float *out, SD_DIMS, SD_STR(so), float alpha, float beta) {
-    sd_geom g = {SD_D, {SD_S(so)}, 1};
+int qr_sum_to_f32(const float *x, float *out, const int64_t *geom, float alpha, float beta) {
+    sd_geom g;
     int64_t total;
     int reduced;
-    if (!geom_ok(&g, &total)) return QR_EARG;
+    if (!geom_load(&g, geom, 1) || !geom_ok(&g, &total)) return QR_EARG;
     const int64_t n = op_size(&g, 0, &reduced);
     if (n == 0) return QR_OK;
     NEED(out);
@@ -347,11 +355,10 @@ static void copy_row(void *p, const int64_t *off, int64_t flat, int64_t n) {
     else for (int64_t i = 0; i < n; i++) d[i * ds] = s[i * ss];
 }
 
-int qr_strided_copy_f32(const void *src, void *dst, SD_DIMS, SD_STR(ss), SD_STR(ds),
-                        int accumulate) {
-    sd_geom g = {SD_D, {SD_S(ss), SD_S(ds)}, 2};
+int qr_strided_copy_f32(const void *src, void *dst, const int64_t *geom, int accumulate) {
+    sd_geom g;
     int64_t total;
-    if (!geom_ok(&g, &total)) return QR_EARG;
+    if (!geom_load(&g, geom, 2) || !geom_ok(&g, &total)) return QR_EARG;
     if (total == 0) return QR_OK;
     NEED(src); NEED(dst);
     copy_ctx c = {src, dst, g.s[0][SD - 1], g.s[1][SD - 1], accumulate != 0};
@@ -537,10 +544,10 @@ static void where_row(void *p, const int64_t *off, int64_t flat, int64_t len) {
 }
 
 int qr_bcast_where_f32(const void *cond, const float *a, const float *b, float *out,
-                       int cond_i32, SD_DIMS, SD_STR(sc), SD_STR(sa), SD_STR(sb)) {
-    sd_geom g = {SD_D, {SD_S(sc), SD_S(sa), SD_S(sb)}, 3};
+                       int cond_i32, const int64_t *geom) {
+    sd_geom g;
     int64_t total;
-    if (!geom_ok(&g, &total)) return QR_EARG;
+    if (!geom_load(&g, geom, 3) || !geom_ok(&g, &total)) return QR_EARG;
     if (total == 0) return QR_OK;
     NEED(cond); NEED(a); NEED(b); NEED(out);
     where_ctx c = {cond, cond_i32 != 0, a, b, out, {0}, {0}, 0,
@@ -567,10 +574,10 @@ static void where_bwd_row(void *p, const int64_t *off, int64_t flat, int64_t len
 }
 
 int qr_bcast_where_bwd_f32(const void *cond, const float *dy, float *da, float *db,
-                           int cond_i32, SD_DIMS, SD_STR(sc), SD_STR(sa), SD_STR(sb)) {
-    sd_geom g = {SD_D, {SD_S(sc), SD_S(sa), SD_S(sb)}, 3};
+                           int cond_i32, const int64_t *geom) {
+    sd_geom g;
     int64_t total;
-    if (!geom_ok(&g, &total)) return QR_EARG;
+    if (!geom_load(&g, geom, 3) || !geom_ok(&g, &total)) return QR_EARG;
     if (!da && !db) return QR_OK;
     if (total > 0) { NEED(cond); NEED(dy); }
     where_ctx c = {cond, cond_i32 != 0, 0, 0, 0, {0}, {0}, dy,

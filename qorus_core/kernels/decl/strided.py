@@ -8,8 +8,10 @@ Broadcasting is NumPy's (shapes right-aligned, a dimension 1 or equal). The chec
 both sets, computes the geometry once per shape combination (cached): size-1 dimensions
 dropped, adjacent dimensions merged where every operand is contiguous across them, at most
 ``MAX_DIMS`` left, padded in front with size-1 dimensions; each operand gets its element
-strides over them (0 along a dimension it is broadcast on). C takes those as scalars; NumPy
-reshapes its views to the merged shapes (views, no copies).
+strides over them (0 along a dimension it is broadcast on). C takes those packed in one
+int64 array (d0..d5, then each operand's strides), made once per geometry and kept alive by
+its cache entry, by its address (one pointer argument: a ctypes call pays per argument);
+NumPy reshapes its views to the merged shapes (views, no copies).
 """
 
 from __future__ import annotations
@@ -33,21 +35,21 @@ ADD, SUB, MUL, DIV, MAXIMUM, MINIMUM = range(6)
 MAX_DIMS = 6
 
 _UFUNCS = (np.add, np.subtract, np.multiply, np.divide, np.maximum, np.minimum)
-_ND = range(MAX_DIMS)
-
-
-def _names(prefix: str) -> list[str]:
-    return [f"{prefix}{i}" for i in _ND]
-
-
-_D = _names("d")
 
 
 # ----------------------------------------------------------------------------- geometry
+def _packed(values: list[int]) -> tuple[np.ndarray, int]:
+    """C's geometry: ``values`` as a read-only contiguous int64 array, and its address."""
+    arr = np.array(values, dtype=np.int64)
+    arr.flags.writeable = False
+    return arr, arr.ctypes.data
+
+
 class Geometry(NamedTuple):
     """The merged geometry of a broadcasting call over a full shape and its inputs."""
 
-    c: tuple[int, ...]                  # d0..d5, then each input's strides s0..s5 (C)
+    geom: np.ndarray                    # C's: d0..d5, then each input's strides s0..s5
+    p: int                              # geom's address (geom lives as long as this entry)
     shape: tuple[int, ...]              # the merged full shape (NumPy's views)
     shapes: tuple[tuple[int, ...], ...]  # each input's merged shape (1 where broadcast)
     axes: tuple[tuple[int, ...], ...]   # each input's broadcast axes (a gradient sums them)
@@ -95,14 +97,7 @@ def geometry(full: tuple[int, ...], ins: tuple[tuple[int, ...], ...],
         c += [0] * pad + st
         shapes.append(tuple(1 if pats[k][j] else dims[k] for k in range(len(dims))))
         axes.append(tuple(k for k in range(len(dims)) if pats[k][j]))
-    return Geometry(tuple(c), tuple(dims), tuple(shapes), tuple(axes))
-
-
-def _geometry(kernel: str, full: tuple, ins: tuple, exact: bool, **tensors) -> Geometry:
-    g = geometry(full, ins, exact)
-    if g.__class__ is str:
-        raise sizes_error(kernel, g, **tensors)
-    return g
+    return Geometry(*_packed(c), tuple(dims), tuple(shapes), tuple(axes))
 
 
 def _f32(kernel: str, **tensors) -> None:
@@ -155,24 +150,28 @@ def _emit(g: np.ndarray, D: np.ndarray | None, axes: tuple[int, ...]) -> None:
 
 
 # ----------------------------------------------------------------------------- bcast_binary
-def check_bcast_binary(kernel: str, a: Tensor, b: Tensor, out: Tensor, op) -> tuple[int, ...]:
-    """(op, d0..d5, a's strides, b's strides), or KernelError."""
+def check_bcast_binary(kernel: str, a: Tensor, b: Tensor, out: Tensor,
+                       op) -> tuple[int, Geometry]:
+    """(op, the Geometry: d0..d5, a's strides, b's strides), or KernelError."""
     opc = _opcode(kernel, op)
     if a.dtype != "f32" or b.dtype != "f32" or out.dtype != "f32":
         _f32(kernel, a=a, b=b, out=out)
-    g = _geometry(kernel, out.shape, (a.shape, b.shape), True, a=a, b=b, out=out)
+    g = geometry(out.shape, (a.shape, b.shape), True)   # its error's keywords: off the fast path
+    if g.__class__ is str:
+        raise sizes_error(kernel, g, a=a, b=b, out=out)
     if _overlap(out, a) or _overlap(out, b):
         _no_overlap(kernel, out.size, {"out": out}, {"a": a, "b": b})
-    return (opc,) + g.c
+    return opc, g
 
 
-_SA, _SB, _SC = _names("sa"), _names("sb"), _names("sc")
-_BIN_DIMS = ["opc", *_D, *_SA, *_SB]
+# the check's values: the op (or cond's dtype) and the Geometry; C gets its address, read
+# from the local `geom`, which keeps the array alive through the call
+_GEOM_DIMS = "opc geom"
 _TIES = lambda shape: lambda rng: rng.integers(-2, 3, shape).astype(np.float32)  # noqa: E731
 
 
-@kernel(FAMILY, "a b out:out", check=check_bcast_binary, dims=" ".join(_BIN_DIMS),
-        c=f"qr_bcast_binary_f32(a, b, out, opc:int, {', '.join(_BIN_DIMS[1:])})", tol=EXACT,
+@kernel(FAMILY, "a b out:out", check=check_bcast_binary, dims=_GEOM_DIMS,
+        c="qr_bcast_binary_f32(a, b, out, opc:int, geom.p:ptr)", tol=EXACT,
         examples=[dict(a=(7, 1, 5), b=(1, 3, 5), out=(7, 3, 5), op=ADD),
                   dict(a=(4, 1), b=(3,), out=(4, 3), op=SUB),
                   dict(a=(2, 3, 4, 5), b=(1,), out=(2, 3, 4, 5), op=MUL),
@@ -209,8 +208,8 @@ def bcast_binary(self, a: Tensor, b: Tensor, out: Tensor, op: int) -> None:
 
 
 def check_bcast_binary_bwd(kernel: str, a: Tensor | None, b: Tensor | None, dy: Tensor,
-                           da: Tensor | None, db: Tensor | None, op) -> tuple[int, ...]:
-    """(op, d0..d5, a's (da's) strides, b's (db's) strides), or KernelError."""
+                           da: Tensor | None, db: Tensor | None, op) -> tuple[int, Geometry]:
+    """(op, the Geometry: d0..d5, a's (da's) strides, b's (db's) strides), or KernelError."""
     opc = _opcode(kernel, op)
     _f32(kernel, a=a, b=b, dy=dy, da=da, db=db)
     if opc >= MUL and (a is None or b is None):
@@ -221,17 +220,18 @@ def check_bcast_binary_bwd(kernel: str, a: Tensor | None, b: Tensor | None, dy: 
                               **{nx: x, ndx: dx})
     sa = (da if da is not None else a if a is not None else dy).shape
     sb = (db if db is not None else b if b is not None else dy).shape
-    g = _geometry(kernel, dy.shape, (sa, sb), False, a=a, b=b, dy=dy, da=da, db=db)
+    g = geometry(dy.shape, (sa, sb), False)
+    if g.__class__ is str:
+        raise sizes_error(kernel, g, a=a, b=b, dy=dy, da=da, db=db)
     _no_overlap(kernel, dy.size, {"da": da, "db": db}, {"a": a, "b": b, "dy": dy})
-    return (opc,) + g.c
+    return opc, g
 
 
 _BWD = dict(a=(7, 1, 5), b=(1, 3, 5), dy=(7, 3, 5), da=(7, 1, 5), db=(1, 3, 5))
 
 
 @kernel(FAMILY, "a:f32? b:f32? dy da:out? db:out?", check=check_bcast_binary_bwd,
-        dims=" ".join(_BIN_DIMS),
-        c=f"qr_bcast_binary_bwd_f32(a, b, dy, da, db, opc:int, {', '.join(_BIN_DIMS[1:])})",
+        dims=_GEOM_DIMS, c="qr_bcast_binary_bwd_f32(a, b, dy, da, db, opc:int, geom.p:ptr)",
         examples=[{**_BWD, "op": MUL},
                   {**_BWD, "op": ADD, "a": None, "b": None},
                   {**_BWD, "op": SUB, "da": None},
@@ -299,8 +299,8 @@ def bcast_binary_bwd(self, a: Tensor | None, b: Tensor | None, dy: Tensor, da: T
 
 
 # ----------------------------------------------------------------------------- sum_to
-def check_sum_to(kernel: str, x: Tensor, out: Tensor, alpha, beta) -> tuple[int, ...]:
-    """(d0..d5 of x, out's strides over them), or KernelError."""
+def check_sum_to(kernel: str, x: Tensor, out: Tensor, alpha, beta) -> Geometry:
+    """The Geometry (d0..d5 of x, out's strides over them), or KernelError."""
     if x.dtype != "f32" or out.dtype != "f32":
         _f32(kernel, x=x, out=out)
     g = geometry(x.shape, (out.shape,), False)
@@ -309,14 +309,11 @@ def check_sum_to(kernel: str, x: Tensor, out: Tensor, alpha, beta) -> tuple[int,
                           x=x, out=out)
     if _overlap(x, out):
         raise KernelError(f"{kernel}: x {x.shape} and out {out.shape} overlap")
-    return g.c
+    return g
 
 
-_SO = _names("so")
-
-
-@kernel(FAMILY, "x out:inout", check=check_sum_to, dims=" ".join(_D + _SO),
-        c=f"qr_sum_to_f32(x, out, {', '.join(_D + _SO)}, alpha:f32, beta:f32)",
+@kernel(FAMILY, "x out:inout", check=check_sum_to, dims="geom",
+        c="qr_sum_to_f32(x, out, geom.p:ptr, alpha:f32, beta:f32)",
         tol=(1e-5, 1e-5),
         examples=[dict(x=(4, 5, 6), out=(5, 1)), dict(x=(4, 5, 6), out=(1, 5, 1)),
                   dict(x=(4, 5, 6), out=(6,)), dict(x=(4, 5, 6), out=(1,), alpha=0.5),
@@ -354,7 +351,8 @@ def sum_to(self, x: Tensor, out: Tensor, alpha: float = 1.0, beta: float = 0.0) 
 class CopyPlan(NamedTuple):
     """A strided copy, merged: C's dims and strides, the extents reached, NumPy's view."""
 
-    c: tuple[int, ...]                  # d0..d5, src strides, dst strides (elements)
+    geom: np.ndarray                    # C's: d0..d5, src strides, dst strides (elements)
+    p: int                              # geom's address (geom lives as long as this plan)
     total: int                          # elements copied
     src_extent: int                     # largest src index reached, past the offset
     dst_extent: int
@@ -383,7 +381,7 @@ def copy_plan(shape: tuple, src_strides: tuple, dst_strides: tuple) -> CopyPlan 
     for d in shape:
         total *= d
     if total == 0:
-        return CopyPlan((0,) + (1,) * (MAX_DIMS - 1) + (0,) * (2 * MAX_DIMS), 0, 0, 0,
+        return CopyPlan(*_packed([0] + [1] * (MAX_DIMS - 1) + [0] * (2 * MAX_DIMS)), 0, 0, 0,
                         (0,), (0,), (0,))
     dims = sorted(((d, s, t) for d, s, t in zip(shape, ss, ds) if d != 1),
                   key=lambda e: -e[2])
@@ -404,8 +402,8 @@ def copy_plan(shape: tuple, src_strides: tuple, dst_strides: tuple) -> CopyPlan 
         return f"shape {shape} needs {len(merged)} dimensions after merging, more than {MAX_DIMS}"
     pad = [[1, 0, 0]] * (MAX_DIMS - len(merged))
     full = pad + merged
-    c = tuple(e[0] for e in full) + tuple(e[1] for e in full) + tuple(e[2] for e in full)
-    return CopyPlan(c, total, sum((d - 1) * s for d, s, _ in merged),
+    c = [e[0] for e in full] + [e[1] for e in full] + [e[2] for e in full]
+    return CopyPlan(*_packed(c), total, sum((d - 1) * s for d, s, _ in merged),
                     sum((d - 1) * t for d, _, t in merged), tuple(e[0] for e in merged),
                     tuple(4 * e[1] for e in merged), tuple(4 * e[2] for e in merged))
 
@@ -413,16 +411,20 @@ def copy_plan(shape: tuple, src_strides: tuple, dst_strides: tuple) -> CopyPlan 
 def _copy_plan(kernel: str, shape, src_strides, dst_strides) -> CopyPlan:
     try:
         p = copy_plan(shape, src_strides, dst_strides)
-    except TypeError:                  # a list (unhashable): the same plan, uncached
-        p = copy_plan.__wrapped__(shape, src_strides, dst_strides)
+    except TypeError:                  # a list (unhashable): cached by its tuple, else uncached
+        try:
+            p = copy_plan(tuple(shape), tuple(src_strides), tuple(dst_strides))
+        except TypeError:
+            p = copy_plan.__wrapped__(shape, src_strides, dst_strides)
     if p.__class__ is str:
         raise KernelError(f"{kernel}: {p}")
     return p
 
 
 def check_strided_copy(kernel: str, src: Tensor, dst: Tensor, shape, src_offset, src_strides,
-                       dst_offset, dst_strides, accumulate) -> tuple[int, ...]:
-    """(src_offset, dst_offset, d0..d5, src strides, dst strides), or KernelError."""
+                       dst_offset, dst_strides, accumulate) -> tuple[int, int, CopyPlan]:
+    """(src_offset, dst_offset, the CopyPlan: d0..d5, src strides, dst strides), or
+    KernelError."""
     p = _copy_plan(kernel, shape, src_strides, dst_strides)
     so, do = operator.index(src_offset), operator.index(dst_offset)
     if src.dtype != dst.dtype or (accumulate and src.dtype != "f32"):
@@ -436,17 +438,16 @@ def check_strided_copy(kernel: str, src: Tensor, dst: Tensor, shape, src_offset,
     if p.total and (src.p + 4 * so < dst.p + 4 * (do + p.dst_extent + 1)
                     and dst.p + 4 * do < src.p + 4 * (so + p.src_extent + 1)):
         raise KernelError(f"{kernel}: src {src.shape} and dst {dst.shape} overlap")
-    return (so, do) + p.c
+    return so, do, p
 
 
-_CP_DIMS = ["soff", "doff", *_D, *_names("ss"), *_names("ds")]
 _I32 = lambda shape: lambda rng: rng.integers(-1000, 1000, shape).astype(np.int32)  # noqa: E731
 
 
 @kernel(FAMILY, "src:any:free dst:out:any:free", check=check_strided_copy,
-        dims=" ".join(_CP_DIMS),
-        c=f"qr_strided_copy_f32(src.p + 4 * soff:ptr, dst.wp + 4 * doff:ptr, "
-          f"{', '.join(_CP_DIMS[2:])}, accumulate:bool)", tol=EXACT,
+        dims="soff doff plan",
+        c="qr_strided_copy_f32(src.p + 4 * soff:ptr, dst.wp + 4 * doff:ptr, plan.p:ptr, "
+          "accumulate:bool)", tol=EXACT,
         examples=[dict(src=(4, 5), dst=(5, 4), shape=(5, 4), src_offset=0, src_strides=(1, 5),
                        dst_offset=0, dst_strides=(4, 1)),
                   dict(src=(3, 4), dst=(5, 4), shape=(3, 4), src_offset=0, src_strides=(4, 1),
@@ -704,24 +705,25 @@ def _cond(kernel: str, cond: Tensor) -> int:
 
 
 def check_bcast_where(kernel: str, cond: Tensor, a: Tensor, b: Tensor,
-                      out: Tensor) -> tuple[int, ...]:
-    """(cond is i32, d0..d5, cond's, a's and b's strides), or KernelError."""
+                      out: Tensor) -> tuple[int, Geometry]:
+    """(cond is i32, the Geometry: d0..d5, cond's, a's and b's strides), or KernelError."""
     ci = _cond(kernel, cond)
     if a.dtype != "f32" or b.dtype != "f32" or out.dtype != "f32":
         _f32(kernel, a=a, b=b, out=out)
-    g = _geometry(kernel, out.shape, (cond.shape, a.shape, b.shape), True, cond=cond, a=a, b=b,
-                  out=out)
+    g = geometry(out.shape, (cond.shape, a.shape, b.shape), True)
+    if g.__class__ is str:
+        raise sizes_error(kernel, g, cond=cond, a=a, b=b, out=out)
     _no_overlap(kernel, out.size, {"out": out}, {"cond": cond, "a": a, "b": b})
-    return (ci,) + g.c
+    return ci, g
 
 
-_WHERE_DIMS = ["ci", *_D, *_SC, *_SA, *_SB]
+_WHERE_DIMS = "ci geom"
 _MASK = lambda shape: lambda rng: (rng.random(shape) < 0.5).astype(np.float32)  # noqa: E731
 _IMASK = lambda shape: lambda rng: rng.integers(-1, 2, shape).astype(np.int32)  # noqa: E731
 
 
-@kernel(FAMILY, "cond:any a b out:out", check=check_bcast_where, dims=" ".join(_WHERE_DIMS),
-        c=f"qr_bcast_where_f32(cond, a, b, out, ci:int, {', '.join(_WHERE_DIMS[1:])})",
+@kernel(FAMILY, "cond:any a b out:out", check=check_bcast_where, dims=_WHERE_DIMS,
+        c="qr_bcast_where_f32(cond, a, b, out, ci:int, geom.p:ptr)",
         tol=EXACT,
         examples=[dict(cond=_MASK((7, 1, 5)), a=(1, 3, 5), b=(7, 1, 1), out=(7, 3, 5)),
                   dict(cond=_IMASK((1, 3, 1)), a=(7, 3, 5), b=(1,), out=(7, 3, 5)),
@@ -747,20 +749,20 @@ def bcast_where(self, cond: Tensor, a: Tensor, b: Tensor, out: Tensor) -> None:
 
 
 def check_bcast_where_bwd(kernel: str, cond: Tensor, dy: Tensor, da: Tensor | None,
-                          db: Tensor | None) -> tuple[int, ...]:
-    """(cond is i32, d0..d5, cond's, da's and db's strides), or KernelError."""
+                          db: Tensor | None) -> tuple[int, Geometry]:
+    """(cond is i32, the Geometry: d0..d5, cond's, da's and db's strides), or KernelError."""
     ci = _cond(kernel, cond)
     _f32(kernel, dy=dy, da=da, db=db)
-    g = _geometry(kernel, dy.shape, (cond.shape, dy.shape if da is None else da.shape,
-                                     dy.shape if db is None else db.shape), False,
-                  cond=cond, dy=dy, da=da, db=db)
+    g = geometry(dy.shape, (cond.shape, dy.shape if da is None else da.shape,
+                            dy.shape if db is None else db.shape), False)
+    if g.__class__ is str:
+        raise sizes_error(kernel, g, cond=cond, dy=dy, da=da, db=db)
     _no_overlap(kernel, dy.size, {"da": da, "db": db}, {"cond": cond, "dy": dy})
-    return (ci,) + g.c
+    return ci, g
 
 
 @kernel(FAMILY, "cond:any dy da:out? db:out?", check=check_bcast_where_bwd,
-        dims=" ".join(_WHERE_DIMS),
-        c=f"qr_bcast_where_bwd_f32(cond, dy, da, db, ci:int, {', '.join(_WHERE_DIMS[1:])})",
+        dims=_WHERE_DIMS, c="qr_bcast_where_bwd_f32(cond, dy, da, db, ci:int, geom.p:ptr)",
         examples=[dict(cond=_MASK((7, 1, 5)), dy=(7, 3, 5), da=(1, 3, 5), db=(7, 1, 1)),
                   dict(cond=_IMASK((1, 3, 1)), dy=(7, 3, 5), da=(7, 3, 5), db=None),
                   dict(cond=_MASK((33, 65)), dy=(33, 65), da=None, db=(1,)),
