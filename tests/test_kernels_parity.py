@@ -74,8 +74,9 @@ def test_gemm(ck, nk, ta, tb, mnk, alpha, beta):
 
 @pytest.mark.parametrize("mnk", [(7, 33, 37), (130, 257, 300)])
 def test_simd_paths_and_threads(threads, nk, mnk):
-    """GEMM: same result for 1-3 threads; exp kernels (GELU, SiLU, sigmoid, softmax,
-    cross-entropy): portable and AVX2 bit-identical, edge values included."""
+    """GEMM: same result for 1-3 threads; exp kernels (SiLU, sigmoid, softmax, cross-entropy):
+    portable and AVX2 bit-identical, edge values included; the exact GELU (FMA erf on the SIMD
+    tiers) within decl/act.py's GELU_TOL of portable."""
     ck, (m, n, k) = threads, mnk
     a, b, x = rnd((m, k), 1), rnd((k, n), 2), with_edges((m, n), 3, 5.0)
     results, vec = [], []
@@ -95,7 +96,9 @@ def test_simd_paths_and_threads(threads, nk, mnk):
         ck.silu(T(x), ys[4])
         ck.sigmoid(T(x), ys[5])
         vec.append([y.a for y in ys] + [loss])
-    assert all(np.array_equal(p, q) for p, q in zip(*vec))
+    assert all(np.array_equal(p, q) for p, q in zip(vec[0][1:], vec[1][1:]))
+    from qorus_core.kernels.decl.act import GELU_TOL
+    np.testing.assert_allclose(vec[1][0], vec[0][0], rtol=GELU_TOL[0], atol=GELU_TOL[1])
     ref = T(np.zeros((m, n), np.float32))
     nk.gemm(T(a), T(b), ref)
     for r in results:
@@ -192,7 +195,8 @@ GELU_X = np.concatenate([np.linspace(-9, 9, 3001), [0.9219, 0.921875 * math.sqrt
 
 @pytest.mark.parametrize("approximate", [False, True])
 def test_gelu_accuracy(threads, nk, approximate):
-    """GELU forward and backward of both sets (C: portable and AVX2 bit-identical) against
+    """GELU forward and backward of both sets (C: portable and SIMD, the tanh form bit-identical;
+    the exact one is held to its own bound in tests/test_gelu_accuracy.py) against
     float64 math.erf / math.tanh. Bound |err| <= 2e-6 |ref| + 1e-7 |x| (forward) and
     2e-6 |ref| + 1e-7 (1 + x^2) (backward): erf is within 1.35 ulp, and 1 + erf(x) cancels
     for x < 0 (one ulp of erf near -1 is 6e-8, then scaled by x / 2). tanh-GELU backward:
@@ -213,7 +217,8 @@ def test_gelu_accuracy(threads, nk, approximate):
         for got_, ref, tol in ((y.a, y_ref, fwd_tol), (dx.a, g_ref, bwd_tol)):
             assert (np.abs(got_ - ref) <= tol).all(), (ks.name, path, np.max(np.abs(got_ - ref) / tol))
         got.append((y.a, dx.a))
-    assert np.array_equal(got[0][0], got[1][0]) and np.array_equal(got[0][1], got[1][1])
+    if approximate:
+        assert np.array_equal(got[0][0], got[1][0]) and np.array_equal(got[0][1], got[1][1])
 
 
 def test_gelu_edges(ck, nk):

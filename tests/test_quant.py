@@ -11,6 +11,8 @@ Tolerances of matmul_q (y = x @ W^T, W quantized):
   - against the float32 product x @ Wd^T (what the activation quantization costs): each x_i
     moves by at most amax(its block) / 254, so |y - x @ Wd^T| <= (amax / 254) @ |Wd|^T plus
     the float32 bound; F16: the float32 bound alone.
+These hold on every SIMD tier the CPU has (portable, AVX2, AVX-512 with VNNI), each tier giving
+the same bits for any thread count (tests/test_simd_tiers.py has the tier-against-tier tests).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import numpy as np
 import pytest
 
 from qorus_core.errors import KernelError
+from qorus_core.kernels import simd
 from qorus_core.kernels.numpy_quant import QWeight, quantize_q8_rows, row_bytes
 from qorus_core.tensor import Tensor
 
@@ -160,8 +163,9 @@ def test_matmul_q(ck, nk, qtype, m, n, k):
 
 
 def each_path_and_thread_count(ck):
-    """Set each SIMD path (portable, auto) and thread count (1, 2, 3) in turn."""
-    for path in ("portable", "auto"):
+    """Set each SIMD tier this CPU and build run (portable, avx2, avx512) and thread count
+    (1, 2, 3) in turn."""
+    for path in simd.usable_tiers(ck._lib):
         ck.set_simd_path(path)
         for nt in (1, 2, 3):
             ck.set_threads(nt)
@@ -170,8 +174,8 @@ def each_path_and_thread_count(ck):
 
 @pytest.mark.parametrize("qtype", QTYPES)
 def test_matmul_q_paths_and_threads(threads, nk, qtype):
-    """Portable and AVX2 paths agree within the bound; a path's result is the same for any
-    thread count."""
+    """Every SIMD tier agrees with float64 within the bound; a tier's result is the same for
+    any thread count."""
     ck = threads
     m, n, k = 6, 203, 352
     w = make_weight(ck, qtype, n, k, seed=7)
@@ -252,7 +256,7 @@ def test_matmul_q_nan_inf_rows(threads, nk, qtype):
     w = make_weight(ck, qtype, n, k, seed=2)
     x = np.random.default_rng(5).standard_normal((m, k)).astype(np.float32)
     x[1, 40], x[2, 3] = np.nan, -np.inf
-    for ks, path in ((nk, None), (ck, "portable"), (ck, "auto")):
+    for ks, path in [(nk, None)] + [(ck, t) for t in simd.usable_tiers(ck._lib)]:
         if path:
             ck.set_simd_path(path)
         for rows in (m, 3):                 # prompt shapes
@@ -278,7 +282,7 @@ def test_qweight_is_immutable():
                                  ("q8_0", "q4_1"), ("f16",)])
 def test_linears_decode_row_equals_one_product_each(threads, nk, mix):
     """One call for several weights sharing the input (q/k/v, gate/up) gives what matmul_q
-    gives each, on both SIMD paths and any thread count; the NumPy set agrees within the
+    gives each, on every SIMD tier and any thread count; the NumPy set agrees within the
     bound."""
     ck, k = threads, 96
     ns = (203, 35, 64)[:len(mix)]

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from qorus_core.errors import KernelError
-from qorus_core.kernels import get_kernels
+from qorus_core.kernels import get_kernels, simd
 from qorus_core.kernels.numpy_quant import QWeight
 from qorus_core.tensor import Tensor
 
@@ -49,6 +49,31 @@ def test_linear_dispatch(kernels, qtype):
     dense = Tensor(np.ascontiguousarray(deq))
     k.linear(Tensor(x), dense, y)                    # a float32 weight: the GEMM
     np.testing.assert_allclose(y.a, x @ deq.T, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("qtype", QTYPES)
+def test_linear_on_every_tier(threads, nk, qtype):
+    """On each SIMD tier the CPU has: one row through linear is matmul_q (the same bits, as is
+    linears with two weights), several rows are matmul_qf; both within tolerance of NumPy."""
+    ck = threads
+    w, deq = _weight(ck, qtype, 77, 224, seed=3)
+    x = np.random.default_rng(4).standard_normal((5, 224)).astype(np.float32)
+    ref = Tensor(np.empty((1, 77), np.float32))
+    nk.matmul_q(Tensor(x[:1]), w, ref)
+    for tier in simd.usable_tiers(ck._lib):
+        ck.set_simd_path(tier)
+        y, one = Tensor(np.empty((1, 77), np.float32)), Tensor(np.empty((1, 77), np.float32))
+        ck.linear(Tensor(x[:1]), w, y)
+        ck.matmul_q(Tensor(x[:1]), w, one)
+        np.testing.assert_array_equal(y.a, one.a, err_msg=tier)
+        ys = [Tensor(np.empty((1, 77), np.float32)) for _ in range(2)]
+        ck.linears(Tensor(x[:1]), (w, w), ys)
+        for yy in ys:
+            np.testing.assert_array_equal(yy.a, one.a, err_msg=tier)
+        np.testing.assert_allclose(y.a, ref.a, rtol=1e-4, atol=1e-4, err_msg=tier)
+        y5 = Tensor(np.empty((5, 77), np.float32))
+        ck.linear(Tensor(x), w, y5)
+        np.testing.assert_allclose(y5.a, x @ deq.T, rtol=1e-5, atol=1e-4, err_msg=tier)
 
 
 @pytest.mark.parametrize("qtype", QTYPES)

@@ -1,6 +1,7 @@
 /* act.c - elementwise kernels: activations and their backward, bias_add, col_sum, fill, copy,
  * add, mul, scale, axpy, sumsq, embedding. Every formula follows its NumPy twin's float32
- * operation order (decl/act.py, decl/elementwise.py); loops are plain so the compiler
+ * operation order (decl/act.py, decl/elementwise.py), but for the exact GELU of the AVX2 /
+ * AVX-512 builds (an FMA erf, within decl/act.py's bound); loops are plain so the compiler
  * vectorizes them, and large arrays are split over threads (elementwise results never depend
  * on the split). The elementwise bodies live in
  * vec_impl.h, built here (portable), in act_avx2.c (AVX2) and act_avx512.c, picked at run time. */

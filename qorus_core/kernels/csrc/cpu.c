@@ -17,6 +17,7 @@
 #endif
 
 #include "qorus.h"
+#include "quant_internal.h"   /* QR_HAVE_QUANT_AVX512 */
 
 int qr__simd_env(void);               /* threads.c */
 int qr__simd_override(void);
@@ -136,14 +137,21 @@ int qr_simd_env_status(void) {
     return QR_OK;
 }
 
-/* The widest tier each family has kernels for (see the *_avx2.c / *_avx512.c files), and the
- * CPU features its SIMD kernels need beyond the tier's own (else it runs portable). */
-static const struct { const char *name; int widest; unsigned needs; } families[] = {
+/* The widest tier each family has kernels for (see the *_avx2.c / *_avx512.c files), the
+ * CPU features its SIMD kernels need beyond the tier's own (else it runs portable), and those
+ * its AVX-512 kernels need beyond the AVX-512 tier's (else it runs AVX2: wide_needs). */
+#ifdef QR_HAVE_QUANT_AVX512
+#define QR_QUANT_WIDEST QR_SIMD_AVX512
+#else
+#define QR_QUANT_WIDEST QR_SIMD_AVX2
+#endif
+static const struct { const char *name; int widest; unsigned needs, wide_needs; } families[] = {
     {"vec", QR_SIMD_AVX512, 0},            /* act_avx512.c / act_avx2.c: vec_impl.h */
     {"elementwise", QR_SIMD_AVX512, 0},    /* elementwise_avx512.c / _avx2.c: elementwise_impl.h */
     {"gemm", QR_SIMD_AVX512, 0},           /* gemm_avx512.c / gemm_avx2.c */
     {"fused", QR_SIMD_AVX512, 0},          /* fused_avx512.c / fused_avx2.c: fused_impl.h */
-    {"quant", QR_SIMD_AVX2, QR_CPU_F16C},  /* quant_avx2.c: quant.c's use_avx2() */
+    /* quant_avx512.c (with VNNI, else AVX2) / quant_avx2.c: quant.c's quant_tier() */
+    {"quant", QR_QUANT_WIDEST, QR_CPU_F16C, QR_CPU_AVX512VNNI},
     {"rnn", QR_SIMD_AVX2, 0},              /* rnn_avx2.c */
     {"conv", QR_SIMD_PORTABLE, 0},         /* conv.c (its GEMMs: the gemm family) */
     {"strided", QR_SIMD_PORTABLE, 0},      /* strided.c (bmm's GEMMs: the gemm family) */
@@ -158,10 +166,12 @@ const char *qr_simd_family_name(int family) {
 int qr_simd_family_path(int family) {
     if (family < 0 || family >= QR_NFAMILIES) return QR_EARG;
     const int p = qr_simd_path(), w = families[family].widest;
-    const unsigned needs = families[family].needs;
-    if ((qr_cpu_features() & needs) != needs) return QR_SIMD_PORTABLE;
-    return p < w ? p : w;
+    const unsigned needs = families[family].needs, wide = families[family].wide_needs;
+    const unsigned f = qr_cpu_features();
+    if ((f & needs) != needs) return QR_SIMD_PORTABLE;
+    const int t = p < w ? p : w;
+    return t == QR_SIMD_AVX512 && (f & wide) != wide ? QR_SIMD_AVX2 : t;
 }
 
 /* the same string as qorus_core/kernels/decl LIB_VERSION */
-const char *qr_version(void) { return "qorus-kernels 0.3"; }
+const char *qr_version(void) { return "qorus-kernels 0.4"; }

@@ -122,6 +122,154 @@ QR_AI16 __m512 qr_exp16(__m512 x) {
 }
 #endif
 
+/* ------------------------------------------------------------------ erf / GELU, FMA tiers */
+/* The exact GELU of the AVX2 and AVX-512 tiers (vec_impl.h's OP_GELU / OP_GELU_BWD): FMA,
+ * one piecewise polynomial for erf chosen per lane by a table permute (no branch, no blend
+ * of two formulas), no exp in the forward. The portable tier keeps qr_erff / qr_gelu_f (no
+ * FMA), so these are not bit-identical to it; the 8- and 16-lane twins do the same IEEE
+ * operations in the same order on the same table, so they are bit-identical to each other.
+ *
+ * erf(u): a = min(|u|, 3.9375), j = (int)(2a) in 0..7 (eight intervals of width 1/2), then
+ *   j = 0:  erf = t + t q(t),       t = a                  (relative accuracy near 0)
+ *   j > 0:  erf = c0_j + t q_j(t),  t = a - center_j       (exact: Sterbenz)
+ * with q_j of degree 6 (Horner, FMA), the sign of u put back; center_j is a float near the
+ * middle of interval j whose erf is a float to within 1e-4 ulp (so c0_j is not rounded), and
+ * the coefficients are minimax fits rounded to float one at a time (each refitted after the
+ * rounding of the one before). erf rounds to 1 from |u| = 3.9192 on; from the clamp on the
+ * result is exactly +-1. Maximum error 0.845 ulp (|err| <= 4.3e-8), measured exhaustively on
+ * every float (both widths, identical results); NaN propagates, erf(+-0) = +-0, erf(+-inf)
+ * = +-1. On every float too: qr_exp_neg_fma within 1.02 ulp of exp; qr_gelu_fma within
+ * 1.67 ulp of x Phi(x) for x >= 0, 1 ulp + 3.0e-8 |x| for x < 0 (1 + erf cancels); its
+ * gradient within 1.78 ulp for x >= 0, 6.5e-8 for x < 0. tests/test_gelu_accuracy.py holds
+ * each tier to decl/act.py's GELU_BOUND (its harness, QORUS_GELU_EXHAUSTIVE=1, reruns the
+ * erf on every float). */
+#if defined(__AVX2__) && defined(__FMA__)
+#define QR_ERFT_AMAX 3.9375f
+#define QR_ERFT_DEG 6   /* degree of q_j */
+/* rows: center_j, q6 .. q0, c0_j (0 for interval 0) */
+static const float qr_erft_tab[QR_ERFT_DEG + 3][8] = {
+    {0.0f, 7.458527684e-1f, 1.246640086f, 1.760827661f, 2.235442400f, 2.758657217f,
+     3.240475893f, 3.832506895f},
+    {-1.797810011e-2f, 1.789525896e-2f, 3.726469120e-3f, -5.940185860e-3f, -7.089445135e-4f,
+     6.365089794e-4f, 1.726855844e-4f, 2.009640775e-5f},
+    {-8.002399467e-3f, -2.711285092e-2f, 2.053474821e-2f, 8.596404456e-3f, -2.711033449e-3f,
+     -1.628925093e-3f, -2.848514996e-4f, -8.400187653e-6f},
+    {1.158750057e-1f, -5.255006999e-2f, -4.759915918e-2f, 7.192426827e-3f, 1.089849230e-2f,
+     2.670593793e-3f, 3.296875220e-4f, 1.111175061e-5f},
+    {-5.635937559e-4f, 1.517734230e-1f, -5.338572431e-3f, -4.773120582e-2f, -1.987243257e-2f,
+     -3.140303772e-3f, -3.015330294e-4f, -7.988923244e-6f},
+    {-3.760775924e-1f, 2.427971177e-2f, 1.676129103e-1f, 8.808187395e-2f, 2.285881899e-2f,
+     2.649615286e-3f, 2.070017654e-4f, 4.453726433e-6f},
+    {-1.571183930e-6f, -4.825159013e-1f, -2.973407805e-1f, -8.946138620e-2f, -1.704354398e-2f,
+     -1.542021753e-3f, -1.006211096e-4f, -1.806932573e-6f},
+    {1.283791810e-1f, 6.469320059e-1f, 2.385135293e-1f, 5.080645904e-2f, 7.624254562e-3f,
+     5.589740467e-4f, 3.105040378e-5f, 4.715314219e-7f},
+    {0.0f, 7.084809542e-1f, 9.221020937e-1f, 9.872323871e-1f, 9.984298348e-1f, 9.999043345e-1f,
+     9.999954104e-1f, 9.999999404e-1f}};
+#define QR_ERFT_C0 (QR_ERFT_DEG + 2)
+/* exp(z) for z <= 0 (FMA; ~1 ulp, Cephes's polynomial): z below -88 (and results below
+ * 2^-126.5) give 0; NaN propagates. 2^n comes from the bits of z log2e + 1.5 * 2^23 + 127. */
+#define QR_EXPN_MAGIC 12583039.0f   /* 1.5 * 2^23 + 127 */
+
+static inline __attribute__((always_inline)) __m256 qr_erf_tab8(__m256 u) {
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    /* min(AMAX, |u|): a NaN |u| stays NaN (vminps returns its second operand) */
+    const __m256 a = _mm256_min_ps(_mm256_set1_ps(QR_ERFT_AMAX), _mm256_andnot_ps(sign, u));
+    const __m256i j = _mm256_cvttps_epi32(_mm256_mul_ps(a, _mm256_set1_ps(2.0f)));  /* NaN: 0 */
+#define QR_ERFT8(row) _mm256_permutevar8x32_ps(_mm256_loadu_ps(qr_erft_tab[row]), j)
+    const __m256 t = _mm256_sub_ps(a, QR_ERFT8(0));
+    __m256 h = QR_ERFT8(1);
+    for (int k = 2; k <= QR_ERFT_DEG + 1; k++) h = _mm256_fmadd_ps(h, t, QR_ERFT8(k));
+    /* t (interval 0: t = a in [0, 1/2]) or c0_j (>= 0.708 > |t| <= 0.26): max(t, c0_j) */
+    const __m256 base = _mm256_max_ps(t, QR_ERFT8(QR_ERFT_C0));
+#undef QR_ERFT8
+    const __m256 p = _mm256_fmadd_ps(h, t, base);                   /* in [0, 1] */
+    return _mm256_or_ps(p, _mm256_and_ps(u, sign));
+}
+
+static inline __attribute__((always_inline)) __m256 qr_exp_neg_fma8(__m256 z) {
+    z = _mm256_max_ps(_mm256_set1_ps(-88.0f), z);                   /* NaN stays */
+    const __m256 kf = _mm256_fmadd_ps(z, _mm256_set1_ps(1.44269504088896341f),
+                                      _mm256_set1_ps(QR_EXPN_MAGIC));
+    const __m256 n = _mm256_sub_ps(kf, _mm256_set1_ps(QR_EXPN_MAGIC));   /* round(z log2e) */
+    __m256 r = _mm256_fmadd_ps(n, _mm256_set1_ps(-0.693359375f), z);
+    r = _mm256_fmadd_ps(n, _mm256_set1_ps(2.12194440e-4f), r);
+    __m256 y = _mm256_set1_ps(1.9875691500e-4f);
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.3981999507e-3f));
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(8.3334519073e-3f));
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(4.1665795894e-2f));
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.6666665459e-1f));
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(5.0000001201e-1f));
+    y = _mm256_add_ps(_mm256_fmadd_ps(y, _mm256_mul_ps(r, r), r), _mm256_set1_ps(1.0f));
+    /* 2^n, n in [-127, 0]: (n + 127) << 23 (n = -127: +0) */
+    const __m256 scale = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_castps_si256(kf), 23));
+    return _mm256_mul_ps(y, scale);
+}
+
+/* gelu(x) = x (1/2 + erf(x / sqrt 2) / 2) */
+static inline __attribute__((always_inline)) __m256 qr_gelu_fma8(__m256 x) {
+    const __m256 e = qr_erf_tab8(_mm256_mul_ps(x, _mm256_set1_ps(0.70710678118654752f)));
+    return _mm256_mul_ps(x, _mm256_fmadd_ps(e, _mm256_set1_ps(0.5f), _mm256_set1_ps(0.5f)));
+}
+
+/* d gelu / dx = Phi(x) + x phi(x), phi(x) = exp(-x^2 / 2) / sqrt(2 pi) */
+static inline __attribute__((always_inline)) __m256 qr_gelu_grad_fma8(__m256 x) {
+    const __m256 e = qr_erf_tab8(_mm256_mul_ps(x, _mm256_set1_ps(0.70710678118654752f)));
+    const __m256 cdf = _mm256_fmadd_ps(e, _mm256_set1_ps(0.5f), _mm256_set1_ps(0.5f));
+    const __m256 g = qr_exp_neg_fma8(_mm256_mul_ps(_mm256_mul_ps(x, x), _mm256_set1_ps(-0.5f)));
+    return _mm256_fmadd_ps(_mm256_mul_ps(x, _mm256_set1_ps(0.39894228040143268f)), g, cdf);
+}
+#endif
+
+#if defined(__AVX512F__) && defined(__FMA__)
+/* the 16-lane twins: the same operations (the table's 8 entries in the low half of the
+ * permute's source; the index is 0..7, or 0 for NaN, so the high half is never read) */
+QR_AI16 __m512 qr_erf_tab16(__m512 u) {
+    const __m512 sign = _mm512_set1_ps(-0.0f);
+    const __m512 a = _mm512_min_ps(_mm512_set1_ps(QR_ERFT_AMAX), _mm512_andnot_ps(sign, u));
+    const __m512i j = _mm512_cvttps_epi32(_mm512_mul_ps(a, _mm512_set1_ps(2.0f)));
+#define QR_ERFT16(row) \
+    _mm512_permutexvar_ps(j, _mm512_castps256_ps512(_mm256_loadu_ps(qr_erft_tab[row])))
+    const __m512 t = _mm512_sub_ps(a, QR_ERFT16(0));
+    __m512 h = QR_ERFT16(1);
+    for (int k = 2; k <= QR_ERFT_DEG + 1; k++) h = _mm512_fmadd_ps(h, t, QR_ERFT16(k));
+    const __m512 base = _mm512_max_ps(t, QR_ERFT16(QR_ERFT_C0));
+#undef QR_ERFT16
+    const __m512 p = _mm512_fmadd_ps(h, t, base);
+    return _mm512_or_ps(p, _mm512_and_ps(u, sign));
+}
+
+QR_AI16 __m512 qr_exp_neg_fma16(__m512 z) {
+    z = _mm512_max_ps(_mm512_set1_ps(-88.0f), z);
+    const __m512 kf = _mm512_fmadd_ps(z, _mm512_set1_ps(1.44269504088896341f),
+                                      _mm512_set1_ps(QR_EXPN_MAGIC));
+    const __m512 n = _mm512_sub_ps(kf, _mm512_set1_ps(QR_EXPN_MAGIC));
+    __m512 r = _mm512_fmadd_ps(n, _mm512_set1_ps(-0.693359375f), z);
+    r = _mm512_fmadd_ps(n, _mm512_set1_ps(2.12194440e-4f), r);
+    __m512 y = _mm512_set1_ps(1.9875691500e-4f);
+    y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.3981999507e-3f));
+    y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(8.3334519073e-3f));
+    y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(4.1665795894e-2f));
+    y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.6666665459e-1f));
+    y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(5.0000001201e-1f));
+    y = _mm512_add_ps(_mm512_fmadd_ps(y, _mm512_mul_ps(r, r), r), _mm512_set1_ps(1.0f));
+    const __m512 scale = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_castps_si512(kf), 23));
+    return _mm512_mul_ps(y, scale);
+}
+
+QR_AI16 __m512 qr_gelu_fma16(__m512 x) {
+    const __m512 e = qr_erf_tab16(_mm512_mul_ps(x, _mm512_set1_ps(0.70710678118654752f)));
+    return _mm512_mul_ps(x, _mm512_fmadd_ps(e, _mm512_set1_ps(0.5f), _mm512_set1_ps(0.5f)));
+}
+
+QR_AI16 __m512 qr_gelu_grad_fma16(__m512 x) {
+    const __m512 e = qr_erf_tab16(_mm512_mul_ps(x, _mm512_set1_ps(0.70710678118654752f)));
+    const __m512 cdf = _mm512_fmadd_ps(e, _mm512_set1_ps(0.5f), _mm512_set1_ps(0.5f));
+    const __m512 g = qr_exp_neg_fma16(_mm512_mul_ps(_mm512_mul_ps(x, x), _mm512_set1_ps(-0.5f)));
+    return _mm512_fmadd_ps(_mm512_mul_ps(x, _mm512_set1_ps(0.39894228040143268f)), g, cdf);
+}
+#endif
+
 /* y[j] = qr_expf(x[j] - shift) (a softmax row); y may alias x. GCC does not vectorize the
  * scalar loop, so AVX2 builds run qr_exp8 (same bits, about 5x faster), AVX-512 ones qr_exp16. */
 static inline void qr_exp_shift(const float *x, float shift, float *y, int64_t n) {
@@ -196,7 +344,8 @@ static inline float qr_tanhf(float x) {
  * tiny |x|). Two minimax polynomials fitted for this no-FMA Horner form: |x| < 0.921875:
  * erf = x + x q(x^2); above: erf = 1 - exp(p(t)), p ~ log erfc(t), t = min(|x|, 3.92) (erf
  * rounds to 1 beyond). NaN takes the first branch and propagates; erf(+-inf) = +-1. numpy.py's
- * _erf is the same formula; qr_erf8 / qr_erf16 (qr_lanes.h) the same operations on lanes. */
+ * _erf is the same formula; qr_erf8 / qr_erf16 (qr_lanes.h) the same operations on lanes. The
+ * exact GELU of the AVX2 / AVX-512 tiers runs qr_erf_tab8 / 16 (above) instead. */
 #define QR_ERF_T 0.921875f
 #define QR_ERF_TMAX 3.92f
 #define QR_ERF_Q0 0.12837915122509003f

@@ -15,8 +15,9 @@
  * m_w * s_x for Q4_1), as ggml does. F16 weights are converted and multiplied with the float
  * activations directly. Work is split over N (weight rows) in contiguous ranges; a prompt
  * (M > 1) walks the weight in tiles that stay in L2 while every activation row passes over
- * them, 4 rows at a time. The AVX2 path needs AVX2 + FMA + F16C at run time; the portable
- * path is plain C. Results depend on the SIMD path (summation order), not on the thread count.
+ * them, 4 rows at a time (8 on the AVX-512 path). The AVX2 path needs AVX2 + FMA + F16C at run
+ * time, the AVX-512 one the AVX-512 tier and AVX512VNNI (quant_tier); the portable path is
+ * plain C. Results depend on the SIMD path (summation order), not on the thread count.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -61,13 +62,25 @@ static inline float f16_to_f32(uint16_t h) {   /* exact */
     return f;
 }
 
-static int use_avx2(void) {
-#ifdef QR_HAVE_AVX2_BUILD
-    return qr_simd_path() >= QR_SIMD_AVX2 && (qr_cpu_features() & QR_CPU_F16C);
-#else
-    return 0;
+/* The tier the quant kernels run (cpu.c's family table says the same): AVX-512 needs the
+ * AVX-512 tier in effect and AVX512VNNI; AVX2 (and AVX-512) need F16C; else portable. */
+static int quant_tier(void) {
+    const int p = qr_simd_path();
+    const unsigned f = qr_cpu_features();
+    if (!(f & QR_CPU_F16C)) return QR_SIMD_PORTABLE;
+#ifdef QR_HAVE_QUANT_AVX512
+    if (p >= QR_SIMD_AVX512 && (f & QR_CPU_AVX512VNNI)) return QR_SIMD_AVX512;
 #endif
+#ifdef QR_HAVE_AVX2_BUILD
+    if (p >= QR_SIMD_AVX2) return QR_SIMD_AVX2;
+#endif
+    (void)p;
+    return QR_SIMD_PORTABLE;
 }
+
+#ifdef QR_HAVE_AVX2_BUILD   /* the F16 conversions */
+static int use_avx2(void) { return quant_tier() >= QR_SIMD_AVX2; }
+#endif
 
 /* ------------------------------------------------------------------ formats */
 int64_t qr_quant_row_bytes(int qtype, int64_t k) {
@@ -179,6 +192,9 @@ static void qrows(void *p, int64_t lo, int64_t hi) {
         : c->qtype == QR_QTYPE_Q4_0 ? quant_block_q4_0 : quant_block_q4_1;
     void (*dequant)(const uint8_t *, float *) = c->qtype == QR_QTYPE_Q8_0 ? dequant_block_q8_0
         : c->qtype == QR_QTYPE_Q4_0 ? dequant_block_q4_0 : dequant_block_q4_1;
+#ifdef QR_HAVE_QUANT_AVX512   /* bit-identical dequantization (matmul_qf's panels, lookups) */
+    const int x512 = c->dir == 1 && c->qtype != QR_QTYPE_F16 && quant_tier() == QR_SIMD_AVX512;
+#endif
     for (int64_t r = lo; r < hi; r++) {
         if (c->qtype == QR_QTYPE_F16) {
             if (c->dir == 0) {
@@ -198,6 +214,13 @@ static void qrows(void *p, int64_t lo, int64_t hi) {
             }
             continue;
         }
+#ifdef QR_HAVE_QUANT_AVX512
+        if (x512) {
+            qr__dequantize_row_avx512(c->qtype, (const uint8_t *)c->src + r * c->rb,
+                                      (float *)c->dst + r * k, nb);
+            continue;
+        }
+#endif
         for (int64_t b = 0; b < nb; b++) {
             if (c->dir == 0)
                 quant((const float *)c->src + r * k + b * QR_QK,
@@ -221,8 +244,21 @@ static int rows_op(int qtype, int dir, const void *src, void *dst, int64_t rows,
 
 
 /* ------------------------------------------------------------------ activations -> q8 rows */
-/* bytes a q8 row takes: 32 q + d + s + the paired layout's X (2 floats) a block, 64-aligned */
-static size_t q8_stride(int64_t k) { return ((size_t)(k / QR_QK) * 48 + 63) & ~(size_t)63; }
+/* bytes a q8 row takes: 32 q + d + s + the paired layout's X (2 floats) a block, 64-aligned;
+ * the AVX-512 "x" layouts: qr_x_stride */
+static size_t q8_stride(int64_t k, int tier) {
+#ifdef QR_HAVE_QUANT_AVX512
+    if (tier == QR_SIMD_AVX512) return qr_x_stride(k / QR_QK);
+#endif
+    (void)tier;
+    return ((size_t)(k / QR_QK) * 48 + 63) & ~(size_t)63;
+}
+
+/* the q8 layout a weight format takes on a tier: 0 natural (AVX-512: layout 0), 1 paired
+ * (AVX2) or quad (AVX-512 layout 1) for the Q4 formats on a SIMD tier */
+static int q8_layout(int qtype, int tier) {
+    return tier >= QR_SIMD_AVX2 && qtype != QR_QTYPE_Q8_0;
+}
 
 static void quantize_q8_row(const float *x, int64_t k, uint8_t *row) {
     int64_t nb = k / QR_QK;
@@ -254,14 +290,20 @@ static void quantize_q8_row(const float *x, int64_t k, uint8_t *row) {
     }
 }
 
-typedef struct { const float *x; uint8_t *xq; int64_t k; size_t stride; int avx2, paired; } q8_ctx;
+typedef struct { const float *x; uint8_t *xq; int64_t k; size_t stride; int tier, layout; } q8_ctx;
 
 static void q8_rows(void *p, int64_t lo, int64_t hi) {
     const q8_ctx *c = p;
     for (int64_t r = lo; r < hi; r++) {
+#ifdef QR_HAVE_QUANT_AVX512
+        if (c->tier == QR_SIMD_AVX512) {
+            qr__quantize_q8_row_avx512(c->x + r * c->k, c->k, c->xq + r * c->stride, c->layout);
+            continue;
+        }
+#endif
 #ifdef QR_HAVE_AVX2_BUILD
-        if (c->avx2) {
-            qr__quantize_q8_row_avx2(c->x + r * c->k, c->k, c->xq + r * c->stride, c->paired);
+        if (c->tier == QR_SIMD_AVX2) {
+            qr__quantize_q8_row_avx2(c->x + r * c->k, c->k, c->xq + r * c->stride, c->layout);
             continue;
         }
 #endif
@@ -345,6 +387,7 @@ typedef struct {
     const uint8_t *w;
     size_t wrow;        /* bytes per weight row */
     int64_t M, N, K, nb;
+    int rows;           /* activation rows a dot kernel call serves (<= QR_QMAX_ROWS_X) */
     const uint8_t *xq;  /* q8 rows (quantized types) */
     size_t xs;
     const float *x;     /* float rows (F16) */
@@ -354,17 +397,17 @@ typedef struct {
 } mm_ctx;
 
 /* Several activation rows (a prompt through matmul_q): the task's weight rows in tiles that
- * stay in L2 while every activation row passes over them, 4 rows at a time. */
+ * stay in L2 while every activation row passes over them, c->rows rows at a time. */
 static void mm_task(void *p, int task, int ntasks) {
     const mm_ctx *c = p;
     int64_t n0 = c->N * task / ntasks, n1 = c->N * (task + 1) / ntasks;
-    int64_t tile = c->M <= QR_QMAX_ROWS ? n1 - n0 : (int64_t)(QR_TILE_BYTES / c->wrow);
+    int64_t tile = c->M <= c->rows ? n1 - n0 : (int64_t)(QR_TILE_BYTES / c->wrow);
     if (tile < 1) tile = 1;
-    float out[QR_QMAX_ROWS];
+    float out[QR_QMAX_ROWS_X];
     for (int64_t t0 = n0; t0 < n1; t0 += tile) {
         int64_t t1 = t0 + tile < n1 ? t0 + tile : n1;
-        for (int64_t m = 0; m < c->M; m += QR_QMAX_ROWS) {
-            int mx = c->M - m < QR_QMAX_ROWS ? (int)(c->M - m) : QR_QMAX_ROWS;
+        for (int64_t m = 0; m < c->M; m += c->rows) {
+            int mx = c->M - m < c->rows ? (int)(c->M - m) : c->rows;
             float *y = c->y + m * c->N;
             for (int64_t n = t0; n < t1; n++) {
                 const uint8_t *wr = c->w + n * c->wrow;
@@ -376,16 +419,30 @@ static void mm_task(void *p, int task, int ntasks) {
     }
 }
 
-/* the dot kernels of a format on this SIMD path (rows1 NULL on the portable path) */
-static void dot_fns(int qtype, int avx2, qr_qdot_fn *qdot, qr_fdot_fn *fdot, qr_qrows_fn *rows1) {
+/* the dot kernels of a format on this SIMD tier (rows1 NULL on the portable path) */
+static void dot_fns(int qtype, int tier, qr_qdot_fn *qdot, qr_fdot_fn *fdot, qr_qrows_fn *rows1) {
     *qdot = NULL;
     *fdot = NULL;
     *rows1 = NULL;
     if (qtype == QR_QTYPE_F16) *fdot = fdot_f16;
     else *qdot = qtype == QR_QTYPE_Q8_0 ? qdot_q8_0
                : qtype == QR_QTYPE_Q4_0 ? qdot_q4_0 : qdot_q4_1;
+#ifdef QR_HAVE_QUANT_AVX512
+    if (tier == QR_SIMD_AVX512) {
+        if (qtype == QR_QTYPE_F16) {
+            *fdot = qr__fdot_f16_avx512;
+            *rows1 = qr__qrows_f16_avx512;
+        } else {
+            *qdot = qtype == QR_QTYPE_Q8_0 ? qr__qdot_q8_0_avx512
+                  : qtype == QR_QTYPE_Q4_0 ? qr__qdot_q4_0_avx512 : qr__qdot_q4_1_avx512;
+            *rows1 = qtype == QR_QTYPE_Q8_0 ? qr__qrows_q8_0_avx512
+                   : qtype == QR_QTYPE_Q4_0 ? qr__qrows_q4_0_avx512 : qr__qrows_q4_1_avx512;
+        }
+        return;
+    }
+#endif
 #ifdef QR_HAVE_AVX2_BUILD
-    if (!avx2) return;
+    if (tier != QR_SIMD_AVX2) return;
     if (qtype == QR_QTYPE_F16) {
         *fdot = qr__fdot_f16_avx2;
         *rows1 = qr__qrows_f16_avx2;
@@ -396,7 +453,7 @@ static void dot_fns(int qtype, int avx2, qr_qdot_fn *qdot, qr_fdot_fn *fdot, qr_
                : qtype == QR_QTYPE_Q4_0 ? qr__qrows_q4_0_avx2 : qr__qrows_q4_1_avx2;
     }
 #else
-    (void)avx2;
+    (void)tier;
 #endif
 }
 
@@ -445,7 +502,7 @@ static int matvec(const float *x, int64_t K, int n, const int *qtypes, const voi
                   float *const *ys, const int64_t *Ns) {
     if (n < 1 || n > QR_MV_MAX || K < 0) return QR_EARG;
     mv_ctx c = {.n = n, .K = K, .nb = K / QR_QK};
-    int avx2 = use_avx2(), layouts = 0;   /* bit 0: natural q8 row wanted, bit 1: paired */
+    int tier = quant_tier(), layouts = 0;   /* bit l: a q8 row in layout l wanted */
     size_t work = 0;
     for (int i = 0; i < n; i++) {
         int64_t rb = qr_quant_row_bytes(qtypes[i], K);
@@ -455,9 +512,8 @@ static int matvec(const float *x, int64_t K, int n, const int *qtypes, const voi
         c.w[i] = ws[i];
         c.wrow[i] = (size_t)rb;
         c.y[i] = ys[i];
-        dot_fns(qtypes[i], avx2, &c.qdot[i], &c.fdot[i], &c.rows1[i]);
-        if (qtypes[i] != QR_QTYPE_F16)
-            layouts |= avx2 && qtypes[i] != QR_QTYPE_Q8_0 ? 2 : 1;
+        dot_fns(qtypes[i], tier, &c.qdot[i], &c.fdot[i], &c.rows1[i]);
+        if (qtypes[i] != QR_QTYPE_F16) layouts |= 1 << q8_layout(qtypes[i], tier);
         work += (size_t)Ns[i] * (size_t)rb;
     }
     if (c.first[n] == 0) return QR_OK;
@@ -466,17 +522,17 @@ static int matvec(const float *x, int64_t K, int n, const int *qtypes, const voi
             if (Ns[i]) qr_fill_f32(ys[i], Ns[i], 0.0f);
         return QR_OK;
     }
-    size_t xs = q8_stride(K);
+    size_t xs = q8_stride(K, tier);
     uint8_t *xq = layouts ? qr_scratch(2, 2 * xs) : NULL;
     if (layouts && !xq) return QR_ENOMEM;
     for (int l = 0; l < 2; l++) {
         if (!(layouts >> l & 1)) continue;
-        q8_ctx qc = {x, xq + l * xs, K, xs, avx2, l};
+        q8_ctx qc = {x, xq + l * xs, K, xs, tier, l};
         q8_rows(&qc, 0, 1);
     }
     for (int i = 0; i < n; i++)
         c.xq[i] = qtypes[i] == QR_QTYPE_F16 ? (const uint8_t *)x
-                : xq + (avx2 && qtypes[i] != QR_QTYPE_Q8_0 ? xs : 0);
+                : xq + (size_t)q8_layout(qtypes[i], tier) * xs;
     /* bandwidth-bound: worth splitting down to 16 KiB of weights a task (a spinning worker
      * starts in about a microsecond); 2 tasks a thread, claimed dynamically, so a thread the
      * OS preempts delays only its current slice (each output depends on its row alone), and
@@ -509,20 +565,23 @@ static int matmul(int qtype, const float *x, const void *w, float *y, int64_t M,
     const int rc = mm_prologue(qtype, x, w, y, M, N, K, &rb);
     if (rc) return rc < 0 ? rc : QR_OK;
     if (M == 1) return matvec(x, K, 1, &qtype, &w, &y, &N);
-    int avx2 = use_avx2();
+    int tier = quant_tier();
     qr_qrows_fn unused;
-    mm_ctx c = {w, (size_t)rb, M, N, K, K / QR_QK, NULL, 0, x, y, NULL, NULL};
-    dot_fns(qtype, avx2, &c.qdot, &c.fdot, &unused);
+    /* 8 rows a call on AVX-512 (F16: 4, its float rows would leave L1) */
+    const int rows = tier == QR_SIMD_AVX512 && qtype != QR_QTYPE_F16 ? QR_QMAX_ROWS_X
+                   : QR_QMAX_ROWS;
+    mm_ctx c = {w, (size_t)rb, M, N, K, K / QR_QK, rows, NULL, 0, x, y, NULL, NULL};
+    dot_fns(qtype, tier, &c.qdot, &c.fdot, &unused);
     if (qtype != QR_QTYPE_F16) {
-        c.xs = q8_stride(K);
+        c.xs = q8_stride(K, tier);
         uint8_t *xq = qr_scratch(2, (size_t)M * c.xs);
         if (!xq) return QR_ENOMEM;
-        q8_ctx qc = {x, xq, K, c.xs, avx2, avx2 && qtype != QR_QTYPE_Q8_0};
+        q8_ctx qc = {x, xq, K, c.xs, tier, q8_layout(qtype, tier)};
         qr_par_items(q8_rows, &qc, M, M * K * 4);
         c.xq = xq;
     }
-    /* weight bytes touched (x4 per extra group of 4 activation rows) decide the split */
-    int64_t groups = (M + QR_QMAX_ROWS - 1) / QR_QMAX_ROWS;
+    /* weight bytes touched (once per group of activation rows) decide the split */
+    int64_t groups = (M + c.rows - 1) / c.rows;
     int nt = qr_tasks_for((size_t)N * (size_t)rb * (size_t)groups, (size_t)1 << 16);
     if (nt > 1) nt *= 4;   /* claimed dynamically, as in matvec */
     if (nt > N) nt = (int)N;

@@ -1,5 +1,6 @@
-/* quant_internal.h - private interface between quant.c (formats, drivers, portable path) and
- * quant_avx2.c (AVX2/FMA/F16C dot products and F16 conversion). Not part of the public API.
+/* quant_internal.h - private interface between quant.c (formats, drivers, portable path),
+ * quant_avx2.c (AVX2/FMA/F16C dot products and F16 conversion) and quant_avx512.c (AVX-512
+ * BW/VL + VNNI dot products). Not part of the public API.
  *
  * Activations are quantized per row into 8-bit blocks of 32 (the "q8" buffer):
  *   row r at base + r * stride: int8 q[nb * 32] | float d[nb] | float s[nb]
@@ -53,5 +54,61 @@ void qr__fdot_f16_avx2(int64_t k, const uint16_t *w, const float *x, int64_t ldx
 void qr__quantize_q8_row_avx2(const float *x, int64_t k, uint8_t *row, int paired);
 void qr__f16_to_f32_avx2(const uint16_t *x, float *y, int64_t n);
 void qr__f32_to_f16_avx2(const float *x, uint16_t *y, int64_t n);
+
+/* ------------------------------------------------------------------ AVX-512 + VNNI tier
+ * Compiled in where the AVX-512 objects are and the compiler knows VNNI (quant_avx512.c turns
+ * it on for itself only: the other *_avx512.c files never emit it); run only where the CPU has
+ * AVX512VNNI too (cpu.c's family table, quant.c's quant_tier()).
+ *
+ * Its q8 rows ("x" layouts) hold q (room for whole quads) | d | s, as above, and add, at
+ * 64-byte aligned offsets (qr_x_off_*):
+ *   C  int32 [8 nb]  vpdpbusd's starting sums, so that its unsigned x signed products give
+ *                    exact signed dot products (per 4-byte lane);
+ *   E  float [8 nb]  the activation scale d repeated once per int32 lane it scales;
+ *   X  float [2 nb]  (Q4 only) each quad's [0 s0 0 s1 0 s2 0 s3] (Q4_1's m * s term).
+ * Layout 0 (Q8_0 weights): q in natural order; block b's 8 lanes cover q[32b + 4g ..] (g < 8),
+ *   C = -128 * their sums (the weights enter as w ^ 0x80 = w + 128), E[8b + g] = d[b].
+ * Layout 1 (Q4 weights): each whole quad of blocks 4t .. 4t + 3 takes bytes [128t, 128t + 128)
+ *   as 4t[0:16] | 4t+1[0:16] | 4t+2[0:16] | 4t+3[0:16] | 4t[16:32] | ... | 4t+3[16:32] (a
+ *   quad's low nibbles, then its high ones, each block in its own 128-bit lane); lane 4k + g
+ *   covers q[4g ..] and q[16 + 4g ..] of block 4t + k: C = -8 * their sum (Q4_0's offset, unused
+ *   for Q4_1), E = d of the block; a last 1-3 blocks make a quad whose missing blocks are zeros
+ *   (q, C, E, X). Same q values, other order. */
+#define QR_QMAX_ROWS_X 8   /* activation rows an AVX-512 dot kernel serves at once */
+#if defined(QR_HAVE_AVX512_BUILD) && \
+    ((defined(__clang__) && __clang_major__ >= 6) || (!defined(__clang__) && __GNUC__ >= 8))
+#define QR_HAVE_QUANT_AVX512 1
+#endif
+/* offsets in an x row of nb blocks: its regions are sized for whole quads (nq4 = nb rounded up
+ * to a multiple of 4 blocks) */
+static inline size_t qr_a64(size_t n) { return (n + 63) & ~(size_t)63; }
+static inline size_t qr_x_nb4(int64_t nb) { return ((size_t)nb + 3) & ~(size_t)3; }
+static inline size_t qr_x_off_d(int64_t nb) { return qr_x_nb4(nb) * 32; }
+static inline size_t qr_x_off_c(int64_t nb) { return qr_a64(qr_x_off_d(nb) + (size_t)nb * 8); }
+static inline size_t qr_x_off_e(int64_t nb) { return qr_x_off_c(nb) + qr_x_nb4(nb) * 32; }
+static inline size_t qr_x_off_x(int64_t nb) { return qr_x_off_e(nb) + qr_x_nb4(nb) * 32; }
+static inline size_t qr_x_stride(int64_t nb) { return qr_a64(qr_x_off_x(nb) + qr_x_nb4(nb) * 8); }
+
+void qr__qdot_q8_0_avx512(int64_t nb, const uint8_t *w, const uint8_t *xq, size_t xstride,
+                          int mx, float *out);
+void qr__qdot_q4_0_avx512(int64_t nb, const uint8_t *w, const uint8_t *xq, size_t xstride,
+                          int mx, float *out);
+void qr__qdot_q4_1_avx512(int64_t nb, const uint8_t *w, const uint8_t *xq, size_t xstride,
+                          int mx, float *out);
+void qr__qrows_q8_0_avx512(int64_t nb, const uint8_t *w, size_t wrow, int64_t nrows,
+                           const uint8_t *xq, float *y);
+void qr__qrows_q4_0_avx512(int64_t nb, const uint8_t *w, size_t wrow, int64_t nrows,
+                           const uint8_t *xq, float *y);
+void qr__qrows_q4_1_avx512(int64_t nb, const uint8_t *w, size_t wrow, int64_t nrows,
+                           const uint8_t *xq, float *y);
+void qr__qrows_f16_avx512(int64_t k, const uint8_t *w, size_t wrow, int64_t nrows,
+                          const uint8_t *x, float *y);   /* x: float32 */
+void qr__fdot_f16_avx512(int64_t k, const uint16_t *w, const float *x, int64_t ldx, int mx,
+                         float *out);
+/* one q8 row in layout 0 or 1 from x[k] (k a multiple of 32); q, d, s bit-identical to the
+ * portable version */
+void qr__quantize_q8_row_avx512(const float *x, int64_t k, uint8_t *row, int layout);
+/* y[32 nb] = the nb blocks of a Q8_0 / Q4_0 / Q4_1 row (qtype), bit-identical to quant.c's */
+void qr__dequantize_row_avx512(int qtype, const uint8_t *w, float *y, int64_t nb);
 
 #endif

@@ -63,6 +63,37 @@
     do { for (int64_t i = lo; i < hi; i++) o[i] = scalar; } while (0)
 #endif
 
+#if defined(__AVX2__) && !defined(__AVX512F__)
+/* o[i] = vec8 for i in [lo, hi), x8 = a[i..i+8), QR_LD8(b) = b[i..i+8): the tail on masked
+ * lanes too (the others load 0 and are not stored), so every element takes the 8-lane formula
+ * (the exact GELU's FMA twins are not bit-identical to the scalar one). */
+static inline __attribute__((always_inline)) __m256 qr__ld8(const float *p, __m256i m, int full) {
+    return full ? _mm256_loadu_ps(p) : _mm256_maskload_ps(p, m);
+}
+#define QR_LD8(p) qr__ld8((p) + i, m8, full8)
+#define QR_FMA_LOOP8(vec8)                                                 \
+    do {                                                                   \
+        int64_t i2 = lo;                                                   \
+        for (; i2 + 16 <= hi; i2 += 16) {   /* two vectors at a time */    \
+            const __m256i m8 = _mm256_setzero_si256();                     \
+            const int full8 = 1;                                           \
+            __m256 r0, r1;                                                 \
+            { const int64_t i = i2; const __m256 x8 = QR_LD8(a); r0 = vec8; }     \
+            { const int64_t i = i2 + 8; const __m256 x8 = QR_LD8(a); r1 = vec8; } \
+            _mm256_storeu_ps(o + i2, r0);                                  \
+            _mm256_storeu_ps(o + i2 + 8, r1);                              \
+        }                                                                  \
+        for (int64_t i = i2; i < hi; i += 8) {                             \
+            const __m256i m8 = _mm256_cmpgt_epi32(                         \
+                _mm256_set1_epi32((int)(hi - i < 8 ? hi - i : 8)),         \
+                _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));                \
+            const int full8 = 0;                                           \
+            const __m256 x8 = QR_LD8(a);                                   \
+            _mm256_maskstore_ps(o + i, m8, vec8);                          \
+        }                                                                  \
+    } while (0)
+#endif
+
 #if defined(__AVX512F__)
 /* SiLU backward on 16 lanes, OP_SILU_BWD's scalar formula: dy * (((1 - sg) x + 1) sg) */
 QR_AI16 __m512 qr__silu_bwd16(__m512 x, __m512 dy) {
@@ -90,14 +121,24 @@ void QR_VEC_NAME(ew_range)(void *p, int64_t lo, int64_t hi) {
     case OP_RELU_BWD:   /* dx = dy * (x > 0): NaN x gives 0 * dy */
         for (int64_t i = lo; i < hi; i++) o[i] = b[i] * (a[i] > 0.0f ? 1.0f : 0.0f);
         break;
-    case OP_GELU: QR_GELU_LOOP(qr_gelu8(x8), qr_gelu16(x16), qr_gelu_f(a[i])); break;
+    /* exact GELU: the SIMD tiers run the FMA erf of qr_math.h (qr_gelu_fma8 / 16, within
+     * decl/act.py's bound of the portable formula, bit-identical to each other) */
+#if defined(__AVX512F__)
+    case OP_GELU: QR_GELU_LOOP16(qr_gelu_fma16(x16)); break;
+    case OP_GELU_BWD:   /* dx = dy * (Phi(x) + x phi(x)) */
+        QR_GELU_LOOP16(_mm512_mul_ps(QR_LD16(b), qr_gelu_grad_fma16(x16)));
+        break;
+#elif defined(__AVX2__)
+    case OP_GELU: QR_FMA_LOOP8(qr_gelu_fma8(x8)); break;
+    case OP_GELU_BWD: QR_FMA_LOOP8(_mm256_mul_ps(QR_LD8(b), qr_gelu_grad_fma8(x8))); break;
+#else
+    case OP_GELU: for (int64_t i = lo; i < hi; i++) o[i] = qr_gelu_f(a[i]); break;
+    case OP_GELU_BWD:   /* dx = dy * (Phi(x) + x phi(x)) */
+        for (int64_t i = lo; i < hi; i++) o[i] = b[i] * qr_gelu_grad_f(a[i]);
+        break;
+#endif
     case OP_GELU_TANH:
         QR_GELU_LOOP(qr_gelu_tanh8(x8), qr_gelu_tanh16(x16), qr_gelu_tanh_f(a[i]));
-        break;
-    case OP_GELU_BWD:   /* dx = dy * (Phi(x) + x phi(x)) */
-        QR_GELU_LOOP(_mm256_mul_ps(_mm256_loadu_ps(b + i), qr_gelu_grad8(x8)),
-                     _mm512_mul_ps(QR_LD16(b), qr_gelu_grad16(x16)),
-                     b[i] * qr_gelu_grad_f(a[i]));
         break;
     case OP_GELU_TANH_BWD:
         QR_GELU_LOOP(_mm256_mul_ps(_mm256_loadu_ps(b + i), qr_gelu_tanh_grad8(x8)),

@@ -1,0 +1,503 @@
+/* quant_avx512.c - the AVX-512 (BW/VL + VNNI) kernels of quant.c: integer block dot products of
+ * quantized weights with q8 activation rows in the "x" layouts (quant_internal.h) by vpdpbusd,
+ * the F16 dot product, the q8 activation quantizer (q, d, s bit-identical to the portable
+ * one) and the Q8_0 / Q4 dequantizer (bit-identical: matmul_qf's panels). VNNI is enabled for this file alone (the *_avx512.c flags leave it out, so no other
+ * kernel can emit it); quant.c calls these only where cpu.c reports the AVX-512 tier and the
+ * CPU has AVX512VNNI (cpu.c's family table says the same).
+ *
+ * vpdpbusd multiplies unsigned by signed bytes and adds each 4 products to an int32 lane with no
+ * intermediate saturation, so the lanes are exact:
+ *   Q8_0: the weight enters as w ^ 0x80 = w + 128 (unsigned); the lane starts at C = -128 * (its
+ *         4 activations' sum), so it ends as the signed dot product (per lane, as the AVX2
+ *         sign trick gives).
+ *   Q4:   nibbles are unsigned already; Q4_0's -8 enters as the start C = -8 * the lane's
+ *         activation sum (an exact integer: the AVX2 code applies it in float instead);
+ *         Q4_1's m term is m * s per block, in float, as the portable code does.
+ * Each lane is then converted and multiplied by d_w * d_x of its block (E holds d_x once per
+ * lane, d_w is expanded once per weight quad and shared by every activation row), and summed in
+ * float32: within the products' tolerance of the portable path, as the AVX2 path is. */
+#include <immintrin.h>
+#include <string.h>
+
+#include "qorus.h"
+#include "quant_internal.h"
+
+#ifdef QR_HAVE_QUANT_AVX512
+
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx512vnni"))), apply_to = function)
+#else
+#pragma GCC push_options
+#pragma GCC target("avx512vnni")
+#endif
+
+#define QR_AI static inline __attribute__((always_inline))
+
+/* How far ahead in a decode weight stream to prefetch (as quant_avx2.c: about 2 KB, DRAM
+ * latency at one thread's streaming rate) */
+#define QR_PF_AHEAD 2048
+
+static inline float h2f(const uint8_t *p) {
+    uint16_t v;
+    memcpy(&v, p, 2);
+    return _cvtsh_ss(v);
+}
+
+static inline int32_t ld32(const uint8_t *p) {
+    int32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+static inline float hsum256(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/* [sum v[0], ..., sum v[7]]: each row's lanes summed in the same pattern wherever it sits */
+static inline __m256 hsum8x(const __m256 v[8]) {
+    __m256 u0 = _mm256_hadd_ps(_mm256_hadd_ps(v[0], v[1]), _mm256_hadd_ps(v[2], v[3]));
+    __m256 u1 = _mm256_hadd_ps(_mm256_hadd_ps(v[4], v[5]), _mm256_hadd_ps(v[6], v[7]));
+    return _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20),
+                         _mm256_permute2f128_ps(u0, u1, 0x31));
+}
+
+static inline __m256 fold512(__m512 v) {   /* 16 lanes -> 8 */
+    return _mm256_add_ps(_mm512_castps512_ps256(v),
+                         _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
+}
+
+/* A decode range's first QR_PF_AHEAD bytes, requested at once (see quant_avx2.c). */
+static inline void prefetch_head(const uint8_t *w, size_t bytes) {
+    if (bytes > QR_PF_AHEAD) bytes = QR_PF_AHEAD;
+    for (size_t o = 0; o < bytes; o += 64) _mm_prefetch((const char *)(w + o), _MM_HINT_T0);
+}
+
+/* the first 4 bytes of 4 blocks bs apart, as 4 dwords (fp16 d, then m or 2 quant bytes) */
+QR_AI __m128i gather4(const uint8_t *p, size_t bs) {
+    __m128i a = _mm_unpacklo_epi32(_mm_loadu_si32(p), _mm_loadu_si32(p + bs));
+    __m128i b = _mm_unpacklo_epi32(_mm_loadu_si32(p + 2 * bs), _mm_loadu_si32(p + 3 * bs));
+    return _mm_unpacklo_epi64(a, b);
+}
+
+/* 16 bytes at p, p + bs, p + 2 bs, p + 3 bs into the 4 128-bit lanes */
+QR_AI __m512i load4x16(const uint8_t *p, size_t bs) {
+    __m256i a = _mm256_inserti128_si256(
+        _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)p)),
+        _mm_loadu_si128((const __m128i *)(p + bs)), 1);
+    __m256i b = _mm256_inserti128_si256(
+        _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(p + 2 * bs))),
+        _mm_loadu_si128((const __m128i *)(p + 3 * bs)), 1);
+    return _mm512_inserti64x4(_mm512_castsi256_si512(a), b, 1);
+}
+
+/* 32 bytes at p and at p + bs into the two 256-bit halves */
+QR_AI __m512i load2x32(const uint8_t *p, size_t bs) {
+    return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)p)),
+                              _mm256_loadu_si256((const __m256i *)(p + bs)), 1);
+}
+
+/* ------------------------------------------------------------------ Q8_0 (layout 0) */
+#define QR_Q8_BS 34
+
+/* One Q8_0 weight row against MX q8 rows (layout 0, xs bytes apart): res[j] holds 8 lanes
+ * whose sum is row j's dot. Four blocks a step (two zmm of two blocks each), then a pair, then
+ * one block. DEC: the decode stream (prefetch far ahead, two accumulators). */
+QR_AI void q8x(int MX, int DEC, int64_t nb, const uint8_t *w, const uint8_t *xq, size_t xs,
+               __m256 *res) {
+    const size_t oc = qr_x_off_c(nb), oe = qr_x_off_e(nb);
+    const __m512i flip = _mm512_set1_epi8((char)0x80);
+    const __m512i i01 = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 2, 2, 2, 2, 2, 2, 2, 2);
+    const __m512i i23 = _mm512_setr_epi32(4, 4, 4, 4, 4, 4, 4, 4, 6, 6, 6, 6, 6, 6, 6, 6);
+    const int NA = MX <= 2 ? 2 : 1;   /* accumulators a row: two FMA chains for few rows */
+    __m512 acc[QR_QMAX_ROWS_X][2];
+    for (int j = 0; j < MX; j++) acc[j][0] = acc[j][1] = _mm512_setzero_ps();
+    int64_t b = 0;
+    for (; b + 4 <= nb; b += 4) {
+        const uint8_t *p = w + b * QR_Q8_BS;
+        if (DEC) {
+            const char *ahead = (const char *)(p + QR_PF_AHEAD);   /* 4 blocks: 136 B */
+            _mm_prefetch(ahead, _MM_HINT_T0);
+            _mm_prefetch(ahead + 64, _MM_HINT_T0);
+            _mm_prefetch(ahead + 128, _MM_HINT_T0);
+        } else {
+            _mm_prefetch((const char *)(p + 8 * QR_Q8_BS), _MM_HINT_T0);
+            _mm_prefetch((const char *)(p + 8 * QR_Q8_BS + 64), _MM_HINT_T0);
+            _mm_prefetch((const char *)(p + 8 * QR_Q8_BS + 128), _MM_HINT_T0);
+        }
+        __m512 f = _mm512_castps256_ps512(_mm256_cvtph_ps(gather4(p, QR_Q8_BS)));
+        __m512 dw01 = _mm512_permutexvar_ps(i01, f), dw23 = _mm512_permutexvar_ps(i23, f);
+        __m512i w01 = _mm512_xor_si512(load2x32(p + 2, QR_Q8_BS), flip);
+        __m512i w23 = _mm512_xor_si512(load2x32(p + 2 + 2 * QR_Q8_BS, QR_Q8_BS), flip);
+        for (int j = 0; j < MX; j++) {
+            const uint8_t *r = xq + j * xs;
+            const __m512i *q = (const __m512i *)(r + b * 32);
+            const __m512i *c = (const __m512i *)((const int32_t *)(r + oc) + 8 * b);
+            const float *e = (const float *)(r + oe) + 8 * b;
+            __m512i s01 = _mm512_dpbusd_epi32(_mm512_loadu_si512(c), w01, _mm512_loadu_si512(q));
+            __m512i s23 = _mm512_dpbusd_epi32(_mm512_loadu_si512(c + 1), w23,
+                                              _mm512_loadu_si512(q + 1));
+            acc[j][0] = _mm512_fmadd_ps(_mm512_mul_ps(dw01, _mm512_loadu_ps(e)),
+                                        _mm512_cvtepi32_ps(s01), acc[j][0]);
+            acc[j][NA - 1] = _mm512_fmadd_ps(_mm512_mul_ps(dw23, _mm512_loadu_ps(e + 16)),
+                                             _mm512_cvtepi32_ps(s23), acc[j][NA - 1]);
+        }
+    }
+    if (b + 2 <= nb) {
+        const uint8_t *p = w + b * QR_Q8_BS;
+        __m128i h = _mm_unpacklo_epi32(_mm_loadu_si32(p), _mm_loadu_si32(p + QR_Q8_BS));
+        __m512 dw01 = _mm512_permutexvar_ps(i01, _mm512_castps128_ps512(_mm_cvtph_ps(h)));
+        __m512i w01 = _mm512_xor_si512(load2x32(p + 2, QR_Q8_BS), flip);
+        for (int j = 0; j < MX; j++) {
+            const uint8_t *r = xq + j * xs;
+            const __m512i *c = (const __m512i *)((const int32_t *)(r + oc) + 8 * b);
+            __m512i s01 = _mm512_dpbusd_epi32(_mm512_loadu_si512(c), w01,
+                                              _mm512_loadu_si512(r + b * 32));
+            acc[j][0] = _mm512_fmadd_ps(
+                _mm512_mul_ps(dw01, _mm512_loadu_ps((const float *)(r + oe) + 8 * b)),
+                _mm512_cvtepi32_ps(s01), acc[j][0]);
+        }
+        b += 2;
+    }
+    for (int j = 0; j < MX; j++) res[j] = fold512(_mm512_add_ps(acc[j][0], acc[j][1]));
+    if (b < nb) {   /* one last block: 8 lanes */
+        const uint8_t *p = w + b * QR_Q8_BS;
+        const float dw = h2f(p);
+        __m256i wv = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(p + 2)),
+                                      _mm256_set1_epi8((char)0x80));
+        for (int j = 0; j < MX; j++) {
+            const uint8_t *r = xq + j * xs;
+            const float *d = (const float *)(r + qr_x_off_d(nb));
+            __m256i c = _mm256_loadu_si256((const __m256i *)((const int32_t *)(r + oc) + 8 * b));
+            __m256i s = _mm256_dpbusd_epi32(c, wv, _mm256_loadu_si256((const __m256i *)(r + b * 32)));
+            res[j] = _mm256_fmadd_ps(_mm256_set1_ps(dw * d[b]), _mm256_cvtepi32_ps(s), res[j]);
+        }
+    }
+}
+
+/* ------------------------------------------------------------------ Q4_0 / Q4_1 (layout 1) */
+/* One Q4 weight row (FMT 1: Q4_0, 2: Q4_1) against MX q8 rows in layout 1: a quad of blocks a
+ * step, its 64 nibble bytes in one zmm (block 4t + k in 128-bit lane k), so one unpack, two
+ * vpdpbusd, one convert and one FMA serve four blocks of a row. Per quad:
+ *   f  = [d0 c0 d1 c1 d2 c2 d3 c3]   (the blocks' first dwords: c = m for Q4_1, junk for Q4_0)
+ *   dw = [d0 x4 | d1 x4 | d2 x4 | d3 x4], shared by the rows; scale = dw * E (row's d_x);
+ *   Q4_1: corr += f * X, X = [0 s0 0 s1 0 s2 0 s3]: its odd lanes sum m * s.
+ * A last 1-3 blocks make a quad whose missing blocks are zeros on both sides (the weight's are
+ * never read). res[j]: 8 lanes summing to row j's dot. */
+QR_AI void q4_quad(int FMT, int MX, int64_t t, __m256 f, __m512i raw, const uint8_t *xq,
+                   size_t xs, size_t oc, size_t oe, size_t ox, __m512 *acc, __m256 *corr) {
+    const __m512i m4 = _mm512_set1_epi8(15);
+    const __m512i idx = _mm512_setr_epi32(0, 0, 0, 0, 2, 2, 2, 2, 4, 4, 4, 4, 6, 6, 6, 6);
+    __m512 dw = _mm512_permutexvar_ps(idx, _mm512_castps256_ps512(f));
+    __m512i lo = _mm512_and_si512(raw, m4);
+    __m512i hi = _mm512_and_si512(_mm512_srli_epi16(raw, 4), m4);
+    for (int j = 0; j < MX; j++) {
+        const uint8_t *r = xq + j * xs;
+        const __m512i *q = (const __m512i *)(r + 128 * t);
+        __m512i s = FMT == 1
+            ? _mm512_loadu_si512((const int32_t *)(r + oc) + 16 * t) : _mm512_setzero_si512();
+        s = _mm512_dpbusd_epi32(s, lo, _mm512_loadu_si512(q));
+        s = _mm512_dpbusd_epi32(s, hi, _mm512_loadu_si512(q + 1));
+        __m512 sc = _mm512_mul_ps(dw, _mm512_loadu_ps((const float *)(r + oe) + 16 * t));
+        acc[j] = _mm512_fmadd_ps(sc, _mm512_cvtepi32_ps(s), acc[j]);
+        if (FMT == 2)
+            corr[j] = _mm256_fmadd_ps(f, _mm256_loadu_ps((const float *)(r + ox) + 8 * t),
+                                      corr[j]);
+    }
+}
+
+QR_AI void q4_prefetch(int DEC, const uint8_t *p, size_t bs) {
+    if (DEC) {
+        _mm_prefetch((const char *)(p + QR_PF_AHEAD), _MM_HINT_T0);
+        _mm_prefetch((const char *)(p + QR_PF_AHEAD + 64), _MM_HINT_T0);
+    } else {
+        _mm_prefetch((const char *)(p + 12 * bs), _MM_HINT_T0);
+        _mm_prefetch((const char *)(p + 12 * bs + 64), _MM_HINT_T0);
+    }
+}
+
+QR_AI void q4x(int FMT, int MX, int DEC, int64_t nb, const uint8_t *w, const uint8_t *xq,
+               size_t xs, __m256 *res) {
+    const size_t bs = FMT == 1 ? 18 : 20, off = FMT == 1 ? 2 : 4;
+    const size_t oc = qr_x_off_c(nb), oe = qr_x_off_e(nb), ox = qr_x_off_x(nb);
+    const int64_t nq = nb / 4, nr = nb % 4;
+    __m512 acc[QR_QMAX_ROWS_X];
+    __m256 corr[QR_QMAX_ROWS_X];
+    for (int j = 0; j < MX; j++) {
+        acc[j] = _mm512_setzero_ps();
+        corr[j] = _mm256_setzero_ps();
+    }
+    for (int64_t t = 0; t < nq; t++) {
+        const uint8_t *p = w + 4 * t * bs;
+        q4_prefetch(DEC, p, bs);
+        q4_quad(FMT, MX, t, _mm256_cvtph_ps(gather4(p, bs)), load4x16(p + off, bs), xq, xs, oc,
+                oe, ox, acc, corr);
+    }
+    if (nr) {   /* the last nr blocks: a quad with zeros for the rest */
+        const uint8_t *p = w + 4 * nq * bs;
+        __m128i g = _mm_loadu_si32(p);
+        __m512i raw = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)(p + off)));
+        raw = _mm512_maskz_mov_epi32(0x000f, raw);
+        if (nr > 1) {
+            g = _mm_insert_epi32(g, ld32(p + bs), 1);
+            raw = _mm512_inserti32x4(raw, _mm_loadu_si128((const __m128i *)(p + bs + off)), 1);
+        }
+        if (nr > 2) {
+            g = _mm_insert_epi32(g, ld32(p + 2 * bs), 2);
+            raw = _mm512_inserti32x4(raw, _mm_loadu_si128((const __m128i *)(p + 2 * bs + off)), 2);
+        }
+        q4_quad(FMT, MX, nq, _mm256_cvtph_ps(g), raw, xq, xs, oc, oe, ox, acc, corr);
+    }
+    const __m256 odd = _mm256_castsi256_ps(_mm256_setr_epi32(0, -1, 0, -1, 0, -1, 0, -1));
+    for (int j = 0; j < MX; j++) {
+        res[j] = fold512(acc[j]);
+        if (FMT == 2)
+            res[j] = _mm256_add_ps(res[j], _mm256_and_ps(corr[j], odd));
+    }
+}
+
+/* ------------------------------------------------------------------ entry points */
+/* the prompt kernels: one weight row against mx (1 .. QR_QMAX_ROWS_X) q8 rows */
+_Static_assert(QR_QMAX_ROWS_X == 8, "qdot_x sums its rows' lanes 8 at a time (hsum8x)");
+QR_AI void qdot_x(int fmt, int MX, int64_t nb, const uint8_t *w, const uint8_t *xq, size_t xs,
+                  float *out) {
+    __m256 res[8];
+    if (fmt == 0) q8x(MX, 0, nb, w, xq, xs, res);
+    else if (fmt == 1) q4x(1, MX, 0, nb, w, xq, xs, res);
+    else q4x(2, MX, 0, nb, w, xq, xs, res);
+    for (int j = MX; j < 8; j++) res[j] = _mm256_setzero_ps();
+    float o[8];   /* hsum8x: a row's sum does not depend on MX or its place */
+    _mm256_storeu_ps(o, hsum8x(res));
+    for (int j = 0; j < MX; j++) out[j] = o[j];
+}
+
+#define QDOTX(name, fmt)                                                                    \
+    void name(int64_t nb, const uint8_t *w, const uint8_t *xq, size_t xs, int mx, float *out) { \
+        switch (mx) {                                                                       \
+        case 1: qdot_x(fmt, 1, nb, w, xq, xs, out); break;                                  \
+        case 2: qdot_x(fmt, 2, nb, w, xq, xs, out); break;                                  \
+        case 3: qdot_x(fmt, 3, nb, w, xq, xs, out); break;                                  \
+        case 4: qdot_x(fmt, 4, nb, w, xq, xs, out); break;                                  \
+        case 5: qdot_x(fmt, 5, nb, w, xq, xs, out); break;                                  \
+        case 6: qdot_x(fmt, 6, nb, w, xq, xs, out); break;                                  \
+        case 7: qdot_x(fmt, 7, nb, w, xq, xs, out); break;                                  \
+        default: qdot_x(fmt, 8, nb, w, xq, xs, out); break;                                 \
+        }                                                                                   \
+    }
+QDOTX(qr__qdot_q8_0_avx512, 0)
+QDOTX(qr__qdot_q4_0_avx512, 1)
+QDOTX(qr__qdot_q4_1_avx512, 2)
+
+/* Decode rows against one q8 row: one forward weight stream, prefetched QR_PF_AHEAD bytes on;
+ * each row as 8 lanes, eight rows' lanes summed at once (hsum8x), as quant_avx2.c does. */
+QR_AI void qrows_x(int fmt, int64_t nb, const uint8_t *w, size_t wrow, int64_t nrows,
+                   const uint8_t *xq, float *y) {
+    prefetch_head(w, (size_t)nrows * wrow);
+    for (int64_t r = 0; r < nrows; r += 8) {
+        const int n = nrows - r < 8 ? (int)(nrows - r) : 8;
+        __m256 v[8];
+        for (int i = 0; i < 8; i++) {
+            const uint8_t *row = w + (r + i) * wrow;
+            if (i >= n) v[i] = _mm256_setzero_ps();
+            else if (fmt == 0) q8x(1, 1, nb, row, xq, 0, &v[i]);
+            else if (fmt == 1) q4x(1, 1, 1, nb, row, xq, 0, &v[i]);
+            else q4x(2, 1, 1, nb, row, xq, 0, &v[i]);
+        }
+        float out[8];
+        _mm256_storeu_ps(out, hsum8x(v));
+        memcpy(y + r, out, (size_t)n * sizeof(float));
+    }
+}
+
+void qr__qrows_q8_0_avx512(int64_t nb, const uint8_t *w, size_t wrow, int64_t nrows,
+                           const uint8_t *xq, float *y) {
+    qrows_x(0, nb, w, wrow, nrows, xq, y);
+}
+void qr__qrows_q4_0_avx512(int64_t nb, const uint8_t *w, size_t wrow, int64_t nrows,
+                           const uint8_t *xq, float *y) {
+    qrows_x(1, nb, w, wrow, nrows, xq, y);
+}
+void qr__qrows_q4_1_avx512(int64_t nb, const uint8_t *w, size_t wrow, int64_t nrows,
+                           const uint8_t *xq, float *y) {
+    qrows_x(2, nb, w, wrow, nrows, xq, y);
+}
+
+/* ------------------------------------------------------------------ F16 */
+/* F16 weights against MX float rows: 16 a step, 4 accumulators (MX = 1) or 2 a row; the last
+ * 1-15 values through masked loads (zeros past k). */
+QR_AI void fdot_x(int MX, int64_t k, const uint16_t *w, const float *x, int64_t ldx,
+                  float *out) {
+    enum { NA = 4 };
+    const int na = MX == 1 ? 4 : 2;
+    __m512 acc[QR_QMAX_ROWS_X][NA];
+    for (int j = 0; j < MX; j++)
+        for (int a = 0; a < na; a++) acc[j][a] = _mm512_setzero_ps();
+    int64_t i = 0;
+    for (; i + 16 * na <= k; i += 16 * na) {
+        _mm_prefetch((const char *)(w + i + 512), _MM_HINT_T0);   /* 1 KiB ahead */
+        if (na == 4) _mm_prefetch((const char *)(w + i + 544), _MM_HINT_T0);
+        for (int a = 0; a < na; a++) {
+            __m512 wv = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + i + 16 * a)));
+            for (int j = 0; j < MX; j++)
+                acc[j][a] = _mm512_fmadd_ps(wv, _mm512_loadu_ps(x + j * ldx + i + 16 * a),
+                                            acc[j][a]);
+        }
+    }
+    for (; i + 16 <= k; i += 16) {
+        __m512 wv = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + i)));
+        for (int j = 0; j < MX; j++)
+            acc[j][0] = _mm512_fmadd_ps(wv, _mm512_loadu_ps(x + j * ldx + i), acc[j][0]);
+    }
+    if (i < k) {
+        const __mmask16 m = (__mmask16)((1u << (k - i)) - 1);
+        __m512 wv = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, w + i));
+        for (int j = 0; j < MX; j++)
+            acc[j][0] = _mm512_fmadd_ps(wv, _mm512_maskz_loadu_ps(m, x + j * ldx + i), acc[j][0]);
+    }
+    for (int j = 0; j < MX; j++) {
+        __m512 t = acc[j][0];
+        for (int a = 1; a < na; a++) t = _mm512_add_ps(t, acc[j][a]);
+        out[j] = hsum256(fold512(t));
+    }
+}
+
+void qr__fdot_f16_avx512(int64_t k, const uint16_t *w, const float *x, int64_t ldx, int mx,
+                         float *out) {
+    switch (mx) {
+    case 1: fdot_x(1, k, w, x, ldx, out); break;
+    case 2: fdot_x(2, k, w, x, ldx, out); break;
+    case 3: fdot_x(3, k, w, x, ldx, out); break;
+    case 4: fdot_x(4, k, w, x, ldx, out); break;
+    case 5: fdot_x(5, k, w, x, ldx, out); break;
+    case 6: fdot_x(6, k, w, x, ldx, out); break;
+    case 7: fdot_x(7, k, w, x, ldx, out); break;
+    default: fdot_x(8, k, w, x, ldx, out); break;
+    }
+}
+
+void qr__qrows_f16_avx512(int64_t k, const uint8_t *w, size_t wrow, int64_t nrows,
+                          const uint8_t *x, float *y) {
+    for (int64_t r = 0; r < nrows; r++)
+        fdot_x(1, k, (const uint16_t *)(w + r * wrow), (const float *)x, 0, y + r);
+}
+
+/* ------------------------------------------------------------------ q8 activation rows */
+/* Same operations as quantize_q8_row in quant.c: amax, d = amax / 127, id = 1 / d,
+ * q = |v| truncated + (frac >= 0.5), signed; s = d * sum(q); a block with a NaN or inf: q = 0,
+ * d = s = NaN. Then layout 0's or 1's order and C, E, X (quant_internal.h). */
+void qr__quantize_q8_row_avx512(const float *x, int64_t k, uint8_t *row, int layout) {
+    const int64_t nb = k / QR_QK, nq = layout ? (nb + 3) / 4 : 0;   /* whole or last quads */
+    float *d = (float *)(row + qr_x_off_d(nb)), *s = d + nb;
+    int32_t *C = (int32_t *)(row + qr_x_off_c(nb));
+    float *E = (float *)(row + qr_x_off_e(nb)), *X = (float *)(row + qr_x_off_x(nb));
+    const __m512i absmask = _mm512_set1_epi32(0x7fffffff);
+    const __m512 half = _mm512_set1_ps(0.5f), one = _mm512_set1_ps(1.0f);
+    const __m256i ones8 = _mm256_set1_epi8(1);
+    for (int64_t b = 0; b < nb; b++) {
+        const float *xb = x + b * QR_QK;
+        __m512 v[2] = {_mm512_loadu_ps(xb), _mm512_loadu_ps(xb + 16)};
+        __mmask16 fin = _mm512_cmp_ps_mask(_mm512_sub_ps(v[0], v[0]), _mm512_setzero_ps(),
+                                           _CMP_EQ_OQ) &
+                        _mm512_cmp_ps_mask(_mm512_sub_ps(v[1], v[1]), _mm512_setzero_ps(),
+                                           _CMP_EQ_OQ);
+        __m512i qi[2] = {_mm512_setzero_si512(), _mm512_setzero_si512()};
+        float db = __builtin_nanf("");
+        if (fin == 0xffff) {
+            __m512 m = _mm512_max_ps(
+                _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(v[0]), absmask)),
+                _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(v[1]), absmask)));
+            float amax = _mm512_reduce_max_ps(m);   /* finite, >= +0: any order is exact */
+            db = amax / 127.0f;
+            float id = db != 0.0f ? 1.0f / db : 0.0f;
+            const __m512 vid = _mm512_set1_ps(id);
+            for (int i = 0; i < 2; i++) {
+                __m512 t = _mm512_mul_ps(v[i], vid);
+                __m512i tb = _mm512_castps_si512(t);
+                __m512 a = _mm512_castsi512_ps(_mm512_and_si512(tb, absmask));
+                __m512 tr = _mm512_roundscale_ps(a, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+                __mmask16 up = _mm512_cmp_ps_mask(_mm512_sub_ps(a, tr), half, _CMP_GE_OQ);
+                __m512 r = _mm512_mask_add_ps(tr, up, tr, one);
+                r = _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(r),
+                                                        _mm512_andnot_si512(absmask, tb)));
+                qi[i] = _mm512_cvttps_epi32(r);
+            }
+        }
+        const int32_t sum = _mm512_reduce_add_epi32(_mm512_add_epi32(qi[0], qi[1]));
+        d[b] = db;
+        s[b] = db * (float)sum;
+        __m128i lo = _mm512_cvtepi32_epi8(qi[0]), hi = _mm512_cvtepi32_epi8(qi[1]);
+        __m256i sum4 = _mm256_dpbusd_epi32(_mm256_setzero_si256(), ones8,
+                                           _mm256_set_m128i(hi, lo));   /* 8 sums of 4 q */
+        if (layout == 0) {
+            _mm_storeu_si128((__m128i *)(row + 32 * b), lo);
+            _mm_storeu_si128((__m128i *)(row + 32 * b + 16), hi);
+            _mm256_storeu_si256((__m256i *)(C + 8 * b), _mm256_slli_epi32(
+                _mm256_sub_epi32(_mm256_setzero_si256(), sum4), 7));   /* -128 * sums */
+            _mm256_storeu_ps(E + 8 * b, _mm256_set1_ps(db));
+        } else {
+            const int64_t t = b / 4, kk = b % 4;
+            _mm_storeu_si128((__m128i *)(row + 128 * t + 16 * kk), lo);
+            _mm_storeu_si128((__m128i *)(row + 128 * t + 64 + 16 * kk), hi);
+            __m128i g = _mm_add_epi32(_mm256_castsi256_si128(sum4),
+                                      _mm256_extracti128_si256(sum4, 1));
+            _mm_storeu_si128((__m128i *)(C + 16 * t + 4 * kk),
+                             _mm_slli_epi32(_mm_sub_epi32(_mm_setzero_si128(), g), 3));
+            _mm_storeu_ps(E + 16 * t + 4 * kk, _mm_set1_ps(db));
+            X[8 * t + 2 * kk] = 0.0f;
+            X[8 * t + 2 * kk + 1] = s[b];
+        }
+    }
+    for (int64_t b = nb; b < 4 * nq; b++) {   /* a last quad's missing blocks: zeros */
+        const int64_t t = b / 4, kk = b % 4;
+        memset(row + 128 * t + 16 * kk, 0, 16);
+        memset(row + 128 * t + 64 + 16 * kk, 0, 16);
+        memset(C + 16 * t + 4 * kk, 0, 16);
+        memset(E + 16 * t + 4 * kk, 0, 16);
+        X[8 * t + 2 * kk] = X[8 * t + 2 * kk + 1] = 0.0f;
+    }
+}
+
+/* ------------------------------------------------------------------ dequantization */
+/* The portable formulas lane for lane: Q8_0 q * d, Q4_0 d * (q - 8), Q4_1 d * q + m (a multiply
+ * then an add, never fused): the same bits. */
+void qr__dequantize_row_avx512(int qtype, const uint8_t *w, float *y, int64_t nb) {
+    const size_t bs = qtype == QR_QTYPE_Q8_0 ? 34 : qtype == QR_QTYPE_Q4_0 ? 18 : 20;
+    const __m128i m4 = _mm_set1_epi8(15);
+    for (int64_t b = 0; b < nb; b++, w += bs, y += QR_QK) {
+        const __m512 d = _mm512_set1_ps(h2f(w));
+        __m512i q0, q1;
+        if (qtype == QR_QTYPE_Q8_0) {
+            q0 = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(w + 2)));
+            q1 = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(w + 18)));
+        } else {
+            __m128i raw = _mm_loadu_si128((const __m128i *)(w + (qtype == QR_QTYPE_Q4_0 ? 2 : 4)));
+            q0 = _mm512_cvtepu8_epi32(_mm_and_si128(raw, m4));
+            q1 = _mm512_cvtepu8_epi32(_mm_and_si128(_mm_srli_epi16(raw, 4), m4));
+            if (qtype == QR_QTYPE_Q4_0) {
+                q0 = _mm512_sub_epi32(q0, _mm512_set1_epi32(8));
+                q1 = _mm512_sub_epi32(q1, _mm512_set1_epi32(8));
+            }
+        }
+        __m512 y0 = _mm512_mul_ps(_mm512_cvtepi32_ps(q0), d);
+        __m512 y1 = _mm512_mul_ps(_mm512_cvtepi32_ps(q1), d);
+        if (qtype == QR_QTYPE_Q4_1) {
+            const __m512 m = _mm512_set1_ps(h2f(w + 2));
+            y0 = _mm512_add_ps(y0, m);
+            y1 = _mm512_add_ps(y1, m);
+        }
+        _mm512_storeu_ps(y, y0);
+        _mm512_storeu_ps(y + 16, y1);
+    }
+}
+
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
+#pragma GCC pop_options
+#endif
+
+#else
+typedef int qr_quant_avx512_unused;   /* no VNNI in this compiler: quant runs AVX2 */
+#endif
