@@ -506,6 +506,20 @@ class KernelSet(Protocol):
         broadcast. beta == 0 never reads out.
         """
 
+    def bcast_where(self, cond: Tensor, a: Tensor, b: Tensor, out: Tensor) -> None:
+        """out = a where cond != 0 (a NaN counts as nonzero) else b, with NumPy's broadcasting:
+        cond (f32 or i32), a and b broadcast together to out's shape exactly; out may be an
+        input (the same buffer) of out's shape.
+        """
+
+    def bcast_where_bwd(
+        self, cond: Tensor, dy: Tensor, da: Tensor | None, db: Tensor | None,
+    ) -> None:
+        """Gradients of bcast_where from dy (out's shape): da = dy where cond != 0 else 0, db =
+        dy where cond == 0 else 0 (dy * mask: a NaN dy stays NaN in both), each summed to its
+        own shape (da's and db's shapes: a's and b's); either None: not wanted.
+        """
+
     def strided_copy(
         self, src: Tensor, dst: Tensor, shape: tuple[int, ...], src_offset: int,
         src_strides: tuple[int, ...], dst_offset: int, dst_strides: tuple[int, ...],
@@ -537,20 +551,6 @@ class KernelSet(Protocol):
     def gather_axis_bwd(self, dy: Tensor, idx: Tensor, dx: Tensor) -> None:
         """dx (outer, n, inner) overwritten: 0, then dx[o, idx[o, j, i], i] += dy[o, j, i] in
         order (repeated indices accumulate); dy and idx (outer, m, inner).
-        """
-
-    def bcast_where(self, cond: Tensor, a: Tensor, b: Tensor, out: Tensor) -> None:
-        """out = a where cond != 0 (a NaN counts as nonzero) else b, with NumPy's broadcasting:
-        cond (f32 or i32), a and b broadcast together to out's shape exactly; out may be an
-        input (the same buffer) of out's shape.
-        """
-
-    def bcast_where_bwd(
-        self, cond: Tensor, dy: Tensor, da: Tensor | None, db: Tensor | None,
-    ) -> None:
-        """Gradients of bcast_where from dy (out's shape): da = dy where cond != 0 else 0, db =
-        dy where cond == 0 else 0 (dy * mask: a NaN dy stays NaN in both), each summed to its
-        own shape (da's and db's shapes: a's and b's); either None: not wanted.
         """
 
     def bmm(

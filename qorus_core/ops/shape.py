@@ -132,6 +132,17 @@ class Transpose(Permute):
         return dims
 
 
+def _pieces(pieces, whole, axis: int, where: str) -> list[tuple[Any, ...]]:
+    """Pieces laid end to end along ``axis`` of ``whole`` (a concat's inputs, a split's
+    outputs): per piece (its shape, its strides, its element offset in whole, whole's strides)."""
+    a = axis_of(axis, len(whole.shape), where)
+    ws, out, at = strides(whole.shape), [], 0
+    for t in pieces:
+        out.append((tuple(t.shape), strides(t.shape), at * ws[a], ws))
+        at += t.shape[a]
+    return out
+
+
 class Concat(Layer):
     """y = the inputs joined along ``axis`` (all other axes equal); backward slices dy."""
 
@@ -155,12 +166,7 @@ class Concat(Layer):
 
     def _layout(self, ctx) -> list[tuple[Any, ...]]:
         """Per input: (its shape, its strides, its offset in y, y's strides)."""
-        a = axis_of(self.axis, len(ctx.y.shape), "Concat")
-        ys, out, at = strides(ctx.y.shape), [], 0
-        for t in ctx.xs:
-            out.append((tuple(t.shape), strides(t.shape), at * ys[a], ys))
-            at += t.shape[a]
-        return out
+        return _pieces(ctx.xs, ctx.y, self.axis, "Concat")
 
     def forward(self, x, ctx):
         k, y = ctx.k, ctx.y
@@ -225,12 +231,8 @@ class Split(Layer):
                      for s in self._sizes(x.shape[a]))
 
     def _layout(self, ctx) -> list[tuple[Any, ...]]:
-        a = axis_of(self.axis, len(ctx.x.shape), "Split")
-        xs, out, at = strides(ctx.x.shape), [], 0
-        for t in ctx.ys:
-            out.append((tuple(t.shape), strides(t.shape), at * xs[a], xs))
-            at += t.shape[a]
-        return out
+        """Per output: (its shape, its strides, its offset in x, x's strides)."""
+        return _pieces(ctx.ys, ctx.x, self.axis, "Split")
 
     def forward(self, x, ctx):
         k = ctx.k

@@ -339,24 +339,30 @@ class Trainer:
             raise CheckpointError(f"{data.path}: corrupt trainer state: {exc}") from None
 
 
+def _by_output(model: Any, value: Any, what: str, each: str) -> dict[str, Any]:
+    """``value`` keyed by output name, in the model's output order: a dict naming outputs, or
+    the value itself for a model of one output (``what`` and ``each`` word the errors)."""
+    outs = tuple(model.output_names)
+    if isinstance(value, dict):
+        unknown = sorted(set(value) - set(outs))
+        if unknown:
+            raise ConfigError(f"Trainer: {what} names outputs {unknown} the model does not have "
+                              f"(outputs: {list(outs)})")
+        if not value:
+            raise ConfigError(f"Trainer: the {what} dict is empty")
+        return {o: value[o] for o in outs if o in value}
+    if len(outs) == 1:
+        return {outs[0]: value}
+    raise ConfigError(f"Trainer: this model has outputs {list(outs)}; give {what} as a dict "
+                      f"of output name -> {each}")
+
+
 def _metrics(model: Any, metrics: Any) -> dict[str, list[Metric]]:
     """The metrics by output name (a list for a model of one output, else a dict of lists)."""
-    outs = tuple(model.output_names)
     if metrics is None:
         return {}
-    if isinstance(metrics, dict):
-        unknown = sorted(set(metrics) - set(outs))
-        if unknown:
-            raise ConfigError(f"Trainer: metrics name outputs {unknown} the model does not have "
-                              f"(outputs: {list(outs)})")
-        by = metrics
-    elif len(outs) == 1:
-        by = {outs[0]: metrics}
-    else:
-        raise ConfigError(f"Trainer: this model has outputs {list(outs)}; give metrics as a dict "
-                          "of output name -> list of metric names")
     out = {}
-    for o, ms in by.items():
+    for o, ms in _by_output(model, metrics, "metrics", "list of metric names").items():
         if not isinstance(ms, (list, tuple)):
             raise ConfigError(f"Trainer: metrics for {o!r} must be a list of names, got {ms!r}")
         out[o] = [get_metric(m) for m in ms]
@@ -369,20 +375,7 @@ def _loss_dict(loss: Loss) -> dict[str, Any]:
 
 def _losses(model: Any, loss: Any, weights: Any) -> tuple[dict[str, Loss], dict[str, float]]:
     """The losses by output name and their weights, checked against the model's outputs."""
-    outs = tuple(model.output_names)
-    if isinstance(loss, dict):
-        unknown = sorted(set(loss) - set(outs))
-        if unknown:
-            raise ConfigError(f"Trainer: loss names outputs {unknown} the model does not have "
-                              f"(outputs: {list(outs)})")
-        if not loss:
-            raise ConfigError("Trainer: the loss dict is empty")
-        losses = {o: loss[o] for o in outs if o in loss}
-    elif len(outs) == 1:
-        losses = {outs[0]: loss}
-    else:
-        raise ConfigError(f"Trainer: this model has outputs {list(outs)}; give loss as a dict "
-                          "of output name -> loss")
+    losses = _by_output(model, loss, "loss", "loss")
     if weights is not None and not isinstance(weights, dict):
         raise ConfigError(f"Trainer: loss_weights must be a dict of output name -> weight, got "
                           f"{weights!r}")

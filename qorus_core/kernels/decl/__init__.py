@@ -9,7 +9,7 @@ from it (gen.py), the C symbols bound and checked from it (bind.py), and the tes
 from __future__ import annotations
 
 # each family module declares its kernels on import (TABLE lists them in this order)
-from . import act, conv, dense, elementwise, fused, loss, norm, optim, quant, rnn, strided  # noqa: F401
+from . import act, conv, dense, elementwise, fused, loss, norm, optim, quant, rnn, strided, strided_index  # noqa: F401
 from .spec import DECLARED, Kernel
 
 __all__ = ["TABLE", "LIB_VERSION", "Kernel", "get", "families"]

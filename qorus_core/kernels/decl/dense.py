@@ -44,6 +44,30 @@ _NO_OVERLAP = ("(c.p >= a.p + 4 * a.size or a.p >= c.p + 4 * c.size) and "
                "(c.p >= b.p + 4 * b.size or b.p >= c.p + 4 * c.size)")
 
 
+def gemm_numpy(self, A: np.ndarray, B: np.ndarray, C: np.ndarray, alpha: float, beta: float,
+               scratch: str) -> None:
+    """C = alpha * A @ B + beta * C on (batches of) matrices, BLAS's rules: K = 0 gives
+    beta * C, beta == 0 never reads C. The NumPy body of gemm and bmm."""
+    if A.shape[-1] == 0:         # K = 0: C = beta * C, alpha unused (as BLAS)
+        if beta == 0.0:
+            C.fill(0)
+        elif beta != 1.0:
+            np.multiply(C, np.float32(beta), out=C)
+        return
+    if beta == 0.0:
+        np.matmul(A, B, out=C)
+        if alpha != 1.0:
+            np.multiply(C, np.float32(alpha), out=C)
+        return
+    tmp = self.scratch(scratch, C.shape)
+    np.matmul(A, B, out=tmp)
+    if alpha != 1.0:
+        np.multiply(tmp, np.float32(alpha), out=tmp)
+    if beta != 1.0:
+        np.multiply(C, np.float32(beta), out=C)
+    np.add(C, tmp, out=C)
+
+
 @kernel(FAMILY, "a b c:inout", check=_GEMM, simd="gemm", replay=True,
         c="qr_gemm_f32(trans_a:bool, trans_b:bool, m, n, k, alpha:f32, a, b, beta:f32, c)",
         c_when=_NO_OVERLAP, tol=(1e-5, 1e-5),
@@ -59,24 +83,7 @@ def gemm(self, a: Tensor, b: Tensor, c: Tensor, trans_a: bool = False, trans_b: 
     C = self._mw(c)
     A = self._m(a).T if trans_a else self._m(a)
     B = self._m(b).T if trans_b else self._m(b)
-    if A.shape[1] == 0:          # K = 0: C = beta * C, alpha unused (as BLAS)
-        if beta == 0.0:
-            C.fill(0)
-        elif beta != 1.0:
-            np.multiply(C, np.float32(beta), out=C)
-        return
-    if beta == 0.0:
-        np.matmul(A, B, out=C)
-        if alpha != 1.0:
-            np.multiply(C, np.float32(alpha), out=C)
-        return
-    tmp = self.scratch("gemm", C.shape)
-    np.matmul(A, B, out=tmp)
-    if alpha != 1.0:
-        np.multiply(tmp, np.float32(alpha), out=tmp)
-    if beta != 1.0:
-        np.multiply(C, np.float32(beta), out=C)
-    np.add(C, tmp, out=C)
+    gemm_numpy(self, A, B, C, alpha, beta, "gemm")
 
 
 # ----------------------------------------------------------------------------- bias
