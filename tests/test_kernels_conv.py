@@ -124,6 +124,8 @@ def test_pooling_c_matches_numpy_and_torch(geo, ck, nk):
     x = RNG.standard_normal((3, 2, 7, 9)).astype(np.float32)
     x[0, 0, :3, :3] = -np.inf          # an all -inf window: its first position wins
     x[1, 1, 2, 4] = np.nan             # NaN wins and propagates
+    x[1, 0, 0, 1] = np.nan             # at each position of a 2x2 window, and a later NaN
+    x[1, 0, 2, 3] = x[1, 0, 3, 3] = np.nan   # of the same window takes the index
     x[2, 0, 1, 1:3] = 0.5              # ties: the first maximum
     Ho, Wo = out_size(7, size[0], st[0], pd[0]), out_size(9, size[1], st[1], pd[1])
     dy = RNG.standard_normal((3, 2, Ho, Wo)).astype(np.float32)

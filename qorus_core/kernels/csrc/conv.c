@@ -252,11 +252,45 @@ static inline void pool_win(int64_t o, int64_t st, int64_t pd, int64_t k, int64_
     *hi = b > n ? n : b;
 }
 
+/* the update rule of one window position: a larger value or a NaN (PyTorch's) */
+#define POOL_TAKE(v, m) (((v) > (m)) | ((v) != (v)))
+
+/* The common 2x2 window, stride 2, no padding: one output row reads two input rows, each
+ * output its four positions in PyTorch's order (h then w) with the same branch-free update as
+ * the general loop below, written so the compiler vectorizes it (same values, same indices). */
+static void maxpool2x2_plane(const float *x, float *y, int32_t *am, int64_t W, int64_t Ho,
+                             int64_t Wo) {
+    for (int64_t oh = 0; oh < Ho; oh++) {
+        const float *restrict r0 = x + 2 * oh * W, *restrict r1 = r0 + W;
+        float *restrict yr = y + oh * Wo;
+        int32_t *restrict ar = am + oh * Wo;
+        const int32_t base = (int32_t)(2 * oh * W), w = (int32_t)W;
+        for (int64_t ow = 0; ow < Wo; ow++) {
+            const float a = r0[2 * ow], b = r0[2 * ow + 1], c = r1[2 * ow], d = r1[2 * ow + 1];
+            const int32_t i0 = base + 2 * (int32_t)ow;
+            float m = -INFINITY;
+            int32_t i = i0;
+            int t = POOL_TAKE(a, m); m = t ? a : m;
+            t = POOL_TAKE(b, m); m = t ? b : m; i = t ? i0 + 1 : i;
+            t = POOL_TAKE(c, m); m = t ? c : m; i = t ? i0 + w : i;
+            t = POOL_TAKE(d, m); m = t ? d : m; i = t ? i0 + w + 1 : i;
+            yr[ow] = m;
+            ar[ow] = i;
+        }
+    }
+}
+
 /* One output row at a time, window offsets outside, output columns inside (branch-free
  * updates): each output still visits its window in PyTorch's order, h then w. */
 static void maxpool_planes(void *p, int64_t lo, int64_t hi) {
     const pool_ctx *c = p;
     const int64_t H = c->H, W = c->W, Ho = c->Ho, Wo = c->Wo, sw = c->sw;
+    if (c->R == 2 && c->S == 2 && c->sh == 2 && sw == 2 && c->ph == 0 && c->pw == 0) {
+        for (int64_t pl = lo; pl < hi; pl++)
+            maxpool2x2_plane(c->x + pl * H * W, c->y + pl * Ho * Wo, c->am + pl * Ho * Wo, W,
+                             Ho, Wo);
+        return;
+    }
     for (int64_t pl = lo; pl < hi; pl++) {
         const float *x = c->x + pl * H * W;
         for (int64_t oh = 0; oh < Ho; oh++) {
@@ -278,7 +312,7 @@ static void maxpool_planes(void *p, int64_t lo, int64_t hi) {
                     const int32_t base = (int32_t)(h * W + off);
                     for (int64_t ow = ow0; ow < ow1; ow++) {
                         const float v = xr[ow * sw + off], m = yr[ow];
-                        const int upd = (v > m) | (v != v);
+                        const int upd = POOL_TAKE(v, m);
                         yr[ow] = upd ? v : m;
                         ar[ow] = upd ? base + (int32_t)(ow * sw) : ar[ow];
                     }

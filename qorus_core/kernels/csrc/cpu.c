@@ -152,7 +152,7 @@ static const struct { const char *name; int widest; unsigned needs, wide_needs; 
     {"fused", QR_SIMD_AVX512, 0},          /* fused_avx512.c / fused_avx2.c: fused_impl.h */
     /* quant_avx512.c (with VNNI, else AVX2) / quant_avx2.c: quant.c's quant_tier() */
     {"quant", QR_QUANT_WIDEST, QR_CPU_F16C, QR_CPU_AVX512VNNI},
-    {"rnn", QR_SIMD_AVX2, 0},              /* rnn_avx2.c */
+    {"rnn", QR_SIMD_AVX512, 0},            /* rnn_avx512.c / rnn_avx2.c */
     {"conv", QR_SIMD_PORTABLE, 0},         /* conv.c (its GEMMs: the gemm family) */
     {"strided", QR_SIMD_PORTABLE, 0},      /* strided.c (bmm's GEMMs: the gemm family) */
     {"peak", QR_SIMD_AVX512, 0},           /* peak_avx512.c / peak_avx2.c */

@@ -8,8 +8,9 @@
  * results never depend on the thread count.
  *
  * The row bodies below are compiled twice: here (portable, QR_RNN_SFX unset) and by
- * rnn_avx2.c, which defines QR_RNN_SFX avx2 and includes this file with -mavx2 -mfma; the
- * public entry points (compiled here only) pick a twin at run time with qr_simd_pick. */
+ * rnn_avx2.c and rnn_avx512.c, which define QR_RNN_SFX avx2 / avx512 and include this file with
+ * their tier's flags; the public entry points (compiled here only) pick a twin at run time with
+ * qr_simd_pick3. */
 #include <string.h>
 
 #include "qr_math.h"
@@ -40,6 +41,7 @@ typedef struct {
     void qr__gru_bwd_rows_##sfx(void *ctx, int64_t lo, int64_t hi);
 RN_DECL(portable)
 RN_DECL(avx2)
+RN_DECL(avx512)
 #endif
 
 static inline float RN(sig)(float x) { return 1.0f / (1.0f + qr_expf(-x)); }
@@ -298,7 +300,7 @@ int qr_rnn_cell_f32(const float *xg, const float *hg, const float *b_hh, float *
     if (B * H == 0) return QR_OK;
     if (!xg || !hg || !h) return QR_EARG;
     rn_ctx c = {.xg = xg, .hg = hg, .bias = b_hh, .o1 = h, .H = H};
-    return run_rows(qr_simd_pick(rnn_rows), &c, B, 1);
+    return run_rows(qr_simd_pick3(rnn_rows), &c, B, 1);
 }
 
 int qr_rnn_cell_bwd_f32(const float *h, const float *dh, const float *dy, float *dg, int64_t B,
@@ -307,7 +309,7 @@ int qr_rnn_cell_bwd_f32(const float *h, const float *dh, const float *dy, float 
     if (B * H == 0) return QR_OK;
     if (!h || !dh || !dg) return QR_EARG;
     rn_ctx c = {.cur = h, .io = (float *)dh, .dy = dy, .o1 = dg, .H = H};
-    return run_rows(qr_simd_pick(rnn_bwd_rows), &c, B, 1);
+    return run_rows(qr_simd_pick3(rnn_bwd_rows), &c, B, 1);
 }
 
 int qr_lstm_cell_f32(const float *xg, const float *hg, const float *b_hh, const float *c_prev,
@@ -317,7 +319,7 @@ int qr_lstm_cell_f32(const float *xg, const float *hg, const float *b_hh, const 
     if (!xg || !hg || !c_prev || !gates || !c || !h) return QR_EARG;
     rn_ctx x = {.xg = xg, .hg = hg, .bias = b_hh, .prev = c_prev, .gates = gates, .o1 = c,
                 .o2 = h, .H = H};
-    return run_rows(qr_simd_pick(lstm_rows), &x, B, 4);
+    return run_rows(qr_simd_pick3(lstm_rows), &x, B, 4);
 }
 
 int qr_lstm_cell_bwd_f32(const float *gates, const float *c_prev, const float *c,
@@ -328,7 +330,7 @@ int qr_lstm_cell_bwd_f32(const float *gates, const float *c_prev, const float *c
     if (!gates || !c_prev || !c || !dh || !dc || !dgates) return QR_EARG;
     rn_ctx x = {.gates = (float *)gates, .prev = c_prev, .cur = c, .o2 = (float *)dh, .dy = dy,
                 .io = dc, .o1 = dgates, .H = H};
-    return run_rows(qr_simd_pick(lstm_bwd_rows), &x, B, 4);
+    return run_rows(qr_simd_pick3(lstm_bwd_rows), &x, B, 4);
 }
 
 int qr_gru_cell_f32(const float *xg, const float *hg, const float *b_hh, const float *h_prev,
@@ -338,7 +340,7 @@ int qr_gru_cell_f32(const float *xg, const float *hg, const float *b_hh, const f
     if (!xg || !hg || !h_prev || !gates || !hn || !h) return QR_EARG;
     rn_ctx x = {.xg = xg, .hg = hg, .bias = b_hh, .prev = h_prev, .gates = gates, .o1 = hn,
                 .o2 = h, .H = H};
-    return run_rows(qr_simd_pick(gru_rows), &x, B, 3);
+    return run_rows(qr_simd_pick3(gru_rows), &x, B, 3);
 }
 
 int qr_gru_cell_bwd_f32(const float *gates, const float *hn, const float *h_prev,
@@ -349,7 +351,7 @@ int qr_gru_cell_bwd_f32(const float *gates, const float *hn, const float *h_prev
     if (!gates || !hn || !h_prev || !dh || !dxg || !dhg) return QR_EARG;
     rn_ctx x = {.gates = (float *)gates, .hn = hn, .prev = h_prev, .dy = dy, .io = dh,
                 .o1 = dxg, .o2 = dhg, .H = H};
-    return run_rows(qr_simd_pick(gru_bwd_rows), &x, B, 3);
+    return run_rows(qr_simd_pick3(gru_bwd_rows), &x, B, 3);
 }
 
 #endif /* QR_RNN_PUBLIC */
