@@ -204,9 +204,11 @@ class LayerBuilder:
     def call(self, layer: Layer, x: Value | Sequence[Value | None], name: str
              ) -> Value | tuple[Value, ...]:
         """Run child ``layer`` on ``x`` (a Value, or a tuple of them for a layer of several
-        inputs); ``name`` extends the parameter path. Returns its output Value (a tuple for
-        a layer of several outputs). Calling one layer object again shares its parameters."""
-        return self._graph.call(layer, x, self._full(name))
+        inputs); ``name`` extends the parameter path; ``""`` runs it under this composite's
+        own path, its parameters beside the children's (PyTorch's ``in_proj_weight`` next to
+        ``out_proj.weight``). Returns its output Value (a tuple for a layer of several
+        outputs). Calling one layer object again shares its parameters."""
+        return self._graph.call(layer, x, self.path if name == "" else self._full(name))
 
     def auto_name(self, layer: Layer) -> str:
         """A free child name for ``layer`` called as ``layer(x)`` inside ``build``: ``linear``,
@@ -243,6 +245,19 @@ def _arity_specs(x: Value | Sequence[Value | None], where: str) -> tuple[list[Va
     raise ConfigError(f"{where}: inputs must be a traced Value or a tuple of them, got {x!r}")
 
 
+def _pad_optional(layer: Layer, inputs: list[Value | None], where: str
+                  ) -> tuple[list[Value | None], bool]:
+    """One Value for a layer that names several inputs, the others optional: the tuple its
+    build expects, None for each optional one (``mha(x)`` as ``mha(x, None, None, None)``)."""
+    names = tuple(layer.inputs)
+    if len(names) < 2 or names[0].endswith("*"):
+        return inputs, True
+    needed = [n for n in names[1:] if not n.endswith(("?", "*"))]
+    if needed:
+        raise ConfigError(f"{where}: needs its inputs {', '.join(names)}; got one")
+    return inputs + [None] * sum(n.endswith("?") for n in names[1:]), False
+
+
 class Graph:
     """The tape of one plan: ops in forward order over values (a DAG: any op may read any
     earlier value; several inputs and outputs)."""
@@ -274,6 +289,8 @@ class Graph:
         if extra:                                   # the older two-input form: call(l, x, p, [v])
             x = (x, *extra)
         inputs, single = _arity_specs(x, f"layer {where} ({layer.type_name})")
+        if single:
+            inputs, single = _pad_optional(layer, inputs, f"layer {where} ({layer.type_name})")
         if isinstance(layer, Composite):
             from .functional import CURRENT_BUILDER
 

@@ -97,9 +97,12 @@ class _Grads:
     writes it (the loss, for a model output; else its last consumer); every other consumer
     writes a private slot that is added in right after its backward. A value that needs a
     gradient but gets none (an unused output of a several-output layer, a value read only by
-    a stop-gradient) is zero-filled before its producer's backward."""
+    a stop-gradient) is zero-filled before its producer's backward. The gradients of the
+    model's inputs are pinned for the whole plan, as their data are: the caller reads them
+    after backward, so no later gradient may reuse their memory."""
 
-    def __init__(self, graph: Graph, outputs: set[int], needs: dict[int, bool], tl: _Timeline):
+    def __init__(self, graph: Graph, outputs: set[int], needs: dict[int, bool], tl: _Timeline,
+                 inputs: set[int] = frozenset()):
         self.of_value: dict[int, Slot | None] = {}
         self.dx: dict[tuple[int, int], Slot] = {}                 # (tick, input pos) -> slot
         self.accum: dict[int, list[tuple[Slot, Slot, tuple]]] = {}  # tick -> [(priv, shared, shape)]
@@ -128,6 +131,9 @@ class _Grads:
         self.slots = {id(s): s for s in [*self.of_value.values(), *self.dx.values()] if s}
         for s in self.slots.values():
             s.intervals = tl.gradient(ticks[id(s)])
+        for i in inputs:
+            if self.of_value.get(i) is not None:
+                self.of_value[i].intervals = [(0, tl.last)]
 
 
 def _needs_grad(graph: Graph, inputs: list[Value], input_grad: set[int], train: bool
@@ -168,7 +174,7 @@ class Plan:
         needs = _needs_grad(graph, xs, wanted, self.train)
         out_idx = {v.index for v in ys}
         data = _data_slots(graph, xs + ys, out_idx, tl)
-        grads = _Grads(graph, out_idx, needs, tl)
+        grads = _Grads(graph, out_idx, needs, tl, {v.index for v in xs})
         buffers = []
         for op in ops:
             for d in op.buffers:

@@ -415,3 +415,23 @@ def test_check_gradients_takes_layers_of_several_inputs_and_outputs():
 
     with pytest.raises(AssertionError, match="gradient of input gate"):
         check_gradients(Wrong(), [(5,), (5,)])
+
+
+def test_input_gradients_of_separate_branches_do_not_share_memory(kernels):
+    """Two inputs read by different layers: each gradient is its own (they were given one
+    slot, and the later backward overwrote the earlier input's gradient)."""
+    a, b = Input((3,), name="a", grad=True), Input((4,), name="b", grad=True)
+    la, lb = Linear(3, 2), Linear(4, 2)
+    m = Model(inputs=[a, b], outputs=[la(a, name="la"), lb(b, name="lb")], seed=0,
+              kernels=kernels)
+    p = m.plan(2, train=True, input_grad=True)
+    assert p.dinputs["a"].p != p.dinputs["b"].p
+    p.inputs["a"].a[...] = 1.0
+    p.inputs["b"].a[...] = 1.0
+    p.forward()
+    for t in p.doutputs.values():
+        t.a[...] = 1.0
+    p.backward()
+    w = m.parameters()
+    np.testing.assert_allclose(p.dinputs["a"].a, np.tile(w["la.weight"].sum(0), (2, 1)), rtol=1e-6)
+    np.testing.assert_allclose(p.dinputs["b"].a, np.tile(w["lb.weight"].sum(0), (2, 1)), rtol=1e-6)

@@ -246,7 +246,9 @@ def test_softmax_masked_fd_and_torch(ck, nk, causal):
 
 # ----------------------------------------------------------------------------- attention
 ATT = [(1, 1, 4, 2, 8), (2, 7, 4, 2, 8), (2, 33, 4, 4, 64), (1, 33, 4, 2, 64),
-       (2, 70, 4, 2, 8), (1, 7, 4, 4, 64)]   # (B, T, H, Hkv, D); 70 > one key tile
+       (2, 70, 4, 2, 8), (1, 7, 4, 4, 64), (1, 130, 2, 1, 24), (1, 43, 2, 2, 20)]
+# (B, T, H, Hkv, D): up to 64 keys the direct path (blocks of 4 rows, 16 lanes: 7, 33, 43
+# and D 20 cross them), 70 and 130 the tiled one (several 64-key tiles)
 
 
 def att_inputs(B, S, H, Hkv, D, seed=21):

@@ -8,7 +8,25 @@ import pytest
 from qorus_core import Model, Residual, Sequential, ShapeError
 from qorus_core.layer import layer_from_dict, layer_to_dict
 from qorus_core.testing import check_gradients, check_kernel_parity
-from qorus_layers_mlp import GELU, Dropout, Flatten, LayerNorm, Linear, ReLU, Sigmoid, SiLU, Softmax, Tanh
+from qorus_layers_mlp import (
+    ELU,
+    GELU,
+    GLU,
+    Dropout,
+    Flatten,
+    Hardswish,
+    Identity,
+    LayerNorm,
+    LeakyReLU,
+    Linear,
+    Mish,
+    ReLU,
+    Sigmoid,
+    SiLU,
+    Softmax,
+    Softplus,
+    Tanh,
+)
 
 CASES = [
     pytest.param(lambda: Linear(7, 5), (7,), id="Linear"),
@@ -23,6 +41,20 @@ CASES = [
     pytest.param(lambda: LayerNorm(13), (13,), id="LayerNorm"),
     pytest.param(lambda: Dropout(0.3, seed=4), (17,), id="Dropout"),
     pytest.param(Flatten, (3, 4), id="Flatten"),
+    pytest.param(LeakyReLU, (9,), id="LeakyReLU"),
+    pytest.param(lambda: LeakyReLU(-0.3), (9,), id="LeakyReLU-negative"),
+    pytest.param(ELU, (9,), id="ELU"),
+    pytest.param(lambda: ELU(0.4), (9,), id="ELU-alpha"),
+    pytest.param(Softplus, (9,), id="Softplus"),
+    pytest.param(lambda: Softplus(2.0, 1.5), (9,), id="Softplus-beta-threshold"),
+    pytest.param(Mish, (9,), id="Mish"),
+    pytest.param(Hardswish, (9,), id="Hardswish"),
+    pytest.param(GLU, (10,), id="GLU"),
+    pytest.param(lambda: GLU(1), (4, 3), id="GLU-dim1"),
+    pytest.param(lambda: GLU(-2), (2, 6, 3), id="GLU-dim-2"),
+    pytest.param(Identity, (3, 4), id="Identity"),
+    pytest.param(lambda: LayerNorm(13, elementwise_affine=False), (13,), id="LayerNorm-no-affine"),
+    pytest.param(lambda: LayerNorm(bias=False), (2, 13), id="LayerNorm-no-bias"),
     pytest.param(lambda: Sequential([Flatten(), Linear(None, 6), Residual(Sequential(
         [LayerNorm(), Linear(None, 6), GELU()])), Linear(None, 2)]), (2, 3), id="composite"),
 ]

@@ -2,11 +2,11 @@
 subprocesses), against the portable tier and NumPy; and the refusal of a tier the CPU lacks.
 
 Promises held here: the "vec" family (elementwise activations and their backward, add / mul /
-scale / axpy, softmax, LayerNorm, RMSNorm, cross-entropy, SGD / Adam) is bit-identical on every
-tier, edge values (NaN, +-inf, +-0, subnormals, huge) and every length (1, 15, 16, 17, 33, ...,
-threaded) included (NaN for NaN: a NaN's sign bit is not promised), except the exact GELU and
-its backward, whose SIMD tiers (FMA erf) are within decl/act.py's GELU_TOL of portable and
-bit-identical to each other; the "fused" family is
+scale / axpy, softmax, GLU, LayerNorm (with or without its affine), RMSNorm, cross-entropy,
+SGD / Adam) is bit-identical on every tier, edge values (NaN, +-inf, +-0, subnormals, huge) and
+every length (1, 15, 16, 17, 33, ..., threaded) included (NaN for NaN: a NaN's sign bit is not
+promised), except the exact GELU and its backward, whose SIMD tiers (FMA erf) are within
+decl/act.py's GELU_TOL of portable and bit-identical to each other; the "fused" family is
 within float tolerance of portable (its SIMD builds contract to FMA); GEMM is within
 1e-5 * sqrt(K) * (|alpha| + |beta| + 1) of a float64 product on every tier, gives the same bits
 for any thread count, and propagates NaN / inf as float64 does; the "quant" products (matmul_q:
@@ -103,6 +103,18 @@ def ew_results(ck, n: int) -> dict[str, np.ndarray]:
         run(name, getattr(ck, name), x, dy)
     for name in ("sigmoid_bwd", "tanh_bwd"):
         run(name, getattr(ck, name), y01, dy)
+    for name, args in (("leaky_relu", (0.2,)), ("elu", (0.7,)), ("softplus", (1.0, 20.0)),
+                       ("softplus", (2.0, 5.0)), ("mish", ()), ("hardswish", ())):
+        fwd, bwd, tag = getattr(ck, name), getattr(ck, name + "_bwd"), f"{name}{args}"
+        run(tag, lambda a, o, f=fwd, s=args: f(a, o, *s), x)
+        run(tag + "_bwd", lambda a, d, o, f=bwd, s=args: f(a, d, o, *s), x, dy)
+    ab = np.concatenate([x.reshape(1, n), dy.reshape(1, n)], axis=1)   # one row [a | b]
+    run("glu", lambda a, o: ck.glu(a, o), ab)                           # b: edge values too
+    run("glu_ba", lambda a, o: ck.glu(a, o), ab[:, ::-1].copy())
+    wide = T(np.full((1, 2 * n), 7.0, np.float32))
+    with np.errstate(all="ignore"):
+        ck.glu_bwd(T(ab), T(dy.reshape(1, n)), wide)
+    out["glu_bwd"] = wide.a.copy()
     run("add", ck.add, x, dy)
     run("mul", ck.mul, x, dy)
     for name, fn in (("scale", lambda o: ck.scale(o, 0.37)), ("axpy", lambda o: ck.axpy(-1.3, T(x), o))):
@@ -160,7 +172,8 @@ def test_elementwise_bit_identical_to_portable(threads, tier, n):
 
 
 def row_results(ck, rows: int, n: int) -> dict[str, np.ndarray]:
-    """Softmax, LayerNorm, RMSNorm (forward and backward), cross-entropy: {name: output}."""
+    """Softmax, LayerNorm (with and without its affine), RMSNorm (forward and backward),
+    cross-entropy, GLU over rows: {name: output}."""
     rng = np.random.default_rng(rows * 1000 + n)
     x = (rng.standard_normal((rows, n)) * 3).astype(np.float32)
     if rows > 3:                             # edge values in row 0, then a row of -inf, a
@@ -187,6 +200,11 @@ def row_results(ck, rows: int, n: int) -> dict[str, np.ndarray]:
             out.update({f"ln_y{tag}": y.a.copy(), f"ln_mean{tag}": m.a.copy(),
                         f"ln_rstd{tag}": r.a.copy(), f"ln_dx{tag}": dx.a.copy(),
                         f"ln_dg{tag}": dg.a.copy(), f"ln_db{tag}": db.a.copy()})
+            y, m, r, dx = T(np.zeros((rows, n))), T(np.zeros(rows)), T(np.zeros(rows)), \
+                T(np.zeros((rows, n)))
+            ck.layernorm(T(xin), None, None, y, m, r, 1e-5)         # no affine
+            ck.layernorm_bwd(T(xin), None, m, r, T(dy), dx, None, None)
+            out.update({f"ln0_y{tag}": y.a.copy(), f"ln0_dx{tag}": dx.a.copy()})
             y, r = T(np.zeros((rows, n))), T(np.zeros(rows))
             ck.rmsnorm(T(xin), T(g), y, r, 1e-6)
             dx, dw = T(np.zeros((rows, n))), T(np.ones(n))
@@ -198,6 +216,11 @@ def row_results(ck, rows: int, n: int) -> dict[str, np.ndarray]:
         out["ce_loss"] = np.float32([ck.cross_entropy(T(xs), t, d, 0.1)])
         out["ce_d"] = d.a.copy()
         out["ce_loss_nod"] = np.float32([ck.cross_entropy(T(xs), t, None, 0.0)])
+        if n % 2 == 0:                       # GLU: rows of [a | b]
+            y, dx = T(np.zeros((rows, n // 2))), T(np.zeros((rows, n)))
+            ck.glu(T(x), y)
+            ck.glu_bwd(T(x), T(dy[:, :n // 2]), dx)
+            out.update({"glu_rows": y.a.copy(), "glu_bwd_rows": dx.a.copy()})
     return out
 
 

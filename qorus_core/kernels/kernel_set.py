@@ -56,86 +56,41 @@ class KernelSet(Protocol):
     def tanh_bwd(self, y: Tensor, dy: Tensor, dx: Tensor) -> None:
         """dx = dy * (1 - y^2)."""
 
-    def conv2d(
-        self, x: Tensor, w: Tensor, bias: Tensor | None, y: Tensor, stride: Pair = (1, 1),
-        padding: Pair = (0, 0), dilation: Pair = (1, 1), groups: int = 1,
+    def leaky_relu(self, x: Tensor, y: Tensor, negative_slope: float = 0.01) -> None:
+        """y = x > 0 ? x : x * negative_slope."""
+
+    def leaky_relu_bwd(
+        self, x: Tensor, dy: Tensor, dx: Tensor, negative_slope: float = 0.01,
     ) -> None:
-        """y[B,K,Ho,Wo] = conv(x[B,C,H,W], w[K,C/G,R,S]) + bias[K] (None: no bias), PyTorch's
-        Conv2d: zero padding, Ho = (H + 2 ph - dh (R - 1) - 1) // sh + 1.
+        """dx = x > 0 ? dy : dy * negative_slope."""
+
+    def elu(self, x: Tensor, y: Tensor, alpha: float = 1.0) -> None:
+        """y = x < 0 ? alpha * expm1(x) : x."""
+
+    def elu_bwd(self, x: Tensor, dy: Tensor, dx: Tensor, alpha: float = 1.0) -> None:
+        """dx = x <= 0 ? dy * alpha * exp(x) : dy."""
+
+    def hardswish(self, x: Tensor, y: Tensor) -> None:
+        """y = x * min(max(x + 3, 0), 6) / 6."""
+
+    def hardswish_bwd(self, x: Tensor, dy: Tensor, dx: Tensor) -> None:
+        """dx = x <= -3 ? 0 : x < 3 ? dy * (x / 3 + 0.5) : dy."""
+
+    def softplus(self, x: Tensor, y: Tensor, beta: float = 1.0, threshold: float = 20.0) -> None:
+        """y = beta x > threshold ? x : log(1 + exp(beta x)) / beta."""
+
+    def softplus_bwd(
+        self, x: Tensor, dy: Tensor, dx: Tensor, beta: float = 1.0, threshold: float = 20.0,
+    ) -> None:
+        """dx = beta x > threshold ? dy : dy * e / (e + 1), e = exp(beta x)."""
+
+    def mish(self, x: Tensor, y: Tensor) -> None:
+        """y = x * tanh(softplus(x)) = x * n / (n + 2), n = e (e + 2), e = exp(min(x, 20))."""
+
+    def mish_bwd(self, x: Tensor, dy: Tensor, dx: Tensor) -> None:
+        """dx = dy * (t + xc * 4 e (e + 1) / d^2), t = n / d, d = n + 2, xc = min(x, 20)
+        (= dy * (t + x sigmoid(x) (1 - t^2)), t = tanh(softplus(x))).
         """
-
-    def conv2d_bwd(
-        self, x: Tensor, w: Tensor, dy: Tensor, dx: Tensor | None, dw: Tensor, db: Tensor | None,
-        stride: Pair = (1, 1), padding: Pair = (0, 0), dilation: Pair = (1, 1), groups: int = 1,
-    ) -> None:
-        """Conv2d backward: dx[B,C,H,W] written (None: not wanted); dw[K,C/G,R,S] and db[K]
-        (None: no bias) accumulated (+=) from dy[B,K,Ho,Wo].
-        """
-
-    def maxpool2d(
-        self, x: Tensor, y: Tensor, argmax: Tensor, kernel: Pair, stride: Pair,
-        padding: Pair = (0, 0),
-    ) -> None:
-        """y[B,C,Ho,Wo] = max of each R x S window of x[B,C,H,W] (padding never wins);
-        argmax[B,C,Ho,Wo] int32 = h * W + w of the first maximum in the plane, as PyTorch (a
-        NaN wins; the last NaN of the window). Padding at most half the kernel.
-        """
-
-    def maxpool2d_bwd(self, dy: Tensor, argmax: Tensor, dx: Tensor) -> None:
-        """dx[B,C,H,W] = 0, then dx[b, c, argmax] += dy[b, c] (argmax from ``maxpool2d``)."""
-
-    def avgpool2d(
-        self, x: Tensor, y: Tensor, kernel: Pair, stride: Pair, padding: Pair = (0, 0),
-    ) -> None:
-        """y[B,C,Ho,Wo] = mean of each R x S window of x[B,C,H,W], zero padding counted
-        (PyTorch's count_include_pad=True); y may be [B,C] when Ho = Wo = 1.
-        """
-
-    def avgpool2d_bwd(
-        self, dy: Tensor, dx: Tensor, kernel: Pair, stride: Pair, padding: Pair = (0, 0),
-    ) -> None:
-        """dx[B,C,H,W] = sum over the windows holding each input of dy / (R S)."""
-
-    def batchnorm2d(
-        self, x: Tensor, weight: Tensor, bias: Tensor, y: Tensor, mean: Tensor, rstd: Tensor,
-        running_mean: Tensor | None, running_var: Tensor | None, eps: float = 1e-05,
-        momentum: float = 0.1, train: bool = True,
-    ) -> None:
-        """BatchNorm over x[B,C,*] per channel: y = (x - mean) * rstd * weight[C] + bias[C].
-        train: mean[C], rstd[C] = 1/sqrt(var + eps) of the batch (biased var over B and the
-        spatial dims) are saved and running_mean/var[C] (None: not kept) updated as PyTorch
-        (r = (1 - momentum) r + momentum * stat, the variance unbiased). Eval: the running
-        statistics are used (and written to mean/rstd).
-        """
-
-    def batchnorm2d_bwd(
-        self, x: Tensor, weight: Tensor, mean: Tensor, rstd: Tensor, dy: Tensor,
-        dx: Tensor | None, dweight: Tensor, dbias: Tensor,
-    ) -> None:
-        """Backward of the batch-statistics BatchNorm: dx (None: not wanted) = w rstd (dy
-        - mean(dy) - xhat mean(dy xhat)) per channel, xhat = (x - mean) rstd; dweight[C] +=
-        sum dy xhat, dbias[C] += sum dy (sums over B and the spatial dims).
-        """
-
-    def gemm(
-        self, a: Tensor, b: Tensor, c: Tensor, trans_a: bool = False, trans_b: bool = False,
-        alpha: float = 1.0, beta: float = 0.0,
-    ) -> None:
-        """C[M,N] = alpha * op(A) @ op(B) + beta * C; A is [M,K] (or [K,M] if trans_a),
-        B is [K,N] (or [N,K] if trans_b); tensors of rank > 2 are seen as (rows, cols).
-        """
-
-    def bias_add(self, y: Tensor, bias: Tensor) -> None:
-        """y[r, n] += bias[n]; y is (rows, N), bias is (N,)."""
-
-    def col_sum(self, x: Tensor, out: Tensor, beta: float = 0.0) -> None:
-        """out[n] = sum_r x[r, n] + beta * out[n]: the bias gradient."""
-
-    def embedding(self, ids: Tensor, weight: Tensor, y: Tensor) -> None:
-        """y[i, :] = weight[ids[i], :]; ids int32 (n,), weight (V, D), y (n, D)."""
-
-    def embedding_bwd(self, ids: Tensor, dy: Tensor, dweight: Tensor) -> None:
-        """dweight[ids[i], :] += dy[i, :] (scatter-add; repeated ids accumulate)."""
 
     def fill(self, x: Tensor, value: float) -> None:
         """x[:] = value."""
@@ -309,6 +264,157 @@ class KernelSet(Protocol):
         v_cache [B, max_ctx, Hkv, D] (the token's own k/v already at n_ctx - 1).
         """
 
+    def attention_masked(
+        self, q: Tensor, k: Tensor, v: Tensor, kpm: Tensor | None, bias: Tensor | None,
+        out: Tensor, lse: Tensor, scale: float | None = None, n_heads: int = 1,
+        n_kv_heads: int = 1, causal: bool = False, dropout_p: float = 0.0, seed: int = 0,
+    ) -> None:
+        """out = dropout(softmax(scale q k^T + bias, keys masked by causal and kpm)) v per head
+        (GQA); lse [B, H, Tq] saved. scale None: 1 / sqrt(D).
+        """
+
+    def attention_masked_bwd(
+        self, q: Tensor, k: Tensor, v: Tensor, kpm: Tensor | None, bias: Tensor | None,
+        out: Tensor, lse: Tensor, dout: Tensor, dq: Tensor, dk: Tensor, dv: Tensor,
+        scale: float | None = None, n_heads: int = 1, n_kv_heads: int = 1, causal: bool = False,
+        dropout_p: float = 0.0, seed: int = 0,
+    ) -> None:
+        """dq, dk, dv (written) of attention_masked, from the saved lse; dk/dv summed over the
+        query heads of each kv head. The bias gets no gradient.
+        """
+
+    def conv2d(
+        self, x: Tensor, w: Tensor, bias: Tensor | None, y: Tensor, stride: Pair = (1, 1),
+        padding: Pair = (0, 0), dilation: Pair = (1, 1), groups: int = 1,
+    ) -> None:
+        """y[B,K,Ho,Wo] = conv(x[B,C,H,W], w[K,C/G,R,S]) + bias[K] (None: no bias), PyTorch's
+        Conv2d: zero padding, Ho = (H + 2 ph - dh (R - 1) - 1) // sh + 1.
+        """
+
+    def conv2d_bwd(
+        self, x: Tensor, w: Tensor, dy: Tensor, dx: Tensor | None, dw: Tensor, db: Tensor | None,
+        stride: Pair = (1, 1), padding: Pair = (0, 0), dilation: Pair = (1, 1), groups: int = 1,
+    ) -> None:
+        """Conv2d backward: dx[B,C,H,W] written (None: not wanted); dw[K,C/G,R,S] and db[K]
+        (None: no bias) accumulated (+=) from dy[B,K,Ho,Wo].
+        """
+
+    def maxpool2d(
+        self, x: Tensor, y: Tensor, argmax: Tensor, kernel: Pair, stride: Pair,
+        padding: Pair = (0, 0), dilation: Pair = (1, 1), ceil_mode: bool = False,
+    ) -> None:
+        """y[B,C,Ho,Wo] = max of each R x S window (dilated by ``dilation``) of x[B,C,H,W]
+        (padding never wins); argmax[B,C,Ho,Wo] int32 = h * W + w of the first maximum in the
+        plane, as PyTorch (a NaN wins; the last NaN of the window). Padding at most half the
+        kernel; ``ceil_mode``: PyTorch's ceiling rule for Ho, Wo (``pool_out``).
+        """
+
+    def maxpool2d_bwd(self, dy: Tensor, argmax: Tensor, dx: Tensor) -> None:
+        """dx[B,C,H,W] = 0, then dx[b, c, argmax] += dy[b, c] (argmax from ``maxpool2d``)."""
+
+    def avgpool2d(
+        self, x: Tensor, y: Tensor, kernel: Pair, stride: Pair, padding: Pair = (0, 0),
+        ceil_mode: bool = False, count_include_pad: bool = True,
+    ) -> None:
+        """y[B,C,Ho,Wo] = mean of each R x S window of x[B,C,H,W]; the divisor PyTorch's: the
+        window clipped to the padded input (``count_include_pad``) or its input positions only;
+        ``ceil_mode`` as ``maxpool2d``. y may be [B,C] when Ho = Wo = 1.
+        """
+
+    def avgpool2d_bwd(
+        self, dy: Tensor, dx: Tensor, kernel: Pair, stride: Pair, padding: Pair = (0, 0),
+        ceil_mode: bool = False, count_include_pad: bool = True,
+    ) -> None:
+        """dx[B,C,H,W] = sum over the windows holding each input of dy / the window's divisor
+        (``avgpool2d``'s arguments).
+        """
+
+    def batchnorm2d(
+        self, x: Tensor, weight: Tensor | None, bias: Tensor | None, y: Tensor, mean: Tensor,
+        rstd: Tensor, running_mean: Tensor | None, running_var: Tensor | None,
+        eps: float = 1e-05, momentum: float = 0.1, train: bool = True,
+    ) -> None:
+        """BatchNorm over x[B,C,*] per channel: y = (x - mean) * rstd * weight[C] + bias[C]
+        (weight, bias None: 1 and 0, PyTorch's affine=False; x [B,C] has one value a channel).
+        train: mean[C], rstd[C] = 1/sqrt(var + eps) of the batch (biased var over B and the
+        spatial dims) are saved and running_mean/var[C] (None: not kept) updated as PyTorch
+        (r = (1 - momentum) r + momentum * stat, the variance unbiased). Eval: the running
+        statistics are used (and written to mean/rstd).
+        """
+
+    def batchnorm2d_bwd(
+        self, x: Tensor, weight: Tensor | None, mean: Tensor, rstd: Tensor, dy: Tensor,
+        dx: Tensor | None, dweight: Tensor | None, dbias: Tensor | None,
+    ) -> None:
+        """Backward of the batch-statistics BatchNorm: dx (None: not wanted) = w rstd (dy
+        - mean(dy) - xhat mean(dy xhat)) per channel, xhat = (x - mean) rstd; dweight[C] +=
+        sum dy xhat, dbias[C] += sum dy (sums over B and the spatial dims); weight None: 1, and
+        dweight, dbias None: not kept (affine=False).
+        """
+
+    def conv_transpose2d(
+        self, x: Tensor, w: Tensor, bias: Tensor | None, y: Tensor, stride: Pair = (1, 1),
+        padding: Pair = (0, 0), dilation: Pair = (1, 1), groups: int = 1,
+    ) -> None:
+        """y[B,Cout,Ho,Wo] = conv_transpose(x[B,Cin,H,W], w[Cin,Cout/G,R,S]) + bias[Cout] (None:
+        no bias), PyTorch's ConvTranspose2d: Ho = (H - 1) sh - 2 ph + dh (R - 1) + 1 +
+        output_padding, the output padding (in [0, sh)) read from y's shape.
+        """
+
+    def conv_transpose2d_bwd(
+        self, x: Tensor, w: Tensor, dy: Tensor, dx: Tensor | None, dw: Tensor, db: Tensor | None,
+        stride: Pair = (1, 1), padding: Pair = (0, 0), dilation: Pair = (1, 1), groups: int = 1,
+    ) -> None:
+        """ConvTranspose2d backward from dy[B,Cout,Ho,Wo]: dx[B,Cin,H,W] = conv2d(dy, w) written
+        (None: not wanted); dw[Cin,Cout/G,R,S] += the sum over images of x @ im2col(dy)^T and
+        db[Cout] (None: no bias) += the sums of dy over batch and plane.
+        """
+
+    def gemm(
+        self, a: Tensor, b: Tensor, c: Tensor, trans_a: bool = False, trans_b: bool = False,
+        alpha: float = 1.0, beta: float = 0.0,
+    ) -> None:
+        """C[M,N] = alpha * op(A) @ op(B) + beta * C; A is [M,K] (or [K,M] if trans_a),
+        B is [K,N] (or [N,K] if trans_b); tensors of rank > 2 are seen as (rows, cols).
+        """
+
+    def bias_add(self, y: Tensor, bias: Tensor) -> None:
+        """y[r, n] += bias[n]; y is (rows, N), bias is (N,)."""
+
+    def col_sum(self, x: Tensor, out: Tensor, beta: float = 0.0) -> None:
+        """out[n] = sum_r x[r, n] + beta * out[n]: the bias gradient."""
+
+    def embedding(self, ids: Tensor, weight: Tensor, y: Tensor) -> None:
+        """y[i, :] = weight[ids[i], :]; ids int32 (n,), weight (V, D), y (n, D)."""
+
+    def embedding_bwd(self, ids: Tensor, dy: Tensor, dweight: Tensor) -> None:
+        """dweight[ids[i], :] += dy[i, :] (scatter-add; repeated ids accumulate)."""
+
+    def glu(self, x: Tensor, y: Tensor) -> None:
+        """y[r, :] = a * sigmoid(b), [a | b] = x[r, :] split in halves."""
+
+    def glu_bwd(self, x: Tensor, dy: Tensor, dx: Tensor) -> None:
+        """dx[r, :] = [s * dy | (1 - s) * s * a * dy], s = sigmoid(b) (PyTorch's order)."""
+
+    def groupnorm(
+        self, x: Tensor, weight: Tensor | None, bias: Tensor | None, y: Tensor, mean: Tensor,
+        rstd: Tensor, num_groups: int, eps: float = 1e-05,
+    ) -> None:
+        """GroupNorm of x[B,C,*]: per image b and group g (channels g C/G .. (g+1) C/G), mean[b,g]
+        and rstd[b,g] = 1/sqrt(var + eps) of its C/G * HW values (biased variance) are saved, and
+        y = (x - mean) * rstd * weight[c] + bias[c] (weight, bias None: 1 and 0, affine=False).
+        """
+
+    def groupnorm_bwd(
+        self, x: Tensor, weight: Tensor | None, mean: Tensor, rstd: Tensor, dy: Tensor,
+        dx: Tensor | None, dweight: Tensor | None, dbias: Tensor | None, num_groups: int,
+    ) -> None:
+        """GroupNorm backward from ``groupnorm``'s mean, rstd [B,G]: dx (None: not wanted)
+        = rstd (g dy - mean(g dy) - xhat mean(g dy xhat)) over each (image, group) block, g =
+        weight[c] (None: 1), xhat = (x - mean) rstd; dweight[C] += sum dy xhat, dbias[C] += sum
+        dy over the batch and the spatial dims (None: not kept).
+        """
+
     def cross_entropy(
         self, logits: Tensor, targets: Tensor, dlogits: Tensor | None,
         label_smoothing: float = 0.0, ignore_index: int = -100,
@@ -364,16 +470,20 @@ class KernelSet(Protocol):
         """dx = y * (dy - sum(dy * y)) row-wise."""
 
     def layernorm(
-        self, x: Tensor, gamma: Tensor, beta: Tensor, y: Tensor, mean: Tensor, rstd: Tensor,
-        eps: float,
+        self, x: Tensor, gamma: Tensor | None, beta: Tensor | None, y: Tensor, mean: Tensor,
+        rstd: Tensor, eps: float,
     ) -> None:
-        """y = (x - mean) * rstd * gamma + beta per row; saves mean and rstd (rows,)."""
+        """y = (x - mean) * rstd * gamma + beta per row; saves mean and rstd (rows,). gamma /
+        beta None: 1 / 0 (no affine; PyTorch's elementwise_affine=False, bias=False).
+        """
 
     def layernorm_bwd(
-        self, x: Tensor, gamma: Tensor, mean: Tensor, rstd: Tensor, dy: Tensor,
-        dx: Tensor | None, dgamma: Tensor, dbeta: Tensor,
+        self, x: Tensor, gamma: Tensor | None, mean: Tensor, rstd: Tensor, dy: Tensor,
+        dx: Tensor | None, dgamma: Tensor | None, dbeta: Tensor | None,
     ) -> None:
-        """LayerNorm backward: dx written (if given); dgamma, dbeta accumulated (+=)."""
+        """LayerNorm backward: dx written (if given); dgamma, dbeta accumulated (+=) where given.
+        gamma None: 1 (no affine).
+        """
 
     def rmsnorm(self, x: Tensor, weight: Tensor, y: Tensor, rstd: Tensor, eps: float) -> None:
         """y = x * rstd * weight per row, rstd = 1/sqrt(mean(x^2) + eps) saved (rows,)."""
@@ -398,6 +508,23 @@ class KernelSet(Protocol):
     ) -> None:
         """torch.optim.Adam (decoupled=False, L2 in the gradient) or AdamW (decoupled=True)
         over flat buffers; step counts from 1.
+        """
+
+    def adaptive_avgpool2d(self, x: Tensor, y: Tensor) -> None:
+        """y[B,C,Ho,Wo] = the mean of x[B,C,H,W] over each adaptive window (rows
+        [floor(o H / Ho), ceil((o + 1) H / Ho)), likewise the columns), PyTorch's
+        AdaptiveAvgPool2d; Ho, Wo from y's shape.
+        """
+
+    def adaptive_avgpool2d_bwd(self, dy: Tensor, dx: Tensor) -> None:
+        """dx[B,C,H,W] (written) = the sum over the adaptive windows holding each input of
+        dy[B,C,Ho,Wo] / the window's size.
+        """
+
+    def adaptive_maxpool2d(self, x: Tensor, y: Tensor, argmax: Tensor) -> None:
+        """y[B,C,Ho,Wo] = the max of x[B,C,H,W] over each adaptive window (``adaptive_avgpool2d``'s
+        windows); argmax[B,C,Ho,Wo] int32 = h * W + w of the first maximum in the plane, as
+        PyTorch (a NaN wins: the last NaN of the window); its backward is ``maxpool2d_bwd``.
         """
 
     def quantize(self, x: Tensor, out, qtype) -> None:
@@ -480,6 +607,14 @@ class KernelSet(Protocol):
         (the caller adds dhg W_hh).
         """
 
+    def masked_mean(self, x: Tensor, pad: Tensor | None, y: Tensor) -> None:
+        """y [B, d] = the mean of x [B, T, d] over the positions pad leaves in (0 for a row of
+        padding only: sentence-transformers' mean pooling).
+        """
+
+    def masked_mean_bwd(self, dy: Tensor, pad: Tensor | None, dx: Tensor) -> None:
+        """dx [B, T, d] (written) = dy[b] / n_b at the positions kept, 0 at padding."""
+
     def bcast_binary(self, a: Tensor, b: Tensor, out: Tensor, op: int) -> None:
         """out = a OP b with NumPy's broadcasting, op in BINARY_OPS (0 add, 1 sub, 2 mul, 3 div,
         4 maximum, 5 minimum; maximum / minimum as NumPy's: NaN wins, a tie gives b). a and b
@@ -560,6 +695,23 @@ class KernelSet(Protocol):
         """C[i] = alpha * op(A[i]) @ op(B[i]) + beta * C[i] for each of the batch: A (B, M, K)
         (or (B, K, M) if trans_a), B (B, K, N) (or (B, N, K) if trans_b), C (B, M, N); one batch
         size for all (no broadcast). beta == 0 never reads C.
+        """
+
+    def upsample2d(
+        self, x: Tensor, y: Tensor, mode: str = 'nearest', align_corners: bool = False,
+        scale_h: float = 0.0, scale_w: float = 0.0,
+    ) -> None:
+        """y[B,C,Ho,Wo] = x[B,C,H,W] upsampled (or resized) by ``mode`` "nearest" or
+        "bilinear", PyTorch's F.interpolate: scale_h, scale_w the scale factors given (0: none,
+        the ratio H / Ho then); align_corners for bilinear only.
+        """
+
+    def upsample2d_bwd(
+        self, dy: Tensor, dx: Tensor, mode: str = 'nearest', align_corners: bool = False,
+        scale_h: float = 0.0, scale_w: float = 0.0,
+    ) -> None:
+        """dx[B,C,H,W] (written) = the sum, over the outputs each input position feeds, of
+        dy[B,C,Ho,Wo] times its interpolation weight (``upsample2d``'s arguments).
         """
 
     def linear(self, x: Tensor, w, y: Tensor) -> None:

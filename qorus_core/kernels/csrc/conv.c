@@ -161,22 +161,25 @@ static void conv_bwd_chunk(void *p, int task, int ntasks) {
     const int64_t HWo = c->Ho * c->Wo, HW = c->H * c->W;
     const int64_t lo = c->B * task / c->chunks, hi = c->B * (task + 1) / c->chunks;
     const int64_t nw = c->K * c->CRS;
-    float *pdw = c->part + (int64_t)task * (nw + c->K), *pdb = pdw + nw;
+    /* part: NULL when neither dw nor db is wanted (the transposed convolution's forward) */
+    float *pdw = c->part ? c->part + (int64_t)task * (nw + c->K) : NULL;
+    float *pdb = pdw ? pdw + nw : NULL;
     float *col = NULL, *dcol = NULL;
     if (!c->direct) {
         col = malloc((size_t)(2 * c->CRS * HWo) * sizeof(float));   /* GEMM owns qr_scratch */
         if (!col) { c->err = QR_ENOMEM; return; }
         dcol = col + c->CRS * HWo;
     }
-    for (int64_t k = 0; k < c->K; k++) pdb[k] = 0.0f;
+    if (pdb)
+        for (int64_t k = 0; k < c->K; k++) pdb[k] = 0.0f;
     for (int64_t b = lo; b < hi; b++) {
         if (c->dx && !c->direct)
             memset(c->dx + b * c->C * HW, 0, (size_t)(c->C * HW) * sizeof(float));
         for (int64_t g = 0; g < c->G; g++) {
-            const float *xb = c->x + (b * c->C + g * c->Cg) * HW;
             const float *dyb = c->dy + (b * c->K + g * c->Kg) * HWo;
             const float *wg = c->w + g * c->Kg * c->CRS;
             if (c->dw) {
+                const float *xb = c->x + (b * c->C + g * c->Cg) * HW;
                 if (!c->direct) im2col(c, xb, col);
                 /* pdw_g [Kg, CRS] (+)= dy_b [Kg, HWo] @ col^T (col stored [CRS, HWo]) */
                 int rc = qr_gemm_f32(0, 1, c->Kg, c->CRS, HWo, 1.0f, dyb, c->direct ? xb : col,
@@ -199,6 +202,39 @@ static void conv_bwd_chunk(void *p, int task, int ntasks) {
     free(col);
 }
 
+/* The backward over a set-up ctx: images in chunks fixed by the shape, dx written per image,
+ * dw (and db) partial sums per chunk added in chunk order (no partials when neither is wanted:
+ * only dx, the transposed convolution's forward). */
+static int conv_bwd_run(conv_ctx *c) {
+    const int64_t nw = c->K * c->CRS, K = c->K;
+    /* chunks depend on the shape only; big weights get fewer (one: GEMMs multithreaded) */
+    int64_t cap = QR_CONV_PART_FLOATS / (nw + K);
+    c->chunks = c->B < QR_CONV_CHUNKS ? c->B : QR_CONV_CHUNKS;
+    if ((c->dw || c->db) && c->chunks > cap) c->chunks = cap < 1 ? 1 : cap;
+    c->part = NULL;
+    if (c->dw || c->db) {
+        c->part = malloc((size_t)(c->chunks * (nw + K)) * sizeof(float));
+        if (!c->part) return QR_ENOMEM;
+    }
+    const int64_t work = c->B * K * c->CRS * c->Ho * c->Wo;
+    int nt = qr_tasks_for((size_t)work, (size_t)QR_PAR_GRAIN);
+    if (nt <= 1 || c->chunks == 1)
+        for (int t = 0; t < c->chunks; t++) conv_bwd_chunk(c, t, (int)c->chunks);
+    else
+        qr_parallel(conv_bwd_chunk, c, (int)c->chunks);
+    if (!c->err && c->part) {
+        for (int64_t t = 0; t < c->chunks; t++) {   /* chunk order: thread-count independent */
+            const float *pw_ = c->part + t * (nw + K);
+            if (c->dw)
+                for (int64_t i = 0; i < nw; i++) c->dw[i] += pw_[i];
+            if (c->db)
+                for (int64_t k = 0; k < K; k++) c->db[k] += pw_[nw + k];
+        }
+    }
+    free(c->part);
+    return c->err;
+}
+
 int qr_conv2d_bwd_f32(const float *x, const float *w, const float *dy, float *dx, float *dwt,
                       float *db, int64_t B, int64_t C, int64_t H, int64_t W, int64_t K, int64_t R,
                       int64_t S, int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t dh,
@@ -209,29 +245,81 @@ int qr_conv2d_bwd_f32(const float *x, const float *w, const float *dy, float *dx
     if (B == 0) return QR_OK;
     if (!x || !w || !dy || !dwt) return QR_EARG;
     c.x = x; c.w = w; c.dy = dy; c.dx = dx; c.dw = dwt; c.db = db;
-    const int64_t nw = K * c.CRS;
-    /* chunks depend on the shape only; big weights get fewer (one: GEMMs multithreaded) */
-    int64_t cap = QR_CONV_PART_FLOATS / (nw + K);
-    c.chunks = B < QR_CONV_CHUNKS ? B : QR_CONV_CHUNKS;
-    if (c.chunks > cap) c.chunks = cap < 1 ? 1 : cap;
-    c.part = malloc((size_t)(c.chunks * (nw + K)) * sizeof(float));
-    if (!c.part) return QR_ENOMEM;
-    const int64_t work = B * K * c.CRS * c.Ho * c.Wo;
-    int nt = qr_tasks_for((size_t)work, (size_t)QR_PAR_GRAIN);
-    if (nt <= 1 || c.chunks == 1)
-        for (int t = 0; t < c.chunks; t++) conv_bwd_chunk(&c, t, (int)c.chunks);
-    else
-        qr_parallel(conv_bwd_chunk, &c, (int)c.chunks);
-    if (!c.err) {
-        for (int64_t t = 0; t < c.chunks; t++) {   /* chunk order: thread-count independent */
-            const float *pw_ = c.part + t * (nw + K);
-            for (int64_t i = 0; i < nw; i++) dwt[i] += pw_[i];
-            if (db)
-                for (int64_t k = 0; k < K; k++) db[k] += pw_[nw + k];
-        }
+    return conv_bwd_run(&c);
+}
+
+/* ------------------------------------------------------------------ transposed conv */
+/* A transposed convolution is the input gradient of the convolution from its output y
+ * [B,Cout,Ho,Wo] to its input x [B,Cin,H,W]: that convolution's C = Cout, K = Cin, its
+ * weight w [Cin, Cout/G, R, S] (PyTorch's ConvTranspose layout). Its geometry must map y's
+ * Ho x Wo back onto H x W (output_padding < stride). */
+static int convt_setup(conv_ctx *c, int64_t B, int64_t Cin, int64_t H, int64_t W, int64_t Cout,
+                       int64_t Ho, int64_t Wo, int64_t R, int64_t S, int64_t sh, int64_t sw,
+                       int64_t ph, int64_t pw, int64_t dh, int64_t dw, int64_t G) {
+    int rc = conv_setup(c, B, Cout, Ho, Wo, Cin, R, S, sh, sw, ph, pw, dh, dw, G);
+    if (rc) return rc;
+    return c->Ho == H && c->Wo == W ? QR_OK : QR_EARG;
+}
+
+typedef struct { const float *bias, *dy; float *y, *db; int64_t B, K, HW; } chan_ctx;
+
+/* y [B,K,HW] += bias[K], over planes */
+static void add_bias_planes(void *p, int64_t lo, int64_t hi) {
+    const chan_ctx *c = p;
+    for (int64_t pl = lo; pl < hi; pl++) {
+        const float bk = c->bias[pl % c->K];
+        float *yr = c->y + pl * c->HW;
+        for (int64_t i = 0; i < c->HW; i++) yr[i] += bk;
     }
-    free(c.part);
-    return c.err;
+}
+
+/* db[k] += sum over (B, HW) of dy [B,K,HW], images in order, over channels */
+static void sum_channels(void *p, int64_t lo, int64_t hi) {
+    const chan_ctx *c = p;
+    for (int64_t k = lo; k < hi; k++) {
+        float s = 0.0f;
+        for (int64_t b = 0; b < c->B; b++) s += qr_sum_f(c->dy + (b * c->K + k) * c->HW, c->HW);
+        c->db[k] += s;
+    }
+}
+
+int qr_conv_transpose2d_f32(const float *x, const float *w, const float *bias, float *y,
+                            int64_t B, int64_t Cin, int64_t H, int64_t W, int64_t Cout,
+                            int64_t Ho, int64_t Wo, int64_t R, int64_t S, int64_t sh, int64_t sw,
+                            int64_t ph, int64_t pw, int64_t dh, int64_t dw, int64_t G) {
+    conv_ctx c;
+    int rc = convt_setup(&c, B, Cin, H, W, Cout, Ho, Wo, R, S, sh, sw, ph, pw, dh, dw, G);
+    if (rc) return rc;
+    if (B == 0) return QR_OK;
+    if (!x || !w || !y) return QR_EARG;
+    c.w = w; c.dy = x; c.dx = y;          /* y = col2im(W^T x_b) per image: conv's dx path */
+    rc = conv_bwd_run(&c);
+    if (rc || !bias) return rc;
+    chan_ctx bc = {.bias = bias, .y = y, .B = B, .K = Cout, .HW = Ho * Wo};
+    qr_par_items(add_bias_planes, &bc, B * Cout, B * Cout * Ho * Wo);
+    return QR_OK;
+}
+
+int qr_conv_transpose2d_bwd_f32(const float *x, const float *w, const float *dy, float *dx,
+                                float *dwt, float *db, int64_t B, int64_t Cin, int64_t H,
+                                int64_t W, int64_t Cout, int64_t Ho, int64_t Wo, int64_t R,
+                                int64_t S, int64_t sh, int64_t sw, int64_t ph, int64_t pw,
+                                int64_t dh, int64_t dw, int64_t G) {
+    conv_ctx c;
+    int rc = convt_setup(&c, B, Cin, H, W, Cout, Ho, Wo, R, S, sh, sw, ph, pw, dh, dw, G);
+    if (rc) return rc;
+    if (B == 0) return QR_OK;
+    if (!x || !w || !dy || !dwt) return QR_EARG;
+    if (dx) {                             /* dx = conv2d(dy, w): the convolution's forward */
+        rc = qr_conv2d_f32(dy, w, NULL, dx, B, Cout, Ho, Wo, Cin, R, S, sh, sw, ph, pw, dh, dw, G);
+        if (rc) return rc;
+    }
+    c.x = dy; c.dy = x; c.w = w; c.dw = dwt;   /* dw += x_b @ col(dy_b)^T: conv's dw path */
+    rc = conv_bwd_run(&c);
+    if (rc || !db) return rc;
+    chan_ctx sc = {.dy = dy, .db = db, .B = B, .K = Cout, .HW = Ho * Wo};
+    qr_par_items(sum_channels, &sc, Cout, B * Cout * Ho * Wo);
+    return QR_OK;
 }
 
 /* ------------------------------------------------------------------ pooling */
@@ -240,17 +328,9 @@ typedef struct {
     float *y, *dx;
     int32_t *am;
     const int32_t *cam;
-    int64_t H, W, R, S, sh, sw, ph, pw, Ho, Wo;
+    int64_t H, W, R, S, sh, sw, ph, pw, dh, dw, Ho, Wo;
+    int include_pad;                 /* avgpool: padding counts in the divisor */
 } pool_ctx;
-
-/* the input positions [*lo, *hi) of output o's pooling window (size k, stride st, padding pd)
- * along an axis of length n, clipped to the input */
-static inline void pool_win(int64_t o, int64_t st, int64_t pd, int64_t k, int64_t n, int64_t *lo,
-                            int64_t *hi) {
-    const int64_t a = o * st - pd, b = a + k;
-    *lo = a < 0 ? 0 : a;
-    *hi = b > n ? n : b;
-}
 
 /* the update rule of one window position: a larger value or a NaN (PyTorch's) */
 #define POOL_TAKE(v, m) (((v) > (m)) | ((v) != (v)))
@@ -282,10 +362,17 @@ static void maxpool2x2_plane(const float *x, float *y, int32_t *am, int64_t W, i
 
 /* One output row at a time, window offsets outside, output columns inside (branch-free
  * updates): each output still visits its window in PyTorch's order, h then w. */
+/* the first of the positions o st - pd + r dl (r >= 0) at or past 0 */
+static inline int64_t first_in(int64_t o, int64_t st, int64_t pd, int64_t dl) {
+    const int64_t a = o * st - pd;
+    return a >= 0 ? a : a + (-a + dl - 1) / dl * dl;
+}
+
 static void maxpool_planes(void *p, int64_t lo, int64_t hi) {
     const pool_ctx *c = p;
     const int64_t H = c->H, W = c->W, Ho = c->Ho, Wo = c->Wo, sw = c->sw;
-    if (c->R == 2 && c->S == 2 && c->sh == 2 && sw == 2 && c->ph == 0 && c->pw == 0) {
+    if (c->R == 2 && c->S == 2 && c->sh == 2 && sw == 2 && c->ph == 0 && c->pw == 0 &&
+        c->dh == 1 && c->dw == 1 && 2 * Ho <= H && 2 * Wo <= W) {   /* no window clipped */
         for (int64_t pl = lo; pl < hi; pl++)
             maxpool2x2_plane(c->x + pl * H * W, c->y + pl * Ho * Wo, c->am + pl * Ho * Wo, W,
                              Ho, Wo);
@@ -296,16 +383,16 @@ static void maxpool_planes(void *p, int64_t lo, int64_t hi) {
         for (int64_t oh = 0; oh < Ho; oh++) {
             float *yr = c->y + (pl * Ho + oh) * Wo;
             int32_t *ar = c->am + (pl * Ho + oh) * Wo;
-            int64_t h0, h1;
-            pool_win(oh, c->sh, c->ph, c->R, H, &h0, &h1);
+            const int64_t h0 = first_in(oh, c->sh, c->ph, c->dh);
             for (int64_t ow = 0; ow < Wo; ow++) {   /* PyTorch: the first position, -inf max */
-                const int64_t w0 = ow * sw - c->pw;
                 yr[ow] = -INFINITY;
-                ar[ow] = (int32_t)(h0 * W + (w0 < 0 ? 0 : w0));
+                ar[ow] = (int32_t)(h0 * W + first_in(ow, sw, c->pw, c->dw));
             }
-            for (int64_t h = h0; h < h1; h++)
+            for (int64_t r = 0; r < c->R; r++) {
+                const int64_t h = oh * c->sh - c->ph + r * c->dh;
+                if (h < 0 || h >= H) continue;
                 for (int64_t s = 0; s < c->S; s++) {
-                    const int64_t off = s - c->pw;
+                    const int64_t off = s * c->dw - c->pw;
                     int64_t ow0, ow1;
                     col_range(off, sw, W, Wo, &ow0, &ow1);
                     const float *xr = x + h * W;
@@ -317,22 +404,41 @@ static void maxpool_planes(void *p, int64_t lo, int64_t hi) {
                         ar[ow] = upd ? base + (int32_t)(ow * sw) : ar[ow];
                     }
                 }
+            }
         }
     }
 }
 
-static int check_pool(int64_t B, int64_t C, int64_t H, int64_t W, int64_t R, int64_t S,
-                      int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t *Ho, int64_t *Wo) {
-    if (C < 0 || ph > R / 2 || pw > S / 2) return QR_EARG;
-    return check_geometry(B, C, H, W, R, S, sh, sw, ph, pw, 1, 1, Ho, Wo);
+/* PyTorch's pooling output length along one axis (n, kernel k, stride st, padding pd,
+ * dilation dl; ceil: its ceil_mode, the last window starting inside the input or the left
+ * padding) into *out; QR_EARG when nothing fits or a window holds padding only. */
+static int pool_axis(int64_t n, int64_t k, int64_t st, int64_t pd, int64_t dl, int ceil,
+                     int64_t *out) {
+    if (n < 1 || k < 1 || st < 1 || pd < 0 || dl < 1 || pd > k / 2) return QR_EARG;
+    const int64_t e = n + 2 * pd - dl * (k - 1) - 1 + (ceil ? st - 1 : 0);
+    int64_t o = (e >= 0 ? e / st : -((-e + st - 1) / st)) + 1;   /* floor division */
+    if (ceil && o > 0 && (o - 1) * st >= n + pd) o--;
+    if (o < 1) return QR_EARG;
+    for (int64_t i = 0; i < o && i * st < pd; i++) {             /* windows starting in padding */
+        const int64_t a = i * st - pd, r0 = (-a + dl - 1) / dl;
+        if (r0 >= k || a + r0 * dl >= n) return QR_EARG;
+    }
+    *out = o;
+    return QR_OK;
+}
+
+static int check_pool(pool_ctx *c, int64_t B, int64_t C, int ceil) {
+    if (B < 0 || C < 0) return QR_EARG;
+    int rc = pool_axis(c->H, c->R, c->sh, c->ph, c->dh, ceil, &c->Ho);
+    return rc ? rc : pool_axis(c->W, c->S, c->sw, c->pw, c->dw, ceil, &c->Wo);
 }
 
 int qr_maxpool2d_f32(const float *x, float *y, int32_t *argmax, int64_t B, int64_t C, int64_t H,
                      int64_t W, int64_t R, int64_t S, int64_t sh, int64_t sw, int64_t ph,
-                     int64_t pw) {
+                     int64_t pw, int64_t dh, int64_t dw, int ceil_mode) {
     pool_ctx c = {.x = x, .y = y, .am = argmax, .H = H, .W = W, .R = R, .S = S, .sh = sh,
-                  .sw = sw, .ph = ph, .pw = pw};
-    int rc = check_pool(B, C, H, W, R, S, sh, sw, ph, pw, &c.Ho, &c.Wo);
+                  .sw = sw, .ph = ph, .pw = pw, .dh = dh, .dw = dw};
+    int rc = check_pool(&c, B, C, ceil_mode);
     if (rc) return rc;
     if (H * W > INT32_MAX) return QR_EARG;
     if (B * C == 0) return QR_OK;
@@ -368,55 +474,62 @@ int qr_maxpool2d_bwd_f32(const float *dy, const int32_t *argmax, float *dx, int6
     return QR_OK;
 }
 
+/* the window [*lo, *hi) of output o clipped to the input, and its divisor: the window
+ * clipped to the padded input (count_include_pad) or the input positions it holds */
+static inline int64_t avg_win(const pool_ctx *c, int64_t oh, int64_t ow, int64_t *h0,
+                              int64_t *h1, int64_t *w0, int64_t *w1) {
+    const int64_t a = oh * c->sh - c->ph, b = ow * c->sw - c->pw;
+    const int64_t ae = a + c->R < c->H + c->ph ? a + c->R : c->H + c->ph;
+    const int64_t be = b + c->S < c->W + c->pw ? b + c->S : c->W + c->pw;
+    *h0 = a < 0 ? 0 : a;
+    *h1 = ae > c->H ? c->H : ae;
+    *w0 = b < 0 ? 0 : b;
+    *w1 = be > c->W ? c->W : be;
+    return c->include_pad ? (ae - a) * (be - b) : (*h1 - *h0) * (*w1 - *w0);
+}
+
 static void avgpool_planes(void *p, int64_t lo, int64_t hi) {
     const pool_ctx *c = p;
     const int64_t H = c->H, W = c->W, Ho = c->Ho, Wo = c->Wo;
-    const float inv = 1.0f / (float)(c->R * c->S);
     for (int64_t pl = lo; pl < hi; pl++) {
         const float *x = c->x + pl * H * W;
         float *y = c->y + pl * Ho * Wo;
-        for (int64_t oh = 0; oh < Ho; oh++) {
-            int64_t h0, h1;
-            pool_win(oh, c->sh, c->ph, c->R, H, &h0, &h1);
+        for (int64_t oh = 0; oh < Ho; oh++)
             for (int64_t ow = 0; ow < Wo; ow++) {
-                int64_t w0, w1;
-                pool_win(ow, c->sw, c->pw, c->S, W, &w0, &w1);
+                int64_t h0, h1, w0, w1;
+                const float inv = 1.0f / (float)avg_win(c, oh, ow, &h0, &h1, &w0, &w1);
                 float s = 0.0f;
                 for (int64_t h = h0; h < h1; h++)
                     for (int64_t w = w0; w < w1; w++) s += x[h * W + w];
                 y[oh * Wo + ow] = s * inv;
             }
-        }
     }
 }
 
 static void avgpool_bwd_planes(void *p, int64_t lo, int64_t hi) {
     const pool_ctx *c = p;
     const int64_t H = c->H, W = c->W, Ho = c->Ho, Wo = c->Wo;
-    const float inv = 1.0f / (float)(c->R * c->S);
     for (int64_t pl = lo; pl < hi; pl++) {
         float *dx = c->dx + pl * H * W;
         const float *dy = c->dy + pl * Ho * Wo;
         memset(dx, 0, (size_t)(H * W) * sizeof(float));
-        for (int64_t oh = 0; oh < Ho; oh++) {
-            int64_t h0, h1;
-            pool_win(oh, c->sh, c->ph, c->R, H, &h0, &h1);
+        for (int64_t oh = 0; oh < Ho; oh++)
             for (int64_t ow = 0; ow < Wo; ow++) {
-                int64_t w0, w1;
-                pool_win(ow, c->sw, c->pw, c->S, W, &w0, &w1);
+                int64_t h0, h1, w0, w1;
+                const float inv = 1.0f / (float)avg_win(c, oh, ow, &h0, &h1, &w0, &w1);
                 const float g = dy[oh * Wo + ow] * inv;
                 for (int64_t h = h0; h < h1; h++)
                     for (int64_t w = w0; w < w1; w++) dx[h * W + w] += g;
             }
-        }
     }
 }
 
 int qr_avgpool2d_f32(const float *x, float *y, int64_t B, int64_t C, int64_t H, int64_t W,
-                     int64_t R, int64_t S, int64_t sh, int64_t sw, int64_t ph, int64_t pw) {
+                     int64_t R, int64_t S, int64_t sh, int64_t sw, int64_t ph, int64_t pw,
+                     int ceil_mode, int count_include_pad) {
     pool_ctx c = {.x = x, .y = y, .H = H, .W = W, .R = R, .S = S, .sh = sh, .sw = sw, .ph = ph,
-                  .pw = pw};
-    int rc = check_pool(B, C, H, W, R, S, sh, sw, ph, pw, &c.Ho, &c.Wo);
+                  .pw = pw, .dh = 1, .dw = 1, .include_pad = count_include_pad};
+    int rc = check_pool(&c, B, C, ceil_mode);
     if (rc) return rc;
     if (B * C == 0) return QR_OK;
     if (!x || !y) return QR_EARG;
@@ -425,10 +538,11 @@ int qr_avgpool2d_f32(const float *x, float *y, int64_t B, int64_t C, int64_t H, 
 }
 
 int qr_avgpool2d_bwd_f32(const float *dy, float *dx, int64_t B, int64_t C, int64_t H, int64_t W,
-                         int64_t R, int64_t S, int64_t sh, int64_t sw, int64_t ph, int64_t pw) {
+                         int64_t R, int64_t S, int64_t sh, int64_t sw, int64_t ph, int64_t pw,
+                         int ceil_mode, int count_include_pad) {
     pool_ctx c = {.dy = dy, .dx = dx, .H = H, .W = W, .R = R, .S = S, .sh = sh, .sw = sw,
-                  .ph = ph, .pw = pw};
-    int rc = check_pool(B, C, H, W, R, S, sh, sw, ph, pw, &c.Ho, &c.Wo);
+                  .ph = ph, .pw = pw, .dh = 1, .dw = 1, .include_pad = count_include_pad};
+    int rc = check_pool(&c, B, C, ceil_mode);
     if (rc) return rc;
     if (B * C == 0) return QR_OK;
     if (!dy || !dx) return QR_EARG;

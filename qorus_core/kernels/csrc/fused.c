@@ -196,6 +196,44 @@ int qr_attention_bwd_f32(const float *q, const float *k, const float *v, const f
     return atomic_load(&c.err) ? QR_ENOMEM : QR_OK;
 }
 
+int qr_attention_masked_f32(const float *q, const float *k, const float *v, const int32_t *kpm,
+                            const float *bias, int64_t bias_sb, int64_t bias_sh, float *out,
+                            float *lse, int64_t B, int64_t Tq, int64_t Tk, int64_t H,
+                            int64_t Hkv, int64_t D, float scale, int causal, float drop_scale,
+                            uint32_t drop_threshold, uint32_t drop_seed) {
+    if (att_args(B, Tq, Tk, H, Hkv, D, causal) || bias_sb < 0 || bias_sh < 0) return QR_EARG;
+    if (B * Tq == 0) return QR_OK;
+    if (!q || !k || !v || !out || !lse) return QR_EARG;
+    att_ctx c = {.q = q, .k = k, .v = v, .kpm = kpm, .bias = bias, .bsb = bias_sb,
+                 .bsh = bias_sh, .o = out, .l = lse, .B = B, .Tq = Tq, .Tk = Tk, .H = H,
+                 .Hkv = Hkv, .D = D, .scale = scale, .causal = causal,
+                 .drop = drop_threshold > 0, .drop_scale = drop_scale,
+                 .drop_thr = drop_threshold, .drop_seed = drop_seed};
+    atomic_init(&c.err, 0);
+    qr_par_items(qr_simd_pick3(att_fwd_items), &c, B * H, B * H * Tq * (Tk + 8) * (D + 8));
+    return atomic_load(&c.err) ? QR_ENOMEM : QR_OK;
+}
+
+int qr_attention_masked_bwd_f32(const float *q, const float *k, const float *v,
+                                const int32_t *kpm, const float *bias, int64_t bias_sb,
+                                int64_t bias_sh, const float *out, const float *lse,
+                                const float *dout, float *dq, float *dk, float *dv, int64_t B,
+                                int64_t Tq, int64_t Tk, int64_t H, int64_t Hkv, int64_t D,
+                                float scale, int causal, float drop_scale,
+                                uint32_t drop_threshold, uint32_t drop_seed) {
+    if (att_args(B, Tq, Tk, H, Hkv, D, causal) || bias_sb < 0 || bias_sh < 0) return QR_EARG;
+    if (B * Tk * D == 0) return QR_OK;
+    if (!q || !k || !v || !out || !lse || !dout || !dq || !dk || !dv) return QR_EARG;
+    att_ctx c = {.q = q, .k = k, .v = v, .kpm = kpm, .bias = bias, .bsb = bias_sb,
+                 .bsh = bias_sh, .out = out, .lse = lse, .dout = dout, .dq = dq, .dk = dk,
+                 .dv = dv, .B = B, .Tq = Tq, .Tk = Tk, .H = H, .Hkv = Hkv, .D = D,
+                 .scale = scale, .causal = causal, .drop = drop_threshold > 0,
+                 .drop_scale = drop_scale, .drop_thr = drop_threshold, .drop_seed = drop_seed};
+    atomic_init(&c.err, 0);
+    qr_par_items(qr_simd_pick3(att_bwd_items), &c, B * Hkv, B * H * Tq * (Tk + 8) * (D + 8));
+    return atomic_load(&c.err) ? QR_ENOMEM : QR_OK;
+}
+
 /* Keys per chunk of a decode step: all n_ctx when B * Hkv units suffice, else cut (into
  * multiples of 8 keys, >= QR_DEC_MIN_KEYS) towards QR_DEC_UNITS units. Sizes only. */
 static int64_t dec_chunk(int64_t B, int64_t Hkv, int64_t n) {
@@ -229,5 +267,69 @@ int qr_attention_decode_f32(const float *q, const float *k_cache, const float *v
                        QR_DEC_GRAIN);
     if (atomic_load(&c.err)) return QR_ENOMEM;
     if (nc > 1) qr_par_items(qr_simd_pick3(att_dec_merge), &c, B * Hkv, B * H * nc * D);
+    return QR_OK;
+}
+
+/* ------------------------------------------------------------------ masked mean */
+typedef struct { const float *x, *dy; const int32_t *pad; float *y, *dx; int64_t T, d; } mm_ctx;
+
+static int64_t mm_count(const int32_t *pad, int64_t T) {
+    int64_t n = 0;
+    for (int64_t t = 0; t < T; t++) n += !pad || !pad[t];
+    return n;
+}
+
+static void mm_rows(void *p, int64_t lo, int64_t hi) {   /* items: b */
+    const mm_ctx *c = p;
+    const int64_t T = c->T, d = c->d;
+    for (int64_t b = lo; b < hi; b++) {
+        const int32_t *pad = c->pad ? c->pad + b * T : NULL;
+        float *restrict y = c->y + b * d;
+        for (int64_t j = 0; j < d; j++) y[j] = 0.0f;
+        for (int64_t t = 0; t < T; t++) {
+            if (pad && pad[t]) continue;
+            const float *restrict x = c->x + (b * T + t) * d;
+            for (int64_t j = 0; j < d; j++) y[j] = y[j] + x[j];
+        }
+        const int64_t n = mm_count(pad, T);
+        if (n)
+            for (int64_t j = 0; j < d; j++) y[j] = y[j] / (float)n;
+    }
+}
+
+static void mm_bwd_rows(void *p, int64_t lo, int64_t hi) {
+    const mm_ctx *c = p;
+    const int64_t T = c->T, d = c->d;
+    for (int64_t b = lo; b < hi; b++) {
+        const int32_t *pad = c->pad ? c->pad + b * T : NULL;
+        const int64_t n = mm_count(pad, T);
+        const float *restrict g = c->dy + b * d;
+        for (int64_t t = 0; t < T; t++) {
+            float *restrict dx = c->dx + (b * T + t) * d;
+            if (!n || (pad && pad[t]))
+                for (int64_t j = 0; j < d; j++) dx[j] = 0.0f;
+            else
+                for (int64_t j = 0; j < d; j++) dx[j] = g[j] / (float)n;
+        }
+    }
+}
+
+int qr_masked_mean_f32(const float *x, const int32_t *pad, float *y, int64_t B, int64_t T,
+                       int64_t d) {
+    if (B < 0 || T < 0 || d < 0) return QR_EARG;
+    if (B * d == 0) return QR_OK;
+    if (!x || !y) return QR_EARG;
+    mm_ctx c = {.x = x, .pad = pad, .y = y, .T = T, .d = d};
+    qr_par_items(mm_rows, &c, B, B * T * d);
+    return QR_OK;
+}
+
+int qr_masked_mean_bwd_f32(const float *dy, const int32_t *pad, float *dx, int64_t B, int64_t T,
+                           int64_t d) {
+    if (B < 0 || T < 0 || d < 0) return QR_EARG;
+    if (B * T * d == 0) return QR_OK;
+    if (!dy || !dx) return QR_EARG;
+    mm_ctx c = {.dy = dy, .pad = pad, .dx = dx, .T = T, .d = d};
+    qr_par_items(mm_bwd_rows, &c, B, B * T * d);
     return QR_OK;
 }

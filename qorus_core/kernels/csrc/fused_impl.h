@@ -200,6 +200,43 @@ static inline int64_t QF(att_len)(const att_ctx *c, int64_t i) {
     return L < c->Tk ? L : c->Tk;
 }
 
+static inline int QF(any_nan)(const float *x, int64_t n) {
+    int nan = 0;
+    for (int64_t i = 0; i < n; i++) nan |= x[i] != x[i];
+    return nan;
+}
+
+/* The masks on the first nv scores of query row i, keys [j0, j0 + nv), of (b, h): the bias
+ * added, then a key the padding mask leaves out set to -inf (a -inf bias does the same). */
+static inline void QF(att_mask_row)(const att_ctx *c, int64_t b, int64_t h, int64_t i,
+                                    int64_t j0, float *row, int64_t nv) {
+    if (c->bias) {
+        const float *br = c->bias + b * c->bsb + h * c->bsh + i * c->Tk + j0;
+        for (int64_t j = 0; j < nv; j++) row[j] = row[j] + br[j];
+    }
+    if (c->kpm) {
+        const int32_t *km = c->kpm + b * c->Tk + j0;
+        for (int64_t j = 0; j < nv; j++) row[j] = km[j] ? -INFINITY : row[j];
+    }
+}
+
+/* Attention dropout of probabilities [j0, j0 + nv) of row i of (b, h): each scaled by 1/(1-p)
+ * or zeroed by the lowbias32 hash of its counter ((b H + h) Tq + i) Tk + j, the stream of the
+ * dropout_mask kernel, so the NumPy twin draws the same mask. */
+static inline void QF(att_drop_row)(const att_ctx *c, int64_t b, int64_t h, int64_t i,
+                                    int64_t j0, float *row, int64_t nv) {
+    const uint32_t base = (uint32_t)((((b * c->H + h) * c->Tq + i) * c->Tk) + j0);
+    for (int64_t j = 0; j < nv; j++) {
+        uint32_t x = (base + (uint32_t)j) * 0x9E3779B1u + c->drop_seed;
+        x ^= x >> 16;
+        x *= 0x7FEB352Du;
+        x ^= x >> 15;
+        x *= 0x846CA68Bu;
+        x ^= x >> 16;
+        row[j] = (x >> 8) >= c->drop_thr ? row[j] * c->drop_scale : 0.0f;
+    }
+}
+
 /* rows [T, D] of head hh (of nh) of batch b in src [B, T, nh, D] <-> contiguous dst [T, D] */
 static void QF(att_pack)(const float *src, float *dst, int64_t b, int64_t hh, int64_t nh,
                          int64_t T, int64_t D) {
@@ -215,12 +252,18 @@ static void QF(att_unpack)(const float *src, float *dst, int64_t b, int64_t hh, 
 
 #define QR_ATT_BQ 64   /* query rows per tile */
 
+#include "att_short.h"   /* the direct path of short sequences (QR_ATT_SHORT keys) */
+
 /* Items: (b, h). FlashAttention tiles: for a tile of QR_ATT_BQ query rows, the key tiles of
  * QR_ATT_BK are visited in order; S = scale Q K^T and O += P V are GEMMs on packed tiles
  * (qr_gemm_f32, serial inside a task); an online softmax keeps the running max m, sum l and
  * unnormalized O per row; lse = m + log(l). Only a QR_ATT_BQ x QR_ATT_BK score tile exists. */
 void QF(att_fwd_items)(void *p, int64_t lo, int64_t hi) {
     att_ctx *c = p;
+    if (c->Tk <= QR_ATT_SHORT) {
+        QF(att_fwd_short_items)(c, lo, hi);
+        return;
+    }
     const int64_t D = c->D, Tq = c->Tq, Tk = c->Tk, H = c->H, Hkv = c->Hkv, G = H / Hkv;
     const size_t n = (size_t)((Tq + 2 * Tk + QR_ATT_BQ) * D + QR_ATT_BQ * QR_ATT_BK +
                               2 * QR_ATT_BQ);
@@ -254,10 +297,16 @@ void QF(att_fwd_items)(void *p, int64_t lo, int64_t hi) {
                     nv = nv < 0 ? 0 : (nv > nk ? nk : nv);
                     for (int64_t j = nv; j < nk; j++) row[j] = 0.0f;
                     if (nv == 0) continue;
+                    if (c->bias || c->kpm) QF(att_mask_row)(c, b, h, i0 + r, j0, row, nv);
                     const float bm = QF(rmax)(row, nv);
                     const float mn = bm > m[r] ? bm : m[r];
+                    if (mn == -INFINITY && !QF(any_nan)(row, nv)) {   /* all keys so far masked */
+                        for (int64_t j = 0; j < nv; j++) row[j] = 0.0f;
+                        continue;
+                    }
                     qr_exp_shift(row, mn, row, nv);
                     const float ps = qr_sum_f(row, nv);
+                    if (c->drop) QF(att_drop_row)(c, b, h, i0 + r, j0, row, nv);
                     if (mn != m[r]) {
                         const float alpha = m[r] == -INFINITY ? 0.0f : qr_expf(m[r] - mn);
                         l[r] = l[r] * alpha;
@@ -276,6 +325,11 @@ void QF(att_fwd_items)(void *p, int64_t lo, int64_t hi) {
                 const int64_t i = i0 + r;
                 float *out = c->o + ((b * Tq + i) * H + h) * D;
                 const float *o = O + r * D;
+                if (l[r] == 0.0f) {   /* every key masked: 0 (PyTorch's SDPA), lse -inf */
+                    for (int64_t d = 0; d < D; d++) out[d] = 0.0f;
+                    c->l[(b * H + h) * Tq + i] = -INFINITY;
+                    continue;
+                }
                 for (int64_t d = 0; d < D; d++) out[d] = o[d] / l[r];
                 c->l[(b * H + h) * Tq + i] = m[r] + logf(l[r]);
             }
@@ -290,6 +344,10 @@ void QF(att_fwd_items)(void *p, int64_t lo, int64_t hi) {
  * in order, so no two tasks write the same rows and the result is thread-count independent. */
 void QF(att_bwd_items)(void *p, int64_t lo, int64_t hi) {
     att_ctx *c = p;
+    if (c->Tk <= QR_ATT_SHORT) {
+        QF(att_bwd_short_items)(c, lo, hi);
+        return;
+    }
     const int64_t D = c->D, Tq = c->Tq, Tk = c->Tk, H = c->H, Hkv = c->Hkv, G = H / Hkv;
     const size_t n = (size_t)((3 * Tq + 4 * Tk) * D + 2 * QR_ATT_BQ * QR_ATT_BK + Tq);
     float *buf = malloc(n * sizeof(float));   /* not qr_scratch: the GEMM uses those slots */
@@ -323,11 +381,15 @@ void QF(att_bwd_items)(void *p, int64_t lo, int64_t hi) {
                         int64_t nv = QF(att_len)(c, i0 + r) - j0;
                         nv = nv < 0 ? 0 : (nv > nk ? nk : nv);
                         const float ls = lse[i0 + r], di = Di[i0 + r];
+                        if (ls == -INFINITY) nv = 0;   /* a fully masked row: no gradient */
+                        if (c->bias || c->kpm) QF(att_mask_row)(c, b, h, i0 + r, j0, sr, nv);
+                        if (c->drop) QF(att_drop_row)(c, b, h, i0 + r, j0, dr, nv);
                         for (int64_t j = 0; j < nv; j++) {
                             const float pj = qr_expf(sr[j] - ls);
                             sr[j] = pj;
                             dr[j] = pj * (dr[j] - di) * scale;
                         }
+                        if (c->drop) QF(att_drop_row)(c, b, h, i0 + r, j0, sr, nv);
                         for (int64_t j = nv; j < nk; j++) { sr[j] = 0.0f; dr[j] = 0.0f; }
                     }
                     rc |= qr_gemm_f32(1, 0, nk, D, mq, 1.0f, S, gp + i0 * D, 1.0f, dvp + j0 * D);

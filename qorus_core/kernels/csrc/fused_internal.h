@@ -54,13 +54,21 @@ typedef struct {
 #define QR_DEC_GRAIN ((int64_t)1 << 14)  /* B*H*n_ctx*D per task (~1.5 us): threads pay off */
 
 /* attention: q [B,Tq,H,D], k/v [B,Tk,Hkv,D], out/dout/dq like q, dk/dv like k, lse [B,H,Tq];
+ * masks (or NULL): kpm [B,Tk] (nonzero: key left out), bias [Tq,Tk] blocks at
+ * bias + b * bsb + h * bsh (added to the scaled scores); dropout of the probabilities;
  * decode: part [units, G, 2 + D] (max, sum, out) when chunk < Tk */
 typedef struct {
-    const float *q, *k, *v, *out, *lse, *dout;
+    const float *q, *k, *v, *out, *lse, *dout, *bias;
+    const int32_t *kpm;
     float *o, *l, *dq, *dk, *dv, *part;
-    int64_t B, Tq, Tk, H, Hkv, D, max_ctx, chunk;
+    int64_t B, Tq, Tk, H, Hkv, D, max_ctx, chunk, bsb, bsh;
     float scale;
     int causal;
+    /* attention dropout (masked attention only): a probability's kept value (1 / (1 - p)),
+     * its 24-bit threshold and seed; drop 0: none */
+    int drop;
+    float drop_scale;
+    uint32_t drop_thr, drop_seed;
     atomic_int err;
 } att_ctx;
 

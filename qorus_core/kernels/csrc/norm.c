@@ -24,12 +24,13 @@ int qr_softmax_bwd_f32(const float *y, const float *dy, float *dx, int64_t rows,
 }
 
 /* ------------------------------------------------------------------ layernorm */
-/* y[R,N] = (x - mean) * rstd * gamma + beta; mean[R], rstd[R] saved */
+/* y[R,N] = (x - mean) * rstd * gamma + beta; mean[R], rstd[R] saved; gamma / beta NULL: 1 / 0
+ * (PyTorch's elementwise_affine=False, bias=False) */
 int qr_layernorm_f32(const float *x, const float *gamma, const float *beta, float *y,
                      float *mean, float *rstd, int64_t rows, int64_t n, float eps) {
     if (rows < 0 || n < 0) return QR_EARG;
     if (rows * n == 0) return QR_OK;
-    if (!x || !gamma || !beta || !y || !mean || !rstd) return QR_EARG;
+    if (!x || !y || !mean || !rstd) return QR_EARG;
     rw_ctx c = {.x = x, .g = gamma, .b = beta, .y = y, .m = mean, .r = rstd, .rows = rows,
                 .n = n, .eps = eps};
     qr_par_items(qr_simd_pick3(layernorm_rows), &c, rows, rows * n);
@@ -37,18 +38,20 @@ int qr_layernorm_f32(const float *x, const float *gamma, const float *beta, floa
 }
 
 /* dx = rstd * (g - mean(g) - xhat * mean(g * xhat)), g = dy * gamma, xhat = (x - mean) rstd;
- * dgamma[j] += sum_r dy * xhat, dbeta[j] += sum_r dy: rows in order, chunks of columns. */
+ * dgamma[j] += sum_r dy * xhat, dbeta[j] += sum_r dy: rows in order, chunks of columns.
+ * gamma NULL: 1; dgamma / dbeta NULL: not accumulated (no such parameter). */
 int qr_layernorm_bwd_f32(const float *x, const float *gamma, const float *mean,
                          const float *rstd, const float *dy, float *dx, float *dgamma,
                          float *dbeta, int64_t rows, int64_t n) {
     if (rows < 0 || n < 0) return QR_EARG;
     if (rows * n == 0) return QR_OK;
-    if (!x || !gamma || !mean || !rstd || !dy || !dgamma || !dbeta) return QR_EARG;
+    if (!x || !mean || !rstd || !dy) return QR_EARG;
     rw_ctx c = {.x = x, .g = gamma, .mean = mean, .rstd = rstd, .dy = dy, .dx = dx,
                 .dg = dgamma, .db = dbeta, .rows = rows, .n = n};
     /* parameter grads first: dx may alias dy; dx NULL: the input needs no gradient */
-    qr_par_items(qr_simd_pick3(layernorm_param_chunks), &c, (n + QR_LN_CHUNK - 1) / QR_LN_CHUNK,
-                 rows * n);
+    if (dgamma || dbeta)
+        qr_par_items(qr_simd_pick3(layernorm_param_chunks), &c,
+                     (n + QR_LN_CHUNK - 1) / QR_LN_CHUNK, rows * n);
     if (dx) qr_par_items(qr_simd_pick3(layernorm_bwd_rows), &c, rows, rows * n);
     return QR_OK;
 }

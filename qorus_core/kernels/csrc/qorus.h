@@ -139,6 +139,26 @@ QR_API int qr_silu_f32(const float *x, float *y, int64_t n);
 QR_API int qr_silu_bwd_f32(const float *x, const float *dy, float *dx, int64_t n);
 QR_API int qr_tanh_f32(const float *x, float *y, int64_t n);
 QR_API int qr_tanh_bwd_f32(const float *y, const float *dy, float *dx, int64_t n);
+/* PyTorch's leaky_relu, elu, softplus (y = x where beta x > threshold), mish and hardswish;
+ * each backward dx = dy * f'(x) from x (a NaN x passes dy in elu_bwd and hardswish_bwd, as
+ * PyTorch's do) */
+QR_API int qr_leaky_relu_f32(const float *x, float *y, int64_t n, float negative_slope);
+QR_API int qr_leaky_relu_bwd_f32(const float *x, const float *dy, float *dx, int64_t n,
+                                 float negative_slope);
+QR_API int qr_elu_f32(const float *x, float *y, int64_t n, float alpha);
+QR_API int qr_elu_bwd_f32(const float *x, const float *dy, float *dx, int64_t n, float alpha);
+QR_API int qr_softplus_f32(const float *x, float *y, int64_t n, float beta, float threshold);
+QR_API int qr_softplus_bwd_f32(const float *x, const float *dy, float *dx, int64_t n,
+                               float beta, float threshold);
+QR_API int qr_mish_f32(const float *x, float *y, int64_t n);
+QR_API int qr_mish_bwd_f32(const float *x, const float *dy, float *dx, int64_t n);
+QR_API int qr_hardswish_f32(const float *x, float *y, int64_t n);
+QR_API int qr_hardswish_bwd_f32(const float *x, const float *dy, float *dx, int64_t n);
+/* GLU of rows x[R, 2m] = [a | b]: y[R, m] = a * sigmoid(b); backward from x and dy[R, m]:
+ * dx[R, 2m] = [s dy | (1 - s) s a dy], s = sigmoid(b) (a split along an inner dimension is
+ * this with m = half of it times the dimensions after it) */
+QR_API int qr_glu_f32(const float *x, float *y, int64_t rows, int64_t m);
+QR_API int qr_glu_bwd_f32(const float *x, const float *dy, float *dx, int64_t rows, int64_t m);
 /* y[n,D] = weight[ids[i], :], ids[n] int32 in [0, V) (else QR_ETARGET), weight[V,D] */
 QR_API int qr_embedding_f32(const int32_t *ids, const float *weight, float *y, int64_t n,
                             int64_t V, int64_t D);
@@ -354,6 +374,36 @@ QR_API int qr_attention_bwd_f32(const float *q, const float *k, const float *v,
                                 float *dq, float *dk, float *dv, int64_t B, int64_t Tq,
                                 int64_t Tk, int64_t H, int64_t Hkv, int64_t D, float scale,
                                 int causal);
+/* Attention with masks, the same tiles (no Tq x Tk matrix): kpm [B,Tk] int32 (nonzero: the key
+ * is padding, left out; PyTorch's key_padding_mask) and an additive bias, the [Tq,Tk] block of
+ * (b, h) at bias + b * bias_sb + h * bias_sh (strides 0 broadcast: a [Tq,Tk] mask is 0, 0;
+ * [B,H,Tq,Tk] is H*Tq*Tk, Tq*Tk), added to the scaled scores; either may be NULL. A query row
+ * whose every key is masked gets out 0 and lse -inf (PyTorch's SDPA) and no gradient.
+ * Dropout of the probabilities (training): drop_threshold > 0 keeps probability (b,h,i,j) when
+ * the top 24 bits of lowbias32(counter * 0x9E3779B1 + drop_seed) >= drop_threshold, counter
+ * ((b H + h) Tq + i) Tk + j (qr_dropout_mask_f32's stream), scaled by drop_scale; the
+ * backward takes the same three values. */
+QR_API int qr_attention_masked_f32(const float *q, const float *k, const float *v,
+                                   const int32_t *kpm, const float *bias, int64_t bias_sb,
+                                   int64_t bias_sh, float *out, float *lse, int64_t B,
+                                   int64_t Tq, int64_t Tk, int64_t H, int64_t Hkv, int64_t D,
+                                   float scale, int causal, float drop_scale,
+                                   uint32_t drop_threshold, uint32_t drop_seed);
+QR_API int qr_attention_masked_bwd_f32(const float *q, const float *k, const float *v,
+                                       const int32_t *kpm, const float *bias, int64_t bias_sb,
+                                       int64_t bias_sh, const float *out, const float *lse,
+                                       const float *dout, float *dq, float *dk, float *dv,
+                                       int64_t B, int64_t Tq, int64_t Tk, int64_t H,
+                                       int64_t Hkv, int64_t D, float scale, int causal,
+                                       float drop_scale, uint32_t drop_threshold,
+                                       uint32_t drop_seed);
+/* y[b,:] = mean of x[b,t,:] [B,T,d] over the t with pad[b,t] == 0 (pad [B,T] int32, NULL: every
+ * t), 0 for a row of padding only (sentence-transformers' mean pooling); backward: dx[b,t,:] =
+ * dy[b,:] / n_b where kept, else 0 (written, not added). */
+QR_API int qr_masked_mean_f32(const float *x, const int32_t *pad, float *y, int64_t B, int64_t T,
+                              int64_t d);
+QR_API int qr_masked_mean_bwd_f32(const float *dy, const int32_t *pad, float *dx, int64_t B,
+                                  int64_t T, int64_t d);
 /* One decode step: q, out [B,H,D]; KV cache per layer k_cache, v_cache [B,max_ctx,Hkv,D]
  * (position-major: row j holds every kv head of position j); the new token attends to the
  * cached positions [0, n_ctx), its own k/v already written at n_ctx - 1. 1 <= n_ctx <= max_ctx */
@@ -396,22 +446,51 @@ QR_API int qr_conv2d_bwd_f32(const float *x, const float *w, const float *dy, fl
                              float *dwt, float *db, int64_t B, int64_t C, int64_t H, int64_t W,
                              int64_t K, int64_t R, int64_t S, int64_t sh, int64_t sw, int64_t ph,
                              int64_t pw, int64_t dh, int64_t dw, int64_t G);
-/* Max pooling over R x S windows of each of the B*C planes (padding never wins; ph <= R/2,
- * pw <= S/2): y [B,C,Ho,Wo], argmax [B,C,Ho,Wo] int32 = h * W + w within the plane (the
- * first maximum; a NaN wins and propagates, the last NaN in the window as PyTorch's).
+/* Transposed convolution (PyTorch's ConvTranspose2d): the input gradient of the convolution
+ * from y [B,Cout,Ho,Wo] to x [B,Cin,H,W], whose geometry must map Ho x Wo onto H x W (Ho =
+ * (H - 1) sh - 2 ph + dh (R - 1) + 1 + output padding, that padding < sh); w [Cin,Cout/G,R,S],
+ * bias [Cout] (NULL: none). y is written. Backward: dx [B,Cin,H,W] (NULL: not wanted) =
+ * conv2d(dy, w), written; dw and db [Cout] (NULL: none) accumulated (+=), in a fixed order. */
+QR_API int qr_conv_transpose2d_f32(const float *x, const float *w, const float *bias, float *y,
+                                   int64_t B, int64_t Cin, int64_t H, int64_t W, int64_t Cout,
+                                   int64_t Ho, int64_t Wo, int64_t R, int64_t S, int64_t sh,
+                                   int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dw,
+                                   int64_t G);
+QR_API int qr_conv_transpose2d_bwd_f32(const float *x, const float *w, const float *dy, float *dx,
+                                       float *dwt, float *db, int64_t B, int64_t Cin, int64_t H,
+                                       int64_t W, int64_t Cout, int64_t Ho, int64_t Wo, int64_t R,
+                                       int64_t S, int64_t sh, int64_t sw, int64_t ph, int64_t pw,
+                                       int64_t dh, int64_t dw, int64_t G);
+/* Max pooling over R x S windows (dilation dh, dw) of each of the B*C planes (padding never
+ * wins; ph <= R/2, pw <= S/2; every window must hold an input position): y [B,C,Ho,Wo],
+ * argmax [B,C,Ho,Wo] int32 = h * W + w within the plane (the first maximum; a NaN wins and
+ * propagates, the last NaN in the window as PyTorch's). Ho, Wo by PyTorch's rule, the
+ * ceiling with ceil_mode (the last window starting inside the input or the left padding).
  * Backward: dx [B,C,H,W] = 0, then dx[argmax] += dy (windows in order). */
 QR_API int qr_maxpool2d_f32(const float *x, float *y, int32_t *argmax, int64_t B, int64_t C,
                             int64_t H, int64_t W, int64_t R, int64_t S, int64_t sh, int64_t sw,
-                            int64_t ph, int64_t pw);
+                            int64_t ph, int64_t pw, int64_t dh, int64_t dw, int ceil_mode);
 QR_API int qr_maxpool2d_bwd_f32(const float *dy, const int32_t *argmax, float *dx, int64_t B,
                                 int64_t C, int64_t H, int64_t W, int64_t Ho, int64_t Wo);
-/* Average pooling, padding counted (PyTorch's count_include_pad): y = window sum / (R S).
- * Backward: dx [B,C,H,W] = sum over the windows holding each input of dy / (R S). */
+/* Average pooling (ceil_mode as max pooling): y = window sum / divisor, PyTorch's: the window
+ * clipped to the padded input (count_include_pad 1) or its input positions (0). Backward:
+ * dx [B,C,H,W] = sum over the windows holding each input of dy / their divisor. */
 QR_API int qr_avgpool2d_f32(const float *x, float *y, int64_t B, int64_t C, int64_t H, int64_t W,
-                            int64_t R, int64_t S, int64_t sh, int64_t sw, int64_t ph, int64_t pw);
+                            int64_t R, int64_t S, int64_t sh, int64_t sw, int64_t ph, int64_t pw,
+                            int ceil_mode, int count_include_pad);
 QR_API int qr_avgpool2d_bwd_f32(const float *dy, float *dx, int64_t B, int64_t C, int64_t H,
                                 int64_t W, int64_t R, int64_t S, int64_t sh, int64_t sw,
-                                int64_t ph, int64_t pw);
+                                int64_t ph, int64_t pw, int ceil_mode, int count_include_pad);
+/* Upsampling (upsample.c) of each plane x [B,C,H,W] to y [B,C,Ho,Wo], PyTorch's
+ * F.interpolate: mode 0 nearest, 1 bilinear (align_corners 0/1: bilinear only); scale_h,
+ * scale_w the scale factors given (0: none, the ratio is then H / Ho). Backward: dx
+ * [B,C,H,W] written, each output's gradient added into its source positions in order. */
+QR_API int qr_upsample2d_f32(const float *x, float *y, int64_t B, int64_t C, int64_t H,
+                             int64_t W, int64_t Ho, int64_t Wo, int mode, int align_corners,
+                             double scale_h, double scale_w);
+QR_API int qr_upsample2d_bwd_f32(const float *dy, float *dx, int64_t B, int64_t C, int64_t H,
+                                 int64_t W, int64_t Ho, int64_t Wo, int mode, int align_corners,
+                                 double scale_h, double scale_w);
 /* BatchNorm over x [B,C,HW] per channel c: train: mean[c], biased var over (B, HW) saved as
  * mean[C], rstd[C] = 1/sqrt(var + eps); running_mean/var [C] (NULL: not kept) updated
  * r = (1 - momentum) r + momentum * stat, the variance unbiased (n / (n - 1), n = B HW > 1).
@@ -426,6 +505,27 @@ QR_API int qr_batchnorm2d_f32(const float *x, const float *gamma, const float *b
 QR_API int qr_batchnorm2d_bwd_f32(const float *x, const float *gamma, const float *mean,
                                   const float *rstd, const float *dy, float *dx, float *dgamma,
                                   float *dbeta, int64_t B, int64_t C, int64_t HW);
+/* Adaptive pooling (pool_adaptive.c) of x [B,C,H,W] to y [B,C,Ho,Wo] (PyTorch's
+ * AdaptiveAvgPool2d / AdaptiveMaxPool2d): output row o pools rows [floor(o H / Ho),
+ * ceil((o + 1) H / Ho)), likewise the columns. Average: the window's mean; its backward dx
+ * [B,C,H,W] written. Max: argmax [B,C,Ho,Wo] int32 as qr_maxpool2d_f32's (its backward). */
+QR_API int qr_adaptive_avgpool2d_f32(const float *x, float *y, int64_t B, int64_t C, int64_t H,
+                                     int64_t W, int64_t Ho, int64_t Wo);
+QR_API int qr_adaptive_avgpool2d_bwd_f32(const float *dy, float *dx, int64_t B, int64_t C,
+                                         int64_t H, int64_t W, int64_t Ho, int64_t Wo);
+QR_API int qr_adaptive_maxpool2d_f32(const float *x, float *y, int32_t *argmax, int64_t B,
+                                     int64_t C, int64_t H, int64_t W, int64_t Ho, int64_t Wo);
+/* GroupNorm (groupnorm.c) over x [B,C,HW], C = G groups of C/G channels: per (b, g) block
+ * mean[B,G], rstd[B,G] = 1/sqrt(biased var + eps) saved; y = (x - mean) rstd gamma[c] +
+ * beta[c] (NULL: 1 and 0). Blocks run in parallel, each summed in order. Backward: dx (NULL:
+ * not wanted) = rstd (g dy - mean(g dy) - xhat mean(g dy xhat)) per block, g = gamma[c];
+ * dgamma[C] += sum dy xhat, dbeta[C] += sum dy (NULL: none), summed over b in order. */
+QR_API int qr_groupnorm_f32(const float *x, const float *gamma, const float *beta, float *y,
+                            float *mean, float *rstd, int64_t B, int64_t C, int64_t HW,
+                            int64_t G, float eps);
+QR_API int qr_groupnorm_bwd_f32(const float *x, const float *gamma, const float *mean,
+                                const float *rstd, const float *dy, float *dx, float *dgamma,
+                                float *dbeta, int64_t B, int64_t C, int64_t HW, int64_t G);
 /* ------------------------------------------------------------------ end conv */
 
 /* ------------------------------------------------------------------ rnn (rnn.c) */

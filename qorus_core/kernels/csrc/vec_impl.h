@@ -350,17 +350,26 @@ void QR_VEC_NAME(layernorm_rows)(void *p, int64_t lo, int64_t hi) {
         for (int64_t j = 0; j < n; j++) y[j] = x[j] - mu;
         float var = qr_dot_f(y, y, n) / fn;
         float rs = 1.0f / __builtin_sqrtf(var + c->eps);
-        for (int64_t j = 0; j < n; j++) y[j] = y[j] * rs * c->g[j] + c->b[j];
+        const float *g = c->g, *b = c->b;           /* NULL: 1 / 0 (no affine) */
+        for (int64_t j = 0; j < n; j++) {
+            float v = y[j] * rs;
+            if (g) v = v * g[j];
+            if (b) v = v + b[j];
+            y[j] = v;
+        }
         c->m[r] = mu;
         c->r[r] = rs;
     }
 }
 
-/* dx = rstd * (g - mean(g) - xhat * mean(g * xhat)), g = dy * gamma, xhat = (x - mean) rstd */
+/* dx = rstd * (g - mean(g) - xhat * mean(g * xhat)), g = dy * gamma (dy: gamma NULL),
+ * xhat = (x - mean) rstd */
+#define QR_LN_G(j) (gam ? dy[j] * gam[j] : dy[j])
 void QR_VEC_NAME(layernorm_bwd_rows)(void *p, int64_t lo, int64_t hi) {
     const rw_ctx *c = p;
     const int64_t n = c->n;
     const float fn = (float)n;
+    const float *gam = c->g;
     for (int64_t r = lo; r < hi; r++) {
         const float *x = c->x + r * n, *dy = c->dy + r * n;
         float *dx = c->dx + r * n;
@@ -369,12 +378,12 @@ void QR_VEC_NAME(layernorm_bwd_rows)(void *p, int64_t lo, int64_t hi) {
         int64_t j = 0;
         for (; j + 16 <= n; j += 16)
             for (int k = 0; k < 16; k++) {
-                float xh = (x[j + k] - mu) * rs, g = dy[j + k] * c->g[j + k];
+                float xh = (x[j + k] - mu) * rs, g = QR_LN_G(j + k);
                 acc1[k] += g;
                 acc2[k] += g * xh;
             }
         for (int k = 0; j < n; j++, k++) {
-            float xh = (x[j] - mu) * rs, g = dy[j] * c->g[j];
+            float xh = (x[j] - mu) * rs, g = QR_LN_G(j);
             acc1[k] += g;
             acc2[k] += g * xh;
         }
@@ -382,13 +391,15 @@ void QR_VEC_NAME(layernorm_bwd_rows)(void *p, int64_t lo, int64_t hi) {
         for (int k = 0; k < 16; k++) { s1 += acc1[k]; s2 += acc2[k]; }
         const float m1 = s1 / fn, m2 = s2 / fn;
         for (j = 0; j < n; j++) {
-            float xh = (x[j] - mu) * rs, g = dy[j] * c->g[j];
+            float xh = (x[j] - mu) * rs, g = QR_LN_G(j);
             dx[j] = ((g - m1) - xh * m2) * rs;
         }
     }
 }
+#undef QR_LN_G
 
-/* dgamma[j] += sum_r dy * xhat, dbeta[j] += sum_r dy: rows in order, chunks of columns. */
+/* dgamma[j] += sum_r dy * xhat, dbeta[j] += sum_r dy: rows in order, chunks of columns
+ * (either may be NULL: not accumulated). */
 void QR_VEC_NAME(layernorm_param_chunks)(void *p, int64_t lo, int64_t hi) {
     const rw_ctx *c = p;
     const int64_t n = c->n;
@@ -405,10 +416,10 @@ void QR_VEC_NAME(layernorm_param_chunks)(void *p, int64_t lo, int64_t hi) {
                 ab[j] += dy[j];
             }
         }
-        for (int64_t j = 0; j < w; j++) {
-            c->dg[j0 + j] = c->dg[j0 + j] + ag[j];
-            c->db[j0 + j] = c->db[j0 + j] + ab[j];
-        }
+        if (c->dg)
+            for (int64_t j = 0; j < w; j++) c->dg[j0 + j] = c->dg[j0 + j] + ag[j];
+        if (c->db)
+            for (int64_t j = 0; j < w; j++) c->db[j0 + j] = c->db[j0 + j] + ab[j];
     }
 }
 
@@ -510,3 +521,6 @@ void QR_VEC_NAME(adam_range)(void *ctx, int64_t lo, int64_t hi) {
         v[i] = vi;
     }
 }
+
+/* ------------------------------------------------------------------ leaky_relu .. glu */
+#include "act_ext_impl.h"

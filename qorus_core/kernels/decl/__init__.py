@@ -9,14 +9,36 @@ from it (gen.py), the C symbols bound and checked from it (bind.py), and the tes
 from __future__ import annotations
 
 # each family module declares its kernels on import (TABLE lists them in this order)
-from . import act, conv, dense, elementwise, fused, loss, norm, optim, quant, rnn, strided, strided_index  # noqa: F401
+from . import (  # noqa: F401
+    act,
+    act_piecewise,
+    act_smooth,
+    attention,
+    conv,
+    conv_transpose,
+    dense,
+    elementwise,
+    fused,
+    glu,
+    groupnorm,
+    loss,
+    norm,
+    optim,
+    pool_adaptive,
+    quant,
+    rnn,
+    sequence,
+    strided,
+    strided_index,
+    upsample,
+)
 from .spec import DECLARED, Kernel
 
 __all__ = ["TABLE", "LIB_VERSION", "Kernel", "get", "families"]
 
 #: what ``qr_version()`` of the C library must return: a library built from other sources
 #: (older, or newer) is refused at load. Bump it with csrc/cpu.c's qr_version.
-LIB_VERSION = "qorus-kernels 0.4"
+LIB_VERSION = "qorus-kernels 0.5"
 
 TABLE: tuple[Kernel, ...] = tuple(DECLARED.values())
 

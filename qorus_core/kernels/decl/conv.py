@@ -67,22 +67,53 @@ def conv_dims(kernel: str, x: Tensor, w: Tensor, out: Tensor, stride, padding, d
     return B, C, H, W, K, R, S, sh, sw, ph, pw, dh, dw, G, Ho, Wo
 
 
-def pool_dims(kernel: str, x: Tensor, out: Tensor, size, stride, padding) -> tuple[int, ...]:
-    """(B, C, H, W, R, S, sh, sw, ph, pw, Ho, Wo) after checking x [B,C,H,W] and that ``out``
-    holds B*C*Ho*Wo values (its shape may be [B,C,Ho,Wo] or, for global pooling, [B,C])."""
+def pool_out(n: int, k: int, stride: int, pad: int, dilation: int = 1,
+             ceil_mode: bool = False) -> int:
+    """Output length of a pooling sweep, PyTorch's rule: the floor (or with ``ceil_mode`` the
+    ceiling) of (n + 2 pad - dilation (k - 1) - 1) / stride, plus one; with ``ceil_mode``
+    the last window must start inside the input or its left padding. <= 0: nothing fits."""
+    o = (n + 2 * pad - dilation * (k - 1) - 1 + (stride - 1 if ceil_mode else 0)) // stride + 1
+    if ceil_mode and o > 0 and (o - 1) * stride >= n + pad:
+        o -= 1
+    return o
+
+
+def empty_window(n: int, k: int, stride: int, pad: int, dilation: int, out: int) -> int | None:
+    """The first output of a sweep whose dilated window holds no input position (only a
+    window starting in the padding can miss the input), or None."""
+    for o in range(min(out, -(-pad // stride))):
+        a = o * stride - pad                     # < 0: r0, the first offset at or past 0
+        r0 = -(a // dilation)
+        if r0 >= k or a + r0 * dilation >= n:
+            return o
+    return None
+
+
+def pool_dims(kernel: str, x: Tensor, out: Tensor, size, stride, padding, dilation=(1, 1),
+              ceil_mode: bool = False) -> tuple[int, ...]:
+    """(B, C, H, W, R, S, sh, sw, ph, pw, dh, dw, Ho, Wo) after checking x [B,C,H,W], that
+    every window holds an input position and that ``out`` holds B*C*Ho*Wo values (its shape
+    may be [B,C,Ho,Wo] or, for global pooling, [B,C])."""
     B, C, H, W = _rank4(kernel, "x", x)
     R, S = _pair(kernel, "kernel", size, 1)
     sh, sw = _pair(kernel, "stride", stride, 1)
     ph, pw = _pair(kernel, "padding", padding, 0)
+    dh, dw = _pair(kernel, "dilation", dilation, 1)
     if ph > R // 2 or pw > S // 2:
         raise KernelError(f"{kernel}: padding {(ph, pw)} must be at most half the kernel {(R, S)}")
-    Ho, Wo = out_size(H, R, sh, ph), out_size(W, S, sw, pw)
+    Ho, Wo = pool_out(H, R, sh, ph, dh, ceil_mode), pool_out(W, S, sw, pw, dw, ceil_mode)
     if Ho < 1 or Wo < 1:
-        raise KernelError(f"{kernel}: kernel {(R, S)} does not fit input {(H, W)} padded by {(ph, pw)}")
+        raise KernelError(f"{kernel}: kernel {(R, S)} (dilation {(dh, dw)}) does not fit input "
+                          f"{(H, W)} padded by {(ph, pw)}")
+    if (dh > 1 and empty_window(H, R, sh, ph, dh, Ho) is not None) or \
+            (dw > 1 and empty_window(W, S, sw, pw, dw, Wo) is not None):
+        raise KernelError(f"{kernel}: a window of kernel {(R, S)}, dilation {(dh, dw)} holds "
+                          f"padding only for input {(H, W)} padded by {(ph, pw)}")
     if out.size != B * C * Ho * Wo or out.shape[:2] != (B, C):
         raise KernelError(f"{kernel}: output {out.shape} must be {(B, C, Ho, Wo)} for x {x.shape}, "
-                          f"kernel {(R, S)}, stride {(sh, sw)}, padding {(ph, pw)}")
-    return B, C, H, W, R, S, sh, sw, ph, pw, Ho, Wo
+                          f"kernel {(R, S)}, stride {(sh, sw)}, padding {(ph, pw)}, dilation "
+                          f"{(dh, dw)}, ceil_mode {bool(ceil_mode)}")
+    return B, C, H, W, R, S, sh, sw, ph, pw, dh, dw, Ho, Wo
 
 
 def bn_dims(kernel: str, x: Tensor, like: list[Tensor | None], per_channel: list[Tensor | None]
@@ -124,7 +155,7 @@ def _bad_argmax(kernel: str, am: np.ndarray, hw: int) -> KernelError:
 
 # ----------------------------------------------------------------------------- checks
 _CONV_DIMS = "B C H W K R S sh sw ph pw dh ddw G Ho Wo"
-_POOL_DIMS = "B C H W R S sh sw ph pw Ho Wo"
+_POOL_DIMS = "B C H W R S sh sw ph pw dh ddw Ho Wo"
 
 
 def check_conv2d(kernel: str, x, w, bias, y, stride, padding, dilation, groups):
@@ -139,8 +170,8 @@ def check_conv2d_bwd(kernel: str, x, w, dy, dx, dw, db, stride, padding, dilatio
     return d
 
 
-def check_maxpool2d(name: str, x, y, argmax, size, stride, padding):
-    d = pool_dims(name, x, y, size, stride, padding)
+def check_maxpool2d(name: str, x, y, argmax, size, stride, padding, dilation, ceil_mode):
+    d = pool_dims(name, x, y, size, stride, padding, dilation, ceil_mode)
     if argmax.dtype != "i32" or argmax.size != y.size:
         raise KernelError(f"{name}: argmax {argmax.shape} ({argmax.dtype}) must be int32 "
                           f"like y {y.shape}")
@@ -163,12 +194,13 @@ def _argmax_error(kernel: str, rc: int, dy, argmax, dx) -> KernelError:
     return c_error(kernel, rc)
 
 
-def check_avgpool2d(name: str, x, y, size, stride, padding):
-    return pool_dims(name, x, y, size, stride, padding)
+def check_avgpool2d(name: str, x, y, size, stride, padding, ceil_mode, count_include_pad):
+    return pool_dims(name, x, y, size, stride, padding, (1, 1), ceil_mode)
 
 
-def check_avgpool2d_bwd(name: str, dy, dx, size, stride, padding):
-    return pool_dims(name, dx, dy, size, stride, padding)
+def check_avgpool2d_bwd(name: str, dy, dx, size, stride, padding, ceil_mode,
+                        count_include_pad):
+    return pool_dims(name, dx, dy, size, stride, padding, (1, 1), ceil_mode)
 
 
 def check_batchnorm2d(kernel: str, x, weight, bias, y, mean, rstd, running_mean, running_var,
@@ -211,7 +243,7 @@ def _padded(self, key: str, x: np.ndarray, ph: int, pw: int) -> np.ndarray:
     return xp
 
 
-def _im2col(self, x: np.ndarray, d: tuple[int, ...]) -> np.ndarray:
+def im2col(self, x: np.ndarray, d: tuple[int, ...]) -> np.ndarray:
     """col [B, C, R, S, Ho, Wo]: col[b, c, r, s, i, j] = xpad[b, c, i sh + r dh, j sw + s dw]."""
     B, C, H, W, K, R, S, sh, sw, ph, pw, dh, dw, G, Ho, Wo = d
     xp = _padded(self, "conv_xp", x, ph, pw)
@@ -223,19 +255,59 @@ def _im2col(self, x: np.ndarray, d: tuple[int, ...]) -> np.ndarray:
     return col
 
 
-def _maxpool_geo(self, H: int, W: int, R: int, S: int, sh: int, sw: int, ph: int, pw: int,
-                 Ho: int, Wo: int):
+def _pool_extent(d: tuple[int, ...]) -> tuple[int, int, int, int]:
+    """(B, C, Hp, Wp): the padded planes every window of geometry ``d`` (``pool_dims``) fits,
+    ceil_mode's last windows too, x placed at (ph, pw)."""
+    B, C, H, W, R, S, sh, sw, ph, pw, dh, dw, Ho, Wo = d
+    return (B, C, max(ph + H, (Ho - 1) * sh + (R - 1) * dh + 1),
+            max(pw + W, (Wo - 1) * sw + (S - 1) * dw + 1))
+
+
+def _pool_padded(self, key: str, x: np.ndarray, d: tuple[int, ...], zero: bool) -> np.ndarray:
+    """x [B,C,H,W] copied at (ph, pw) into a cached ``_pool_extent`` buffer; the border
+    zeroed on every call when ``zero`` (else left as it is: masked by the caller)."""
+    H, W, ph, pw = d[2], d[3], d[8], d[9]
+    xp = self.scratch(key, _pool_extent(d))
+    if zero:
+        xp[:, :, :ph].fill(0)
+        xp[:, :, ph + H:].fill(0)
+        xp[:, :, :, :pw].fill(0)
+        xp[:, :, :, pw + W:].fill(0)
+    np.copyto(xp[:, :, ph:ph + H, pw:pw + W], x)
+    return xp
+
+
+def _maxpool_geo(self, d: tuple[int, ...]):
     """first[Ho,Wo]: the first in-bounds position of each window (h*W + w);
     valid[r,s,Ho,Wo]: window offset (r, s) lies inside the input; pos: its index."""
+    B, C, H, W, R, S, sh, sw, ph, pw, dh, dw, Ho, Wo = d
+
     def make():
-        h = np.arange(Ho)[:, None] * sh - ph + np.arange(R)[None, :]   # [Ho, R]
-        w = np.arange(Wo)[:, None] * sw - pw + np.arange(S)[None, :]   # [Wo, S]
+        h = np.arange(Ho)[:, None] * sh - ph + np.arange(R)[None, :] * dh   # [Ho, R]
+        w = np.arange(Wo)[:, None] * sw - pw + np.arange(S)[None, :] * dw   # [Wo, S]
         hv, wv = (h >= 0) & (h < H), (w >= 0) & (w < W)
         valid = hv.T[:, None, :, None] & wv.T[None, :, None, :]          # [R, S, Ho, Wo]
         pos = (h.T[:, None, :, None] * W + w.T[None, :, None, :]).astype(np.int32)
-        first = (np.maximum(h[:, 0], 0)[:, None] * W + np.maximum(w[:, 0], 0)[None, :])
-        return first.astype(np.int32), valid, pos
-    return self._kept(("maxpool", H, W, R, S, sh, sw, ph, pw), make)
+        h0 = h[np.arange(Ho), np.argmax(hv, axis=1)]                      # first valid row
+        w0 = w[np.arange(Wo), np.argmax(wv, axis=1)]
+        return (h0[:, None] * W + w0[None, :]).astype(np.int32), valid, pos
+    return self._kept(("maxpool", *d[2:]), make)
+
+
+def _avgpool_inv(self, d: tuple[int, ...], include_pad: bool) -> np.ndarray:
+    """[Ho, Wo] float32: 1 / the divisor of each window, PyTorch's: its size clipped to the
+    padded input (count_include_pad) or its number of input positions."""
+    B, C, H, W, R, S, sh, sw, ph, pw, dh, dw, Ho, Wo = d
+
+    def axis(n, k, st, p, out):
+        a = np.arange(out) * st - p
+        e = np.minimum(a + k, n + p)
+        return e - a if include_pad else np.minimum(e, n) - np.maximum(a, 0)
+
+    def make():
+        div = axis(H, R, sh, ph, Ho)[:, None] * axis(W, S, sw, pw, Wo)[None, :]
+        return (1.0 / div).astype(np.float32)
+    return self._kept(("avgpool_inv", *d[2:], bool(include_pad)), make)
 
 
 @kernel(FAMILY, "x w bias? y:out", check=check_conv2d, dims=_CONV_DIMS,
@@ -249,9 +321,7 @@ def conv2d(self, x: Tensor, w: Tensor, bias: Tensor | None, y: Tensor, stride: P
     d = conv_dims("conv2d", x, w, y, stride, padding, dilation, groups, bias)
     B, C, H, W, K, R, S, sh, sw, ph, pw, dh, dw, G, Ho, Wo = d
     Y = y.w
-    col = _im2col(self, x.a, d).reshape(B, G, C // G * R * S, Ho * Wo)
-    yg = Y.reshape(B, G, K // G, Ho * Wo)
-    np.matmul(w.a.reshape(G, K // G, -1), col, out=yg)
+    conv_forward(self, im2col(self, x.a, d), w.a, d, Y)
     if bias is not None:
         yv = Y.reshape(B, K, Ho * Wo)
         np.add(yv, bias.a.reshape(K, 1), out=yv)
@@ -266,25 +336,48 @@ def conv2d_bwd(self, x: Tensor, w: Tensor, dy: Tensor, dx: Tensor | None, dw: Te
     """Conv2d backward: dx[B,C,H,W] written (None: not wanted); dw[K,C/G,R,S] and db[K]
     (None: no bias) accumulated (+=) from dy[B,K,Ho,Wo]."""
     d = conv_dims("conv2d_bwd", x, w, dy, stride, padding, dilation, groups, db)
-    B, C, H, W, K, R, S, sh, sw, ph, pw, dh, ddw, G, Ho, Wo = d
-    Kg, CRS, HWo = K // G, C // G * R * S, Ho * Wo
-    DX, DB, dwv = (None if dx is None else dx.w), (None if db is None else db.w), dw.w
-    dyg = dy.a.reshape(B, G, Kg, HWo)
-    col = _im2col(self, x.a, d).reshape(B, G, CRS, HWo)
-    part = self.scratch("conv_dw_part", (B, G, Kg, CRS))
-    np.matmul(dyg, col.transpose(0, 1, 3, 2), out=part)
-    tot = self.scratch("conv_dw_sum", (G, Kg, CRS))
-    np.sum(part, axis=0, out=tot)
-    dwv = dwv.reshape(G, Kg, CRS)
-    np.add(dwv, tot, out=dwv)
+    B, K, HWo = d[0], d[4], d[14] * d[15]
+    DX, DB = (None if dx is None else dx.w), (None if db is None else db.w)
+    conv_weight_grad(self, im2col(self, x.a, d), dy.a, d, dw.w)
     if DB is not None:
         s = self.scratch("conv_db", (K,))
         np.sum(dy.a.reshape(B, K, HWo), axis=(0, 2), out=s)
         np.add(DB, s, out=DB)
-    if DX is None:
-        return
+    if DX is not None:
+        conv_input_grad(self, w.a, dy.a, d, DX)
+
+
+def conv_forward(self, col: np.ndarray, w: np.ndarray, d: tuple[int, ...],
+                 y: np.ndarray) -> None:
+    """y[B,K,Ho,Wo] = w @ col per group, col the input's ``im2col`` for the convolution of
+    geometry ``d`` (``conv_dims``); written, no bias."""
+    B, C, H, W, K, R, S, sh, sw, ph, pw, dh, dw, G, Ho, Wo = d
+    col = col.reshape(B, G, C // G * R * S, Ho * Wo)
+    np.matmul(w.reshape(G, K // G, -1), col, out=y.reshape(B, G, K // G, Ho * Wo))
+
+
+def conv_weight_grad(self, col: np.ndarray, dy: np.ndarray, d: tuple[int, ...],
+                     dw: np.ndarray) -> None:
+    """dw[K,C/G,R,S] += sum over images of dy @ col^T, col the input's ``im2col``."""
+    B, C, H, W, K, R, S, sh, sw, ph, pw, dh, ddw, G, Ho, Wo = d
+    Kg, CRS, HWo = K // G, C // G * R * S, Ho * Wo
+    part = self.scratch("conv_dw_part", (B, G, Kg, CRS))
+    np.matmul(dy.reshape(B, G, Kg, HWo), col.reshape(B, G, CRS, HWo).transpose(0, 1, 3, 2),
+              out=part)
+    tot = self.scratch("conv_dw_sum", (G, Kg, CRS))
+    np.sum(part, axis=0, out=tot)
+    dwv = dw.reshape(G, Kg, CRS)
+    np.add(dwv, tot, out=dwv)
+
+
+def conv_input_grad(self, w: np.ndarray, dy: np.ndarray, d: tuple[int, ...],
+                    dx: np.ndarray) -> None:
+    """dx[B,C,H,W] = col2im(w^T @ dy) of the convolution of geometry ``d`` (``conv_dims``),
+    written: the input gradient of conv2d, and the forward of the transposed convolution."""
+    B, C, H, W, K, R, S, sh, sw, ph, pw, dh, ddw, G, Ho, Wo = d
+    Kg, CRS, HWo = K // G, C // G * R * S, Ho * Wo
     dcol = self.scratch("conv_dcol", (B, G, CRS, HWo))
-    np.matmul(w.a.reshape(G, Kg, CRS).transpose(0, 2, 1), dyg, out=dcol)
+    np.matmul(w.reshape(G, Kg, CRS).transpose(0, 2, 1), dy.reshape(B, G, Kg, HWo), out=dcol)
     d6 = dcol.reshape(B, C, R, S, Ho, Wo)
     dxp = self.scratch("conv_dxp", (B, C, H + 2 * ph, W + 2 * pw))
     dxp.fill(0)
@@ -293,24 +386,29 @@ def conv2d_bwd(self, x: Tensor, w: Tensor, dy: Tensor, dx: Tensor | None, dw: Te
             dst = dxp[:, :, r * dh:r * dh + sh * (Ho - 1) + 1:sh,
                       s_ * ddw:s_ * ddw + sw * (Wo - 1) + 1:sw]
             np.add(dst, d6[:, :, r, s_], out=dst)
-    np.copyto(DX, dxp[:, :, ph:ph + H, pw:pw + W])
+    np.copyto(dx.reshape(B, C, H, W), dxp[:, :, ph:ph + H, pw:pw + W])
 
 
 @kernel(FAMILY, "x y:out argmax:out:i32", check=check_maxpool2d, dims=_POOL_DIMS,
-        c="qr_maxpool2d_f32(x, y, argmax, B, C, H, W, R, S, sh, sw, ph, pw)", tol=EXACT,
+        c="qr_maxpool2d_f32(x, y, argmax, B, C, H, W, R, S, sh, sw, ph, pw, dh, ddw, "
+          "ceil_mode:bool)", tol=EXACT,
         examples=[dict(x=(2, 3, 7, 6), y=(2, 3, 4, 3), argmax=((2, 3, 4, 3), 0, 1), kernel=(3, 2),
-                       stride=(2, 2), padding=(1, 0))],
-        bad=[("padding .* must be at most half the kernel", dict(padding=(2, 0)))])
+                       stride=(2, 2), padding=(1, 0)),
+                  dict(x=(2, 3, 7, 6), y=(2, 3, 3, 3), argmax=((2, 3, 3, 3), 0, 1), kernel=(3, 2),
+                       stride=(2, 2), padding=(1, 1), dilation=(2, 3), ceil_mode=True)],
+        bad=[("padding .* must be at most half the kernel", dict(padding=(2, 0))),
+             ("holds padding only", dict(x=(2, 3, 2, 6), y=(2, 3, 1, 3), kernel=(2, 2),
+                                         stride=(1, 2), padding=(1, 0), dilation=(3, 1)))])
 def maxpool2d(self, x: Tensor, y: Tensor, argmax: Tensor, kernel: Pair, stride: Pair,
-              padding: Pair = (0, 0)) -> None:
-    """y[B,C,Ho,Wo] = max of each R x S window of x[B,C,H,W] (padding never wins);
-    argmax[B,C,Ho,Wo] int32 = h * W + w of the first maximum in the plane, as PyTorch (a
-    NaN wins; the last NaN of the window). Padding at most half the kernel."""
-    B, C, H, W, R, S, sh, sw, ph, pw, Ho, Wo = pool_dims("maxpool2d", x, y, kernel, stride,
-                                                         padding)
-    first, valid, pos = _maxpool_geo(self, H, W, R, S, sh, sw, ph, pw, Ho, Wo)
-    xp = self.scratch("mp_xp", (B, C, H + 2 * ph, W + 2 * pw))   # border: masked by valid
-    np.copyto(xp[:, :, ph:ph + H, pw:pw + W], x.a)
+              padding: Pair = (0, 0), dilation: Pair = (1, 1), ceil_mode: bool = False) -> None:
+    """y[B,C,Ho,Wo] = max of each R x S window (dilated by ``dilation``) of x[B,C,H,W]
+    (padding never wins); argmax[B,C,Ho,Wo] int32 = h * W + w of the first maximum in the
+    plane, as PyTorch (a NaN wins; the last NaN of the window). Padding at most half the
+    kernel; ``ceil_mode``: PyTorch's ceiling rule for Ho, Wo (``pool_out``)."""
+    d = pool_dims("maxpool2d", x, y, kernel, stride, padding, dilation, ceil_mode)
+    B, C, H, W, R, S, sh, sw, ph, pw, dh, dw, Ho, Wo = d
+    first, valid, pos = _maxpool_geo(self, d)
+    xp = _pool_padded(self, "mp_xp", x.a, d, zero=False)     # border: masked by valid
     m = y.w.reshape(B, C, Ho, Wo)
     idx = argmax.w.reshape(B, C, Ho, Wo)
     m.fill(-np.inf)
@@ -319,7 +417,8 @@ def maxpool2d(self, x: Tensor, y: Tensor, argmax: Tensor, kernel: Pair, stride: 
     u = self.scratch("mp_u", (B, C, Ho, Wo), np.bool_)
     for r in range(R):
         for s in range(S):
-            cand = xp[:, :, r:r + sh * (Ho - 1) + 1:sh, s:s + sw * (Wo - 1) + 1:sw]
+            cand = xp[:, :, r * dh:r * dh + sh * (Ho - 1) + 1:sh,
+                      s * dw:s * dw + sw * (Wo - 1) + 1:sw]
             np.greater(cand, m, out=t)
             np.isnan(cand, out=u)
             np.logical_or(t, u, out=t)
@@ -346,39 +445,48 @@ def maxpool2d_bwd(self, dy: Tensor, argmax: Tensor, dx: Tensor) -> None:
     np.add.at(DX.reshape(-1), flat.reshape(-1), dy.a.reshape(-1))
 
 
+_AVG_C = "B, C, H, W, R, S, sh, sw, ph, pw, ceil_mode:bool, count_include_pad:bool"
+_AVG = [dict(x=(2, 3, 7, 6), y=(2, 3, 4, 3), kernel=(3, 2), stride=(2, 2), padding=(1, 0)),
+        dict(x=(2, 3, 4, 4), y=(2, 3), kernel=(4, 4), stride=(1, 1)),
+        dict(x=(2, 3, 7, 6), y=(2, 3, 4, 4), kernel=(3, 2), stride=(2, 2), padding=(1, 1),
+             ceil_mode=True, count_include_pad=False),
+        dict(x=(1, 2, 5, 3), y=(1, 2, 3, 1), kernel=(2, 4), stride=(2, 2), ceil_mode=True)]
+
+
 @kernel(FAMILY, "x y:out", check=check_avgpool2d, dims=_POOL_DIMS,
-        c="qr_avgpool2d_f32(x, y, B, C, H, W, R, S, sh, sw, ph, pw)", tol=(1e-5, 1e-6),
-        examples=[dict(x=(2, 3, 7, 6), y=(2, 3, 4, 3), kernel=(3, 2), stride=(2, 2),
-                       padding=(1, 0)),
-                  dict(x=(2, 3, 4, 4), y=(2, 3), kernel=(4, 4), stride=(1, 1))])
+        c=f"qr_avgpool2d_f32(x, y, {_AVG_C})", tol=(1e-5, 1e-6), examples=_AVG)
 def avgpool2d(self, x: Tensor, y: Tensor, kernel: Pair, stride: Pair,
-              padding: Pair = (0, 0)) -> None:
-    """y[B,C,Ho,Wo] = mean of each R x S window of x[B,C,H,W], zero padding counted
-    (PyTorch's count_include_pad=True); y may be [B,C] when Ho = Wo = 1."""
-    B, C, H, W, R, S, sh, sw, ph, pw, Ho, Wo = pool_dims("avgpool2d", x, y, kernel, stride,
-                                                         padding)
+              padding: Pair = (0, 0), ceil_mode: bool = False,
+              count_include_pad: bool = True) -> None:
+    """y[B,C,Ho,Wo] = mean of each R x S window of x[B,C,H,W]; the divisor PyTorch's: the
+    window clipped to the padded input (``count_include_pad``) or its input positions only;
+    ``ceil_mode`` as ``maxpool2d``. y may be [B,C] when Ho = Wo = 1."""
+    d = pool_dims("avgpool2d", x, y, kernel, stride, padding, (1, 1), ceil_mode)
+    B, C, H, W, R, S, sh, sw, ph, pw, _, _, Ho, Wo = d
     acc = y.w.reshape(B, C, Ho, Wo)
-    xp = _padded(self, "ap_xp", x.a, ph, pw)
+    xp = _pool_padded(self, "ap_xp", x.a, d, zero=True)
     acc.fill(0)
     for r in range(R):
         for s in range(S):
             np.add(acc, xp[:, :, r:r + sh * (Ho - 1) + 1:sh, s:s + sw * (Wo - 1) + 1:sw], out=acc)
-    np.multiply(acc, np.float32(1.0 / (R * S)), out=acc)
+    np.multiply(acc, _avgpool_inv(self, d, count_include_pad), out=acc)
 
 
 @kernel(FAMILY, "dy dx:out", check=check_avgpool2d_bwd, dims=_POOL_DIMS,
-        c="qr_avgpool2d_bwd_f32(dy, dx, B, C, H, W, R, S, sh, sw, ph, pw)", tol=(1e-5, 1e-6),
-        examples=[dict(dy=(2, 3, 4, 3), dx=(2, 3, 7, 6), kernel=(3, 2), stride=(2, 2),
-                       padding=(1, 0))])
+        c=f"qr_avgpool2d_bwd_f32(dy, dx, {_AVG_C})", tol=(1e-5, 1e-6),
+        examples=[{"dy": e["y"], "dx": e["x"], **{k: v for k, v in e.items() if k not in "xy"}}
+                  for e in _AVG[::2]])
 def avgpool2d_bwd(self, dy: Tensor, dx: Tensor, kernel: Pair, stride: Pair,
-                  padding: Pair = (0, 0)) -> None:
-    """dx[B,C,H,W] = sum over the windows holding each input of dy / (R S)."""
-    B, C, H, W, R, S, sh, sw, ph, pw, Ho, Wo = pool_dims("avgpool2d_bwd", dx, dy, kernel,
-                                                         stride, padding)
+                  padding: Pair = (0, 0), ceil_mode: bool = False,
+                  count_include_pad: bool = True) -> None:
+    """dx[B,C,H,W] = sum over the windows holding each input of dy / the window's divisor
+    (``avgpool2d``'s arguments)."""
+    d = pool_dims("avgpool2d_bwd", dx, dy, kernel, stride, padding, (1, 1), ceil_mode)
+    B, C, H, W, R, S, sh, sw, ph, pw, _, _, Ho, Wo = d
     DX = dx.w
     g = self.scratch("ap_g", (B, C, Ho, Wo))
-    np.multiply(dy.a.reshape(B, C, Ho, Wo), np.float32(1.0 / (R * S)), out=g)
-    dxp = self.scratch("ap_dxp", (B, C, H + 2 * ph, W + 2 * pw))
+    np.multiply(dy.a.reshape(B, C, Ho, Wo), _avgpool_inv(self, d, count_include_pad), out=g)
+    dxp = self.scratch("ap_dxp", _pool_extent(d))
     dxp.fill(0)
     for r in range(R):
         for s in range(S):
@@ -387,19 +495,22 @@ def avgpool2d_bwd(self, dy: Tensor, dx: Tensor, kernel: Pair, stride: Pair,
     np.copyto(DX, dxp[:, :, ph:ph + H, pw:pw + W])
 
 
-@kernel(FAMILY, "x weight bias y:out mean:out rstd:out running_mean:inout? running_var:inout?",
+@kernel(FAMILY, "x weight? bias? y:out mean:out rstd:out running_mean:inout? running_var:inout?",
         check=check_batchnorm2d, dims="B C HW",
         c="qr_batchnorm2d_f32(x, weight, bias, y, mean, rstd, " + _RUN.format("running_mean") + ", "
           + _RUN.format("running_var") + ", B, C, max(HW, 1):i64, eps:f32, momentum:f32, "
           "train:bool)", tol=(1e-5, 1e-5),
         examples=[_BN, {**_BN, "train": False, "running_var": ((3,), 0.5, 2.0)},
-                  {**_BN, "running_mean": None, "running_var": None, "momentum": 0.5}],
+                  {**_BN, "running_mean": None, "running_var": None, "momentum": 0.5},
+                  {**_BN, "weight": None, "bias": None},
+                  {**_BN, "x": (5, 3), "y": (5, 3), "bias": None}],
         bad=[("eps=0.0 must be > 0", dict(eps=0.0)),
              ("running_mean and running_var go together", dict(running_var=None))])
-def batchnorm2d(self, x: Tensor, weight: Tensor, bias: Tensor, y: Tensor, mean: Tensor,
-                rstd: Tensor, running_mean: Tensor | None, running_var: Tensor | None,
+def batchnorm2d(self, x: Tensor, weight: Tensor | None, bias: Tensor | None, y: Tensor,
+                mean: Tensor, rstd: Tensor, running_mean: Tensor | None, running_var: Tensor | None,
                 eps: float = 1e-5, momentum: float = 0.1, train: bool = True) -> None:
-    """BatchNorm over x[B,C,*] per channel: y = (x - mean) * rstd * weight[C] + bias[C].
+    """BatchNorm over x[B,C,*] per channel: y = (x - mean) * rstd * weight[C] + bias[C]
+    (weight, bias None: 1 and 0, PyTorch's affine=False; x [B,C] has one value a channel).
     train: mean[C], rstd[C] = 1/sqrt(var + eps) of the batch (biased var over B and the
     spatial dims) are saved and running_mean/var[C] (None: not kept) updated as PyTorch
     (r = (1 - momentum) r + momentum * stat, the variance unbiased). Eval: the running
@@ -437,30 +548,41 @@ def batchnorm2d(self, x: Tensor, weight: Tensor, bias: Tensor, y: Tensor, mean: 
         np.reciprocal(r, out=r)
     a = self.scratch("bn_a", (C,))
     sft = self.scratch("bn_s", (C,))
-    np.multiply(r, weight.a.reshape(C), out=a)
+    if weight is None:
+        np.copyto(a, r)
+    else:
+        np.multiply(r, weight.a.reshape(C), out=a)
     np.multiply(m, a, out=sft)
-    np.subtract(bias.a.reshape(C), sft, out=sft)
+    if bias is None:
+        np.negative(sft, out=sft)
+    else:
+        np.subtract(bias.a.reshape(C), sft, out=sft)
     np.multiply(xv, a.reshape(1, C, 1), out=yv)
     np.add(yv, sft.reshape(1, C, 1), out=yv)
 
 
-@kernel(FAMILY, "x weight mean rstd dy dx:out? dweight:inout dbias:inout",
+@kernel(FAMILY, "x weight? mean rstd dy dx:out? dweight:inout? dbias:inout?",
         check=check_batchnorm2d_bwd, dims="B C HW",
         c="qr_batchnorm2d_bwd_f32(x, weight, mean, rstd, dy, dx, dweight, dbias, B, C, "
           "max(HW, 1):i64)", tol=(1e-4, 1e-5),
         examples=[dict(x=(4, 3, 5, 2), weight=(3,), mean=(3,), rstd=((3,), 0.5, 2.0),
-                       dy=(4, 3, 5, 2), dx=(4, 3, 5, 2), dweight=(3,), dbias=(3,))])
-def batchnorm2d_bwd(self, x: Tensor, weight: Tensor, mean: Tensor, rstd: Tensor, dy: Tensor,
-                    dx: Tensor | None, dweight: Tensor, dbias: Tensor) -> None:
+                       dy=(4, 3, 5, 2), dx=(4, 3, 5, 2), dweight=(3,), dbias=(3,)),
+                  dict(x=(6, 3), weight=None, mean=(3,), rstd=((3,), 0.5, 2.0), dy=(6, 3),
+                       dx=(6, 3), dweight=None, dbias=None)])
+def batchnorm2d_bwd(self, x: Tensor, weight: Tensor | None, mean: Tensor, rstd: Tensor,
+                    dy: Tensor, dx: Tensor | None, dweight: Tensor | None,
+                    dbias: Tensor | None) -> None:
     """Backward of the batch-statistics BatchNorm: dx (None: not wanted) = w rstd (dy
     - mean(dy) - xhat mean(dy xhat)) per channel, xhat = (x - mean) rstd; dweight[C] +=
-    sum dy xhat, dbias[C] += sum dy (sums over B and the spatial dims)."""
+    sum dy xhat, dbias[C] += sum dy (sums over B and the spatial dims); weight None: 1, and
+    dweight, dbias None: not kept (affine=False)."""
     B, C, HW = bn_dims("batchnorm2d_bwd", x, [dy, dx], [weight, mean, rstd, dweight, dbias])
     n = B * HW
-    dwt, dbs = dweight.w.reshape(C), dbias.w.reshape(C)
+    dwt = None if dweight is None else dweight.w.reshape(C)
+    dbs = None if dbias is None else dbias.w.reshape(C)
     dxv = None if dx is None else dx.w.reshape(B, C, HW)
     xv, dyv = x.a.reshape(B, C, HW), dy.a.reshape(B, C, HW)
-    m, r, g = mean.a.reshape(1, C, 1), rstd.a.reshape(C), weight.a.reshape(C)
+    m, r = mean.a.reshape(1, C, 1), rstd.a.reshape(C)
     xm = self.scratch("bnb_xm", (B, C, HW))
     np.subtract(xv, m, out=xm)
     sdy = self.scratch("bnb_sdy", (C,))
@@ -469,14 +591,19 @@ def batchnorm2d_bwd(self, x: Tensor, weight: Tensor, mean: Tensor, rstd: Tensor,
     t = self.scratch("bnb_t", (B, C, HW))
     np.multiply(dyv, xm, out=t)
     np.sum(t, axis=(0, 2), out=sdx)
-    c = self.scratch("bnb_c", (C,))
-    np.multiply(sdx, r, out=c)
-    np.add(dwt, c, out=dwt)
-    np.add(dbs, sdy, out=dbs)
+    if dwt is not None:
+        c = self.scratch("bnb_c", (C,))
+        np.multiply(sdx, r, out=c)
+        np.add(dwt, c, out=dwt)
+    if dbs is not None:
+        np.add(dbs, sdy, out=dbs)
     if dxv is None:
         return
     k1 = self.scratch("bnb_k1", (C,))
-    np.multiply(g, r, out=k1)                         # k1 = g r
+    if weight is None:
+        np.copyto(k1, r)                              # k1 = g r
+    else:
+        np.multiply(weight.a.reshape(C), r, out=k1)
     k2 = self.scratch("bnb_k2", (C,))
     np.multiply(k1, r, out=k2)
     np.multiply(k2, r, out=k2)

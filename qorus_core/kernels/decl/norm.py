@@ -64,13 +64,16 @@ def softmax_bwd(self, y: Tensor, dy: Tensor, dx: Tensor) -> None:
 _LN = dict(x=(5, 16), gamma=(16,), beta=(16,), y=(5, 16), mean=(5,), rstd=(5,), eps=1e-5)
 
 
-@kernel(FAMILY, "x gamma beta y:out mean:out rstd:out",
+@kernel(FAMILY, "x gamma? beta? y:out mean:out rstd:out",
         check=_fits_x("y", "gamma beta", "mean rstd"),
         c="qr_layernorm_f32(x, gamma, beta, y, mean, rstd, rows, n, eps:f32)", replay=True,
-        examples=[_LN])
-def layernorm(self, x: Tensor, gamma: Tensor, beta: Tensor, y: Tensor, mean: Tensor,
-              rstd: Tensor, eps: float) -> None:
-    """y = (x - mean) * rstd * gamma + beta per row; saves mean and rstd (rows,)."""
+        examples=[_LN, {**_LN, "gamma": None, "beta": None}, {**_LN, "beta": None},
+                  {**_LN, "gamma": None, "x": (3, 2, 300), "y": (6, 300), "mean": (6,),
+                   "rstd": (6,), "beta": (300,)}])
+def layernorm(self, x: Tensor, gamma: Tensor | None, beta: Tensor | None, y: Tensor,
+              mean: Tensor, rstd: Tensor, eps: float) -> None:
+    """y = (x - mean) * rstd * gamma + beta per row; saves mean and rstd (rows,). gamma /
+    beta None: 1 / 0 (no affine; PyTorch's elementwise_affine=False, bias=False)."""
     X, Y = self._m(x), self._mw(y)
     mu = mean.w.reshape(-1, 1)
     rs = rstd.w.reshape(-1, 1)
@@ -78,23 +81,31 @@ def layernorm(self, x: Tensor, gamma: Tensor, beta: Tensor, y: Tensor, mean: Ten
     np.subtract(X, mu, out=Y)
     _rstd(self, "ln_t", Y, rs, eps)
     np.multiply(Y, rs, out=Y)
-    np.multiply(Y, gamma.a.reshape(-1), out=Y)
-    np.add(Y, beta.a.reshape(-1), out=Y)
+    if gamma is not None:
+        np.multiply(Y, gamma.a.reshape(-1), out=Y)
+    if beta is not None:
+        np.add(Y, beta.a.reshape(-1), out=Y)
 
 
 _LNB = dict(x=(5, 16), gamma=(16,), mean=(5,), rstd=((5,), 0.5, 2.0), dy=(5, 16), dx=(5, 16),
             dgamma=(16,), dbeta=(16,))
 
 
-@kernel(FAMILY, "x gamma mean rstd dy dx:out? dgamma:inout dbeta:inout",
+@kernel(FAMILY, "x gamma? mean rstd dy dx:out? dgamma:inout? dbeta:inout?",
         check=_fits_x("dy dx", "gamma dgamma dbeta", "mean rstd"),
         c="qr_layernorm_bwd_f32(x, gamma, mean, rstd, dy, dx, dgamma, dbeta, rows, n)",
-        examples=[_LNB, {**_LNB, "dx": None}], tol=(1e-5, 1e-5))
-def layernorm_bwd(self, x: Tensor, gamma: Tensor, mean: Tensor, rstd: Tensor, dy: Tensor,
-                  dx: Tensor | None, dgamma: Tensor, dbeta: Tensor) -> None:
-    """LayerNorm backward: dx written (if given); dgamma, dbeta accumulated (+=)."""
+        examples=[_LNB, {**_LNB, "dx": None},
+                  {**_LNB, "gamma": None, "dgamma": None, "dbeta": None},
+                  {**_LNB, "dbeta": None}], tol=(1e-5, 1e-5))
+def layernorm_bwd(self, x: Tensor, gamma: Tensor | None, mean: Tensor, rstd: Tensor,
+                  dy: Tensor, dx: Tensor | None, dgamma: Tensor | None,
+                  dbeta: Tensor | None) -> None:
+    """LayerNorm backward: dx written (if given); dgamma, dbeta accumulated (+=) where given.
+    gamma None: 1 (no affine)."""
     X, DY = self._m(x), self._m(dy)
-    DX, dg, db = None if dx is None else self._mw(dx), dgamma.w.reshape(-1), dbeta.w.reshape(-1)
+    DX = None if dx is None else self._mw(dx)       # every output's .w first: a read-only
+    dg = None if dgamma is None else dgamma.w.reshape(-1)   # one is refused before any write
+    db = None if dbeta is None else dbeta.w.reshape(-1)
     mu = mean.a.reshape(-1, 1)
     rs = rstd.a.reshape(-1, 1)
     xhat = self.scratch("ln_xhat", X.shape)
@@ -103,14 +114,19 @@ def layernorm_bwd(self, x: Tensor, gamma: Tensor, mean: Tensor, rstd: Tensor, dy
     r = self.scratch("ln_r", (x.rows, 1))
     np.subtract(X, mu, out=xhat)
     np.multiply(xhat, rs, out=xhat)
-    np.multiply(DY, xhat, out=g)
-    np.sum(g, axis=0, out=col)
-    np.add(dg, col, out=dg)
-    np.sum(DY, axis=0, out=col)
-    np.add(db, col, out=db)
+    if dg is not None:
+        np.multiply(DY, xhat, out=g)
+        np.sum(g, axis=0, out=col)
+        np.add(dg, col, out=dg)
+    if db is not None:
+        np.sum(DY, axis=0, out=col)
+        np.add(db, col, out=db)
     if DX is None:
         return
-    np.multiply(DY, gamma.a.reshape(-1), out=g)          # g = dxhat
+    if gamma is None:
+        np.copyto(g, DY)
+    else:
+        np.multiply(DY, gamma.a.reshape(-1), out=g)      # g = dxhat
     # dx = rstd * (g - mean(g) - xhat * mean(g * xhat))
     np.mean(g, axis=1, keepdims=True, out=r)
     np.subtract(g, r, out=DX)

@@ -7,12 +7,19 @@ from .embedding import Embedding
 from .feedforward import FeedForward
 from .gpt import GPT
 from .head import LMHead
+from .mha import MultiHeadAttention, ProjectedAttention
+from .pooling import MeanPool
 from .positional import PositionalEmbedding
 from .rmsnorm import RMSNorm
 from .rope import RotaryEmbedding
 from .swiglu import SwiGLUFeedForward
+from .tokens import LearnedTokens
+from .transformer import Transformer, TransformerDecoder, TransformerEncoder
+from .transformer_layers import TransformerDecoderLayer, TransformerEncoderLayer
 
-__all__ = ["CausalSelfAttention", "Embedding", "FeedForward", "GPT", "LMHead",
-           "PositionalEmbedding", "RMSNorm", "RotaryEmbedding", "SwiGLUFeedForward",
-           "TransformerBlock"]
+__all__ = ["CausalSelfAttention", "Embedding", "FeedForward", "GPT", "LMHead", "LearnedTokens",
+           "MeanPool", "MultiHeadAttention", "PositionalEmbedding", "ProjectedAttention",
+           "RMSNorm", "RotaryEmbedding", "SwiGLUFeedForward", "Transformer", "TransformerBlock",
+           "TransformerDecoder", "TransformerDecoderLayer", "TransformerEncoder",
+           "TransformerEncoderLayer"]
 __version__ = "0.1.0"

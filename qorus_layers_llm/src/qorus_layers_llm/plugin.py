@@ -10,13 +10,21 @@ from .embedding import Embedding
 from .feedforward import FeedForward
 from .gpt import GPT
 from .head import LMHead
+from .mha import MultiHeadAttention, ProjectedAttention
+from .pooling import MeanPool
 from .positional import PositionalEmbedding
 from .rmsnorm import RMSNorm
 from .rope import RotaryEmbedding
 from .swiglu import SwiGLUFeedForward
+from .tokens import LearnedTokens
+from .transformer import Transformer, TransformerDecoder, TransformerEncoder
+from .transformer_layers import TransformerDecoderLayer, TransformerEncoderLayer
 
 LAYERS = (Embedding, RMSNorm, RotaryEmbedding, CausalSelfAttention, SwiGLUFeedForward,
-          PositionalEmbedding, FeedForward, LMHead, TransformerBlock, GPT)
+          PositionalEmbedding, FeedForward, LMHead, TransformerBlock, GPT, ProjectedAttention,
+          MultiHeadAttention, TransformerEncoderLayer, TransformerDecoderLayer,
+          TransformerEncoder, TransformerDecoder, Transformer, MeanPool,
+          LearnedTokens)
 
 
 @hookimpl

@@ -1,39 +1,49 @@
-"""BatchNorm2d: per-channel normalisation over (batch, height, width), PyTorch's nn.BatchNorm2d."""
+"""BatchNorm2d and BatchNorm1d: per-channel normalisation over the batch (and the spatial
+dims), PyTorch's nn.BatchNorm2d / nn.BatchNorm1d, on one pair of kernels."""
 
 from __future__ import annotations
+
+from typing import ClassVar
 
 from qorus_core import Layer, Spec
 from qorus_core.errors import ConfigError, ShapeError
 from qorus_core.init import ones, zeros
-from qorus_core.validate import maybe, positive_int, probability, real
-
-from ._args import nchw
+from qorus_core.validate import boolean, maybe, positive_int, probability, real
 
 
-class BatchNorm2d(Layer):
-    """(x - mean) / sqrt(var + eps) * weight + bias per channel of [B, C, H, W]. Training
-    plans use the batch statistics and update ``running_mean`` / ``running_var`` (unbiased
-    variance, ``momentum``); inference plans use the running statistics. The running
-    statistics and ``num_batches_tracked`` are persistent buffers (state dict, checkpoints)."""
+class _BatchNorm(Layer):
+    """(x - mean) / sqrt(var + eps) * weight + bias per channel (axis 1). Training plans use
+    the batch statistics and update ``running_mean`` / ``running_var`` (unbiased variance,
+    ``momentum``); inference plans use the running statistics. The running statistics and
+    ``num_batches_tracked`` are persistent buffers (state dict, checkpoints); ``affine=False``
+    keeps no weight and bias (1 and 0)."""
+
+    #: the input ranks taken, and how an error names them
+    ranks: ClassVar[tuple[int, ...]] = (4,)
+    layout: ClassVar[str] = "an NCHW input [batch, channels, height, width]"
 
     def __init__(self, num_features: int | None = None, eps: float = 1e-5,
-                 momentum: float = 0.1) -> None:
-        name = "cnn.BatchNorm2d"
+                 momentum: float = 0.1, affine: bool = True) -> None:
+        name = f"cnn.{type(self).__name__}"
         self.num_features = maybe(positive_int, num_features, "num_features", name)
         self.eps = real(eps, "eps", name, lo=0.0, lo_open=True)
         if momentum is None:
             raise ConfigError(f"{name}: momentum must be in [0, 1], got None (the cumulative "
                               "average, momentum=None, is not offered)")
         self.momentum = probability(momentum, "momentum", name)
+        self.affine = boolean(affine, "affine", name)
 
     def build(self, x: Spec, b) -> Spec:
-        B, C, H, W = nchw(x)
+        if len(x.shape) not in self.ranks:
+            raise ShapeError(f"expected {self.layout}, got rank {len(x.shape)}")
+        B, C = x.shape[:2]
         if self.num_features is not None and C != self.num_features:
             raise ShapeError(f"expected {self.num_features} channels, got {C}")
-        if b.train and B * H * W < 2:
+        if b.train and x.size // C < 2:
             raise ShapeError(f"training needs more than one value per channel, got {x.shape}")
-        b.param("weight", (C,), ones())
-        b.param("bias", (C,), zeros())
+        if self.affine:
+            b.param("weight", (C,), ones())
+            b.param("bias", (C,), zeros())
         b.state("running_mean", (C,), zeros())
         b.state("running_var", (C,), ones())
         b.state("num_batches_tracked", (1,), None, dtype="i32")  # PyTorch: 0-d int64
@@ -42,7 +52,8 @@ class BatchNorm2d(Layer):
         return x
 
     def forward(self, x, ctx):
-        ctx.k.batchnorm2d(x, ctx.weight, ctx.bias, ctx.y, ctx.mean, ctx.rstd, ctx.running_mean,
+        w, bias = (ctx.weight, ctx.bias) if self.affine else (None, None)
+        ctx.k.batchnorm2d(x, w, bias, ctx.y, ctx.mean, ctx.rstd, ctx.running_mean,
                           ctx.running_var, self.eps, self.momentum, ctx.train)
         if ctx.train:
             n = ctx.num_batches_tracked.a
@@ -50,6 +61,18 @@ class BatchNorm2d(Layer):
         return ctx.y
 
     def backward(self, dy, ctx):
-        ctx.k.batchnorm2d_bwd(ctx.x, ctx.weight, ctx.mean, ctx.rstd, dy, ctx.dx, ctx.dweight,
-                              ctx.dbias)
+        w, dw, db = (ctx.weight, ctx.dweight, ctx.dbias) if self.affine else (None, None, None)
+        ctx.k.batchnorm2d_bwd(ctx.x, w, ctx.mean, ctx.rstd, dy, ctx.dx, dw, db)
         return ctx.dx
+
+
+class BatchNorm2d(_BatchNorm):
+    """BatchNorm over (batch, height, width) of [B, C, H, W] (PyTorch's nn.BatchNorm2d)."""
+
+
+class BatchNorm1d(_BatchNorm):
+    """BatchNorm over the batch of [B, C], or over (batch, length) of [B, C, L] (PyTorch's
+    nn.BatchNorm1d)."""
+
+    ranks = (2, 3)
+    layout = "[batch, channels] or [batch, channels, length]"

@@ -2,26 +2,33 @@
 
 Parameter names, shapes and gate orders are PyTorch's (``nn.RNN/LSTM/GRU(batch_first=True)``):
 ``weight_ih_l{k}`` [G*H, in], ``weight_hh_l{k}`` [G*H, H], ``bias_ih_l{k}``, ``bias_hh_l{k}``
-[G*H]; LSTM gates (i, f, g, o), GRU gates (r, z, n) with n = tanh(W_in x + b_in +
-r * (W_hn h + b_hn)). So a PyTorch ``state_dict()`` loads as is.
+[G*H] (and the same with ``_reverse`` for the reverse direction); LSTM gates (i, f, g, o), GRU
+gates (r, z, n) with n = tanh(W_in x + b_in + r * (W_hn h + b_hn)). So a PyTorch
+``state_dict()`` loads as is.
 """
 
 from __future__ import annotations
 
-from .recurrent import Recurrent, _Steps
+from typing import Any
+
+from qorus_core import Tensor
+
+from .recurrent import Recurrent
+from .views import Direction
 
 
 class RNN(Recurrent):
     """Elman RNN with tanh: h_t = tanh(x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh)."""
 
     GATES = 1
+    inputs = ("x", "h0?", "lengths?")
 
-    def _step(self, k, S: _Steps, l: int, t: int, hg) -> None:
-        g = S.gate_t[l][t]
-        k.rnn_cell(g, hg, S.b_hh[l], S.hs_t[l][t + 1])
+    def _step(self, k: Any, d: Direction, t: int, hg: Tensor) -> None:
+        k.rnn_cell(d.gate_t[t], hg, d.b_hh, d.h_out[t])
 
-    def _step_bwd(self, k, S: _Steps, l: int, t: int, dyt, ctx) -> None:
-        k.rnn_cell_bwd(S.hs_t[l][t + 1], ctx.dh, dyt, S.dgates_t[t])
+    def _step_bwd(self, k: Any, d: Direction, t: int, dyt: Tensor | None, dh: Tensor,
+                  dc: Tensor | None, dg: Tensor, dhh: Tensor) -> None:
+        k.rnn_cell_bwd(d.h_out[t], dh, dyt, dg)
 
 
 class LSTM(Recurrent):
@@ -29,14 +36,15 @@ class LSTM(Recurrent):
 
     GATES = 4
     HAS_CELL = True
+    inputs = ("x", "h0?", "c0?", "lengths?")
 
-    def _step(self, k, S: _Steps, l: int, t: int, hg) -> None:
-        g, cs = S.gate_t[l][t], S.cs_t[l]
-        k.lstm_cell(g, hg, S.b_hh[l], cs[t], g, cs[t + 1], S.hs_t[l][t + 1])
+    def _step(self, k: Any, d: Direction, t: int, hg: Tensor) -> None:
+        g = d.gate_t[t]
+        k.lstm_cell(g, hg, d.b_hh, d.c_prev[t], g, d.c_out[t], d.h_out[t])
 
-    def _step_bwd(self, k, S: _Steps, l: int, t: int, dyt, ctx) -> None:
-        cs = S.cs_t[l]
-        k.lstm_cell_bwd(S.gate_t[l][t], cs[t], cs[t + 1], ctx.dh, dyt, ctx.dc, S.dgates_t[t])
+    def _step_bwd(self, k: Any, d: Direction, t: int, dyt: Tensor | None, dh: Tensor,
+                  dc: Tensor | None, dg: Tensor, dhh: Tensor) -> None:
+        k.lstm_cell_bwd(d.gate_t[t], d.c_prev[t], d.c_out[t], dh, dyt, dc, dg)
 
 
 class GRU(Recurrent):
@@ -44,11 +52,12 @@ class GRU(Recurrent):
 
     GATES = 3
     _DH_BETA = 1.0
+    inputs = ("x", "h0?", "lengths?")
 
-    def _step(self, k, S: _Steps, l: int, t: int, hg) -> None:
-        g = S.gate_t[l][t]
-        k.gru_cell(g, hg, S.b_hh[l], S.hs_t[l][t], g, S.hn_t[l][t], S.hs_t[l][t + 1])
+    def _step(self, k: Any, d: Direction, t: int, hg: Tensor) -> None:
+        g = d.gate_t[t]
+        k.gru_cell(g, hg, d.b_hh, d.h_prev[t], g, d.hn_t[t], d.h_out[t])
 
-    def _step_bwd(self, k, S: _Steps, l: int, t: int, dyt, ctx) -> None:
-        k.gru_cell_bwd(S.gate_t[l][t], S.hn_t[l][t], S.hs_t[l][t], ctx.dh, dyt, S.dgates_t[t],
-                       S.dhh_t[t])
+    def _step_bwd(self, k: Any, d: Direction, t: int, dyt: Tensor | None, dh: Tensor,
+                  dc: Tensor | None, dg: Tensor, dhh: Tensor) -> None:
+        k.gru_cell_bwd(d.gate_t[t], d.hn_t[t], d.h_prev[t], dh, dyt, dg, dhh)

@@ -1,21 +1,25 @@
-"""The machinery shared by rnn.RNN, rnn.LSTM and rnn.GRU: parameters, buffers, the time loop.
+"""The layer shared by rnn.RNN, rnn.LSTM and rnn.GRU: configuration and the layer-by-layer
+forward and backward (buffers: ``declare``; their views: ``views``; the time loop of one
+direction: ``timeloop``; lengths: ``lengths``).
 
-Layout. Input and output are batch-first ([B, T, in] -> [B, T, H]); inside, everything is
-time-major so that one timestep is a contiguous [B, ...] block: the input is transposed once
-(``seq_transpose``), ``x W_ih^T + b_ih`` of all timesteps is one GEMM into ``gates_l``
-[T, B, G*H], and per step ``h_{t-1} W_hh^T`` is one GEMM into ``hg`` [B, G*H] followed by one
-fused cell kernel that overwrites ``gates_l[t]`` with the gate activations and writes
-``hs_l[t+1]`` (``hs_l`` [T+1, B, H]; ``hs_l[0]`` is the initial state). Layer ``l+1`` reads
-``hs_l[1:]`` directly.
+Layout. Input and output are batch-first ([B, T, in] -> [B, T, D*H]; D = 2 directions when
+``bidirectional``); inside, everything is time-major so that one timestep is a contiguous
+[B, ...] block: the input is transposed once (``seq_transpose``), ``x W_ih^T + b_ih`` of all
+timesteps is one GEMM per direction into ``gates`` [T, B, G*H], and per step ``h W_hh^T`` is
+one GEMM followed by one fused cell kernel. Layer ``l+1`` reads layer ``l``'s states in place
+(one direction, no lengths, no dropout), or ``in_l{l+1}`` [T, B, D*H]: the directions
+concatenated (one ``seq_transpose``), padding zeroed, the dropout mask applied.
 
-Backward through time runs the cell ``_bwd`` kernels in reverse into ``dgates`` [T, B, G*H],
-then the weight gradients are one GEMM each over all timesteps (``dW_ih += dgates^T x``,
-``dW_hh += dgates^T hs[:T]``) and the input gradient one GEMM (``dx = dgates W_ih``).
+Backward through time runs the cell ``_bwd`` kernels in reverse into ``dgates`` [T, B, G*H];
+then the weight gradients are one GEMM each over all timesteps and the input gradient one
+GEMM per direction (the reverse direction's adds).
 
-State. ``h0`` (and ``c0``) [num_layers, B, H] are non-persistent state buffers read at the
-start of every forward (zero unless written); ``h_n`` (and ``c_n``) receive the final state.
-With ``stateful=True`` the final state is also copied into ``h0``/``c0``: the next call
-continues where this one ended (Keras' meaning). No gradient flows into ``h0``/``c0``.
+State. The non-persistent state buffers ``h0`` (and ``c0``) [L*D, B, H] are read at the start
+of every forward unless an ``h0`` (``c0``) input is given; ``h_n`` (``c_n``) receive the final
+states; ``stateful=True`` copies them into ``h0``/``c0`` (Keras' meaning). As graph inputs and
+outputs (``return_state``) the states are batch-first [B, L*D, H] (PyTorch's ``h_0``
+transposed): every value of a graph has the batch first. Gradients flow into the ``h0``/``c0``
+inputs and from the ``h_n``/``c_n`` outputs; none into the buffers.
 """
 
 from __future__ import annotations
@@ -24,203 +28,256 @@ import math
 from typing import Any, ClassVar
 
 from qorus_core import Layer, Spec, Tensor
-from qorus_core.errors import ShapeError
+from qorus_core.errors import ConfigError, ShapeError
 from qorus_core.init import uniform
-from qorus_core.validate import boolean, positive_int
+from qorus_core.validate import boolean, integer, positive_int, probability
 
-
-def _rows(t: Tensor) -> list[Tensor]:
-    """One Tensor per index of the first dimension (views, made once per plan)."""
-    return [Tensor(t.a[i], f"{t.name}[{i}]") for i in range(t.shape[0])]
-
-
-class _Steps:
-    """Per-plan views of one layer's buffers: made on the first call, reused afterwards."""
-
-    def __init__(self, layer: Recurrent, ctx: Any) -> None:
-        L = layer.num_layers
-        self.W_ih = [getattr(ctx, f"weight_ih_l{l}") for l in range(L)]
-        self.W_hh = [getattr(ctx, f"weight_hh_l{l}") for l in range(L)]
-        self.dW_ih = [getattr(ctx, f"dweight_ih_l{l}", None) for l in range(L)]
-        self.dW_hh = [getattr(ctx, f"dweight_hh_l{l}", None) for l in range(L)]
-        bias = layer.bias
-        self.b_ih = [getattr(ctx, f"bias_ih_l{l}") if bias else None for l in range(L)]
-        self.b_hh = [getattr(ctx, f"bias_hh_l{l}") if bias else None for l in range(L)]
-        self.db_ih = [getattr(ctx, f"dbias_ih_l{l}", None) if bias else None for l in range(L)]
-        self.db_hh = [getattr(ctx, f"dbias_hh_l{l}", None) if bias else None for l in range(L)]
-        self.gates = [getattr(ctx, f"gates_l{l}") for l in range(L)]
-        self.gate_t = [_rows(g) for g in self.gates]
-        hs = [getattr(ctx, f"hs_l{l}") for l in range(L)]
-        self.hs_t = [_rows(h) for h in hs]
-        T = hs[0].shape[0] - 1
-        self.seq = [Tensor(h.a[1:], f"{h.name}[1:]") for h in hs]        # outputs [T, B, H]
-        self.prev = [Tensor(h.a[:T], f"{h.name}[:T]") for h in hs]       # h_{t-1} [T, B, H]
-        self.cs_t = ([_rows(getattr(ctx, f"cs_l{l}")) for l in range(L)]
-                     if layer.HAS_CELL else None)
-        self.hn_t = ([_rows(getattr(ctx, f"hn_l{l}")) for l in range(L)]
-                     if layer.GATES == 3 else None)
-        self.h0, self.h_n = _rows(ctx.h0), _rows(ctx.h_n)
-        if layer.HAS_CELL:
-            self.c0, self.c_n = _rows(ctx.c0), _rows(ctx.c_n)
-        if ctx.train:
-            self.dgates_t = _rows(ctx.dgates)
-            # gradient of h W_hh^T + b_hh: GRU's own buffer, the gate gradient for the others
-            self.dhh = ctx.dhg if layer.GATES == 3 else ctx.dgates
-            self.dhh_t = _rows(ctx.dhg) if layer.GATES == 3 else self.dgates_t
-            self.dseq = [ctx.dseq_a, ctx.dseq_b] if L > 1 else [ctx.dseq_a]
-            self.dseq_t = [_rows(d) for d in self.dseq]
+from .declare import check_optional_inputs, declare_buffers, declare_params
+from .lengths import apply_lengths
+from .timeloop import run_backward, run_forward
+from .views import Direction, Views
 
 
 class Recurrent(Layer):
-    """Base of the recurrent layers; subclasses set ``GATES``, ``HAS_CELL`` and the two
-    per-step methods ``_step`` and ``_step_bwd``."""
+    """Base of the recurrent layers; subclasses set ``GATES``, ``HAS_CELL``, ``inputs`` and the
+    two per-step methods ``_step`` and ``_step_bwd``."""
 
     GATES: ClassVar[int] = 1
     HAS_CELL: ClassVar[bool] = False
     _DH_BETA: ClassVar[float] = 0.0   # GRU: 1.0 (its cell already wrote z * dh into dh)
+    inputs: ClassVar[tuple[str, ...]] = ("x", "h0?", "lengths?")
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
-                 return_sequences: bool = True, stateful: bool = False) -> None:
-        name = f"rnn.{type(self).__name__}"
+                 return_sequences: bool = True, stateful: bool = False,
+                 bidirectional: bool = False, dropout: float = 0.0, dropout_seed: int = 0,
+                 return_state: bool = False) -> None:
+        name = self._name = f"rnn.{type(self).__name__}"
         self.input_size = positive_int(input_size, "input_size", name)
         self.hidden_size = positive_int(hidden_size, "hidden_size", name)
         self.num_layers = positive_int(num_layers, "num_layers", name)
         self.bias = boolean(bias, "bias", name)
         self.return_sequences = boolean(return_sequences, "return_sequences", name)
         self.stateful = boolean(stateful, "stateful", name)
+        self.bidirectional = boolean(bidirectional, "bidirectional", name)
+        self.dropout = probability(dropout, "dropout", name, hi_open=True)
+        self.dropout_seed = integer(dropout_seed, "dropout_seed", name)
+        self.return_state = boolean(return_state, "return_state", name)
+        if self.stateful and self.bidirectional:
+            raise ConfigError(f"{name}: stateful and bidirectional exclude each other (the "
+                              "reverse direction cannot continue where the last call ended)")
+
+    @property
+    def num_directions(self) -> int:
+        return 2 if self.bidirectional else 1
+
+    def _split(self, xs: tuple) -> tuple[Any, Any, Any, Any]:
+        """(x, h0, c0, lengths) from the inputs as given (absent ones: None)."""
+        xs = tuple(xs) + (None,) * (len(self.inputs) - len(xs))
+        if self.HAS_CELL:
+            return xs[0], xs[1], xs[2], xs[3]
+        return xs[0], xs[1], None, xs[2]
+
+    def _where(self, path: str) -> str:
+        """How errors name this layer: ``layer enc (rnn.LSTM)``."""
+        return f"layer {path or '<root>'} ({self._name})"
 
     # ----------------------------------------------------------------- build
-    def build(self, x: Spec, b) -> Spec:
-        if len(x.shape) != 3 or x.dtype != "f32":
-            raise ShapeError(f"expects float32 input [batch, time, {self.input_size}], got "
-                             f"{x.dtype} {x.shape}")
+    def build(self, x: Any, b: Any) -> Spec | tuple[Spec, ...]:
+        x, h0, c0, lengths = self._split((x,) if isinstance(x, Spec) else x)
+        if x is None or len(x.shape) != 3 or x.dtype != "f32":
+            got = "nothing" if x is None else f"{x.dtype} {x.shape}"
+            raise ShapeError(f"expects float32 input [batch, time, {self.input_size}], got {got}")
         B, T, n_in = x.shape
         if n_in != self.input_size:
             raise ShapeError(f"expected input_size {self.input_size} features, got {n_in}")
-        H, L, GH = self.hidden_size, self.num_layers, self.GATES * self.hidden_size
-        init = uniform(1.0 / math.sqrt(H))                  # PyTorch: U(-1/sqrt(H), 1/sqrt(H))
-        for l in range(L):
-            b.param(f"weight_ih_l{l}", (GH, n_in if l == 0 else H), init)
-            b.param(f"weight_hh_l{l}", (GH, H), init)
-            if self.bias:
-                b.param(f"bias_ih_l{l}", (GH,), init)
-                b.param(f"bias_hh_l{l}", (GH,), init)
-        b.state("h0", (L, B, H), persistent=False)
-        b.state("h_n", (L, B, H), persistent=False)
-        if self.HAS_CELL:
-            b.state("c0", (L, B, H), persistent=False)
-            b.state("c_n", (L, B, H), persistent=False)
-        # saved: forward -> backward in training (an inference plan keeps them for the call only)
-        b.saved("xt", (T, B, n_in))
-        for l in range(L):
-            b.saved(f"gates_l{l}", (T, B, GH))
-            b.saved(f"hs_l{l}", (T + 1, B, H))
-            if self.HAS_CELL:
-                b.saved(f"cs_l{l}", (T + 1, B, H))
-            if self.GATES == 3:
-                b.saved(f"hn_l{l}", (T, B, H))
-        b.scratch("hg", (B, GH))
-        if b.train:
-            b.scratch("dgates", (T, B, GH))
-            if self.GATES == 3:
-                b.scratch("dhg", (T, B, GH))
-            b.scratch("dh", (B, H))
-            if self.HAS_CELL:
-                b.scratch("dc", (B, H))
-            b.scratch("dseq_a", (T, B, H))
-            if L > 1:
-                b.scratch("dseq_b", (T, B, H))
-            b.scratch("dxt", (T, B, n_in))
-        return Spec((B, T, H) if self.return_sequences else (B, H))
+        check_optional_inputs(self, self._where(b.path), B, h0, c0, lengths)
+        declare_params(self, b, B, n_in, uniform(1.0 / math.sqrt(self.hidden_size)))  # PyTorch's
+        declare_buffers(self, b, B, T, n_in, h0 is not None, c0 is not None, lengths is not None)
+        H, DH = self.hidden_size, self.num_directions * self.hidden_size
+        y = Spec((B, T, DH) if self.return_sequences else (B, DH))
+        if not self.return_state:
+            return y
+        state = Spec((B, self.num_layers * self.num_directions, H))
+        return (y, state, state) if self.HAS_CELL else (y, state)
 
-    def _steps(self, ctx) -> _Steps:
-        s = ctx.__dict__.get("_rnn_steps")
+    def _views(self, ctx: Any) -> Views:
+        s = ctx.__dict__.get("_rnn_views")
         if s is None:
-            s = ctx._rnn_steps = _Steps(self, ctx)
+            s = ctx._rnn_views = Views(self, ctx)
         return s
 
     # ----------------------------------------------------------------- forward
-    def forward(self, x, ctx):
-        k, S = ctx.k, self._steps(ctx)
+    def forward(self, x: Tensor, ctx: Any) -> Tensor:
+        k, S = ctx.k, self._views(ctx)
+        _, h0, c0, lengths = self._split(ctx.xs)
+        if lengths is not None:                   # checked before anything is written
+            apply_lengths(self._where(ctx.path), S, lengths)
         k.seq_transpose(x, ctx.xt)
-        inp = ctx.xt
+        self._load_state(k, S, ctx, h0, c0)
+        if S.drop is not None:                    # one mask for every layer boundary
+            seed = (self.dropout_seed * 0x9E3779B1 + ctx.index * 0x85EBCA77
+                    + ctx.run.step * 0xC2B2AE3D)
+            k.dropout_mask(ctx.drop, self.dropout, seed & 0xFFFFFFFF)
+        inp, top = ctx.xt, self.num_layers - 1
         for l in range(self.num_layers):
-            k.gemm(inp, S.W_ih[l], S.gates[l], trans_b=True)     # [T*B, GH] = x W_ih^T
-            if S.b_ih[l] is not None:
-                k.bias_add(S.gates[l], S.b_ih[l])
-            k.copy(S.h0[l], S.hs_t[l][0])
-            if self.HAS_CELL:
-                k.copy(S.c0[l], S.cs_t[l][0])
-            self._run_layer(k, S, l, ctx.hg)
-            inp = S.seq[l]
-        top, T = self.num_layers - 1, len(S.gate_t[0])
+            S.inp[l] = inp
+            for d in S.dirs[l]:
+                k.gemm(inp, d.W_ih, d.gates, trans_b=True)     # [T*B, GH] = x W_ih^T
+                if d.b_ih is not None:
+                    k.bias_add(d.gates, d.b_ih)
+                run_forward(self, k, S, d, ctx.hg)
+            if l < top or self.return_sequences:
+                inp = self._emit(k, S, l)
+        self._store_state(k, S, ctx)
         if self.return_sequences:
-            k.seq_transpose(S.seq[top], ctx.y)                   # [T, B, H] -> [B, T, H]
-        else:
-            k.copy(S.hs_t[top][T], ctx.y)
-        for l in range(self.num_layers):
-            k.copy(S.hs_t[l][T], S.h_n[l])
+            k.seq_transpose(inp, ctx.y)                         # [T, B, D*H] -> [B, T, D*H]
+        elif S.D == 1:
+            k.copy(S.h_n[top], ctx.y)
+        else:                                                   # [2, B, H] -> [B, 2*H]
+            B, H = x.shape[0], self.hidden_size
+            k.seq_transpose(ctx.view(ctx.h_n, (2, B, H), 2 * top * B * H),
+                            ctx.view(ctx.y, (B, 2, H)))
+        return ctx.y
+
+    def _load_state(self, k: Any, S: Views, ctx: Any, h0: Tensor | None,
+                    c0: Tensor | None) -> None:
+        """Each direction's initial state: the h0 (c0) input, else the state buffer."""
+        if h0 is not None:
+            k.seq_transpose(h0, ctx.h0t)                        # [B, L*D, H] -> [L*D, B, H]
+        if c0 is not None:
+            k.seq_transpose(c0, ctx.c0t)
+        hs = S.h0 if h0 is None else S.h0t
+        cs = S.c0 if c0 is None else S.c0t
+        for dirs in S.dirs:
+            for d in dirs:
+                k.copy(hs[d.index], d.h_init)
+                if self.HAS_CELL:
+                    k.copy(cs[d.index], d.c_init)
+
+    def _store_state(self, k: Any, S: Views, ctx: Any) -> None:
+        """h_n (c_n): each direction's last state; the state outputs; stateful's carry."""
+        for dirs in S.dirs:
+            for d in dirs:
+                k.copy(d.h_last, S.h_n[d.index])
+                if self.HAS_CELL:
+                    k.copy(d.c_last, S.c_n[d.index])
+        if self.return_state:
+            k.seq_transpose(ctx.h_n, ctx.ys[1])                 # [L*D, B, H] -> [B, L*D, H]
             if self.HAS_CELL:
-                k.copy(S.cs_t[l][T], S.c_n[l])
+                k.seq_transpose(ctx.c_n, ctx.ys[2])
         if self.stateful:
             k.copy(ctx.h_n, ctx.h0)
             if self.HAS_CELL:
                 k.copy(ctx.c_n, ctx.c0)
-        return ctx.y
 
-    def _run_layer(self, k, S: _Steps, l: int, hg: Tensor) -> None:
-        W_hh, hs = S.W_hh[l], S.hs_t[l]
-        for t in range(len(S.gate_t[l])):
-            k.gemm(hs[t], W_hh, hg, trans_b=True)               # hg [B, GH] = h_{t-1} W_hh^T
-            self._step(k, S, l, t, hg)
+    def _emit(self, k: Any, S: Views, l: int) -> Tensor:
+        """Layer ``l``'s output as the next layer (or y) reads it, time-major [T, B, D*H]: its
+        states in place, or written into ``S.cat[l]`` (concatenated, masked, dropped out)."""
+        src, dst = S.outs[l], S.cat[l]
+        if S.D == 1:
+            if S.masked:
+                k.mul(src, S.mask, dst)
+                src = dst
+        else:
+            pair = S.outs_pair[l]
+            if S.masked:
+                for d, part in zip(S.dirs[l], S.stack_d):
+                    k.mul(d.out_seq, S.mask, part)
+                pair = S.stack_pair
+            k.seq_transpose(pair, S.cat_pair[l])                # [2, T*B, H] -> [T*B, 2, H]
+            src = dst
+        if S.drop is not None and l < self.num_layers - 1:
+            k.mul(src, S.drop[l], dst)
+            src = dst
+        return src
 
-    def _step(self, k, S: _Steps, l: int, t: int, hg: Tensor) -> None:  # pragma: no cover
+    def _step(self, k: Any, d: Direction, t: int, hg: Tensor) -> None:  # pragma: no cover
+        raise NotImplementedError
+
+    def _step_bwd(self, k: Any, d: Direction, t: int, dyt: Tensor | None, dh: Tensor,
+                  dc: Tensor | None, dg: Tensor, dhh: Tensor) -> None:  # pragma: no cover
         raise NotImplementedError
 
     # ----------------------------------------------------------------- backward
-    def backward(self, dy, ctx):
-        k, S, L = ctx.k, self._steps(ctx), self.num_layers
-        T = len(S.gate_t[0])
+    def backward(self, dy: Tensor, ctx: Any) -> Tensor | None:
+        k, S = ctx.k, self._views(ctx)
+        _, dh0, dc0, _ = self._split(ctx.dxs)
+        self._final_state_grads(k, S, ctx, dy)
+        g: int | None = None                     # which dseq buffer holds the output gradient
         if self.return_sequences:
-            k.seq_transpose(dy, S.dseq[0])                       # [B, T, H] -> [T, B, H]
-            dys: list[Tensor | None] | None = S.dseq_t[0]
-        else:
-            dys = None
-        cur = 0
-        for l in range(L - 1, -1, -1):
-            k.fill(ctx.dh, 0.0)
-            if self.HAS_CELL:
-                k.fill(ctx.dc, 0.0)
-            W_hh, dhh_t = S.W_hh[l], S.dhh_t
-            for t in range(T - 1, -1, -1):
-                if dys is not None:
-                    dyt = dys[t]
-                else:
-                    dyt = dy if t == T - 1 else None
-                self._step_bwd(k, S, l, t, dyt, ctx)
-                if t:                                            # dL/dh_{t-1} (+)= d W_hh
-                    k.gemm(dhh_t[t], W_hh, ctx.dh, beta=self._DH_BETA)
-            dG, dH = ctx.dgates, S.dhh
-            inp = S.seq[l - 1] if l else ctx.xt
-            if S.dW_ih[l] is not None:
-                k.gemm(dG, inp, S.dW_ih[l], trans_a=True, beta=1.0)
-                k.gemm(dH, S.prev[l], S.dW_hh[l], trans_a=True, beta=1.0)
-            if S.db_ih[l] is not None:
-                k.col_sum(dG, S.db_ih[l], beta=1.0)
-                k.col_sum(dH, S.db_hh[l], beta=1.0)
+            k.seq_transpose(dy, S.dseq[0])                      # [B, T, D*H] -> [T, B, D*H]
+            g = 0
+        for l in range(self.num_layers - 1, -1, -1):
+            dys = self._output_grads(k, S, l, g)
             if l:
-                cur = 1 - cur
-                k.gemm(dG, S.W_ih[l], S.dseq[cur])               # dL/d(layer l's input)
-                dys = S.dseq_t[cur]
-            elif ctx.dx is not None:
-                k.gemm(dG, S.W_ih[0], ctx.dxt)
-                k.seq_transpose(ctx.dxt, ctx.dx)
+                nxt = 0 if g is None else 1 - g
+                dinp = S.dseq[nxt]
+            else:
+                dinp = ctx.dxt if ctx.dx is not None else None
+            for j, d in enumerate(S.dirs[l]):
+                run_backward(self, k, S, d, dys[j], dh0 is not None)
+                self._param_grads(k, S, d, S.inp[l])
+                if dinp is not None:                            # dL/d(input) (+)= dG W_ih
+                    k.gemm(S.dgates, d.W_ih, dinp, beta=float(j))
+            if l:
+                g = nxt
+        if ctx.dx is not None:
+            k.seq_transpose(ctx.dxt, ctx.dx)
+        if dh0 is not None:
+            k.seq_transpose(ctx.dhs, dh0)                       # [L*D, B, H] -> [B, L*D, H]
+        if dc0 is not None:
+            k.seq_transpose(ctx.dcs, dc0)
         return ctx.dx
 
-    def _step_bwd(self, k, S: _Steps, l: int, t: int, dyt, ctx) -> None:  # pragma: no cover
-        raise NotImplementedError
+    def _final_state_grads(self, k: Any, S: Views, ctx: Any, dy: Tensor) -> None:
+        """``dhs`` (``dcs``) = the gradient of the final states: from the h_n (c_n) outputs,
+        plus ``dy`` on the top layer's when y is its last state (return_sequences False)."""
+        dhn = ctx.dys[1] if self.return_state else None
+        dcn = ctx.dys[2] if self.return_state and self.HAS_CELL else None
+        for src, dst in ((dhn, ctx.dhs), (dcn, ctx.dcs if self.HAS_CELL else None)):
+            if dst is None:
+                continue
+            if src is not None:
+                k.seq_transpose(src, dst)                       # [B, L*D, H] -> [L*D, B, H]
+            else:
+                k.fill(dst, 0.0)
+        if self.return_sequences:
+            return
+        top = (self.num_layers - 1) * S.D
+        if S.D == 1:
+            k.add(S.dhs[top], dy, S.dhs[top])
+            return
+        B, H = dy.shape[0], self.hidden_size
+        k.seq_transpose(ctx.view(dy, (B, 2, H)), ctx.dlast)     # [B, 2*H] -> [2, B, H]
+        both = ctx.view(ctx.dhs, (2, B, H), top * B * H)
+        k.add(both, ctx.dlast, both)
 
-    def get_config(self) -> dict[str, Any]:
-        return {"input_size": self.input_size, "hidden_size": self.hidden_size,
-                "num_layers": self.num_layers, "bias": self.bias,
-                "return_sequences": self.return_sequences, "stateful": self.stateful}
+    def _output_grads(self, k: Any, S: Views, l: int, g: int | None) -> list:
+        """Per direction of layer ``l``, the rows [T] of its output gradient (None: none),
+        from ``S.dseq[g]`` (the gradient of what ``_emit`` returned): dropout and padding
+        masked, the concatenation split."""
+        if g is None:
+            return [None] * S.D
+        buf = S.dseq[g]
+        if S.drop is not None and l < self.num_layers - 1:
+            k.mul(buf, S.drop[l], buf)
+        if S.D == 1:
+            if S.masked:
+                k.mul(buf, S.mask, buf)
+            return [S.dseq_t[g]]
+        k.seq_transpose(S.dseq_pair[g], S.gsplit_pair)          # [T*B, 2, H] -> [2, T*B, H]
+        if S.masked:
+            for part in S.gsplit_d:
+                k.mul(part, S.mask, part)
+        return S.gsplit_t
+
+    @staticmethod
+    def _param_grads(k: Any, S: Views, d: Direction, inp: Tensor) -> None:
+        """Add direction ``d``'s weight and bias gradients: one GEMM or sum over all steps."""
+        dG, dH = S.dgates, S.dhh
+        if d.dW_ih is not None:
+            k.gemm(dG, inp, d.dW_ih, trans_a=True, beta=1.0)
+            k.gemm(dH, d.prev_seq, d.dW_hh, trans_a=True, beta=1.0)
+        if d.db_ih is not None:
+            k.col_sum(dG, d.db_ih, beta=1.0)
+            k.col_sum(dH, d.db_hh, beta=1.0)
