@@ -44,6 +44,7 @@ def test_install_without_compiler_uses_numpy_kernels(tmp_path):
     available, reason, kernel_set = json.loads(out.stdout)
     assert (available, kernel_set) == (False, "numpy")
     assert "libqorus" in reason
+    assert "running on the NumPy kernels" in out.stderr      # said once, not silent
     cli = subprocess.run([sys.executable, "-m", "qorus_core.cli", "backend"], capture_output=True,
                          text=True, env=env, cwd=tmp_path, timeout=60)
     assert cli.returncode == 0 and "libqorus" in cli.stdout, cli.stdout + cli.stderr

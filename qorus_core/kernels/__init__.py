@@ -73,5 +73,18 @@ def get_kernels(which=None) -> KernelSet:
     if isinstance(c, str):
         if which == "c":
             raise KernelError(f"C kernels requested but unavailable: {c}")
+        _warn_fallback(c)
         return _numpy()
     return c
+
+
+@cache
+def _warn_fallback(reason: str) -> None:
+    """Once per process: ``auto`` runs on the NumPy kernels, several times slower, because the
+    C library did not load (not built, or built from other sources: a stale library)."""
+    import warnings
+
+    warnings.warn(f"qorus: running on the NumPy kernels (several times slower): the C kernel "
+                  f"library did not load ({reason}). Rebuild it (pip install -e .), or set "
+                  "QORUS_KERNELS=numpy to choose NumPy and silence this.", RuntimeWarning,
+                  stacklevel=3)

@@ -7,6 +7,8 @@ from .embedding import Embedding
 from .feedforward import FeedForward
 from .gpt import GPT
 from .head import LMHead
+from .hf_encoder import Encoder, load_encoder
+from .hf_tokenizer import HFTokenizer, load_tokenizer
 from .mha import MultiHeadAttention, ProjectedAttention
 from .pooling import MeanPool
 from .positional import PositionalEmbedding
@@ -16,10 +18,12 @@ from .swiglu import SwiGLUFeedForward
 from .tokens import LearnedTokens
 from .transformer import Transformer, TransformerDecoder, TransformerEncoder
 from .transformer_layers import TransformerDecoderLayer, TransformerEncoderLayer
+from .wordpiece import WordPieceTokenizer
 
-__all__ = ["CausalSelfAttention", "Embedding", "FeedForward", "GPT", "LMHead", "LearnedTokens",
-           "MeanPool", "MultiHeadAttention", "PositionalEmbedding", "ProjectedAttention",
-           "RMSNorm", "RotaryEmbedding", "SwiGLUFeedForward", "Transformer", "TransformerBlock",
-           "TransformerDecoder", "TransformerDecoderLayer", "TransformerEncoder",
-           "TransformerEncoderLayer"]
+__all__ = ["CausalSelfAttention", "Embedding", "Encoder", "FeedForward", "GPT", "HFTokenizer",
+           "LMHead", "LearnedTokens", "MeanPool", "MultiHeadAttention", "PositionalEmbedding",
+           "ProjectedAttention", "RMSNorm", "RotaryEmbedding", "SwiGLUFeedForward", "Transformer",
+           "TransformerBlock", "TransformerDecoder", "TransformerDecoderLayer",
+           "TransformerEncoder", "TransformerEncoderLayer", "WordPieceTokenizer", "load_encoder",
+           "load_tokenizer"]
 __version__ = "0.1.0"

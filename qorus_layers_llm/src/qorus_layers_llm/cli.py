@@ -1,5 +1,6 @@
-"""``qorus generate MODEL.gguf --prompt TEXT`` and ``qorus chat MODEL.gguf`` (added to the
-``qorus`` command by the plugin's ``qorus_register_commands`` hook)."""
+"""``qorus generate MODEL.gguf --prompt TEXT``, ``qorus chat MODEL.gguf`` and ``qorus embed
+MODEL_DIR --text T`` (added to the ``qorus`` command by the plugin's ``qorus_register_commands``
+hook)."""
 
 from __future__ import annotations
 
@@ -131,7 +132,36 @@ def _run_chat(args: argparse.Namespace) -> int:
         _echo("\n")
 
 
+def _setup_embed(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", help="a Hugging Face encoder directory (config.json, "
+                   "model.safetensors, tokenizer files; sentence-transformers layout too)")
+    p.add_argument("--text", action="append", required=True,
+                   help="a text to embed (repeat for several)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--kernels", choices=("auto", "c", "numpy"), help="kernel set")
+    p.add_argument("--json", action="store_true", help='print {"embeddings": [[...], ...]}')
+
+
+def _run_embed(args: argparse.Namespace) -> int:
+    import json
+
+    from .hf_encoder import load_encoder
+    from .tokenizer import check_text
+
+    for i, t in enumerate(args.text):
+        check_text(t, f"--text #{i + 1}")
+    emb = load_encoder(args.model, kernels=args.kernels).encode(args.text, args.batch_size)
+    if args.json:
+        print(json.dumps({"embeddings": emb.tolist()}))
+    else:
+        for row in emb:
+            print(" ".join(f"{v:.6g}" for v in row))
+    return 0
+
+
 def register(add_command) -> None:
     add_command("generate", "continue a prompt with a GGUF language model", _setup_generate, _run_generate)
     add_command("chat", "chat with a GGUF language model (its chat template, one line a turn)",
                 _setup_chat, _run_chat)
+    add_command("embed", "sentence embeddings from a Hugging Face encoder directory",
+                _setup_embed, _run_embed)

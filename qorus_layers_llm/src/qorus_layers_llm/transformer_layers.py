@@ -17,7 +17,8 @@ from qorus_core.validate import boolean, choice, maybe, positive_int, probabilit
 from .mha import MultiHeadAttention
 
 ACTIVATIONS: dict[str, dict[str, Any]] = {"relu": {"type": "mlp.ReLU"},
-                                          "gelu": {"type": "mlp.GELU"}}
+                                          "gelu": {"type": "mlp.GELU"},
+                                          "gelu_tanh": {"type": "mlp.GELU", "approximate": "tanh"}}
 
 
 class _Block(Composite):
