@@ -7,6 +7,7 @@ from .embedding import Embedding
 from .feedforward import FeedForward
 from .gpt import GPT
 from .head import LMHead
+from .hf_decoder import load_decoder
 from .hf_encoder import Encoder, load_encoder
 from .hf_tokenizer import HFTokenizer, load_tokenizer
 from .mha import MultiHeadAttention, ProjectedAttention
@@ -24,6 +25,6 @@ __all__ = ["CausalSelfAttention", "Embedding", "Encoder", "FeedForward", "GPT", 
            "LMHead", "LearnedTokens", "MeanPool", "MultiHeadAttention", "PositionalEmbedding",
            "ProjectedAttention", "RMSNorm", "RotaryEmbedding", "SwiGLUFeedForward", "Transformer",
            "TransformerBlock", "TransformerDecoder", "TransformerDecoderLayer",
-           "TransformerEncoder", "TransformerEncoderLayer", "WordPieceTokenizer", "load_encoder",
-           "load_tokenizer"]
+           "TransformerEncoder", "TransformerEncoderLayer", "WordPieceTokenizer", "load_decoder",
+           "load_encoder", "load_tokenizer"]
 __version__ = "0.1.0"

@@ -1,0 +1,137 @@
+"""Hugging Face decoders of the llama family (Llama, Mistral, Qwen2) as the same ``llm.GPT``
+the GGUF loader builds, so they generate with ``generate`` / ``Generator`` like GGUF models.
+
+HF stores q/k rows for half-split RoPE (pairs (i, i + D/2)); the GPT rotates adjacent pairs
+(GGUF's layout), so each head's q and k rows (and Qwen2's q/k biases) are interleaved at load
+(row 2i <- i, 2i + 1 <- i + D/2): the same rotation, the same logits. Qwen2's attention has
+q/k/v biases and none on the output; the GPT's output bias is then zero. Mistral's sliding
+window is not modelled: a config whose window is shorter than the context asked for is
+refused rather than attended past.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from qorus_core import Model
+from qorus_core.errors import CheckpointError
+
+from .gpt import GPT
+from .hf_checkpoint import field, load_tensors, model_dir, read_json
+
+DECODERS = ("llama", "mistral", "qwen2")
+
+
+@dataclass(frozen=True)
+class DecoderSpec:
+    """The sizes of one llama-family checkpoint (config.json)."""
+
+    model_type: str
+    vocab: int
+    d: int
+    layers: int
+    heads: int
+    kv_heads: int
+    ffn: int
+    eps: float
+    rope_theta: float
+    max_positions: int
+    tied: bool
+    qkv_bias: bool
+
+
+def decoder_spec(cfg: dict[str, Any], path: Path) -> DecoderSpec:
+    """The spec of config.json's model, or CheckpointError naming the field."""
+    mt = field(cfg, "model_type", path, str)
+    if mt not in DECODERS:
+        raise CheckpointError(f"{path}: field 'model_type' is {mt!r}; the decoders that load are "
+                              f"{', '.join(DECODERS)}")
+    act = field(cfg, "hidden_act", path, str, "silu")
+    if act != "silu":
+        raise CheckpointError(f"{path}: field 'hidden_act' is {act!r}; llama-family models use silu")
+    rs = cfg.get("rope_scaling") or (cfg.get("rope_parameters") or {}).get("rope_type")
+    if rs not in (None, "default") and not (isinstance(rs, dict) and rs.get("rope_type") in
+                                            (None, "default")):
+        raise CheckpointError(f"{path}: field 'rope_scaling' {rs!r} is not supported")
+    d, heads = field(cfg, "hidden_size", path), field(cfg, "num_attention_heads", path)
+    kv = field(cfg, "num_key_value_heads", path, int, heads)
+    if d % heads or heads % kv or (d // heads) % 2:
+        raise CheckpointError(f"{path}: {heads} heads and {kv} kv heads do not fit "
+                              f"hidden_size {d} (an even head size, heads a multiple of kv heads)")
+    theta = cfg.get("rope_theta", (cfg.get("rope_parameters") or {}).get("rope_theta", 10000.0))
+    return DecoderSpec(mt, field(cfg, "vocab_size", path), d, field(cfg, "num_hidden_layers", path),
+                       heads, kv, field(cfg, "intermediate_size", path),
+                       field(cfg, "rms_norm_eps", path, float, 1e-6), float(theta),
+                       field(cfg, "max_position_embeddings", path),
+                       bool(cfg.get("tie_word_embeddings", False)), mt == "qwen2")
+
+
+def _interleave(w: np.ndarray, heads: int) -> np.ndarray:
+    """Rows of ``heads`` heads from half-split to adjacent-pair RoPE order (a copy)."""
+    D = w.shape[0] // heads
+    rest = w.shape[1:]
+    return np.ascontiguousarray(
+        w.reshape(heads, 2, D // 2, *rest).swapaxes(1, 2).reshape(w.shape))
+
+
+def qorus_state(spec: DecoderSpec, tensors: dict[str, np.ndarray], path: Path
+                ) -> dict[str, np.ndarray]:
+    """The GPT's parameters from HF's tensors; CheckpointError names a missing tensor."""
+    t = {k[len("model."):] if k.startswith("model.") else k: v for k, v in tensors.items()}
+
+    def get(name: str) -> np.ndarray:
+        if name not in t:
+            raise CheckpointError(f"{path}: tensor {name!r} is missing")
+        return t[name]
+
+    state = {"embed.weight": get("embed_tokens.weight"), "norm.weight": get("norm.weight")}
+    if not spec.tied:
+        state["head.weight"] = get("lm_head.weight")
+    for i in range(spec.layers):
+        a, o = f"layers.{i}.", f"blocks.{i}."
+        state[o + "norm1.weight"] = get(a + "input_layernorm.weight")
+        state[o + "norm2.weight"] = get(a + "post_attention_layernorm.weight")
+        state[o + "attn.wq"] = _interleave(get(a + "self_attn.q_proj.weight"), spec.heads)
+        state[o + "attn.wk"] = _interleave(get(a + "self_attn.k_proj.weight"), spec.kv_heads)
+        state[o + "attn.wv"] = get(a + "self_attn.v_proj.weight")
+        state[o + "attn.wo"] = get(a + "self_attn.o_proj.weight")
+        if spec.qkv_bias:
+            state[o + "attn.bq"] = _interleave(get(a + "self_attn.q_proj.bias"), spec.heads)
+            state[o + "attn.bk"] = _interleave(get(a + "self_attn.k_proj.bias"), spec.kv_heads)
+            state[o + "attn.bv"] = get(a + "self_attn.v_proj.bias")
+            state[o + "attn.bo"] = np.zeros(spec.d, np.float32)
+        for mine, theirs in (("w_gate", "gate_proj"), ("w_up", "up_proj"), ("w_down", "down_proj")):
+            state[f"{o}ffn.{mine}"] = get(f"{a}mlp.{theirs}.weight")
+    return state
+
+
+def build_decoder(spec: DecoderSpec, context: int, kernels=None) -> Model:
+    """The GPT for ``context`` positions (its KV cache) on int32 ids -> logits."""
+    net = GPT(spec.vocab, spec.d, spec.layers, spec.heads, max_len=context, d_ff=spec.ffn,
+              n_kv_heads=spec.kv_heads, positional="rope", norm="rmsnorm", ffn="swiglu",
+              tie_embeddings=spec.tied, rope_theta=spec.rope_theta, eps=spec.eps,
+              bias=spec.qkv_bias)
+    return Model(net, (context,), input_dtype="i32", kernels=kernels)
+
+
+def load_decoder(path: str | os.PathLike, context: int | None = None, kernels=None
+                 ) -> tuple[Model, DecoderSpec]:
+    """(model, spec) of a Hugging Face llama / mistral / qwen2 directory; ``context`` KV-cache
+    positions (default the model's, at most 2048). Generate with ``generate(model, ids, ...)``;
+    the tokenizer is ``load_tokenizer(path)``."""
+    d = model_dir(path)
+    cfg = read_json(d / "config.json")
+    spec = decoder_spec(cfg, d / "config.json")
+    ctx = min(spec.max_positions, 2048) if context is None else int(context)
+    window = cfg.get("sliding_window")
+    if spec.model_type == "mistral" and isinstance(window, int) and window < ctx:
+        raise CheckpointError(f"{d / 'config.json'}: sliding_window {window} is shorter than the "
+                              f"context {ctx}; load with context <= {window}")
+    model = build_decoder(spec, ctx, kernels)
+    model.load_state_dict(qorus_state(spec, load_tensors(d), d), source=str(d))
+    return model, spec
