@@ -1,4 +1,4 @@
-"""Hugging Face llama-family decoders (Llama, Mistral, Qwen2; random weights made here with
+"""Hugging Face decoders (Llama, Mistral, Qwen2, GPT-2; random weights made here with
 ``transformers`` from config objects, saved with save_pretrained) as an llm.GPT: logits within
 1e-4 relative of ``transformers`` with the same weights, greedy generation token for token,
 tied embeddings, and the errors naming the file and field."""
@@ -79,7 +79,9 @@ def test_errors_name_the_file_and_field(tmp_path):
     make("llama", tmp_path)
     path = tmp_path / "config.json"
     cfg = read_json(path)
-    with pytest.raises(CheckpointError, match="config.json: field 'model_type' is 'gpt2'"):
+    with pytest.raises(CheckpointError, match="config.json: field 'model_type' is 'bert'"):
+        decoder_spec({**cfg, "model_type": "bert"}, path)
+    with pytest.raises(CheckpointError, match="config.json: field 'n_embd' is missing"):
         decoder_spec({**cfg, "model_type": "gpt2"}, path)
     with pytest.raises(CheckpointError, match="field 'hidden_act' is 'gelu'"):
         decoder_spec({**cfg, "hidden_act": "gelu"}, path)
@@ -98,3 +100,56 @@ def test_mistral_sliding_window_is_not_attended_past(tmp_path):
     with pytest.raises(CheckpointError, match="sliding_window 16 is shorter than the context 32"):
         load_decoder(tmp_path, context=32)
     load_decoder(tmp_path, context=16)
+
+
+def make_gpt2(tmp_path):
+    torch.manual_seed(0)
+    cfg = tf.GPT2Config(vocab_size=101, n_embd=32, n_layer=2, n_head=4, n_positions=64,
+                        bos_token_id=0, eos_token_id=0)
+    m = tf.GPT2LMHeadModel(cfg).eval()
+    with torch.no_grad():
+        for n, p in m.named_parameters():
+            if n.endswith("bias"):
+                p.uniform_(-0.3, 0.3)
+    m.save_pretrained(tmp_path)
+    return m
+
+
+@pytest.mark.parametrize("ks", ["c", "numpy"])
+def test_gpt2_logits_and_greedy_generation_match_transformers(tmp_path, ks):
+    m = make_gpt2(tmp_path)
+    model, spec = load_decoder(tmp_path, context=40, kernels=ks)
+    assert spec.model_type == "gpt2" and spec.tied
+    ids = np.random.default_rng(2).integers(0, 101, (2, 12)).astype(np.int32)
+    with torch.no_grad():
+        want = m(torch.from_numpy(ids).long()).logits.numpy()
+    np.testing.assert_allclose(logits(model, ids), want, rtol=1e-4, atol=1e-5)
+    prompt = [5, 17, 42, 8]
+    with torch.no_grad():
+        ref = m.generate(torch.tensor([prompt]), max_new_tokens=10, do_sample=False,
+                         pad_token_id=0)[0, len(prompt):].tolist()
+    assert generate(model, prompt, 10, temperature=0.0) == ref
+    with pytest.raises(CheckpointError, match="context 80 exceeds GPT-2's 64 positions"):
+        load_decoder(tmp_path, context=80)
+
+
+@pytest.mark.parametrize("kind", ["llama", "qwen2", "gpt2"])
+def test_a_qorus_decoder_saves_back_for_transformers(tmp_path, kind):
+    """Weights changed in Qorus, saved as an HF directory: transformers loads it and gives
+    Qorus's logits."""
+    from qorus_layers_llm.hf_export import save_decoder
+
+    make_gpt2(tmp_path / "src") if kind == "gpt2" else make(kind, tmp_path / "src")
+    model, spec = load_decoder(tmp_path / "src", context=32)
+    rng = np.random.default_rng(4)
+    state = {k: (v + rng.normal(0, 0.02, v.shape)).astype(np.float32)
+             for k, v in model.parameters().items()}
+    if spec.qkv_bias and kind != "gpt2":
+        state.update({k: np.zeros_like(v) for k, v in state.items() if k.endswith("attn.bo")})
+    model.load_state_dict(state)
+    save_decoder(model.parameters(), spec, tmp_path / "out")
+    m = tf.AutoModelForCausalLM.from_pretrained(tmp_path / "out").eval()
+    ids = rng.integers(0, 101, (2, 9)).astype(np.int32)
+    with torch.no_grad():
+        want = m(torch.from_numpy(ids).long()).logits.numpy()
+    np.testing.assert_allclose(logits(model, ids), want, rtol=1e-4, atol=1e-5)

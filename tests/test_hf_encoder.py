@@ -220,3 +220,26 @@ def test_qorus_embed_cli(tmp_path):
     plain = subprocess.run([sys.executable, "-m", "qorus_core.cli", "embed", str(tmp_path),
                             "--text", TEXTS[0]], capture_output=True, text=True, timeout=120)
     assert plain.returncode == 0 and len(plain.stdout.split()) == 32, plain.stderr
+
+
+@pytest.mark.parametrize("kind", ["bert", "roberta", "distilbert"])
+def test_a_qorus_encoder_saves_back_for_transformers(tmp_path, kind):
+    """Weights changed in Qorus, saved as an HF directory: transformers loads it and gives
+    Qorus's hidden states."""
+    from qorus_layers_llm.hf_export import save_encoder
+
+    _, d = make(kind, tmp_path / "src")
+    spec = encoder_spec(read_json(d / "config.json"), d / "config.json")
+    model = build_encoder(spec)
+    model.load_state_dict(qorus_state(spec, load_tensors(d), d))
+    rng = np.random.default_rng(5)
+    model.load_state_dict({k: (v + rng.normal(0, 0.02, v.shape)).astype(np.float32)
+                           for k, v in model.parameters().items()})
+    out = save_encoder(model.parameters(), spec, tmp_path / "out")
+    m = tf.AutoModel.from_pretrained(out).eval()
+    ids, mask, types = batch()
+    types = types if kind == "bert" else np.zeros_like(types)
+    h, _ = qorus_forward(out, ids, mask, types, "c")
+    want, _ = reference(m, ids, mask, types, kind)
+    keep = mask.astype(bool)
+    np.testing.assert_allclose(h[keep], want[keep], **TOL)

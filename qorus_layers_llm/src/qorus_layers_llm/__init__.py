@@ -9,6 +9,7 @@ from .gpt import GPT
 from .head import LMHead
 from .hf_decoder import load_decoder
 from .hf_encoder import Encoder, load_encoder
+from .hf_export import save_decoder, save_encoder
 from .hf_tokenizer import HFTokenizer, load_tokenizer
 from .mha import MultiHeadAttention, ProjectedAttention
 from .pooling import MeanPool
@@ -26,5 +27,5 @@ __all__ = ["CausalSelfAttention", "Embedding", "Encoder", "FeedForward", "GPT", 
            "ProjectedAttention", "RMSNorm", "RotaryEmbedding", "SwiGLUFeedForward", "Transformer",
            "TransformerBlock", "TransformerDecoder", "TransformerDecoderLayer",
            "TransformerEncoder", "TransformerEncoderLayer", "WordPieceTokenizer", "load_decoder",
-           "load_encoder", "load_tokenizer"]
+           "load_encoder", "load_tokenizer", "save_decoder", "save_encoder"]
 __version__ = "0.1.0"

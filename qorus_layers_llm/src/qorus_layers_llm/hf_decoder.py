@@ -1,5 +1,8 @@
 """Hugging Face decoders of the llama family (Llama, Mistral, Qwen2) as the same ``llm.GPT``
-the GGUF loader builds, so they generate with ``generate`` / ``Generator`` like GGUF models.
+the GGUF loader builds, and GPT-2 as the GPT-2 layout of ``llm.GPT`` (learned positions,
+LayerNorm, tanh-GELU MLP, biases, tied head), so they generate with ``generate`` /
+``Generator`` like GGUF models. GPT-2's Conv1D weights are stored (in, out): transposed at
+load, its fused c_attn split into q, k and v.
 
 HF stores q/k rows for half-split RoPE (pairs (i, i + D/2)); the GPT rotates adjacent pairs
 (GGUF's layout), so each head's q and k rows (and Qwen2's q/k biases) are interleaved at load
@@ -24,7 +27,7 @@ from qorus_core.errors import CheckpointError
 from .gpt import GPT
 from .hf_checkpoint import field, load_tensors, model_dir, read_json
 
-DECODERS = ("llama", "mistral", "qwen2")
+DECODERS = ("llama", "mistral", "qwen2", "gpt2")
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,8 @@ def decoder_spec(cfg: dict[str, Any], path: Path) -> DecoderSpec:
     if mt not in DECODERS:
         raise CheckpointError(f"{path}: field 'model_type' is {mt!r}; the decoders that load are "
                               f"{', '.join(DECODERS)}")
+    if mt == "gpt2":
+        return _gpt2_spec(cfg, path)
     act = field(cfg, "hidden_act", path, str, "silu")
     if act != "silu":
         raise CheckpointError(f"{path}: field 'hidden_act' is {act!r}; llama-family models use silu")
@@ -71,6 +76,43 @@ def decoder_spec(cfg: dict[str, Any], path: Path) -> DecoderSpec:
                        bool(cfg.get("tie_word_embeddings", False)), mt == "qwen2")
 
 
+def _gpt2_spec(cfg: dict[str, Any], path: Path) -> DecoderSpec:
+    act = field(cfg, "activation_function", path, str, "gelu_new")
+    if act not in ("gelu_new", "gelu_pytorch_tanh"):
+        raise CheckpointError(f"{path}: field 'activation_function' is {act!r}; GPT-2 loads with "
+                              "gelu_new")
+    d, heads = field(cfg, "n_embd", path), field(cfg, "n_head", path)
+    if d % heads:
+        raise CheckpointError(f"{path}: n_embd {d} does not split into {heads} heads")
+    return DecoderSpec("gpt2", field(cfg, "vocab_size", path), d, field(cfg, "n_layer", path),
+                       heads, heads, field(cfg, "n_inner", path, int, 4 * d),
+                       field(cfg, "layer_norm_epsilon", path, float, 1e-5), 10000.0,
+                       field(cfg, "n_positions", path), True, True)
+
+
+def _gpt2_state(spec: DecoderSpec, t: dict[str, np.ndarray], context: int, get
+                ) -> dict[str, np.ndarray]:
+    """GPT-2's tensors (Conv1D weights (in, out): transposed) under the GPT's names."""
+    d = spec.d
+    state = {"embed.weight": get("wte.weight"), "pos.weight": get("wpe.weight")[:context],
+             "norm.weight": get("ln_f.weight"), "norm.bias": get("ln_f.bias")}
+    for i in range(spec.layers):
+        a, o = f"h.{i}.", f"blocks.{i}."
+        w, b = get(a + "attn.c_attn.weight").T, get(a + "attn.c_attn.bias")
+        for j, n in enumerate("qkv"):
+            state[f"{o}attn.w{n}"] = np.ascontiguousarray(w[j * d:(j + 1) * d])
+            state[f"{o}attn.b{n}"] = b[j * d:(j + 1) * d]
+        state[o + "attn.wo"] = np.ascontiguousarray(get(a + "attn.c_proj.weight").T)
+        state[o + "attn.bo"] = get(a + "attn.c_proj.bias")
+        for mine, theirs in (("norm1", "ln_1"), ("norm2", "ln_2")):
+            state[f"{o}{mine}.weight"] = get(f"{a}{theirs}.weight")
+            state[f"{o}{mine}.bias"] = get(f"{a}{theirs}.bias")
+        for mine, theirs in (("fc", "c_fc"), ("proj", "c_proj")):
+            state[f"{o}ffn.{mine}.weight"] = np.ascontiguousarray(get(f"{a}mlp.{theirs}.weight").T)
+            state[f"{o}ffn.{mine}.bias"] = get(f"{a}mlp.{theirs}.bias")
+    return state
+
+
 def _interleave(w: np.ndarray, heads: int) -> np.ndarray:
     """Rows of ``heads`` heads from half-split to adjacent-pair RoPE order (a copy)."""
     D = w.shape[0] // heads
@@ -79,15 +121,20 @@ def _interleave(w: np.ndarray, heads: int) -> np.ndarray:
         w.reshape(heads, 2, D // 2, *rest).swapaxes(1, 2).reshape(w.shape))
 
 
-def qorus_state(spec: DecoderSpec, tensors: dict[str, np.ndarray], path: Path
-                ) -> dict[str, np.ndarray]:
-    """The GPT's parameters from HF's tensors; CheckpointError names a missing tensor."""
-    t = {k[len("model."):] if k.startswith("model.") else k: v for k, v in tensors.items()}
+def qorus_state(spec: DecoderSpec, tensors: dict[str, np.ndarray], path: Path,
+                context: int | None = None) -> dict[str, np.ndarray]:
+    """The GPT's parameters from HF's tensors (GPT-2's position table cut to ``context``);
+    CheckpointError names a missing tensor."""
+    prefix = "transformer." if spec.model_type == "gpt2" else "model."
+    t = {k[len(prefix):] if k.startswith(prefix) else k: v for k, v in tensors.items()}
 
     def get(name: str) -> np.ndarray:
         if name not in t:
             raise CheckpointError(f"{path}: tensor {name!r} is missing")
         return t[name]
+
+    if spec.model_type == "gpt2":
+        return _gpt2_state(spec, t, context or spec.max_positions, get)
 
     state = {"embed.weight": get("embed_tokens.weight"), "norm.weight": get("norm.weight")}
     if not spec.tied:
@@ -112,6 +159,14 @@ def qorus_state(spec: DecoderSpec, tensors: dict[str, np.ndarray], path: Path
 
 def build_decoder(spec: DecoderSpec, context: int, kernels=None) -> Model:
     """The GPT for ``context`` positions (its KV cache) on int32 ids -> logits."""
+    if spec.model_type == "gpt2":
+        if context > spec.max_positions:
+            raise CheckpointError(f"context {context} exceeds GPT-2's {spec.max_positions} "
+                                  "positions")
+        net = GPT(spec.vocab, spec.d, spec.layers, spec.heads, max_len=context, d_ff=spec.ffn,
+                  positional="learned", norm="layernorm", ffn="gelu_tanh", tie_embeddings=True,
+                  eps=spec.eps, bias=True)
+        return Model(net, (context,), input_dtype="i32", kernels=kernels)
     net = GPT(spec.vocab, spec.d, spec.layers, spec.heads, max_len=context, d_ff=spec.ffn,
               n_kv_heads=spec.kv_heads, positional="rope", norm="rmsnorm", ffn="swiglu",
               tie_embeddings=spec.tied, rope_theta=spec.rope_theta, eps=spec.eps,
@@ -121,7 +176,7 @@ def build_decoder(spec: DecoderSpec, context: int, kernels=None) -> Model:
 
 def load_decoder(path: str | os.PathLike, context: int | None = None, kernels=None
                  ) -> tuple[Model, DecoderSpec]:
-    """(model, spec) of a Hugging Face llama / mistral / qwen2 directory; ``context`` KV-cache
+    """(model, spec) of a Hugging Face llama / mistral / qwen2 / gpt2 directory; ``context`` KV-cache
     positions (default the model's, at most 2048). Generate with ``generate(model, ids, ...)``;
     the tokenizer is ``load_tokenizer(path)``."""
     d = model_dir(path)
@@ -133,5 +188,5 @@ def load_decoder(path: str | os.PathLike, context: int | None = None, kernels=No
         raise CheckpointError(f"{d / 'config.json'}: sliding_window {window} is shorter than the "
                               f"context {ctx}; load with context <= {window}")
     model = build_decoder(spec, ctx, kernels)
-    model.load_state_dict(qorus_state(spec, load_tensors(d), d), source=str(d))
+    model.load_state_dict(qorus_state(spec, load_tensors(d), d, ctx), source=str(d))
     return model, spec
