@@ -4,35 +4,12 @@ on a small stand-in for its data."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
-from torch_parity import train_parity
+from torch_parity import example, nonzero_biases, train_parity
 
 torch = pytest.importorskip("torch")
 nn = torch.nn
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
-
-
-def example(name: str):
-    sys.path.insert(0, str(EXAMPLES))
-    spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def _biases(module: nn.Module, seed: int = 0) -> nn.Module:
-    """Non-zero biases (PyTorch zeroes the attention ones), so their gradients are checked."""
-    torch.manual_seed(seed)
-    with torch.no_grad():
-        for n, p in module.named_parameters():
-            if n.endswith("bias"):
-                p.uniform_(-0.3, 0.3)
-    return module
 
 
 # ----------------------------------------------------------------------------- BERT
@@ -59,7 +36,7 @@ def test_bert_trains_like_torch(ks):
     bert = example("bert_fortunes")
     V, T, d, H, L, F, C = 40, 12, 16, 4, 2, 32, 3
     model = bert.build(T, d, H, L, F, C, dropout=0.0, vocab=V, kernels=ks)
-    ref = _biases(TorchBert(V, T, d, H, L, F, C))
+    ref = nonzero_biases(TorchBert(V, T, d, H, L, F, C))
     rng = np.random.default_rng(0)
     ids = rng.integers(1, V, (4, T)).astype(np.int32)
     pad = np.zeros((4, T), bool)
@@ -108,7 +85,7 @@ class TorchViT(nn.Module):
 def test_vit_trains_like_torch(ks):
     vit = example("vit_fashion")
     model = vit.build(12, 4, 16, 4, 2, 32, 5, dropout=0.0, kernels=ks)
-    ref = _biases(TorchViT(12, 4, 16, 4, 2, 32, 5))
+    ref = nonzero_biases(TorchViT(12, 4, 16, 4, 2, 32, 5))
     x = {"image": np.random.default_rng(0).random((3, 1, 12, 12)).astype(np.float32)}
     worst = train_parity(model, ref, x, lambda t: ref(t["image"]))
     assert worst["param"] < 1e-4
@@ -152,7 +129,7 @@ def test_encoder_decoder_trains_like_torch(ks):
     sorter = example("transformer_sort")
     L, d, H, N, F = 6, 16, 4, 2, 32
     model = sorter.build(L, d, H, N, F, kernels=ks)
-    ref = _biases(TorchSorter(L, d, H, N, F, sorter.VOCAB))
+    ref = nonzero_biases(TorchSorter(L, d, H, N, F, sorter.VOCAB))
     x, _ = sorter.make_task(3, L, seed=0)
     worst = train_parity(model, ref, x, lambda t: ref(t["src"].long(), t["tgt_in"].long()))
     assert worst["param"] < 1e-4

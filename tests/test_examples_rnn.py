@@ -4,25 +4,14 @@ on a small stand-in for its data."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from torch_parity import train_parity
+from torch_parity import example, train_parity
 
 torch = pytest.importorskip("torch")
 nn = torch.nn
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
-
-
-def example(name: str):
-    sys.path.insert(0, str(EXAMPLES))
-    spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 # ----------------------------------------------------------------------------- BiLSTM tagger

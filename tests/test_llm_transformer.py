@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from torch_parity import train_parity
+from torch_parity import nonzero_biases, train_parity
 
 from qorus_core import Input, Model, get_kernels, layer_from_dict, layer_to_dict
 from qorus_core.errors import QorusError, ShapeError
@@ -41,16 +41,6 @@ def prefixed(prefix):
     return lambda n: n[len(prefix):]
 
 
-def _torch_init(module, seed=0):
-    """Non-zero biases (PyTorch zeroes the attention ones), so their gradients are checked."""
-    torch.manual_seed(seed)
-    with torch.no_grad():
-        for n, p in module.named_parameters():
-            if n.endswith("bias"):
-                p.uniform_(-0.3, 0.3)
-    return module
-
-
 # ----------------------------------------------------------------------------- MHA
 @pytest.mark.parametrize("ks", KERNELS)
 @pytest.mark.parametrize("mask", ["none", "float", "bool"])
@@ -68,7 +58,7 @@ def test_self_attention_trains_like_torch(ks, mask):
         inputs["am"] = np.broadcast_to(am, (B, *am.shape)).copy()   # a model input: per example
     y = MultiHeadAttention(D_MODEL, HEADS)(*args, name="mha")
     model = Model(inputs=[a for a in args if a is not None], outputs=y, kernels=get_kernels(ks))
-    ref = _torch_init(torch.nn.MultiheadAttention(D_MODEL, HEADS, batch_first=True))
+    ref = nonzero_biases(torch.nn.MultiheadAttention(D_MODEL, HEADS, batch_first=True))
 
     def run(t):
         mask_t = None if am is None else torch.from_numpy(am)
@@ -85,7 +75,7 @@ def test_cross_attention_trains_like_torch(ks):
     kpm = Input((S,), name="kpm", dtype="bool")
     model = Model(inputs=[q, kv, kpm], outputs=MultiHeadAttention(D_MODEL, HEADS)(
         q, kv, kpm, name="mha"), kernels=get_kernels(ks))
-    ref = _torch_init(torch.nn.MultiheadAttention(D_MODEL, HEADS, batch_first=True))
+    ref = nonzero_biases(torch.nn.MultiheadAttention(D_MODEL, HEADS, batch_first=True))
     inputs = {"q": rnd(B, T, D_MODEL), "kv": rnd(B, S, D_MODEL, seed=2), "kpm": padding(B, S)}
     train_parity(model, ref, inputs, lambda t: ref(t["q"], t["kv"], t["kv"],
                                                    key_padding_mask=t["kpm"])[0],
@@ -183,7 +173,7 @@ def test_encoder_layer_trains_like_torch(ks, norm_first, activation):
     layer = TransformerEncoderLayer(D_MODEL, HEADS, 32, dropout=0.0, activation=activation,
                                     norm_first=norm_first)
     model = Model(inputs=[src, kpm], outputs=layer(src, kpm, name="enc"), kernels=get_kernels(ks))
-    ref = _torch_init(torch.nn.TransformerEncoderLayer(
+    ref = nonzero_biases(torch.nn.TransformerEncoderLayer(
         D_MODEL, HEADS, 32, dropout=0.0, activation=activation, batch_first=True,
         norm_first=norm_first))
     inputs = {"src": rnd(B, T, D_MODEL), "kpm": padding(B, T)}
@@ -198,7 +188,7 @@ def test_decoder_layer_trains_like_torch(ks):
     layer = TransformerDecoderLayer(D_MODEL, HEADS, 32, dropout=0.0, causal=True)
     model = Model(inputs=[tgt, mem, mkpm], outputs=layer(tgt, mem, None, mkpm, name="dec"),
                   kernels=get_kernels(ks))
-    ref = _torch_init(torch.nn.TransformerDecoderLayer(D_MODEL, HEADS, 32, dropout=0.0,
+    ref = nonzero_biases(torch.nn.TransformerDecoderLayer(D_MODEL, HEADS, 32, dropout=0.0,
                                                        batch_first=True))
     causal = torch.nn.Transformer.generate_square_subsequent_mask(T)
     inputs = {"tgt": rnd(B, T, D_MODEL), "mem": rnd(B, S, D_MODEL, seed=4),
@@ -218,7 +208,7 @@ def test_whole_transformer_trains_like_torch(ks):
                   outputs=net(src, tgt, src_key_padding_mask=skpm,
                               memory_key_padding_mask=skpm, name="tr"),
                   kernels=get_kernels(ks))
-    ref = _torch_init(torch.nn.Transformer(D_MODEL, HEADS, 2, 2, 32, dropout=0.0,
+    ref = nonzero_biases(torch.nn.Transformer(D_MODEL, HEADS, 2, 2, 32, dropout=0.0,
                                            batch_first=True))
     assert sorted("tr." + n for n in ref.state_dict()) == sorted(model.parameters())
     causal = torch.nn.Transformer.generate_square_subsequent_mask(T)

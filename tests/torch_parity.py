@@ -5,11 +5,40 @@ loss, every parameter gradient of the first step and every parameter after the l
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 
 from qorus_core.train.optimizers import AdamW
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+def example(name: str) -> ModuleType:
+    """examples/<name>.py as a module (examples/ on sys.path for its own imports)."""
+    if str(EXAMPLES) not in sys.path:
+        sys.path.insert(0, str(EXAMPLES))
+    spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def nonzero_biases(module, seed: int = 0):
+    """``module`` with its biases drawn from U(-0.3, 0.3) (PyTorch zeroes the attention ones),
+    so their gradients are compared too."""
+    import torch
+
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for n, p in module.named_parameters():
+            if n.endswith("bias"):
+                p.uniform_(-0.3, 0.3)
+    return module
 
 
 def train_parity(model, torch_module, inputs: dict[str, np.ndarray],

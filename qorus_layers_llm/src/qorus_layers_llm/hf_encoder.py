@@ -146,11 +146,9 @@ def _layer_names(spec: EncoderSpec, i: int) -> dict[str, str | tuple[str, str, s
     return names
 
 
-def qorus_state(spec: EncoderSpec, tensors: dict[str, np.ndarray], path: Path
-                ) -> dict[str, np.ndarray]:
-    """The encoder's parameters under Qorus names from HF's tensors; CheckpointError names
-    a missing tensor, one of the wrong shape checked at load, and leftovers not known."""
-    t = _strip(tensors)
+def encoder_names(spec: EncoderSpec) -> dict[str, Any]:
+    """Every parameter's Qorus name -> its HF name (a (q, k, v) triple for the stacked
+    in-projections; pos.weight's HF table starts ``position_offset`` rows earlier)."""
     names: dict[str, Any] = {"tok.weight": "embeddings.word_embeddings.weight",
                              "pos.weight": "embeddings.position_embeddings.weight",
                              "norm.weight": "embeddings.LayerNorm.weight",
@@ -159,6 +157,15 @@ def qorus_state(spec: EncoderSpec, tensors: dict[str, np.ndarray], path: Path
         names["typ.weight"] = "embeddings.token_type_embeddings.weight"
     for i in range(spec.layers):
         names.update({f"enc.layers.{i}.{k}": v for k, v in _layer_names(spec, i).items()})
+    return names
+
+
+def qorus_state(spec: EncoderSpec, tensors: dict[str, np.ndarray], path: Path
+                ) -> dict[str, np.ndarray]:
+    """The encoder's parameters under Qorus names from HF's tensors; CheckpointError names
+    a missing tensor, one of the wrong shape checked at load, and leftovers not known."""
+    t = _strip(tensors)
+    names = encoder_names(spec)
 
     def get(name: str) -> np.ndarray:
         if name not in t:

@@ -16,7 +16,7 @@ from qorus_core.errors import CheckpointError
 from qorus_core.io.safetensors import save_file
 
 from .hf_decoder import DecoderSpec
-from .hf_encoder import EncoderSpec, _layer_names
+from .hf_encoder import EncoderSpec, encoder_names
 
 _ENC_ACTS = {"gelu": "gelu", "relu": "relu", "gelu_tanh": "gelu_new"}
 _ARCH = {"bert": "BertModel", "roberta": "RobertaModel", "xlm-roberta": "XLMRobertaModel",
@@ -55,15 +55,8 @@ def encoder_config(spec: EncoderSpec) -> dict[str, Any]:
 
 def save_encoder(params: dict[str, np.ndarray], spec: EncoderSpec, out: str | os.PathLike) -> Path:
     """Write an encoder's parameters (``model.parameters()`` of ``build_encoder``'s model)."""
-    names: dict[str, Any] = {"tok.weight": "embeddings.word_embeddings.weight",
-                             "norm.weight": "embeddings.LayerNorm.weight",
-                             "norm.bias": "embeddings.LayerNorm.bias"}
-    if spec.type_vocab:
-        names["typ.weight"] = "embeddings.token_type_embeddings.weight"
-    for i in range(spec.layers):
-        names.update({f"enc.layers.{i}.{k}": v for k, v in _layer_names(spec, i).items()})
     out_t: dict[str, np.ndarray] = {}
-    for mine, theirs in names.items():
+    for mine, theirs in encoder_names(spec).items():
         if mine not in params:
             raise CheckpointError(f"save_encoder: the model has no parameter {mine!r}")
         a = params[mine]
