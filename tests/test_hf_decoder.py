@@ -153,3 +153,12 @@ def test_a_qorus_decoder_saves_back_for_transformers(tmp_path, kind):
     with torch.no_grad():
         want = m(torch.from_numpy(ids).long()).logits.numpy()
     np.testing.assert_allclose(logits(model, ids), want, rtol=1e-4, atol=1e-5)
+
+
+def test_bad_context_is_a_config_error(tmp_path):
+    from qorus_core.errors import ConfigError
+
+    make("llama", tmp_path)
+    for bad in ("32", 0, 2.5):
+        with pytest.raises(ConfigError, match="context"):
+            load_decoder(tmp_path, context=bad)

@@ -243,3 +243,29 @@ def test_a_qorus_encoder_saves_back_for_transformers(tmp_path, kind):
     want, _ = reference(m, ids, mask, types, kind)
     keep = mask.astype(bool)
     np.testing.assert_allclose(h[keep], want[keep], **TOL)
+
+
+def test_concurrent_encodes_take_turns(tmp_path):
+    """One Encoder shared by threads: each call gets its own texts' embeddings."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from qorus_layers_llm import load_encoder
+
+    sentence_model(tmp_path)
+    enc = load_encoder(tmp_path)
+    alone = [enc.encode([t]) for t in TEXTS]
+    with ThreadPoolExecutor(4) as ex:
+        got = list(ex.map(lambda t: enc.encode([t]), TEXTS * 4))
+    for i, g in enumerate(got):
+        np.testing.assert_array_equal(g, alone[i % len(TEXTS)])
+
+
+def test_module_paths_stay_inside_the_directory(tmp_path):
+    from qorus_layers_llm import load_encoder
+
+    sentence_model(tmp_path / "m")
+    mods = json.loads((tmp_path / "m" / "modules.json").read_text())
+    mods[1]["path"] = "../elsewhere"
+    (tmp_path / "m" / "modules.json").write_text(json.dumps(mods))
+    with pytest.raises(CheckpointError, match="outside the model directory"):
+        load_encoder(tmp_path / "m")

@@ -150,7 +150,7 @@ static const struct { const char *name; int widest; unsigned needs, wide_needs; 
     {"elementwise", QR_SIMD_AVX512, 0},    /* elementwise_avx512.c / _avx2.c: elementwise_impl.h */
     {"gemm", QR_SIMD_AVX512, 0},           /* gemm_avx512.c / gemm_avx2.c */
     {"fused", QR_SIMD_AVX512, 0},          /* fused_avx512.c / fused_avx2.c: fused_impl.h */
-    /* quant_avx512.c (with VNNI, else AVX2) / quant_avx2.c: quant.c's quant_tier() */
+    /* quant_avx512.c (with VNNI, else AVX2) / quant_avx2.c: quant_formats.c's qr__quant_tier() */
     {"quant", QR_QUANT_WIDEST, QR_CPU_F16C, QR_CPU_AVX512VNNI},
     {"rnn", QR_SIMD_AVX512, 0},            /* rnn_avx512.c / rnn_avx2.c */
     {"conv", QR_SIMD_PORTABLE, 0},         /* conv.c (its GEMMs: the gemm family) */

@@ -1,14 +1,5 @@
-/* quant.c - quantized weights: the ggml block formats Q8_0, Q4_0, Q4_1 and F16 (bit for bit),
- * their row-wise quantize / dequantize, and the products y[M,N] = x[M,K] @ W^T of a quantized
- * weight W [N,K] (row-major, the layout of a GGUF tensor) with float32 activations.
- *
- * Blocks of 32 values (ggml):
- *   Q8_0: fp16 d | int8 q[32]                 x = d * q
- *   Q4_0: fp16 d | uint8 qs[16]               x = d * (q - 8)
- *   Q4_1: fp16 d | fp16 m | uint8 qs[16]      x = d * q + m
- *   Q4 nibbles: element j in the low nibble of qs[j], element j + 16 in its high nibble.
- * The quantizers follow ggml's reference ones (quantize_row_*_ref, and the gguf package's
- * NumPy port) operation by operation, so the bytes are identical.
+/* quant.c - the products y[M,N] = x[M,K] @ W^T of a quantized weight W [N,K] (row-major, the
+ * layout of a GGUF tensor; the formats are quant_formats.c's) with float32 activations.
  *
  * Products: each activation row is quantized to 8-bit blocks (quant_internal.h), each block
  * pair gives an exact integer dot product, scaled by d_w * d_x and summed in float32 (plus
@@ -16,7 +7,7 @@
  * activations directly. Work is split over N (weight rows) in contiguous ranges; a prompt
  * (M > 1) walks the weight in tiles that stay in L2 while every activation row passes over
  * them, 4 rows at a time (8 on the AVX-512 path). The AVX2 path needs AVX2 + FMA + F16C at run
- * time, the AVX-512 one the AVX-512 tier and AVX512VNNI (quant_tier); the portable path is
+ * time, the AVX-512 one the AVX-512 tier and AVX512VNNI (qr__quant_tier); the portable path is
  * plain C. Results depend on the SIMD path (summation order), not on the thread count.
  */
 #include <stdlib.h>
@@ -25,222 +16,6 @@
 #include "qr_math.h"
 #include "quant_internal.h"
 #include "qorus.h"
-
-/* ------------------------------------------------------------------ fp16 (portable) */
-static inline uint16_t f32_to_f16(float f) {   /* round to nearest even, as F16C / NumPy */
-    uint32_t x;
-    memcpy(&x, &f, 4);
-    uint32_t sign = (x >> 16) & 0x8000u, ax = x & 0x7fffffffu;
-    if (ax >= 0x7f800000u)   /* inf, NaN (quieted, payload truncated like F16C) */
-        return (uint16_t)(sign | (ax == 0x7f800000u ? 0x7c00u : 0x7e00u | ((ax >> 13) & 0x3ffu)));
-    if (ax >= 0x477ff000u) return (uint16_t)(sign | 0x7c00u);   /* rounds to inf */
-    if (ax < 0x38800000u) {   /* fp16 subnormal or zero: round(|f| * 2^24), ties to even */
-        float a;
-        memcpy(&a, &ax, 4);
-        volatile float t = a * 16777216.0f + 12582912.0f;   /* exact scale, then RNE */
-        float r = t - 12582912.0f;
-        return (uint16_t)(sign | (uint32_t)r);
-    }
-    uint32_t m = ax - 0x38000000u;               /* rebias the exponent 127 -> 15 */
-    m = m + 0x0fffu + ((m >> 13) & 1u);          /* ties to even; a carry bumps the exponent */
-    return (uint16_t)(sign | (m >> 13));
-}
-
-static inline float f16_to_f32(uint16_t h) {   /* exact */
-    uint32_t sign = (uint32_t)(h & 0x8000u) << 16, e = (h >> 10) & 0x1fu, m = h & 0x3ffu, b;
-    if (e == 0) {
-        float v = (float)m * 5.9604644775390625e-8f;   /* m * 2^-24, exact */
-        memcpy(&b, &v, 4);
-        b |= sign;
-    } else if (e == 31) {
-        b = sign | 0x7f800000u | (m << 13);
-    } else {
-        b = sign | ((e + 112u) << 23) | (m << 13);
-    }
-    float f;
-    memcpy(&f, &b, 4);
-    return f;
-}
-
-/* The tier the quant kernels run (cpu.c's family table says the same): AVX-512 needs the
- * AVX-512 tier in effect and AVX512VNNI; AVX2 (and AVX-512) need F16C; else portable. */
-static int quant_tier(void) {
-    const int p = qr_simd_path();
-    const unsigned f = qr_cpu_features();
-    if (!(f & QR_CPU_F16C)) return QR_SIMD_PORTABLE;
-#ifdef QR_HAVE_QUANT_AVX512
-    if (p >= QR_SIMD_AVX512 && (f & QR_CPU_AVX512VNNI)) return QR_SIMD_AVX512;
-#endif
-#ifdef QR_HAVE_AVX2_BUILD
-    if (p >= QR_SIMD_AVX2) return QR_SIMD_AVX2;
-#endif
-    (void)p;
-    return QR_SIMD_PORTABLE;
-}
-
-#ifdef QR_HAVE_AVX2_BUILD   /* the F16 conversions */
-static int use_avx2(void) { return quant_tier() >= QR_SIMD_AVX2; }
-#endif
-
-/* ------------------------------------------------------------------ formats */
-int64_t qr_quant_row_bytes(int qtype, int64_t k) {
-    if (k < 0) return QR_EARG;
-    switch (qtype) {
-    case QR_QTYPE_F16: return 2 * k;
-    case QR_QTYPE_Q8_0: return k % QR_QK ? QR_EARG : k / QR_QK * 34;
-    case QR_QTYPE_Q4_0: return k % QR_QK ? QR_EARG : k / QR_QK * 18;
-    case QR_QTYPE_Q4_1: return k % QR_QK ? QR_EARG : k / QR_QK * 20;
-    default: return QR_EARG;
-    }
-}
-
-static inline void put16(uint8_t *p, uint16_t v) { memcpy(p, &v, 2); }
-static inline float get16f(const uint8_t *p) {
-    uint16_t v;
-    memcpy(&v, p, 2);
-    return f16_to_f32(v);
-}
-
-/* round(v) half away from zero (the q8 quantizers: |v| <= 127.x); NaN / inf: 0, never UB */
-static inline int32_t round_q8(float v) {
-    float a = v < 0.0f ? -v : v;
-    a = a <= 127.5f ? a : 0.0f;
-    float t = (float)(int32_t)a;
-    float r = t + (a - t >= 0.5f ? 1.0f : 0.0f);
-    return (int32_t)(v < 0.0f ? -r : r);
-}
-
-/* a Q4 value from f = x * id + 0.5 (+ 8): truncated, 16.x and NaN give 15 */
-static inline int nibble_q4(float f) { return f >= 0.0f && f < 16.0f ? (int)f : 15; }
-
-/* one block each; x[32] -> bytes (ggml quantize_row_*_ref) */
-static void quant_block_q8_0(const float *x, uint8_t *out) {
-    float amax = 0.0f;
-    for (int j = 0; j < QR_QK; j++) {
-        float a = x[j] < 0.0f ? -x[j] : x[j];
-        amax = a > amax ? a : amax;
-    }
-    float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
-    put16(out, f32_to_f16(d));
-    for (int j = 0; j < QR_QK; j++) {
-        out[2 + j] = (uint8_t)(int8_t)round_q8(x[j] * id);   /* NaN / inf weights: 0 */
-    }
-}
-
-static void quant_block_q4_0(const float *x, uint8_t *out) {
-    float max = x[0], amax = max < 0.0f ? -max : max;
-    for (int j = 1; j < QR_QK; j++) {   /* the first element of largest magnitude, signed */
-        float a = x[j] < 0.0f ? -x[j] : x[j];
-        if (a > amax) { amax = a; max = x[j]; }
-    }
-    float d = max / -8.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
-    put16(out, f32_to_f16(d));
-    for (int j = 0; j < QR_QK / 2; j++) {
-        int q0 = nibble_q4(x[j] * id + 8.5f), q1 = nibble_q4(x[j + 16] * id + 8.5f);
-        out[2 + j] = (uint8_t)(q0 | q1 << 4);
-    }
-}
-
-static void quant_block_q4_1(const float *x, uint8_t *out) {
-    float min = x[0], max = x[0];
-    for (int j = 1; j < QR_QK; j++) {
-        min = x[j] < min ? x[j] : min;
-        max = x[j] > max ? x[j] : max;
-    }
-    float d = (max - min) / 15.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
-    put16(out, f32_to_f16(d));
-    put16(out + 2, f32_to_f16(min));
-    for (int j = 0; j < QR_QK / 2; j++) {
-        int q0 = nibble_q4((x[j] - min) * id + 0.5f), q1 = nibble_q4((x[j + 16] - min) * id + 0.5f);
-        out[4 + j] = (uint8_t)(q0 | q1 << 4);
-    }
-}
-
-static void dequant_block_q8_0(const uint8_t *b, float *y) {
-    float d = get16f(b);
-    for (int j = 0; j < QR_QK; j++) y[j] = (float)(int8_t)b[2 + j] * d;
-}
-static void dequant_block_q4_0(const uint8_t *b, float *y) {
-    float d = get16f(b);
-    for (int j = 0; j < QR_QK / 2; j++) {
-        y[j] = d * (float)((b[2 + j] & 15) - 8);
-        y[j + 16] = d * (float)((b[2 + j] >> 4) - 8);
-    }
-}
-static void dequant_block_q4_1(const uint8_t *b, float *y) {
-    float d = get16f(b), m = get16f(b + 2);
-    for (int j = 0; j < QR_QK / 2; j++) {
-        y[j] = d * (float)(b[4 + j] & 15) + m;
-        y[j + 16] = d * (float)(b[4 + j] >> 4) + m;
-    }
-}
-
-/* ------------------------------------------------------------------ row-wise drivers */
-typedef struct {
-    int qtype, dir;   /* dir 0: quantize, 1: dequantize */
-    const void *src;
-    void *dst;
-    int64_t k;
-    size_t rb;        /* bytes per quantized row */
-} qrows_ctx;
-
-static void qrows(void *p, int64_t lo, int64_t hi) {
-    const qrows_ctx *c = p;
-    int64_t k = c->k, nb = k / QR_QK;
-    size_t bs = c->rb / (size_t)(nb ? nb : 1);   /* bytes per block (quantized types) */
-    void (*quant)(const float *, uint8_t *) = c->qtype == QR_QTYPE_Q8_0 ? quant_block_q8_0
-        : c->qtype == QR_QTYPE_Q4_0 ? quant_block_q4_0 : quant_block_q4_1;
-    void (*dequant)(const uint8_t *, float *) = c->qtype == QR_QTYPE_Q8_0 ? dequant_block_q8_0
-        : c->qtype == QR_QTYPE_Q4_0 ? dequant_block_q4_0 : dequant_block_q4_1;
-#ifdef QR_HAVE_QUANT_AVX512   /* bit-identical dequantization (matmul_qf's panels, lookups) */
-    const int x512 = c->dir == 1 && c->qtype != QR_QTYPE_F16 && quant_tier() == QR_SIMD_AVX512;
-#endif
-    for (int64_t r = lo; r < hi; r++) {
-        if (c->qtype == QR_QTYPE_F16) {
-            if (c->dir == 0) {
-                const float *x = (const float *)c->src + r * k;
-                uint16_t *y = (uint16_t *)c->dst + r * k;
-#ifdef QR_HAVE_AVX2_BUILD
-                if (use_avx2()) { qr__f32_to_f16_avx2(x, y, k); continue; }
-#endif
-                for (int64_t j = 0; j < k; j++) y[j] = f32_to_f16(x[j]);
-            } else {
-                const uint16_t *x = (const uint16_t *)c->src + r * k;
-                float *y = (float *)c->dst + r * k;
-#ifdef QR_HAVE_AVX2_BUILD
-                if (use_avx2()) { qr__f16_to_f32_avx2(x, y, k); continue; }
-#endif
-                for (int64_t j = 0; j < k; j++) y[j] = f16_to_f32(x[j]);
-            }
-            continue;
-        }
-#ifdef QR_HAVE_QUANT_AVX512
-        if (x512) {
-            qr__dequantize_row_avx512(c->qtype, (const uint8_t *)c->src + r * c->rb,
-                                      (float *)c->dst + r * k, nb);
-            continue;
-        }
-#endif
-        for (int64_t b = 0; b < nb; b++) {
-            if (c->dir == 0)
-                quant((const float *)c->src + r * k + b * QR_QK,
-                      (uint8_t *)c->dst + r * c->rb + b * bs);
-            else
-                dequant((const uint8_t *)c->src + r * c->rb + b * bs,
-                        (float *)c->dst + r * k + b * QR_QK);
-        }
-    }
-}
-
-static int rows_op(int qtype, int dir, const void *src, void *dst, int64_t rows, int64_t k) {
-    int64_t rb = qr_quant_row_bytes(qtype, k);
-    if (rb < 0 || rows < 0) return QR_EARG;
-    if (rows == 0 || k == 0) return QR_OK;
-    if (!src || !dst) return QR_EARG;
-    qrows_ctx c = {qtype, dir, src, dst, k, (size_t)rb};
-    qr_par_items(qrows, &c, rows, rows * k * (dir == 0 ? 8 : 1));
-    return QR_OK;
-}
 
 
 /* ------------------------------------------------------------------ activations -> q8 rows */
@@ -281,7 +56,7 @@ static void quantize_q8_row(const float *x, int64_t k, uint8_t *row) {
         float db = amax / 127.0f, id = db != 0.0f ? 1.0f / db : 0.0f;
         int32_t sum = 0;
         for (int j = 0; j < QR_QK; j++) {
-            int32_t qi = round_q8(xb[j] * id);
+            int32_t qi = qr__round_q8(xb[j] * id);
             q[b * QR_QK + j] = (int8_t)qi;
             sum += qi;
         }
@@ -322,7 +97,7 @@ static void qdot_q8_0(int64_t nb, const uint8_t *w, const uint8_t *xq, size_t xs
             const uint8_t *wb = w + b * 34;
             int32_t s = 0;
             for (int i = 0; i < QR_QK; i++) s += (int8_t)wb[2 + i] * q[b * QR_QK + i];
-            acc += get16f(wb) * d[b] * (float)s;
+            acc += qr__get16f(wb) * d[b] * (float)s;
         }
         out[j] = acc;
     }
@@ -340,7 +115,7 @@ static void qdot_q4_0(int64_t nb, const uint8_t *w, const uint8_t *xq, size_t xs
             int32_t s = 0;
             for (int i = 0; i < 16; i++)
                 s += ((wb[2 + i] & 15) - 8) * qb[i] + ((wb[2 + i] >> 4) - 8) * qb[i + 16];
-            acc += get16f(wb) * d[b] * (float)s;
+            acc += qr__get16f(wb) * d[b] * (float)s;
         }
         out[j] = acc;
     }
@@ -358,8 +133,8 @@ static void qdot_q4_1(int64_t nb, const uint8_t *w, const uint8_t *xq, size_t xs
             int32_t s = 0;
             for (int i = 0; i < 16; i++)
                 s += (wb[4 + i] & 15) * qb[i] + (wb[4 + i] >> 4) * qb[i + 16];
-            acc += get16f(wb) * d[b] * (float)s;
-            accm += get16f(wb + 2) * sx[b];
+            acc += qr__get16f(wb) * d[b] * (float)s;
+            accm += qr__get16f(wb + 2) * sx[b];
         }
         out[j] = acc + accm;
     }
@@ -372,8 +147,8 @@ static void fdot_f16(int64_t k, const uint16_t *w, const float *x, int64_t ldx, 
         float acc[8] = {0};
         int64_t i = 0;
         for (; i + 8 <= k; i += 8)
-            for (int l = 0; l < 8; l++) acc[l] += f16_to_f32(w[i + l]) * xr[i + l];
-        for (int l = 0; i < k; i++, l++) acc[l] += f16_to_f32(w[i]) * xr[i];
+            for (int l = 0; l < 8; l++) acc[l] += qr__f16_to_f32(w[i + l]) * xr[i + l];
+        for (int l = 0; i < k; i++, l++) acc[l] += qr__f16_to_f32(w[i]) * xr[i];
         float s = 0.0f;
         for (int l = 0; l < 8; l++) s += acc[l];
         out[j] = s;
@@ -502,7 +277,7 @@ static int matvec(const float *x, int64_t K, int n, const int *qtypes, const voi
                   float *const *ys, const int64_t *Ns) {
     if (n < 1 || n > QR_MV_MAX || K < 0) return QR_EARG;
     mv_ctx c = {.n = n, .K = K, .nb = K / QR_QK};
-    int tier = quant_tier(), layouts = 0;   /* bit l: a q8 row in layout l wanted */
+    int tier = qr__quant_tier(), layouts = 0;   /* bit l: a q8 row in layout l wanted */
     size_t work = 0;
     for (int i = 0; i < n; i++) {
         int64_t rb = qr_quant_row_bytes(qtypes[i], K);
@@ -565,7 +340,7 @@ static int matmul(int qtype, const float *x, const void *w, float *y, int64_t M,
     const int rc = mm_prologue(qtype, x, w, y, M, N, K, &rb);
     if (rc) return rc < 0 ? rc : QR_OK;
     if (M == 1) return matvec(x, K, 1, &qtype, &w, &y, &N);
-    int tier = quant_tier();
+    int tier = qr__quant_tier();
     qr_qrows_fn unused;
     /* 8 rows a call on AVX-512 (F16: 4, its float rows would leave L1) */
     const int rows = tier == QR_SIMD_AVX512 && qtype != QR_QTYPE_F16 ? QR_QMAX_ROWS_X
@@ -628,8 +403,7 @@ static void qf_task(void *p, int task, int ntasks) {
     } else {
         for (int64_t pi = lo; pi < hi; pi++) {
             int64_t n0 = pi * QF_PANEL, n = c->N - n0 < QF_PANEL ? c->N - n0 : QF_PANEL;
-            qrows_ctx d = {c->qtype, 1, c->w + n0 * c->rb, panel, c->K, c->rb};
-            qrows(&d, 0, n);
+            qr__dequantize_rows(c->qtype, c->w + n0 * c->rb, c->rb, panel, n, c->K);
             qr_gemm_f32(0, 1, c->M, n, c->K, 1.0f, c->x, panel, 0.0f, yp);   /* yp = x panel^T */
             for (int64_t m = 0; m < c->M; m++)
                 memcpy(c->y + m * c->N + n0, yp + m * n, (size_t)n * sizeof(float));
@@ -651,47 +425,9 @@ static int matmul_qf(int qtype, const float *x, const void *w, float *y, int64_t
     return c.failed ? QR_ENOMEM : QR_OK;
 }
 
-/* ------------------------------------------------------------------ embedding rows */
-typedef struct {
-    int qtype;
-    const uint8_t *w;     /* the table [vocab, K] */
-    const int32_t *ids;   /* [n] */
-    float *y;             /* [n, K] */
-    int64_t K;
-    size_t rb;            /* bytes a table row */
-} gr_ctx;
-
-static void get_rows(void *p, int64_t lo, int64_t hi) {
-    const gr_ctx *c = p;
-    for (int64_t i = lo; i < hi; i++) {
-        qrows_ctx d = {c->qtype, 1, c->w + (size_t)c->ids[i] * c->rb, c->y + i * c->K, c->K, c->rb};
-        qrows(&d, 0, 1);
-    }
-}
-
-static int get_rows_op(int qtype, const void *w, const int32_t *ids, float *y, int64_t n,
-                       int64_t vocab, int64_t K) {
-    int64_t rb = qr_quant_row_bytes(qtype, K);
-    if (rb < 0 || n < 0 || vocab < 0) return QR_EARG;
-    if (n == 0 || K == 0) return QR_OK;
-    if (!w || !ids || !y) return QR_EARG;
-    for (int64_t i = 0; i < n; i++)
-        if (ids[i] < 0 || ids[i] >= vocab) return QR_ETARGET;   /* as qr_embedding_f32 */
-    gr_ctx c = {qtype, w, ids, y, K, (size_t)rb};
-    qr_par_items(get_rows, &c, n, n * K);
-    return QR_OK;
-}
-
 /* ------------------------------------------------------------------ public entry points */
-/* qr_quantize_<fmt>, qr_dequantize_<fmt>, qr_matmul_<fmt>_f32, qr_matmul_qf_<fmt>_f32,
- * qr_get_rows_<fmt> (declared in qorus.h) */
-#define QR_QUANT_API(fmt, qtype)                                                          \
-    int qr_quantize_##fmt(const float *x, void *out, int64_t rows, int64_t k) {           \
-        return rows_op(qtype, 0, x, out, rows, k);                                         \
-    }                                                                                      \
-    int qr_dequantize_##fmt(const void *w, float *y, int64_t rows, int64_t k) {           \
-        return rows_op(qtype, 1, w, y, rows, k);                                           \
-    }                                                                                      \
+/* qr_matmul_<fmt>_f32, qr_matmul_qf_<fmt>_f32 (declared in qorus.h) */
+#define QR_PRODUCT_API(fmt, qtype)                                                        \
     int qr_matmul_##fmt##_f32(const float *x, const void *w, float *y, int64_t M, int64_t N, \
                               int64_t K) {                                                 \
         return matmul(qtype, x, w, y, M, N, K);                                            \
@@ -699,12 +435,8 @@ static int get_rows_op(int qtype, const void *w, const int32_t *ids, float *y, i
     int qr_matmul_qf_##fmt##_f32(const float *x, const void *w, float *y, int64_t M,       \
                                  int64_t N, int64_t K) {                                   \
         return matmul_qf(qtype, x, w, y, M, N, K);                                         \
-    }                                                                                      \
-    int qr_get_rows_##fmt(const void *w, const int32_t *ids, float *y, int64_t n,          \
-                          int64_t vocab, int64_t K) {                                      \
-        return get_rows_op(qtype, w, ids, y, n, vocab, K);                                 \
     }
-QR_QUANT_API(q8_0, QR_QTYPE_Q8_0)
-QR_QUANT_API(q4_0, QR_QTYPE_Q4_0)
-QR_QUANT_API(q4_1, QR_QTYPE_Q4_1)
-QR_QUANT_API(f16, QR_QTYPE_F16)
+QR_PRODUCT_API(q8_0, QR_QTYPE_Q8_0)
+QR_PRODUCT_API(q4_0, QR_QTYPE_Q4_0)
+QR_PRODUCT_API(q4_1, QR_QTYPE_Q4_1)
+QR_PRODUCT_API(f16, QR_QTYPE_F16)

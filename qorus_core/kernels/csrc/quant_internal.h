@@ -1,5 +1,5 @@
-/* quant_internal.h - private interface between quant.c (formats, drivers, portable path),
- * quant_avx2.c (AVX2/FMA/F16C dot products and F16 conversion) and quant_avx512.c (AVX-512
+/* quant_internal.h - private interface between quant_formats.c (formats, row drivers), quant.c
+ * (the products: drivers and portable dot products), quant_avx2.c (AVX2/FMA/F16C dot products and F16 conversion) and quant_avx512.c (AVX-512
  * BW/VL + VNNI dot products). Not part of the public API.
  *
  * Activations are quantized per row into 8-bit blocks of 32 (the "q8" buffer):
@@ -18,6 +18,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #define QR_QK 32   /* values per block */
 #define QR_QMAX_ROWS 4   /* activation rows a dot kernel serves at once */
@@ -58,7 +59,7 @@ void qr__f32_to_f16_avx2(const float *x, uint16_t *y, int64_t n);
 /* ------------------------------------------------------------------ AVX-512 + VNNI tier
  * Compiled in where the AVX-512 objects are and the compiler knows VNNI (quant_avx512.c turns
  * it on for itself only: the other *_avx512.c files never emit it); run only where the CPU has
- * AVX512VNNI too (cpu.c's family table, quant.c's quant_tier()).
+ * AVX512VNNI too (cpu.c's family table, quant_formats.c's qr__quant_tier()).
  *
  * Its q8 rows ("x" layouts) hold q (room for whole quads) | d | s, as above, and add, at
  * 64-byte aligned offsets (qr_x_off_*):
@@ -108,7 +109,48 @@ void qr__fdot_f16_avx512(int64_t k, const uint16_t *w, const float *x, int64_t l
 /* one q8 row in layout 0 or 1 from x[k] (k a multiple of 32); q, d, s bit-identical to the
  * portable version */
 void qr__quantize_q8_row_avx512(const float *x, int64_t k, uint8_t *row, int layout);
-/* y[32 nb] = the nb blocks of a Q8_0 / Q4_0 / Q4_1 row (qtype), bit-identical to quant.c's */
+/* y[32 nb] = the nb blocks of a Q8_0 / Q4_0 / Q4_1 row (qtype), bit-identical to quant_formats.c's */
 void qr__dequantize_row_avx512(int qtype, const uint8_t *w, float *y, int64_t nb);
+
+
+/* ------------------------------------------------------------------ shared by the formats
+ * (quant_formats.c) and the products (quant.c) */
+/* the tier the quant kernels run (cpu.c's family table says the same) */
+int qr__quant_tier(void);
+/* rows [0, rows) of a quantized weight (qtype, rb bytes a row) dequantized into y [rows, k],
+ * serially on this thread (bit-identical on every tier) */
+void qr__dequantize_rows(int qtype, const uint8_t *w, size_t rb, float *y, int64_t rows,
+                         int64_t k);
+
+static inline float qr__f16_to_f32(uint16_t h) {   /* exact */
+    uint32_t sign = (uint32_t)(h & 0x8000u) << 16, e = (h >> 10) & 0x1fu, m = h & 0x3ffu, b;
+    if (e == 0) {
+        float v = (float)m * 5.9604644775390625e-8f;   /* m * 2^-24, exact */
+        memcpy(&b, &v, 4);
+        b |= sign;
+    } else if (e == 31) {
+        b = sign | 0x7f800000u | (m << 13);
+    } else {
+        b = sign | ((e + 112u) << 23) | (m << 13);
+    }
+    float f;
+    memcpy(&f, &b, 4);
+    return f;
+}
+
+static inline float qr__get16f(const uint8_t *p) {   /* an fp16 field of a block */
+    uint16_t v;
+    memcpy(&v, p, 2);
+    return qr__f16_to_f32(v);
+}
+
+/* round(v) half away from zero (the q8 quantizers: |v| <= 127.x); NaN / inf: 0, never UB */
+static inline int32_t qr__round_q8(float v) {
+    float a = v < 0.0f ? -v : v;
+    a = a <= 127.5f ? a : 0.0f;
+    float t = (float)(int32_t)a;
+    float r = t + (a - t >= 0.5f ? 1.0f : 0.0f);
+    return (int32_t)(v < 0.0f ? -r : r);
+}
 
 #endif

@@ -23,6 +23,7 @@ import numpy as np
 
 from qorus_core import Model
 from qorus_core.errors import CheckpointError
+from qorus_core.validate import positive_int
 
 from .gpt import GPT
 from .hf_checkpoint import field, load_tensors, model_dir, read_json
@@ -182,7 +183,8 @@ def load_decoder(path: str | os.PathLike, context: int | None = None, kernels=No
     d = model_dir(path)
     cfg = read_json(d / "config.json")
     spec = decoder_spec(cfg, d / "config.json")
-    ctx = min(spec.max_positions, 2048) if context is None else int(context)
+    ctx = (min(spec.max_positions, 2048) if context is None
+           else positive_int(context, "context", "load_decoder"))
     window = cfg.get("sliding_window")
     if spec.model_type == "mistral" and isinstance(window, int) and window < ctx:
         raise CheckpointError(f"{d / 'config.json'}: sliding_window {window} is shorter than the "

@@ -12,6 +12,7 @@ after its padding id: the table is loaded from that row on.
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -208,7 +209,11 @@ def _st_modules(d: Path) -> tuple[str, bool]:
         if kind.endswith("Normalize"):
             normalize = True
         elif kind.endswith("Pooling"):
-            cfg = read_json(d / str(m.get("path", "")) / "config.json")
+            sub = (d / str(m.get("path", ""))).resolve()
+            if d.resolve() not in (sub, *sub.parents):
+                raise CheckpointError(f"{mods}: module path {m.get('path')!r} is outside the "
+                                      "model directory")
+            cfg = read_json(sub / "config.json")
             modes = [k for k, v in cfg.items() if k.startswith("pooling_mode_") and v is True]
             mode = {"pooling_mode_mean_tokens": "mean", "pooling_mode_cls_token": "cls"}.get(
                 modes[0] if len(modes) == 1 else "")
@@ -225,10 +230,12 @@ def _st_modules(d: Path) -> tuple[str, bool]:
 class Encoder:
     """A loaded encoder: ``encode(texts)`` -> float32 [N, d] sentence embeddings (the
     checkpoint's pooling and normalisation), ``hidden(ids, attention_mask)`` -> the last hidden
-    states [N, T, d]. Batches are padded to their longest text, each length compiled once."""
+    states [N, T, d]. Batches are padded to their longest text, each length compiled once.
+    Thread-safe: calls from several threads take turns (a plan's buffers serve one at a time)."""
 
     def __init__(self, model: Model, spec: EncoderSpec, tokenizer, normalize: bool) -> None:
         self.model, self.spec, self.tokenizer, self.normalize = model, spec, tokenizer, normalize
+        self._lock = threading.Lock()
 
     def _run(self, ids: np.ndarray, mask: np.ndarray, types: np.ndarray | None = None) -> dict:
         n, T = ids.shape
@@ -237,11 +244,12 @@ class Encoder:
         x = {"ids": ids.astype(np.int32), "pad": np.asarray(mask) == 0}
         if self.spec.type_vocab:
             x["types"] = (np.zeros_like(x["ids"]) if types is None else types.astype(np.int32))
-        plan = self.model.plan(n, shape={k: (T,) for k in x})
-        for k, v in x.items():
-            plan.inputs[k].a[...] = v
-        plan.forward()
-        return {k: t.a.copy() for k, t in plan.outputs.items()}
+        with self._lock:
+            plan = self.model.plan(n, shape={k: (T,) for k in x})
+            for k, v in x.items():
+                plan.inputs[k].a[...] = v
+            plan.forward()
+            return {k: t.a.copy() for k, t in plan.outputs.items()}
 
     def hidden(self, ids: np.ndarray, attention_mask: np.ndarray,
                token_type_ids: np.ndarray | None = None) -> np.ndarray:

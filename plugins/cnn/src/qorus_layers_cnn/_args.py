@@ -9,7 +9,7 @@ import numpy as np
 
 from qorus_core import Spec
 from qorus_core.errors import ConfigError, ShapeError
-from qorus_core.validate import integer
+from qorus_core.validate import integer, maybe, positive_int
 
 Pair = tuple[int, int]
 
@@ -78,3 +78,22 @@ def planes(x: Spec, rank: int) -> tuple[int, int, int, int]:
         return nchw(x)
     B, C, L = ncl(x)
     return B, C, 1, L
+
+
+def conv_channels(name: str, rank: int, in_channels: Any, out_channels: Any, kernel_size: Any,
+                  groups: Any) -> tuple[int | None, int, int]:
+    """(in_channels or None, out_channels, groups) of a convolution's config, checked: both
+    channel counts multiples of groups, a kernel_size given."""
+    out_channels = positive_int(out_channels, "out_channels", name)
+    if kernel_size is None:
+        raise ConfigError(f"{name}: kernel_size is required (an int{' or a pair' * (rank - 1)})")
+    groups = positive_int(groups, "groups", name)
+    if out_channels % groups:
+        raise ConfigError(f"{name}: groups={groups!r} must be a positive int dividing "
+                          f"out_channels={out_channels}")
+    in_channels = maybe(positive_int, in_channels, "in_channels", name)
+    if in_channels is not None and in_channels % groups:
+        raise ConfigError(f"{name}: in_channels={in_channels!r} must be a positive multiple "
+                          f"of groups={groups}")
+    return in_channels, out_channels, groups
+

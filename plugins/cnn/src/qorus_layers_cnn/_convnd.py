@@ -8,9 +8,9 @@ from typing import Any, ClassVar
 from qorus_core import Layer, Spec
 from qorus_core.errors import ConfigError, ShapeError
 from qorus_core.init import torch_linear
-from qorus_core.validate import boolean, maybe, positive_int
+from qorus_core.validate import boolean
 
-from ._args import Pair, config_value, planes, sizes
+from ._args import Pair, config_value, conv_channels, planes, sizes
 
 
 def out_size(n: int, k: int, stride: int, pad: int, dilation: int = 1) -> int:
@@ -55,17 +55,8 @@ class ConvNd(Layer):
                  kernel_size: Any = None, stride: Any = 1, padding: Any = 0, dilation: Any = 1,
                  groups: int = 1, bias: bool = True) -> None:
         name, r = f"cnn.{type(self).__name__}", self.rank
-        out_channels = positive_int(out_channels, "out_channels", name)
-        if kernel_size is None:
-            raise ConfigError(f"{name}: kernel_size is required (an int{' or a pair' * (r - 1)})")
-        groups = positive_int(groups, "groups", name)
-        if out_channels % groups:
-            raise ConfigError(f"{name}: groups={groups!r} must be a positive int dividing "
-                              f"out_channels={out_channels}")
-        in_channels = maybe(positive_int, in_channels, "in_channels", name)
-        if in_channels is not None and in_channels % groups:
-            raise ConfigError(f"{name}: in_channels={in_channels!r} must be a positive multiple "
-                              f"of groups={groups}")
+        in_channels, out_channels, groups = conv_channels(name, r, in_channels, out_channels,
+                                                          kernel_size, groups)
         self._k = sizes(name, "kernel_size", kernel_size, 1, r)
         self._s = sizes(name, "stride", stride, 1, r)
         self._d = sizes(name, "dilation", dilation, 1, r)
