@@ -57,7 +57,7 @@ def ggml_type(name):
 def test_row_bytes_and_qweight_checks():
     assert [row_bytes(q, 64) for q in QTYPES] == [68, 36, 40, 128]
     assert row_bytes(8, 32) == 34 and row_bytes("Q4_0", 0) == 0
-    for bad in ("q5_0", 0, 99, None):
+    for bad in ("q7_0", 0, 99, None):
         with pytest.raises(KernelError):
             row_bytes(bad, 32)
     with pytest.raises(KernelError, match="whole number"):

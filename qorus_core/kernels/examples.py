@@ -15,6 +15,7 @@ import numpy as np
 
 from ..tensor import Tensor
 from .decl.spec import Kernel
+from .numpy_qformats import FORMATS, random_blocks
 from .numpy_quant import QWeight
 
 __all__ = ["build", "written"]
@@ -36,6 +37,8 @@ def _value(o, v, rng, grow: bool = False):
         qtype, n, k = v
         if o.role != "in":
             return QWeight.empty(qtype, n, k)
+        if not FORMATS[qtype].quantizable:                        # random valid blocks
+            return QWeight(random_blocks(qtype, n, k, rng), qtype, n, k)
         w = QWeight.empty(qtype, n, k)
         from .numpy import NumpyKernels  # the reference quantizer
         NumpyKernels().quantize(Tensor(rng.standard_normal((n, k)).astype(np.float32)), w, qtype)

@@ -529,11 +529,14 @@ class KernelSet(Protocol):
 
     def quantize(self, x: Tensor, out, qtype) -> None:
         """out (uint8 bytes, or a QWeight) = x [rows, k] quantized row by row to qtype
-        ('q8_0', 'q4_0', 'q4_1', 'f16'), bit-exact with ggml's reference quantizers.
+        (q8_0, q4_0, q4_1, q5_0, q5_1, f16, bf16: the formats the ``gguf`` package writes),
+        bit-exact with ggml's reference quantizers.
         """
 
     def dequantize(self, w: QWeight, y: Tensor) -> None:
-        """y [n, k] (any shape of n * k float32) = the values of the quantized weight w."""
+        """y [n, k] (any shape of n * k float32) = the values of the quantized weight w,
+        bit-exact with the ``gguf`` package's dequantizers.
+        """
 
     def embedding_q(self, ids: Tensor, w: QWeight, y: Tensor) -> None:
         """y[i, :] = dequantize(w[ids[i], :]) for a quantized table w [vocab, k]."""
@@ -545,9 +548,10 @@ class KernelSet(Protocol):
 
     def matmul_q(self, x: Tensor, w: QWeight, y: Tensor) -> None:
         """y [M, N] = x [M, K] @ W^T for a quantized weight W [N, K] (a QWeight).
-        x is quantized to 8-bit blocks per row and each block pair's integer dot product is
-        scaled by d_w * d_x (+ m_w * s_x for q4_1) and summed in float32, as ggml does; F16
-        weights multiply x in float32. Rank > 2 tensors are seen as (rows, cols).
+        x is quantized to 8-bit blocks of 32 per row and each block pair's integer dot product
+        (the weight's sub-block scales folded in) is scaled by D_w * d_x, less the block's offsets
+        times x's block (the formats with offsets), and summed in float32, as ggml does; F16 and
+        BF16 weights multiply x in float32. Rank > 2 tensors are seen as (rows, cols).
         """
 
     def linears(self, x: Tensor, ws: Sequence, ys: Sequence[Tensor]) -> None:

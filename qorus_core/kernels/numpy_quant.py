@@ -1,29 +1,19 @@
-"""Quantized weights: the ``QWeight`` type and the block formats in NumPy (the kernels that use
-them are declared in ``decl/quant.py``), and ``WeightDispatch``, the base of both kernel sets.
+"""Quantized weights: the ``QWeight`` type and the helpers the quant kernels share (the formats
+themselves, bit for bit with ggml, are in ``numpy_qformats.py``; the kernels are declared in
+``decl/quant.py``), and ``WeightDispatch``, the base of both kernel sets.
 
-Formats are ggml's, bit for bit (32 values a block, fp16 scales, little-endian):
-
-=====  =====  ===========================================  =====================
-qtype  bytes  block                                        value
-=====  =====  ===========================================  =====================
-q8_0   34     fp16 d, int8 q[32]                           d * q
-q4_0   18     fp16 d, 16 bytes of nibbles                  d * (q - 8)
-q4_1   20     fp16 d, fp16 m, 16 bytes of nibbles          d * q + m
-f16    2      one IEEE half per value                      exact
-=====  =====  ===========================================  =====================
-
-Q4 nibbles: element j in the low nibble of byte j, element j + 16 in its high nibble. A
-quantized matrix [N, K] is N rows of ``row_bytes(qtype, K)`` bytes (the layout of a GGUF
+A quantized matrix [N, K] is N rows of ``row_bytes(qtype, K)`` bytes (the layout of a GGUF
 tensor, whose dims read (K, N)). A weight is a ``QWeight``: raw uint8 bytes (e.g. an mmap view
 of a GGUF file, read-only is fine), its qtype and (N, K), its byte size checked when it is made;
 a QWeight is immutable, so that check holds for every later C call.
 
-Products ``y[M,N] = x[M,K] @ W^T`` quantize each row of x to 8-bit blocks as ggml does for its
-Q8_0 / Q8_1 activation blocks (d = amax / 127, q = round half away from zero, s = d * sum q;
-scales kept in float32), take the exact integer dot product of each block pair and sum
-``d_w * d_x * sumi`` (+ ``m_w * s_x`` for q4_1) in float32. F16 weights multiply the float32
-activations directly. NaN / inf in an activation row makes that row's outputs NaN (F16: as
-float math has it); inf fp16 scales (values beyond 65504 quantized) give inf / NaN, as in ggml.
+Products ``y[M,N] = x[M,K] @ W^T`` quantize each row of x to 8-bit blocks of 32 as ggml does for
+its Q8_0 / Q8_1 activation blocks (d = amax / 127, q = round half away from zero, s = d * sum q;
+scales kept in float32), take the exact integer dot product of each weight block (its
+sub-block scales folded in) with the activation block and sum ``D_w * d_x * sumi`` (minus the
+block's offsets times the activations, for the formats with offsets) in float32. F16 / BF16
+weights multiply the float32 activations directly. NaN / inf in an activation row makes that
+row's outputs NaN (F16: as float math has it); inf fp16 scales give inf / NaN, as in ggml.
 """
 
 from __future__ import annotations
@@ -32,17 +22,18 @@ import numpy as np
 
 from ..errors import KernelError
 from ..tensor import Tensor
+from .numpy_qformats import FORMATS, quantize_blocks, unpack_products
 
 __all__ = ["QTYPES", "QWeight", "WeightDispatch", "qtype_name", "row_bytes", "to_float32"]
 
 # name -> (ggml type number, values a block, bytes a block)
-QTYPES = {"f16": (1, 1, 2), "q4_0": (2, 32, 18), "q4_1": (3, 32, 20), "q8_0": (8, 32, 34)}
+QTYPES = {f.name: (f.number, f.block_values, f.block_bytes) for f in FORMATS.values()}
 _BY_NUMBER = {v[0]: k for k, v in QTYPES.items()}
-_F16 = np.dtype("<f2")
 
 
 def qtype_name(qtype) -> str:
-    """'q8_0', 'q4_0', 'q4_1' or 'f16' from a name (any case) or a ggml type number/enum."""
+    """A format name ('q8_0', 'q4_k', 'bf16', ...: ``QTYPES``) from a name (any case) or a ggml
+    type number/enum."""
     if isinstance(qtype, str):
         name = qtype.strip().lower()
         if name in QTYPES:
@@ -54,7 +45,8 @@ def qtype_name(qtype) -> str:
 
 
 def row_bytes(qtype, k: int) -> int:
-    """Bytes of one row of k values; k must be a multiple of 32 for the block formats."""
+    """Bytes of one row of k values; k must be a whole number of the format's blocks (32
+    values, 256 for the K-quants)."""
     name = qtype_name(qtype)
     _, bk, bb = QTYPES[name]
     if k < 0 or k % bk:
@@ -117,59 +109,15 @@ class QWeight:
         return f"QWeight({self.qtype}, n={self.n}, k={self.k}, {self.nbytes} bytes)"
 
 
-def _half(a: np.ndarray) -> np.ndarray:
-    """float32 -> the fp16 bytes (round to nearest even; beyond 65504: inf, as ggml)."""
-    with np.errstate(over="ignore"):
-        return a.astype(_F16).view(np.uint8)
-
-
 def _quantize_blocks(name: str, x: np.ndarray) -> np.ndarray:
     """x [nblocks, 32] float32 -> [nblocks, block bytes] uint8 (ggml's reference quantizers)."""
-    nbk = x.shape[0]
-    if name == "q8_0":
-        amax = np.abs(x).max(axis=1, keepdims=True)
-        d = amax / np.float32(127)
-        inv = np.divide(np.float32(1), d, out=np.zeros_like(d), where=d != 0)
-        v = x * inv
-        a = np.abs(v)
-        t = np.trunc(a)
-        r = t + (a - t >= np.float32(0.5)).astype(np.float32)   # round half away from zero
-        q = np.where(v < 0, -r, r).astype(np.int8)
-        return np.concatenate([_half(d), q.view(np.uint8)], axis=1)
-    if name == "q4_0":
-        imax = np.abs(x).argmax(axis=1)[:, None]                # first of largest magnitude
-        mx = np.take_along_axis(x, imax, axis=1)
-        d = mx / np.float32(-8)
-        inv = np.divide(np.float32(1), d, out=np.zeros_like(d), where=d != 0)
-        q = np.minimum(np.trunc(x * inv + np.float32(8.5)), np.float32(15)).astype(np.uint8)
-        q = q.reshape(nbk, 2, 16)
-        return np.concatenate([_half(d), q[:, 0] | (q[:, 1] << np.uint8(4))], axis=1)
-    # q4_1
-    lo = x.min(axis=1, keepdims=True)
-    hi = x.max(axis=1, keepdims=True)
-    d = (hi - lo) / np.float32(15)
-    inv = np.divide(np.float32(1), d, out=np.zeros_like(d), where=d != 0)
-    q = np.minimum(np.trunc((x - lo) * inv + np.float32(0.5)), np.float32(15)).astype(np.uint8)
-    q = q.reshape(nbk, 2, 16)
-    return np.concatenate([_half(d), _half(lo), q[:, 0] | (q[:, 1] << np.uint8(4))], axis=1)
-
-
-def _nibbles(qs: np.ndarray) -> np.ndarray:
-    """[..., 16] packed -> [..., 32] values 0..15 in element order."""
-    return np.concatenate([qs & np.uint8(15), qs >> np.uint8(4)], axis=-1)
+    return quantize_blocks(name, x)
 
 
 def _unpack(name: str, w: np.ndarray, n: int, k: int):
-    """Weight bytes -> (q [n, nb, 32] float32 integers, d [n, nb], m [n, nb] or None)."""
-    nb = k // 32
-    blk = w.reshape(n, nb, QTYPES[name][2])
-    d = blk[..., 0:2].copy().view(_F16)[..., 0].astype(np.float32)
-    if name == "q8_0":
-        return blk[..., 2:].view(np.int8).astype(np.float32), d, None
-    if name == "q4_0":
-        return _nibbles(blk[..., 2:]).astype(np.float32) - np.float32(8), d, None
-    m = blk[..., 2:4].copy().view(_F16)[..., 0].astype(np.float32)
-    return _nibbles(blk[..., 4:]).astype(np.float32), d, m
+    """Weight bytes -> (qs [n, nb, 32] float32 integers, D [n, nb], mins [n, nb, 32] or None):
+    each value is ``D * qs - mins`` (numpy_qformats.unpack_products)."""
+    return unpack_products(name, w, n, k)
 
 
 def quantize_q8_rows(x: np.ndarray):

@@ -267,31 +267,67 @@ QR_API int qr_adam_step_f32(float *p, const float *g, float *m, float *v, int64_
                             int64_t step, int decoupled);
 
 /* ------------------------------------------------------------------ quant (quant.c) */
-/* Quantized weights in the ggml block formats, bit for bit (32 values a block):
- *   Q8_0 (34 bytes): fp16 d, int8 q[32]; x = d * q
+/* Quantized weights in the ggml block formats, bit for bit with ggml and the gguf package:
+ *   Q8_0 (34 bytes / 32 values): fp16 d, int8 q[32]; x = d * q
  *   Q4_0 (18 bytes): fp16 d, 16 bytes of nibbles (element j low nibble of byte j, element
  *                    j + 16 its high nibble); x = d * (q - 8)
  *   Q4_1 (20 bytes): fp16 d, fp16 m, nibbles as Q4_0; x = d * q + m
- *   F16  (2 bytes a value): IEEE half, converted with round to nearest even (F16C when present)
+ *   Q5_0 (22 bytes): fp16 d, uint32 qh (bit j: element j's fifth bit), nibbles; x = d * (q - 16)
+ *   Q5_1 (24 bytes): fp16 d, fp16 m, qh, nibbles; x = d * q + m
+ *   IQ4_NL (18 bytes): fp16 d, nibbles; x = d * kvalues[q] (16 non-linear int8 levels)
+ *   Q2_K .. Q6_K (84, 110, 144, 176, 210 bytes / 256 values): super-blocks with sub-block
+ *                    scales (quant_kformats.c documents each layout)
+ *   F16, BF16 (2 bytes a value): IEEE half (round to nearest even), bfloat16 (ggml's rounding)
  * A quantized matrix [rows, k] is rows of k values, each row its blocks in order (the layout
- * of a GGUF tensor); k must be a multiple of 32 for the block formats. qtype numbers are
- * ggml's. */
+ * of a GGUF tensor); k must be a whole number of blocks (32 values, 256 for the K-quants).
+ * qtype numbers are ggml's. Quantizers exist for the formats the gguf package writes (Q8_0,
+ * Q4_0, Q4_1, Q5_0, Q5_1, F16, BF16). */
 #define QR_QTYPE_F16 1
 #define QR_QTYPE_Q4_0 2
 #define QR_QTYPE_Q4_1 3
+#define QR_QTYPE_Q5_0 6
+#define QR_QTYPE_Q5_1 7
 #define QR_QTYPE_Q8_0 8
-/* bytes of one row of k values in qtype, or QR_EARG (unknown type, k not a multiple of 32) */
+#define QR_QTYPE_Q2_K 10
+#define QR_QTYPE_Q3_K 11
+#define QR_QTYPE_Q4_K 12
+#define QR_QTYPE_Q5_K 13
+#define QR_QTYPE_Q6_K 14
+#define QR_QTYPE_IQ4_NL 20
+#define QR_QTYPE_BF16 30
+/* bytes of one row of k values in qtype, or QR_EARG (unknown type, k not whole blocks) */
 QR_API int64_t qr_quant_row_bytes(int qtype, int64_t k);
 /* out[rows, row_bytes] = quantize(x[rows, k]) as ggml's reference quantizers */
 QR_API int qr_quantize_q8_0(const float *x, void *out, int64_t rows, int64_t k);
 QR_API int qr_quantize_q4_0(const float *x, void *out, int64_t rows, int64_t k);
 QR_API int qr_quantize_q4_1(const float *x, void *out, int64_t rows, int64_t k);
 QR_API int qr_quantize_f16(const float *x, void *out, int64_t rows, int64_t k);
+QR_API int qr_quantize_q5_0(const float *x, void *out, int64_t rows, int64_t k);
+QR_API int qr_quantize_q5_1(const float *x, void *out, int64_t rows, int64_t k);
+QR_API int qr_quantize_bf16(const float *x, void *out, int64_t rows, int64_t k);
 /* y[rows, k] = dequantize(w) */
 QR_API int qr_dequantize_q8_0(const void *w, float *y, int64_t rows, int64_t k);
 QR_API int qr_dequantize_q4_0(const void *w, float *y, int64_t rows, int64_t k);
 QR_API int qr_dequantize_q4_1(const void *w, float *y, int64_t rows, int64_t k);
 QR_API int qr_dequantize_f16(const void *w, float *y, int64_t rows, int64_t k);
+/* the other formats' dequantize / get_rows / matmul / matmul_qf, same contracts as above */
+#define QR_QUANT_FORMAT_DECL(fmt)                                                           \
+    QR_API int qr_dequantize_##fmt(const void *w, float *y, int64_t rows, int64_t k);       \
+    QR_API int qr_get_rows_##fmt(const void *w, const int32_t *ids, float *y, int64_t n,    \
+                                 int64_t vocab, int64_t K);                                 \
+    QR_API int qr_matmul_##fmt##_f32(const float *x, const void *w, float *y, int64_t M,    \
+                                     int64_t N, int64_t K);                                 \
+    QR_API int qr_matmul_qf_##fmt##_f32(const float *x, const void *w, float *y, int64_t M, \
+                                        int64_t N, int64_t K);
+QR_QUANT_FORMAT_DECL(q5_0)
+QR_QUANT_FORMAT_DECL(q5_1)
+QR_QUANT_FORMAT_DECL(q2_k)
+QR_QUANT_FORMAT_DECL(q3_k)
+QR_QUANT_FORMAT_DECL(q4_k)
+QR_QUANT_FORMAT_DECL(q5_k)
+QR_QUANT_FORMAT_DECL(q6_k)
+QR_QUANT_FORMAT_DECL(iq4_nl)
+QR_QUANT_FORMAT_DECL(bf16)
 /* y[M,N] = x[M,K] @ W^T, W [N,K] in the format (row-major, N rows of row_bytes(K)).
  * The block formats quantize each row of x to 8-bit blocks of 32 (d = amax / 127, q rounded
  * half away from zero; Q4_1 also uses s = d * sum q) and sum exact integer block products

@@ -21,7 +21,7 @@
 /* ------------------------------------------------------------------ activations -> q8 rows */
 /* bytes a q8 row takes: 32 q + d + s + the paired layout's X (2 floats) a block, 64-aligned;
  * the AVX-512 "x" layouts: qr_x_stride */
-static size_t q8_stride(int64_t k, int tier) {
+static size_t q8_stride(int64_t k, int tier) {   /* the largest a tier's layouts take */
 #ifdef QR_HAVE_QUANT_AVX512
     if (tier == QR_SIMD_AVX512) return qr_x_stride(k / QR_QK);
 #endif
@@ -30,8 +30,13 @@ static size_t q8_stride(int64_t k, int tier) {
 }
 
 /* the q8 layout a weight format takes on a tier: 0 natural (AVX-512: layout 0), 1 paired
- * (AVX2) or quad (AVX-512 layout 1) for the Q4 formats on a SIMD tier */
+ * (AVX2) or quad (AVX-512 layout 1) for the Q4 formats on a SIMD tier; 2 natural on every
+ * tier (the formats of quant_kformats.c: q | d | s, whatever the tier) */
+#define QL_NATURAL 2
+#define QL_COUNT 3
 static int q8_layout(int qtype, int tier) {
+    if (qtype != QR_QTYPE_Q8_0 && qtype != QR_QTYPE_Q4_0 && qtype != QR_QTYPE_Q4_1)
+        return QL_NATURAL;
     return tier >= QR_SIMD_AVX2 && qtype != QR_QTYPE_Q8_0;
 }
 
@@ -70,6 +75,16 @@ typedef struct { const float *x; uint8_t *xq; int64_t k; size_t stride; int tier
 static void q8_rows(void *p, int64_t lo, int64_t hi) {
     const q8_ctx *c = p;
     for (int64_t r = lo; r < hi; r++) {
+        if (c->layout == QL_NATURAL) {
+#ifdef QR_HAVE_AVX2_BUILD
+            if (c->tier >= QR_SIMD_AVX2) {   /* bit-identical to the portable one */
+                qr__quantize_q8_row_avx2(c->x + r * c->k, c->k, c->xq + r * c->stride, 0);
+                continue;
+            }
+#endif
+            quantize_q8_row(c->x + r * c->k, c->k, c->xq + r * c->stride);
+            continue;
+        }
 #ifdef QR_HAVE_QUANT_AVX512
         if (c->tier == QR_SIMD_AVX512) {
             qr__quantize_q8_row_avx512(c->x + r * c->k, c->k, c->xq + r * c->stride, c->layout);
@@ -87,7 +102,7 @@ static void q8_rows(void *p, int64_t lo, int64_t hi) {
 }
 
 /* ------------------------------------------------------------------ portable dot products */
-static void qdot_q8_0(int64_t nb, const uint8_t *w, const uint8_t *xq, size_t xs, int mx,
+void qr__qdot_q8_0(int64_t nb, const uint8_t *w, const uint8_t *xq, size_t xs, int mx,
                       float *out) {
     for (int j = 0; j < mx; j++) {
         const int8_t *q = (const int8_t *)(xq + j * xs);
@@ -103,7 +118,7 @@ static void qdot_q8_0(int64_t nb, const uint8_t *w, const uint8_t *xq, size_t xs
     }
 }
 
-static void qdot_q4_0(int64_t nb, const uint8_t *w, const uint8_t *xq, size_t xs, int mx,
+void qr__qdot_q4_0(int64_t nb, const uint8_t *w, const uint8_t *xq, size_t xs, int mx,
                       float *out) {
     for (int j = 0; j < mx; j++) {
         const int8_t *q = (const int8_t *)(xq + j * xs);
@@ -121,7 +136,7 @@ static void qdot_q4_0(int64_t nb, const uint8_t *w, const uint8_t *xq, size_t xs
     }
 }
 
-static void qdot_q4_1(int64_t nb, const uint8_t *w, const uint8_t *xq, size_t xs, int mx,
+void qr__qdot_q4_1(int64_t nb, const uint8_t *w, const uint8_t *xq, size_t xs, int mx,
                       float *out) {
     for (int j = 0; j < mx; j++) {
         const int8_t *q = (const int8_t *)(xq + j * xs);
@@ -200,8 +215,22 @@ static void dot_fns(int qtype, int tier, qr_qdot_fn *qdot, qr_fdot_fn *fdot, qr_
     *fdot = NULL;
     *rows1 = NULL;
     if (qtype == QR_QTYPE_F16) *fdot = fdot_f16;
-    else *qdot = qtype == QR_QTYPE_Q8_0 ? qdot_q8_0
-               : qtype == QR_QTYPE_Q4_0 ? qdot_q4_0 : qdot_q4_1;
+    else if (qtype == QR_QTYPE_BF16) *fdot = qr__fdot_bf16;
+    else *qdot = qr__qformat(qtype)->qdot;
+    if (qtype != QR_QTYPE_F16 && qtype != QR_QTYPE_Q8_0 && qtype != QR_QTYPE_Q4_0 &&
+        qtype != QR_QTYPE_Q4_1) {   /* quant_kformats.c's: the tier's kernels where it has them */
+        qr_kq_kernels kq = {0};
+#ifdef QR_HAVE_QUANT_AVX512
+        if (tier == QR_SIMD_AVX512) kq = qr__kq_avx512(qtype);
+#endif
+#ifdef QR_HAVE_AVX2_BUILD
+        if (tier == QR_SIMD_AVX2) kq = qr__kq_avx2(qtype);
+#endif
+        if (kq.qdot) *qdot = kq.qdot;
+        if (kq.fdot) *fdot = kq.fdot;
+        *rows1 = kq.rows1;
+        return;
+    }
 #ifdef QR_HAVE_QUANT_AVX512
     if (tier == QR_SIMD_AVX512) {
         if (qtype == QR_QTYPE_F16) {
@@ -231,6 +260,8 @@ static void dot_fns(int qtype, int tier, qr_qdot_fn *qdot, qr_fdot_fn *fdot, qr_
     (void)tier;
 #endif
 }
+
+static int is_float_format(int qtype) { return qtype == QR_QTYPE_F16 || qtype == QR_QTYPE_BF16; }
 
 /* ------------------------------------------------------------------ decode products */
 /* y_i [N_i] = W_i [N_i, K] x for up to QR_MV_MAX weights sharing one activation row x [K]
@@ -288,7 +319,7 @@ static int matvec(const float *x, int64_t K, int n, const int *qtypes, const voi
         c.wrow[i] = (size_t)rb;
         c.y[i] = ys[i];
         dot_fns(qtypes[i], tier, &c.qdot[i], &c.fdot[i], &c.rows1[i]);
-        if (qtypes[i] != QR_QTYPE_F16) layouts |= 1 << q8_layout(qtypes[i], tier);
+        if (!is_float_format(qtypes[i])) layouts |= 1 << q8_layout(qtypes[i], tier);
         work += (size_t)Ns[i] * (size_t)rb;
     }
     if (c.first[n] == 0) return QR_OK;
@@ -298,15 +329,15 @@ static int matvec(const float *x, int64_t K, int n, const int *qtypes, const voi
         return QR_OK;
     }
     size_t xs = q8_stride(K, tier);
-    uint8_t *xq = layouts ? qr_scratch(2, 2 * xs) : NULL;
+    uint8_t *xq = layouts ? qr_scratch(2, QL_COUNT * xs) : NULL;
     if (layouts && !xq) return QR_ENOMEM;
-    for (int l = 0; l < 2; l++) {
+    for (int l = 0; l < QL_COUNT; l++) {
         if (!(layouts >> l & 1)) continue;
         q8_ctx qc = {x, xq + l * xs, K, xs, tier, l};
         q8_rows(&qc, 0, 1);
     }
     for (int i = 0; i < n; i++)
-        c.xq[i] = qtypes[i] == QR_QTYPE_F16 ? (const uint8_t *)x
+        c.xq[i] = is_float_format(qtypes[i]) ? (const uint8_t *)x
                 : xq + (size_t)q8_layout(qtypes[i], tier) * xs;
     /* bandwidth-bound: worth splitting down to 16 KiB of weights a task (a spinning worker
      * starts in about a microsecond); 2 tasks a thread, claimed dynamically, so a thread the
@@ -343,11 +374,11 @@ static int matmul(int qtype, const float *x, const void *w, float *y, int64_t M,
     int tier = qr__quant_tier();
     qr_qrows_fn unused;
     /* 8 rows a call on AVX-512 (F16: 4, its float rows would leave L1) */
-    const int rows = tier == QR_SIMD_AVX512 && qtype != QR_QTYPE_F16 ? QR_QMAX_ROWS_X
-                   : QR_QMAX_ROWS;
+    const int rows = tier == QR_SIMD_AVX512 && q8_layout(qtype, tier) != QL_NATURAL &&
+                     !is_float_format(qtype) ? QR_QMAX_ROWS_X : QR_QMAX_ROWS;
     mm_ctx c = {w, (size_t)rb, M, N, K, K / QR_QK, rows, NULL, 0, x, y, NULL, NULL};
     dot_fns(qtype, tier, &c.qdot, &c.fdot, &unused);
-    if (qtype != QR_QTYPE_F16) {
+    if (!is_float_format(qtype)) {
         c.xs = q8_stride(K, tier);
         uint8_t *xq = qr_scratch(2, (size_t)M * c.xs);
         if (!xq) return QR_ENOMEM;
@@ -440,3 +471,12 @@ QR_PRODUCT_API(q8_0, QR_QTYPE_Q8_0)
 QR_PRODUCT_API(q4_0, QR_QTYPE_Q4_0)
 QR_PRODUCT_API(q4_1, QR_QTYPE_Q4_1)
 QR_PRODUCT_API(f16, QR_QTYPE_F16)
+QR_PRODUCT_API(bf16, QR_QTYPE_BF16)
+QR_PRODUCT_API(q5_0, QR_QTYPE_Q5_0)
+QR_PRODUCT_API(q5_1, QR_QTYPE_Q5_1)
+QR_PRODUCT_API(q2_k, QR_QTYPE_Q2_K)
+QR_PRODUCT_API(q3_k, QR_QTYPE_Q3_K)
+QR_PRODUCT_API(q4_k, QR_QTYPE_Q4_K)
+QR_PRODUCT_API(q5_k, QR_QTYPE_Q5_K)
+QR_PRODUCT_API(q6_k, QR_QTYPE_Q6_K)
+QR_PRODUCT_API(iq4_nl, QR_QTYPE_IQ4_NL)

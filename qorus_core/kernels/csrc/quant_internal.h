@@ -138,6 +138,25 @@ static inline float qr__f16_to_f32(uint16_t h) {   /* exact */
     return f;
 }
 
+static inline uint16_t qr__f32_to_f16(float f) {   /* round to nearest even, as F16C / NumPy */
+    uint32_t x;
+    memcpy(&x, &f, 4);
+    uint32_t sign = (x >> 16) & 0x8000u, ax = x & 0x7fffffffu;
+    if (ax >= 0x7f800000u)   /* inf, NaN (quieted, payload truncated like F16C) */
+        return (uint16_t)(sign | (ax == 0x7f800000u ? 0x7c00u : 0x7e00u | ((ax >> 13) & 0x3ffu)));
+    if (ax >= 0x477ff000u) return (uint16_t)(sign | 0x7c00u);   /* rounds to inf */
+    if (ax < 0x38800000u) {   /* fp16 subnormal or zero: round(|f| * 2^24), ties to even */
+        float a;
+        memcpy(&a, &ax, 4);
+        volatile float t = a * 16777216.0f + 12582912.0f;   /* exact scale, then RNE */
+        float r = t - 12582912.0f;
+        return (uint16_t)(sign | (uint32_t)r);
+    }
+    uint32_t m = ax - 0x38000000u;               /* rebias the exponent 127 -> 15 */
+    m = m + 0x0fffu + ((m >> 13) & 1u);          /* ties to even; a carry bumps the exponent */
+    return (uint16_t)(sign | (m >> 13));
+}
+
 static inline float qr__get16f(const uint8_t *p) {   /* an fp16 field of a block */
     uint16_t v;
     memcpy(&v, p, 2);
@@ -152,5 +171,63 @@ static inline int32_t qr__round_q8(float v) {
     float r = t + (a - t >= 0.5f ? 1.0f : 0.0f);
     return (int32_t)(v < 0.0f ? -r : r);
 }
+
+/* ------------------------------------------------------------------ the format table
+ * One entry a weight format (quant_formats.c): its block, its exact block dequantizer, its
+ * reference quantizer (NULL where there is none) and its portable dot product with a q8 row
+ * in the natural layout (NULL for the float formats F16 / BF16, converted row by row). */
+typedef struct {
+    int qtype;
+    int block_values, block_bytes;
+    void (*dequant)(const uint8_t *block, float *y);
+    void (*quant)(const float *x, uint8_t *block);
+    qr_qdot_fn qdot;
+} qr_qformat;
+/* the entry of a ggml type number, NULL if unknown */
+const qr_qformat *qr__qformat(int qtype);
+
+/* quant_kformats.c: Q5_0, Q5_1, IQ4_NL, Q2_K .. Q6_K, BF16 */
+void qr__dequant_block_q5_0(const uint8_t *b, float *y);
+void qr__dequant_block_q5_1(const uint8_t *b, float *y);
+void qr__dequant_block_iq4_nl(const uint8_t *b, float *y);
+void qr__dequant_block_q2_k(const uint8_t *b, float *y);
+void qr__dequant_block_q3_k(const uint8_t *b, float *y);
+void qr__dequant_block_q4_k(const uint8_t *b, float *y);
+void qr__dequant_block_q5_k(const uint8_t *b, float *y);
+void qr__dequant_block_q6_k(const uint8_t *b, float *y);
+void qr__quant_block_q5_0(const float *x, uint8_t *out);
+void qr__quant_block_q5_1(const float *x, uint8_t *out);
+void qr__bf16_to_f32(const uint16_t *x, float *y, int64_t n);
+void qr__f32_to_bf16(const float *x, uint16_t *y, int64_t n);
+#define QR_QDOT_DECL(fmt)                                                                  \
+    void qr__qdot_##fmt(int64_t nb, const uint8_t *w, const uint8_t *xq, size_t xstride,    \
+                        int mx, float *out);
+QR_QDOT_DECL(q8_0)   /* quant.c's portable ones */
+QR_QDOT_DECL(q4_0)
+QR_QDOT_DECL(q4_1)
+QR_QDOT_DECL(q5_0)
+QR_QDOT_DECL(q5_1)
+QR_QDOT_DECL(iq4_nl)
+QR_QDOT_DECL(q2_k)
+QR_QDOT_DECL(q3_k)
+QR_QDOT_DECL(q4_k)
+QR_QDOT_DECL(q5_k)
+QR_QDOT_DECL(q6_k)
+void qr__fdot_bf16(int64_t k, const uint16_t *w, const float *x, int64_t ldx, int mx, float *out);
+
+/* The SIMD kernels of quant_kformats.c's formats on a tier (quant_kq_avx2.c, quant_kq_avx512.c),
+ * each member NULL where the tier has none for the format (the portable one runs then):
+ *   qdot, rows1   dot products with q8 rows in the natural layout (q | d | s, as the portable
+ *                 ones read them), within the products' tolerance of the portable ones;
+ *   dequant_row   y[k] = a row of k values, bit-identical to the block dequantizers. */
+typedef void (*qr_dequant_row_fn)(const uint8_t *row, float *y, int64_t k);
+typedef struct {
+    qr_qdot_fn qdot;
+    qr_qrows_fn rows1;
+    qr_dequant_row_fn dequant_row;
+    qr_fdot_fn fdot;   /* BF16 */
+} qr_kq_kernels;
+qr_kq_kernels qr__kq_avx2(int qtype);     /* defined where QR_HAVE_AVX2_BUILD */
+qr_kq_kernels qr__kq_avx512(int qtype);   /* defined where QR_HAVE_QUANT_AVX512 */
 
 #endif

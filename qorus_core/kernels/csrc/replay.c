@@ -16,6 +16,9 @@ enum {
     OP_GET_ROWS_Q8_0, OP_GET_ROWS_Q4_0, OP_GET_ROWS_Q4_1, OP_GET_ROWS_F16,
     OP_GEMM, OP_EMBEDDING, OP_RMSNORM, OP_LAYERNORM, OP_ROPE, OP_ATTENTION_DECODE,
     OP_SWIGLU, OP_GELU, OP_SILU, OP_RELU, OP_ADD, OP_MUL, OP_COPY, OP_BIAS_ADD, OP_ADD_BCAST,
+    /* the other weight formats: matmul, then get_rows, in quant_kformats.c's order */
+    OP_MATMUL_Q5_0, OP_MATMUL_Q5_1, OP_MATMUL_Q2_K, OP_MATMUL_Q3_K, OP_MATMUL_Q4_K, OP_MATMUL_Q5_K, OP_MATMUL_Q6_K, OP_MATMUL_IQ4_NL, OP_MATMUL_BF16,
+    OP_GET_ROWS_Q5_0, OP_GET_ROWS_Q5_1, OP_GET_ROWS_Q2_K, OP_GET_ROWS_Q3_K, OP_GET_ROWS_Q4_K, OP_GET_ROWS_Q5_K, OP_GET_ROWS_Q6_K, OP_GET_ROWS_IQ4_NL, OP_GET_ROWS_BF16,
     OP_COUNT
 };
 
@@ -26,6 +29,8 @@ static const char *const op_names[OP_COUNT] = {
     "qr_rope_f32", "qr_attention_decode_f32", "qr_swiglu_f32", "qr_gelu_f32", "qr_silu_f32",
     "qr_relu_f32", "qr_add_f32", "qr_mul_f32", "qr_copy_f32", "qr_bias_add_f32",
     "qr_add_bcast_f32",
+    "qr_matmul_q5_0_f32", "qr_matmul_q5_1_f32", "qr_matmul_q2_k_f32", "qr_matmul_q3_k_f32", "qr_matmul_q4_k_f32", "qr_matmul_q5_k_f32", "qr_matmul_q6_k_f32", "qr_matmul_iq4_nl_f32", "qr_matmul_bf16_f32",
+    "qr_get_rows_q5_0", "qr_get_rows_q5_1", "qr_get_rows_q2_k", "qr_get_rows_q3_k", "qr_get_rows_q4_k", "qr_get_rows_q5_k", "qr_get_rows_q6_k", "qr_get_rows_iq4_nl", "qr_get_rows_bf16",
 };
 
 /* the op table, for the Python side's check against the kernel table's replayable symbols */
@@ -58,6 +63,24 @@ static int run_one(const qr_call *c, const int64_t *a) {
     case OP_GET_ROWS_Q4_0: return qr_get_rows_q4_0(P(0), P(1), P(2), L(3), L(4), L(5));
     case OP_GET_ROWS_Q4_1: return qr_get_rows_q4_1(P(0), P(1), P(2), L(3), L(4), L(5));
     case OP_GET_ROWS_F16: return qr_get_rows_f16(P(0), P(1), P(2), L(3), L(4), L(5));
+    case OP_MATMUL_Q5_0: return qr_matmul_q5_0_f32(P(0), P(1), P(2), L(3), L(4), L(5));
+    case OP_GET_ROWS_Q5_0: return qr_get_rows_q5_0(P(0), P(1), P(2), L(3), L(4), L(5));
+    case OP_MATMUL_Q5_1: return qr_matmul_q5_1_f32(P(0), P(1), P(2), L(3), L(4), L(5));
+    case OP_GET_ROWS_Q5_1: return qr_get_rows_q5_1(P(0), P(1), P(2), L(3), L(4), L(5));
+    case OP_MATMUL_Q2_K: return qr_matmul_q2_k_f32(P(0), P(1), P(2), L(3), L(4), L(5));
+    case OP_GET_ROWS_Q2_K: return qr_get_rows_q2_k(P(0), P(1), P(2), L(3), L(4), L(5));
+    case OP_MATMUL_Q3_K: return qr_matmul_q3_k_f32(P(0), P(1), P(2), L(3), L(4), L(5));
+    case OP_GET_ROWS_Q3_K: return qr_get_rows_q3_k(P(0), P(1), P(2), L(3), L(4), L(5));
+    case OP_MATMUL_Q4_K: return qr_matmul_q4_k_f32(P(0), P(1), P(2), L(3), L(4), L(5));
+    case OP_GET_ROWS_Q4_K: return qr_get_rows_q4_k(P(0), P(1), P(2), L(3), L(4), L(5));
+    case OP_MATMUL_Q5_K: return qr_matmul_q5_k_f32(P(0), P(1), P(2), L(3), L(4), L(5));
+    case OP_GET_ROWS_Q5_K: return qr_get_rows_q5_k(P(0), P(1), P(2), L(3), L(4), L(5));
+    case OP_MATMUL_Q6_K: return qr_matmul_q6_k_f32(P(0), P(1), P(2), L(3), L(4), L(5));
+    case OP_GET_ROWS_Q6_K: return qr_get_rows_q6_k(P(0), P(1), P(2), L(3), L(4), L(5));
+    case OP_MATMUL_IQ4_NL: return qr_matmul_iq4_nl_f32(P(0), P(1), P(2), L(3), L(4), L(5));
+    case OP_GET_ROWS_IQ4_NL: return qr_get_rows_iq4_nl(P(0), P(1), P(2), L(3), L(4), L(5));
+    case OP_MATMUL_BF16: return qr_matmul_bf16_f32(P(0), P(1), P(2), L(3), L(4), L(5));
+    case OP_GET_ROWS_BF16: return qr_get_rows_bf16(P(0), P(1), P(2), L(3), L(4), L(5));
     case OP_GEMM:
         return qr_gemm_f32(I(0), I(1), L(2), L(3), L(4), F(0), P(5), P(6), F(1), P(7));
     case OP_EMBEDDING: return qr_embedding_f32(P(0), P(1), P(2), L(3), L(4), L(5));

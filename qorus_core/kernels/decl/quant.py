@@ -1,6 +1,6 @@
-"""Quantized weights (csrc/quant.c): quantize, dequantize, products and lookups with a
-``QWeight`` (ggml's Q8_0 / Q4_0 / Q4_1 / F16 blocks, bit for bit; the formats and the helpers
-are in ``numpy_quant.py``). Each C kernel has one symbol per qtype (its variants)."""
+"""Quantized weights (csrc/quant*.c): quantize, dequantize, products and lookups with a
+``QWeight`` (ggml's block formats, bit for bit: numpy_qformats.py lists them; the helpers are
+in ``numpy_quant.py``). Each C kernel has one symbol per qtype (its variants)."""
 
 from __future__ import annotations
 
@@ -10,12 +10,12 @@ import numpy as np
 
 from ...errors import KernelError
 from ...tensor import Tensor
+from ..numpy_qformats import FLOAT_FORMATS, FORMATS, _half, bf16_bytes
+from ..numpy_qformats import dequantize as dequantize_format
 from ..numpy_quant import (
-    _F16,
     QTYPES,
     QWeight,
     _as_bytes,
-    _half,
     _quantize_blocks,
     _unpack,
     qtype_name,
@@ -27,12 +27,18 @@ from .spec import EXACT, kernel
 
 FAMILY = "quant"
 PANEL_ROWS = 128     # weight rows dequantized at a time by matmul_qf
-_QT = tuple(QTYPES)            # f16, q4_0, q4_1, q8_0
+_QT = tuple(QTYPES)            # every format
+_QUANTIZABLE = tuple(t for t in _QT if FORMATS[t].quantizable)
 
 
-def _per_qtype(call: str) -> dict[str, str]:
+def _per_qtype(call: str, qtypes: tuple[str, ...] = _QT) -> dict[str, str]:
     """{qtype: the call with {t} replaced}: one C symbol per qtype."""
-    return {t: call.format(t=t) for t in _QT}
+    return {t: call.format(t=t) for t in qtypes}
+
+
+def _k(qtype: str, k: int) -> int:
+    """A row width for examples: ``k`` in the format's blocks (the K-quants: 256 a block)."""
+    return k * 4 if FORMATS[qtype].block_values == 256 else k
 
 
 # ----------------------------------------------------------------------------- checks
@@ -44,6 +50,9 @@ def q_weight(w, kernel: str) -> None:
 def check_quantize(kernel: str, x: Tensor, out, qtype):
     """(qtype name, rows, k, the output bytes) of a quantize call."""
     name = qtype_name(qtype)
+    if not FORMATS[name].quantizable:
+        raise KernelError(f"{kernel}: no quantizer for {name} here (quantizable: "
+                          f"{', '.join(_QUANTIZABLE)})")
     if isinstance(out, QWeight) and out.qtype != name:
         raise KernelError(f"{kernel}: out is a {out.qtype} weight, qtype is {name}")
     if x.dtype != "f32":
@@ -108,46 +117,39 @@ def check_linears(kernel: str, x: Tensor, ws: Sequence, ys: Sequence[Tensor]) ->
 
 # ----------------------------------------------------------------------------- kernels
 @kernel(FAMILY, "x out:out:bytes", check=check_quantize, dims="qname rows k buf",
-        variant="qname", c=_per_qtype("qr_quantize_{t}(x, buf.ctypes.data:ptr, rows, k)"),
-        tol=EXACT, examples=[dict(x=(3, 64), out=(t, 3, 64), qtype=t) for t in _QT],
+        variant="qname", c=_per_qtype("qr_quantize_{t}(x, buf.ctypes.data:ptr, rows, k)",
+                                      _QUANTIZABLE),
+        tol=EXACT, examples=[dict(x=(3, 64), out=(t, 3, 64), qtype=t) for t in _QUANTIZABLE],
         bad=[("whole number", dict(x=(3, 40), out=("q8_0", 3, 32), qtype="q8_0")),
              ("is a q4_0 weight", dict(out=("q4_0", 3, 64))),
              ("needs 204 bytes", dict(out=("q8_0", 2, 64), qtype="q8_0"))])
 def quantize(self, x: Tensor, out, qtype) -> None:
     """out (uint8 bytes, or a QWeight) = x [rows, k] quantized row by row to qtype
-    ('q8_0', 'q4_0', 'q4_1', 'f16'), bit-exact with ggml's reference quantizers."""
+    (q8_0, q4_0, q4_1, q5_0, q5_1, f16, bf16: the formats the ``gguf`` package writes),
+    bit-exact with ggml's reference quantizers."""
     name, rows, k, buf = check_quantize("quantize", x, out, qtype)
     X = x.a.reshape(rows, k)
     if name == "f16":
         buf[:] = _half(X).reshape(-1)
+    elif name == "bf16":
+        buf[:] = bf16_bytes(X).reshape(-1)
     elif X.size:
         buf[:] = _quantize_blocks(name, X.reshape(-1, 32)).reshape(-1)
 
 
 @kernel(FAMILY, "w:qweight y:out", check=check_dequantize, dims="n k", variant="w.qtype",
         c=_per_qtype("qr_dequantize_{t}(w, y, n, k)"), tol=EXACT,
-        examples=[dict(w=(t, 5, 64), y=(5, 64)) for t in _QT])
+        examples=[dict(w=(t, 5, _k(t, 64)), y=(5, _k(t, 64))) for t in _QT])
 def dequantize(self, w: QWeight, y: Tensor) -> None:
-    """y [n, k] (any shape of n * k float32) = the values of the quantized weight w."""
-    Y = y.w
-    if w.qtype == "f16":
-        Y.reshape(-1)[:] = w.a.view(_F16).astype(np.float32)
-        return
-    if w.n * w.k == 0:
-        return
-    q, d, m = _unpack(w.qtype, w.a, w.n, w.k)
-    Y = Y.reshape(w.n, w.k // 32, 32)
-    if w.qtype == "q4_1":
-        np.multiply(d[..., None], q, out=Y)
-        np.add(Y, m[..., None], out=Y)
-    else:
-        np.multiply(q, d[..., None], out=Y)
+    """y [n, k] (any shape of n * k float32) = the values of the quantized weight w,
+    bit-exact with the ``gguf`` package's dequantizers."""
+    dequantize_format(w.qtype, w.a, w.n, w.k, y.w)
 
 
 @kernel(FAMILY, "ids:i32 w:qweight y:out", check=check_embedding_q, dims="n vocab k",
         variant="w.qtype", c=_per_qtype("qr_get_rows_{t}(w, ids, y, n, vocab, k)"),
         replay=True, tol=EXACT,
-        examples=[dict(ids=((4,), 0, 6), w=(t, 6, 64), y=(4, 64)) for t in _QT],
+        examples=[dict(ids=((4,), 0, 6), w=(t, 6, _k(t, 64)), y=(4, _k(t, 64))) for t in _QT],
         bad=[(r"embedding_q: token id 6 outside \[0, 6\)", dict(ids=((4,), 6, 7)))])
 def embedding_q(self, ids: Tensor, w: QWeight, y: Tensor) -> None:
     """y[i, :] = dequantize(w[ids[i], :]) for a quantized table w [vocab, k]."""
@@ -168,7 +170,7 @@ _MM_TOL = (1e-5, 1e-5)
 
 @kernel(FAMILY, "x w:qweight y:out", check=check_mm, dims="m n k", variant="w.qtype",
         c=_per_qtype("qr_matmul_qf_{t}_f32(x, w, y, m, n, k)"), tol=_MM_TOL,
-        examples=[dict(x=(3, 64), w=(t, 5, 64), y=(3, 5)) for t in _QT])
+        examples=[dict(x=(3, _k(t, 64)), w=(t, 5, _k(t, 64)), y=(3, 5)) for t in _QT])
 def matmul_qf(self, x: Tensor, w: QWeight, y: Tensor) -> None:
     """y [M, N] = x [M, K] @ dequantize(W)^T in float32: panels of 128 weight rows are
     dequantized into a scratch buffer (made once per shape) and multiplied by ``gemm``."""
@@ -187,13 +189,15 @@ def matmul_qf(self, x: Tensor, w: QWeight, y: Tensor) -> None:
 
 @kernel(FAMILY, "x w:qweight y:out", check=check_mm, dims="m n k", variant="w.qtype",
         c=_per_qtype("qr_matmul_{t}_f32(x, w, y, m, n, k)"), replay=True, tol=_MM_TOL,
-        examples=[dict(x=(2, 64), w=(t, 5, 64), y=(2, 5)) for t in _QT],
+        examples=[dict(x=(2, _k(t, 64)), w=(t, 5, _k(t, 64)), y=(2, 5)) for t in _QT]
+        + [dict(x=(1, _k(t, 64)), w=(t, 7, _k(t, 64)), y=(1, 7)) for t in _QT],
         bad=[("matmul_q: x .* expected x", dict(x=(2, 96)))])
 def matmul_q(self, x: Tensor, w: QWeight, y: Tensor) -> None:
     """y [M, N] = x [M, K] @ W^T for a quantized weight W [N, K] (a QWeight).
-    x is quantized to 8-bit blocks per row and each block pair's integer dot product is
-    scaled by d_w * d_x (+ m_w * s_x for q4_1) and summed in float32, as ggml does; F16
-    weights multiply x in float32. Rank > 2 tensors are seen as (rows, cols)."""
+    x is quantized to 8-bit blocks of 32 per row and each block pair's integer dot product
+    (the weight's sub-block scales folded in) is scaled by D_w * d_x, less the block's offsets
+    times x's block (the formats with offsets), and summed in float32, as ggml does; F16 and
+    BF16 weights multiply x in float32. Rank > 2 tensors are seen as (rows, cols)."""
     M, N, K = x.rows, w.n, w.k
     Y = y.w.reshape(M, N)
     if M * N == 0:
@@ -202,21 +206,24 @@ def matmul_q(self, x: Tensor, w: QWeight, y: Tensor) -> None:
         Y[...] = 0
         return
     X = x.a.reshape(M, K)
-    if w.qtype == "f16":
-        np.matmul(X, w.a.view(_F16).reshape(N, K).astype(np.float32).T, out=Y)
+    if w.qtype in FLOAT_FORMATS:
+        W = np.empty((N, K), np.float32)
+        dequantize_format(w.qtype, w.a, N, K, W)
+        np.matmul(X, W.T, out=Y)
         return
-    qx, dx, sx = quantize_q8_rows(X)
+    qx, dx, _ = quantize_q8_rows(X)
     nb = K // 32
     qxt = np.ascontiguousarray(qx.transpose(1, 0, 2))             # [nb, M, 32]
-    step = max(1, (1 << 22) // max(1, nb * M))                    # bounded temporaries
+    xs = (qx * dx[..., None]).reshape(M, K)                       # the q8 values (offset terms)
+    step = max(1, (1 << 22) // max(1, nb * M * 8))                # bounded temporaries
     for n0 in range(0, N, step):
         n1 = min(N, n0 + step)
-        qw, dw, mw = _unpack(w.qtype, w.a[n0 * w.row_bytes:n1 * w.row_bytes], n1 - n0, K)
+        qw, dw, mins = _unpack(w.qtype, w.a[n0 * w.row_bytes:n1 * w.row_bytes], n1 - n0, K)
         sumi = np.matmul(qxt, qw.transpose(1, 2, 0))              # [nb, M, n] exact ints
-        scale = dx.T[:, :, None] * dw.T[:, None, :]               # d_w * d_x
+        scale = dx.T[:, :, None] * dw.T[:, None, :]               # D_w * d_x
         acc = (scale * sumi).sum(axis=0, dtype=np.float32)
-        if mw is not None:
-            acc += sx @ mw.T
+        if mins is not None:
+            acc -= xs @ mins.reshape(n1 - n0, K).T
         Y[:, n0:n1] = acc
 
 

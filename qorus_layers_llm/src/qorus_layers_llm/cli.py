@@ -30,9 +30,9 @@ def _sampling(args: argparse.Namespace) -> dict:
 
 
 def _load(args: argparse.Namespace):
-    from .llama import load_llama
+    from .models import load_llm
 
-    llm = load_llama(args.model, context=args.ctx, kernels=args.kernels, dequantize=args.f32)
+    llm = load_llm(args.model, context=args.ctx, kernels=args.kernels, dequantize=args.f32)
     if args.stats:
         print(f"loaded {llm.info['name'] or args.model} in {llm.load_ms:.0f} ms: "
               f"{llm.model.num_parameters / 1e6:.1f}M parameters, {llm.weight_bytes / 1e6:.1f} MB "
