@@ -32,9 +32,10 @@ def _fp16(x):
     return x.half().float()
 
 
-def _q8_rows(x):
+def _q8_rows(x, f32_scale: bool = False):
     """x [M, K] -> (q [M, K/32, 32] integers, d [M, K/32, 1]): ggml's 8-bit blocks, the scale
-    amax/127 rounded to fp16 as stored (q8_1's fp16 block sum is not modelled)."""
+    amax/127 rounded to fp16 as stored (q8_1's fp16 block sum is not modelled); with
+    ``f32_scale`` kept in float32, as Qorus's activation blocks keep it."""
     import torch
 
     M, K = x.shape
@@ -43,19 +44,21 @@ def _q8_rows(x):
     d = amax / 127
     inv = torch.where(d > 0, 1.0 / d, torch.zeros_like(d))
     q = torch.sign(b * inv) * torch.floor((b * inv).abs() + 0.5)     # roundf: ties away from 0
-    return q, _fp16(d)
+    return q, (d if f32_scale else _fp16(d))
 
 
-def _matmul(x, w, wtype: str, ggml_activations: bool):
-    """x @ w^T; with ``ggml_activations`` a quantized weight multiplies x's q8 reconstruction."""
-    if not ggml_activations or wtype in ("F32", "F16"):
+def _matmul(x, w, wtype: str, ggml_activations):
+    """x @ w^T; with ``ggml_activations`` a quantized weight multiplies x's q8 reconstruction
+    (``"f32"``: its scales kept in float32)."""
+    if not ggml_activations or wtype in ("F32", "F16", "BF16"):
         return x @ w.T
-    q, d = _q8_rows(x)
+    q, d = _q8_rows(x, ggml_activations == "f32")
     return (q * d).reshape(x.shape) @ w.T
 
 
-def llama_logits(path: str, ids: list[int], ggml_activations: bool = False) -> np.ndarray:
-    """Logits [T, V] of token ids under the llama model in ``path`` (full causal pass)."""
+def llama_logits(path: str, ids: list[int], ggml_activations: bool | str = False) -> np.ndarray:
+    """Logits [T, V] of token ids under the llama model in ``path`` (full causal pass);
+    ``ggml_activations``: True or "f32" (see ``_matmul``)."""
     import torch
 
     W, types, meta = _load(path)

@@ -234,11 +234,14 @@ def test_missing_file_and_unsupported_type(tmp_path):
     with pytest.raises(GGUFError, match="cannot open"):
         GGUFFile(tmp_path / "nope.gguf")
     p = tmp_path / "k.gguf"
-    p.write_bytes(_pad(_hdr(n_t=1) + _tinfo(b"qk", [256], 12, 0)) + b"\0" * 144)
+    p.write_bytes(_pad(_hdr(n_t=2) + _tinfo(b"qk", [256], 12, 0) + _tinfo(b"iq", [256], 16, 160))
+                  + b"\0" * (160 + 66))
     f = GGUFFile(p)
     assert f.tensors["qk"].type_name == "Q4_K" and f.raw("qk").nbytes == 144
-    with pytest.raises(GGUFError, match="Q4_K"):
-        f.tensor("qk")
+    assert f.tensor("qk").qtype == "q4_k" and f.tensor("qk").shape == (1, 256)
+    assert f.tensors["iq"].type_name == "IQ2_XXS" and f.raw("iq").nbytes == 66
+    with pytest.raises(GGUFError, match="ggml type IQ2_XXS, which Qorus cannot compute with"):
+        f.tensor("iq")
     with pytest.raises(GGUFError, match="no tensor"):
         f.tensor("missing")
 

@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import GGUFError
+from ..kernels.numpy_qformats import FORMATS
 from ..kernels.numpy_quant import QWeight
 from .mapped import MappedFile
 from .safetensors import write_atomic
@@ -60,7 +61,8 @@ _TYPE_NUMBERS = {v[0]: k for k, v in GGML_TYPES.items()}
 _PLAIN = {"F32": np.dtype("<f4"), "F16": np.dtype("<f2"), "F64": np.dtype("<f8"),
           "I8": np.dtype("i1"), "I16": np.dtype("<i2"), "I32": np.dtype("<i4"),
           "I64": np.dtype("<i8"), "BF16": np.dtype("<u2")}
-_QUANT = {"Q4_0": "q4_0", "Q4_1": "q4_1", "Q8_0": "q8_0"}   # -> QWeight
+# the block formats the kernels compute with -> QWeight (numpy_qformats.FORMATS)
+_QUANT = {n.upper(): n for n, f in FORMATS.items() if f.block_values > 1}
 
 # metadata value types: number -> (name, struct format or None)
 _VT = {0: ("uint8", "<B"), 1: ("int8", "<b"), 2: ("uint16", "<H"), 3: ("int16", "<h"),
@@ -353,8 +355,9 @@ class GGUFFile:
 
     def tensor(self, name: str) -> np.ndarray | QWeight:
         """F32/F16/F64/I8..I64: a read-only zero-copy view in NumPy shape (BF16: a float32
-        copy). Q4_0/Q4_1/Q8_0: a QWeight [N, K] over the mapped bytes (K = dims[0], N the
-        product of the other dims). Other ggml types: GGUFError (``raw`` gives their bytes)."""
+        copy). The block formats (Q4_0, Q8_0, Q4_K, Q6_K, IQ4_NL, ...): a QWeight [N, K] over
+        the mapped bytes (K = dims[0], N the product of the other dims). Other ggml types
+        (IQ2_XXS, ...): GGUFError naming the type (``raw`` gives their bytes)."""
         ti = self._info(name)
         b = self._buf[ti.data_offset:ti.data_offset + ti.nbytes]
         if ti.type_name in _PLAIN:

@@ -14,6 +14,7 @@
 
 #include "gemm_internal.h"
 #include "qorus.h"
+#include "qr_math.h"
 
 /* ------------------------------------------------------------------ portable kernel */
 #define P_MR 6
@@ -292,5 +293,112 @@ int qr_gemm_f32(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float
     g.tiles = g.split_n ? tn : tm;
     if (nt > g.tiles) nt = (int)g.tiles;
     qr_parallel(gemm_task, &g, nt);
+    return g.err;
+}
+
+/* ------------------------------------------------------------------ GEMM over generated rows */
+/* C[M,N] = A[M,K] @ W^T where W [N,K] is produced a panel of rows at a time by a callback (a
+ * quantized weight's dequantizer: matmul_qf). A is packed once, shared by every task, instead
+ * of once per panel; each task dequantizes its panels of PANEL_COLS rows into its own buffer,
+ * packs them as B and runs the micro-kernels straight into C. Same loop order per C element
+ * as gemm_block (K blocks in order), so results do not depend on the thread count. */
+typedef struct {
+    const qr_gemm_kernel *kr;
+    int64_t M, N, K, kc, kb, mc, mblocks, mcp, panel;
+    const float *A;
+    float *ap;                 /* A packed: block (b, i) at (b * mblocks + i) * mcp * kc */
+    qr_rows_gen_fn rows;
+    const void *rctx;
+    float *C;
+    int err;
+} rowgemm_ctx;
+
+static void rowgemm_pack_a(void *p, int64_t lo, int64_t hi) {
+    rowgemm_ctx *g = p;
+    for (int64_t t = lo; t < hi; t++) {
+        int64_t b = t / g->mblocks, i = t % g->mblocks;
+        int64_t pc = b * g->kc, kc = g->K - pc < g->kc ? g->K - pc : g->kc;
+        int64_t ic = i * g->mc, mc = g->M - ic < g->mc ? g->M - ic : g->mc;
+        g->kr->pack_a(0, g->A, g->K, ic, mc, pc, kc, g->ap + t * g->mcp * g->kc);
+    }
+}
+
+static void rowgemm_task(void *p, int task, int ntasks) {
+    rowgemm_ctx *g = p;
+    const qr_gemm_kernel *kr = g->kr;
+    const int mr = kr->mr, nr = kr->nr;
+    const int64_t N = g->N, panels = (N + g->panel - 1) / g->panel;
+    int64_t p0 = panels * task / ntasks, p1 = panels * (task + 1) / ntasks;
+    if (p0 >= p1) return;
+    float *bp = qr_scratch(0, (size_t)(g->panel * g->kc + QR_GEMM_SLACK) * sizeof(float));
+    float *w = qr_scratch(1, (size_t)(g->panel * g->K) * sizeof(float));
+    if (!bp || !w) { __atomic_store_n(&g->err, QR_ENOMEM, __ATOMIC_RELAXED); return; }
+    float tmp[QR_GEMM_MAX_TILE] __attribute__((aligned(64)));   /* an edge tile, mr x nr */
+    for (int64_t pi = p0; pi < p1; pi++) {
+        int64_t n0 = pi * g->panel, nc = N - n0 < g->panel ? N - n0 : g->panel;
+        g->rows(g->rctx, n0, nc, w);                              /* w [nc, K] */
+        for (int64_t b = 0; b < g->kb; b++) {
+            int64_t pc = b * g->kc, kc = g->K - pc < g->kc ? g->K - pc : g->kc;
+            float beta = b == 0 ? 0.0f : 1.0f;
+            kr->pack_b(1, w, g->K, pc, kc, 0, nc, bp);
+            for (int64_t i = 0; i < g->mblocks; i++) {
+                int64_t ic = i * g->mc, mc = g->M - ic < g->mc ? g->M - ic : g->mc;
+                const float *ap = g->ap + (b * g->mblocks + i) * g->mcp * g->kc;
+                for (int64_t jr = 0; jr < nc; jr += nr) {
+                    int64_t nv = nc - jr < nr ? nc - jr : nr;
+                    const float *bpan = bp + (jr / nr) * kc * nr;
+                    for (int64_t ir = 0; ir < mc; ir += mr) {
+                        int64_t mv = mc - ir < mr ? mc - ir : mr;
+                        const float *apan = ap + (ir / mr) * kc * mr;
+                        float *c = g->C + (ic + ir) * N + n0 + jr;
+                        if (mv == mr && nv == nr) {
+                            kr->ukr(kc, apan, bpan, c, N, 1.0f, beta);
+                            continue;
+                        }
+                        if (kr->ukr_rows && nv == nr) {
+                            kr->ukr_rows((int)mv, kc, apan, bpan, c, N, 1.0f, beta);
+                            continue;
+                        }
+                        if (kr->ukr_rows) kr->ukr_rows((int)mv, kc, apan, bpan, tmp, nr, 1.0f, 0.0f);
+                        else kr->ukr(kc, apan, bpan, tmp, nr, 1.0f, 0.0f);
+                        for (int64_t r = 0; r < mv; r++)
+                            for (int64_t j = 0; j < nv; j++) {
+                                float t = tmp[r * nr + j];
+                                c[r * N + j] = beta == 0.0f ? t : c[r * N + j] + t;
+                            }
+                    }
+                }
+            }
+        }
+    }
+}
+
+int qr__gemm_rows_f32(int64_t M, int64_t N, int64_t K, const float *A, qr_rows_gen_fn rows,
+                      const void *rctx, float *C) {
+    rowgemm_ctx g;
+    memset(&g, 0, sizeof(g));
+    g.kr = &portable_kernel;
+#ifdef QR_HAVE_AVX2_BUILD
+    const int tier = qr_simd_path();
+    if (tier >= QR_SIMD_AVX2) g.kr = qr__gemm_avx2_kernel();
+#ifdef QR_HAVE_AVX512_BUILD
+    if (tier >= QR_SIMD_AVX512) g.kr = qr__gemm_avx512_kernel();
+#endif
+#endif
+    const int mr = g.kr->mr, nr = g.kr->nr;
+    g.M = M; g.N = N; g.K = K; g.A = A; g.rows = rows; g.rctx = rctx; g.C = C;
+    g.kb = (K + g.kr->kc - 1) / g.kr->kc;
+    g.kc = (K + g.kb - 1) / g.kb;
+    g.mc = g.kr->mc < M ? g.kr->mc : M;
+    g.mblocks = (M + g.mc - 1) / g.mc;
+    g.mcp = (g.mc + mr - 1) / mr * mr;
+    g.panel = (128 + nr - 1) / nr * nr;            /* weight rows dequantized at a time */
+    g.ap = qr_scratch(2, (size_t)(g.kb * g.mblocks * g.mcp * g.kc + QR_GEMM_SLACK) * sizeof(float));
+    if (!g.ap) return QR_ENOMEM;
+    qr_par_items(rowgemm_pack_a, &g, g.kb * g.mblocks, M * K);
+    int nt = qr_tasks_for((size_t)M * (size_t)N * (size_t)K, (size_t)1 << 20);
+    int64_t panels = (N + g.panel - 1) / g.panel;
+    if (nt > panels) nt = (int)panels;
+    qr_parallel(rowgemm_task, &g, nt);
     return g.err;
 }

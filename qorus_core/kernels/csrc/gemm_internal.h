@@ -41,4 +41,12 @@ typedef struct qr_gemm_kernel {
 const qr_gemm_kernel *qr__gemm_avx2_kernel(void);     /* gemm_avx2.c */
 const qr_gemm_kernel *qr__gemm_avx512_kernel(void);   /* gemm_avx512.c */
 
+/* rows(ctx, n0, n, w): w [n, K] = rows n0 .. n0 + n - 1 of a generated matrix W [N, K] */
+typedef void (*qr_rows_gen_fn)(const void *ctx, int64_t n0, int64_t n, float *w);
+/* C[M,N] = A[M,K] @ W^T, W's rows generated 128 at a time (gemm.c; matmul_qf's prompts):
+ * QR_OK or QR_ENOMEM. M, N, K > 0, A and C not NULL. Uses the caller's scratch slot 2 and
+ * the tasks' slots 0 and 1. */
+int qr__gemm_rows_f32(int64_t M, int64_t N, int64_t K, const float *A, qr_rows_gen_fn rows,
+                      const void *rctx, float *C);
+
 #endif

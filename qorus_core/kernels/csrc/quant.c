@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "gemm_internal.h"
 #include "qr_math.h"
 #include "quant_internal.h"
 #include "qorus.h"
@@ -444,11 +445,22 @@ static void qf_task(void *p, int task, int ntasks) {
     free(yp);
 }
 
+typedef struct { int qtype; const uint8_t *w; size_t rb; int64_t K; } qf_rows_ctx;
+
+static void qf_rows(const void *p, int64_t n0, int64_t n, float *out) {
+    const qf_rows_ctx *c = p;
+    qr__dequantize_rows(c->qtype, c->w + n0 * c->rb, c->rb, out, n, c->K);
+}
+
 static int matmul_qf(int qtype, const float *x, const void *w, float *y, int64_t M, int64_t N,
                      int64_t K) {
     int64_t rb;
     const int rc = mm_prologue(qtype, x, w, y, M, N, K, &rb);
     if (rc) return rc < 0 ? rc : QR_OK;
+    if (M > QR_SKINNY_M) {   /* x packed once, the weight dequantized into the GEMM's panels */
+        qf_rows_ctx rc2 = {qtype, w, (size_t)rb, K};
+        return qr__gemm_rows_f32(M, N, K, x, qf_rows, &rc2, y);
+    }
     qf_ctx c = {qtype, x, w, y, M, N, K, (size_t)rb, (N + QF_PANEL - 1) / QF_PANEL, 0};
     int nt = qr_tasks_for((size_t)M * (size_t)N * (size_t)K, (size_t)1 << 20);
     if (nt > c.panels) nt = (int)c.panels;
