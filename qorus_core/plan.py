@@ -33,13 +33,17 @@ class StalePlanError(ConfigError):
 class RunState:
     """State a model's plans share at run time: ``step`` counts training forwards (seeded
     RNG); ``pos`` is the number of tokens already in the KV caches before this forward (0 in
-    training; a generator sets it before each prefill or decode step)."""
+    training; a generator sets it before each prefill or decode step); ``last_position_only``
+    says the caller reads only the last position of each sequence's output (a generator's
+    prompt chunks), so a layer whose outputs nothing else reads (the LM head) may compute
+    that position alone and leave the others stale."""
 
-    __slots__ = ("step", "pos")
+    __slots__ = ("step", "pos", "last_position_only")
 
     def __init__(self) -> None:
         self.step = 0
         self.pos = 0
+        self.last_position_only = False
 
 
 class _Timeline:

@@ -32,6 +32,7 @@ def tiny_q8(tmp_path_factory):
 def _full_logits(llm, ids):
     """Logits of every position from one fresh pass (the prompt path)."""
     gen = Generator(llm.model, max_chunk=len(ids))
+    gen.seq.run.last_position_only = False            # a generator computes the last alone
     plan = gen.seq.plan(1, shape=(len(ids),))         # the generator's own prompt plan
     gen.feed(ids)
     return plan.y.a[0].copy()
@@ -61,6 +62,19 @@ def test_kv_cache_decoding_equals_the_full_pass(tiny_f32, kernels):
     gen.reset()                               # chunked prompt (5 + 3 + ...) gives the same
     chunks = Generator(llm.model, max_chunk=4)
     np.testing.assert_allclose(chunks.feed(ids), full[-1], rtol=1e-4, atol=1e-4)
+
+
+def test_prompt_chunks_compute_the_last_logits_alone(tiny_q8, kernels):
+    """A generator's prompt plans fill only the last position's logits (the others are never
+    read), from the float32-activation path: the same values as the full computation."""
+    llm = load_llama(tiny_q8, kernels=kernels)
+    ids = llm.tokenizer.encode(PROMPT)
+    full = _full_logits(llm, ids)
+    gen = Generator(llm.model, max_chunk=len(ids))
+    plan = gen.seq.plan(1, shape=(len(ids),))
+    plan.y.a[...] = np.nan
+    np.testing.assert_allclose(gen.feed(ids), full[-1], rtol=1e-5, atol=1e-5)
+    assert np.isnan(plan.y.a[0, :-1]).all()              # not computed
 
 
 def test_quantized_decode_stays_close_to_the_float_prompt_path(tiny_q8):

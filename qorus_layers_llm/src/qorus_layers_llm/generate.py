@@ -2,10 +2,12 @@
 
 A ``Generator`` drives any ``Model`` that maps int32 token ids [1, T] to logits [1, T, V] and
 whose ``llm.CausalSelfAttention`` layers keep a KV cache (``max_len`` set, as ``llm.GPT``
-does). The prompt runs through plans of 64, 32, ..., 2 or 3 positions (at most eight plans,
+does). The prompt runs through plans of 128, 64, ..., 2 or 3 positions (at most nine plans,
 whatever the prompt lengths of a chat; a prompt of two or more tokens never ends with a
 one-token chunk, so its last logits come from the float32-activation prompt path of
-quantized weights), then each new token through the one-position decode plan.
+quantized weights), then each new token through the one-position decode plan. The prompt
+plans compute the LM head for each chunk's last position alone (``run.last_position_only``):
+nothing reads the others.
 After the first step a decode step allocates no array: the plans, their views and the
 sampler's buffers are all made once.
 
@@ -40,7 +42,7 @@ from qorus_core.validate import nonneg_int, positive_int
 from .attention import CausalSelfAttention
 from .sampler import Sampler
 
-MAX_CHUNK = 64
+MAX_CHUNK = 128   # prompt positions a plan takes: each weight read once for 128 rows
 
 
 class Generator:
@@ -53,6 +55,7 @@ class Generator:
         self.model = model
         self.max_chunk = positive_int(max_chunk, "max_chunk", "Generator")
         self.seq = model.sequence()           # this generator's KV caches, position and plans
+        self.seq.run.last_position_only = True   # it reads each chunk's last logits alone
         self._version = self.seq.version      # the model's plans_version its plans were made at
         self._chunks: dict[int, tuple] = {}
         decode = self._chunk(1)
