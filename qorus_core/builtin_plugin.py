@@ -86,7 +86,8 @@ def _convert() -> tuple[Any, Any]:
 _CORE_COMMANDS: tuple[tuple[str, str, Callable[[], tuple[Any, Any]]], ...] = (
     ("train", "train a model from a TOML config", _train),
     ("bench", "benchmarks: `qorus bench kernels`", _bench),
-    ("convert", "convert safetensors or GGUF weights to a GGUF of another type", _convert),
+    ("convert", "convert safetensors, GGUF or a Hugging Face decoder directory to a GGUF of "
+                "another type", _convert),
     ("kernels", "list the kernels: family, C tiers on this CPU, what each computes", _kernels),
 )
 

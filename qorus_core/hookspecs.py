@@ -33,6 +33,7 @@ copying the template plugin.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Protocol
 
 import pluggy
@@ -132,6 +133,26 @@ def qorus_train_finished(model: Any, config: dict[str, Any], out_dir: Any,
     only on the sections you own (the llm plugin reads ``[sample]``) and return quietly
     otherwise. What a hook raises (``sys.exit`` included, Ctrl-C excepted) is reported naming
     its plugin and the other plugins' hooks still run. Return values are ignored.
+    """
+
+
+@hookspec(firstresult=True)
+def qorus_convert(src: Any, qtype: str) -> tuple[dict[str, Any], Mapping[str, Any]] | None:
+    """Read a model directory for ``qorus convert`` (``qorus_core.io.convert.convert``), which
+    calls this hook when its input is a directory, in this thread and unbounded, plugins in
+    turn (the last loaded first) until one returns something.
+
+    ``src`` is the directory (a ``pathlib.Path``); ``qtype`` the output type asked for
+    (``q4_0``, ``q4_1``, ``q8_0``, ``f16`` or ``f32``, for a plugin that must refuse one).
+    Return None when the directory is not of a kind the plugin converts; otherwise
+    ``(metadata, tensors)`` in GGUF terms: ``metadata`` maps GGUF keys to values
+    ``qorus_core.io.gguf.write_gguf`` stores (``general.architecture`` first, no
+    ``general.file_type``: convert sets it), ``tensors`` maps GGUF tensor names, in file
+    order, to float32 arrays in NumPy shape or to zero-argument callables returning one (so
+    a large model is read one tensor at a time). Convert then stores each tensor by its
+    rule (2-D weights as ``qtype``, vectors, norms and ``position_embd`` float32) and writes
+    the file atomically. A directory the plugin recognizes but cannot convert raises a
+    ``QorusError`` naming the file and the field; it reaches the user as it is.
     """
 
 

@@ -17,30 +17,31 @@ from qorus_layers_llm.generate import Generator
 from qorus_layers_llm.llama import load_llama
 
 
-@pytest.mark.parametrize("qtype", ["q4_0", "q4_1", "q8_0", "f16", "f32"])
+@pytest.mark.parametrize("qtype", ["q4_0", "q4_1", "q5_0", "q5_1", "q8_0", "f16", "bf16", "f32"])
 def test_convert_gguf(tmp_path, qtype, capsys):
     src = write_tiny_llama(tmp_path / "src.gguf", "f32")
     dst = tmp_path / f"out_{qtype}.gguf"
     assert main(["convert", str(src), str(dst), "--type", qtype]) == 0
     assert f"as {qtype}" in capsys.readouterr().out
     a, b = GGUFFile(src), GGUFFile(dst)
-    assert b.metadata["general.file_type"] == {"f32": 0, "f16": 1, "q4_0": 2, "q4_1": 3, "q8_0": 7}[qtype]
+    assert b.metadata["general.file_type"] == {"f32": 0, "f16": 1, "q4_0": 2, "q4_1": 3, "q8_0": 7,
+                                               "q5_0": 8, "q5_1": 9, "bf16": 32}[qtype]
     assert b.metadata["tokenizer.ggml.tokens"] == a.metadata["tokenizer.ggml.tokens"]
     assert b.metadata["llama.attention.head_count_kv"] == a.metadata["llama.attention.head_count_kv"]
     w = b.tensor("blk.0.attn_q.weight")
-    assert isinstance(w, QWeight) == (qtype not in ("f32", "f16"))
+    assert isinstance(w, QWeight) == (qtype not in ("f32", "f16", "bf16"))
     assert b.tensor("blk.0.attn_norm.weight").dtype == np.float32       # vectors stay f32
     llm = load_llama(dst)
     logits = Generator(llm.model).feed(llm.tokenizer.encode("the ant"))
     ref = Generator(load_llama(src).model).feed(llm.tokenizer.encode("the ant"))
-    if qtype in ("f32", "f16"):
+    if qtype in ("f32", "f16", "bf16"):
         err = np.abs(logits - ref).max() / np.abs(ref).max()
-        assert err <= (1e-6 if qtype == "f32" else 1e-2), err
+        assert err <= {"f32": 1e-6, "f16": 1e-2, "bf16": 5e-2}[qtype], err
     else:                            # 4/8-bit noise on a random model: the same function still
         assert np.corrcoef(logits, ref)[0, 1] > 0.9
 
 
-@pytest.mark.parametrize("qtype", ["q4_0", "q4_1", "q8_0", "f16"])
+@pytest.mark.parametrize("qtype", ["q4_0", "q4_1", "q5_0", "q5_1", "q8_0", "f16", "bf16"])
 def test_convert_is_bit_exact_with_gguf_py(tmp_path, qtype):
     gguf = pytest.importorskip("gguf")
     src = write_tiny_llama(tmp_path / "src.gguf", "f32")

@@ -173,3 +173,81 @@ def test_mixed_formats_in_one_decode_call(ck):
         alone = T(np.zeros((1, w.n)))
         ck.matmul_q(x, w, alone)
         np.testing.assert_array_equal(y.a, alone.a)
+
+
+def products_on_every_tier(ck, x, w, y64, tol):
+    """matmul_q on every tier this CPU has (1 and 2 threads, the same bits) within ``tol`` of
+    ``y64``; a single row also through linears (the decode kernels), the same bits."""
+    from test_simd_tiers import tiers_here
+
+    m, n = x.shape[0], w.n
+    for tier in tiers_here(ck):
+        ck.set_simd_path(tier)
+        got = []
+        for nt in (1, 2):
+            ck.set_threads(nt)
+            y = T(np.full((m, n), 7.0))
+            ck.matmul_q(T(x), w, y)
+            got.append(y.a.copy())
+        np.testing.assert_array_equal(got[1], got[0], err_msg=f"{tier}: 1 vs 2 threads")
+        err = np.abs(got[0] - y64) - tol
+        assert np.all(err <= 0), (tier, float(err.max()))
+        if m == 1:
+            ys = [T(np.zeros((1, n)))]
+            ck.linears(T(x), (w,), ys)
+            np.testing.assert_array_equal(ys[0].a, got[0], err_msg=f"{tier} linears")
+
+
+BLOCK_COUNTS = {"q5_0": [1, 2, 3, 5, 6, 7, 9], "q5_1": [1, 2, 3, 5, 7], "iq4_nl": [1, 2, 3, 5, 7]}
+
+
+@pytest.mark.parametrize("qtype", [q for q in NEW if q != "bf16"])
+def test_products_every_block_count(threads, nk, qtype):
+    """Rows of 1 .. 9 super-blocks (K-quants) or of 1 .. 9 blocks (the 32-value formats: the
+    kernels' 1-3 block tails), 1 .. 4 activation rows and a decode row, odd row counts."""
+    f = FORMATS[qtype]
+    counts = BLOCK_COUNTS.get(qtype, range(1, 10))
+    for c in counts:
+        k = c * f.block_values
+        for m in (1, 2, 4):
+            x, w, y64, tol = product_case(qtype, m, 11 if c % 2 else 3, k, nk)
+            products_on_every_tier(threads, x, w, y64, tol)
+
+
+@pytest.mark.parametrize("qtype", ["q5_0", "iq4_nl", "q2_k", "q3_k", "q6_k", "q4_k"])
+def test_decode_rows_longer_than_the_stack_buffer(threads, nk, qtype):
+    """K = 16640 (520 blocks): the decode kernels' per-call activation data on the heap."""
+    x, w, y64, tol = product_case(qtype, 1, 9, 16640, nk)
+    products_on_every_tier(threads, x, w, y64, tol)
+
+
+# the fp16 scale fields of each format's block (d, and m / dmin where it has one)
+SCALE_FIELDS = {"q5_0": (0,), "q5_1": (0, 2), "iq4_nl": (0,), "q2_k": (80, 82), "q3_k": (108,),
+                "q4_k": (0, 2), "q5_k": (0, 2), "q6_k": (208,)}
+EXTREME_SCALES = np.array([65504.0, -65504.0, 6.1035156e-05, -6.1035156e-05, 5.9604645e-08,
+                           -5.9604645e-08, 1.5e-06, 0.0, -0.0, 1.0, -3.5, 2048.0], np.float16)
+
+
+@pytest.mark.parametrize("qtype", [q for q in NEW if q != "bf16"])
+def test_scales_at_fp16_extremes(threads, nk, qtype):
+    """Random quants with scales at the fp16 extremes (largest, smallest normal, subnormal,
+    zeros of both signs, negatives): dequantization bit-exact with gguf on both kernel sets,
+    products within the bound on every tier."""
+    f = FORMATS[qtype]
+    rng = np.random.default_rng(11)
+    n, k = 13, 3 * 256 if f.block_values == 256 else 7 * 32
+    raw = rng.integers(0, 256, (n * k // f.block_values, f.block_bytes), dtype=np.uint8)
+    for at in SCALE_FIELDS[qtype]:
+        raw[:, at:at + 2] = rng.choice(EXTREME_SCALES, len(raw)).view(np.uint8).reshape(-1, 2)
+    w = QWeight(raw.reshape(-1), qtype, n, k)
+    ref = gguf_dequantize(w)
+    for kset in (threads, nk):
+        y = T(np.full((n, k), 7.0))
+        kset.dequantize(w, y)
+        np.testing.assert_array_equal(y.a.view(np.uint32), ref.view(np.uint32))
+    for m in (1, 3):
+        x = rng.standard_normal((m, k)).astype(np.float32)
+        q, d, _ = quantize_q8_rows(x)
+        x8 = (q.astype(np.float64) * d[..., None]).reshape(m, k)
+        W = ref.astype(np.float64)
+        products_on_every_tier(threads, x, w, x8 @ W.T, 1e-5 * (np.abs(x8) @ np.abs(W).T) + 1e-5)

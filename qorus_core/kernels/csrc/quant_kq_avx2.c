@@ -1,13 +1,1125 @@
 /* quant_kq_avx2.c - the AVX2/FMA/F16C kernels of quant_kformats.c's formats (Q5_0, Q5_1,
  * IQ4_NL, Q2_K .. Q6_K, BF16): the table quant.c and quant_formats.c consult on this tier
- * (quant_internal.h qr_kq_kernels). A format without an entry runs its portable kernels. */
+ * (quant_internal.h qr_kq_kernels). A format without an entry runs its portable kernels.
+ *
+ * Per format: qdot (up to QR_QMAX_ROWS q8 rows in the natural layout: prompts through
+ * matmul_q), rows1 (decode: one q8 row against a range of weight rows, the hot path) and
+ * dequant_row (bit-identical to quant_kformats.c's block dequantizers: matmul_qf's panels,
+ * embedding rows); BF16: fdot, rows1 (float activations) and dequant_row.
+ *
+ * Arithmetic. Integer block dot products are exact: maddubs (u8 x s8 -> s16 pair sums) only
+ * where a pair cannot saturate (bounds at each kernel), madd to int32 with the sub-block scales
+ * as int16, then float32 (|int| < 2^24, so the conversions are exact). Formats with an offset
+ * (Q5_0's 16, Q3_K's 4, Q6_K's 32) use the unsigned quant and subtract the offset through the
+ * activation sums (the q8 row's s, or per-16 sums made once a call); formats with signed values
+ * (IQ4_NL; Q3_K and Q6_K in qdot) use the sign trick: |w| . sign(x, w).
+ *
+ * Decode (rows1) is a weight stream: each call first lays out its activation row for the format
+ * (below: "paired" / "quad" q, the float scale vectors, per-16 sums), once for the whole row
+ * range, so that a register of weight bytes serves 2 or 4 blocks and one convert + FMA scales
+ * them all; then rows go one after another (one forward stream, prefetched QR_PF_AHEAD bytes
+ * ahead), eight rows' lanes summed at once (hsum8x).
+ */
+#include <immintrin.h>
+#include <stdlib.h>
+#include <string.h>
+
 #include "quant_internal.h"
+#include "qorus.h"
 
 #ifdef QR_HAVE_AVX2_BUILD
 
+#define QR_ALWAYS_INLINE static inline __attribute__((always_inline))
+#define QR_PF_AHEAD 2048   /* decode prefetch distance (as quant_avx2.c) */
+
+/* ------------------------------------------------------------------ small helpers */
+static inline float h2f(const uint8_t *p) {
+    uint16_t v;
+    memcpy(&v, p, 2);
+    return _cvtsh_ss(v);
+}
+
+static inline uint32_t ld32(const uint8_t *p) {
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+static inline uint64_t ld64(const uint8_t *p) {
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return v;
+}
+
+static inline __m256i ld256(const void *p) { return _mm256_loadu_si256((const __m256i *)p); }
+static inline __m128i ld128(const void *p) { return _mm_loadu_si128((const __m128i *)p); }
+/* 16 bytes into both lanes, 8 bytes into all four quarters, 4 bytes into all eight dwords */
+static inline __m256i bc128(const uint8_t *p) { return _mm256_broadcastsi128_si256(ld128(p)); }
+static inline __m256i bc64(const uint8_t *p) { return _mm256_set1_epi64x((long long)ld64(p)); }
+static inline __m256i bc32(const uint8_t *p) { return _mm256_set1_epi32((int)ld32(p)); }
+
+static inline float hsum(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/* [sum v[0], ..., sum v[7]]: each row's lanes summed in the same pattern wherever it sits */
+static inline __m256 hsum8x(const __m256 v[8]) {
+    __m256 u0 = _mm256_hadd_ps(_mm256_hadd_ps(v[0], v[1]), _mm256_hadd_ps(v[2], v[3]));
+    __m256 u1 = _mm256_hadd_ps(_mm256_hadd_ps(v[4], v[5]), _mm256_hadd_ps(v[6], v[7]));
+    return _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20),
+                         _mm256_permute2f128_ps(u0, u1, 0x31));
+}
+
+static inline __m128 load2f(const float *p) {   /* two floats into lanes 0, 1; 2, 3 zero */
+    return _mm_castsi128_ps(_mm_loadl_epi64((const __m128i *)p));
+}
+
+/* int32 lanes -> float, the sum of pairs of int16 lanes (madd with ones) */
+static inline __m256 sum16to32f(__m256i p) {
+    return _mm256_cvtepi32_ps(_mm256_madd_epi16(p, _mm256_set1_epi16(1)));
+}
+
+/* A decode range's first QR_PF_AHEAD bytes, requested at once (the loops prefetch the rest) */
+static inline void prefetch_head(const uint8_t *w, size_t bytes) {
+    if (bytes > QR_PF_AHEAD) bytes = QR_PF_AHEAD;
+    for (size_t o = 0; o < bytes; o += 64) _mm_prefetch((const char *)(w + o), _MM_HINT_T0);
+}
+
+/* int16 lanes for pshufb: lane 0 / lane 1 each a repeated 16-bit index pair (lo | hi << 8);
+ * an index byte of 0x80 reads zero, so (j | 0x8000) zero-extends byte j */
+static inline __m256i ctrl2(int lo0, int lo1) {
+    return _mm256_set_m128i(_mm_set1_epi16((short)lo1), _mm_set1_epi16((short)lo0));
+}
+#define ZX(j) (0x8000 | (j))                        /* byte j, zero-extended to int16 */
+#define I16(n) ((2 * (n) + 1) << 8 | (2 * (n)))     /* int16 lane n of the source */
+
+/* ------------------------------------------------------------------ activation layouts
+ * Made once a decode call from the natural q8 row (q | d | s):
+ *   paired  blocks 2p, 2p + 1 at bytes [64p, 64p + 64): 2p[0:16] | 2p+1[0:16] | 2p[16:32] |
+ *           2p+1[16:32] (quant_internal.h's paired layout; an odd last block is read from the
+ *           natural row)
+ *   quad    blocks 4t .. 4t + 3 at bytes [128t, 128t + 128): for g < 4, 32 bytes of
+ *           4t[8g:8g+8] | 4t+1[8g:8g+8] | 4t+2[8g:8g+8] | 4t+3[8g:8g+8]
+ *   XQ4     per whole quad of blocks: [d0 s0 d2 s2 | d1 s1 d3 s3] (quant_internal.h's X)
+ *   XP      per block pair: [d0 x4 | d1 x4]
+ *   XQ      per block quad: [d0 d0 d1 d1 | d2 d2 d3 d3]
+ *   S16     per super-block (8 blocks): int16 sums of q over each 16 values, in order */
+static void act_paired(const uint8_t *q, int64_t nb, uint8_t *xp) {
+    for (int64_t b = 0; b + 2 <= nb; b += 2) {
+        __m256i a = ld256(q + 32 * b), c = ld256(q + 32 * b + 32);
+        _mm256_storeu_si256((__m256i *)(xp + 32 * b), _mm256_permute2x128_si256(a, c, 0x20));
+        _mm256_storeu_si256((__m256i *)(xp + 32 * b + 32), _mm256_permute2x128_si256(a, c, 0x31));
+    }
+}
+
+static void act_quad(const uint8_t *q, int64_t nb, uint8_t *xq4) {
+    for (int64_t b = 0; b + 4 <= nb; b += 4) {   /* a 4 x 4 transpose of 8-byte pieces */
+        __m256i r0 = ld256(q + 32 * b), r1 = ld256(q + 32 * b + 32);
+        __m256i r2 = ld256(q + 32 * b + 64), r3 = ld256(q + 32 * b + 96);
+        __m256i t0 = _mm256_unpacklo_epi64(r0, r1), t1 = _mm256_unpackhi_epi64(r0, r1);
+        __m256i t2 = _mm256_unpacklo_epi64(r2, r3), t3 = _mm256_unpackhi_epi64(r2, r3);
+        uint8_t *o = xq4 + 32 * b;
+        _mm256_storeu_si256((__m256i *)o, _mm256_permute2x128_si256(t0, t2, 0x20));
+        _mm256_storeu_si256((__m256i *)(o + 32), _mm256_permute2x128_si256(t1, t3, 0x20));
+        _mm256_storeu_si256((__m256i *)(o + 64), _mm256_permute2x128_si256(t0, t2, 0x31));
+        _mm256_storeu_si256((__m256i *)(o + 96), _mm256_permute2x128_si256(t1, t3, 0x31));
+    }
+}
+
+static void act_xq4(const float *d, const float *s, int64_t nb, float *X) {
+    for (int64_t b = 0; b + 4 <= nb; b += 4, X += 8) {
+        __m128 dq = _mm_loadu_ps(d + b), sq = _mm_loadu_ps(s + b);
+        __m128 t0 = _mm_unpacklo_ps(dq, sq), t1 = _mm_unpackhi_ps(dq, sq);
+        _mm_storeu_ps(X, _mm_movelh_ps(t0, t1));
+        _mm_storeu_ps(X + 4, _mm_movehl_ps(t1, t0));
+    }
+}
+
+static void act_xp(const float *d, int64_t nb, float *X) {
+    for (int64_t b = 0; b + 2 <= nb; b += 2, X += 8) {
+        _mm_storeu_ps(X, _mm_set1_ps(d[b]));
+        _mm_storeu_ps(X + 4, _mm_set1_ps(d[b + 1]));
+    }
+}
+
+static void act_xq(const float *d, int64_t nb, float *X) {
+    for (int64_t b = 0; b + 4 <= nb; b += 4, X += 8) {
+        __m128 dq = _mm_loadu_ps(d + b);
+        _mm_storeu_ps(X, _mm_unpacklo_ps(dq, dq));
+        _mm_storeu_ps(X + 4, _mm_unpackhi_ps(dq, dq));
+    }
+}
+
+/* the 16 per-16 sums of 8 blocks of q (256 values), int16 in order */
+static inline __m256i sums16(const uint8_t *q) {
+    const __m256i ones8 = _mm256_set1_epi8(1), ones16 = _mm256_set1_epi16(1);
+    __m256i m[8];
+    for (int b = 0; b < 8; b++)   /* lanes 0-3: sub-block 2b, 4-7: 2b + 1 (partial sums) */
+        m[b] = _mm256_madd_epi16(_mm256_maddubs_epi16(ones8, ld256(q + 32 * b)), ones16);
+    __m256i g0 = _mm256_hadd_epi32(_mm256_hadd_epi32(m[0], m[1]), _mm256_hadd_epi32(m[2], m[3]));
+    __m256i g1 = _mm256_hadd_epi32(_mm256_hadd_epi32(m[4], m[5]), _mm256_hadd_epi32(m[6], m[7]));
+    /* g0: [s0 s2 s4 s6 | s1 s3 s5 s7], g1: the same for s8 .. s15 */
+    __m256i p = _mm256_packs_epi32(g0, g1);   /* [s0 s2 .. s14 | s1 s3 .. s15] (|s| <= 2032) */
+    __m128i e = _mm256_castsi256_si128(p), o = _mm256_extracti128_si256(p, 1);
+    return _mm256_set_m128i(_mm_unpackhi_epi16(e, o), _mm_unpacklo_epi16(e, o));
+}
+
+static void act_s16(const uint8_t *q, int64_t nb, int16_t *S) {
+    for (int64_t b = 0; b + 8 <= nb; b += 8, S += 16)
+        _mm256_storeu_si256((__m256i *)S, sums16(q + 32 * b));
+}
+
+/* A decode call's activation buffer: on the stack up to QR_KQ_STACK_NB blocks (K = 16384),
+ * else from the heap (NULL when that fails: the caller takes the per-row qdot path). */
+#define QR_KQ_STACK_NB 512
+#define QR_KQ_BYTES_PER_BLOCK 48   /* the most a layout takes: q 32 + XP 16 */
+typedef struct {
+    _Alignas(64) uint8_t stack[QR_KQ_STACK_NB * QR_KQ_BYTES_PER_BLOCK];
+    void *heap;
+} kq_buf;
+
+static uint8_t *kq_buf_get(kq_buf *b, int64_t nb) {
+    b->heap = NULL;
+    if (nb <= QR_KQ_STACK_NB) return b->stack;
+    b->heap = malloc((size_t)nb * QR_KQ_BYTES_PER_BLOCK + 64);
+    if (!b->heap) return NULL;
+    return (uint8_t *)(((uintptr_t)b->heap + 63) & ~(uintptr_t)63);
+}
+
+/* Rows [0, nrows) of a decode range, each row's 8 lanes from ROWFN (an expression of `row`),
+ * eight rows summed at once. */
+#define KQ_ROWS8(ROWEXPR)                                                                  \
+    do {                                                                                   \
+        prefetch_head(w, (size_t)nrows * wrow);                                            \
+        for (int64_t r = 0; r < nrows; r += 8) {                                           \
+            const int n_ = nrows - r < 8 ? (int)(nrows - r) : 8;                           \
+            __m256 v_[8];                                                                  \
+            for (int i_ = 0; i_ < 8; i_++) {                                               \
+                const uint8_t *row = w + (r + i_) * wrow;                                  \
+                v_[i_] = i_ >= n_ ? _mm256_setzero_ps() : (ROWEXPR);                       \
+            }                                                                              \
+            float o_[8];                                                                   \
+            _mm256_storeu_ps(o_, hsum8x(v_));                                              \
+            memcpy(y + r, o_, (size_t)n_ * sizeof(float));                                 \
+        }                                                                                  \
+    } while (0)
+
+/* mx-specialized entry points of an always-inline body F(MX, ...) */
+#define QDOT_SWITCH(F, ...)                                                                \
+    switch (mx) {                                                                          \
+    case 1: F(1, __VA_ARGS__); break;                                                      \
+    case 2: F(2, __VA_ARGS__); break;                                                      \
+    case 3: F(3, __VA_ARGS__); break;                                                      \
+    default: F(4, __VA_ARGS__); break;                                                     \
+    }
+
+/* ================================================================== Q5_0, Q5_1, IQ4_NL
+ * 32-value blocks (FMT 0: Q5_0 22 bytes d qh qs; 1: Q5_1 24 bytes d m qh qs; 2: IQ4_NL 18
+ * bytes d qs). Q5 quants are used unsigned (0..31): Q5_0's -16 through the activation sums
+ * (sum d_w d_x (q - 16) . x = sum d_w d_x q . x - 16 sum d_w s_x), Q5_1's m likewise (+ m s_x).
+ * maddubs pairs: Q5 2 * 31 * 127 = 7874 (two added: 15748); IQ4_NL |KV| <= 127: 32258 (not
+ * added: each madds on its own). */
+#define P32_BS(fmt) ((size_t)((fmt) == 0 ? 22 : (fmt) == 1 ? 24 : 18))
+#define P32_QS(fmt) ((size_t)((fmt) == 0 ? 6 : (fmt) == 1 ? 8 : 2))
+#define P32_QH(fmt) ((size_t)((fmt) == 0 ? 2 : 4))
+
+static inline __m256i kv_table(void) {
+    return _mm256_setr_epi8(-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113,
+                            -127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113);
+}
+static inline __m256i kv_abs_table(void) {
+    return _mm256_setr_epi8(127, 104, 83, 65, 49, 35, 22, 10, 1, 13, 25, 38, 53, 69, 89, 113,
+                            127, 104, 83, 65, 49, 35, 22, 10, 1, 13, 25, 38, 53, 69, 89, 113);
+}
+
+/* The fifth bits of a Q5 register as 0 / 16 a byte. qq: each lane's block qh as dwords
+ * [qh, qh << 4, qh, qh << 4]; byte e of a lane tests qh bit 8m + k (its element; m = e / 8
+ * + 2 * hi, k = e % 8) at bit k of dword 0's byte m (k >= 4) or bit k + 4 of dword 1's (k < 4):
+ * every tested bit sits in 16..128, and min(., 16) makes it 16. */
+QR_ALWAYS_INLINE __m256i q5_hbits(__m256i qq, int hi) {
+    const __m256i idx = hi ? _mm256_setr_epi8(6, 6, 6, 6, 2, 2, 2, 2, 7, 7, 7, 7, 3, 3, 3, 3,
+                                              6, 6, 6, 6, 2, 2, 2, 2, 7, 7, 7, 7, 3, 3, 3, 3)
+                           : _mm256_setr_epi8(4, 4, 4, 4, 0, 0, 0, 0, 5, 5, 5, 5, 1, 1, 1, 1,
+                                              4, 4, 4, 4, 0, 0, 0, 0, 5, 5, 5, 5, 1, 1, 1, 1);
+    const __m256i sel = _mm256_setr_epi8(16, 32, 64, -128, 16, 32, 64, -128, 16, 32, 64, -128,
+                                         16, 32, 64, -128, 16, 32, 64, -128, 16, 32, 64, -128,
+                                         16, 32, 64, -128, 16, 32, 64, -128);
+    return _mm256_min_epu8(_mm256_and_si256(_mm256_shuffle_epi8(qq, idx), sel),
+                           _mm256_set1_epi8(16));
+}
+static inline __m256i q5_qq(__m256i qh2) {   /* dwords [qh, qh << 4, qh, qh << 4] a lane */
+    return _mm256_sllv_epi32(qh2, _mm256_setr_epi32(0, 4, 0, 4, 0, 4, 0, 4));
+}
+
+/* One block in natural order: Q5 quants (0..31) or, for IQ4_NL, its values (KV, signed). */
+QR_ALWAYS_INLINE __m256i p32_natural(int fmt, const uint8_t *wb) {
+    __m128i raw = ld128(wb + P32_QS(fmt));
+    __m256i v = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(raw, 4), raw),
+                                 _mm256_set1_epi8(15));
+    if (fmt == 2) return _mm256_shuffle_epi8(kv_table(), v);
+    /* lane 0 elements 0..15 (qh bytes 0, 1), lane 1 16..31 (bytes 2, 3) */
+    const __m256i qq = q5_qq(bc32(wb + P32_QH(fmt)));
+    const __m256i idx = _mm256_setr_epi8(4, 4, 4, 4, 0, 0, 0, 0, 5, 5, 5, 5, 1, 1, 1, 1,
+                                         6, 6, 6, 6, 2, 2, 2, 2, 7, 7, 7, 7, 3, 3, 3, 3);
+    const __m256i sel = _mm256_setr_epi8(16, 32, 64, -128, 16, 32, 64, -128, 16, 32, 64, -128,
+                                         16, 32, 64, -128, 16, 32, 64, -128, 16, 32, 64, -128,
+                                         16, 32, 64, -128, 16, 32, 64, -128);
+    __m256i h = _mm256_min_epu8(_mm256_and_si256(_mm256_shuffle_epi8(qq, idx), sel),
+                                _mm256_set1_epi8(16));
+    return _mm256_or_si256(v, h);
+}
+
+/* 8 int32 lanes (as float) of a natural block . q8 block x */
+QR_ALWAYS_INLINE __m256 p32_dot_natural(int fmt, __m256i wv, __m256i x) {
+    if (fmt == 2)
+        return sum16to32f(_mm256_maddubs_epi16(_mm256_sign_epi8(wv, wv), _mm256_sign_epi8(x, wv)));
+    return sum16to32f(_mm256_maddubs_epi16(wv, x));
+}
+
+/* Blocks b, b + 1 (w0: block b) against the paired q8 halves xa (elements 0..15 of each) and
+ * xb (16..31): one register of nibble bytes, block b in the low lane, b + 1 in the high. */
+QR_ALWAYS_INLINE __m256 p32_pair(int fmt, const uint8_t *w0, __m256i xa, __m256i xb) {
+    const size_t bs = P32_BS(fmt), qo = P32_QS(fmt);
+    const __m256i m4 = _mm256_set1_epi8(15);
+    __m256i raw = _mm256_inserti128_si256(_mm256_castsi128_si256(ld128(w0 + qo)),
+                                          ld128(w0 + bs + qo), 1);
+    __m256i lo = _mm256_and_si256(raw, m4), hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
+    if (fmt == 2) {   /* |v| . sign(x, v), v = KV[nibble] (never 0) */
+        const __m256i kv = kv_table(), ka = kv_abs_table();
+        __m256i plo = _mm256_maddubs_epi16(_mm256_shuffle_epi8(ka, lo),
+                                           _mm256_sign_epi8(xa, _mm256_shuffle_epi8(kv, lo)));
+        __m256i phi = _mm256_maddubs_epi16(_mm256_shuffle_epi8(ka, hi),
+                                           _mm256_sign_epi8(xb, _mm256_shuffle_epi8(kv, hi)));
+        const __m256i ones = _mm256_set1_epi16(1);
+        return _mm256_cvtepi32_ps(_mm256_add_epi32(_mm256_madd_epi16(plo, ones),
+                                                   _mm256_madd_epi16(phi, ones)));
+    }
+    const size_t ho = P32_QH(fmt);
+    __m256i qq = q5_qq(_mm256_blend_epi32(bc32(w0 + ho), bc32(w0 + bs + ho), 0xf0));
+    lo = _mm256_or_si256(lo, q5_hbits(qq, 0));
+    hi = _mm256_or_si256(hi, q5_hbits(qq, 1));
+    return sum16to32f(_mm256_add_epi16(_mm256_maddubs_epi16(lo, xa), _mm256_maddubs_epi16(hi, xb)));
+}
+
+/* the scale words of blocks p0, p1: Q5_1 [d0 m0 d1 m1], else [d0 d0 d1 d1] */
+QR_ALWAYS_INLINE __m128i p32_scales2(int fmt, const uint8_t *p0, const uint8_t *p1) {
+    if (fmt == 1) return _mm_unpacklo_epi32(_mm_loadu_si32(p0), _mm_loadu_si32(p1));
+    __m128i d = _mm_unpacklo_epi16(_mm_loadu_si16(p0), _mm_loadu_si16(p1));
+    return _mm_unpacklo_epi16(d, d);
+}
+
+/* One decode row (as quant_avx2.c's qrow_q4): per block quad f = [d0 c0 d2 c2 | d1 c1 d3 c3]
+ * (c = m for Q5_1, d otherwise) times XQ4 = [x0 s0 x2 s2 | x1 s1 x3 s3]: the even lanes scale
+ * the pair dot products (in-lane broadcast), the odd lanes sum into the offset term. */
+QR_ALWAYS_INLINE __m256 row_p32(int fmt, int64_t nb, const uint8_t *p, const uint8_t *xq,
+                                const uint8_t *xp, const float *X) {
+    const size_t bs = P32_BS(fmt);
+    const float *dx = (const float *)(xq + nb * QR_QK), *sx = dx + nb;
+    const __m128i d_twice = _mm_setr_epi8(0, 1, 0, 1, 4, 5, 4, 5, 8, 9, 8, 9, 12, 13, 12, 13);
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps(), corr = _mm256_setzero_ps();
+    int64_t b = 0;
+    for (; b + 4 <= nb; b += 4, p += 4 * bs, xp += 128, X += 8) {
+        _mm_prefetch((const char *)(p + QR_PF_AHEAD), _MM_HINT_T0);
+        _mm_prefetch((const char *)(p + QR_PF_AHEAD + 64), _MM_HINT_T0);
+        __m128i f02 = _mm_unpacklo_epi32(_mm_loadu_si32(p), _mm_loadu_si32(p + 2 * bs));
+        __m128i f13 = _mm_unpacklo_epi32(_mm_loadu_si32(p + bs), _mm_loadu_si32(p + 3 * bs));
+        __m128i f = _mm_unpacklo_epi64(f02, f13);
+        if (fmt != 1) f = _mm_shuffle_epi8(f, d_twice);
+        __m256 prod = _mm256_mul_ps(_mm256_cvtph_ps(f), _mm256_loadu_ps(X));
+        if (fmt != 2) corr = _mm256_add_ps(corr, prod);
+        acc0 = _mm256_fmadd_ps(_mm256_permute_ps(prod, 0x00),
+                               p32_pair(fmt, p, ld256(xp), ld256(xp + 32)), acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_permute_ps(prod, 0xaa),
+                               p32_pair(fmt, p + 2 * bs, ld256(xp + 64), ld256(xp + 96)), acc1);
+    }
+    if (b + 2 <= nb) {   /* a last pair: f = [d0 c0 d1 c1], X = [x0 s0 x1 s1] */
+        __m128 pr = _mm_mul_ps(_mm_cvtph_ps(p32_scales2(fmt, p, p + bs)),
+                               _mm_unpacklo_ps(load2f(dx + b), load2f(sx + b)));
+        __m256 sc = _mm256_set_m128(_mm_permute_ps(pr, 0xaa), _mm_permute_ps(pr, 0x00));
+        acc0 = _mm256_fmadd_ps(sc, p32_pair(fmt, p, ld256(xp), ld256(xp + 32)), acc0);
+        if (fmt != 2) corr = _mm256_add_ps(corr, _mm256_zextps128_ps256(pr));
+        b += 2;
+        p += 2 * bs;
+    }
+    __m256 v = _mm256_add_ps(acc0, acc1);
+    if (fmt != 2) {   /* the offset term: the odd lanes of corr, times -16 (Q5_0) or 1 (Q5_1) */
+        const __m256 odd = _mm256_castsi256_ps(_mm256_setr_epi32(0, -1, 0, -1, 0, -1, 0, -1));
+        v = _mm256_fmadd_ps(_mm256_and_ps(corr, odd), _mm256_set1_ps(fmt == 0 ? -16.0f : 1.0f), v);
+    }
+    if (b < nb) {   /* an odd last block, natural order */
+        __m256i qx = ld256(xq + b * QR_QK);
+        v = _mm256_fmadd_ps(_mm256_set1_ps(h2f(p) * dx[b]), p32_dot_natural(fmt, p32_natural(fmt, p), qx), v);
+        if (fmt != 2) {
+            const float cs = (fmt == 0 ? -16.0f * h2f(p) : h2f(p + 2)) * sx[b];
+            v = _mm256_add_ps(v, _mm256_setr_ps(cs, 0, 0, 0, 0, 0, 0, 0));
+        }
+    }
+    return v;
+}
+
+QR_ALWAYS_INLINE void rows_p32(int fmt, int64_t nb, const uint8_t *w, size_t wrow, int64_t nrows,
+                               const uint8_t *xq, float *y) {
+    kq_buf buf;
+    uint8_t *xp = kq_buf_get(&buf, nb);
+    if (!xp) {   /* no activation buffer: the natural-layout kernel a row at a time */
+        const qr_qdot_fn f = fmt == 0 ? qr__qdot_q5_0 : fmt == 1 ? qr__qdot_q5_1 : qr__qdot_iq4_nl;
+        for (int64_t r = 0; r < nrows; r++) f(nb, w + r * wrow, xq, 0, 1, y + r);
+        return;
+    }
+    float *X = (float *)(xp + 32 * nb);
+    const float *d = (const float *)(xq + nb * QR_QK);
+    act_paired(xq, nb, xp);
+    act_xq4(d, d + nb, nb, X);
+    KQ_ROWS8(row_p32(fmt, nb, row, xq, xp, X));
+    free(buf.heap);
+}
+
+/* qdot: natural layout, each block unpacked once for the MX rows */
+QR_ALWAYS_INLINE void qdot_p32(int MX, int fmt, int64_t nb, const uint8_t *w, const uint8_t *xq,
+                               size_t xs, float *out) {
+    const size_t bs = P32_BS(fmt);
+    __m256 acc[QR_QMAX_ROWS];
+    float cs[QR_QMAX_ROWS];
+    const float *d[QR_QMAX_ROWS];
+    for (int j = 0; j < MX; j++) {
+        acc[j] = _mm256_setzero_ps();
+        cs[j] = 0.0f;
+        d[j] = (const float *)(xq + j * xs + nb * QR_QK);
+    }
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *wb = w + b * bs;
+        _mm_prefetch((const char *)(wb + 8 * bs), _MM_HINT_T0);
+        const __m256i wv = p32_natural(fmt, wb);
+        const float dw = h2f(wb), cw = fmt == 0 ? dw : fmt == 1 ? h2f(wb + 2) : 0.0f;
+        for (int j = 0; j < MX; j++) {
+            __m256i qx = ld256(xq + j * xs + b * QR_QK);
+            acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(dw * d[j][b]), p32_dot_natural(fmt, wv, qx), acc[j]);
+            if (fmt != 2) cs[j] += cw * d[j][nb + b];
+        }
+    }
+    for (int j = 0; j < MX; j++)
+        out[j] = hsum(acc[j]) + (fmt == 0 ? -16.0f * cs[j] : cs[j]);
+}
+
+#define QDOT_P32(MX, fmt) qdot_p32(MX, fmt, nb, w, xq, xs, out)
+static void qdot_q5_0(int64_t nb, const uint8_t *w, const uint8_t *xq, size_t xs, int mx, float *out) {
+    QDOT_SWITCH(QDOT_P32, 0)
+}
+static void qdot_q5_1(int64_t nb, const uint8_t *w, const uint8_t *xq, size_t xs, int mx, float *out) {
+    QDOT_SWITCH(QDOT_P32, 1)
+}
+static void qdot_iq4_nl(int64_t nb, const uint8_t *w, const uint8_t *xq, size_t xs, int mx, float *out) {
+    QDOT_SWITCH(QDOT_P32, 2)
+}
+static void rows1_q5_0(int64_t nb, const uint8_t *w, size_t wrow, int64_t nrows, const uint8_t *xq, float *y) {
+    rows_p32(0, nb, w, wrow, nrows, xq, y);
+}
+static void rows1_q5_1(int64_t nb, const uint8_t *w, size_t wrow, int64_t nrows, const uint8_t *xq, float *y) {
+    rows_p32(1, nb, w, wrow, nrows, xq, y);
+}
+static void rows1_iq4_nl(int64_t nb, const uint8_t *w, size_t wrow, int64_t nrows, const uint8_t *xq, float *y) {
+    rows_p32(2, nb, w, wrow, nrows, xq, y);
+}
+
+/* ------------------------------------------------------------------ dequantization helpers */
+/* y[0..32) = scale * (float)(signed bytes of v) */
+static inline void store32_i8(__m256i v, __m256 scale, float *y) {
+    __m128i lo = _mm256_castsi256_si128(v), hi = _mm256_extracti128_si256(v, 1);
+    _mm256_storeu_ps(y, _mm256_mul_ps(scale, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(lo))));
+    _mm256_storeu_ps(y + 8, _mm256_mul_ps(scale, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_unpackhi_epi64(lo, lo)))));
+    _mm256_storeu_ps(y + 16, _mm256_mul_ps(scale, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi))));
+    _mm256_storeu_ps(y + 24, _mm256_mul_ps(scale, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_unpackhi_epi64(hi, hi)))));
+}
+/* y[0..32) = d * (float)q + m for unsigned bytes q (Q5_1: d * q exact, so one FMA rounds as
+ * the portable multiply-then-add) */
+static inline void store32_u8_fma(__m256i v, __m256 d, __m256 m, float *y) {
+    __m128i lo = _mm256_castsi256_si128(v), hi = _mm256_extracti128_si256(v, 1);
+    _mm256_storeu_ps(y, _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(lo)), m));
+    _mm256_storeu_ps(y + 8, _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_unpackhi_epi64(lo, lo))), m));
+    _mm256_storeu_ps(y + 16, _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(hi)), m));
+    _mm256_storeu_ps(y + 24, _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_unpackhi_epi64(hi, hi))), m));
+}
+
+/* Q5_0: d * (float)(q - 16); Q5_1: d * q + m; IQ4_NL: d * KV (one rounding each) */
+QR_ALWAYS_INLINE void dequant_p32(int fmt, const uint8_t *row, float *y, int64_t k) {
+    const size_t bs = P32_BS(fmt);
+    for (int64_t b = 0; b < k / QR_QK; b++, row += bs, y += QR_QK) {
+        __m256i v = p32_natural(fmt, row);
+        __m256 d = _mm256_set1_ps(h2f(row));
+        if (fmt == 1) store32_u8_fma(v, d, _mm256_set1_ps(h2f(row + 2)), y);
+        else store32_i8(fmt == 0 ? _mm256_sub_epi8(v, _mm256_set1_epi8(16)) : v, d, y);
+    }
+}
+static void dequant_q5_0(const uint8_t *row, float *y, int64_t k) { dequant_p32(0, row, y, k); }
+static void dequant_q5_1(const uint8_t *row, float *y, int64_t k) { dequant_p32(1, row, y, k); }
+static void dequant_iq4_nl(const uint8_t *row, float *y, int64_t k) { dequant_p32(2, row, y, k); }
+
+/* ================================================================== K-quants: shared pieces */
+#define K_SB 256   /* values a super-block */
+
+/* [sc0..sc7 | m0..m7] (bytes) of a Q4_K / Q5_K super-block; s: its sc[12], 16 bytes readable */
+static inline __m128i k4_scales(const uint8_t *s) {
+    const __m128i v = ld128(s);
+    const __m128i t1 = _mm_shuffle_epi8(v, _mm_setr_epi8(0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 8, 9, 10, 11));
+    const __m128i t2 = _mm_shuffle_epi8(v, _mm_setr_epi8(-1, -1, -1, -1, 0, 1, 2, 3, -1, -1, -1, -1, 4, 5, 6, 7));
+    __m128i lo = _mm_and_si128(t1, _mm_setr_epi8(63, 63, 63, 63, 15, 15, 15, 15, 63, 63, 63, 63, 0, 0, 0, 0));
+    __m128i hn = _mm_and_si128(_mm_srli_epi16(t1, 4), _mm_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 15, 15, 15, 15));
+    __m128i hi = _mm_and_si128(_mm_srli_epi16(t2, 2), _mm_setr_epi8(0, 0, 0, 0, 48, 48, 48, 48, 0, 0, 0, 0, 48, 48, 48, 48));
+    return _mm_or_si128(_mm_or_si128(lo, hn), hi);
+}
+
+/* the 16 6-bit scales of a Q3_K super-block minus 32 (int8, in order); s: its sc[12] */
+static inline __m128i k3_scales(const uint8_t *s) {
+    const uint32_t a0 = ld32(s), a1 = ld32(s + 4), t = ld32(s + 8);
+    const uint32_t k1 = 0x03030303u, k2 = 0x0f0f0f0fu;
+    const uint32_t r0 = (a0 & k2) | ((t & k1) << 4);
+    const uint32_t r1 = (a1 & k2) | (((t >> 2) & k1) << 4);
+    const uint32_t r2 = ((a0 >> 4) & k2) | (((t >> 4) & k1) << 4);
+    const uint32_t r3 = ((a1 >> 4) & k2) | (((t >> 6) & k1) << 4);
+    const __m128i v = _mm_set_epi64x((long long)((uint64_t)r3 << 32 | r2), (long long)((uint64_t)r1 << 32 | r0));
+    return _mm_sub_epi8(v, _mm_set1_epi8(32));
+}
+
+/* fp16 pair (d, dmin) at p as [d dmin d dmin ...] */
+static inline __m256 k_dm(const uint8_t *p) { return _mm256_cvtph_ps(_mm_set1_epi32((int)ld32(p))); }
+
+/* ================================================================== Q4_K, Q5_K
+ * 144 / 176 bytes: d dmin sc[12] (Q5_K: qh[32]) qs[128]; qs[32 p + l] holds element l of
+ * blocks 2p (low nibble) and 2p + 1 (high); Q5_K's fifth bit of element l of block j is bit j
+ * of qh[l]. value = (d sc_j) q - dmin m_j: dot = D sum_j d_x sc_j (q . x) - dmin sum_j m_j s_x.
+ * maddubs pairs: Q4 2 * 15 * 127 = 3810, Q5 2 * 31 * 127 = 7874 (two added: 15748); times a
+ * 6-bit scale, pairs summed: <= 1984248. */
+
+/* decode: pair p of a super-block against the paired q8 halves, as 8 int32 lanes (float):
+ * block 2p in the low lane, 2p + 1 in the high; V: the scale bytes in both lanes */
+QR_ALWAYS_INLINE __m256 k45_pair(int q5, const uint8_t *sb, int p, __m256i V, __m256i xa, __m256i xb) {
+    const __m256i m4 = _mm256_set1_epi8(15), sh = _mm256_setr_epi32(0, 0, 0, 0, 4, 4, 4, 4);
+    const uint8_t *qs = sb + (q5 ? 48 : 16) + 32 * p;
+    __m256i a = _mm256_and_si256(_mm256_srlv_epi32(bc128(qs), sh), m4);        /* elements 0..15 */
+    __m256i b = _mm256_and_si256(_mm256_srlv_epi32(bc128(qs + 16), sh), m4);   /* 16..31 */
+    if (q5) {   /* bit 2p (low lane) / 2p + 1 (high lane) of qh[l] to bit 4 */
+        const __m256i m16 = _mm256_set1_epi8(16);
+        __m256i h0 = bc128(sb + 16), h1 = bc128(sb + 32);
+        if (p < 2) {
+            const __m256i c = _mm256_setr_epi32(4 - 2 * p, 4 - 2 * p, 4 - 2 * p, 4 - 2 * p,
+                                                3 - 2 * p, 3 - 2 * p, 3 - 2 * p, 3 - 2 * p);
+            h0 = _mm256_sllv_epi32(h0, c);
+            h1 = _mm256_sllv_epi32(h1, c);
+        } else {
+            const __m256i c = _mm256_setr_epi32(2 * p - 4, 2 * p - 4, 2 * p - 4, 2 * p - 4,
+                                                2 * p - 3, 2 * p - 3, 2 * p - 3, 2 * p - 3);
+            h0 = _mm256_srlv_epi32(h0, c);
+            h1 = _mm256_srlv_epi32(h1, c);
+        }
+        a = _mm256_or_si256(a, _mm256_and_si256(h0, m16));
+        b = _mm256_or_si256(b, _mm256_and_si256(h1, m16));
+    }
+    __m256i s = _mm256_add_epi16(_mm256_maddubs_epi16(a, xa), _mm256_maddubs_epi16(b, xb));
+    return _mm256_cvtepi32_ps(_mm256_madd_epi16(s, _mm256_shuffle_epi8(V, ctrl2(ZX(2 * p), ZX(2 * p + 1)))));
+}
+
+/* one decode row; xp: paired q, XP: per-pair [d x4 | d x4], sx: the q8 row's s */
+QR_ALWAYS_INLINE __m256 row_k45(int q5, int64_t nsb, const uint8_t *p, const uint8_t *xp,
+                                const float *XP, const float *sx) {
+    const size_t bs = q5 ? 176 : 144;
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t i = 0; i < nsb; i++, p += bs, xp += K_SB, XP += 32, sx += 8) {
+        _mm_prefetch((const char *)(p + QR_PF_AHEAD), _MM_HINT_T0);
+        _mm_prefetch((const char *)(p + QR_PF_AHEAD + 64), _MM_HINT_T0);
+        _mm_prefetch((const char *)(p + QR_PF_AHEAD + 128), _MM_HINT_T0);
+        const __m256 dm = k_dm(p);
+        const __m128i scm = k4_scales(p + 4);
+        const __m256i V = _mm256_broadcastsi128_si256(scm);
+        const __m256 mins = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(scm, 8))),
+                                          _mm256_loadu_ps(sx));
+        __m256 a0 = _mm256_mul_ps(k45_pair(q5, p, 0, V, ld256(xp), ld256(xp + 32)), _mm256_loadu_ps(XP));
+        __m256 a1 = _mm256_mul_ps(k45_pair(q5, p, 1, V, ld256(xp + 64), ld256(xp + 96)), _mm256_loadu_ps(XP + 8));
+        a0 = _mm256_fmadd_ps(k45_pair(q5, p, 2, V, ld256(xp + 128), ld256(xp + 160)), _mm256_loadu_ps(XP + 16), a0);
+        a1 = _mm256_fmadd_ps(k45_pair(q5, p, 3, V, ld256(xp + 192), ld256(xp + 224)), _mm256_loadu_ps(XP + 24), a1);
+        acc = _mm256_fmadd_ps(_mm256_add_ps(a0, a1), _mm256_permute_ps(dm, 0x00), acc);
+        acc = _mm256_fnmadd_ps(mins, _mm256_permute_ps(dm, 0x55), acc);
+    }
+    return acc;
+}
+
+QR_ALWAYS_INLINE void rows_k45(int q5, int64_t nb, const uint8_t *w, size_t wrow, int64_t nrows,
+                               const uint8_t *xq, float *y) {
+    kq_buf buf;
+    uint8_t *xp = kq_buf_get(&buf, nb);
+    if (!xp) {
+        const qr_qdot_fn f = q5 ? qr__qdot_q5_k : qr__qdot_q4_k;
+        for (int64_t r = 0; r < nrows; r++) f(nb, w + r * wrow, xq, 0, 1, y + r);
+        return;
+    }
+    float *XP = (float *)(xp + 32 * nb);
+    const float *d = (const float *)(xq + nb * QR_QK);
+    act_paired(xq, nb, xp);
+    act_xp(d, nb, XP);
+    KQ_ROWS8(row_k45(q5, nb / 8, row, xp, XP, d + nb));
+    free(buf.heap);
+}
+
+/* qdot: natural layout; block j of a super-block: nibbles of qs[32 (j / 2) ..] */
+QR_ALWAYS_INLINE void qdot_k45(int MX, int q5, int64_t nb, const uint8_t *w, const uint8_t *xq,
+                               size_t xs, float *out) {
+    const size_t bs = q5 ? 176 : 144;
+    const __m256i m4 = _mm256_set1_epi8(15), m16 = _mm256_set1_epi8(16);
+    __m256 acc[QR_QMAX_ROWS];
+    const float *d[QR_QMAX_ROWS];
+    for (int j = 0; j < MX; j++) {
+        acc[j] = _mm256_setzero_ps();
+        d[j] = (const float *)(xq + j * xs + nb * QR_QK);
+    }
+    for (int64_t i = 0; i < nb / 8; i++) {
+        const uint8_t *p = w + i * bs, *qs = p + (q5 ? 48 : 16);
+        _mm_prefetch((const char *)(p + 2 * bs), _MM_HINT_T0);
+        _mm_prefetch((const char *)(p + 2 * bs + 64), _MM_HINT_T0);
+        _mm_prefetch((const char *)(p + 2 * bs + 128), _MM_HINT_T0);
+        const __m256 dm = k_dm(p);
+        const __m128i scm = k4_scales(p + 4);
+        const __m256i V = _mm256_broadcastsi128_si256(scm);
+        const __m256 mf = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(scm, 8)));
+        const __m256i qh = q5 ? ld256(p + 16) : _mm256_setzero_si256();
+        __m256 at[QR_QMAX_ROWS];
+        for (int j = 0; j < MX; j++) at[j] = _mm256_setzero_ps();
+        for (int b = 0; b < 8; b++) {
+            __m256i raw = ld256(qs + 32 * (b / 2));
+            __m256i wv = _mm256_and_si256(b & 1 ? _mm256_srli_epi16(raw, 4) : raw, m4);
+            if (q5) {
+                __m256i h = b < 4 ? _mm256_slli_epi16(qh, 4 - b) : _mm256_srli_epi16(qh, b - 4);
+                wv = _mm256_or_si256(wv, _mm256_and_si256(h, m16));
+            }
+            const __m256i sc = _mm256_shuffle_epi8(V, _mm256_set1_epi16((short)ZX(b)));
+            for (int j = 0; j < MX; j++) {
+                __m256i qx = ld256(xq + j * xs + (8 * i + b) * QR_QK);
+                __m256 f = _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(wv, qx), sc));
+                at[j] = _mm256_fmadd_ps(f, _mm256_set1_ps(d[j][8 * i + b]), at[j]);
+            }
+        }
+        for (int j = 0; j < MX; j++) {
+            acc[j] = _mm256_fmadd_ps(at[j], _mm256_permute_ps(dm, 0x00), acc[j]);
+            acc[j] = _mm256_fnmadd_ps(_mm256_mul_ps(mf, _mm256_loadu_ps(d[j] + nb + 8 * i)),
+                                      _mm256_permute_ps(dm, 0x55), acc[j]);
+        }
+    }
+    for (int j = 0; j < MX; j++) out[j] = hsum(acc[j]);
+}
+
+#define QDOT_K45(MX, q5) qdot_k45(MX, q5, nb, w, xq, xs, out)
+static void qdot_q4_k(int64_t nb, const uint8_t *w, const uint8_t *xq, size_t xs, int mx, float *out) {
+    QDOT_SWITCH(QDOT_K45, 0)
+}
+static void qdot_q5_k(int64_t nb, const uint8_t *w, const uint8_t *xq, size_t xs, int mx, float *out) {
+    QDOT_SWITCH(QDOT_K45, 1)
+}
+static void rows1_q4_k(int64_t nb, const uint8_t *w, size_t wrow, int64_t nrows, const uint8_t *xq, float *y) {
+    rows_k45(0, nb, w, wrow, nrows, xq, y);
+}
+static void rows1_q5_k(int64_t nb, const uint8_t *w, size_t wrow, int64_t nrows, const uint8_t *xq, float *y) {
+    rows_k45(1, nb, w, wrow, nrows, xq, y);
+}
+
+/* y = (d sc_j) q - dmin m_j: d sc_j and dmin m_j exact (11 x 6 bits), and so is their product
+ * with q (< 2^5): one FMA rounds as the portable multiply-then-subtract. */
+QR_ALWAYS_INLINE void dequant_k45(int q5, const uint8_t *p, float *y, int64_t k) {
+    const size_t bs = q5 ? 176 : 144;
+    for (int64_t i = 0; i < k / K_SB; i++, p += bs, y += K_SB) {
+        const __m128i scm = k4_scales(p + 4);
+        const __m256 dl = _mm256_mul_ps(_mm256_set1_ps(h2f(p)), _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(scm)));
+        const __m256 ml = _mm256_mul_ps(_mm256_set1_ps(h2f(p + 2)),
+                                        _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(scm, 8))));
+        float dls[8], mls[8];
+        _mm256_storeu_ps(dls, dl);
+        _mm256_storeu_ps(mls, ml);
+        const uint8_t *qs = p + (q5 ? 48 : 16);
+        for (int pp = 0; pp < 4; pp++) {
+            const __m256 d0 = _mm256_set1_ps(dls[2 * pp]), m0 = _mm256_set1_ps(mls[2 * pp]);
+            const __m256 d1 = _mm256_set1_ps(dls[2 * pp + 1]), m1 = _mm256_set1_ps(mls[2 * pp + 1]);
+            for (int g = 0; g < 4; g++) {
+                __m256i v = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(qs + 32 * pp + 8 * g)));
+                __m256i lo = _mm256_and_si256(v, _mm256_set1_epi32(15)), hi = _mm256_srli_epi32(v, 4);
+                if (q5) {
+                    __m256i h = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(p + 16 + 8 * g)));
+                    lo = _mm256_or_si256(lo, _mm256_and_si256(_mm256_slli_epi32(_mm256_srli_epi32(h, 2 * pp), 4),
+                                                              _mm256_set1_epi32(16)));
+                    hi = _mm256_or_si256(hi, _mm256_and_si256(_mm256_slli_epi32(_mm256_srli_epi32(h, 2 * pp + 1), 4),
+                                                              _mm256_set1_epi32(16)));
+                }
+                _mm256_storeu_ps(y + 64 * pp + 8 * g, _mm256_fmsub_ps(d0, _mm256_cvtepi32_ps(lo), m0));
+                _mm256_storeu_ps(y + 64 * pp + 32 + 8 * g, _mm256_fmsub_ps(d1, _mm256_cvtepi32_ps(hi), m1));
+            }
+        }
+    }
+}
+static void dequant_q4_k(const uint8_t *row, float *y, int64_t k) { dequant_k45(0, row, y, k); }
+static void dequant_q5_k(const uint8_t *row, float *y, int64_t k) { dequant_k45(1, row, y, k); }
+
+/* ================================================================== Q6_K
+ * 210 bytes: ql[128] qh[64] sc[16] (int8) d. Half i (128 values, blocks 4i + t): ql[64 i + l]
+ * low nibble = element l of block 4i (l < 32) / 4i + 1 (l >= 32), high nibble blocks 4i + 2,
+ * 4i + 3; qh[32 i + l] bits 2t, 2t + 1 = the top bits of element l of block 4i + t.
+ * q (0..63) unsigned, value = (d sc_j)(q - 32): the 32 through per-16 sums (decode) or the
+ * sign trick (qdot). maddubs pairs: 2 * 63 * 127 = 16002 (q), 2 * 32 * 127 (|q - 32|); times an
+ * int8 scale, pairs summed: <= 4096512. */
+
+/* the 4 blocks of half i as quants 0..63 (q[t]: block 4i + t, natural order) */
+QR_ALWAYS_INLINE void q6k_half(const uint8_t *p, int i, __m256i q[4]) {
+    const __m256i m4 = _mm256_set1_epi8(15), m30 = _mm256_set1_epi8(0x30);
+    const __m256i l0 = ld256(p + 64 * i), l1 = ld256(p + 64 * i + 32), h = ld256(p + 128 + 32 * i);
+    q[0] = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_and_si256(_mm256_slli_epi16(h, 4), m30));
+    q[1] = _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_and_si256(_mm256_slli_epi16(h, 2), m30));
+    q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), _mm256_and_si256(h, m30));
+    q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+                           _mm256_and_si256(_mm256_srli_epi16(h, 2), m30));
+}
+
+/* the int16 scale vector of block 4i + t from Vi = [sc 8i .. 8i+7 | the same] (int16):
+ * sub-block 8i + 2t in the low lane, 8i + 2t + 1 in the high */
+static inline __m256i sc_pair16(__m256i Vi, int t) { return _mm256_shuffle_epi8(Vi, ctrl2(I16(2 * t), I16(2 * t + 1))); }
+
+QR_ALWAYS_INLINE __m256 row_q6k(int64_t nsb, const uint8_t *p, const uint8_t *xq, const float *d,
+                                const int16_t *S) {
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t i = 0; i < nsb; i++, p += 210, xq += K_SB, d += 8, S += 16) {
+        _mm_prefetch((const char *)(p + QR_PF_AHEAD), _MM_HINT_T0);
+        _mm_prefetch((const char *)(p + QR_PF_AHEAD + 64), _MM_HINT_T0);
+        _mm_prefetch((const char *)(p + QR_PF_AHEAD + 128), _MM_HINT_T0);
+        _mm_prefetch((const char *)(p + QR_PF_AHEAD + 192), _MM_HINT_T0);
+        const __m256i sc16 = _mm256_cvtepi8_epi16(ld128(p + 192));
+        /* 32 sum_j sc_j s16_j per block (<= 16646144 < 2^24: exact as float) */
+        const __m256i corr = _mm256_slli_epi32(_mm256_madd_epi16(ld256(S), sc16), 5);
+        __m256 a0 = _mm256_mul_ps(_mm256_cvtepi32_ps(corr), _mm256_loadu_ps(d));
+        __m256 a1 = _mm256_setzero_ps();
+        a0 = _mm256_sub_ps(_mm256_setzero_ps(), a0);
+        const __m256i Vh[2] = {_mm256_permute4x64_epi64(sc16, 0x44), _mm256_permute4x64_epi64(sc16, 0xee)};
+        for (int h = 0; h < 2; h++) {
+            const __m256i Vi = Vh[h];
+            __m256i q[4];
+            q6k_half(p, h, q);
+            for (int t = 0; t < 4; t++) {
+                const int b = 4 * h + t;
+                __m256i m = _mm256_madd_epi16(_mm256_maddubs_epi16(q[t], ld256(xq + 32 * b)), sc_pair16(Vi, t));
+                if (t & 1) a1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(m), _mm256_set1_ps(d[b]), a1);
+                else a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(m), _mm256_set1_ps(d[b]), a0);
+            }
+        }
+        acc = _mm256_fmadd_ps(_mm256_add_ps(a0, a1), _mm256_set1_ps(h2f(p + 208)), acc);
+    }
+    return acc;
+}
+
+static void rows1_q6_k(int64_t nb, const uint8_t *w, size_t wrow, int64_t nrows, const uint8_t *xq, float *y) {
+    kq_buf buf;
+    uint8_t *a = kq_buf_get(&buf, nb);
+    if (!a) {
+        for (int64_t r = 0; r < nrows; r++) qr__qdot_q6_k(nb, w + r * wrow, xq, 0, 1, y + r);
+        return;
+    }
+    int16_t *S = (int16_t *)a;
+    const float *d = (const float *)(xq + nb * QR_QK);
+    act_s16(xq, nb, S);
+    KQ_ROWS8(row_q6k(nb / 8, row, xq, d, S));
+    free(buf.heap);
+}
+
+QR_ALWAYS_INLINE void qdot_q6k_n(int MX, int64_t nb, const uint8_t *w, const uint8_t *xq, size_t xs,
+                                 float *out) {
+    __m256 acc[QR_QMAX_ROWS];
+    const float *d[QR_QMAX_ROWS];
+    for (int j = 0; j < MX; j++) {
+        acc[j] = _mm256_setzero_ps();
+        d[j] = (const float *)(xq + j * xs + nb * QR_QK);
+    }
+    const __m256i m32 = _mm256_set1_epi8(32);
+    for (int64_t i = 0; i < nb / 8; i++) {
+        const uint8_t *p = w + i * 210;
+        _mm_prefetch((const char *)(p + 2 * 210), _MM_HINT_T0);
+        _mm_prefetch((const char *)(p + 2 * 210 + 64), _MM_HINT_T0);
+        _mm_prefetch((const char *)(p + 2 * 210 + 128), _MM_HINT_T0);
+        _mm_prefetch((const char *)(p + 2 * 210 + 192), _MM_HINT_T0);
+        const __m256i sc16 = _mm256_cvtepi8_epi16(ld128(p + 192));
+        __m256 at[QR_QMAX_ROWS];
+        for (int j = 0; j < MX; j++) at[j] = _mm256_setzero_ps();
+        const __m256i Vh[2] = {_mm256_permute4x64_epi64(sc16, 0x44), _mm256_permute4x64_epi64(sc16, 0xee)};
+        for (int h = 0; h < 2; h++) {
+            const __m256i Vi = Vh[h];
+            __m256i q[4];
+            q6k_half(p, h, q);
+            for (int t = 0; t < 4; t++) {
+                const int b = 8 * (int)i + 4 * h + t;
+                const __m256i wv = _mm256_sub_epi8(q[t], m32), aw = _mm256_abs_epi8(wv);
+                const __m256i sc = sc_pair16(Vi, t);
+                for (int j = 0; j < MX; j++) {
+                    __m256i qx = _mm256_sign_epi8(ld256(xq + j * xs + b * QR_QK), wv);
+                    __m256 f = _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(aw, qx), sc));
+                    at[j] = _mm256_fmadd_ps(f, _mm256_set1_ps(d[j][b]), at[j]);
+                }
+            }
+        }
+        const __m256 D = _mm256_set1_ps(h2f(p + 208));
+        for (int j = 0; j < MX; j++) acc[j] = _mm256_fmadd_ps(at[j], D, acc[j]);
+    }
+    for (int j = 0; j < MX; j++) out[j] = hsum(acc[j]);
+}
+#define QDOT_Q6K(MX, unused) qdot_q6k_n(MX, nb, w, xq, xs, out)
+static void qdot_q6_k(int64_t nb, const uint8_t *w, const uint8_t *xq, size_t xs, int mx, float *out) {
+    QDOT_SWITCH(QDOT_Q6K, 0)
+}
+
+/* y = (d sc_j) (q - 32): d sc_j exact, then one rounding, as the portable */
+static void dequant_q6_k(const uint8_t *p, float *y, int64_t k) {
+    for (int64_t i = 0; i < k / K_SB; i++, p += 210, y += K_SB) {
+        const __m256 D = _mm256_set1_ps(h2f(p + 208));
+        const __m128i sc = ld128(p + 192);
+        float dl[16];
+        _mm256_storeu_ps(dl, _mm256_mul_ps(D, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(sc))));
+        _mm256_storeu_ps(dl + 8, _mm256_mul_ps(D, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(sc, 8)))));
+        for (int h = 0; h < 2; h++) {
+            __m256i q[4];
+            q6k_half(p, h, q);
+            for (int t = 0; t < 4; t++) {
+                const __m256i v = _mm256_sub_epi8(q[t], _mm256_set1_epi8(32));
+                const int j = 8 * h + 2 * t;
+                float *yo = y + 128 * h + 32 * t;
+                const __m256 s0 = _mm256_set1_ps(dl[j]), s1 = _mm256_set1_ps(dl[j + 1]);
+                __m128i lo = _mm256_castsi256_si128(v), hi = _mm256_extracti128_si256(v, 1);
+                _mm256_storeu_ps(yo, _mm256_mul_ps(s0, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(lo))));
+                _mm256_storeu_ps(yo + 8, _mm256_mul_ps(s0, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_unpackhi_epi64(lo, lo)))));
+                _mm256_storeu_ps(yo + 16, _mm256_mul_ps(s1, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi))));
+                _mm256_storeu_ps(yo + 24, _mm256_mul_ps(s1, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_unpackhi_epi64(hi, hi)))));
+            }
+        }
+    }
+}
+
+/* ================================================================== Q2_K, Q3_K
+ * Q2_K 84 bytes: sc[16] qs[64] d dmin; Q3_K 110 bytes: hm[32] qs[64] sc[12] d. qs[32 i + l]
+ * bits 2t, 2t + 1 = element l of block 4i + t; Q3_K's third bit: bit j of hm[l] for block j
+ * (set: q as is, clear: q - 4; used unsigned 0..7 with the 4 through per-16 sums, or signed in
+ * qdot). Scales per 16 values: Q2_K 4-bit sc & 15 (min dmin (sc >> 4)), Q3_K 6-bit - 32.
+ * Decode in the quad layout: 8 bytes of qs broadcast to the four quarters and shifted by 2t
+ * there give element 8g .. 8g + 7 of the 4 blocks of a half, so one register, convert and FMA
+ * serve 4 blocks; the registers of a sub-block half (g = 0, 1 / 2, 3) share a scale vector,
+ * their maddubs added before madd. maddubs pairs: Q2 2 * 3 * 127 = 762, Q3 2 * 7 * 127 = 1778
+ * (two added: 3556); times a scale (<= 15 / 32), pairs summed, two added: <= 455168. */
+
+/* quad quants of half i, g: Q2 (field t of int64 quarter t) */
+QR_ALWAYS_INLINE __m256i k23_quad(int q3, const uint8_t *sb, int i, int g) {
+    const uint8_t *qs = sb + (q3 ? 32 : 16) + 32 * i + 8 * g;
+    __m256i q = _mm256_and_si256(_mm256_srlv_epi32(bc64(qs), _mm256_setr_epi32(0, 0, 2, 2, 4, 4, 6, 6)),
+                                 _mm256_set1_epi8(3));
+    if (q3) {   /* bit 4i + t of hm[8g + ..] to bit 2 */
+        __m256i h = bc64(sb + 8 * g);
+        if (i == 0) h = _mm256_srlv_epi32(_mm256_slli_epi64(h, 2), _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3));
+        else h = _mm256_srlv_epi32(h, _mm256_setr_epi32(2, 2, 3, 3, 4, 4, 5, 5));
+        q = _mm256_or_si256(q, _mm256_and_si256(h, _mm256_set1_epi8(4)));
+    }
+    return q;
+}
+
+/* one half (blocks 4i .. 4i + 3) against the quad q8 (xq4: its 128 bytes) as 8 int32 lanes
+ * (float), block 4i + t in lanes 2t, 2t + 1; sc0 / sc1 the scale vectors of the first / second
+ * 16 values of each block */
+QR_ALWAYS_INLINE __m256 k23_half(int q3, const uint8_t *sb, int i, const uint8_t *xq4, __m256i sc0,
+                                 __m256i sc1) {
+    __m256i p0 = _mm256_add_epi16(_mm256_maddubs_epi16(k23_quad(q3, sb, i, 0), ld256(xq4)),
+                                  _mm256_maddubs_epi16(k23_quad(q3, sb, i, 1), ld256(xq4 + 32)));
+    __m256i p1 = _mm256_add_epi16(_mm256_maddubs_epi16(k23_quad(q3, sb, i, 2), ld256(xq4 + 64)),
+                                  _mm256_maddubs_epi16(k23_quad(q3, sb, i, 3), ld256(xq4 + 96)));
+    return _mm256_cvtepi32_ps(_mm256_add_epi32(_mm256_madd_epi16(p0, sc0), _mm256_madd_epi16(p1, sc1)));
+}
+
+/* quad scale vector: quarter t gets sub-block j0 + 2t (4 int16 each); Q2: zero-extended bytes
+ * of V (16 scale bytes a lane); Q3: int16 lanes of Vi (8 scales a lane: j0 relative to it) */
+static inline __m256i q2_quad_sc(__m256i V, int j0) {
+    return _mm256_shuffle_epi8(V, _mm256_setr_epi16(ZX(j0), ZX(j0), ZX(j0), ZX(j0), ZX(j0 + 2), ZX(j0 + 2),
+                                                    ZX(j0 + 2), ZX(j0 + 2), ZX(j0 + 4), ZX(j0 + 4), ZX(j0 + 4),
+                                                    ZX(j0 + 4), ZX(j0 + 6), ZX(j0 + 6), ZX(j0 + 6), ZX(j0 + 6)));
+}
+static inline __m256i q3_quad_sc(__m256i Vi, int j0) {
+    return _mm256_shuffle_epi8(Vi, _mm256_setr_epi16(I16(j0), I16(j0), I16(j0), I16(j0), I16(j0 + 2), I16(j0 + 2),
+                                                     I16(j0 + 2), I16(j0 + 2), I16(j0 + 4), I16(j0 + 4), I16(j0 + 4),
+                                                     I16(j0 + 4), I16(j0 + 6), I16(j0 + 6), I16(j0 + 6), I16(j0 + 6)));
+}
+
+/* one decode row; xq4: quad q, XQ: per-quad [d0 d0 d1 d1 | d2 d2 d3 d3], d: the q8 row's d,
+ * S: per-16 sums */
+QR_ALWAYS_INLINE __m256 row_q2k(int64_t nsb, const uint8_t *p, const uint8_t *xq4, const float *XQ,
+                                const float *d, const int16_t *S) {
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t i = 0; i < nsb; i++, p += 84, xq4 += K_SB, XQ += 16, d += 8, S += 16) {
+        _mm_prefetch((const char *)(p + QR_PF_AHEAD), _MM_HINT_T0);
+        _mm_prefetch((const char *)(p + QR_PF_AHEAD + 64), _MM_HINT_T0);
+        const __m256 dm = k_dm(p + 80);
+        const __m128i sc = ld128(p);
+        const __m256i V = _mm256_broadcastsi128_si256(_mm_and_si128(sc, _mm_set1_epi8(15)));
+        const __m256i mn = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(sc, 4), _mm_set1_epi8(15)));
+        /* dmin sum_j m_j s16_j d_x per block */
+        const __m256 mins = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(ld256(S), mn)), _mm256_loadu_ps(d));
+        __m256 a0 = _mm256_mul_ps(k23_half(0, p, 0, xq4, q2_quad_sc(V, 0), q2_quad_sc(V, 1)), _mm256_loadu_ps(XQ));
+        __m256 a1 = _mm256_mul_ps(k23_half(0, p, 1, xq4 + 128, q2_quad_sc(V, 8), q2_quad_sc(V, 9)),
+                                  _mm256_loadu_ps(XQ + 8));
+        acc = _mm256_fmadd_ps(_mm256_add_ps(a0, a1), _mm256_permute_ps(dm, 0x00), acc);
+        acc = _mm256_fnmadd_ps(mins, _mm256_permute_ps(dm, 0x55), acc);
+    }
+    return acc;
+}
+
+QR_ALWAYS_INLINE __m256 row_q3k(int64_t nsb, const uint8_t *p, const uint8_t *xq4, const float *XQ,
+                                const float *d, const int16_t *S) {
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t i = 0; i < nsb; i++, p += 110, xq4 += K_SB, XQ += 16, d += 8, S += 16) {
+        _mm_prefetch((const char *)(p + QR_PF_AHEAD), _MM_HINT_T0);
+        _mm_prefetch((const char *)(p + QR_PF_AHEAD + 64), _MM_HINT_T0);
+        const __m256i sc16 = _mm256_cvtepi8_epi16(k3_scales(p + 96));
+        const __m256i V0 = _mm256_permute4x64_epi64(sc16, 0x44), V1 = _mm256_permute4x64_epi64(sc16, 0xee);
+        /* 4 sum_j (sc_j - 32) s16_j per block (<= 520192) */
+        const __m256i corr = _mm256_slli_epi32(_mm256_madd_epi16(ld256(S), sc16), 2);
+        __m256 a0 = _mm256_mul_ps(k23_half(1, p, 0, xq4, q3_quad_sc(V0, 0), q3_quad_sc(V0, 1)), _mm256_loadu_ps(XQ));
+        __m256 a1 = _mm256_mul_ps(k23_half(1, p, 1, xq4 + 128, q3_quad_sc(V1, 0), q3_quad_sc(V1, 1)),
+                                  _mm256_loadu_ps(XQ + 8));
+        a0 = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(corr), _mm256_loadu_ps(d), a0);
+        acc = _mm256_fmadd_ps(_mm256_add_ps(a0, a1), _mm256_set1_ps(h2f(p + 108)), acc);
+    }
+    return acc;
+}
+
+QR_ALWAYS_INLINE void rows_k23(int q3, int64_t nb, const uint8_t *w, size_t wrow, int64_t nrows,
+                               const uint8_t *xq, float *y) {
+    kq_buf buf;
+    uint8_t *xq4 = kq_buf_get(&buf, nb);
+    if (!xq4) {
+        const qr_qdot_fn f = q3 ? qr__qdot_q3_k : qr__qdot_q2_k;
+        for (int64_t r = 0; r < nrows; r++) f(nb, w + r * wrow, xq, 0, 1, y + r);
+        return;
+    }
+    float *XQ = (float *)(xq4 + 32 * nb);
+    int16_t *S = (int16_t *)(XQ + 2 * nb);
+    const float *d = (const float *)(xq + nb * QR_QK);
+    act_quad(xq, nb, xq4);
+    act_xq(d, nb, XQ);
+    act_s16(xq, nb, S);
+    if (q3) KQ_ROWS8(row_q3k(nb / 8, row, xq4, XQ, d, S));
+    else KQ_ROWS8(row_q2k(nb / 8, row, xq4, XQ, d, S));
+    free(buf.heap);
+}
+static void rows1_q2_k(int64_t nb, const uint8_t *w, size_t wrow, int64_t nrows, const uint8_t *xq, float *y) {
+    rows_k23(0, nb, w, wrow, nrows, xq, y);
+}
+static void rows1_q3_k(int64_t nb, const uint8_t *w, size_t wrow, int64_t nrows, const uint8_t *xq, float *y) {
+    rows_k23(1, nb, w, wrow, nrows, xq, y);
+}
+
+/* natural block 4i + t of a Q2_K / Q3_K super-block: Q2 quants 0..3, Q3 values -4..3 */
+QR_ALWAYS_INLINE __m256i k23_natural(int q3, const uint8_t *sb, int i, int t, __m256i hm) {
+    const __m256i raw = ld256(sb + (q3 ? 32 : 16) + 32 * i);
+    __m256i q = _mm256_and_si256(t ? _mm256_srli_epi16(raw, 2 * t) : raw, _mm256_set1_epi8(3));
+    if (!q3) return q;
+    const int j = 4 * i + t;   /* bit j of hm[l] to bit 2 */
+    __m256i h = j < 2 ? _mm256_slli_epi16(hm, 2 - j) : j > 2 ? _mm256_srli_epi16(hm, j - 2) : hm;
+    q = _mm256_or_si256(q, _mm256_and_si256(h, _mm256_set1_epi8(4)));
+    return _mm256_sub_epi8(q, _mm256_set1_epi8(4));
+}
+
+/* Q2_K qdot: main sum_j sc_j (q . x) (scale D) and mins sum_j m_j (1 . x) (scale dmin), both
+ * per block, combined in float as D T - dmin N before the block's activation scale */
+QR_ALWAYS_INLINE void qdot_q2k_n(int MX, int64_t nb, const uint8_t *w, const uint8_t *xq, size_t xs,
+                                 float *out) {
+    __m256 acc[QR_QMAX_ROWS];
+    const float *d[QR_QMAX_ROWS];
+    for (int j = 0; j < MX; j++) {
+        acc[j] = _mm256_setzero_ps();
+        d[j] = (const float *)(xq + j * xs + nb * QR_QK);
+    }
+    const __m256i ones8 = _mm256_set1_epi8(1);
+    for (int64_t s = 0; s < nb / 8; s++) {
+        const uint8_t *p = w + s * 84;
+        _mm_prefetch((const char *)(p + 4 * 84), _MM_HINT_T0);
+        _mm_prefetch((const char *)(p + 4 * 84 + 64), _MM_HINT_T0);
+        const __m256 dm = k_dm(p + 80), D = _mm256_permute_ps(dm, 0x00), Dm = _mm256_permute_ps(dm, 0x55);
+        const __m128i sc = ld128(p);
+        const __m256i V = _mm256_broadcastsi128_si256(_mm_and_si128(sc, _mm_set1_epi8(15)));
+        const __m256i VM = _mm256_broadcastsi128_si256(_mm_and_si128(_mm_srli_epi16(sc, 4), _mm_set1_epi8(15)));
+        for (int b = 0; b < 8; b++) {
+            const __m256i wv = k23_natural(0, p, b / 4, b % 4, _mm256_setzero_si256());
+            const __m256i ctl = ctrl2(ZX(2 * b), ZX(2 * b + 1));
+            const __m256i scv = _mm256_shuffle_epi8(V, ctl), mnv = _mm256_shuffle_epi8(VM, ctl);
+            for (int j = 0; j < MX; j++) {
+                const __m256i qx = ld256(xq + j * xs + (8 * s + b) * QR_QK);
+                __m256 t = _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(wv, qx), scv));
+                __m256 n = _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(ones8, qx), mnv));
+                __m256 v = _mm256_fmsub_ps(t, D, _mm256_mul_ps(n, Dm));
+                acc[j] = _mm256_fmadd_ps(v, _mm256_set1_ps(d[j][8 * s + b]), acc[j]);
+            }
+        }
+    }
+    for (int j = 0; j < MX; j++) out[j] = hsum(acc[j]);
+}
+
+/* Q3_K qdot: the sign trick on values -4..3 */
+QR_ALWAYS_INLINE void qdot_q3k_n(int MX, int64_t nb, const uint8_t *w, const uint8_t *xq, size_t xs,
+                                 float *out) {
+    __m256 acc[QR_QMAX_ROWS];
+    const float *d[QR_QMAX_ROWS];
+    for (int j = 0; j < MX; j++) {
+        acc[j] = _mm256_setzero_ps();
+        d[j] = (const float *)(xq + j * xs + nb * QR_QK);
+    }
+    for (int64_t s = 0; s < nb / 8; s++) {
+        const uint8_t *p = w + s * 110;
+        _mm_prefetch((const char *)(p + 4 * 110), _MM_HINT_T0);
+        _mm_prefetch((const char *)(p + 4 * 110 + 64), _MM_HINT_T0);
+        const __m256i sc16 = _mm256_cvtepi8_epi16(k3_scales(p + 96));
+        const __m256i hm = ld256(p);
+        __m256 at[QR_QMAX_ROWS];
+        for (int j = 0; j < MX; j++) at[j] = _mm256_setzero_ps();
+        const __m256i Vh[2] = {_mm256_permute4x64_epi64(sc16, 0x44), _mm256_permute4x64_epi64(sc16, 0xee)};
+        for (int b = 0; b < 8; b++) {
+            const __m256i Vi = Vh[b / 4];
+            const __m256i wv = k23_natural(1, p, b / 4, b % 4, hm), aw = _mm256_abs_epi8(wv);
+            const __m256i scv = sc_pair16(Vi, b % 4);
+            for (int j = 0; j < MX; j++) {
+                const __m256i qx = _mm256_sign_epi8(ld256(xq + j * xs + (8 * s + b) * QR_QK), wv);
+                __m256 f = _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(aw, qx), scv));
+                at[j] = _mm256_fmadd_ps(f, _mm256_set1_ps(d[j][8 * s + b]), at[j]);
+            }
+        }
+        const __m256 D = _mm256_set1_ps(h2f(p + 108));
+        for (int j = 0; j < MX; j++) acc[j] = _mm256_fmadd_ps(at[j], D, acc[j]);
+    }
+    for (int j = 0; j < MX; j++) out[j] = hsum(acc[j]);
+}
+#define QDOT_Q2K(MX, unused) qdot_q2k_n(MX, nb, w, xq, xs, out)
+#define QDOT_Q3K(MX, unused) qdot_q3k_n(MX, nb, w, xq, xs, out)
+static void qdot_q2_k(int64_t nb, const uint8_t *w, const uint8_t *xq, size_t xs, int mx, float *out) {
+    QDOT_SWITCH(QDOT_Q2K, 0)
+}
+static void qdot_q3_k(int64_t nb, const uint8_t *w, const uint8_t *xq, size_t xs, int mx, float *out) {
+    QDOT_SWITCH(QDOT_Q3K, 0)
+}
+
+/* Q2_K: y = (d (sc & 15)) q - dmin (sc >> 4), the product exact (one FMA); Q3_K: y = (d (sc - 32))
+ * q, both factors exact, two multiplies in the portable order (signed zeros alike) */
+static void dequant_q2_k(const uint8_t *p, float *y, int64_t k) {
+    for (int64_t s = 0; s < k / K_SB; s++, p += 84, y += K_SB) {
+        const __m256 D = _mm256_set1_ps(h2f(p + 80)), Dm = _mm256_set1_ps(h2f(p + 82));
+        const __m128i sc = ld128(p), lo = _mm_and_si128(sc, _mm_set1_epi8(15));
+        const __m128i hi = _mm_and_si128(_mm_srli_epi16(sc, 4), _mm_set1_epi8(15));
+        float dl[16], ml[16];
+        _mm256_storeu_ps(dl, _mm256_mul_ps(D, _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(lo))));
+        _mm256_storeu_ps(dl + 8, _mm256_mul_ps(D, _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(lo, 8)))));
+        _mm256_storeu_ps(ml, _mm256_mul_ps(Dm, _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(hi))));
+        _mm256_storeu_ps(ml + 8, _mm256_mul_ps(Dm, _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(hi, 8)))));
+        for (int i = 0; i < 2; i++)
+            for (int g = 0; g < 4; g++) {
+                const __m256i v = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(p + 16 + 32 * i + 8 * g)));
+                for (int t = 0; t < 4; t++) {
+                    const int j = 8 * i + 2 * t + g / 2;
+                    __m256 q = _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srli_epi32(v, 2 * t), _mm256_set1_epi32(3)));
+                    _mm256_storeu_ps(y + 128 * i + 32 * t + 8 * g,
+                                     _mm256_fmsub_ps(_mm256_set1_ps(dl[j]), q, _mm256_set1_ps(ml[j])));
+                }
+            }
+    }
+}
+
+static void dequant_q3_k(const uint8_t *p, float *y, int64_t k) {
+    for (int64_t s = 0; s < k / K_SB; s++, p += 110, y += K_SB) {
+        const __m256 D = _mm256_set1_ps(h2f(p + 108));
+        const __m128i sc = k3_scales(p + 96);
+        float dl[16];
+        _mm256_storeu_ps(dl, _mm256_mul_ps(D, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(sc))));
+        _mm256_storeu_ps(dl + 8, _mm256_mul_ps(D, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(sc, 8)))));
+        for (int i = 0; i < 2; i++)
+            for (int g = 0; g < 4; g++) {
+                const __m256i v = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(p + 32 + 32 * i + 8 * g)));
+                const __m256i h = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(p + 8 * g)));
+                for (int t = 0; t < 4; t++) {
+                    const int j = 8 * i + 2 * t + g / 2;
+                    __m256i q = _mm256_and_si256(_mm256_srli_epi32(v, 2 * t), _mm256_set1_epi32(3));
+                    __m256i hb = _mm256_and_si256(_mm256_srli_epi32(h, 4 * i + t), _mm256_set1_epi32(1));
+                    q = _mm256_sub_epi32(q, _mm256_slli_epi32(_mm256_xor_si256(hb, _mm256_set1_epi32(1)), 2));
+                    _mm256_storeu_ps(y + 128 * i + 32 * t + 8 * g,
+                                     _mm256_mul_ps(_mm256_set1_ps(dl[j]), _mm256_cvtepi32_ps(q)));
+                }
+            }
+    }
+}
+
+/* ================================================================== BF16 */
+static inline __m256 bf16x8(const uint16_t *p) {
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(ld128(p)), 16));
+}
+static inline float bf16f(uint16_t h) {
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+QR_ALWAYS_INLINE void fdot_bf_n(int MX, int64_t k, const uint16_t *w, const float *x, int64_t ldx,
+                                float *out) {
+    enum { NA = 4 };
+    const int na = MX == 1 ? 4 : 2;
+    __m256 acc[QR_QMAX_ROWS][NA];
+    for (int j = 0; j < MX; j++)
+        for (int a = 0; a < na; a++) acc[j][a] = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 8 * na <= k; i += 8 * na) {
+        _mm_prefetch((const char *)(w + i + 512), _MM_HINT_T0);
+        for (int a = 0; a < na; a++) {
+            __m256 wv = bf16x8(w + i + 8 * a);
+            for (int j = 0; j < MX; j++)
+                acc[j][a] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x + j * ldx + i + 8 * a), acc[j][a]);
+        }
+    }
+    for (; i + 8 <= k; i += 8) {
+        __m256 wv = bf16x8(w + i);
+        for (int j = 0; j < MX; j++)
+            acc[j][0] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x + j * ldx + i), acc[j][0]);
+    }
+    for (int j = 0; j < MX; j++) {
+        __m256 t = acc[j][0];
+        for (int a = 1; a < na; a++) t = _mm256_add_ps(t, acc[j][a]);
+        float s = hsum(t);
+        for (int64_t r = i; r < k; r++) s += bf16f(w[r]) * x[j * ldx + r];
+        out[j] = s;
+    }
+}
+#define FDOT_BF(MX, unused) fdot_bf_n(MX, k, w, x, ldx, out)
+static void fdot_bf16(int64_t k, const uint16_t *w, const float *x, int64_t ldx, int mx, float *out) {
+    QDOT_SWITCH(FDOT_BF, 0)
+}
+static void rows1_bf16(int64_t k, const uint8_t *w, size_t wrow, int64_t nrows, const uint8_t *x, float *y) {
+    prefetch_head(w, (size_t)nrows * wrow);
+    for (int64_t r = 0; r < nrows; r++)
+        fdot_bf_n(1, k, (const uint16_t *)(w + r * wrow), (const float *)x, 0, y + r);
+}
+static void dequant_bf16(const uint8_t *row, float *y, int64_t k) {
+    const uint16_t *x = (const uint16_t *)row;
+    int64_t i = 0;
+    for (; i + 8 <= k; i += 8) _mm256_storeu_ps(y + i, bf16x8(x + i));
+    for (; i < k; i++) y[i] = bf16f(x[i]);
+}
+
+/* ------------------------------------------------------------------ the table */
 qr_kq_kernels qr__kq_avx2(int qtype) {
     qr_kq_kernels k = {0};
-    (void)qtype;
+    switch (qtype) {
+    case QR_QTYPE_Q5_0: k.qdot = qdot_q5_0; k.rows1 = rows1_q5_0; k.dequant_row = dequant_q5_0; break;
+    case QR_QTYPE_Q5_1: k.qdot = qdot_q5_1; k.rows1 = rows1_q5_1; k.dequant_row = dequant_q5_1; break;
+    case QR_QTYPE_IQ4_NL: k.qdot = qdot_iq4_nl; k.rows1 = rows1_iq4_nl; k.dequant_row = dequant_iq4_nl; break;
+    case QR_QTYPE_Q2_K: k.qdot = qdot_q2_k; k.rows1 = rows1_q2_k; k.dequant_row = dequant_q2_k; break;
+    case QR_QTYPE_Q3_K: k.qdot = qdot_q3_k; k.rows1 = rows1_q3_k; k.dequant_row = dequant_q3_k; break;
+    case QR_QTYPE_Q4_K: k.qdot = qdot_q4_k; k.rows1 = rows1_q4_k; k.dequant_row = dequant_q4_k; break;
+    case QR_QTYPE_Q5_K: k.qdot = qdot_q5_k; k.rows1 = rows1_q5_k; k.dequant_row = dequant_q5_k; break;
+    case QR_QTYPE_Q6_K: k.qdot = qdot_q6_k; k.rows1 = rows1_q6_k; k.dequant_row = dequant_q6_k; break;
+    case QR_QTYPE_BF16: k.fdot = fdot_bf16; k.rows1 = rows1_bf16; k.dequant_row = dequant_bf16; break;
+    default: break;
+    }
     return k;
 }
 

@@ -18,13 +18,14 @@ FFNS = ("gelu", "gelu_tanh", "relu", "swiglu")
 class TransformerBlock(Composite):
     """GPT-2 (layernorm + GELU MLP) or llama (rmsnorm + SwiGLU) style block; causal GQA
     attention with RoPE when ``rope``; ``bias`` gives attention and the GELU/ReLU MLP biases
-    (GPT-2 has them, llama has none). Params: ``norm1.*``, ``attn.wq`` ..., ``norm2.*``,
+    (GPT-2 has them, llama has none); ``rope_half_split`` rotates the pairs (i, i + D/2)
+    (NEOX / Hugging Face order) instead of adjacent ones. Params: ``norm1.*``, ``attn.wq`` ..., ``norm2.*``,
     ``ffn.*`` (``ffn.fc.weight`` ... for gelu, ``ffn.w_gate`` ... for swiglu)."""
 
     def __init__(self, d_model: int, n_heads: int, n_kv_heads: int | None = None,
                  d_ff: int | None = None, norm: str = "layernorm", ffn: str = "gelu",
                  rope: bool = False, rope_theta: float = 10000.0, max_len: int | None = None,
-                 eps: float = 1e-5, bias: bool = True) -> None:
+                 eps: float = 1e-5, bias: bool = True, rope_half_split: bool = False) -> None:
         name = "llm.TransformerBlock"
         self.d_model = positive_int(d_model, "d_model", name)
         self.n_heads = positive_int(n_heads, "n_heads", name)
@@ -37,13 +38,15 @@ class TransformerBlock(Composite):
         self.max_len = maybe(positive_int, max_len, "max_len", name)
         self.eps = real(eps, "eps", name, lo=0.0)
         self.bias = boolean(bias, "bias", name)
+        self.rope_half_split = boolean(rope_half_split, "rope_half_split", name)
         self.children()          # bad sizes fail here, when the block is made
 
     def children(self) -> dict[str, Layer]:
         """The child layers by name: norm1, attn, norm2, ffn."""
         attn = CausalSelfAttention(self.d_model, self.n_heads, self.n_kv_heads,
                                    rope_theta=self.rope_theta, bias=self.bias,
-                                   max_len=self.max_len, rope=self.rope)
+                                   max_len=self.max_len, rope=self.rope,
+                                   rope_half_split=self.rope_half_split)
         if self.ffn == "swiglu":
             hidden = self.d_ff or _swiglu_hidden(self.d_model)
             ffn: Layer = SwiGLUFeedForward(self.d_model, hidden)

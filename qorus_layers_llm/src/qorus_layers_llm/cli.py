@@ -1,6 +1,7 @@
-"""``qorus generate MODEL.gguf --prompt TEXT``, ``qorus chat MODEL.gguf`` and ``qorus embed
-MODEL_DIR --text T`` (added to the ``qorus`` command by the plugin's ``qorus_register_commands``
-hook)."""
+"""``qorus generate MODEL --prompt TEXT``, ``qorus chat MODEL`` (MODEL a GGUF file or a
+Hugging Face decoder directory, through ``models.load_llm``), ``qorus embed MODEL_DIR
+--text T`` and ``qorus serve MODEL`` (``serve.py``), added to the ``qorus`` command by the
+plugin's ``qorus_register_commands`` hook."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ import time
 
 
 def _model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", help="a llama-architecture GGUF file (F32/F16/Q4_0/Q4_1/Q8_0)")
+    p.add_argument("model", help="a GGUF file or a Hugging Face decoder directory (llama, "
+                   "mistral, qwen2, gpt2: config.json, model.safetensors, tokenizer.json)")
     p.add_argument("--ctx", type=int, help="context (KV-cache) length; default min(model's, 2048)")
     p.add_argument("--max-tokens", type=int, default=256, help="most tokens to generate (256)")
     p.add_argument("--temperature", type=float, default=0.8, help="0 is greedy (default 0.8)")
@@ -159,9 +161,24 @@ def _run_embed(args: argparse.Namespace) -> int:
     return 0
 
 
+def _setup_serve(p: argparse.ArgumentParser) -> None:
+    from .serve import setup
+
+    setup(p)
+
+
+def _run_serve(args: argparse.Namespace) -> int:
+    from .serve import run
+
+    return run(args)
+
+
 def register(add_command) -> None:
-    add_command("generate", "continue a prompt with a GGUF language model", _setup_generate, _run_generate)
-    add_command("chat", "chat with a GGUF language model (its chat template, one line a turn)",
-                _setup_chat, _run_chat)
+    add_command("generate", "continue a prompt with a language model (GGUF or Hugging Face)",
+                _setup_generate, _run_generate)
+    add_command("chat", "chat with a language model, GGUF or Hugging Face (its chat template, "
+                "one line a turn)", _setup_chat, _run_chat)
     add_command("embed", "sentence embeddings from a Hugging Face encoder directory",
                 _setup_embed, _run_embed)
+    add_command("serve", "serve a model over an OpenAI-compatible HTTP API (chat, completions, "
+                "embeddings; the [serve] extra)", _setup_serve, _run_serve)

@@ -37,13 +37,15 @@ class GPT(Composite):
     ``"rope"`` rotates queries and keys instead (llama). Params: ``embed.weight`` (V, d),
     ``pos.weight`` (max_len, d), ``blocks.<i>.<...>``, ``norm.*``, ``head.weight`` (V, d),
     which ``tie_embeddings`` makes the same memory as ``embed.weight`` (gradients summed).
+    ``rope_half_split`` rotates each head's pairs (i, i + D/2) (GGUF's NEOX models: qwen2,
+    phi3; Hugging Face's ``rotate_half``) instead of adjacent pairs (GGUF llama).
     """
 
     def __init__(self, vocab_size: int, d_model: int, n_layers: int, n_heads: int, max_len: int,
                  d_ff: int | None = None, n_kv_heads: int | None = None,
                  positional: str = "learned", norm: str = "layernorm", ffn: str = "gelu",
                  tie_embeddings: bool = True, rope_theta: float = 10000.0, eps: float = 1e-5,
-                 bias: bool = True, init_std: float = 0.02) -> None:
+                 bias: bool = True, init_std: float = 0.02, rope_half_split: bool = False) -> None:
         name = "llm.GPT"
         self.vocab_size = positive_int(vocab_size, "vocab_size", name)
         self.d_model = positive_int(d_model, "d_model", name)
@@ -60,12 +62,14 @@ class GPT(Composite):
         self.eps = real(eps, "eps", name, lo=0.0)
         self.bias = boolean(bias, "bias", name)
         self.init_std = real(init_std, "init_std", name, lo=0.0)
+        self.rope_half_split = boolean(rope_half_split, "rope_half_split", name)
         self.block()             # bad block settings fail here, when the model is made
 
     def block(self) -> TransformerBlock:
         return TransformerBlock(self.d_model, self.n_heads, self.n_kv_heads, self.d_ff, self.norm,
                                 self.ffn, rope=self.positional == "rope", rope_theta=self.rope_theta,
-                                max_len=self.max_len, eps=self.eps, bias=self.bias)
+                                max_len=self.max_len, eps=self.eps, bias=self.bias,
+                                rope_half_split=self.rope_half_split)
 
     def build(self, x, b):
         if len(x.shape) != 2 or x.dtype != "i32":

@@ -1,4 +1,5 @@
-"""Entry point of the ``llm`` plugin: registers its layers as ``llm.<Name>``."""
+"""Entry point of the ``llm`` plugin: registers its layers as ``llm.<Name>``, its commands,
+and reads Hugging Face decoder directories for ``qorus convert``."""
 
 from __future__ import annotations
 
@@ -8,6 +9,10 @@ from .attention import CausalSelfAttention
 from .block import TransformerBlock
 from .embedding import Embedding
 from .feedforward import FeedForward
+from .geglu import GeGLUFeedForward
+from .gemma_attention import GemmaAttention
+from .gemma_block import GemmaBlock
+from .gemma_model import Gemma3
 from .gpt import GPT
 from .head import LMHead
 from .mha import MultiHeadAttention, ProjectedAttention
@@ -15,6 +20,7 @@ from .pooling import MeanPool
 from .positional import PositionalEmbedding
 from .rmsnorm import RMSNorm
 from .rope import RotaryEmbedding
+from .scaled_embedding import ScaledEmbedding
 from .swiglu import SwiGLUFeedForward
 from .tokens import LearnedTokens
 from .transformer import Transformer, TransformerDecoder, TransformerEncoder
@@ -24,7 +30,7 @@ LAYERS = (Embedding, RMSNorm, RotaryEmbedding, CausalSelfAttention, SwiGLUFeedFo
           PositionalEmbedding, FeedForward, LMHead, TransformerBlock, GPT, ProjectedAttention,
           MultiHeadAttention, TransformerEncoderLayer, TransformerDecoderLayer,
           TransformerEncoder, TransformerDecoder, Transformer, MeanPool,
-          LearnedTokens)
+          LearnedTokens, ScaledEmbedding, GemmaAttention, GeGLUFeedForward, GemmaBlock, Gemma3)
 
 
 @hookimpl
@@ -42,8 +48,19 @@ def qorus_train_finished(model, config, out_dir, echo) -> None:
 
 
 @hookimpl
+def qorus_convert(src):
+    """``qorus convert HF_DIR OUT.gguf``: a Hugging Face decoder directory (llama, mistral,
+    qwen2, gpt2) read as llama.cpp's converter lays it out; None for a directory without a
+    config.json (another plugin's, or none)."""
+    from .hf_convert import read_hf_decoder
+
+    return read_hf_decoder(src)
+
+
+@hookimpl
 def qorus_register_commands(add_command) -> None:
-    """``qorus generate`` and ``qorus chat`` (GGUF language models)."""
+    """``qorus generate``, ``qorus chat`` (GGUF files, Hugging Face decoders), ``qorus embed``
+    and ``qorus serve`` (an OpenAI-compatible server)."""
     from .cli import register
 
     register(add_command)

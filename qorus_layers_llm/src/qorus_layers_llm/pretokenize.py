@@ -19,6 +19,7 @@ from qorus_core.errors import ConfigError
 _GPT2 = r"'s|'t|'re|'ve|'m|'ll|'d| ?\pL+| ?\pN+| ?[^\s\pL\pN]+|\s+(?!\S)|\s+"
 _LLAMA3 = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\pL\pN]?\pL+|\pN{1,3}| ?[^\s\pL\pN]+[\r\n]*"
            r"|\s*[\r\n]+|\s+(?!\S)|\s+")
+_QWEN2 = _LLAMA3.replace(r"\pN{1,3}", r"\pN")     # Qwen2: digits one by one
 
 # tokenizer.ggml.pre (GGUF metadata) -> patterns, as in llama.cpp's llama-vocab.cpp
 PATTERNS: dict[str, list[str]] = {
@@ -30,6 +31,7 @@ PATTERNS: dict[str, list[str]] = {
     "refact": [r"\pN", _GPT2],
     "llama3": [_LLAMA3],
     "llama-bpe": [_LLAMA3],
+    "qwen2": [_QWEN2],
 }
 
 

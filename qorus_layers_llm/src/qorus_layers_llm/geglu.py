@@ -1,0 +1,60 @@
+"""GeGLUFeedForward: y = w_down(gelu_tanh(w_gate x) * w_up x) (Gemma's MLP), no biases."""
+
+from __future__ import annotations
+
+from qorus_core import Layer, Spec
+from qorus_core.errors import ShapeError
+from qorus_core.init import torch_linear
+from qorus_core.validate import positive_int
+
+
+class GeGLUFeedForward(Layer):
+    """Gated feed-forward with the tanh-approximate GELU (PyTorch's ``gelu_pytorch_tanh``, as
+    Gemma and llama.cpp's ``ggml_gelu`` gate); weights in PyTorch's Linear layout: w_gate,
+    w_up (hidden, d), w_down (d, hidden). ``llm.SwiGLUFeedForward`` with GELU for SiLU."""
+
+    replayable = True   # inference forward: kernel calls only
+
+    def __init__(self, d_model: int, hidden: int) -> None:
+        self.d_model = positive_int(d_model, "d_model", "llm.GeGLUFeedForward")
+        self.hidden = positive_int(hidden, "hidden", "llm.GeGLUFeedForward")
+
+    def build(self, x: Spec, b) -> Spec:
+        d, h = self.d_model, self.hidden
+        if x.shape[-1] != d:
+            raise ShapeError(f"expected last dimension {d}, got {x.shape}")
+        b.param("w_gate", (h, d), torch_linear(d))
+        b.param("w_up", (h, d), torch_linear(d))
+        b.param("w_down", (d, h), torch_linear(h))
+        hs = tuple(x.shape[:-1]) + (h,)
+        b.saved("gate", hs)     # x w_gate^T
+        b.saved("up", hs)       # x w_up^T
+        b.saved("g", hs)        # gelu(gate)
+        b.saved("act", hs)      # gelu(gate) * up
+        b.scratch("dact", hs)
+        b.scratch("dg", hs)
+        b.scratch("dgate", hs)
+        b.scratch("dup", hs)
+        return x
+
+    def forward(self, x, ctx):
+        k = ctx.k
+        k.linears(x, (ctx.w_gate, ctx.w_up), (ctx.gate, ctx.up))   # x read once
+        k.gelu(ctx.gate, ctx.g, True)
+        k.mul(ctx.g, ctx.up, ctx.act)
+        k.linear(ctx.act, ctx.w_down, ctx.y)      # y (R, d) = act w_down^T
+        return ctx.y
+
+    def backward(self, dy, ctx):
+        k = ctx.k
+        k.gemm(dy, ctx.act, ctx.dw_down, trans_a=True, beta=1.0)   # dw_down += dy^T act
+        k.gemm(dy, ctx.w_down, ctx.dact)                            # dact = dy w_down
+        k.mul(ctx.dact, ctx.up, ctx.dg)                             # d gelu(gate)
+        k.gelu_bwd(ctx.gate, ctx.dg, ctx.dgate, True)
+        k.mul(ctx.dact, ctx.g, ctx.dup)
+        k.gemm(ctx.dgate, ctx.x, ctx.dw_gate, trans_a=True, beta=1.0)
+        k.gemm(ctx.dup, ctx.x, ctx.dw_up, trans_a=True, beta=1.0)
+        if ctx.dx is not None:
+            k.gemm(ctx.dgate, ctx.w_gate, ctx.dx)                   # dx = dgate wg + dup wu
+            k.gemm(ctx.dup, ctx.w_up, ctx.dx, beta=1.0)
+        return ctx.dx
