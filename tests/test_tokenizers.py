@@ -84,3 +84,22 @@ def test_a_chat_template_that_writes_bos_gets_no_second_one():
     assert text == "<|im_start|>hi"
     assert encode_chat_text(tok, text) == [1, tok.vocab["h"], tok.vocab["i"]]
     assert tok.encode("hi") == [1, tok.vocab["h"], tok.vocab["i"]]     # add_bos by default
+
+
+def test_user_defined_tokens_are_parsed_whole_and_decoded_as_text():
+    """A user-defined token (Gemma's "\\n\\n") is matched whole in the text like a control
+    token, but it is text: decode keeps it with skip_special and streams print it."""
+    from tiny_llama import spm_vocabulary
+
+    from qorus_layers_llm.spm import SentencePieceTokenizer
+
+    tokens, scores, types = spm_vocabulary()
+    tokens, scores = tokens + ["\n\n"], np.append(scores, 0.0).astype(np.float32)
+    types = np.append(types, 4).astype(np.int32)                      # USER_DEFINED
+    tok = SentencePieceTokenizer(scores=scores, tokens=tokens, types=types, bos_id=1, eos_id=2,
+                                 add_bos=False, unk_id=0)
+    nn = len(tokens) - 1
+    ids = tok.encode("a\n\nb")
+    assert nn in ids and tok.decode(ids) == "a\n\nb" == tok.decode(ids, skip_special=True)
+    assert nn not in tok.special_ids and 2 in tok.special_ids
+    assert tok.decode([2], skip_special=True) == ""

@@ -39,7 +39,7 @@ from qorus_core.validate import integer
 from .gemma_model import Gemma3
 from .gguf_metadata import MetadataReader
 from .llama import DEFAULT_CONTEXT, LoadedLLM, _external
-from .tokenizer import CONTROL, Tokenizer
+from .tokenizer import Tokenizer
 from .window_cache import cache_rows, padded
 
 ARCH = "gemma3"
@@ -244,10 +244,9 @@ def _attn_scale(n_layers: int, d_model: int, n_heads: int) -> float | None:
 
 def _chat_tokenizer(f: GGUFFile, vocab: int) -> Tokenizer:
     """The file's tokenizer, with Gemma's chat template when the file has none and
-    ``<end_of_turn>`` among the ids that end a reply. Gemma's newline and space runs ("\n",
-    "\n\n", "  ", ...) are user-defined tokens: parsed from the text like control tokens, but
-    text when decoded or streamed (llama.cpp prints them), so only control tokens are kept
-    out of a reply's text."""
+    ``<end_of_turn>`` among the ids that end a reply. (Gemma's newline and space runs are
+    user-defined tokens: parsed whole from the text, decoded as text, as every tokenizer
+    treats them.)"""
     tok = Tokenizer.from_gguf(f)
     if tok.vocab_size != vocab:
         raise GGUFError(f"{f.path}: {tok.vocab_size} tokens but vocab_size {vocab}")
@@ -256,7 +255,6 @@ def _chat_tokenizer(f: GGUFFile, vocab: int) -> Tokenizer:
     eot = tok.vocab.get(END_OF_TURN)
     if eot is not None:
         tok.stop_ids = tok.stop_ids | {eot}
-    tok.special_ids = frozenset(i for i in tok.special_ids if tok.types[i] == CONTROL)
     return tok
 
 

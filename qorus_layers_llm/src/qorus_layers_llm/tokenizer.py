@@ -45,8 +45,11 @@ class Tokenizer:
         self.vocab = {t: i for i, t in enumerate(self.tokens)}
         self.bos_id, self.eos_id, self.add_bos = bos_id, eos_id, bool(add_bos)
         self.chat_template = chat_template
+        # control and user-defined tokens are parsed whole from the text (llama.cpp's
+        # parse_special); only control tokens are kept out of decoded text and streams (a
+        # user-defined token such as Gemma's "\n\n" is text)
         specials = [i for i, t in enumerate(self.types) if t in (CONTROL, USER_DEFINED) and self.tokens[i]]
-        self.special_ids = frozenset(specials)
+        self.special_ids = frozenset(i for i in specials if self.types[i] == CONTROL)
         self.stop_ids = frozenset(i for i in (eos_id, *eot_ids) if i is not None)
         by_length = sorted((self.tokens[i] for i in specials), key=len, reverse=True)
         self._special_re = re.compile("|".join(map(re.escape, by_length))) if by_length else None
