@@ -120,3 +120,27 @@ def test_decoding_is_captured_and_the_same_bits(mixed):
     for t in IDS[4:]:
         np.testing.assert_array_equal(a.step(t), b.step(t))
     assert a.replay is not None, a.replay_error
+
+
+def test_a_quantized_norm_vector_is_refused_naming_its_type(tmp_path):
+    """A norm gain stored in a block format (a 1-D Q8_0 tensor, which the model cannot use
+    for a vector) is a GGUFError naming the file, the tensor and its type."""
+    import gguf
+
+    from qorus_core.errors import GGUFError
+    from qorus_core.io.gguf import GGUFFile
+    from qorus_layers_llm.llama import _external
+
+    path = tmp_path / "v.gguf"
+    w = gguf.GGUFWriter(str(path), "llama")
+    q = gguf.quants.quantize(np.ones((1, 64), np.float32), gguf.GGMLQuantizationType.Q8_0)
+    w.add_tensor("blk.0.attn_norm.weight", q.reshape(-1), raw_shape=(q.size,),
+                 raw_dtype=gguf.GGMLQuantizationType.Q8_0)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    f = GGUFFile(path)
+    with pytest.raises(GGUFError, match=r"v\.gguf: tensor 'blk\.0\.attn_norm\.weight' is Q8_0, a "
+                                        r"type this model cannot use for a 1-D tensor"):
+        _external(f, "blk.0.attn_norm.weight", (64,))

@@ -306,6 +306,9 @@ def _external(f: GGUFFile, gguf_name: str, shape: tuple[int, ...], dequantize: b
         w = QWeight(f.raw(gguf_name), half, math.prod(dims[1:]), dims[0])
     else:
         w = f.tensor(gguf_name)
+    if isinstance(w, QWeight) and len(shape) != 2:
+        raise GGUFError(f"{f.path}: tensor {gguf_name!r} is {f.tensors[gguf_name].type_name}, a "
+                        f"type this model cannot use for a {len(shape)}-D tensor (F32, F16 or BF16)")
     label = gguf_name
     if rows is not None:
         w, label = _rows(w, rows), f"{gguf_name}[{rows[0]}:{rows[1]}]"
