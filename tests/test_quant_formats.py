@@ -251,3 +251,113 @@ def test_scales_at_fp16_extremes(threads, nk, qtype):
         x8 = (q.astype(np.float64) * d[..., None]).reshape(m, k)
         W = ref.astype(np.float64)
         products_on_every_tier(threads, x, w, x8 @ W.T, 1e-5 * (np.abs(x8) @ np.abs(W).T) + 1e-5)
+
+
+@pytest.mark.parametrize("qtype", NEW)
+def test_nan_inf_activation_rows(threads, qtype):
+    """A NaN or inf in an activation row makes that row's outputs NaN on every tier (the decode
+    kernels with their per-call activation layouts, and the prompt ones; BF16, whose
+    activations stay float: NaN or +-inf); other rows stay finite."""
+    from test_simd_tiers import tiers_here
+
+    ck = threads
+    m, n, k = 5, 19, 512
+    w = weight(qtype, n, k, seed=4)
+    x = np.random.default_rng(6).standard_normal((m, k)).astype(np.float32)
+    x[1, 300], x[2, 3] = np.nan, -np.inf
+    bad = (lambda a: ~np.isfinite(a)) if qtype == "bf16" else np.isnan
+    for tier in tiers_here(ck):
+        ck.set_simd_path(tier)
+        y = T(np.zeros((m, n)))
+        ck.matmul_q(T(x), w, y)
+        assert bad(y.a[1:3]).all() and np.isfinite(y.a[[0, 3, 4]]).all(), tier
+        for r in (1, 2):
+            y1 = T(np.zeros((1, n)))
+            ck.matmul_q(T(x[r:r + 1]), w, y1)
+            assert bad(y1.a).all(), (tier, r)
+
+
+@pytest.mark.parametrize("qtype", [q for q in NEW if q != "bf16"])
+def test_decode_activation_layouts_on_the_heap(threads, nk, qtype):
+    """K = 110848 (3464 blocks): every decode kernel's per-call activation layout (8 to 72
+    bytes a block on the AVX2 tier) is past its 27 KB stack buffer and comes from the heap."""
+    x, w, y64, tol = product_case(qtype, 1, 3, 110848, nk)
+    products_on_every_tier(threads, x, w, y64, tol)
+
+
+@pytest.mark.parametrize("qtype", NEW)
+def test_nan_inf_rows_every_path(threads, nk, qtype):
+    """A NaN or inf in an activation row makes that row's outputs NaN on every path (prompt
+    rows, decode rows, the NumPy set; BF16's float products: not finite); the other rows stay
+    finite."""
+    from test_simd_tiers import tiers_here
+
+    bad = (lambda a: ~np.isfinite(a)) if qtype == "bf16" else np.isnan
+
+    m, n, k = 4, 19, 512
+    w = weight(qtype, n, k, seed=4)
+    x = np.random.default_rng(6).standard_normal((m, k)).astype(np.float32)
+    x[1, 300], x[2, 3] = np.nan, -np.inf
+    for ks, tier in [(nk, None)] + [(threads, t) for t in tiers_here(threads)]:
+        if tier:
+            threads.set_simd_path(tier)
+        for rows in (m, 3):
+            y = T(np.zeros((rows, n)))
+            ks.matmul_q(T(x[:rows]), w, y)
+            assert bad(y.a[1:3]).all() and np.isfinite(y.a[0]).all(), (tier, rows)
+        for r in (1, 2):   # decode rows
+            y1 = T(np.zeros((1, n)))
+            ks.matmul_q(T(x[r:r + 1]), w, y1)
+            assert bad(y1.a).all(), (tier, r)
+
+
+def guarded_weight(qtype: str, n: int, k: int, seed: int):
+    """``weight`` copied so that its last byte ends a page whose next page is PROT_NONE (a read
+    past the weight faults), with the mapping kept alive by the returned object."""
+    import ctypes
+    import mmap
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("guard pages: Linux mprotect")
+    w = weight(qtype, n, k, seed)
+    page = mmap.PAGESIZE
+    span = -(-w.nbytes // page) * page
+    mm = mmap.mmap(-1, span + page)
+    base = ctypes.addressof(ctypes.c_char.from_buffer(mm))
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    if libc.mprotect(base + span, page, 0) != 0:
+        pytest.skip("mprotect failed")
+    a = np.frombuffer(mm, np.uint8)
+    a[span - w.nbytes:span] = w.a
+    return QWeight(a[span - w.nbytes:span], qtype, n, k), (mm, a)
+
+
+@pytest.mark.parametrize("qtype", NEW)
+def test_no_read_past_the_weight(threads, nk, qtype):
+    """Every kernel on every tier stops at the weight's last byte (the next page faults):
+    decode and prompt products, linears, matmul_qf, dequantize, embedding rows; last rows of 1
+    super-block and of 3 blocks."""
+    from test_simd_tiers import tiers_here
+
+    f = FORMATS[qtype]
+    for k in ((256, 768) if f.block_values == 256 else (96, 256)):
+        n = 7
+        w, keep = guarded_weight(qtype, n, k, seed=k)
+        ref = T(np.zeros((n, k)))
+        nk.dequantize(w, ref)
+        x = np.random.default_rng(k).standard_normal((3, k)).astype(np.float32)
+        for tier in tiers_here(threads):
+            threads.set_simd_path(tier)
+            for m in (1, 3):
+                y = T(np.zeros((m, n)))
+                threads.matmul_q(T(x[:m]), w, y)
+                threads.matmul_qf(T(x[:m]), w, y)
+            threads.linears(T(x[:1]), (w,), [T(np.zeros((1, n)))])
+            y = T(np.zeros((n, k)))
+            threads.dequantize(w, y)
+            np.testing.assert_array_equal(y.a, ref.a)
+            e = T(np.zeros((2, k)))
+            threads.embedding_q(Tensor(np.array([n - 1, 0], np.int32)), w, e)
+        del w, keep

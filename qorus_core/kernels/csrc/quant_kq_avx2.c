@@ -12,7 +12,8 @@
  * as int16, then float32 (|int| < 2^24, so the conversions are exact). Formats with an offset
  * (Q5_0's 16, Q3_K's 4, Q6_K's 32) use the unsigned quant and subtract the offset through the
  * activation sums (the q8 row's s, or per-16 sums made once a call); formats with signed values
- * (IQ4_NL; Q3_K and Q6_K in qdot) use the sign trick: |w| . sign(x, w).
+ * use the sign trick: |w| . sign(x, w) (Q3_K, Q6_K and IQ4_NL in qdot) or, IQ4_NL decoding,
+ * |x| . sign(v, x) with |x| made once a call.
  *
  * Decode (rows1) is a weight stream: each call first lays out its activation row for the format
  * (below: "paired" / "quad" q, the float scale vectors, per-16 sums), once for the whole row
@@ -172,25 +173,26 @@ static void act_s16(const uint8_t *q, int64_t nb, int16_t *S) {
         _mm256_storeu_si256((__m256i *)S, sums16(q + 32 * b));
 }
 
-/* A decode call's activation buffer: on the stack up to QR_KQ_STACK_NB blocks (K = 16384),
- * else from the heap (NULL when that fails: the caller takes the per-row qdot path). */
-#define QR_KQ_STACK_NB 512
-#define QR_KQ_BYTES_PER_BLOCK 48   /* the most a layout takes: q 32 + XP 16 */
+/* A decode call's activation buffer of bpb bytes a block (a format's layouts: 8 for Q6_K up to
+ * 72 for IQ4_NL): 27 KB on the stack (IQ4_NL to K = 12288, Q4_K to 18432), else from the heap
+ * (NULL when that fails: the caller takes the portable qdot a row at a time). */
+#define QR_KQ_STACK_BYTES 27648
 typedef struct {
-    _Alignas(64) uint8_t stack[QR_KQ_STACK_NB * QR_KQ_BYTES_PER_BLOCK];
+    _Alignas(64) uint8_t stack[QR_KQ_STACK_BYTES];
     void *heap;
 } kq_buf;
 
-static uint8_t *kq_buf_get(kq_buf *b, int64_t nb) {
+static uint8_t *kq_buf_get(kq_buf *b, int64_t nb, size_t bpb) {
+    const size_t bytes = (size_t)nb * bpb;
     b->heap = NULL;
-    if (nb <= QR_KQ_STACK_NB) return b->stack;
-    b->heap = malloc((size_t)nb * QR_KQ_BYTES_PER_BLOCK + 64);
+    if (bytes <= QR_KQ_STACK_BYTES) return b->stack;
+    b->heap = malloc(bytes + 64);
     if (!b->heap) return NULL;
     return (uint8_t *)(((uintptr_t)b->heap + 63) & ~(uintptr_t)63);
 }
 
-/* Rows [0, nrows) of a decode range, each row's 8 lanes from ROWFN (an expression of `row`),
- * eight rows summed at once. */
+/* Rows [0, nrows) of a decode range (w, wrow, nrows, y in scope), each row's 8 lanes from
+ * ROWEXPR (an expression of `row`), eight rows summed at once. */
 #define KQ_ROWS8(ROWEXPR)                                                                  \
     do {                                                                                   \
         prefetch_head(w, (size_t)nrows * wrow);                                            \
@@ -280,19 +282,20 @@ QR_ALWAYS_INLINE __m256 p32_dot_natural(int fmt, __m256i wv, __m256i x) {
 }
 
 /* Blocks b, b + 1 (w0: block b) against the paired q8 halves xa (elements 0..15 of each) and
- * xb (16..31): one register of nibble bytes, block b in the low lane, b + 1 in the high. */
-QR_ALWAYS_INLINE __m256 p32_pair(int fmt, const uint8_t *w0, __m256i xa, __m256i xb) {
+ * xb (16..31): one register of nibble bytes, block b in the low lane, b + 1 in the high (a blend
+ * of two loads: port 5 is the scarce one). ax, made once a call: IQ4_NL's |x| (64 bytes a
+ * pair: |x| . sign(v, x), v = KV[nibble], so each register costs a lookup and a sign); Q5_0's
+ * 16 (x[2i] + x[2i + 1]) of each pair's two halves (32 bytes, int16: the 16 subtracted exactly,
+ * before the float scale, as the portable kernel does). */
+QR_ALWAYS_INLINE __m256 p32_pair(int fmt, const uint8_t *w0, __m256i xa, __m256i xb, const uint8_t *ax) {
     const size_t bs = P32_BS(fmt), qo = P32_QS(fmt);
     const __m256i m4 = _mm256_set1_epi8(15);
-    __m256i raw = _mm256_inserti128_si256(_mm256_castsi128_si256(ld128(w0 + qo)),
-                                          ld128(w0 + bs + qo), 1);
+    __m256i raw = _mm256_blend_epi32(_mm256_castsi128_si256(ld128(w0 + qo)), ld256(w0 + bs + qo - 16), 0xf0);
     __m256i lo = _mm256_and_si256(raw, m4), hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
-    if (fmt == 2) {   /* |v| . sign(x, v), v = KV[nibble] (never 0) */
-        const __m256i kv = kv_table(), ka = kv_abs_table();
-        __m256i plo = _mm256_maddubs_epi16(_mm256_shuffle_epi8(ka, lo),
-                                           _mm256_sign_epi8(xa, _mm256_shuffle_epi8(kv, lo)));
-        __m256i phi = _mm256_maddubs_epi16(_mm256_shuffle_epi8(ka, hi),
-                                           _mm256_sign_epi8(xb, _mm256_shuffle_epi8(kv, hi)));
+    if (fmt == 2) {
+        const __m256i kv = kv_table();
+        __m256i plo = _mm256_maddubs_epi16(ld256(ax), _mm256_sign_epi8(_mm256_shuffle_epi8(kv, lo), xa));
+        __m256i phi = _mm256_maddubs_epi16(ld256(ax + 32), _mm256_sign_epi8(_mm256_shuffle_epi8(kv, hi), xb));
         const __m256i ones = _mm256_set1_epi16(1);
         return _mm256_cvtepi32_ps(_mm256_add_epi32(_mm256_madd_epi16(plo, ones),
                                                    _mm256_madd_epi16(phi, ones)));
@@ -301,7 +304,9 @@ QR_ALWAYS_INLINE __m256 p32_pair(int fmt, const uint8_t *w0, __m256i xa, __m256i
     __m256i qq = q5_qq(_mm256_blend_epi32(bc32(w0 + ho), bc32(w0 + bs + ho), 0xf0));
     lo = _mm256_or_si256(lo, q5_hbits(qq, 0));
     hi = _mm256_or_si256(hi, q5_hbits(qq, 1));
-    return sum16to32f(_mm256_add_epi16(_mm256_maddubs_epi16(lo, xa), _mm256_maddubs_epi16(hi, xb)));
+    __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(lo, xa), _mm256_maddubs_epi16(hi, xb));
+    if (fmt == 0) p = _mm256_sub_epi16(p, ld256(ax));   /* (q - 16) . x, |.| <= 23876 */
+    return sum16to32f(p);
 }
 
 /* the scale words of blocks p0, p1: Q5_1 [d0 m0 d1 m1], else [d0 d0 d1 d1] */
@@ -311,43 +316,43 @@ QR_ALWAYS_INLINE __m128i p32_scales2(int fmt, const uint8_t *p0, const uint8_t *
     return _mm_unpacklo_epi16(d, d);
 }
 
-/* One decode row (as quant_avx2.c's qrow_q4): per block quad f = [d0 c0 d2 c2 | d1 c1 d3 c3]
- * (c = m for Q5_1, d otherwise) times XQ4 = [x0 s0 x2 s2 | x1 s1 x3 s3]: the even lanes scale
- * the pair dot products (in-lane broadcast), the odd lanes sum into the offset term. */
+/* One decode row (as quant_avx2.c's qrow_q4): per block quad f = [d0 m0 d2 m2 | d1 m1 d3 m3]
+ * (Q5_1; the others leave the odd lanes unused) times XQ4 = [x0 s0 x2 s2 | x1 s1 x3 s3]: the
+ * even lanes scale the pair dot products (in-lane broadcast), the odd ones sum Q5_1's m s_x. */
 QR_ALWAYS_INLINE __m256 row_p32(int fmt, int64_t nb, const uint8_t *p, const uint8_t *xq,
-                                const uint8_t *xp, const float *X) {
+                                const uint8_t *xp, const float *X, const uint8_t *ax) {
     const size_t bs = P32_BS(fmt);
     const float *dx = (const float *)(xq + nb * QR_QK), *sx = dx + nb;
-    const __m128i d_twice = _mm_setr_epi8(0, 1, 0, 1, 4, 5, 4, 5, 8, 9, 8, 9, 12, 13, 12, 13);
     __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps(), corr = _mm256_setzero_ps();
     int64_t b = 0;
-    for (; b + 4 <= nb; b += 4, p += 4 * bs, xp += 128, X += 8) {
+    const size_t axq = fmt == 2 ? 128 : 64;   /* ax bytes a quad */
+    for (; b + 4 <= nb; b += 4, p += 4 * bs, xp += 128, ax += axq, X += 8) {
         _mm_prefetch((const char *)(p + QR_PF_AHEAD), _MM_HINT_T0);
         _mm_prefetch((const char *)(p + QR_PF_AHEAD + 64), _MM_HINT_T0);
+        /* each block's first 4 bytes as dwords [b0 b2 b1 b3] */
         __m128i f02 = _mm_unpacklo_epi32(_mm_loadu_si32(p), _mm_loadu_si32(p + 2 * bs));
         __m128i f13 = _mm_unpacklo_epi32(_mm_loadu_si32(p + bs), _mm_loadu_si32(p + 3 * bs));
         __m128i f = _mm_unpacklo_epi64(f02, f13);
-        if (fmt != 1) f = _mm_shuffle_epi8(f, d_twice);
         __m256 prod = _mm256_mul_ps(_mm256_cvtph_ps(f), _mm256_loadu_ps(X));
-        if (fmt != 2) corr = _mm256_add_ps(corr, prod);
+        if (fmt == 1) corr = _mm256_add_ps(corr, prod);
         acc0 = _mm256_fmadd_ps(_mm256_permute_ps(prod, 0x00),
-                               p32_pair(fmt, p, ld256(xp), ld256(xp + 32)), acc0);
+                               p32_pair(fmt, p, ld256(xp), ld256(xp + 32), ax), acc0);
         acc1 = _mm256_fmadd_ps(_mm256_permute_ps(prod, 0xaa),
-                               p32_pair(fmt, p + 2 * bs, ld256(xp + 64), ld256(xp + 96)), acc1);
+                               p32_pair(fmt, p + 2 * bs, ld256(xp + 64), ld256(xp + 96), ax + axq / 2), acc1);
     }
     if (b + 2 <= nb) {   /* a last pair: f = [d0 c0 d1 c1], X = [x0 s0 x1 s1] */
         __m128 pr = _mm_mul_ps(_mm_cvtph_ps(p32_scales2(fmt, p, p + bs)),
                                _mm_unpacklo_ps(load2f(dx + b), load2f(sx + b)));
         __m256 sc = _mm256_set_m128(_mm_permute_ps(pr, 0xaa), _mm_permute_ps(pr, 0x00));
-        acc0 = _mm256_fmadd_ps(sc, p32_pair(fmt, p, ld256(xp), ld256(xp + 32)), acc0);
-        if (fmt != 2) corr = _mm256_add_ps(corr, _mm256_zextps128_ps256(pr));
+        acc0 = _mm256_fmadd_ps(sc, p32_pair(fmt, p, ld256(xp), ld256(xp + 32), ax), acc0);
+        if (fmt == 1) corr = _mm256_add_ps(corr, _mm256_zextps128_ps256(pr));
         b += 2;
         p += 2 * bs;
     }
     __m256 v = _mm256_add_ps(acc0, acc1);
-    if (fmt != 2) {   /* the offset term: the odd lanes of corr, times -16 (Q5_0) or 1 (Q5_1) */
+    if (fmt == 1) {   /* Q5_1's m s_x: the odd lanes of corr */
         const __m256 odd = _mm256_castsi256_ps(_mm256_setr_epi32(0, -1, 0, -1, 0, -1, 0, -1));
-        v = _mm256_fmadd_ps(_mm256_and_ps(corr, odd), _mm256_set1_ps(fmt == 0 ? -16.0f : 1.0f), v);
+        v = _mm256_add_ps(_mm256_and_ps(corr, odd), v);
     }
     if (b < nb) {   /* an odd last block, natural order */
         __m256i qx = ld256(xq + b * QR_QK);
@@ -362,46 +367,62 @@ QR_ALWAYS_INLINE __m256 row_p32(int fmt, int64_t nb, const uint8_t *p, const uin
 
 QR_ALWAYS_INLINE void rows_p32(int fmt, int64_t nb, const uint8_t *w, size_t wrow, int64_t nrows,
                                const uint8_t *xq, float *y) {
-    kq_buf buf;
-    uint8_t *xp = kq_buf_get(&buf, nb);
-    if (!xp) {   /* no activation buffer: the natural-layout kernel a row at a time */
+    kq_buf buf;   /* paired q 32, ax (IQ4_NL 32, Q5_0 16), XQ4 8 bytes a block */
+    uint8_t *xp = kq_buf_get(&buf, nb, fmt == 2 ? 72 : fmt == 0 ? 56 : 40);
+    if (!xp) {   /* no activation buffer: the portable kernel a row at a time */
         const qr_qdot_fn f = fmt == 0 ? qr__qdot_q5_0 : fmt == 1 ? qr__qdot_q5_1 : qr__qdot_iq4_nl;
         for (int64_t r = 0; r < nrows; r++) f(nb, w + r * wrow, xq, 0, 1, y + r);
         return;
     }
-    float *X = (float *)(xp + 32 * nb);
+    uint8_t *ax = xp + 32 * nb;
+    float *X = (float *)(ax + (fmt == 2 ? 32 * nb : fmt == 0 ? 16 * nb : 0));
     const float *d = (const float *)(xq + nb * QR_QK);
     act_paired(xq, nb, xp);
+    for (int64_t i = 0; i < nb / 2; i++) {
+        const __m256i xa = ld256(xp + 64 * i), xb = ld256(xp + 64 * i + 32);
+        if (fmt == 2) {   /* |q| */
+            _mm256_storeu_si256((__m256i *)(ax + 64 * i), _mm256_abs_epi8(xa));
+            _mm256_storeu_si256((__m256i *)(ax + 64 * i + 32), _mm256_abs_epi8(xb));
+        } else if (fmt == 0) {   /* 16 (pair sums of both halves) */
+            const __m256i ones = _mm256_set1_epi8(1);
+            __m256i t = _mm256_add_epi16(_mm256_maddubs_epi16(ones, xa), _mm256_maddubs_epi16(ones, xb));
+            _mm256_storeu_si256((__m256i *)(ax + 32 * i), _mm256_slli_epi16(t, 4));
+        }
+    }
     act_xq4(d, d + nb, nb, X);
-    KQ_ROWS8(row_p32(fmt, nb, row, xq, xp, X));
+    KQ_ROWS8(row_p32(fmt, nb, row, xq, xp, X, ax));
     free(buf.heap);
 }
 
-/* qdot: natural layout, each block unpacked once for the MX rows */
+/* qdot: natural layout, each block unpacked once for the MX rows; Q5_0 on its signed values
+ * q - 16 (the sign trick: exact, as the portable kernel), Q5_1's m s_x added to the block's 8
+ * lanes as m s_x / 8 each (exact) */
 QR_ALWAYS_INLINE void qdot_p32(int MX, int fmt, int64_t nb, const uint8_t *w, const uint8_t *xq,
                                size_t xs, float *out) {
     const size_t bs = P32_BS(fmt);
     __m256 acc[QR_QMAX_ROWS];
-    float cs[QR_QMAX_ROWS];
     const float *d[QR_QMAX_ROWS];
     for (int j = 0; j < MX; j++) {
         acc[j] = _mm256_setzero_ps();
-        cs[j] = 0.0f;
         d[j] = (const float *)(xq + j * xs + nb * QR_QK);
     }
     for (int64_t b = 0; b < nb; b++) {
         const uint8_t *wb = w + b * bs;
         _mm_prefetch((const char *)(wb + 8 * bs), _MM_HINT_T0);
-        const __m256i wv = p32_natural(fmt, wb);
-        const float dw = h2f(wb), cw = fmt == 0 ? dw : fmt == 1 ? h2f(wb + 2) : 0.0f;
+        __m256i wv = p32_natural(fmt, wb);
+        if (fmt == 0) wv = _mm256_sub_epi8(wv, _mm256_set1_epi8(16));   /* -16..15 */
+        const __m256i aw = _mm256_abs_epi8(wv);
+        const float dw = h2f(wb);
+        const __m256 cw = _mm256_set1_ps(fmt == 1 ? 0.125f * h2f(wb + 2) : 0.0f);
         for (int j = 0; j < MX; j++) {
             __m256i qx = ld256(xq + j * xs + b * QR_QK);
-            acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(dw * d[j][b]), p32_dot_natural(fmt, wv, qx), acc[j]);
-            if (fmt != 2) cs[j] += cw * d[j][nb + b];
+            __m256 p = fmt == 1 ? sum16to32f(_mm256_maddubs_epi16(wv, qx))
+                                : sum16to32f(_mm256_maddubs_epi16(aw, _mm256_sign_epi8(qx, wv)));
+            acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(dw * d[j][b]), p, acc[j]);
+            if (fmt == 1) acc[j] = _mm256_fmadd_ps(cw, _mm256_set1_ps(d[j][nb + b]), acc[j]);
         }
     }
-    for (int j = 0; j < MX; j++)
-        out[j] = hsum(acc[j]) + (fmt == 0 ? -16.0f * cs[j] : cs[j]);
+    for (int j = 0; j < MX; j++) out[j] = hsum(acc[j]);
 }
 
 #define QDOT_P32(MX, fmt) qdot_p32(MX, fmt, nb, w, xq, xs, out)
@@ -547,8 +568,8 @@ QR_ALWAYS_INLINE __m256 row_k45(int q5, int64_t nsb, const uint8_t *p, const uin
 
 QR_ALWAYS_INLINE void rows_k45(int q5, int64_t nb, const uint8_t *w, size_t wrow, int64_t nrows,
                                const uint8_t *xq, float *y) {
-    kq_buf buf;
-    uint8_t *xp = kq_buf_get(&buf, nb);
+    kq_buf buf;   /* paired q 32, XP 16 bytes a block */
+    uint8_t *xp = kq_buf_get(&buf, nb, 48);
     if (!xp) {
         const qr_qdot_fn f = q5 ? qr__qdot_q5_k : qr__qdot_q4_k;
         for (int64_t r = 0; r < nrows; r++) f(nb, w + r * wrow, xq, 0, 1, y + r);
@@ -681,19 +702,17 @@ QR_ALWAYS_INLINE void q6k_half(const uint8_t *p, int i, __m256i q[4]) {
 static inline __m256i sc_pair16(__m256i Vi, int t) { return _mm256_shuffle_epi8(Vi, ctrl2(I16(2 * t), I16(2 * t + 1))); }
 
 QR_ALWAYS_INLINE __m256 row_q6k(int64_t nsb, const uint8_t *p, const uint8_t *xq, const float *d,
-                                const int16_t *S) {
+                                const int16_t *S, const float *d32) {
     __m256 acc = _mm256_setzero_ps();
-    for (int64_t i = 0; i < nsb; i++, p += 210, xq += K_SB, d += 8, S += 16) {
+    for (int64_t i = 0; i < nsb; i++, p += 210, xq += K_SB, d += 8, S += 16, d32 += 8) {
         _mm_prefetch((const char *)(p + QR_PF_AHEAD), _MM_HINT_T0);
         _mm_prefetch((const char *)(p + QR_PF_AHEAD + 64), _MM_HINT_T0);
         _mm_prefetch((const char *)(p + QR_PF_AHEAD + 128), _MM_HINT_T0);
         _mm_prefetch((const char *)(p + QR_PF_AHEAD + 192), _MM_HINT_T0);
         const __m256i sc16 = _mm256_cvtepi8_epi16(ld128(p + 192));
-        /* 32 sum_j sc_j s16_j per block (<= 16646144 < 2^24: exact as float) */
-        const __m256i corr = _mm256_slli_epi32(_mm256_madd_epi16(ld256(S), sc16), 5);
-        __m256 a0 = _mm256_mul_ps(_mm256_cvtepi32_ps(corr), _mm256_loadu_ps(d));
-        __m256 a1 = _mm256_setzero_ps();
-        a0 = _mm256_sub_ps(_mm256_setzero_ps(), a0);
+        /* sum_j sc_j s16_j per block (<= 520192), times 32 d_x below */
+        const __m256i corr = _mm256_madd_epi16(ld256(S), sc16);
+        __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
         const __m256i Vh[2] = {_mm256_permute4x64_epi64(sc16, 0x44), _mm256_permute4x64_epi64(sc16, 0xee)};
         for (int h = 0; h < 2; h++) {
             const __m256i Vi = Vh[h];
@@ -706,22 +725,25 @@ QR_ALWAYS_INLINE __m256 row_q6k(int64_t nsb, const uint8_t *p, const uint8_t *xq
                 else a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(m), _mm256_set1_ps(d[b]), a0);
             }
         }
-        acc = _mm256_fmadd_ps(_mm256_add_ps(a0, a1), _mm256_set1_ps(h2f(p + 208)), acc);
+        a0 = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(corr), _mm256_loadu_ps(d32), _mm256_add_ps(a0, a1));
+        acc = _mm256_fmadd_ps(a0, _mm256_set1_ps(h2f(p + 208)), acc);
     }
     return acc;
 }
 
 static void rows1_q6_k(int64_t nb, const uint8_t *w, size_t wrow, int64_t nrows, const uint8_t *xq, float *y) {
-    kq_buf buf;
-    uint8_t *a = kq_buf_get(&buf, nb);
+    kq_buf buf;   /* S16 4, 32 d 4 bytes a block */
+    uint8_t *a = kq_buf_get(&buf, nb, 8);
     if (!a) {
         for (int64_t r = 0; r < nrows; r++) qr__qdot_q6_k(nb, w + r * wrow, xq, 0, 1, y + r);
         return;
     }
     int16_t *S = (int16_t *)a;
+    float *d32 = (float *)(a + 4 * nb);
     const float *d = (const float *)(xq + nb * QR_QK);
     act_s16(xq, nb, S);
-    KQ_ROWS8(row_q6k(nb / 8, row, xq, d, S));
+    for (int64_t b = 0; b < nb; b++) d32[b] = 32.0f * d[b];   /* exact */
+    KQ_ROWS8(row_q6k(nb / 8, row, xq, d, S, d32));
     free(buf.heap);
 }
 
@@ -807,14 +829,14 @@ static void dequant_q6_k(const uint8_t *p, float *y, int64_t k) {
  * (two added: 3556); times a scale (<= 15 / 32), pairs summed, two added: <= 455168. */
 
 /* quad quants of half i, g: Q2 (field t of int64 quarter t) */
-QR_ALWAYS_INLINE __m256i k23_quad(int q3, const uint8_t *sb, int i, int g) {
+QR_ALWAYS_INLINE __m256i k23_quad(int q3, const uint8_t *sb, int i, int g, const uint8_t *hm2) {
     const uint8_t *qs = sb + (q3 ? 32 : 16) + 32 * i + 8 * g;
     __m256i q = _mm256_and_si256(_mm256_srlv_epi32(bc64(qs), _mm256_setr_epi32(0, 0, 2, 2, 4, 4, 6, 6)),
                                  _mm256_set1_epi8(3));
-    if (q3) {   /* bit 4i + t of hm[8g + ..] to bit 2 */
-        __m256i h = bc64(sb + 8 * g);
-        if (i == 0) h = _mm256_srlv_epi32(_mm256_slli_epi64(h, 2), _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3));
-        else h = _mm256_srlv_epi32(h, _mm256_setr_epi32(2, 2, 3, 3, 4, 4, 5, 5));
+    if (q3) {   /* bit 4i + t of hm[8g + ..] to bit 2 (half 0 from hm2 = hm << 2) */
+        __m256i h;
+        if (i == 0) h = _mm256_srlv_epi32(bc64(hm2 + 8 * g), _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3));
+        else h = _mm256_srlv_epi32(bc64(sb + 8 * g), _mm256_setr_epi32(2, 2, 3, 3, 4, 4, 5, 5));
         q = _mm256_or_si256(q, _mm256_and_si256(h, _mm256_set1_epi8(4)));
     }
     return q;
@@ -824,11 +846,11 @@ QR_ALWAYS_INLINE __m256i k23_quad(int q3, const uint8_t *sb, int i, int g) {
  * (float), block 4i + t in lanes 2t, 2t + 1; sc0 / sc1 the scale vectors of the first / second
  * 16 values of each block */
 QR_ALWAYS_INLINE __m256 k23_half(int q3, const uint8_t *sb, int i, const uint8_t *xq4, __m256i sc0,
-                                 __m256i sc1) {
-    __m256i p0 = _mm256_add_epi16(_mm256_maddubs_epi16(k23_quad(q3, sb, i, 0), ld256(xq4)),
-                                  _mm256_maddubs_epi16(k23_quad(q3, sb, i, 1), ld256(xq4 + 32)));
-    __m256i p1 = _mm256_add_epi16(_mm256_maddubs_epi16(k23_quad(q3, sb, i, 2), ld256(xq4 + 64)),
-                                  _mm256_maddubs_epi16(k23_quad(q3, sb, i, 3), ld256(xq4 + 96)));
+                                 __m256i sc1, const uint8_t *hm2) {
+    __m256i p0 = _mm256_add_epi16(_mm256_maddubs_epi16(k23_quad(q3, sb, i, 0, hm2), ld256(xq4)),
+                                  _mm256_maddubs_epi16(k23_quad(q3, sb, i, 1, hm2), ld256(xq4 + 32)));
+    __m256i p1 = _mm256_add_epi16(_mm256_maddubs_epi16(k23_quad(q3, sb, i, 2, hm2), ld256(xq4 + 64)),
+                                  _mm256_maddubs_epi16(k23_quad(q3, sb, i, 3, hm2), ld256(xq4 + 96)));
     return _mm256_cvtepi32_ps(_mm256_add_epi32(_mm256_madd_epi16(p0, sc0), _mm256_madd_epi16(p1, sc1)));
 }
 
@@ -859,10 +881,10 @@ QR_ALWAYS_INLINE __m256 row_q2k(int64_t nsb, const uint8_t *p, const uint8_t *xq
         const __m256i mn = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(sc, 4), _mm_set1_epi8(15)));
         /* dmin sum_j m_j s16_j d_x per block */
         const __m256 mins = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(ld256(S), mn)), _mm256_loadu_ps(d));
-        __m256 a0 = _mm256_mul_ps(k23_half(0, p, 0, xq4, q2_quad_sc(V, 0), q2_quad_sc(V, 1)), _mm256_loadu_ps(XQ));
-        __m256 a1 = _mm256_mul_ps(k23_half(0, p, 1, xq4 + 128, q2_quad_sc(V, 8), q2_quad_sc(V, 9)),
-                                  _mm256_loadu_ps(XQ + 8));
-        acc = _mm256_fmadd_ps(_mm256_add_ps(a0, a1), _mm256_permute_ps(dm, 0x00), acc);
+        __m256 a = _mm256_mul_ps(k23_half(0, p, 0, xq4, q2_quad_sc(V, 0), q2_quad_sc(V, 1), NULL), _mm256_loadu_ps(XQ));
+        a = _mm256_fmadd_ps(k23_half(0, p, 1, xq4 + 128, q2_quad_sc(V, 8), q2_quad_sc(V, 9), NULL),
+                            _mm256_loadu_ps(XQ + 8), a);
+        acc = _mm256_fmadd_ps(a, _mm256_permute_ps(dm, 0x00), acc);
         acc = _mm256_fnmadd_ps(mins, _mm256_permute_ps(dm, 0x55), acc);
     }
     return acc;
@@ -871,26 +893,28 @@ QR_ALWAYS_INLINE __m256 row_q2k(int64_t nsb, const uint8_t *p, const uint8_t *xq
 QR_ALWAYS_INLINE __m256 row_q3k(int64_t nsb, const uint8_t *p, const uint8_t *xq4, const float *XQ,
                                 const float *d, const int16_t *S) {
     __m256 acc = _mm256_setzero_ps();
+    _Alignas(32) uint8_t hm2[32];
     for (int64_t i = 0; i < nsb; i++, p += 110, xq4 += K_SB, XQ += 16, d += 8, S += 16) {
         _mm_prefetch((const char *)(p + QR_PF_AHEAD), _MM_HINT_T0);
         _mm_prefetch((const char *)(p + QR_PF_AHEAD + 64), _MM_HINT_T0);
+        _mm256_store_si256((__m256i *)hm2, _mm256_slli_epi64(ld256(p), 2));
         const __m256i sc16 = _mm256_cvtepi8_epi16(k3_scales(p + 96));
         const __m256i V0 = _mm256_permute4x64_epi64(sc16, 0x44), V1 = _mm256_permute4x64_epi64(sc16, 0xee);
-        /* 4 sum_j (sc_j - 32) s16_j per block (<= 520192) */
-        const __m256i corr = _mm256_slli_epi32(_mm256_madd_epi16(ld256(S), sc16), 2);
-        __m256 a0 = _mm256_mul_ps(k23_half(1, p, 0, xq4, q3_quad_sc(V0, 0), q3_quad_sc(V0, 1)), _mm256_loadu_ps(XQ));
-        __m256 a1 = _mm256_mul_ps(k23_half(1, p, 1, xq4 + 128, q3_quad_sc(V1, 0), q3_quad_sc(V1, 1)),
-                                  _mm256_loadu_ps(XQ + 8));
-        a0 = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(corr), _mm256_loadu_ps(d), a0);
-        acc = _mm256_fmadd_ps(_mm256_add_ps(a0, a1), _mm256_set1_ps(h2f(p + 108)), acc);
+        /* 4 sum_j (sc_j - 32) s16_j per block (S holds 4 s16; <= 520192) */
+        const __m256i corr = _mm256_madd_epi16(ld256(S), sc16);
+        __m256 a = _mm256_mul_ps(k23_half(1, p, 0, xq4, q3_quad_sc(V0, 0), q3_quad_sc(V0, 1), hm2), _mm256_loadu_ps(XQ));
+        a = _mm256_fmadd_ps(k23_half(1, p, 1, xq4 + 128, q3_quad_sc(V1, 0), q3_quad_sc(V1, 1), hm2),
+                            _mm256_loadu_ps(XQ + 8), a);
+        a = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(corr), _mm256_loadu_ps(d), a);
+        acc = _mm256_fmadd_ps(a, _mm256_set1_ps(h2f(p + 108)), acc);
     }
     return acc;
 }
 
 QR_ALWAYS_INLINE void rows_k23(int q3, int64_t nb, const uint8_t *w, size_t wrow, int64_t nrows,
                                const uint8_t *xq, float *y) {
-    kq_buf buf;
-    uint8_t *xq4 = kq_buf_get(&buf, nb);
+    kq_buf buf;   /* quad q 32, XQ 8, S16 4 bytes a block */
+    uint8_t *xq4 = kq_buf_get(&buf, nb, 44);
     if (!xq4) {
         const qr_qdot_fn f = q3 ? qr__qdot_q3_k : qr__qdot_q2_k;
         for (int64_t r = 0; r < nrows; r++) f(nb, w + r * wrow, xq, 0, 1, y + r);
@@ -902,6 +926,9 @@ QR_ALWAYS_INLINE void rows_k23(int q3, int64_t nb, const uint8_t *w, size_t wrow
     act_quad(xq, nb, xq4);
     act_xq(d, nb, XQ);
     act_s16(xq, nb, S);
+    if (q3)   /* 4 s16 (|.| <= 8128): Q3_K's offset of 4 */
+        for (int64_t b = 0; b < nb / 8; b++)
+            _mm256_storeu_si256((__m256i *)(S + 16 * b), _mm256_slli_epi16(ld256(S + 16 * b), 2));
     if (q3) KQ_ROWS8(row_q3k(nb / 8, row, xq4, XQ, d, S));
     else KQ_ROWS8(row_q2k(nb / 8, row, xq4, XQ, d, S));
     free(buf.heap);
