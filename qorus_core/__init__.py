@@ -24,11 +24,13 @@ from .kernels import get_kernels
 from .kernels.numpy_quant import QWeight, to_float32
 from .layer import Composite, Layer, LayerCtx, layer_from_dict, layer_to_dict
 from .model import Model
+from .plan import RunState
 from .registry import get_layer, get_registry
 from .replay import Replay, ReplayError
 from .replay import record as record_plan
 from .sequence import Sequence
 from .shapes import param_shapes
+from .states import StateStore
 from .tensor import Spec, Tensor
 
 __version__ = "0.1.0"
@@ -42,4 +44,5 @@ __all__ = [
     # what plugins used to reach into private modules for (the import contracts hold them to
     # this surface: pyproject.toml [tool.importlinter])
     "QWeight", "to_float32", "param_shapes", "check_alloc", "Replay", "ReplayError", "record_plan",
+    "RunState", "StateStore",
 ]

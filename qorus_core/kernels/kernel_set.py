@@ -390,6 +390,68 @@ class KernelSet(Protocol):
     def embedding_bwd(self, ids: Tensor, dy: Tensor, dweight: Tensor) -> None:
         """dweight[ids[i], :] += dy[i, :] (scatter-add; repeated ids accumulate)."""
 
+    def quantize(self, x: Tensor, out, qtype) -> None:
+        """out (uint8 bytes, or a QWeight) = x [rows, k] quantized row by row to qtype
+        (q8_0, q4_0, q4_1, q5_0, q5_1, f16, bf16: the formats the ``gguf`` package writes),
+        bit-exact with ggml's reference quantizers.
+        """
+
+    def dequantize(self, w: QWeight, y: Tensor) -> None:
+        """y [n, k] (any shape of n * k float32) = the values of the quantized weight w,
+        bit-exact with the ``gguf`` package's dequantizers.
+        """
+
+    def embedding_q(self, ids: Tensor, w: QWeight, y: Tensor) -> None:
+        """y[i, :] = dequantize(w[ids[i], :]) for a quantized table w [vocab, k]."""
+
+    def matmul_qf(self, x: Tensor, w: QWeight, y: Tensor) -> None:
+        """y [M, N] = x [M, K] @ dequantize(W)^T in float32: panels of 128 weight rows are
+        dequantized into a scratch buffer (made once per shape) and multiplied by ``gemm``.
+        """
+
+    def matmul_q(self, x: Tensor, w: QWeight, y: Tensor) -> None:
+        """y [M, N] = x [M, K] @ W^T for a quantized weight W [N, K] (a QWeight).
+        x is quantized to 8-bit blocks of 32 per row and each block pair's integer dot product
+        (the weight's sub-block scales folded in) is scaled by D_w * d_x, less the block's offsets
+        times x's block (the formats with offsets), and summed in float32, as ggml does; F16 and
+        BF16 weights multiply x in float32. Rank > 2 tensors are seen as (rows, cols).
+        """
+
+    def linears(self, x: Tensor, ws: Sequence, ys: Sequence[Tensor]) -> None:
+        """``linear(x, ws[i], ys[i])`` for each weight (a Tensor [N, K] or a QWeight):
+        projections of one input (q/k/v, gate/up). The C set runs a decode row (one row, up to
+        three QWeights) as one call: x quantized once, one parallel region over all the rows;
+        the results are the same.
+        """
+
+    def rope_rows(
+        self, x: Tensor, y: Tensor, pos: Tensor, theta: float = 10000.0,
+        half_split: bool = False,
+    ) -> None:
+        """``rope`` of each row b of x [B, T, H, D] at positions pos[b] + t (pos int32 [B]):
+        row b gets exactly what ``rope(x[b], pos_offset=pos[b])`` gives it. y may alias x.
+        """
+
+    def kv_store_rows(self, src: Tensor, cache: Tensor, slot: Tensor, pos: Tensor) -> None:
+        """cache[slot[b], pos[b] + t] = src[b, t] for src [B, T, W...] and cache [S, L, W...]:
+        each row's new keys (or values) at its own position of its own cache slot.
+        """
+
+    def attention_decode_rows(
+        self, q: Tensor, k_cache: Tensor, v_cache: Tensor, out: Tensor, slot: Tensor,
+        pos: Tensor, scale: float | None = None, n_heads: int = 1, n_kv_heads: int = 1,
+    ) -> None:
+        """One new token a row: q, out [B, H, D]; row b attends to positions [0, pos[b]] of cache
+        slot slot[b] of k_cache, v_cache [S, L, Hkv, D] (its own k/v already stored at pos[b]),
+        exactly as ``attention_decode`` of that slot with n_ctx = pos[b] + 1 computes it.
+        """
+
+    def matmul_rows(self, x: Tensor, w, y: Tensor) -> None:
+        """y [M, N] = x [M, K] @ W^T for a quantized W [N, K], each row exactly as ``matmul_q``
+        computes it for that row alone (8-bit activations: a decode step's arithmetic), the
+        weight read once for all M rows: the products of a batched decode step.
+        """
+
     def glu(self, x: Tensor, y: Tensor) -> None:
         """y[r, :] = a * sigmoid(b), [a | b] = x[r, :] split in halves."""
 
@@ -525,40 +587,6 @@ class KernelSet(Protocol):
         """y[B,C,Ho,Wo] = the max of x[B,C,H,W] over each adaptive window (``adaptive_avgpool2d``'s
         windows); argmax[B,C,Ho,Wo] int32 = h * W + w of the first maximum in the plane, as
         PyTorch (a NaN wins: the last NaN of the window); its backward is ``maxpool2d_bwd``.
-        """
-
-    def quantize(self, x: Tensor, out, qtype) -> None:
-        """out (uint8 bytes, or a QWeight) = x [rows, k] quantized row by row to qtype
-        (q8_0, q4_0, q4_1, q5_0, q5_1, f16, bf16: the formats the ``gguf`` package writes),
-        bit-exact with ggml's reference quantizers.
-        """
-
-    def dequantize(self, w: QWeight, y: Tensor) -> None:
-        """y [n, k] (any shape of n * k float32) = the values of the quantized weight w,
-        bit-exact with the ``gguf`` package's dequantizers.
-        """
-
-    def embedding_q(self, ids: Tensor, w: QWeight, y: Tensor) -> None:
-        """y[i, :] = dequantize(w[ids[i], :]) for a quantized table w [vocab, k]."""
-
-    def matmul_qf(self, x: Tensor, w: QWeight, y: Tensor) -> None:
-        """y [M, N] = x [M, K] @ dequantize(W)^T in float32: panels of 128 weight rows are
-        dequantized into a scratch buffer (made once per shape) and multiplied by ``gemm``.
-        """
-
-    def matmul_q(self, x: Tensor, w: QWeight, y: Tensor) -> None:
-        """y [M, N] = x [M, K] @ W^T for a quantized weight W [N, K] (a QWeight).
-        x is quantized to 8-bit blocks of 32 per row and each block pair's integer dot product
-        (the weight's sub-block scales folded in) is scaled by D_w * d_x, less the block's offsets
-        times x's block (the formats with offsets), and summed in float32, as ggml does; F16 and
-        BF16 weights multiply x in float32. Rank > 2 tensors are seen as (rows, cols).
-        """
-
-    def linears(self, x: Tensor, ws: Sequence, ys: Sequence[Tensor]) -> None:
-        """``linear(x, ws[i], ys[i])`` for each weight (a Tensor [N, K] or a QWeight):
-        projections of one input (q/k/v, gate/up). The C set runs a decode row (one row, up to
-        three QWeights) as one call: x quantized once, one parallel region over all the rows;
-        the results are the same.
         """
 
     def seq_transpose(self, x: Tensor, y: Tensor) -> None:

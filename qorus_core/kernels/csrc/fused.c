@@ -236,7 +236,7 @@ int qr_attention_masked_bwd_f32(const float *q, const float *k, const float *v,
 
 /* Keys per chunk of a decode step: all n_ctx when B * Hkv units suffice, else cut (into
  * multiples of 8 keys, >= QR_DEC_MIN_KEYS) towards QR_DEC_UNITS units. Sizes only. */
-static int64_t dec_chunk(int64_t B, int64_t Hkv, int64_t n) {
+int64_t qr__dec_chunk(int64_t B, int64_t Hkv, int64_t n) {
     const int64_t bk = B * Hkv;
     if (bk >= QR_DEC_UNITS) return n;
     int64_t nc = (QR_DEC_UNITS + bk - 1) / bk, most = n / QR_DEC_MIN_KEYS;
@@ -253,7 +253,7 @@ int qr_attention_decode_f32(const float *q, const float *k_cache, const float *v
         return QR_EARG;
     if (B * D == 0) return QR_OK;
     if (!q || !k_cache || !v_cache || !out) return QR_EARG;
-    const int64_t chunk = dec_chunk(B, Hkv, n_ctx), nc = (n_ctx + chunk - 1) / chunk;
+    const int64_t chunk = qr__dec_chunk(B, Hkv, n_ctx), nc = (n_ctx + chunk - 1) / chunk;
     const int64_t units = B * Hkv * nc;
     att_ctx c = {.q = q, .k = k_cache, .v = v_cache, .o = out, .B = B, .Tq = 1, .Tk = n_ctx,
                  .H = H, .Hkv = Hkv, .D = D, .max_ctx = max_ctx, .chunk = chunk,

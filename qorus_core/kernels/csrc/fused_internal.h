@@ -72,6 +72,10 @@ typedef struct {
     atomic_int err;
 } att_ctx;
 
+/* keys per chunk of a decode step of B rows over n keys (fused.c; decode_rows.c cuts each
+ * row as a one-row step would) */
+int64_t qr__dec_chunk(int64_t B, int64_t Hkv, int64_t n);
+
 #define QR_FUSED_DECL(sfx)                                                 \
     void qr__rope_rows_##sfx(void *ctx, int64_t lo, int64_t hi);           \
     void qr__swiglu_range_##sfx(void *ctx, int64_t lo, int64_t hi);        \

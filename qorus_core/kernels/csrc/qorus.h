@@ -348,6 +348,11 @@ QR_API int qr_matmul_f16_f32(const float *x, const void *w, float *y, int64_t M,
 QR_API int qr_matmul_q3_f32(const float *x, int64_t K, int t0, const void *w0, float *y0,
                             int64_t n0, int t1, const void *w1, float *y1, int64_t n1, int t2,
                             const void *w2, float *y2, int64_t n2);
+/* M decode rows at once (a batched decode step): y[m] = W x[m], each row exactly as
+ * qr_matmul_<fmt>_f32 computes it with M = 1, the weight (qtype: QR_QTYPE_*) read from
+ * memory once for all the rows (tiles kept in L2 while every row passes over them). */
+QR_API int qr_matmul_rows_f32(const float *x, int qtype, const void *w, float *y, int64_t M,
+                              int64_t N, int64_t K);
 /* y[M,N] = x[M,K] @ dequantize(W[N,K])^T with float32 activations (prompts: llama.cpp's BLAS
  * path): panels of 64 weight rows dequantized into a per-task buffer, multiplied by
  * qr_gemm_f32 (serial inside the task), tasks over the panels. */
@@ -446,6 +451,21 @@ QR_API int qr_masked_mean_bwd_f32(const float *dy, const int32_t *pad, float *dx
 QR_API int qr_attention_decode_f32(const float *q, const float *k_cache, const float *v_cache,
                                    float *out, int64_t B, int64_t H, int64_t Hkv, int64_t D,
                                    int64_t max_ctx, int64_t n_ctx, float scale);
+/* A decode step of B sequences at once (decode_rows.c): row b has its own position pos[b]
+ * and KV-cache slot slot[b] (int32 [B], B <= 64), and gets exactly what the one-row kernels
+ * give it alone. RoPE of x[B,T,H,D] at positions pos[b] + t; the rows' keys or values
+ * src[B,T,W] stored at cache[slot[b], pos[b] + t] of cache[S,L,W]; decode attention of
+ * q[B,H,D] over cache slot slot[b], positions [0, pos[b]] (the new token's own k/v already
+ * stored at pos[b]). A slot or position out of range: QR_ETARGET, before any write. */
+QR_API int qr_rope_rows_f32(const float *x, float *y, const int32_t *pos, int64_t B, int64_t T,
+                            int64_t H, int64_t D, float theta, int half_split);
+QR_API int qr_kv_store_rows_f32(const float *src, float *cache, const int32_t *slot,
+                                const int32_t *pos, int64_t B, int64_t T, int64_t W, int64_t S,
+                                int64_t L);
+QR_API int qr_attention_decode_rows_f32(const float *q, const float *k_cache,
+                                        const float *v_cache, float *out, const int32_t *slot,
+                                        const int32_t *pos, int64_t B, int64_t H, int64_t Hkv,
+                                        int64_t D, int64_t S, int64_t L, float scale);
 /* ------------------------------------------------------------------ end fused */
 
 /* ------------------------------------------------------------------ replay (replay.c) */

@@ -492,3 +492,107 @@ QR_PRODUCT_API(q4_k, QR_QTYPE_Q4_K)
 QR_PRODUCT_API(q5_k, QR_QTYPE_Q5_K)
 QR_PRODUCT_API(q6_k, QR_QTYPE_Q6_K)
 QR_PRODUCT_API(iq4_nl, QR_QTYPE_IQ4_NL)
+
+/* ------------------------------------------------------------------ decode rows */
+/* y[m] = W x[m] for M decode rows at once (a batched decode step over several sequences),
+ * each row exactly as qr_matmul_<fmt>_f32 computes it with M = 1 (the same q8 row, the same
+ * sums in the same order), the weight walked in tiles that stay in L2 while every row passes
+ * over them, so it is read from memory once for all M rows. Where a format's dot kernel
+ * gives each of several rows what the decode kernel gives it alone, rows share its calls
+ * (and its weight unpacking): the AVX-512 Q4_0 / Q4_1 / Q8_0 kernels, up to 8 rows (q4x,
+ * q8x: every row's arithmetic is the one-row code's); elsewhere the decode kernel itself,
+ * row after row. */
+#define QR_ROWS_AHEAD 2048   /* bytes of weight prefetched ahead (the decode kernels' distance) */
+
+static int exact_rows(int qtype, int tier) {
+#ifdef QR_HAVE_QUANT_AVX512
+    if (tier == QR_SIMD_AVX512) {
+        if (qtype == QR_QTYPE_Q4_0 || qtype == QR_QTYPE_Q4_1 || qtype == QR_QTYPE_Q8_0)
+            return QR_QMAX_ROWS_X;
+    }
+#endif
+    (void)qtype;
+    (void)tier;
+    return 1;
+}
+
+typedef struct {
+    const uint8_t *w;
+    size_t wrow, xs;
+    int64_t M, N, K, nb, tile, pf_rows;
+    int rows;           /* rows a qdot call takes (1: the decode kernel, row by row) */
+    const uint8_t *xq;  /* q8 rows (quantized formats) */
+    const float *x;     /* float rows (F16, BF16) */
+    float *y;
+    qr_qdot_fn qdot;
+    qr_fdot_fn fdot;
+    qr_qrows_fn rows1;
+} mr_ctx;
+
+static void mr_row(const mr_ctx *c, const uint8_t *w, int64_t n, int64_t m, float *y) {
+    const uint8_t *xr = c->qdot ? c->xq + m * c->xs : (const uint8_t *)(c->x + m * c->K);
+    if (c->rows1) {                              /* as mv_task does for its one row */
+        c->rows1(c->qdot ? c->nb : c->K, w, c->wrow, n, xr, y);
+        return;
+    }
+    for (int64_t r = 0; r < n; r++) {
+        if (c->qdot) c->qdot(c->nb, w + r * c->wrow, xr, 0, 1, y + r);
+        else c->fdot(c->K, (const uint16_t *)(w + r * c->wrow), (const float *)xr, c->K, 1,
+                     y + r);
+    }
+}
+
+static void mr_task(void *p, int task, int ntasks) {
+    const mr_ctx *c = p;
+    int64_t n0 = c->N * task / ntasks, n1 = c->N * (task + 1) / ntasks;
+    float out[QR_QMAX_ROWS_X];
+    for (int64_t t0 = n0; t0 < n1; t0 += c->tile) {
+        const int64_t t1 = t0 + c->tile < n1 ? t0 + c->tile : n1;
+        const uint8_t *w = c->w + t0 * c->wrow;
+        for (int64_t m = 0; m < c->M; m += c->rows) {
+            if (c->rows == 1) {
+                mr_row(c, w, t1 - t0, m, c->y + m * c->N + t0);
+                continue;
+            }
+            const int mx = c->M - m < c->rows ? (int)(c->M - m) : c->rows;
+            for (int64_t n = t0; n < t1; n++) {
+                /* the decode kernels' stream prefetch: weight rows QR_ROWS_AHEAD bytes on
+                 * (the prompt dot kernels look only a few blocks ahead) */
+                if (m == 0 && n + c->pf_rows < n1)
+                    for (size_t b = 0; b < c->wrow; b += 64)
+                        __builtin_prefetch(c->w + (n + c->pf_rows) * c->wrow + b, 0, 3);
+                c->qdot(c->nb, c->w + n * c->wrow, c->xq + m * c->xs, c->xs, mx, out);
+                for (int j = 0; j < mx; j++) c->y[(m + j) * c->N + n] = out[j];
+            }
+        }
+    }
+}
+
+int qr_matmul_rows_f32(const float *x, int qtype, const void *w, float *y, int64_t M, int64_t N,
+                       int64_t K) {
+    int64_t rb;
+    const int rc = mm_prologue(qtype, x, w, y, M, N, K, &rb);
+    if (rc) return rc < 0 ? rc : QR_OK;
+    if (M == 1) return matvec(x, K, 1, &qtype, &w, &y, &N);
+    const int tier = qr__quant_tier();
+    mr_ctx c = {.w = w, .wrow = (size_t)rb, .M = M, .N = N, .K = K, .nb = K / QR_QK, .x = x,
+                .y = y, .rows = exact_rows(qtype, tier)};
+    dot_fns(qtype, tier, &c.qdot, &c.fdot, &c.rows1);
+    if (!is_float_format(qtype)) {
+        c.xs = q8_stride(K, tier);
+        uint8_t *xq = qr_scratch(2, (size_t)M * c.xs);
+        if (!xq) return QR_ENOMEM;
+        q8_ctx qc = {x, xq, K, c.xs, tier, q8_layout(qtype, tier)};
+        qr_par_items(q8_rows, &qc, M, M * K * 4);
+        c.xq = xq;
+    }
+    if (!c.qdot) c.rows = 1;
+    c.pf_rows = (int64_t)((QR_ROWS_AHEAD + (size_t)rb - 1) / (size_t)rb);
+    c.tile = (int64_t)(QR_TILE_BYTES / (size_t)rb);
+    if (c.tile < 1) c.tile = 1;
+    int nt = qr_tasks_for((size_t)N * (size_t)rb, (size_t)1 << 14);
+    if (nt > 1) nt *= 2;   /* claimed dynamically, as in matvec */
+    if (nt > N) nt = (int)N;
+    qr_parallel(mr_task, &c, nt);
+    return QR_OK;
+}

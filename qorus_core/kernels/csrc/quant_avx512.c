@@ -111,7 +111,9 @@ QR_AI void q8x(int MX, int DEC, int64_t nb, const uint8_t *w, const uint8_t *xq,
     const __m512i flip = _mm512_set1_epi8((char)0x80);
     const __m512i i01 = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 2, 2, 2, 2, 2, 2, 2, 2);
     const __m512i i23 = _mm512_setr_epi32(4, 4, 4, 4, 4, 4, 4, 4, 6, 6, 6, 6, 6, 6, 6, 6);
-    const int NA = MX <= 2 ? 2 : 1;   /* accumulators a row: two FMA chains for few rows */
+    /* two accumulators a row for any MX (two FMA chains), so each row's sums are the
+     * one-row (decode) kernel's whatever the rows served with it: quant.c's decode rows */
+    enum { NA = 2 };
     __m512 acc[QR_QMAX_ROWS_X][2];
     for (int j = 0; j < MX; j++) acc[j][0] = acc[j][1] = _mm512_setzero_ps();
     int64_t b = 0;

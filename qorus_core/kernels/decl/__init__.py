@@ -16,6 +16,7 @@ from . import (  # noqa: F401
     attention,
     conv,
     conv_transpose,
+    decode_rows,
     dense,
     elementwise,
     fused,
@@ -38,7 +39,7 @@ __all__ = ["TABLE", "LIB_VERSION", "Kernel", "get", "families"]
 
 #: what ``qr_version()`` of the C library must return: a library built from other sources
 #: (older, or newer) is refused at load. Bump it with csrc/cpu.c's qr_version.
-LIB_VERSION = "qorus-kernels 0.5"
+LIB_VERSION = "qorus-kernels 0.6"
 
 TABLE: tuple[Kernel, ...] = tuple(DECLARED.values())
 

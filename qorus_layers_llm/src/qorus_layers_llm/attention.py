@@ -3,7 +3,8 @@ projection; weights in PyTorch's Linear layout (out, in), float32 or quantized (
 
 With ``max_len`` set, inference plans keep a KV cache of ``max_len`` positions (a state
 buffer shared by the prefill and the decode plans): a forward appends its T keys and values
-at ``ctx.run.pos`` and attends to everything cached so far.
+at ``ctx.run.pos`` and attends to everything cached so far. A run with ``rows`` (a batched
+decode step of ``batch_decode``) gives each row its own position and cache slot instead.
 """
 
 from __future__ import annotations
@@ -91,15 +92,19 @@ class CausalSelfAttention(Layer):
             k.bias_add(ctx.kr, ctx.bk)
             k.bias_add(ctx.vv, ctx.bv)
         cached = self.max_len is not None and not ctx.train
-        pos = ctx.run.pos if cached else 0
         q4, k4 = heads_view(ctx, ctx.qr, H), heads_view(ctx, ctx.kr, Hkv)
-        if self.rope:
-            k.rope(q4, q4, pos, self.rope_theta, self.rope_half_split)
-            k.rope(k4, k4, pos, self.rope_theta, self.rope_half_split)
-        if cached:
-            self._attend_cached(ctx, pos, q4, k4)
+        rows = getattr(ctx.run, "rows", None) if cached else None
+        if rows is not None:                                 # a batched decode step
+            self._attend_rows(ctx, rows, q4, k4)
         else:
-            k.attention(ctx.qr, ctx.kr, ctx.vv, ctx.att, ctx.lse, None, H, Hkv, True)
+            pos = ctx.run.pos if cached else 0
+            if self.rope:
+                k.rope(q4, q4, pos, self.rope_theta, self.rope_half_split)
+                k.rope(k4, k4, pos, self.rope_theta, self.rope_half_split)
+            if cached:
+                self._attend_cached(ctx, pos, q4, k4)
+            else:
+                k.attention(ctx.qr, ctx.kr, ctx.vv, ctx.att, ctx.lse, None, H, Hkv, True)
         k.linear(ctx.att, ctx.wo, ctx.y)                     # y (R, d) = att wo^T
         if self.bias:
             k.bias_add(ctx.y, ctx.bo)
@@ -134,6 +139,23 @@ class CausalSelfAttention(Layer):
         else:
             raise ShapeError(f"{ctx.path or 'attention'}: continuing {B} cached sequences "
                              "with several tokens each is not supported; decode one at a time")
+
+    def _attend_rows(self, ctx, rows, q4: Tensor, k4: Tensor) -> None:
+        """A batched decode step (``batch_decode``): ``rows`` is (slot, pos), int32 [B]; row b
+        is a token of the sequence in cache slot ``slot[b]`` at position ``pos[b]`` (the
+        caches hold every slot, [S, max_len, Hkv, D]), computed as that sequence's own
+        decode step computes it."""
+        slot, pos = rows
+        if q4.shape[1] != 1:
+            raise ShapeError(f"{ctx.path or 'attention'}: a batched decode step takes one token "
+                             f"a row, got {q4.shape[1]}")
+        k, H, Hkv = ctx.k, self.n_heads, self._hkv
+        if self.rope:
+            k.rope_rows(q4, q4, pos, self.rope_theta, self.rope_half_split)
+            k.rope_rows(k4, k4, pos, self.rope_theta, self.rope_half_split)
+        k.kv_store_rows(ctx.kr, ctx.k_cache, slot, pos)
+        k.kv_store_rows(ctx.vv, ctx.v_cache, slot, pos)
+        k.attention_decode_rows(q4, ctx.k_cache, ctx.v_cache, ctx.att, slot, pos, None, H, Hkv)
 
     def backward(self, dy, ctx):
         k = ctx.k

@@ -48,13 +48,18 @@ MAX_CHUNK = 128   # prompt positions a plan takes: each weight read once for 128
 class Generator:
     """Incremental decoding over one sequence; ``pos`` tokens are in its KV cache."""
 
-    def __init__(self, model, max_chunk: int = MAX_CHUNK, replay: bool = True) -> None:
+    def __init__(self, model, max_chunk: int = MAX_CHUNK, replay: bool = True,
+                 seq=None) -> None:
         if model.input_dtype != "i32" or len(model.input_shape) != 1:
             raise ConfigError(f"generation needs a model on int32 token ids [B, T], this one takes "
                               f"{model.input_shape} {model.input_dtype}")
+        if seq is not None and seq.model is not model:
+            raise ConfigError("Generator: seq must be a sequence of the same model")
         self.model = model
         self.max_chunk = positive_int(max_chunk, "max_chunk", "Generator")
-        self.seq = model.sequence()           # this generator's KV caches, position and plans
+        # this generator's KV caches, position and plans (``seq``: one made for it, e.g. a
+        # server slot's, whose caches are a row of the batched decoder's)
+        self.seq = model.sequence() if seq is None else seq
         self.seq.run.last_position_only = True   # it reads each chunk's last logits alone
         self._version = self.seq.version      # the model's plans_version its plans were made at
         self._chunks: dict[int, tuple] = {}
@@ -161,6 +166,16 @@ class Generator:
             except ReplayError as exc:
                 self.replay_error = str(exc)
             self._tapes.clear()
+
+
+def prompt_chunks(n: int, max_chunk: int = MAX_CHUNK) -> list[int]:
+    """The chunk sizes ``feed`` runs ``n`` tokens in: feeding each chunk in its own call (a
+    server interleaving a prompt with other sequences' steps) gives what one call gives."""
+    out = []
+    while n > 0:
+        out.append(_chunk_size(n, max_chunk))
+        n -= out[-1]
+    return out
 
 
 def _chunk_size(left: int, max_chunk: int) -> int:
