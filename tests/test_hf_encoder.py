@@ -269,3 +269,16 @@ def test_module_paths_stay_inside_the_directory(tmp_path):
     (tmp_path / "m" / "modules.json").write_text(json.dumps(mods))
     with pytest.raises(CheckpointError, match="outside the model directory"):
         load_encoder(tmp_path / "m")
+
+
+def test_a_tokenizer_config_without_model_max_length_encodes(tmp_path):
+    """tokenizer_config.json need not give model_max_length: texts are cut to the model's
+    positions instead (a long text encodes, as one within the limit does)."""
+    from qorus_layers_llm import load_encoder
+
+    sentence_model(tmp_path)
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps({"do_lower_case": True}))
+    enc = load_encoder(tmp_path)
+    assert enc.max_tokens == 64
+    e = enc.encode(["the cat " * 100, "a dog!"])
+    assert e.shape == (2, 32) and np.isfinite(e).all()

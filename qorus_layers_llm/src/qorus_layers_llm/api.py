@@ -195,8 +195,7 @@ class LLM:
         enc = self.encoder
         with self._lock:
             vectors = enc.encode(items)
-            limit = min(enc.spec.max_positions, getattr(enc.tokenizer, "model_max_length", None) or 512)
-            _, mask = enc.tokenizer.encode_batch(items, max_length=limit)
+            _, mask = enc.tokenizer.encode_batch(items, max_length=enc.max_tokens)
         return vectors, int(np.asarray(mask).sum())
 
 

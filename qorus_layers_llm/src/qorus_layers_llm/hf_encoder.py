@@ -256,12 +256,20 @@ class Encoder:
         """The last hidden states [N, T, d] of token ids [N, T] (attention_mask 1 = token)."""
         return self._run(ids, attention_mask, token_type_ids)["hidden"]
 
+    @property
+    def max_tokens(self) -> int:
+        """Tokens a text is cut to: the model's positions, or the tokenizer's
+        ``model_max_length`` where that is smaller (tokenizer_config.json may have none)."""
+        tok_limit = getattr(self.tokenizer, "model_max_length", None)
+        return self.spec.max_positions if tok_limit is None else min(self.spec.max_positions,
+                                                                     tok_limit)
+
     def encode(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
         """Sentence embeddings [len(texts), d] (float32)."""
         if isinstance(texts, str):
             texts = [texts]
         out = np.zeros((len(texts), self.spec.d), np.float32)
-        limit = min(self.spec.max_positions, getattr(self.tokenizer, "model_max_length", 512))
+        limit = self.max_tokens
         for i in range(0, len(texts), batch_size):
             ids, mask = self.tokenizer.encode_batch(texts[i:i + batch_size], max_length=limit)
             e = self._run(np.asarray(ids), np.asarray(mask))["pooled"]
