@@ -85,7 +85,11 @@ def llama_bench(path: str, threads: int, exe: str | None) -> dict | None:
     if exe is None:
         return None
     out = subprocess.run([exe, "-m", path, "-t", str(threads), "-p", str(PROMPT_TOKENS), "-n",
-                          str(GEN_TOKENS), "-o", "json"], capture_output=True, text=True, check=True)
+                          str(GEN_TOKENS), "-o", "json"], capture_output=True, text=True)
+    if out.returncode:                          # e.g. an architecture that build lacks
+        print(f"llama-bench cannot run {path}: {out.stderr.strip().splitlines()[-1:]}",
+              file=sys.stderr)
+        return None
     rows = json.loads(out.stdout)
     return {("prompt" if r["n_prompt"] else "gen"): r["avg_ts"] for r in rows}
 
