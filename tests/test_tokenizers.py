@@ -14,6 +14,7 @@ from qorus_core.errors import ConfigError, DataError
 from qorus_layers_llm.bpe import ByteBPETokenizer
 from qorus_layers_llm.pretokenize import compile_patterns, pretokenize
 from qorus_layers_llm.spm import SentencePieceTokenizer
+from qorus_layers_llm.tokenizer import bytes_to_unicode
 
 ROOT = Path(__file__).resolve().parents[1]
 TEXTS = ["Hello world", "  two  spaces ", "unicode ñ 日本 😀 👩‍👩‍👧", "the model's tokens",
@@ -103,3 +104,25 @@ def test_user_defined_tokens_are_parsed_whole_and_decoded_as_text():
     assert nn in ids and tok.decode(ids) == "a\n\nb" == tok.decode(ids, skip_special=True)
     assert nn not in tok.special_ids and 2 in tok.special_ids
     assert tok.decode([2], skip_special=True) == ""
+
+
+@pytest.mark.parametrize("pre", ["llama-bpe", "smollm"])
+def test_llama3_pretokenizers_ignore_merges_like_hugging_face(pre):
+    """Llama 3's tokenizer.json sets ignore_merges: a word that is a token of its own is that
+    token even where the merges cannot build it; the other pre-tokenizers merge as always.
+    Both as the ``tokenizers`` library computes them."""
+    tk = pytest.importorskip("tokenizers")
+    byte_chars = list(bytes_to_unicode().values())
+    words = ["he", "ll", "hell", "hello", "Ġhello"]
+    merges = ["h e", "l l", "he ll"]                       # "hello" is not reachable by merges
+    tokens = ["<|begin_of_text|>"] + byte_chars + words
+    types = np.array([3] + [1] * (len(tokens) - 1), np.int32)
+    tok = ByteBPETokenizer(merges=merges, pre=pre, tokens=tokens, types=types, bos_id=0,
+                           eos_id=0, add_bos=False)
+    vocab = {t: i for i, t in enumerate(tokens)}
+    ref = tk.Tokenizer(tk.models.BPE(vocab, [tuple(m.split()) for m in merges],
+                                     ignore_merges=pre == "llama-bpe"))
+    ref.pre_tokenizer = tk.pre_tokenizers.ByteLevel(add_prefix_space=False)
+    for text in ["hello", "hello hello", "hell", "oh hello!"]:
+        assert tok.encode(text) == ref.encode(text).ids, (pre, text)
+    assert (vocab["hello"] in tok.encode("hello")) == (pre == "llama-bpe")

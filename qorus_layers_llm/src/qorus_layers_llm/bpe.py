@@ -8,6 +8,10 @@ from qorus_core.errors import ConfigError, DataError
 from .pretokenize import compile_patterns, pretokenize
 from .tokenizer import CONTROL, USER_DEFINED, Tokenizer, bytes_to_unicode, merge_by_rank
 
+#: pre-tokenizers whose tokenizer.json sets ``ignore_merges`` (llama.cpp's LLAMA3 type): a word
+#: that is a token of its own is that token, whatever the merges would build
+IGNORE_MERGES = frozenset({"llama3", "llama-v3", "llama-bpe", "falcon3"})
+
 #: the word cache: at most this many words (then it starts over), each at most this long, so
 #: a tokenizer shared by every conversation of a server does not grow with what it was fed
 CACHE_WORDS = 1 << 16
@@ -17,7 +21,9 @@ CACHE_WORD_CHARS = 64
 class ByteBPETokenizer(Tokenizer):
     """GGUF ``tokenizer.ggml.model == "gpt2"``. Encoding remembers the ids of the words it has
     seen (bounded: ``CACHE_WORDS``); several threads may encode at once (each dict operation
-    is atomic, and a word encoded twice gets the same ids)."""
+    is atomic, and a word encoded twice gets the same ids). Llama 3's pre-tokenizers
+    (``IGNORE_MERGES``) take a word that is in the vocabulary as its token before merging,
+    as Hugging Face's ``ignore_merges`` and llama.cpp do."""
 
     def __init__(self, merges: list[str], pre: str = "default", **common) -> None:
         super().__init__(**common)
@@ -28,6 +34,7 @@ class ByteBPETokenizer(Tokenizer):
                 raise ConfigError(f"BPE merge #{r} {m!r} is not two symbols separated by a space")
             self.ranks[(a, b)] = r
         self.pre = pre
+        self.ignore_merges = pre in IGNORE_MERGES
         self.patterns = compile_patterns(pre)
         self.byte_char = bytes_to_unicode()
         self.char_byte = {c: b for b, c in self.byte_char.items()}
@@ -49,6 +56,10 @@ class ByteBPETokenizer(Tokenizer):
 
     def _encode_word(self, word: str) -> list[int]:
         symbols = [self.byte_char[b] for b in word.encode("utf-8")]
+        if self.ignore_merges:
+            whole = self.vocab.get("".join(symbols))
+            if whole is not None and self.types[whole] not in (CONTROL, USER_DEFINED):
+                return [whole]
         out = []
         for s in merge_by_rank(symbols, self.ranks):
             i = self.vocab.get(s)
