@@ -98,7 +98,7 @@ def test_user_defined_tokens_are_parsed_whole_and_decoded_as_text():
     tokens, scores = tokens + ["\n\n"], np.append(scores, 0.0).astype(np.float32)
     types = np.append(types, 4).astype(np.int32)                      # USER_DEFINED
     tok = SentencePieceTokenizer(scores=scores, tokens=tokens, types=types, bos_id=1, eos_id=2,
-                                 add_bos=False, unk_id=0)
+                                 add_bos=False, unk_id=0, add_space_prefix=False)   # as Gemma
     nn = len(tokens) - 1
     ids = tok.encode("a\n\nb")
     assert nn in ids and tok.decode(ids) == "a\n\nb" == tok.decode(ids, skip_special=True)
@@ -126,3 +126,20 @@ def test_llama3_pretokenizers_ignore_merges_like_hugging_face(pre):
     for text in ["hello", "hello hello", "hell", "oh hello!"]:
         assert tok.encode(text) == ref.encode(text).ids, (pre, text)
     assert (vocab["hello"] in tok.encode("hello")) == (pre == "llama-bpe")
+
+
+def test_sentencepiece_text_after_a_special_token_takes_the_space_prefix():
+    """With add_space_prefix, each text fragment after a special token is prefixed with a
+    space, as llama.cpp (and Hugging Face's legacy Llama tokenizers) do: "a</s>b" is
+    ▁a </s> ▁b; without it (Gemma) nothing is prefixed."""
+    from tiny_llama import spm_vocabulary
+
+    tokens, scores, types = spm_vocabulary()
+    for prefix in (True, False):
+        tok = SentencePieceTokenizer(scores=scores, tokens=tokens, types=types, bos_id=1,
+                                     eos_id=2, add_bos=False, unk_id=0, add_space_prefix=prefix)
+        ids = tok.encode("a</s>b")
+        assert ids[:len(tok.encode("a"))] == tok.encode("a") and 2 in ids
+        after = ids[ids.index(2) + 1:]
+        assert after == tok.encode("b"), prefix
+        assert (tok.tokens[after[0]].startswith("\u2581")) == prefix, tok.tokens[after[0]]

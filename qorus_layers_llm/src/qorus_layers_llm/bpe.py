@@ -40,7 +40,7 @@ class ByteBPETokenizer(Tokenizer):
         self.char_byte = {c: b for b, c in self.byte_char.items()}
         self._cache: dict[str, list[int]] = {}
 
-    def _encode_text(self, text: str, first: bool) -> list[int]:
+    def _encode_text(self, text: str) -> list[int]:
         ids: list[int] = []
         cache = self._cache
         for word in pretokenize(text, self.patterns):

@@ -36,8 +36,8 @@ class SentencePieceTokenizer(Tokenizer):
             self.byte_ids[int(m.group(1), 16)] = i
             self._byte_of[i] = int(m.group(1), 16)
 
-    def _encode_text(self, text: str, first: bool) -> list[int]:
-        if first and self.add_space_prefix:
+    def _encode_text(self, text: str) -> list[int]:
+        if self.add_space_prefix:      # each fragment: the input's first or after a special
             text = " " + text
         text = text.replace(" ", SPACE)
         sym = list(text)                           # one symbol per character

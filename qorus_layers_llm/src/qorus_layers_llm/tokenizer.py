@@ -66,17 +66,19 @@ class Tokenizer:
         if (self.add_bos if add_bos is None else add_bos) and self.bos_id is not None:
             ids.append(self.bos_id)
         pos = 0
+        # each text fragment is encoded alone: the input's first, and each after a special
+        # token, takes SentencePiece's space prefix (llama.cpp; Hugging Face's legacy Llama)
         if special and self._special_re is not None:
             for m in self._special_re.finditer(text):
                 if m.start() > pos:
-                    ids.extend(self._encode_text(text[pos:m.start()], first=pos == 0))
+                    ids.extend(self._encode_text(text[pos:m.start()]))
                 ids.append(self.vocab[m.group()])
                 pos = m.end()
         if pos < len(text):
-            ids.extend(self._encode_text(text[pos:], first=pos == 0))
+            ids.extend(self._encode_text(text[pos:]))
         return ids
 
-    def _encode_text(self, text: str, first: bool) -> list[int]:  # pragma: no cover - abstract
+    def _encode_text(self, text: str) -> list[int]:  # pragma: no cover - abstract
         raise NotImplementedError
 
     # ----------------------------------------------------------------- decoding
