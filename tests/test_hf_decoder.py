@@ -162,3 +162,33 @@ def test_bad_context_is_a_config_error(tmp_path):
     for bad in ("32", 0, 2.5):
         with pytest.raises(ConfigError, match="context"):
             load_decoder(tmp_path, context=bad)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
+def test_generation_uses_the_safetensors_in_place(tmp_path, dtype):
+    """load_llm on a directory maps the safetensors and computes with the matrices where they
+    lie (F32 views, F16 / BF16 as 16-bit weights; q/k rows as trained, NEOX RoPE): the
+    logits are transformers' on the same weights, and nothing is copied to float32."""
+    from qorus_core import QWeight
+    from qorus_layers_llm.generate import Generator
+    from qorus_layers_llm.hf_decoder import load_decoder
+
+    torch.manual_seed(0)
+    cfg = tf.Qwen2Config(vocab_size=64, hidden_size=64, intermediate_size=96,
+                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                         max_position_embeddings=64, tie_word_embeddings=False)
+    m = tf.Qwen2ForCausalLM(cfg).eval().to(getattr(torch, dtype))
+    m.save_pretrained(tmp_path)
+    model, _ = load_decoder(tmp_path, context=32, in_place=True)
+    wq = model.store.external["blocks.0.attn.wq"]
+    if dtype == "float32":
+        assert not wq.a.flags.writeable                  # a view of the map
+    else:
+        assert isinstance(wq, QWeight) and wq.qtype == {"float16": "f16", "bfloat16": "bf16"}[dtype]
+    ids = [3, 17, 42, 8, 11, 5]
+    with torch.no_grad():
+        want = m.float()(torch.tensor([ids])).logits[0].numpy()
+    gen = Generator(model)
+    for i, t in enumerate(ids):
+        got = gen.feed([t])
+        assert np.abs(got - want[i]).max() / np.abs(want[i]).max() < 1e-4, (dtype, i)

@@ -61,8 +61,9 @@ def model_dir(path: str | os.PathLike) -> Path:
     return d
 
 
-def load_tensors(directory: str | os.PathLike) -> dict[str, np.ndarray]:
-    """Every tensor of the directory's safetensors weights, float32 (views where they are)."""
+def weight_files(directory: str | os.PathLike) -> list[Path]:
+    """The directory's safetensors files: model.safetensors, or the shards its index names
+    (each inside the directory); CheckpointError for a pickled checkpoint or none."""
     d = model_dir(directory)
     index = d / "model.safetensors.index.json"
     if index.exists():
@@ -78,11 +79,19 @@ def load_tensors(directory: str | os.PathLike) -> dict[str, np.ndarray]:
                               "safe_serialization=True) to get model.safetensors")
     else:
         raise CheckpointError(f"{d}: no model.safetensors or model.safetensors.index.json")
-    out: dict[str, np.ndarray] = {}
+    paths = []
     for name in files:
         p = (d / name).resolve()
         if p.parent != d.resolve():
             raise CheckpointError(f"{index}: shard {name!r} is outside the model directory")
+        paths.append(p)
+    return paths
+
+
+def load_tensors(directory: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Every tensor of the directory's safetensors weights, float32 (views where they are)."""
+    out: dict[str, np.ndarray] = {}
+    for p in weight_files(directory):
         st = SafeTensorsFile(p)
         for key in st.keys():
             a = st.get(key)

@@ -175,11 +175,94 @@ def build_decoder(spec: DecoderSpec, context: int, kernels=None) -> Model:
     return Model(net, (context,), input_dtype="i32", kernels=kernels)
 
 
-def load_decoder(path: str | os.PathLike, context: int | None = None, kernels=None
-                 ) -> tuple[Model, DecoderSpec]:
+def _hf_names(spec: DecoderSpec) -> dict[str, str]:
+    """The GPT's parameter -> the HF tensor it is, for the llama family used in place (NEOX
+    RoPE: q/k rows as trained; ``model.`` prefix; no output bias: zeros, added by the caller)."""
+    names = {"embed.weight": "model.embed_tokens.weight", "norm.weight": "model.norm.weight"}
+    if not spec.tied:
+        names["head.weight"] = "lm_head.weight"
+    for i in range(spec.layers):
+        a, o = f"model.layers.{i}.", f"blocks.{i}."
+        names.update({o + "norm1.weight": a + "input_layernorm.weight",
+                      o + "norm2.weight": a + "post_attention_layernorm.weight",
+                      o + "attn.wq": a + "self_attn.q_proj.weight",
+                      o + "attn.wk": a + "self_attn.k_proj.weight",
+                      o + "attn.wv": a + "self_attn.v_proj.weight",
+                      o + "attn.wo": a + "self_attn.o_proj.weight",
+                      o + "ffn.w_gate": a + "mlp.gate_proj.weight",
+                      o + "ffn.w_up": a + "mlp.up_proj.weight",
+                      o + "ffn.w_down": a + "mlp.down_proj.weight"})
+        if spec.qkv_bias:
+            names.update({o + "attn.bq": a + "self_attn.q_proj.bias",
+                          o + "attn.bk": a + "self_attn.k_proj.bias",
+                          o + "attn.bv": a + "self_attn.v_proj.bias"})
+    return names
+
+
+def _in_place(st, key: str, shape: tuple[int, ...], label: str):
+    """Tensor ``key`` of safetensors file ``st`` as a weight of ``shape``: a float32 matrix as
+    a read-only view of the map, an F16 / BF16 matrix as a ``QWeight`` over its mapped bytes,
+    a vector (a norm gain, a bias) as a float32 copy."""
+    from qorus_core import QWeight, Tensor
+
+    dtype = st.dtype(key)
+    raw = st.get(key, bf16_as_f32=False)
+    if tuple(raw.shape) != tuple(shape):
+        raise CheckpointError(f"{st.path}: tensor {key!r} has shape {tuple(raw.shape)}, the "
+                              f"model expects {tuple(shape)}")
+    if len(shape) == 2 and dtype in ("F16", "BF16"):
+        return QWeight(raw.reshape(-1).view(np.uint8), dtype.lower(), shape[0], shape[1])
+    if len(shape) == 2 and dtype == "F32":
+        return Tensor(raw, label)
+    if dtype == "BF16":
+        raw = (raw.astype(np.uint32) << 16).view(np.float32)
+    if dtype not in ("F32", "F16", "BF16"):
+        raise CheckpointError(f"{st.path}: tensor {key!r} is {dtype}; weights load from F32, "
+                              "F16 or BF16")
+    return Tensor(np.ascontiguousarray(raw, dtype=np.float32), label)
+
+
+def _in_place_decoder(spec: DecoderSpec, d: Path, context: int, kernels) -> Model:
+    """The llama-family GPT over the directory's safetensors, every matrix used where it lies
+    (``rope_half_split``: HF's q/k row order), the files checked before each forward."""
+    from qorus_core import Spec, Tensor, param_shapes
+    from qorus_core.io.safetensors import SafeTensorsFile
+
+    from .hf_checkpoint import weight_files
+
+    net = GPT(spec.vocab, spec.d, spec.layers, spec.heads, max_len=context, d_ff=spec.ffn,
+              n_kv_heads=spec.kv_heads, positional="rope", norm="rmsnorm", ffn="swiglu",
+              tie_embeddings=spec.tied, rope_theta=spec.rope_theta, eps=spec.eps,
+              bias=spec.qkv_bias, rope_half_split=True)
+    shapes = param_shapes(net, Spec((1, 1), "i32"))
+    files = [SafeTensorsFile(p) for p in weight_files(d)]
+    try:
+        where = {k: f for f in files for k in f.keys()}
+        weights = {}
+        for ours, theirs in _hf_names(spec).items():
+            if theirs not in where:
+                raise CheckpointError(f"{d}: tensor {theirs!r} is missing")
+            weights[ours] = _in_place(where[theirs], theirs, shapes[ours], theirs)
+        if spec.qkv_bias:
+            for i in range(spec.layers):
+                name = f"blocks.{i}.attn.bo"
+                weights[name] = Tensor(np.zeros(shapes[name], np.float32), name)
+        return Model(net, (context,), input_dtype="i32", kernels=kernels,
+                     external_params=weights, weight_files=tuple(files))
+    except BaseException:
+        for f in files:
+            f.close()
+        raise
+
+
+def load_decoder(path: str | os.PathLike, context: int | None = None, kernels=None,
+                 in_place: bool = False) -> tuple[Model, DecoderSpec]:
     """(model, spec) of a Hugging Face llama / mistral / qwen2 / gpt2 directory; ``context`` KV-cache
     positions (default the model's, at most 2048). Generate with ``generate(model, ids, ...)``;
-    the tokenizer is ``load_tokenizer(path)``."""
+    the tokenizer is ``load_tokenizer(path)``. ``in_place`` (inference: generation, serving):
+    the llama family's matrices are used where they lie in the mapped safetensors, F16 / BF16
+    ones as 16-bit weights, not copied to float32; the default copies them into a model that
+    trains and saves."""
     d = model_dir(path)
     cfg = read_json(d / "config.json")
     spec = decoder_spec(cfg, d / "config.json")
@@ -189,6 +272,8 @@ def load_decoder(path: str | os.PathLike, context: int | None = None, kernels=No
     if spec.model_type == "mistral" and isinstance(window, int) and window < ctx:
         raise CheckpointError(f"{d / 'config.json'}: sliding_window {window} is shorter than the "
                               f"context {ctx}; load with context <= {window}")
+    if in_place and spec.model_type != "gpt2":   # GPT-2's Conv1D weights need transposing
+        return _in_place_decoder(spec, d, ctx, kernels), spec
     model = build_decoder(spec, ctx, kernels)
     model.load_state_dict(qorus_state(spec, load_tensors(d), d, ctx), source=str(d))
     return model, spec

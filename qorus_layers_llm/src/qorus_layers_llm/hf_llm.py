@@ -1,7 +1,8 @@
 """A Hugging Face decoder directory ready to generate and chat: ``load_hf_llm(dir)``, what
 ``models.load_llm`` returns for a directory (``qorus generate HF_DIR``, ``qorus chat HF_DIR``).
 
-The network is ``load_decoder``'s (float32 weights from the safetensors), the tokenizer
+The network is ``load_decoder``'s (the safetensors' matrices used where they lie: F32 as
+mapped views, F16 / BF16 as 16-bit weights; GPT-2's copied), the tokenizer
 ``load_tokenizer``'s (``tokenizer.json`` through the ``tokenizers`` library, so the ids are
 Hugging Face's), wrapped in ``HFChatTokenizer``: the interface ``chat.py``, ``cli.py`` and
 ``generate`` use from the GGUF ``Tokenizer`` (``encode(text, add_bos=)``, ``decode``,
@@ -141,23 +142,33 @@ class LoadedHFLLM:
 def load_hf_llm(path: str | os.PathLike, context: int | None = None, kernels: Any = None,
                 dequantize: bool = False) -> LoadedHFLLM:
     """The decoder in the Hugging Face directory ``path`` with its tokenizer and chat
-    template; ``context`` KV-cache positions (default the model's, at most 2048).
-    ``dequantize`` is accepted for ``load_llm``'s signature: these weights are float32."""
-    del dequantize                                  # safetensors weights load as float32
+    template; ``context`` KV-cache positions (default the model's, at most 2048). The
+    matrices are used where they lie in the mapped safetensors (F16 / BF16 as 16-bit
+    weights); ``dequantize``: float32 copies instead."""
     t0 = time.perf_counter()
     d = model_dir(path)
     tok = load_tokenizer(d)
     if not isinstance(tok, HFTokenizer):
         raise CheckpointError(f"{d / 'tokenizer.json'}: not found; a decoder needs its "
                               "tokenizer.json (vocab.txt is a BERT WordPiece vocabulary)")
-    model, spec = load_decoder(d, context, kernels)
+    model, spec = load_decoder(d, context, kernels, in_place=not dequantize)
     if tok.vocab_size > spec.vocab:
         raise CheckpointError(f"{tok.source}: {tok.vocab_size} tokens, more than the model's "
                               f"{spec.vocab} ({d / 'config.json'} field 'vocab_size')")
     chat = HFChatTokenizer(tok, spec.vocab, default_chat_template(d), eos_ids(d, spec.vocab))
     info = {"name": d.resolve().name, "model_type": spec.model_type}
     return LoadedHFLLM(model, chat, spec, d, model.input_shape[0],
-                       (time.perf_counter() - t0) * 1e3, model.num_parameters * 4, info)
+                       (time.perf_counter() - t0) * 1e3, _weight_bytes(model), info)
+
+
+def _weight_bytes(model) -> int:
+    """Bytes of the model's weights as they are used (16-bit matrices at 2 bytes a value)."""
+    from qorus_core import QWeight
+
+    ext = model.store.external
+    if not ext:
+        return model.num_parameters * 4
+    return sum(int(w.nbytes) if isinstance(w, QWeight) else int(w.a.nbytes) for w in ext.values())
 
 
 def eos_ids(d: Path, vocab: int) -> list[int]:
