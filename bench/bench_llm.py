@@ -11,10 +11,13 @@ Q8_0, Q4_0, Q5_0, Q5_1 and BF16 versions are made from the given file with ``qor
 ``llama-quantize`` (--llama-quantize, or on PATH) the K-quant mixes Q4_K_M, Q5_K_M, Q6_K, Q3_K_M,
 Q2_K and IQ4_NL are made from the Q8_0 too (llama.cpp falls back to Q5_0 / Q8_0 / IQ4_NL for
 SmolLM2's 576-wide rows, so each file mixes formats as real downloads do). --files adds
-LABEL=PATH models of any architecture ``load_llm`` reads. Each (model, thread count) runs in its
-own subprocess with QORUS_NUM_THREADS and the BLAS thread variables set. Prompt: 128 tokens, then
-generation: 64 tokens, greedy (llama-bench's pp128 / tg64); tokens/s is the median over --runs
-runs (prompt: tokens over the whole prefill; generation: the per-token rate).
+LABEL=PATH models of any architecture ``load_llm`` reads; --archs adds random-weight qwen2 and phi3
+GGUFs of SmolLM2's size in Q8_0 (its tokenizer, llama.cpp's tensor names: q/k/v biases, fused qkv
+and gate-up), whose speed is their architecture's (the text they write is noise). Each (model,
+thread count) runs in its own subprocess with QORUS_NUM_THREADS and the BLAS thread variables
+set. Prompt: 128 tokens, then generation: 64 tokens, greedy (llama-bench's pp128 / tg64);
+tokens/s is the median over --runs runs (prompt: tokens over the whole prefill; generation: the
+per-token rate).
 The bandwidth bound is (bytes of weights read per token) / (read bandwidth measured in the
 same subprocess): every weight byte once per token, the KV cache and activations left out. The
 bandwidth is measured before each run (the best of 3 read passes over 256 MiB with the C sumsq
@@ -103,6 +106,57 @@ def run_one(path: str, threads: int, runs: int, llama_bench_exe: str | None) -> 
     return res
 
 
+def random_arch_file(arch: str, like: str, path: str) -> str:
+    """A ``qwen2`` or ``phi3`` GGUF with the sizes and tokenizer of the llama GGUF ``like``,
+    random Q8_0 weights (llama.cpp's names and layout)."""
+    import numpy as np
+
+    from qorus_core.io.gguf import GGUFFile, write_gguf
+    from qorus_core.kernels import get_kernels
+    from qorus_core.kernels.numpy_quant import QWeight
+    from qorus_core.tensor import Tensor
+
+    src = GGUFFile(like)
+    md = src.metadata
+    D, L = int(md["llama.embedding_length"]), int(md["llama.block_count"])
+    H, Hkv, F = (int(md["llama.attention.head_count"]), int(md["llama.attention.head_count_kv"]),
+                 int(md["llama.feed_forward_length"]))
+    V, dh = len(md["tokenizer.ggml.tokens"]), D // H
+    rng, k = np.random.default_rng(0), get_kernels("c")
+
+    def q8(n: int, m: int, scale: float = 0.02) -> QWeight:
+        w = QWeight.empty("q8_0", n, m)
+        k.quantize(Tensor((rng.standard_normal((n, m)) * scale).astype(np.float32)), w, "q8_0")
+        return w
+
+    def vec(n: int, base: float = 1.0) -> np.ndarray:
+        return (base + 0.01 * rng.standard_normal(n)).astype(np.float32)
+
+    t = {"token_embd.weight": q8(V, D, 1.0), "output_norm.weight": vec(D)}
+    for i in range(L):
+        b = f"blk.{i}."
+        t[b + "attn_norm.weight"], t[b + "ffn_norm.weight"] = vec(D), vec(D)
+        t[b + "attn_output.weight"], t[b + "ffn_down.weight"] = q8(D, H * dh), q8(D, F)
+        if arch == "phi3":
+            t[b + "attn_qkv.weight"] = q8((H + 2 * Hkv) * dh, D)
+            t[b + "ffn_up.weight"] = q8(2 * F, D)           # gate, then up
+        else:
+            for n, rows in (("q", H * dh), ("k", Hkv * dh), ("v", Hkv * dh)):
+                t[f"{b}attn_{n}.weight"], t[f"{b}attn_{n}.bias"] = q8(rows, D), vec(rows, 0.0)
+            t[b + "ffn_gate.weight"], t[b + "ffn_up.weight"] = q8(F, D), q8(F, D)
+    a = f"{arch}."
+    meta = {"general.architecture": arch, "general.name": f"random {arch} (SmolLM2 sizes)",
+            a + "block_count": np.uint32(L), a + "context_length": np.uint32(2048),
+            a + "embedding_length": np.uint32(D), a + "feed_forward_length": np.uint32(F),
+            a + "attention.head_count": np.uint32(H), a + "attention.head_count_kv": np.uint32(Hkv),
+            a + "rope.freq_base": np.float32(10000.0),
+            a + "attention.layer_norm_rms_epsilon": np.float32(1e-5),
+            **{key: v for key, v in md.items() if key.startswith("tokenizer.")}}
+    write_gguf(path, meta, t)
+    src.close()
+    return path
+
+
 def make_models(args, tmp: str) -> dict[str, str]:
     """label -> GGUF path: the given file, our conversions, llama-quantize's mixes, --files."""
     from qorus_core.io.convert import convert
@@ -121,6 +175,8 @@ def make_models(args, tmp: str) -> dict[str, str]:
             subprocess.run([quantize, "--allow-requantize", models["Q8_0"], path, mix, "2"],
                            capture_output=True, check=True)
             models[mix] = path
+    for arch in args.archs:
+        models[f"{arch} Q8_0"] = random_arch_file(arch, args.model, os.path.join(tmp, f"{arch}.gguf"))
     for spec in args.files:
         label, _, path = spec.partition("=")
         models[label] = path
@@ -137,6 +193,8 @@ def main() -> None:
     ap.add_argument("--llama-quantize", help="llama.cpp's llama-quantize (default: on PATH)")
     ap.add_argument("--llama-bench", help="llama.cpp's llama-bench (default: on PATH)")
     ap.add_argument("--files", nargs="*", default=[], help="more models: LABEL=PATH")
+    ap.add_argument("--archs", nargs="*", default=[], choices=["qwen2", "phi3"],
+                    help="random-weight GGUFs of these architectures at SmolLM2's size")
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -159,13 +217,13 @@ def main() -> None:
         return
     print(f"prompt {PROMPT_TOKENS} tokens, generation {GEN_TOKENS} tokens greedy, "
           f"median of {args.runs} runs; llama-bench pp{PROMPT_TOKENS} / tg{GEN_TOKENS} on the same file")
-    print(f"{'model':<10} {'thr':>3} {'MB':>6} {'load ms':>7} {'prompt tok/s':>12} {'gen tok/s':>9} "
+    print(f"{'model':<11} {'thr':>3} {'MB':>6} {'load ms':>7} {'prompt tok/s':>12} {'gen tok/s':>9} "
           f"{'bound':>6} {'% bound':>7} {'GB/s':>5} {'llama pp':>8} {'llama tg':>8} {'pp x':>5} "
           f"{'tg x':>5}")
     for r in results:
         lb = r["llama_bench"] or {}
         pp, tg = lb.get("prompt"), lb.get("gen")
-        print(f"{r['model']:<10} {r['threads']:>3} {r['weight_mb']:>6.1f} {r['load_ms']:>7.0f} "
+        print(f"{r['model']:<11} {r['threads']:>3} {r['weight_mb']:>6.1f} {r['load_ms']:>7.0f} "
               f"{r['prompt_tok_s']:>12.1f} {r['gen_tok_s']:>9.1f} {r['bound_tok_s']:>6.0f} "
               f"{r['pct_bound']:>6.0f}% {r['bandwidth_gb_s']:>5.1f} "
               + (f"{pp:>8.1f} {tg:>8.1f} {r['prompt_tok_s'] / pp:>5.2f} {r['gen_tok_s'] / tg:>5.2f}"
