@@ -6,27 +6,7 @@
 #include <string.h>
 
 #include "quant_internal.h"
-
-static inline float h2f(const uint8_t *p) {
-    uint16_t v;
-    memcpy(&v, p, 2);
-    return _cvtsh_ss(v);
-}
-
-static inline float hsum(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
-
-/* [sum v[0], ..., sum v[7]]: each row's lanes summed in the same pattern wherever it sits */
-static inline __m256 hsum8x(const __m256 v[8]) {
-    __m256 u0 = _mm256_hadd_ps(_mm256_hadd_ps(v[0], v[1]), _mm256_hadd_ps(v[2], v[3]));
-    __m256 u1 = _mm256_hadd_ps(_mm256_hadd_ps(v[4], v[5]), _mm256_hadd_ps(v[6], v[7]));
-    return _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20),
-                         _mm256_permute2f128_ps(u0, u1, 0x31));
-}
+#include "quant_x86.h"
 
 /* two floats (any alignment) into lanes 0, 1; lanes 2, 3 zero */
 static inline __m128 load2f(const float *p) {
@@ -77,14 +57,14 @@ QR_ALWAYS_INLINE void qdot8_n(int MX, int64_t nb, const uint8_t *w, const uint8_
     for (int64_t b = 0; b < nb; b++) {
         const uint8_t *wb = w + b * QR_Q8_0_BYTES;
         _mm_prefetch((const char *)(wb + 8 * QR_Q8_0_BYTES), _MM_HINT_T0);
-        const float dw = h2f(wb);
+        const float dw = qr__h2f(wb);
         const __m256i qw = _mm256_loadu_si256((const __m256i *)(wb + 2));
         for (int j = 0; j < MX; j++) {
             __m256i qx = _mm256_loadu_si256((const __m256i *)(xq + j * xs + b * QR_QK));
             acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(dw * d[j][b]), dot_ss(qw, qx), acc[j]);
         }
     }
-    for (int j = 0; j < MX; j++) out[j] = hsum(acc[j]);
+    for (int j = 0; j < MX; j++) out[j] = qr__hsum256(acc[j]);
 }
 
 /* Decode (one activation row) is the memory-bound case: four blocks a step, four
@@ -105,14 +85,14 @@ QR_ALWAYS_INLINE __m256 qdot8_1v(int64_t nb, const uint8_t *w, const uint8_t *xq
             const uint8_t *wb = w + (b + u) * bs;
             __m256i qx = _mm256_loadu_si256((const __m256i *)(xq + (b + u) * QR_QK));
             __m256 p = dot_ss(_mm256_loadu_si256((const __m256i *)(wb + 2)), qx);
-            acc[u] = _mm256_fmadd_ps(_mm256_set1_ps(h2f(wb) * d[b + u]), p, acc[u]);
+            acc[u] = _mm256_fmadd_ps(_mm256_set1_ps(qr__h2f(wb) * d[b + u]), p, acc[u]);
         }
     }
     for (; b < nb; b++) {
         const uint8_t *wb = w + b * bs;
         __m256i qx = _mm256_loadu_si256((const __m256i *)(xq + b * QR_QK));
         __m256 p = dot_ss(_mm256_loadu_si256((const __m256i *)(wb + 2)), qx);
-        acc[0] = _mm256_fmadd_ps(_mm256_set1_ps(h2f(wb) * d[b]), p, acc[0]);
+        acc[0] = _mm256_fmadd_ps(_mm256_set1_ps(qr__h2f(wb) * d[b]), p, acc[0]);
     }
     return _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
 }
@@ -193,7 +173,7 @@ QR_ALWAYS_INLINE void qdot_q4(int fmt, int MX, int64_t nb, const uint8_t *w, con
     if (b < nb) {   /* an odd last block, natural order */
         const uint8_t *wb = w + b * bs;
         __m256i qw = unpack_nibbles(wb + off);
-        float dw = h2f(wb), cw = fmt == 1 ? dw : h2f(wb + 2);
+        float dw = qr__h2f(wb), cw = fmt == 1 ? dw : qr__h2f(wb + 2);
         for (int j = 0; j < MX; j++) {
             __m256i qx = _mm256_loadu_si256((const __m256i *)(xq + j * xs + b * QR_QK));
             acc[j][0] = _mm256_fmadd_ps(_mm256_set1_ps(dw * d[j][b]), dot_us(qw, qx), acc[j][0]);
@@ -201,7 +181,7 @@ QR_ALWAYS_INLINE void qdot_q4(int fmt, int MX, int64_t nb, const uint8_t *w, con
         }
     }
     for (int j = 0; j < MX; j++)
-        out[j] = hsum(_mm256_add_ps(acc[j][0], acc[j][1])) + (fmt == 1 ? -8.0f : 1.0f) * cs[j];
+        out[j] = qr__hsum256(_mm256_add_ps(acc[j][0], acc[j][1])) + (fmt == 1 ? -8.0f : 1.0f) * cs[j];
 }
 
 #define QDOT4(name, fmt)                                                                    \
@@ -219,7 +199,7 @@ QDOT4(qr__qdot_q4_1_avx2, 2)
 void qr__qdot_q8_0_avx2(int64_t nb, const uint8_t *w, const uint8_t *xq, size_t xs, int mx,
                         float *out) {
     switch (mx) {
-    case 1: out[0] = hsum(qdot8_1v(nb, w, xq)); break;
+    case 1: out[0] = qr__hsum256(qdot8_1v(nb, w, xq)); break;
     case 2: qdot8_n(2, nb, w, xq, xs, out); break;
     case 3: qdot8_n(3, nb, w, xq, xs, out); break;
     default: qdot8_n(4, nb, w, xq, xs, out); break;
@@ -252,7 +232,7 @@ QR_ALWAYS_INLINE void fdot_n(int MX, int64_t k, const uint16_t *w, const float *
     for (int j = 0; j < MX; j++) {
         __m256 t = acc[j][0];
         for (int a = 1; a < na; a++) t = _mm256_add_ps(t, acc[j][a]);
-        float s = hsum(t);
+        float s = qr__hsum256(t);
         for (int64_t r = i; r < k; r++) s += _cvtsh_ss(w[r]) * x[j * ldx + r];
         out[j] = s;
     }
@@ -338,8 +318,8 @@ QR_ALWAYS_INLINE __m256 qrow_q4(int fmt, int64_t nb, const uint8_t *p, const uin
     __m256 v = _mm256_fmadd_ps(_mm256_and_ps(corr, odd), sign, _mm256_add_ps(acc0, acc1));
     if (b < nb) {   /* an odd last block, natural order */
         __m256i qx = _mm256_loadu_si256((const __m256i *)(xq + b * QR_QK));
-        v = _mm256_fmadd_ps(_mm256_set1_ps(h2f(p) * dx[b]), dot_us(unpack_nibbles(p + off), qx), v);
-        const float cs = (fmt == 1 ? h2f(p) : h2f(p + 2)) * sx[b];
+        v = _mm256_fmadd_ps(_mm256_set1_ps(qr__h2f(p) * dx[b]), dot_us(unpack_nibbles(p + off), qx), v);
+        const float cs = (fmt == 1 ? qr__h2f(p) : qr__h2f(p + 2)) * sx[b];
         v = _mm256_fmadd_ps(_mm256_setr_ps(cs, 0, 0, 0, 0, 0, 0, 0), sign, v);
     }
     return v;
@@ -359,7 +339,7 @@ QR_ALWAYS_INLINE void qrows8(int fmt, int64_t nb, const uint8_t *w, size_t wrow,
                  : fmt == 0 ? qdot8_1v(nb, row, xq) : qrow_q4(fmt, nb, row, xq);
         }
         float out[8];
-        _mm256_storeu_ps(out, hsum8x(v));
+        _mm256_storeu_ps(out, qr__hsum8x(v));
         memcpy(y + r, out, (size_t)n * sizeof(float));
     }
 }

@@ -21,6 +21,7 @@
 
 #include "qorus.h"
 #include "quant_internal.h"
+#include "quant_x86.h"
 
 #ifdef QR_HAVE_QUANT_AVX512
 
@@ -37,31 +38,10 @@
  * latency at one thread's streaming rate) */
 #define QR_PF_AHEAD 2048
 
-static inline float h2f(const uint8_t *p) {
-    uint16_t v;
-    memcpy(&v, p, 2);
-    return _cvtsh_ss(v);
-}
-
 static inline int32_t ld32(const uint8_t *p) {
     int32_t v;
     memcpy(&v, p, 4);
     return v;
-}
-
-static inline float hsum256(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
-
-/* [sum v[0], ..., sum v[7]]: each row's lanes summed in the same pattern wherever it sits */
-static inline __m256 hsum8x(const __m256 v[8]) {
-    __m256 u0 = _mm256_hadd_ps(_mm256_hadd_ps(v[0], v[1]), _mm256_hadd_ps(v[2], v[3]));
-    __m256 u1 = _mm256_hadd_ps(_mm256_hadd_ps(v[4], v[5]), _mm256_hadd_ps(v[6], v[7]));
-    return _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20),
-                         _mm256_permute2f128_ps(u0, u1, 0x31));
 }
 
 static inline __m256 fold512(__m512 v) {   /* 16 lanes -> 8 */
@@ -166,7 +146,7 @@ QR_AI void q8x(int MX, int DEC, int64_t nb, const uint8_t *w, const uint8_t *xq,
     for (int j = 0; j < MX; j++) res[j] = fold512(_mm512_add_ps(acc[j][0], acc[j][1]));
     if (b < nb) {   /* one last block: 8 lanes */
         const uint8_t *p = w + b * QR_Q8_BS;
-        const float dw = h2f(p);
+        const float dw = qr__h2f(p);
         __m256i wv = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(p + 2)),
                                       _mm256_set1_epi8((char)0x80));
         for (int j = 0; j < MX; j++) {
@@ -271,7 +251,7 @@ QR_AI void qdot_x(int fmt, int MX, int64_t nb, const uint8_t *w, const uint8_t *
     else q4x(2, MX, 0, nb, w, xq, xs, res);
     for (int j = MX; j < 8; j++) res[j] = _mm256_setzero_ps();
     float o[8];   /* hsum8x: a row's sum does not depend on MX or its place */
-    _mm256_storeu_ps(o, hsum8x(res));
+    _mm256_storeu_ps(o, qr__hsum8x(res));
     for (int j = 0; j < MX; j++) out[j] = o[j];
 }
 
@@ -308,7 +288,7 @@ QR_AI void qrows_x(int fmt, int64_t nb, const uint8_t *w, size_t wrow, int64_t n
             else q4x(2, 1, 1, nb, row, xq, 0, &v[i]);
         }
         float out[8];
-        _mm256_storeu_ps(out, hsum8x(v));
+        _mm256_storeu_ps(out, qr__hsum8x(v));
         memcpy(y + r, out, (size_t)n * sizeof(float));
     }
 }
@@ -361,7 +341,7 @@ QR_AI void fdot_x(int MX, int64_t k, const uint16_t *w, const float *x, int64_t 
     for (int j = 0; j < MX; j++) {
         __m512 t = acc[j][0];
         for (int a = 1; a < na; a++) t = _mm512_add_ps(t, acc[j][a]);
-        out[j] = hsum256(fold512(t));
+        out[j] = qr__hsum256(fold512(t));
     }
 }
 
@@ -468,7 +448,7 @@ void qr__dequantize_row_avx512(int qtype, const uint8_t *w, float *y, int64_t nb
     const size_t bs = qtype == QR_QTYPE_Q8_0 ? 34 : qtype == QR_QTYPE_Q4_0 ? 18 : 20;
     const __m128i m4 = _mm_set1_epi8(15);
     for (int64_t b = 0; b < nb; b++, w += bs, y += QR_QK) {
-        const __m512 d = _mm512_set1_ps(h2f(w));
+        const __m512 d = _mm512_set1_ps(qr__h2f(w));
         __m512i q0, q1;
         if (qtype == QR_QTYPE_Q8_0) {
             q0 = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(w + 2)));
@@ -485,7 +465,7 @@ void qr__dequantize_row_avx512(int qtype, const uint8_t *w, float *y, int64_t nb
         __m512 y0 = _mm512_mul_ps(_mm512_cvtepi32_ps(q0), d);
         __m512 y1 = _mm512_mul_ps(_mm512_cvtepi32_ps(q1), d);
         if (qtype == QR_QTYPE_Q4_1) {
-            const __m512 m = _mm512_set1_ps(h2f(w + 2));
+            const __m512 m = _mm512_set1_ps(qr__h2f(w + 2));
             y0 = _mm512_add_ps(y0, m);
             y1 = _mm512_add_ps(y1, m);
         }

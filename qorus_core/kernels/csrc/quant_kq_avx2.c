@@ -26,19 +26,13 @@
 #include <string.h>
 
 #include "quant_internal.h"
+#include "quant_x86.h"
 #include "qorus.h"
 
 #ifdef QR_HAVE_AVX2_BUILD
 
 #define QR_ALWAYS_INLINE static inline __attribute__((always_inline))
 #define QR_PF_AHEAD 2048   /* decode prefetch distance (as quant_avx2.c) */
-
-/* ------------------------------------------------------------------ small helpers */
-static inline float h2f(const uint8_t *p) {
-    uint16_t v;
-    memcpy(&v, p, 2);
-    return _cvtsh_ss(v);
-}
 
 static inline uint32_t ld32(const uint8_t *p) {
     uint32_t v;
@@ -58,21 +52,6 @@ static inline __m128i ld128(const void *p) { return _mm_loadu_si128((const __m12
 static inline __m256i bc128(const uint8_t *p) { return _mm256_broadcastsi128_si256(ld128(p)); }
 static inline __m256i bc64(const uint8_t *p) { return _mm256_set1_epi64x((long long)ld64(p)); }
 static inline __m256i bc32(const uint8_t *p) { return _mm256_set1_epi32((int)ld32(p)); }
-
-static inline float hsum(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
-
-/* [sum v[0], ..., sum v[7]]: each row's lanes summed in the same pattern wherever it sits */
-static inline __m256 hsum8x(const __m256 v[8]) {
-    __m256 u0 = _mm256_hadd_ps(_mm256_hadd_ps(v[0], v[1]), _mm256_hadd_ps(v[2], v[3]));
-    __m256 u1 = _mm256_hadd_ps(_mm256_hadd_ps(v[4], v[5]), _mm256_hadd_ps(v[6], v[7]));
-    return _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20),
-                         _mm256_permute2f128_ps(u0, u1, 0x31));
-}
 
 static inline __m128 load2f(const float *p) {   /* two floats into lanes 0, 1; 2, 3 zero */
     return _mm_castsi128_ps(_mm_loadl_epi64((const __m128i *)p));
@@ -204,7 +183,7 @@ static uint8_t *kq_buf_get(kq_buf *b, int64_t nb, size_t bpb) {
                 v_[i_] = i_ >= n_ ? _mm256_setzero_ps() : (ROWEXPR);                       \
             }                                                                              \
             float o_[8];                                                                   \
-            _mm256_storeu_ps(o_, hsum8x(v_));                                              \
+            _mm256_storeu_ps(o_, qr__hsum8x(v_));                                              \
             memcpy(y + r, o_, (size_t)n_ * sizeof(float));                                 \
         }                                                                                  \
     } while (0)
@@ -356,9 +335,9 @@ QR_ALWAYS_INLINE __m256 row_p32(int fmt, int64_t nb, const uint8_t *p, const uin
     }
     if (b < nb) {   /* an odd last block, natural order */
         __m256i qx = ld256(xq + b * QR_QK);
-        v = _mm256_fmadd_ps(_mm256_set1_ps(h2f(p) * dx[b]), p32_dot_natural(fmt, p32_natural(fmt, p), qx), v);
+        v = _mm256_fmadd_ps(_mm256_set1_ps(qr__h2f(p) * dx[b]), p32_dot_natural(fmt, p32_natural(fmt, p), qx), v);
         if (fmt != 2) {
-            const float cs = (fmt == 0 ? -16.0f * h2f(p) : h2f(p + 2)) * sx[b];
+            const float cs = (fmt == 0 ? -16.0f * qr__h2f(p) : qr__h2f(p + 2)) * sx[b];
             v = _mm256_add_ps(v, _mm256_setr_ps(cs, 0, 0, 0, 0, 0, 0, 0));
         }
     }
@@ -412,8 +391,8 @@ QR_ALWAYS_INLINE void qdot_p32(int MX, int fmt, int64_t nb, const uint8_t *w, co
         __m256i wv = p32_natural(fmt, wb);
         if (fmt == 0) wv = _mm256_sub_epi8(wv, _mm256_set1_epi8(16));   /* -16..15 */
         const __m256i aw = _mm256_abs_epi8(wv);
-        const float dw = h2f(wb);
-        const __m256 cw = _mm256_set1_ps(fmt == 1 ? 0.125f * h2f(wb + 2) : 0.0f);
+        const float dw = qr__h2f(wb);
+        const __m256 cw = _mm256_set1_ps(fmt == 1 ? 0.125f * qr__h2f(wb + 2) : 0.0f);
         for (int j = 0; j < MX; j++) {
             __m256i qx = ld256(xq + j * xs + b * QR_QK);
             __m256 p = fmt == 1 ? sum16to32f(_mm256_maddubs_epi16(wv, qx))
@@ -422,7 +401,7 @@ QR_ALWAYS_INLINE void qdot_p32(int MX, int fmt, int64_t nb, const uint8_t *w, co
             if (fmt == 1) acc[j] = _mm256_fmadd_ps(cw, _mm256_set1_ps(d[j][nb + b]), acc[j]);
         }
     }
-    for (int j = 0; j < MX; j++) out[j] = hsum(acc[j]);
+    for (int j = 0; j < MX; j++) out[j] = qr__hsum256(acc[j]);
 }
 
 #define QDOT_P32(MX, fmt) qdot_p32(MX, fmt, nb, w, xq, xs, out)
@@ -469,8 +448,8 @@ QR_ALWAYS_INLINE void dequant_p32(int fmt, const uint8_t *row, float *y, int64_t
     const size_t bs = P32_BS(fmt);
     for (int64_t b = 0; b < k / QR_QK; b++, row += bs, y += QR_QK) {
         __m256i v = p32_natural(fmt, row);
-        __m256 d = _mm256_set1_ps(h2f(row));
-        if (fmt == 1) store32_u8_fma(v, d, _mm256_set1_ps(h2f(row + 2)), y);
+        __m256 d = _mm256_set1_ps(qr__h2f(row));
+        if (fmt == 1) store32_u8_fma(v, d, _mm256_set1_ps(qr__h2f(row + 2)), y);
         else store32_i8(fmt == 0 ? _mm256_sub_epi8(v, _mm256_set1_epi8(16)) : v, d, y);
     }
 }
@@ -626,7 +605,7 @@ QR_ALWAYS_INLINE void qdot_k45(int MX, int q5, int64_t nb, const uint8_t *w, con
                                       _mm256_permute_ps(dm, 0x55), acc[j]);
         }
     }
-    for (int j = 0; j < MX; j++) out[j] = hsum(acc[j]);
+    for (int j = 0; j < MX; j++) out[j] = qr__hsum256(acc[j]);
 }
 
 #define QDOT_K45(MX, q5) qdot_k45(MX, q5, nb, w, xq, xs, out)
@@ -649,8 +628,8 @@ QR_ALWAYS_INLINE void dequant_k45(int q5, const uint8_t *p, float *y, int64_t k)
     const size_t bs = q5 ? 176 : 144;
     for (int64_t i = 0; i < k / K_SB; i++, p += bs, y += K_SB) {
         const __m128i scm = k4_scales(p + 4);
-        const __m256 dl = _mm256_mul_ps(_mm256_set1_ps(h2f(p)), _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(scm)));
-        const __m256 ml = _mm256_mul_ps(_mm256_set1_ps(h2f(p + 2)),
+        const __m256 dl = _mm256_mul_ps(_mm256_set1_ps(qr__h2f(p)), _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(scm)));
+        const __m256 ml = _mm256_mul_ps(_mm256_set1_ps(qr__h2f(p + 2)),
                                         _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(scm, 8))));
         float dls[8], mls[8];
         _mm256_storeu_ps(dls, dl);
@@ -726,7 +705,7 @@ QR_ALWAYS_INLINE __m256 row_q6k(int64_t nsb, const uint8_t *p, const uint8_t *xq
             }
         }
         a0 = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(corr), _mm256_loadu_ps(d32), _mm256_add_ps(a0, a1));
-        acc = _mm256_fmadd_ps(a0, _mm256_set1_ps(h2f(p + 208)), acc);
+        acc = _mm256_fmadd_ps(a0, _mm256_set1_ps(qr__h2f(p + 208)), acc);
     }
     return acc;
 }
@@ -781,10 +760,10 @@ QR_ALWAYS_INLINE void qdot_q6k_n(int MX, int64_t nb, const uint8_t *w, const uin
                 }
             }
         }
-        const __m256 D = _mm256_set1_ps(h2f(p + 208));
+        const __m256 D = _mm256_set1_ps(qr__h2f(p + 208));
         for (int j = 0; j < MX; j++) acc[j] = _mm256_fmadd_ps(at[j], D, acc[j]);
     }
-    for (int j = 0; j < MX; j++) out[j] = hsum(acc[j]);
+    for (int j = 0; j < MX; j++) out[j] = qr__hsum256(acc[j]);
 }
 #define QDOT_Q6K(MX, unused) qdot_q6k_n(MX, nb, w, xq, xs, out)
 static void qdot_q6_k(int64_t nb, const uint8_t *w, const uint8_t *xq, size_t xs, int mx, float *out) {
@@ -794,7 +773,7 @@ static void qdot_q6_k(int64_t nb, const uint8_t *w, const uint8_t *xq, size_t xs
 /* y = (d sc_j) (q - 32): d sc_j exact, then one rounding, as the portable */
 static void dequant_q6_k(const uint8_t *p, float *y, int64_t k) {
     for (int64_t i = 0; i < k / K_SB; i++, p += 210, y += K_SB) {
-        const __m256 D = _mm256_set1_ps(h2f(p + 208));
+        const __m256 D = _mm256_set1_ps(qr__h2f(p + 208));
         const __m128i sc = ld128(p + 192);
         float dl[16];
         _mm256_storeu_ps(dl, _mm256_mul_ps(D, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(sc))));
@@ -906,7 +885,7 @@ QR_ALWAYS_INLINE __m256 row_q3k(int64_t nsb, const uint8_t *p, const uint8_t *xq
         a = _mm256_fmadd_ps(k23_half(1, p, 1, xq4 + 128, q3_quad_sc(V1, 0), q3_quad_sc(V1, 1), hm2),
                             _mm256_loadu_ps(XQ + 8), a);
         a = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(corr), _mm256_loadu_ps(d), a);
-        acc = _mm256_fmadd_ps(a, _mm256_set1_ps(h2f(p + 108)), acc);
+        acc = _mm256_fmadd_ps(a, _mm256_set1_ps(qr__h2f(p + 108)), acc);
     }
     return acc;
 }
@@ -983,7 +962,7 @@ QR_ALWAYS_INLINE void qdot_q2k_n(int MX, int64_t nb, const uint8_t *w, const uin
             }
         }
     }
-    for (int j = 0; j < MX; j++) out[j] = hsum(acc[j]);
+    for (int j = 0; j < MX; j++) out[j] = qr__hsum256(acc[j]);
 }
 
 /* Q3_K qdot: the sign trick on values -4..3 */
@@ -1014,10 +993,10 @@ QR_ALWAYS_INLINE void qdot_q3k_n(int MX, int64_t nb, const uint8_t *w, const uin
                 at[j] = _mm256_fmadd_ps(f, _mm256_set1_ps(d[j][8 * s + b]), at[j]);
             }
         }
-        const __m256 D = _mm256_set1_ps(h2f(p + 108));
+        const __m256 D = _mm256_set1_ps(qr__h2f(p + 108));
         for (int j = 0; j < MX; j++) acc[j] = _mm256_fmadd_ps(at[j], D, acc[j]);
     }
-    for (int j = 0; j < MX; j++) out[j] = hsum(acc[j]);
+    for (int j = 0; j < MX; j++) out[j] = qr__hsum256(acc[j]);
 }
 #define QDOT_Q2K(MX, unused) qdot_q2k_n(MX, nb, w, xq, xs, out)
 #define QDOT_Q3K(MX, unused) qdot_q3k_n(MX, nb, w, xq, xs, out)
@@ -1032,7 +1011,7 @@ static void qdot_q3_k(int64_t nb, const uint8_t *w, const uint8_t *xq, size_t xs
  * q, both factors exact, two multiplies in the portable order (signed zeros alike) */
 static void dequant_q2_k(const uint8_t *p, float *y, int64_t k) {
     for (int64_t s = 0; s < k / K_SB; s++, p += 84, y += K_SB) {
-        const __m256 D = _mm256_set1_ps(h2f(p + 80)), Dm = _mm256_set1_ps(h2f(p + 82));
+        const __m256 D = _mm256_set1_ps(qr__h2f(p + 80)), Dm = _mm256_set1_ps(qr__h2f(p + 82));
         const __m128i sc = ld128(p), lo = _mm_and_si128(sc, _mm_set1_epi8(15));
         const __m128i hi = _mm_and_si128(_mm_srli_epi16(sc, 4), _mm_set1_epi8(15));
         float dl[16], ml[16];
@@ -1055,7 +1034,7 @@ static void dequant_q2_k(const uint8_t *p, float *y, int64_t k) {
 
 static void dequant_q3_k(const uint8_t *p, float *y, int64_t k) {
     for (int64_t s = 0; s < k / K_SB; s++, p += 110, y += K_SB) {
-        const __m256 D = _mm256_set1_ps(h2f(p + 108));
+        const __m256 D = _mm256_set1_ps(qr__h2f(p + 108));
         const __m128i sc = k3_scales(p + 96);
         float dl[16];
         _mm256_storeu_ps(dl, _mm256_mul_ps(D, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(sc))));
@@ -1111,7 +1090,7 @@ QR_ALWAYS_INLINE void fdot_bf_n(int MX, int64_t k, const uint16_t *w, const floa
     for (int j = 0; j < MX; j++) {
         __m256 t = acc[j][0];
         for (int a = 1; a < na; a++) t = _mm256_add_ps(t, acc[j][a]);
-        float s = hsum(t);
+        float s = qr__hsum256(t);
         for (int64_t r = i; r < k; r++) s += bf16f(w[r]) * x[j * ldx + r];
         out[j] = s;
     }

@@ -36,6 +36,7 @@
 
 #include "qorus.h"
 #include "quant_internal.h"
+#include "quant_x86.h"
 
 #ifdef QR_HAVE_QUANT_AVX512
 
@@ -56,32 +57,10 @@
 
 enum { KQ_Q5_0, KQ_Q5_1, KQ_IQ4NL, KQ_Q2K, KQ_Q3K, KQ_Q4K, KQ_Q5K, KQ_Q6K };
 
-/* ------------------------------------------------------------------ helpers */
-static inline float h2f(const uint8_t *p) {
-    uint16_t v;
-    memcpy(&v, p, 2);
-    return _cvtsh_ss(v);
-}
-
 static inline uint32_t ld32(const uint8_t *p) {
     uint32_t v;
     memcpy(&v, p, 4);
     return v;
-}
-
-static inline float hsum256(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
-
-/* [sum v[0], ..., sum v[7]]: each row's lanes summed in the same pattern wherever it sits */
-static inline __m256 hsum8x(const __m256 v[8]) {
-    __m256 u0 = _mm256_hadd_ps(_mm256_hadd_ps(v[0], v[1]), _mm256_hadd_ps(v[2], v[3]));
-    __m256 u1 = _mm256_hadd_ps(_mm256_hadd_ps(v[4], v[5]), _mm256_hadd_ps(v[6], v[7]));
-    return _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20),
-                         _mm256_permute2f128_ps(u0, u1, 0x31));
 }
 
 static inline __m256 fold512(__m512 v) {   /* 16 lanes -> 8 */
@@ -357,7 +336,7 @@ QR_AI void kq_sb_decode(int F, const uint8_t *sb, __m512i wv[4], __m512 *ws16, _
             wv[2 * i + 1] = _mm512_ternarylogic_epi32(_mm512_srli_epi16(l, 4), h1, m4, 0xec);
         }
         const __m512 sc = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(sb + 192))));
-        *ws16 = _mm512_mul_ps(_mm512_set1_ps(h2f(sb + 208)), sc);
+        *ws16 = _mm512_mul_ps(_mm512_set1_ps(qr__h2f(sb + 208)), sc);
     } else {   /* Q2_K, Q3_K: 2-bit quants qs[32i + l] >> 2s (values 128i + 32s + l) */
         const uint8_t *qs = sb + (F == KQ_Q2K ? 16 : 32);
         for (int i = 0; i < 2; i++) {
@@ -375,13 +354,13 @@ QR_AI void kq_sb_decode(int F, const uint8_t *sb, __m512i wv[4], __m512 *ws16, _
                                              _mm512_set1_epi8(4));
             }
             const __m512i s6 = _mm512_cvtepu8_epi32(kq_scales_q3k(_mm_loadu_si128((const __m128i *)(sb + 94))));
-            *ws16 = _mm512_mul_ps(_mm512_set1_ps(h2f(sb + 108)),
+            *ws16 = _mm512_mul_ps(_mm512_set1_ps(qr__h2f(sb + 108)),
                                   _mm512_cvtepi32_ps(_mm512_sub_epi32(s6, _mm512_set1_epi32(32))));
         } else {
             const __m512i s = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)sb));
-            *ws16 = _mm512_mul_ps(_mm512_set1_ps(h2f(sb + 80)),
+            *ws16 = _mm512_mul_ps(_mm512_set1_ps(qr__h2f(sb + 80)),
                                   _mm512_cvtepi32_ps(_mm512_and_si512(s, _mm512_set1_epi32(15))));
-            *wm16 = _mm512_mul_ps(_mm512_set1_ps(h2f(sb + 82)),
+            *wm16 = _mm512_mul_ps(_mm512_set1_ps(qr__h2f(sb + 82)),
                                   _mm512_cvtepi32_ps(_mm512_srli_epi32(s, 4)));
         }
     }
@@ -462,7 +441,7 @@ QR_AI void kq_qdot(int F, int MX, int64_t nb, const uint8_t *w, const uint8_t *x
     __m256 res[QR_QMAX_ROWS];
     for (int j = 0; j < MX; j++) x[j] = kq_row(xq + j * xs, nb);
     kq_dot(F, MX, 0, 0, nb, w, x, res);
-    for (int j = 0; j < MX; j++) out[j] = hsum256(res[j]);
+    for (int j = 0; j < MX; j++) out[j] = qr__hsum256(res[j]);
 }
 
 /* ------------------------------------------------------------------ decode: prepared rows */
@@ -898,7 +877,7 @@ QR_AI void kq_rows_loop(int F, int PREP, int64_t nb, const uint8_t *w, size_t wr
             else kq_dot(F, 1, PREP, 1, nb, row, x, &v[i]);
         }
         float out[8];
-        _mm256_storeu_ps(out, hsum8x(v));
+        _mm256_storeu_ps(out, qr__hsum8x(v));
         memcpy(y + r, out, (size_t)n * sizeof(float));
     }
 }
@@ -969,7 +948,7 @@ QR_AI void kq_dequant32(int F, const uint8_t *w, float *y, int64_t k) {
     const __m128i kv = _mm_setr_epi8(-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53,
                                      69, 89, 113);
     for (int64_t b = 0; b < k / QR_QK; b++, w += bs, y += QR_QK) {
-        const __m512 d = _mm512_set1_ps(h2f(w));
+        const __m512 d = _mm512_set1_ps(qr__h2f(w));
         const size_t oq = F == KQ_Q5_0 ? 6 : F == KQ_Q5_1 ? 8 : 2;
         const __m128i raw = _mm_loadu_si128((const __m128i *)(w + oq));
         const __m128i lo = _mm_and_si128(raw, m4), hi = _mm_and_si128(_mm_srli_epi16(raw, 4), m4);
@@ -992,7 +971,7 @@ QR_AI void kq_dequant32(int F, const uint8_t *w, float *y, int64_t k) {
         __m512 y0 = _mm512_mul_ps(d, _mm512_cvtepi32_ps(q0));
         __m512 y1 = _mm512_mul_ps(d, _mm512_cvtepi32_ps(q1));
         if (F == KQ_Q5_1) {
-            const __m512 m = _mm512_set1_ps(h2f(w + 2));
+            const __m512 m = _mm512_set1_ps(qr__h2f(w + 2));
             y0 = _mm512_add_ps(y0, m);
             y1 = _mm512_add_ps(y1, m);
         }
@@ -1009,9 +988,9 @@ QR_AI void kq_dequant256(int F, const uint8_t *w, float *y, int64_t k) {
     for (int64_t u = 0; u < k / 256; u++, w += bs, y += 256) {
         if (F == KQ_Q2K) {
             const __m512i s = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)w));
-            _mm512_store_ps(dl, _mm512_mul_ps(_mm512_set1_ps(h2f(w + 80)),
+            _mm512_store_ps(dl, _mm512_mul_ps(_mm512_set1_ps(qr__h2f(w + 80)),
                                               _mm512_cvtepi32_ps(_mm512_and_si512(s, _mm512_set1_epi32(15)))));
-            _mm512_store_ps(ml, _mm512_mul_ps(_mm512_set1_ps(h2f(w + 82)),
+            _mm512_store_ps(ml, _mm512_mul_ps(_mm512_set1_ps(qr__h2f(w + 82)),
                                               _mm512_cvtepi32_ps(_mm512_srli_epi32(s, 4))));
             for (int i = 0; i < 2; i++)
                 for (int h = 0; h < 2; h++) {   /* qs[32i + 16h ..][16] >> 2s: sub-block 8i + 2s + h */
@@ -1025,7 +1004,7 @@ QR_AI void kq_dequant256(int F, const uint8_t *w, float *y, int64_t k) {
                 }
         } else if (F == KQ_Q3K) {
             const __m512i s6 = _mm512_cvtepu8_epi32(kq_scales_q3k(_mm_loadu_si128((const __m128i *)(w + 94))));
-            _mm512_store_ps(dl, _mm512_mul_ps(_mm512_set1_ps(h2f(w + 108)),
+            _mm512_store_ps(dl, _mm512_mul_ps(_mm512_set1_ps(qr__h2f(w + 108)),
                                               _mm512_cvtepi32_ps(_mm512_sub_epi32(s6, _mm512_set1_epi32(32)))));
             for (int h = 0; h < 2; h++) {
                 const __m512i hm = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(w + 16 * h)));
@@ -1042,7 +1021,7 @@ QR_AI void kq_dequant256(int F, const uint8_t *w, float *y, int64_t k) {
             }
         } else if (F == KQ_Q6K) {
             const __m512i sc = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(w + 192)));
-            _mm512_store_ps(dl, _mm512_mul_ps(_mm512_set1_ps(h2f(w + 208)), _mm512_cvtepi32_ps(sc)));
+            _mm512_store_ps(dl, _mm512_mul_ps(_mm512_set1_ps(qr__h2f(w + 208)), _mm512_cvtepi32_ps(sc)));
             for (int i = 0; i < 2; i++)
                 for (int g = 0; g < 2; g++) {   /* l = 16g + .. < 32 of the 32-byte qh row */
                     const __m512i hr = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(w + 128 + 32 * i + 16 * g)));
@@ -1141,7 +1120,7 @@ QR_AI void bf_fdot(int MX, int64_t k, const uint16_t *w, const float *x, int64_t
     for (int j = 0; j < MX; j++) {
         __m512 t = acc[j][0];
         for (int a = 1; a < na; a++) t = _mm512_add_ps(t, acc[j][a]);
-        out[j] = hsum256(fold512(t));
+        out[j] = qr__hsum256(fold512(t));
     }
 }
 

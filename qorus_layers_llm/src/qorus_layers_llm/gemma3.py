@@ -31,14 +31,14 @@ from typing import Any
 
 import numpy as np
 
-from qorus_core import Model, QWeight, Spec, check_alloc, param_shapes
+from qorus_core import Model, Spec, check_alloc, param_shapes
 from qorus_core.errors import ConfigError, GGUFError
 from qorus_core.io.gguf import GGUFFile
 from qorus_core.validate import integer
 
 from .gemma_model import Gemma3
 from .gguf_metadata import MetadataReader
-from .llama import DEFAULT_CONTEXT, LoadedLLM, _external
+from .llama import DEFAULT_CONTEXT, LoadedLLM, _external, loaded_llm
 from .tokenizer import Tokenizer
 from .window_cache import cache_rows, padded
 
@@ -279,10 +279,7 @@ def load_gemma3(path: str | os.PathLike, context: int | None = None, kernels: An
     except BaseException:
         f.close()
         raise
-    nbytes = sum(int(w.nbytes) if isinstance(w, QWeight) else int(w.a.nbytes)
-                 for w in weights.values())
-    info = {"name": f.metadata.get("general.name", ""), "file_type": f.metadata.get("general.file_type")}
-    return LoadedLLM(model, tok, f, hp, ctx, (time.perf_counter() - t0) * 1e3, nbytes, info)
+    return loaded_llm(model, tok, f, hp, ctx, t0, weights)
 
 
 def _check_context(f: GGUFFile, hp: Gemma3HParams, ctx: Any, dequantize: bool) -> int:

@@ -17,14 +17,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from qorus_core import Model, QWeight, Spec, check_alloc, param_shapes
+from qorus_core import Model, Spec, check_alloc, param_shapes
 from qorus_core.errors import ConfigError, GGUFError
 from qorus_core.io.gguf import GGUFFile
 from qorus_core.validate import integer
 
 from .gguf_metadata import MetadataReader
 from .gpt import GPT
-from .llama import DEFAULT_CONTEXT, LoadedLLM, _external
+from .llama import DEFAULT_CONTEXT, LoadedLLM, _external, loaded_llm
 from .tokenizer import Tokenizer
 
 # our parameter (per block: "blocks.{i}." prefix) -> (GGUF tensor, row block of a fused one)
@@ -141,6 +141,4 @@ def load_gpt2(path: str | os.PathLike, context: int | None = None, kernels: Any 
     except BaseException:
         f.close()
         raise
-    nbytes = sum(int(w.nbytes) if isinstance(w, QWeight) else int(w.a.nbytes) for w in weights.values())
-    info = {"name": f.metadata.get("general.name", ""), "file_type": f.metadata.get("general.file_type")}
-    return LoadedLLM(model, tok, f, hp, ctx, (time.perf_counter() - t0) * 1e3, nbytes, info)
+    return loaded_llm(model, tok, f, hp, ctx, t0, weights)

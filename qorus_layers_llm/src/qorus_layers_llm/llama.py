@@ -367,6 +367,13 @@ def load_llama(path: str | os.PathLike, context: int | None = None, kernels: Any
     except BaseException:
         f.close()
         raise
+    return loaded_llm(model, tok, f, hp, ctx, t0, weights)
+
+
+def loaded_llm(model: Model, tok: Tokenizer, f: GGUFFile, hp: Any, ctx: int, t0: float,
+               weights: dict[str, Any]) -> LoadedLLM:
+    """The ``LoadedLLM`` of a GGUF loader (every architecture's): weight bytes as used, the
+    file's name and type, the load time since ``t0`` (``time.perf_counter``)."""
     nbytes = sum(int(w.nbytes) if isinstance(w, QWeight) else int(w.a.nbytes) for w in weights.values())
     info = {"name": f.metadata.get("general.name", ""), "file_type": f.metadata.get("general.file_type")}
     return LoadedLLM(model, tok, f, hp, ctx, (time.perf_counter() - t0) * 1e3, nbytes, info)
