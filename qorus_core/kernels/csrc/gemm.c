@@ -158,6 +158,41 @@ typedef struct {
     volatile int err;
 } gemm_ctx;
 
+/* the micro-kernel of the SIMD tier in effect */
+static const qr_gemm_kernel *tier_kernel(void) {
+#ifdef QR_HAVE_AVX2_BUILD
+    const int tier = qr_simd_path();
+#ifdef QR_HAVE_AVX512_BUILD
+    if (tier >= QR_SIMD_AVX512) return qr__gemm_avx512_kernel();
+#endif
+    if (tier >= QR_SIMD_AVX2) return qr__gemm_avx2_kernel();
+#endif
+    return &portable_kernel;
+}
+
+/* c[mv, nv] (row stride ldc) = alpha * Ap_panel @ Bp_panel + beta * c for one micro-tile,
+ * the edge ones (mv < mr or nv < nr) through ukr_rows or the tmp tile [mr, nr] */
+static void run_tile(const qr_gemm_kernel *kr, int64_t kc, const float *apan, const float *bpan,
+                     float *c, int64_t ldc, int64_t mv, int64_t nv, float alpha, float beta,
+                     float *tmp) {
+    const int mr = kr->mr, nr = kr->nr;
+    if (mv == mr && nv == nr) {
+        kr->ukr(kc, apan, bpan, c, ldc, alpha, beta);
+        return;
+    }
+    if (kr->ukr_rows && nv == nr) {     /* edge rows, full width */
+        kr->ukr_rows((int)mv, kc, apan, bpan, c, ldc, alpha, beta);
+        return;
+    }
+    if (kr->ukr_rows) kr->ukr_rows((int)mv, kc, apan, bpan, tmp, nr, alpha, 0.0f);
+    else kr->ukr(kc, apan, bpan, tmp, nr, alpha, 0.0f);
+    for (int64_t i = 0; i < mv; i++)
+        for (int64_t j = 0; j < nv; j++) {
+            float t = tmp[i * nr + j];
+            c[i * ldc + j] = beta == 0.0f ? t : beta * c[i * ldc + j] + t;
+        }
+}
+
 /* One thread's block C[m0:m1, n0:n1]. */
 static void gemm_block(gemm_ctx *g, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
     const qr_gemm_kernel *kr = g->kr;
@@ -187,24 +222,8 @@ static void gemm_block(gemm_ctx *g, int64_t m0, int64_t m1, int64_t n0, int64_t 
                     for (int64_t ir = 0; ir < mc; ir += mr) {
                         int64_t mv = mc - ir < mr ? mc - ir : mr;
                         const float *apan = ap + (ir / mr) * kc * mr;
-                        float *c = g->C + (ic + ir) * N + jc + jr;
-                        if (mv == mr && nv == nr) {
-                            kr->ukr(kc, apan, bpan, c, N, g->alpha, beta);
-                            continue;
-                        }
-                        if (kr->ukr_rows && nv == nr) {     /* edge rows, full width */
-                            kr->ukr_rows((int)mv, kc, apan, bpan, c, N, g->alpha, beta);
-                            continue;
-                        }
-                        if (kr->ukr_rows)
-                            kr->ukr_rows((int)mv, kc, apan, bpan, tmp, nr, g->alpha, 0.0f);
-                        else
-                            kr->ukr(kc, apan, bpan, tmp, nr, g->alpha, 0.0f);
-                        for (int64_t i = 0; i < mv; i++)
-                            for (int64_t j = 0; j < nv; j++) {
-                                float t = tmp[i * nr + j];
-                                c[i * N + j] = beta == 0.0f ? t : beta * c[i * N + j] + t;
-                            }
+                        run_tile(kr, kc, apan, bpan, g->C + (ic + ir) * N + jc + jr, N, mv,
+                                 nv, g->alpha, beta, tmp);
                     }
                 }
             }
@@ -254,14 +273,7 @@ int qr_gemm_f32(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float
 
     gemm_ctx g;
     memset(&g, 0, sizeof(g));
-    g.kr = &portable_kernel;
-#ifdef QR_HAVE_AVX2_BUILD
-    const int tier = qr_simd_path();
-    if (tier >= QR_SIMD_AVX2) g.kr = qr__gemm_avx2_kernel();
-#ifdef QR_HAVE_AVX512_BUILD
-    if (tier >= QR_SIMD_AVX512) g.kr = qr__gemm_avx512_kernel();
-#endif
-#endif
+    g.kr = tier_kernel();
     g.ta = trans_a; g.tb = trans_b;
     g.M = M; g.N = N; g.K = K;
     g.lda = trans_a ? M : K;
@@ -350,22 +362,8 @@ static void rowgemm_task(void *p, int task, int ntasks) {
                     for (int64_t ir = 0; ir < mc; ir += mr) {
                         int64_t mv = mc - ir < mr ? mc - ir : mr;
                         const float *apan = ap + (ir / mr) * kc * mr;
-                        float *c = g->C + (ic + ir) * N + n0 + jr;
-                        if (mv == mr && nv == nr) {
-                            kr->ukr(kc, apan, bpan, c, N, 1.0f, beta);
-                            continue;
-                        }
-                        if (kr->ukr_rows && nv == nr) {
-                            kr->ukr_rows((int)mv, kc, apan, bpan, c, N, 1.0f, beta);
-                            continue;
-                        }
-                        if (kr->ukr_rows) kr->ukr_rows((int)mv, kc, apan, bpan, tmp, nr, 1.0f, 0.0f);
-                        else kr->ukr(kc, apan, bpan, tmp, nr, 1.0f, 0.0f);
-                        for (int64_t r = 0; r < mv; r++)
-                            for (int64_t j = 0; j < nv; j++) {
-                                float t = tmp[r * nr + j];
-                                c[r * N + j] = beta == 0.0f ? t : c[r * N + j] + t;
-                            }
+                        run_tile(kr, kc, apan, bpan, g->C + (ic + ir) * N + n0 + jr, N, mv,
+                                 nv, 1.0f, beta, tmp);
                     }
                 }
             }
@@ -377,14 +375,7 @@ int qr__gemm_rows_f32(int64_t M, int64_t N, int64_t K, const float *A, qr_rows_g
                       const void *rctx, float *C) {
     rowgemm_ctx g;
     memset(&g, 0, sizeof(g));
-    g.kr = &portable_kernel;
-#ifdef QR_HAVE_AVX2_BUILD
-    const int tier = qr_simd_path();
-    if (tier >= QR_SIMD_AVX2) g.kr = qr__gemm_avx2_kernel();
-#ifdef QR_HAVE_AVX512_BUILD
-    if (tier >= QR_SIMD_AVX512) g.kr = qr__gemm_avx512_kernel();
-#endif
-#endif
+    g.kr = tier_kernel();
     const int mr = g.kr->mr, nr = g.kr->nr;
     g.M = M; g.N = N; g.K = K; g.A = A; g.rows = rows; g.rctx = rctx; g.C = C;
     g.kb = (K + g.kr->kc - 1) / g.kr->kc;

@@ -38,7 +38,7 @@ from qorus_core.validate import integer
 
 from .gemma_model import Gemma3
 from .gguf_metadata import MetadataReader
-from .llama import DEFAULT_CONTEXT, LoadedLLM, _external, loaded_llm
+from .llama import DEFAULT_CONTEXT, LoadedLLM, _external, check_tensor_shapes, loaded_llm
 from .tokenizer import Tokenizer
 from .window_cache import cache_rows, padded
 
@@ -155,17 +155,10 @@ class Gemma3HParams:
     def check_tensors(self, f: GGUFFile) -> None:
         """Every tensor the metadata promises is present with the implied shape, in order (a
         ``block_count`` of 2**32 - 1 fails at the first block the file lacks)."""
-        for name, shape in self.tensor_shapes():
-            if name not in f.tensors:
-                promise = (f" (metadata {ARCH}.block_count promises {self.n_layers} blocks)"
-                           if name.startswith("blk.") else "")
-                raise GGUFError(f"{f.path}: tensor {name!r} is missing{promise}")
-            got = f.tensors[name].shape
-            if got != shape:
-                raise GGUFError(f"{f.path}: tensor {name!r} has shape {got}, the metadata implies "
-                                f"{shape} (vocab {self.vocab_size}, embedding_length {self.d_model}, "
-                                f"head_count {self.n_heads}, head_count_kv {self.n_kv_heads}, "
-                                f"key_length {self.head_dim}, feed_forward_length {self.d_ff})")
+        check_tensor_shapes(f, self.tensor_shapes(), ARCH, self.n_layers,
+                            f"vocab {self.vocab_size}, embedding_length {self.d_model}, "
+                            f"head_count {self.n_heads}, head_count_kv {self.n_kv_heads}, "
+                            f"key_length {self.head_dim}, feed_forward_length {self.d_ff}")
 
     def kv_cache_bytes(self, context: int) -> int:
         """Bytes of one sequence's float32 KV caches of ``context`` positions (a local

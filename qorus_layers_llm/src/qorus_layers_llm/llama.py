@@ -201,17 +201,10 @@ class LlamaHParams:
         """Every tensor the metadata promises is present with the implied shape; checked in
         order, so a file whose ``block_count`` says 20,000 (or 2**32 - 1) fails at once, at
         the first block it lacks."""
-        for name, shape in self.tensor_shapes():
-            if name not in f.tensors:
-                promise = (f" (metadata {self.arch}.block_count promises {self.n_layers} blocks)"
-                           if name.startswith("blk.") else "")
-                raise GGUFError(f"{f.path}: tensor {name!r} is missing{promise}")
-            got = f.tensors[name].shape
-            if got != shape:
-                raise GGUFError(f"{f.path}: tensor {name!r} has shape {got}, the metadata implies "
-                                f"{shape} (vocab {self.vocab_size}, embedding_length {self.d_model}, "
-                                f"head_count {self.n_heads}, head_count_kv {self.n_kv_heads}, "
-                                f"feed_forward_length {self.d_ff})")
+        check_tensor_shapes(f, self.tensor_shapes(), self.arch, self.n_layers,
+                            f"vocab {self.vocab_size}, embedding_length {self.d_model}, "
+                            f"head_count {self.n_heads}, head_count_kv {self.n_kv_heads}, "
+                            f"feed_forward_length {self.d_ff}")
 
     def kv_cache_bytes(self, context: int) -> int:
         """Bytes of the float32 KV cache of ``context`` positions (keys and values, every layer)."""
@@ -263,6 +256,22 @@ def _refuse_rope_scaling(f: GGUFFile, md: MetadataReader, k: str) -> None:
         if key in md and md.real(key, 1.0) != 1.0:
             raise ConfigError(f"{f.path}: metadata {key} {md.real(key, 1.0)}: scaled RoPE is "
                               "not supported")
+
+
+def check_tensor_shapes(f: GGUFFile, shapes: Iterator[tuple[str, tuple[int, ...]]], arch: str,
+                        n_layers: int, sizes: str) -> None:
+    """Every (tensor, shape) of ``shapes`` (a generator, block after block) is in the file with
+    that shape, checked in order, so a ``block_count`` of 2**32 - 1 fails at the first block
+    the file lacks; a GGUFError names the file, the tensor and the ``sizes`` implying it."""
+    for name, shape in shapes:
+        if name not in f.tensors:
+            promise = (f" (metadata {arch}.block_count promises {n_layers} blocks)"
+                       if name.startswith("blk.") else "")
+            raise GGUFError(f"{f.path}: tensor {name!r} is missing{promise}")
+        got = f.tensors[name].shape
+        if got != shape:
+            raise GGUFError(f"{f.path}: tensor {name!r} has shape {got}, the metadata implies "
+                            f"{shape} ({sizes})")
 
 
 @dataclass
