@@ -1,10 +1,11 @@
 # Quick start: `make demo` trains an MLP on scikit-learn's digits; `make test` runs every test
-# environment (C kernels, NumPy kernels, PyTorch parity, lint) through tox.
+# environment (C kernels, NumPy kernels, PyTorch parity, lint, docs) through tox; `make docs`
+# builds the documentation site strictly into site/.
 PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test dev bench clean
+.PHONY: demo test dev docs bench clean
 
 $(BIN)/qorus: pyproject.toml setup.py qorus_layers_mlp/pyproject.toml qorus_layers_llm/pyproject.toml \
 		plugins/template/pyproject.toml plugins/cnn/pyproject.toml plugins/rnn/pyproject.toml
@@ -13,7 +14,7 @@ $(BIN)/qorus: pyproject.toml setup.py qorus_layers_mlp/pyproject.toml qorus_laye
 	$(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e . -e ./qorus_layers_mlp -e ./qorus_layers_llm -e ./plugins/template \
-		-e ./plugins/cnn -e ./plugins/rnn pytest scikit-learn matplotlib
+		-e ./plugins/cnn -e ./plugins/rnn pytest scikit-learn matplotlib sybil==10.1.0
 	touch $@
 
 dev: $(BIN)/qorus
@@ -25,7 +26,12 @@ demo: $(BIN)/qorus
 test:
 	$(PY) -m venv .venv-tox
 	.venv-tox/bin/python -m pip install -q "tox>=4.11"
-	.venv-tox/bin/tox run -e c,numpy,parity,sanitize,lint
+	.venv-tox/bin/tox run -e c,numpy,parity,sanitize,lint,docs
+
+docs: $(BIN)/qorus
+	$(BIN)/python -m pip install -q -r docs/requirements.txt
+	NO_MKDOCS_2_WARNING=1 DISABLE_MKDOCS_2_WARNING=true $(BIN)/mkdocs build --strict
+	@echo "site/index.html (or: $(BIN)/mkdocs serve, http://127.0.0.1:8000)"
 
 bench: $(BIN)/qorus
 	$(BIN)/python -m pip install -q torch==2.13.0
@@ -33,4 +39,4 @@ bench: $(BIN)/qorus
 	$(BIN)/python bench/bench_gpt.py
 
 clean:
-	rm -rf $(VENV) .venv-tox .tox build runs qorus_core/kernels/_lib
+	rm -rf $(VENV) .venv-tox .tox build runs site qorus_core/kernels/_lib

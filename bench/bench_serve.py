@@ -11,10 +11,15 @@ The server runs as ``qorus serve`` in a subprocess, the clients here.
 
 2. Streams: 1, 2, 4, 8 concurrent streaming requests of ``--stream-tokens`` tokens each (end
    tokens banned, so every stream runs to the end), batched and stepped in turn
-   (``--no-batch``): aggregate generation tokens/s (completion tokens after each stream's
-   first, over the time from the first stream's first token to the last stream's last),
-   its ratio to one stream, and the bandwidth bound: S tokens per pass over the weights,
-   (read bandwidth measured here, the best of 3 passes over 256 MiB) / (weight bytes).
+   (``--no-batch``), each the median of ``--repeat`` runs: aggregate generation tokens/s
+   while all S streams generate ("steady": the tokens every stream receives between the
+   last stream's first token and the first stream's last, over that time: the rate of S
+   concurrent generations, without the other streams' prompts, which the server processes
+   between decode steps, or the ramp where fewer than S generate), and over the whole run
+   ("whole": completion tokens after each stream's first, from the first stream's first
+   token to the last stream's last); its ratio to one stream, and the bandwidth bound: S
+   tokens per pass over the weights, (read bandwidth measured here, the best of 3 passes
+   over 256 MiB) / (weight bytes).
 
 Bounded: every request has a timeout (--timeout), the whole run a deadline (--deadline).
 On a shared host the figures drift; compare the ratios measured in one run.
@@ -26,6 +31,7 @@ import argparse
 import json
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import threading
@@ -118,18 +124,21 @@ def load_test(srv: Server, args) -> dict:
             "tok_s": sum(r[2] for r in results) / wall}
 
 
-def streams(srv: Server, n: int, tokens: int, ban: dict, timeout: float) -> float:
-    """Aggregate generation tokens/s of ``n`` concurrent streams of ``tokens`` tokens."""
+def streams(srv: Server, n: int, tokens: int, ban: dict, timeout: float) -> dict[str, float]:
+    """Aggregate generation tokens/s of ``n`` concurrent streams of ``tokens`` tokens:
+    "steady" (while all n generate) and "whole" (see the module docstring)."""
     import httpx
 
-    firsts, lasts, counts = [], [], []
+    times: list[list[float]] = []                  # each stream's content events
+    counts: list[int] = []
     lock = threading.Lock()
 
     def one(i: int) -> None:
         body = {"messages": [{"role": "user", "content": f"Count slowly, stream {i}."}],
                 "max_tokens": tokens, "temperature": 0, "stream": True, "logit_bias": ban,
                 "stream_options": {"include_usage": True}}
-        first = last = None
+        seen: list[float] = []
+        n_tok = 0
         with httpx.stream("POST", srv.url + "/v1/chat/completions", json=body,
                           timeout=timeout) as r:
             r.raise_for_status()
@@ -140,16 +149,28 @@ def streams(srv: Server, n: int, tokens: int, ban: dict, timeout: float) -> floa
                 if ev.get("usage"):
                     n_tok = ev["usage"]["completion_tokens"]
                 elif ev["choices"] and ev["choices"][0]["delta"].get("content"):
-                    last = time.perf_counter()
-                    first = first or last
+                    seen.append(time.perf_counter())
         with lock:
-            firsts.append(first)
-            lasts.append(last)
+            times.append(seen)
             counts.append(n_tok)
 
     with ThreadPoolExecutor(n) as pool:
         list(pool.map(one, range(n)))
-    return (sum(counts) - n) / (max(lasts) - min(firsts))
+    firsts, lasts = [t[0] for t in times], [t[-1] for t in times]
+    whole = (sum(counts) - n) / (max(lasts) - min(firsts))
+    t0, t1 = max(firsts), min(lasts)                # every stream generating
+    if t1 <= t0:
+        return {"steady": whole, "whole": whole}
+    # a content event is a token but for the rare token whose text is held back (a UTF-8
+    # sequence or a possible stop string cut across tokens): scale by tokens / events
+    inside = sum(sum(t0 < x <= t1 for x in t) * c / len(t) for t, c in zip(times, counts))
+    return {"steady": inside / (t1 - t0), "whole": whole}
+
+
+def median_streams(srv: Server, n: int, args, ban: dict) -> dict[str, float]:
+    """``streams`` run ``args.repeat`` times: the median of each figure."""
+    runs = [streams(srv, n, args.stream_tokens, ban, args.timeout) for _ in range(args.repeat)]
+    return {k: statistics.median(r[k] for r in runs) for k in runs[0]}
 
 
 def bandwidth() -> float:
@@ -174,6 +195,7 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=4)
     ap.add_argument("--max-tokens", type=int, default=32)
     ap.add_argument("--stream-tokens", type=int, default=64)
+    ap.add_argument("--repeat", type=int, default=3, help="runs of each stream count (median)")
     ap.add_argument("--ctx", type=int, default=512)
     ap.add_argument("--timeout", type=float, default=600.0, help="seconds a request may take")
     ap.add_argument("--deadline", type=float, default=1800.0, help="seconds for the whole run")
@@ -198,14 +220,15 @@ def main() -> None:
         bw = bandwidth()
         out["bandwidth_gb_s"], out["weight_mb"] = bw, llm.weight_bytes / 1e6
         out["streams"] = {}
+        streams(srv, 4, 8, ban, args.timeout)   # warm-up: every batch size's plan and replay
         for n in (1, 2, 4, 8):
-            out["streams"][n] = {"batched": streams(srv, n, args.stream_tokens, ban, args.timeout)}
+            out["streams"][n] = {"batched": median_streams(srv, n, args, ban)}
     finally:
         srv.stop()
     srv = Server(args, False, max_queue=64)
     try:
         for n in (1, 2, 4, 8):
-            out["streams"][n]["in_turn"] = streams(srv, n, args.stream_tokens, ban, args.timeout)
+            out["streams"][n]["in_turn"] = median_streams(srv, n, args, ban)
     finally:
         srv.stop()
     out["load_avg_after"] = os.getloadavg()
@@ -220,15 +243,18 @@ def main() -> None:
           f"{ld['p50_s']:.2f} s, p99 {ld['p99_s']:.2f} s; {ld['tokens']} tokens in "
           f"{ld['wall_s']:.1f} s = {ld['tok_s']:.0f} tok/s")
     bound = out["bandwidth_gb_s"] * 1e9 / llm.weight_bytes
-    print(f"streams ({args.stream_tokens} tokens each; bandwidth {out['bandwidth_gb_s']:.1f} "
-          f"GB/s, {out['weight_mb']:.0f} MB of weights: {bound:.0f} passes/s)")
-    print(f"{'streams':>7} {'batched tok/s':>13} {'x one':>6} {'% bound':>8} "
-          f"{'in turn tok/s':>13} {'batched/in turn':>15}")
+    print(f"streams ({args.stream_tokens} tokens each, median of {args.repeat} runs; bandwidth "
+          f"{out['bandwidth_gb_s']:.1f} GB/s, {out['weight_mb']:.0f} MB of weights: {bound:.0f} "
+          "passes/s); steady: while every stream generates, whole: first token to last")
+    print(f"{'streams':>7} {'steady tok/s':>12} {'x one':>6} {'% bound':>8} {'whole tok/s':>11} "
+          f"{'x one':>6} {'in turn tok/s':>13} {'batched/in turn':>15}")
     one = out["streams"][1]["batched"]
     for n, r in out["streams"].items():
-        print(f"{n:>7} {r['batched']:>13.0f} {r['batched'] / one:>6.2f} "
-              f"{100 * r['batched'] / (n * bound):>7.0f}% {r['in_turn']:>13.0f} "
-              f"{r['batched'] / r['in_turn']:>15.2f}")
+        b, t = r["batched"], r["in_turn"]
+        print(f"{n:>7} {b['steady']:>12.0f} {b['steady'] / one['steady']:>6.2f} "
+              f"{100 * b['steady'] / (n * bound):>7.0f}% {b['whole']:>11.0f} "
+              f"{b['whole'] / one['whole']:>6.2f} {t['steady']:>13.0f} "
+              f"{b['steady'] / t['steady']:>15.2f}")
     if ld["errors"] or ld["mixed_up"] or ld["ok"] != ld["requests"]:
         sys.exit(1)
 

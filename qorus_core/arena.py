@@ -29,6 +29,7 @@ MAX_ALLOC_ENV = "QORUS_MAX_ALLOC_BYTES"
 
 
 def align_up(n: int, a: int = ALIGN) -> int:
+    """``n`` rounded up to a multiple of ``a``."""
     return (n + a - 1) // a * a
 
 
@@ -43,6 +44,7 @@ class Slot:
     offset: int = -1
 
     def overlaps_in_time(self, other: Slot) -> bool:
+        """Whether the two slots are live at a common tick (then they must not share bytes)."""
         return any(a0 <= b1 and b0 <= a1 for a0, a1 in self.intervals for b0, b1 in other.intervals)
 
 
@@ -247,6 +249,7 @@ class Arena:
         self.buf = self._raw[start:start + nbytes]
 
     def view(self, offset: int, shape: tuple[int, ...], dtype: str = "f32", name: str = "") -> Tensor:
+        """A ``Tensor`` of ``shape`` and ``dtype`` over the arena's bytes at ``offset`` (no copy)."""
         dt = DTYPES[dtype]
         count = 1
         for d in shape:

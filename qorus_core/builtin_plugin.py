@@ -15,6 +15,8 @@ from .hookspecs import Register, hookimpl
 
 @hookimpl
 def qorus_register_layers(register: Register) -> None:
+    """Core's layers: ``core.Sequential``, ``core.Residual``, ``core.Functional`` and the graph ops
+    (``core.Add``, ``core.Concat``, ...)."""
     from .containers import Residual, Sequential
     from .functional import Functional
 
@@ -29,6 +31,7 @@ def qorus_register_layers(register: Register) -> None:
 
 @hookimpl
 def qorus_register_losses(register: Register) -> None:
+    """Core's losses under their short names (``core.CrossEntropy``, ``core.MSE``, ...)."""
     from .train.losses import LOSSES
 
     for name, cls in LOSSES.items():
@@ -37,6 +40,7 @@ def qorus_register_losses(register: Register) -> None:
 
 @hookimpl
 def qorus_register_optimizers(register: Register) -> None:
+    """Core's optimizers: ``core.SGD``, ``core.Adam``, ``core.AdamW``."""
     from .train.optimizers import OPTIMIZERS
 
     for name, cls in OPTIMIZERS.items():
@@ -94,6 +98,7 @@ _CORE_COMMANDS: tuple[tuple[str, str, Callable[[], tuple[Any, Any]]], ...] = (
 
 @hookimpl
 def qorus_register_callbacks(register: Register) -> None:
+    """Core's training callbacks (``core.EarlyStopping``, ``core.ModelCheckpoint``, ...)."""
     from .train.callbacks import CALLBACKS
 
     for name, cls in CALLBACKS.items():

@@ -37,6 +37,8 @@ Run = Callable[[argparse.Namespace], "int | None"]
 
 @dataclass(frozen=True)
 class Command:
+    """A subcommand: its ``name`` and ``help`` line, ``setup_parser`` (adds its arguments to
+    its argparse parser) and ``run`` (runs it; returns the exit code, None meaning 0)."""
     name: str
     help: str
     setup_parser: SetupParser

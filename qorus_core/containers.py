@@ -20,11 +20,14 @@ class Sequential(Composite):
         self.layers = [layer_from_dict(l) for l in layers]
 
     def build(self, x, b):
+        """Each layer applied to the previous one's output; child ``i``'s parameters are named
+        ``i.<name>``."""
         for i, layer in enumerate(self.layers):
             x = b.call(layer, x, str(i))
         return x
 
     def get_config(self) -> dict[str, Any]:
+        """``{"layers": [each layer's dict]}``."""
         return {"layers": [layer_to_dict(l) for l in self.layers]}
 
     def __len__(self) -> int:
@@ -41,7 +44,9 @@ class Residual(Composite):
         self.block = layer_from_dict(block)
 
     def build(self, x, b):
+        """``x + block(x)``; the block's parameters are named ``block.<name>``."""
         return b.add(x, b.call(self.block, x, "block"))
 
     def get_config(self) -> dict[str, Any]:
+        """``{"block": the block's dict}``."""
         return {"block": layer_to_dict(self.block)}

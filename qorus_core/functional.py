@@ -44,10 +44,12 @@ class Node:
 
     @property
     def shape(self) -> tuple[int, ...]:
+        """One example's shape (no batch dimension)."""
         return self.spec.shape
 
     @property
     def dtype(self) -> str:
+        """The value's dtype (``f32`` or ``i32``)."""
         return self.spec.dtype
 
     def __repr__(self) -> str:
@@ -183,6 +185,7 @@ class Functional(Composite):
     # --- what a Model reads
     @property
     def input_names(self) -> tuple[str, ...]:
+        """The graph's inputs by name, in the order the model takes them."""
         return tuple(i["name"] for i in self.inputs_cfg)
 
     @property
@@ -194,9 +197,12 @@ class Functional(Composite):
         return tuple(self.outputs)
 
     def input_specs(self) -> list[Spec]:
+        """Each input's per-example ``Spec``, in ``input_names`` order."""
         return [Spec(tuple(i["shape"]), INPUT_DTYPES[i["dtype"]]) for i in self.inputs_cfg]
 
     def build(self, x, b):
+        """Replay the stored graph on the given values: each node's layer called on its inputs, a shared
+        layer once per call with one set of parameters."""
         from .graph import Value
 
         xs = [x] if isinstance(x, Value) else list(x)
@@ -226,6 +232,7 @@ class Functional(Composite):
         return ys[0] if len(ys) == 1 else ys
 
     def get_config(self) -> dict[str, Any]:
+        """The graph as plain config: ``inputs``, ``layers``, ``nodes`` and ``outputs``."""
         return {"inputs": [dict(i) for i in self.inputs_cfg],
                 "layers": {k: layer_to_dict(v) for k, v in self.layers.items()},
                 "nodes": [dict(n) for n in self.nodes],

@@ -30,14 +30,17 @@ class Value:
 
     @property
     def consumers(self) -> list[Op]:
+        """The ops that read this value."""
         return [op for op, _ in self.uses]
 
     @property
     def shape(self) -> tuple[int, ...]:
+        """The value's full shape, batch first."""
         return self.spec.shape
 
     @property
     def dtype(self) -> str:
+        """The value's dtype."""
         return self.spec.dtype
 
     def __repr__(self) -> str:
@@ -46,6 +49,8 @@ class Value:
 
 @dataclass(eq=False)
 class ParamDecl:
+    """A parameter a layer declared in ``build``: its full name (PyTorch's ``state_dict`` naming),
+    shape, initializer and the ``ctx`` attribute it appears under."""
     name: str          # full name, e.g. "0.weight" (PyTorch's state_dict naming)
     shape: tuple[int, ...]
     init: Initializer
@@ -54,6 +59,8 @@ class ParamDecl:
 
 @dataclass(eq=False)
 class BufferDecl:
+    """A buffer a layer declared in ``build``: ``saved`` (written in forward, read in backward) or
+    ``scratch`` (within one call), under ``ctx.<attr>``."""
     attr: str
     spec: Spec
     kind: str          # "saved": forward to backward; "scratch": within one call
@@ -88,6 +95,7 @@ class Op:
 
     @property
     def output(self) -> Value:
+        """The op's first (usually only) output value."""
         return self.outputs[0]
 
 
@@ -271,6 +279,7 @@ class Graph:
         self._owners: dict[int, tuple[Layer, str]] = {}   # id(layer) -> (layer, its first path)
 
     def new_value(self, spec: Spec, producer: Op | None = None) -> Value:
+        """A new value of ``spec``, produced by ``producer`` (None: a graph input)."""
         v = Value(spec, len(self.values), producer)
         self.values.append(v)
         return v
@@ -283,6 +292,9 @@ class Graph:
 
     def call(self, layer: Layer, x: Value | Sequence[Value | None], path: str,
              extra: list[Value] | None = None) -> Value | tuple[Value, ...]:
+        """Trace ``layer`` on ``x`` (one value, or a sequence for a layer of several inputs) at
+        ``path``: a composite is expanded into its children's ops, a primitive becomes one op; returns
+        its output value(s)."""
         where = path or "model"
         if not isinstance(layer, Layer):
             raise ConfigError(f"{where}: {layer!r} is not a qorus Layer")
@@ -349,6 +361,7 @@ class Graph:
                               "parameters and buffers (is a layer count far too large?)")
 
     def trace(self, net: Layer, input_spec: Spec) -> tuple[Value, Value]:
+        """Trace a whole network of one input and one output: ``(input value, output value)``."""
         x = self.new_value(input_spec)
         y = self.call(net, x, "")
         if isinstance(y, tuple):
@@ -365,6 +378,8 @@ class Graph:
         return xs, list(y) if isinstance(y, tuple) else [y]
 
     def tie(self, alias: str, target: str) -> None:
+        """Make parameter ``alias`` share ``target``'s memory (tied embeddings); ConfigError if either
+        is tied already."""
         if alias == target or alias in self.ties:
             raise ConfigError(f"cannot tie parameter {alias!r} to {target!r}: already tied")
         self.ties[alias] = target

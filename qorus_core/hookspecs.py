@@ -54,7 +54,8 @@ class Register(Protocol):
     registration wins for aliases) so ``get_config`` round-trips through the registry.
     """
 
-    def __call__(self, obj: Any, name: str | None = None) -> Any: ...
+    def __call__(self, obj: Any, name: str | None = None) -> Any:
+        """Record ``obj`` as ``<namespace>.<name>`` and return it."""
 
 
 @hookspec
@@ -102,7 +103,8 @@ class RegisterKernel(Protocol):
     per plugin). Returns ``kernel``; raises ``RegistryError`` for a name used twice.
     """
 
-    def __call__(self, kernel: Any, library: Any = None) -> Any: ...
+    def __call__(self, kernel: Any, library: Any = None) -> Any:
+        """Record ``kernel`` (C symbols in ``library``) and return it."""
 
 
 @hookspec

@@ -66,14 +66,17 @@ def initialize(init: Initializer, rng: np.random.Generator, shape: tuple[int, ..
 
 
 def zeros() -> Initializer:
+    """Every entry 0."""
     return _Init(lambda rng, n: 0.0, chunked=False)
 
 
 def ones() -> Initializer:
+    """Every entry 1."""
     return _Init(lambda rng, n: 1.0, chunked=False)
 
 
 def constant(value: float) -> Initializer:
+    """Every entry ``value``."""
     return _Init(lambda rng, n: value, chunked=False)
 
 
@@ -83,6 +86,7 @@ def uniform(bound: float) -> Initializer:
 
 
 def normal(std: float, mean: float = 0.0) -> Initializer:
+    """N(mean, std^2), drawn from the model's seeded generator."""
     return _Init(lambda rng, n: rng.standard_normal(size=n) * std + mean, chunked=True)
 
 

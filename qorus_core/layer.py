@@ -101,9 +101,13 @@ class Layer:
         raise NotImplementedError(f"{type(self).__name__}.build")
 
     def forward(self, x, ctx: LayerCtx):  # pragma: no cover - abstract
+        """Compute the output into ``ctx.y`` (or ``ctx.ys``) from ``x`` with kernels (``ctx.k``) on the
+        planned views, and return it; allocate nothing."""
         raise NotImplementedError(f"{type(self).__name__}.forward")
 
     def backward(self, dy, ctx: LayerCtx):  # pragma: no cover - abstract
+        """Write the input gradient into ``ctx.dx`` (None when no gradient is wanted) and add into each
+        parameter's gradient (``ctx.d<name>``); return ``ctx.dx``."""
         raise NotImplementedError(f"{type(self).__name__}.backward")
 
     def __call__(self, *inputs, name: str | None = None, **named):
@@ -130,6 +134,8 @@ class Layer:
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Layer:
+        """The layer made from ``get_config()``'s dict; a misspelt or unknown key is a ConfigError
+        naming the close matches."""
         config_keys(cls, config, f"{cls.registry_name or cls.__name__}")
         try:
             return cls(**config)
@@ -155,6 +161,8 @@ class Composite(Layer):
     """Base of layers built from other layers: implement ``build(x: Value, b) -> Value`` only."""
 
     def forward(self, x, ctx):  # pragma: no cover - never called
+        """Never called: a composite runs as the graph its ``build`` traced, whose backward is
+        derived."""
         raise TypeError("a Composite runs through its graph, not forward()")
 
     backward = forward

@@ -213,10 +213,12 @@ class Model:
 
     @property
     def grads(self) -> Tensor | None:
+        """The flat gradient region of the state arena (None until a training plan declared it)."""
         return self.store.grads
 
     @property
     def num_parameters(self) -> int:
+        """The number of trainable values."""
         return self.store.count
 
     def parameters(self) -> dict[str, np.ndarray]:
@@ -224,9 +226,11 @@ class Model:
         return {name: t.a for name, t in self.store.tensors.items()}
 
     def gradients(self) -> dict[str, np.ndarray]:
+        """Name -> live view of each parameter's gradient."""
         return {name: t.a for name, t in self.store.grad_tensors.items()}
 
     def zero_grad(self) -> None:
+        """Set every gradient to 0 (they accumulate over a step's backward pass)."""
         if self.store.grads is not None:
             self.kernels.fill(self.store.grads, 0.0)
 
@@ -385,6 +389,8 @@ class Model:
 
     # ----------------------------------------------------------------- config
     def get_config(self) -> dict[str, Any]:
+        """The model as plain data: the network's layer dict, the input shape and dtype (a functional
+        graph carries its own) and the seed."""
         if isinstance(self.net, Functional):        # its inputs carry their shapes
             return {"net": layer_to_dict(self.net), "seed": self.seed}
         return {"net": layer_to_dict(self.net), "input_shape": list(self.input_shape),

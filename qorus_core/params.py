@@ -155,11 +155,13 @@ class ParamStore:
                 + sum(_numel(tuple(w.shape)) for w in self.external.values()))
 
     def memory(self) -> dict[str, int]:
+        """Bytes of the parameters, their gradients and the optimizer state."""
         return {"params": self.region_bytes,
                 "grads": self.region_bytes if self.has_grads else 0,
                 "optimizer_state": self.region_bytes * self.n_slots}
 
     def grad(self, name: str) -> Tensor:
+        """The gradient view of parameter ``name``."""
         return self.grad_tensors[name]
 
 

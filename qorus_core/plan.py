@@ -16,6 +16,7 @@ From the ticks at which a value is touched the planner derives every lifetime:
 from __future__ import annotations
 
 from .arena import Arena, Slot, plan_offsets
+from .distributed import Communicator
 from .errors import ConfigError
 from .graph import Graph, Value
 from .params import ParamStore
@@ -36,14 +37,28 @@ class RunState:
     training; a generator sets it before each prefill or decode step); ``last_position_only``
     says the caller reads only the last position of each sequence's output (a generator's
     prompt chunks), so a layer whose outputs nothing else reads (the LM head) may compute
-    that position alone and leave the others stale."""
+    that position alone and leave the others stale. In data-parallel training ``comm`` is
+    the job's communicator (a synchronised BatchNorm reduces over it) and ``row_offset`` the
+    position of this rank's first row in the global batch, so per-sample randomness
+    (``dropout_seed``) is the same as one process running the whole batch."""
 
-    __slots__ = ("step", "pos", "last_position_only")
+    __slots__ = ("step", "pos", "last_position_only", "row_offset", "comm")
 
     def __init__(self) -> None:
         self.step = 0
         self.pos = 0
         self.last_position_only = False
+        self.row_offset = 0
+        self.comm: Communicator = Communicator()
+
+    def dropout_seed(self, seed: int, index: int, per_row: int) -> int:
+        """The 32-bit seed of a dropout mask (``k.dropout_mask``, attention dropout) for this
+        training step: a hash of the layer's ``seed``, its position ``index`` and ``step``,
+        moved along the mask's counter by ``row_offset`` rows of ``per_row`` elements (the
+        counter hashes ``i * 0x9E3779B1 + seed``, so adding ``offset * 0x9E3779B1`` to the
+        seed continues the stream at element ``offset``)."""
+        base = seed * 0x9E3779B1 + index * 0x85EBCA77 + self.step * 0xC2B2AE3D
+        return (base + self.row_offset * per_row * 0x9E3779B1) & 0xFFFFFFFF
 
 
 class _Timeline:

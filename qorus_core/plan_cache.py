@@ -61,10 +61,12 @@ class PlanCache:
             self.generation = self._store.generation
 
     def clear(self) -> None:
+        """Drop every cached plan."""
         with self._lock:
             self._plans.clear()
 
     def items(self) -> list[tuple[tuple, Any]]:
+        """``(key, plan)`` of every plan still valid (stale ones are dropped first)."""
         with self._lock:
             self._drop_stale()
             return list(self._plans.items())

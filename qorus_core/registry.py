@@ -106,9 +106,12 @@ class Entry:
 
     @property
     def local_name(self) -> str:
+        """The name without its namespace (``Linear`` of ``mlp.Linear``)."""
         return self.name.split(".", 1)[1]
 
     def to_dict(self) -> dict[str, Any]:
+        """The entry as JSON-able data (``qorus layers --json``): name, kind, plugin, distribution,
+        version, doc and the object's ``module:qualname``."""
         obj = self.obj.numpy if self.kind == "kernel" else self.obj   # a kernel: its NumPy code
         target = f"{getattr(obj, '__module__', '?')}:{getattr(obj, '__qualname__', '?')}"
         return {"name": self.name, "kind": self.kind, "plugin": self.plugin,
@@ -141,6 +144,7 @@ class PluginInfo:
         return " ".join(x for x in (self.distribution, self.version) if x) or self.source
 
     def to_dict(self) -> dict[str, Any]:
+        """The plugin's record as JSON-able data (``qorus plugins --json``)."""
         return {"namespace": self.namespace, "distribution": self.distribution,
                 "version": self.version, "status": self.status, "error": self.error,
                 "items": self.items, "source": self.source}
@@ -629,8 +633,12 @@ def get_layer(name: str) -> type:
 
 
 def get_loss(name: str) -> Any:
+    """The loss registered as ``name`` (``core.MSE``, or a short name the registry resolves);
+    RegistryError with close matches otherwise."""
     return get_registry().get("loss", name)
 
 
 def get_optimizer(name: str) -> Any:
+    """The optimizer registered as ``name`` (``core.AdamW``, ...); RegistryError with close matches
+    otherwise."""
     return get_registry().get("optimizer", name)

@@ -35,6 +35,7 @@ class Spec:
 
     @property
     def size(self) -> int:
+        """The number of values (the product of the shape)."""
         n = 1
         for d in self.shape:
             n *= d
@@ -42,6 +43,7 @@ class Spec:
 
     @property
     def nbytes(self) -> int:
+        """The bytes a tensor of this spec takes."""
         return self.size * DTYPES[self.dtype].itemsize
 
 
@@ -62,6 +64,7 @@ class Tensor:
     __slots__ = ("a", "p", "w", "wp", "shape", "size", "rows", "cols", "dtype", "name")
 
     def __new__(cls, array: np.ndarray, name: str = ""):
+        """A ``ReadOnlyTensor`` for a read-only array (its output views raise), else a ``Tensor``."""
         if isinstance(array, np.ndarray) and not array.flags.writeable:
             cls = ReadOnlyTensor
         return object.__new__(cls)
@@ -112,6 +115,7 @@ class Tensor:
 
     @property
     def spec(self) -> Spec:
+        """The tensor's ``Spec`` (shape and dtype)."""
         return Spec(self.shape, self.dtype)
 
     def __repr__(self) -> str:
@@ -127,10 +131,12 @@ class ReadOnlyTensor(Tensor):
 
     @property
     def w(self) -> np.ndarray:
+        """Refused: a read-only tensor has no output view (KernelError naming it)."""
         raise read_only_error(self)
 
     @property
     def wp(self) -> int:
+        """Refused: a read-only tensor has no output address (KernelError naming it)."""
         raise read_only_error(self)
 
 

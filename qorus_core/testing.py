@@ -173,6 +173,7 @@ def _sentinel(rng: np.random.Generator, a: np.ndarray) -> np.ndarray:
 
 
 def c_available() -> bool:
+    """Whether the C kernel library loads here."""
     return c_status()[0]
 
 

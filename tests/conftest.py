@@ -2,11 +2,31 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from qorus_core.kernels import NumpyKernels, c_status, get_kernels
 
 KERNEL_SETS = ["numpy"] + (["c"] if c_status()[0] else [])
+
+
+@pytest.fixture(scope="session", autouse=True)
+def int8_prompt_path():
+    """The suite runs the opt-in 8-bit prompt products (``QORUS_INT8_PROMPTS=1``: the class
+    default and, for the commands tests start, the environment); the tests of the default
+    float32 path against float references use ``float_prompts`` (test_quant_prompt_int8)."""
+    from qorus_core.kernels.numpy_quant import INT8_PROMPT, WeightDispatch
+
+    saved, env = WeightDispatch._int8_prompt, os.environ.get("QORUS_INT8_PROMPTS")
+    WeightDispatch._int8_prompt = INT8_PROMPT
+    os.environ["QORUS_INT8_PROMPTS"] = "1"
+    yield
+    WeightDispatch._int8_prompt = saved
+    if env is None:
+        os.environ.pop("QORUS_INT8_PROMPTS", None)
+    else:
+        os.environ["QORUS_INT8_PROMPTS"] = env
 
 
 @pytest.fixture(params=KERNEL_SETS)

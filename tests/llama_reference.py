@@ -47,18 +47,22 @@ def _q8_rows(x, f32_scale: bool = False):
     return q, (d if f32_scale else _fp16(d))
 
 
-def _matmul(x, w, wtype: str, ggml_activations):
-    """x @ w^T; with ``ggml_activations`` a quantized weight multiplies x's q8 reconstruction
-    (``"f32"``: its scales kept in float32)."""
+def _matmul(x, w, wtype: str, ggml_activations, q8_types=None):
+    """x @ w^T; with ``ggml_activations`` a quantized weight (of a type in ``q8_types``, if
+    given) multiplies x's q8 reconstruction (``"f32"``: its scales kept in float32)."""
     if not ggml_activations or wtype in ("F32", "F16", "BF16"):
+        return x @ w.T
+    if q8_types is not None and wtype not in q8_types:
         return x @ w.T
     q, d = _q8_rows(x, ggml_activations == "f32")
     return (q * d).reshape(x.shape) @ w.T
 
 
-def llama_logits(path: str, ids: list[int], ggml_activations: bool | str = False) -> np.ndarray:
+def llama_logits(path: str, ids: list[int], ggml_activations: bool | str = False,
+                 q8_types=None) -> np.ndarray:
     """Logits [T, V] of token ids under the llama model in ``path`` (full causal pass);
-    ``ggml_activations``: True or "f32" (see ``_matmul``)."""
+    ``ggml_activations``: True or "f32" (see ``_matmul``), for the weights of the GGUF types
+    in ``q8_types`` ("Q8_0", ...) alone if given (a prompt's 8-bit products), else all."""
     import torch
 
     W, types, meta = _load(path)
@@ -92,7 +96,7 @@ def llama_logits(path: str, ids: list[int], ggml_activations: bool | str = False
         return out
 
     def mm(h, name):
-        return _matmul(h, W[name], types[name], ggml_activations)
+        return _matmul(h, W[name], types[name], ggml_activations, q8_types)
 
     mask = torch.full((T, T), float("-inf")).triu(1)
     for i in range(n_layers):
@@ -110,5 +114,5 @@ def llama_logits(path: str, ids: list[int], ggml_activations: bool | str = False
         g = torch.nn.functional.silu(mm(h, p + "ffn_gate.weight")) * mm(h, p + "ffn_up.weight")
         x = x + mm(g, p + "ffn_down.weight")
     h = norm(x, W["output_norm.weight"])
-    logits = _matmul(h, out_w, out_t, ggml_activations)
+    logits = _matmul(h, out_w, out_t, ggml_activations, q8_types)
     return logits.numpy()

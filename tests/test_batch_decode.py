@@ -82,6 +82,84 @@ def test_matmul_rows_is_each_row_alone_on_every_tier(threads, tier):
                     assert np.array_equal(one.a[0], y.a[m]), (tier, qtype, n, M, m)
 
 
+def _one_row(k, x: np.ndarray, w: QWeight) -> np.ndarray:
+    """Each row of x through the one-row decode product (``matmul_q`` with M = 1)."""
+    out = np.empty((x.shape[0], w.n), np.float32)
+    for m in range(x.shape[0]):
+        one = Tensor(np.empty((1, w.n), np.float32))
+        k.matmul_q(Tensor(x[m:m + 1].copy()), w, one)
+        out[m] = one.a[0]
+    return out
+
+
+def _rows_input(M: int, K: int, rng) -> np.ndarray:
+    """Rows of mixed scales, with zero, NaN and inf blocks (a NaN / inf block's row is NaN)."""
+    x = (rng.standard_normal((M, K)) * rng.choice([1e-3, 1.0, 50.0], (M, 1))).astype(np.float32)
+    x[0, :32] = 0.0                                    # a block whose scale is 0
+    if M > 2:
+        x[2, 5] = np.nan
+    if M > 3 and K > 32:
+        x[3, 40] = -np.inf
+    return x
+
+
+@pytest.mark.parametrize("tier", ["portable", "avx2", "avx512"])
+def test_linears_rows_is_each_row_alone_on_every_tier(threads, tier):
+    """The batched step's products (q/k/v in one call, any row count, each weight's rows in
+    groups of eight, every block tail of a row: whole quads, a pair, an odd block) give each
+    row the one-row decode product's bits, on each tier and for 1 and 2 threads."""
+    from test_simd_tiers import need
+
+    need(threads, tier)
+    threads.set_simd_path(tier)
+    rng = np.random.default_rng(3)
+    for qtype in ("q4_1", "q4_0", "q8_0"):
+        for K in (32, 64, 96, 160, 576):
+            ws = [_weight(qtype, n, K, rng) for n in (37, 8, 19)]
+            x = _rows_input(70, K, rng)
+            want = [_one_row(threads, x, w) for w in ws]
+            for n in (1, 2):
+                threads.set_threads(n)
+                for M in (1, 2, 4, 5, 8, 9, 17, 70):
+                    ys = [Tensor(np.full((M, w.n), 7.0, np.float32)) for w in ws]
+                    threads.linears_rows(Tensor(x[:M].copy()), ws, ys)
+                    for i, y in enumerate(ys):
+                        np.testing.assert_array_equal(y.a, want[i][:M],
+                                                      err_msg=f"{tier} {qtype} K={K} n={n} "
+                                                              f"M={M} weight {i}")
+                        assert np.array_equal(np.isnan(y.a), np.isnan(want[i][:M]))
+    for qtype in ("q6_k", "q4_k", "q5_0", "iq4_nl", "f16"):   # the other formats' paths
+        ws = [_weight(qtype, n, 256, rng) for n in (13, 6)]
+        x = _rows_input(9, 256, rng)
+        for n in (1, 2):
+            threads.set_threads(n)
+            ys = [Tensor(np.empty((9, w.n), np.float32)) for w in ws]
+            threads.linears_rows(Tensor(x.copy()), ws, ys)
+            for w, y in zip(ws, ys):
+                np.testing.assert_array_equal(y.a, _one_row(threads, x, w),
+                                              err_msg=f"{tier} {qtype} n={n}")
+
+
+def test_linears_rows_mixed_formats_and_errors(kernels):
+    """Weights of several formats in one call (each run of one format its own C call), a
+    float32 x only, and the check's errors before anything is written."""
+    k, rng = _ks(kernels), np.random.default_rng(4)
+    ws = [_weight("q8_0", 11, 256, rng), _weight("q6_k", 5, 256, rng), _weight("q6_k", 3, 256, rng),
+          _weight("q4_1", 9, 256, rng), _weight("q4_1", 2, 256, rng), _weight("q4_1", 4, 256, rng),
+          _weight("q4_1", 6, 256, rng)]
+    x = rng.standard_normal((6, 256)).astype(np.float32)
+    ys = [Tensor(np.empty((6, w.n), np.float32)) for w in ws]
+    k.linears_rows(Tensor(x), ws, ys)
+    for w, y in zip(ws, ys):
+        assert np.array_equal(y.a, _one_row(k, x, w)), w
+    bad = [Tensor(np.zeros((6, 11), np.float32)), Tensor(np.zeros((6, 4), np.float32))]
+    with pytest.raises(KernelError, match=r"linears_rows: x \(6, 256\) @ W\^T"):
+        k.linears_rows(Tensor(x), ws[:2], bad)
+    assert not bad[0].a.any()
+    with pytest.raises(KernelError, match=r"ws\[1\] must be a QWeight"):
+        k.linears_rows(Tensor(x), [ws[0], Tensor(np.zeros((5, 256), np.float32))], ys[:2])
+
+
 def test_rope_and_attention_rows_are_each_row_alone(kernels):
     k, rng = _ks(kernels), np.random.default_rng(1)
     H, Hkv, D, S, L = 4, 2, 16, 5, 1100

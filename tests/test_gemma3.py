@@ -476,8 +476,11 @@ def reference(real):
 @needs_gemma3
 def test_real_logits_match_a_pytorch_reference(real, reference):
     """Last-position logits of the chat prompt: our float32 (dequantized) path within 1e-3 of
-    the reference, and the quantized one's prompt path; its decode step (8-bit activations)
-    within 5e-2; the distances are printed."""
+    the reference, and the quantized one's prompt path with float32 activations; its prompt
+    path by default (8-bit activations for its Q8_0 / Q6_K tensors, INT8_PROMPT) and its
+    decode step (8-bit activations) within 5e-2; the distances are printed."""
+    from test_quant_prompt_int8 import float_prompts
+
     f32 = load_gemma3(real, context=64, dequantize=True)
     tok = f32.tokenizer
     ids = encode_chat_text(tok, chat_text(tok, [{"role": "user",
@@ -488,15 +491,17 @@ def test_real_logits_match_a_pytorch_reference(real, reference):
     rel = np.abs(got - want).max() / scale
     q = load_gemma3(real, context=64)
     rel_prompt = np.abs(Generator(q.model).feed(ids) - want).max() / scale
+    with float_prompts(q.model.kernels):
+        rel_prompt_f32 = np.abs(Generator(q.model).feed(ids) - want).max() / scale
     gen = Generator(q.model)
     gen.feed(ids[:-1])
     step = gen.step(ids[-1])                  # one row: ggml's 8-bit activations
     rel_step = np.abs(step - want).max() / scale
     print(f"\nGemma 3 270M last-position logits vs PyTorch (max |diff| / max |logit|): float32 "
-          f"weights {rel:.2e}; quantized weights: prompt path {rel_prompt:.2e}, decode step "
-          f"{rel_step:.2e}")
-    assert rel < 1e-3 and rel_prompt < 1e-3   # prompts keep float32 activations
-    assert rel_step < 0.05
+          f"weights {rel:.2e}; quantized weights: prompt path {rel_prompt:.2e} (float32 "
+          f"activations: {rel_prompt_f32:.2e}), decode step {rel_step:.2e}")
+    assert rel < 1e-3 and rel_prompt_f32 < 1e-3
+    assert rel_prompt < 0.05 and rel_step < 0.05
     assert int(np.argmax(got)) == int(np.argmax(want))
 
 

@@ -29,7 +29,8 @@ PLUGINS = sorted(p.name for p in PLUGIN_SOURCES if not p.name.endswith(".egg-inf
 #: The public qorus_core surface: what a plugin may import (everything else is private).
 PUBLIC = {"qorus_core", "qorus_core.errors", "qorus_core.hookspecs", "qorus_core.init",
           "qorus_core.validate", "qorus_core.testing", "qorus_core.kernels", "qorus_core.train",
-          "qorus_core.io", "qorus_core.io.gguf", "qorus_core.io.safetensors", "qorus_core.ops"}
+          "qorus_core.io", "qorus_core.io.gguf", "qorus_core.io.safetensors", "qorus_core.ops",
+          "qorus_core.distributed"}
 #: What the kernels may import from the rest of qorus_core.
 BELOW_KERNELS = {"qorus_core", "qorus_core.errors", "qorus_core.tensor"}
 CORE_COMMANDS = ("layers", "losses", "optimizers", "plugins", "backend", "version", "train",

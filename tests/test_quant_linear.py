@@ -1,5 +1,6 @@
 """Kernels taking a weight in either form (float32 Tensor or QWeight): linear, matmul_qf,
-embedding_q, on both kernel sets against dequantize-then-multiply."""
+embedding_q, on both kernel sets against dequantize-then-multiply (a prompt's 8-bit
+activations: against the product of their 8-bit rows)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import pytest
 
 from qorus_core.errors import KernelError
 from qorus_core.kernels import get_kernels, simd
-from qorus_core.kernels.numpy_quant import QWeight
+from qorus_core.kernels.numpy_quant import INT8_PROMPT, QWeight, quantize_q8_rows
 from qorus_core.tensor import Tensor
 
 QTYPES = ["q4_0", "q4_1", "q8_0", "f16"]
@@ -32,9 +33,10 @@ def test_matmul_qf_is_float32_activations_on_the_dequantized_weight(kernels, qty
     y = Tensor(np.empty((m, n), np.float32))
     k.matmul_qf(Tensor(x), w, y)
     np.testing.assert_allclose(y.a, x @ deq.T, rtol=1e-5, atol=1e-4)
-    y2 = Tensor(np.empty((m, n), np.float32))
-    k.linear(Tensor(x), w, y2)                       # several rows: the float32 path
-    np.testing.assert_array_equal(y2.a, y.a)
+    y2, ref = Tensor(np.empty((m, n), np.float32)), Tensor(np.empty((m, n), np.float32))
+    k.linear(Tensor(x), w, y2)                       # several rows: the prompt path
+    (k.matmul_qp if qtype in INT8_PROMPT else k.matmul_qf)(Tensor(x), w, ref)
+    np.testing.assert_array_equal(y2.a, ref.a)
 
 
 @pytest.mark.parametrize("qtype", QTYPES)
@@ -54,7 +56,9 @@ def test_linear_dispatch(kernels, qtype):
 @pytest.mark.parametrize("qtype", QTYPES)
 def test_linear_on_every_tier(threads, nk, qtype):
     """On each SIMD tier the CPU has: one row through linear is matmul_q (the same bits, as is
-    linears with two weights), several rows are matmul_qf; both within tolerance of NumPy."""
+    linears with two weights), several rows are the prompt path (matmul_qp's 8-bit
+    activations for the INT8_PROMPT formats: the bits of NumPy's, within the bound of the
+    float64 product of the same 8-bit rows; matmul_qf's float32 ones for F16)."""
     ck = threads
     w, deq = _weight(ck, qtype, 77, 224, seed=3)
     x = np.random.default_rng(4).standard_normal((5, 224)).astype(np.float32)
@@ -73,7 +77,17 @@ def test_linear_on_every_tier(threads, nk, qtype):
         np.testing.assert_allclose(y.a, ref.a, rtol=1e-4, atol=1e-4, err_msg=tier)
         y5 = Tensor(np.empty((5, 77), np.float32))
         ck.linear(Tensor(x), w, y5)
-        np.testing.assert_allclose(y5.a, x @ deq.T, rtol=1e-5, atol=1e-4, err_msg=tier)
+        if qtype in INT8_PROMPT:
+            q, d, _ = quantize_q8_rows(x)
+            x8 = (q.astype(np.float64) * d[..., None]).reshape(x.shape)
+            W = deq.astype(np.float64)
+            bound = 1e-5 * (np.abs(x8) @ np.abs(W).T) + 1e-5
+            assert np.all(np.abs(y5.a - x8 @ W.T) <= bound), tier
+            ref5 = Tensor(np.empty((5, 77), np.float32))
+            nk.matmul_qp(Tensor(x), w, ref5)
+            np.testing.assert_array_equal(y5.a, ref5.a, err_msg=tier)
+        else:
+            np.testing.assert_allclose(y5.a, x @ deq.T, rtol=1e-5, atol=1e-4, err_msg=tier)
 
 
 @pytest.mark.parametrize("qtype", QTYPES)

@@ -2,7 +2,7 @@
 
 Every kernel of the set (the public methods of ``NumpyKernels``) is run on valid operands:
 each example the kernel table declares for it (``qorus_core.kernels.examples.build``), plus the recipes
-below for the two weight dispatchers, which are not table kernels, and for paths no example
+below for the weight dispatchers, which are not table kernels, and for paths no example
 takes. The operands it changes are its outputs (each one an operand the table declares
 written); then each operand in turn is made read-only: an output must be refused with a
 ``KernelError`` naming the kernel and the operand, before anything is written, the same on
@@ -65,6 +65,10 @@ def _example(k, ex):
 RECIPES = [
     ("linear", "linear", _r(lambda m: [m.f(1, 32), m.q(4, 32, "q4_0"), m.f(1, 4)]), {"y"}),
     ("linear_f32", "linear", _r(lambda m: [m.f(3, 5), m.f(4, 5), m.f(3, 4)]), {"y"}),
+    ("linear_prompt", "linear", _r(lambda m: [m.f(3, 32), m.q(4, 32, "q4_0"), m.f(3, 4)]), {"y"}),
+    ("prompt_linear", "prompt_linear", _r(lambda m: [m.f(1, 32), m.q(4, 32), m.f(1, 4)]), {"y"}),
+    ("prompt_linear_qf", "prompt_linear",
+     _r(lambda m: [m.f(3, 32), m.q(4, 32, "q5_0"), m.f(3, 4)]), {"y"}),
     ("embedding_rows", "embedding_rows", _r(lambda m: [m.ids(3, 4), m.q(4, 32), m.f(3, 32)]),
      {"y"}),
     ("embedding_rows_f32", "embedding_rows",

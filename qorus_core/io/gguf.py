@@ -93,10 +93,12 @@ class TensorInfo:
 
     @property
     def shape(self) -> tuple[int, ...]:
+        """The NumPy shape: GGUF's dims reversed."""
         return tuple(reversed(self.dims))
 
     @property
     def n_elements(self) -> int:
+        """The number of values the tensor holds."""
         return math.prod(self.dims)
 
 
@@ -325,10 +327,12 @@ class GGUFFile:
     # -- access ------------------------------------------------------------------------------
     @property
     def architecture(self) -> str | None:
+        """``general.architecture`` (``llama``, ``qwen2``, ...), or None when the file does not say."""
         a = self.metadata.get("general.architecture")
         return a if isinstance(a, str) else None
 
     def keys(self) -> list[str]:
+        """The tensor names, in file order."""
         return list(self.tensors)
 
     def __contains__(self, name: str) -> bool:

@@ -94,6 +94,7 @@ class SafeTensorsFile:
         self.close()
 
     def keys(self) -> list[str]:
+        """The tensor names, in header order."""
         return list(self.entries)
 
     def __contains__(self, name: str) -> bool:
@@ -126,9 +127,11 @@ class SafeTensorsFile:
         return a
 
     def dtype(self, name: str) -> str:
+        """The safetensors dtype of tensor ``name`` (``F32``, ``F16``, ``BF16``, ...)."""
         return self.entries[name][0]
 
     def load(self) -> dict[str, np.ndarray]:
+        """Every tensor as a NumPy array (views of the map where the dtype allows)."""
         return {name: self.get(name) for name in self.entries}
 
 

@@ -18,6 +18,7 @@ from functools import cache
 from ..errors import KernelError
 from .decl.conv import empty_window, pool_out
 from .decl.spec import EXACT, FLOAT, Fit, Inline, Kernel, declare_kernel, same_rows, same_size, sizes_error
+from .decl.strided import BINARY_OPS
 from .extensions import UnknownKernelError
 from .kernel_set import KernelSet
 from .numpy import NumpyKernels
@@ -27,6 +28,8 @@ __all__ = ["get_kernels", "c_status", "NumpyKernels", "KernelSet", "KERNEL_SETS"
            # what a plugin declares its own kernels with (qorus_register_kernels)
            "declare_kernel", "Kernel", "same_size", "same_rows", "Fit", "Inline", "EXACT",
            "FLOAT", "sizes_error", "UnknownKernelError",
+           # bcast_binary's op codes: BINARY_OPS.index("mul")
+           "BINARY_OPS",
            # the pooling windows' output-size rules (PyTorch's) the kernels check, for layers
            "pool_out", "empty_window"]
 

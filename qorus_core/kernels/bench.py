@@ -142,6 +142,7 @@ class Case:
 
     @property
     def name(self) -> str:
+        """``"<kernel> <case>"``, the row label of the report."""
         return f"{self.kernel} {self.case}"
 
 
@@ -492,6 +493,8 @@ def _x(v: float | None) -> str:
 
 
 def format_report(rep: dict) -> str:
+    """The report as text: the machine line (FMA peak, read bandwidth), then one line per kernel
+    case."""
     m = rep["machine"]
     p1 = m["fma_peak_gflops_1t"]
     lines = [

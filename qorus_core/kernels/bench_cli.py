@@ -14,6 +14,7 @@ import json
 
 
 def setup(p: argparse.ArgumentParser) -> None:
+    """The arguments of ``qorus bench`` (``qorus bench kernels [--json] [--threads N] ...``)."""
     sub = p.add_subparsers(dest="bench_what", metavar="WHAT", required=True)
     k = sub.add_parser("kernels", help="GFLOP/s or GB/s per kernel: C vs NumPy vs PyTorch, "
                        "beside the machine's FMA peak and memory bandwidth",
@@ -30,6 +31,7 @@ def setup(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run ``qorus bench kernels``: time every kernel case and print the report (or its JSON)."""
     from .bench import format_report, run_benchmarks
 
     rep = run_benchmarks(threads=args.threads, runs=max(1, args.runs), quick=args.quick,

@@ -141,6 +141,7 @@ class CKernels(KernelNamespaces, WeightDispatch):
 
     @property
     def version(self) -> str:
+        """The loaded library's ``qr_version()`` string."""
         return self._version().decode()
 
     # ----------------------------------------------------------------- FMA peak probe

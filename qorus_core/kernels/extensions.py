@@ -57,6 +57,7 @@ class Extension:
 
     @property
     def native(self) -> bool:
+        """Whether the plugin's C library loaded with its kernels' symbols."""
         return bool(self.c_functions)
 
 

@@ -22,7 +22,7 @@ Pair = tuple[int, int]
 
 class KernelSet(Protocol):
     """What ``get_kernels`` returns (``NumpyKernels`` or ``CKernels``): every kernel of the
-    table, the two weight dispatchers and the NumPy code's scratch arrays."""
+    table, the weight dispatchers and the NumPy code's scratch arrays."""
 
     name: str
 
@@ -417,10 +417,31 @@ class KernelSet(Protocol):
         BF16 weights multiply x in float32. Rank > 2 tensors are seen as (rows, cols).
         """
 
+    def matmul_qp(self, x: Tensor, w: QWeight, y: Tensor) -> None:
+        """y [M, N] = x [M, K] @ W^T with 8-bit activations for several rows (a prompt): each row
+        of x quantized to 8-bit blocks of 32 as ``matmul_q`` does, and every output exactly what
+        the portable one-row kernel gives for its row (``matmul_q`` on the portable tier, M = 1):
+        per block an exact integer dot product (sub-block scales folded in), then, block after
+        block, ``acc = acc + (D_w * d_x) * sum`` in float32 (Q4_1: its ``m_w * s_x`` terms summed
+        apart and added last; the formats with offsets: less ``d_x`` times the offsets times x's
+        half-block sums), so the result is the same bits on every SIMD tier, for every thread
+        count and on both kernel sets. The C set runs Q8_0, Q4_0, Q4_1 and Q6_K as an integer GEMM
+        (AVX-512 VNNI, AVX2); the other block formats row by row. Block formats only (F16 / BF16
+        weights: matmul_qf).
+        """
+
+    def linears_qp(self, x: Tensor, ws: Sequence, ys: Sequence[Tensor]) -> None:
+        """``matmul_qp(x, ws[i], ys[i])`` for each block-format weight: the projections of one
+        input in a prompt (q/k/v, gate/up). The C set quantizes x once and runs up to three
+        weights a call (of any block formats) in one parallel region over their tiles; the
+        results are the same bits.
+        """
+
     def linears(self, x: Tensor, ws: Sequence, ys: Sequence[Tensor]) -> None:
         """``linear(x, ws[i], ys[i])`` for each weight (a Tensor [N, K] or a QWeight):
         projections of one input (q/k/v, gate/up). The C set runs a decode row (one row, up to
         three QWeights) as one call: x quantized once, one parallel region over all the rows;
+        and a prompt's rows whose weights are all of the INT8_PROMPT formats as ``linears_qp``;
         the results are the same.
         """
 
@@ -450,6 +471,13 @@ class KernelSet(Protocol):
         """y [M, N] = x [M, K] @ W^T for a quantized W [N, K], each row exactly as ``matmul_q``
         computes it for that row alone (8-bit activations: a decode step's arithmetic), the
         weight read once for all M rows: the products of a batched decode step.
+        """
+
+    def linears_rows(self, x: Tensor, ws: Sequence, ys: Sequence[Tensor]) -> None:
+        """``matmul_rows(x, ws[i], ys[i])`` for each quantized weight: the projections of one
+        input in a batched decode step (q/k/v, gate/up), each row exactly as ``matmul_q`` gives it
+        alone. The C set quantizes x once and runs the weights of one format (up to three in a
+        row) in one call, one parallel region over all their rows; the results are the same.
         """
 
     def glu(self, x: Tensor, y: Tensor) -> None:
@@ -750,8 +778,16 @@ class KernelSet(Protocol):
         """y [M, N] = x [M, K] @ w^T for w [N, K] (PyTorch's Linear layout and GGUF's row
         layout agree): ``gemm`` for a Tensor. For a QWeight, one row (a decode step, memory
         bound) takes ``matmul_q``'s 8-bit activations, ggml's arithmetic; several rows (a
-        prompt, compute bound) take ``matmul_qf``: float32 activations, as llama.cpp's BLAS
-        path does, so prompt logits match a float32 reference.
+        prompt, compute bound) take ``prompt_linear``: 8-bit activations through
+        ``matmul_qp``'s integer GEMM for the ``INT8_PROMPT`` formats (Q8_0, Q4_0, Q4_1, Q6_K),
+        float32 activations (``matmul_qf``) for the others.
+        """
+
+    def prompt_linear(self, x: Tensor, w, y: Tensor) -> None:
+        """y [M, N] = x [M, K] @ w^T as the rows of a prompt take it, whatever M (a prompt's
+        last position alone, too): ``matmul_qp`` (8-bit activations, each row the portable
+        one-row kernel's bits) for a QWeight in an ``INT8_PROMPT`` format, ``matmul_qf``
+        (float32 activations) for the other QWeights, ``gemm`` for a Tensor.
         """
 
     def embedding_rows(self, ids: Tensor, w, y: Tensor) -> None:

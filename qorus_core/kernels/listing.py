@@ -67,11 +67,13 @@ def kernel_list() -> dict:
 
 
 def setup(p: argparse.ArgumentParser) -> None:
+    """The arguments of ``qorus kernels``: ``--json``, ``--family``."""
     p.add_argument("--json", action="store_true", help="print the table as JSON")
     p.add_argument("--family", default="", help="only the kernels of this family")
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run ``qorus kernels``: the kernel table with the C tiers this machine runs, or its JSON."""
     known = {**families(), **{k.family: [] for e in extensions(load=True).values()
                               for k in e.kernels.values()}}
     if args.family and args.family not in known:

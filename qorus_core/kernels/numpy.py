@@ -55,6 +55,11 @@ class NumpyKernels(KernelNamespaces, WeightDispatch):
             return cache
 
     def scratch(self, key: str, shape: tuple[int, ...], dtype=np.float32) -> np.ndarray:
+        """This thread's scratch array ``key`` of ``shape`` and ``dtype`` (made on first use;
+        its contents are the caller's until its next call): the temporaries of NumPy code,
+        so a warmed-up step allocates nothing (a plugin kernel's NumPy implementation takes
+        its own, keys prefixed with its namespace). ``dtype`` is a NumPy type such as
+        ``np.float32``, keyed as given: no ``np.dtype`` built per call."""
         k = (key, shape, dtype)
         cache = self._cache
         arr = cache.get(k)
@@ -62,7 +67,8 @@ class NumpyKernels(KernelNamespaces, WeightDispatch):
             arr = cache[k] = np.empty(shape, dtype=dtype)
         return arr
 
-    scratch.__doc__ = WeightDispatch.scratch.__doc__
+    scratch.__doc__ = WeightDispatch.scratch.__doc__   # the same words, as kernel_set.py shows
+
 
     def _kept(self, key: tuple, make: Callable[[], object]):
         """This thread's object ``key``: what ``make()`` returns, made on first use and kept

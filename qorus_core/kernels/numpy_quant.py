@@ -18,17 +18,24 @@ row's outputs NaN (F16: as float math has it); inf fp16 scales give inf / NaN, a
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from ..errors import KernelError
 from ..tensor import Tensor
 from .numpy_qformats import FORMATS, quantize_blocks, unpack_products
 
-__all__ = ["QTYPES", "QWeight", "WeightDispatch", "qtype_name", "row_bytes", "to_float32"]
+__all__ = ["INT8_PROMPT", "QTYPES", "QWeight", "WeightDispatch", "qtype_name", "row_bytes",
+           "to_float32"]
 
 # name -> (ggml type number, values a block, bytes a block)
 QTYPES = {f.name: (f.number, f.block_values, f.block_bytes) for f in FORMATS.values()}
 _BY_NUMBER = {v[0]: k for k, v in QTYPES.items()}
+#: the formats whose prompts (several rows) take ``matmul_qp``'s 8-bit activations: those with
+#: an integer GEMM, faster there than ``matmul_qf``'s float GEMM (bench/bench_llm.py); the
+#: other formats' prompts multiply float32 activations
+INT8_PROMPT = frozenset({"q8_0", "q4_0", "q4_1", "q6_k"})
 
 
 def qtype_name(qtype) -> str:
@@ -103,6 +110,7 @@ class QWeight:
 
     @property
     def shape(self) -> tuple[int, int]:
+        """``(n, k)``: the weight's rows and columns, as the float32 matrix it stands for."""
         return (self.n, self.k)
 
     def __repr__(self) -> str:
@@ -153,16 +161,36 @@ class WeightDispatch:
     a ``QWeight`` (a GGUF tensor used where it lies), so one layer serves training and
     quantized inference (``linears``, the fused form, is a kernel: decl/quant.py)."""
 
+    #: the formats whose prompt products take 8-bit activations: none by default (float32
+    #: activations, ``matmul_qf``), ``INT8_PROMPT`` with ``QORUS_INT8_PROMPTS=1`` (1.3-1.7x
+    #: faster prompts, but greedy answers that tip at near ties: SmolLM2 Q4_1 then answers
+    #: "L'Étoile" to the capital of France, where llama.cpp and the float path say Paris);
+    #: a set's own attribute overrides it (the tests set both ways)
+    _int8_prompt = INT8_PROMPT if os.environ.get("QORUS_INT8_PROMPTS") == "1" else frozenset()
+
     def linear(self, x: Tensor, w, y: Tensor) -> None:
         """y [M, N] = x [M, K] @ w^T for w [N, K] (PyTorch's Linear layout and GGUF's row
         layout agree): ``gemm`` for a Tensor. For a QWeight, one row (a decode step, memory
         bound) takes ``matmul_q``'s 8-bit activations, ggml's arithmetic; several rows (a
-        prompt, compute bound) take ``matmul_qf``: float32 activations, as llama.cpp's BLAS
-        path does, so prompt logits match a float32 reference."""
+        prompt, compute bound) take ``prompt_linear``: 8-bit activations through
+        ``matmul_qp``'s integer GEMM for the ``INT8_PROMPT`` formats (Q8_0, Q4_0, Q4_1, Q6_K),
+        float32 activations (``matmul_qf``) for the others."""
         if not isinstance(w, QWeight):
             self.gemm(x, w, y, trans_b=True)
         elif x.rows <= 1:
             self.matmul_q(x, w, y)
+        else:
+            self.prompt_linear(x, w, y)
+
+    def prompt_linear(self, x: Tensor, w, y: Tensor) -> None:
+        """y [M, N] = x [M, K] @ w^T as the rows of a prompt take it, whatever M (a prompt's
+        last position alone, too): ``matmul_qp`` (8-bit activations, each row the portable
+        one-row kernel's bits) for a QWeight in an ``INT8_PROMPT`` format, ``matmul_qf``
+        (float32 activations) for the other QWeights, ``gemm`` for a Tensor."""
+        if not isinstance(w, QWeight):
+            self.gemm(x, w, y, trans_b=True)
+        elif w.qtype in self._int8_prompt:
+            self.matmul_qp(x, w, y)
         else:
             self.matmul_qf(x, w, y)
 

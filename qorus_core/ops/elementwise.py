@@ -110,17 +110,21 @@ class Where(Layer):
     inputs = ("cond", "x", "other")
 
     def build(self, x: tuple[Spec, Spec, Spec], b) -> Spec:
+        """The output: cond, x and other broadcast together (x and other float32)."""
         c, a, o = x
         if a.dtype != "f32" or o.dtype != "f32":
             raise ConfigError(f"Where: x and other must be f32, got {a.dtype} and {o.dtype}")
         return Spec(broadcast("Where", c.shape, a.shape, o.shape))
 
     def forward(self, x, ctx):
+        """y = x where cond else other, broadcasting."""
         c, a, o = ctx.xs
         ctx.k.bcast_where(c, a, o, ctx.y)
         return ctx.y
 
     def backward(self, dy, ctx):
+        """dy routed to dx where cond and to dother elsewhere, each summed over its broadcast axes; cond
+        gets none."""
         _, da, do = ctx.dxs
         if da is not None or do is not None:
             ctx.k.bcast_where_bwd(ctx.xs[0], dy, da, do)
@@ -136,6 +140,8 @@ class MaskedFill(Layer):
         self.value = real(value, "value", "MaskedFill", finite=False)
 
     def build(self, x: tuple[Spec, Spec], b) -> Spec:
+        """The output: x's shape (the mask must broadcast to it); a one-value scratch holds the fill
+        value."""
         a, m = x
         if a.dtype != "f32":
             raise ConfigError(f"MaskedFill: x must be f32, got {a.dtype}")
@@ -146,11 +152,13 @@ class MaskedFill(Layer):
         return Spec(a.shape)
 
     def forward(self, x, ctx):
+        """y = value where mask else x."""
         ctx.k.fill(ctx.fill, self.value)
         ctx.k.bcast_where(ctx.xs[1], ctx.fill, x, ctx.y)
         return ctx.y
 
     def backward(self, dy, ctx):
+        """dx = dy where the mask is false, 0 where it is true."""
         if ctx.dx is not None:
             ctx.k.bcast_where_bwd(ctx.xs[1], dy, None, ctx.dx)
         return ctx.dx
@@ -165,14 +173,17 @@ class Scale(Layer):
         self.alpha = real(alpha, "alpha", "Scale")
 
     def build(self, x: Spec, b) -> Spec:
+        """The output: the input's shape."""
         return x
 
     def forward(self, x, ctx):
+        """y = alpha * x."""
         ctx.k.copy(x, ctx.y)
         ctx.k.scale(ctx.y, self.alpha)
         return ctx.y
 
     def backward(self, dy, ctx):
+        """dx = alpha * dy."""
         if ctx.dx is not None:
             ctx.k.copy(dy, ctx.dx)
             ctx.k.scale(ctx.dx, self.alpha)
@@ -242,12 +253,15 @@ class StopGradient(Layer):
     replayable = True
 
     def build(self, x: Spec, b) -> Spec:
+        """The output: the input's shape; the input takes no gradient."""
         b.no_input_grad()
         return x
 
     def forward(self, x, ctx):
+        """y = x."""
         ctx.k.copy(x, ctx.y)
         return ctx.y
 
     def backward(self, dy, ctx):
+        """No gradient flows back."""
         return None

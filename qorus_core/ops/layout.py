@@ -21,6 +21,7 @@ def strides(shape: Sequence[int]) -> tuple[int, ...]:
 
 
 def prod(xs: Sequence[int]) -> int:
+    """The product of ``xs`` (1 for none)."""
     n = 1
     for d in xs:
         n *= d
@@ -60,6 +61,7 @@ def broadcast(where: str, *shapes: tuple[int, ...]) -> tuple[int, ...]:
 
 
 def check_int_tuple(value, what: str, where: str) -> tuple[int, ...]:
+    """``value`` (an int or a list of ints) as a tuple; ConfigError naming ``what`` otherwise."""
     if isinstance(value, int) and not isinstance(value, bool):
         return (value,)
     if not isinstance(value, (list, tuple)) or not all(

@@ -36,6 +36,8 @@ class Sum(Layer):
         return out
 
     def build(self, x: Spec, b) -> Spec:
+        """The output: x without the reduced axes (size 1 with ``keepdims``); the batch axis cannot be
+        reduced."""
         if x.dtype != "f32":
             raise ConfigError(f"{type(self).__name__}: input must be f32, got {x.dtype}")
         axes = self._axes(len(x.shape))
@@ -56,11 +58,13 @@ class Sum(Layer):
         return ctx.view(ctx.y, kept), (1.0 / n if self.scale_by_count else 1.0), bcast
 
     def forward(self, x, ctx):
+        """The sum (the mean for ``Mean``) over the axes, in one kernel call."""
         y, alpha, _ = _cached(ctx, "_red", lambda: self._layout(ctx))
         ctx.k.sum_to(x, y, alpha, 0.0)
         return ctx.y
 
     def backward(self, dy, ctx):
+        """dy broadcast back over the reduced axes (divided by their size for ``Mean``)."""
         if ctx.dx is not None:
             _, alpha, bcast = _cached(ctx, "_red", lambda: self._layout(ctx))
             shape = tuple(ctx.x.shape)
@@ -89,6 +93,8 @@ class Max(Layer):
         self.keepdims = boolean(keepdims, "keepdims", "Max")
 
     def build(self, x: Spec, b) -> Spec:
+        """The output: x without ``axis`` (size 1 with ``keepdims``); the argmax is kept for
+        backward."""
         if x.dtype != "f32":
             raise ConfigError(f"Max: input must be f32, got {x.dtype}")
         a = axis_of(self.axis, len(x.shape), "Max")
@@ -103,10 +109,12 @@ class Max(Layer):
         return ctx.view(t, _split3(tuple(ctx.x.shape), a))
 
     def forward(self, x, ctx):
+        """The maximum along ``axis`` and where it is."""
         ctx.k.max_axis(self._x3(ctx, x), ctx.y, ctx.argmax)
         return ctx.y
 
     def backward(self, dy, ctx):
+        """dy to the position of each maximum, 0 elsewhere."""
         if ctx.dx is not None:
             ctx.k.max_axis_bwd(dy, ctx.argmax, self._x3(ctx, ctx.dx))
         return ctx.dx
@@ -122,6 +130,7 @@ class Gather(Layer):
         self.axis = integer(axis, "axis", "Gather")
 
     def build(self, x: tuple[Spec, Spec], b) -> Spec:
+        """The output: index's shape; index int32 with x's shape except along ``axis``."""
         src, idx = x
         a = axis_of(self.axis, len(src.shape), "Gather")
         if idx.dtype != "i32":
@@ -141,11 +150,13 @@ class Gather(Layer):
         return ctx.view(ctx.x, x3), ctx.view(ctx.other, i3), ctx.view(ctx.y, i3), dx
 
     def forward(self, x, ctx):
+        """y gathered from x along ``axis`` at ``index``."""
         x3, i3, y3, _ = _cached(ctx, "_g", lambda: self._views(ctx))
         ctx.k.gather_axis(x3, i3, y3)
         return ctx.y
 
     def backward(self, dy, ctx):
+        """dy added back to the positions it was gathered from (a position gathered twice gets both)."""
         if ctx.dx is not None:
             _, i3, y3, dx3 = _cached(ctx, "_g", lambda: self._views(ctx))
             ctx.k.gather_axis_bwd(ctx.view(dy, tuple(y3.shape)), i3, dx3)
@@ -164,6 +175,8 @@ class MatMul(Layer):
         self.transpose_b = boolean(transpose_b, "transpose_b", "MatMul")
 
     def build(self, x: tuple[Spec, Spec], b) -> Spec:
+        """The output: ``[..., m, n]`` of ``op(x) [..., m, k] @ op(other) [..., k, n]``; the leading
+        axes must match."""
         a, o = x
         if len(a.shape) < 3 or a.shape[:-2] != o.shape[:-2] or len(a.shape) != len(o.shape):
             raise ShapeError(f"MatMul: {a.shape} @ {o.shape}: both need the same leading "
@@ -183,11 +196,13 @@ class MatMul(Layer):
         return v3(ctx.x), v3(ctx.other), v3(ctx.y), v3(ctx.dx), v3(ctx.dother)
 
     def forward(self, x, ctx):
+        """A batched matrix product over the leading axes."""
         a, o, y, _, _ = _cached(ctx, "_mm", lambda: self._views(ctx))
         ctx.k.bmm(a, o, y, self.transpose_a, self.transpose_b)
         return ctx.y
 
     def backward(self, dy, ctx):
+        """dx = dy op(other)^T and dother = op(x)^T dy, each stored transposed when its operand is."""
         a, o, y, da, do = _cached(ctx, "_mm", lambda: self._views(ctx))
         g, ta, tb, k = ctx.view(dy, tuple(y.shape)), self.transpose_a, self.transpose_b, ctx.k
         if da is not None:      # dA' = dY B'^T; stored transposed when ta

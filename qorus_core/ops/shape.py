@@ -35,6 +35,7 @@ class Reshape(Layer):
         self.shape = list(shape)
 
     def build(self, x: Spec, b) -> Spec:
+        """A view of the input with the per-example ``shape`` (one ``-1`` inferred)."""
         n = prod(x.shape[1:])
         known = prod([d for d in self.shape if d != -1])
         want = [n // known if d == -1 else d for d in self.shape]
@@ -44,9 +45,11 @@ class Reshape(Layer):
         return b.view_input((x.shape[0], *want))
 
     def forward(self, x, ctx):
+        """Nothing to compute: the output is a view of the input."""
         return ctx.y
 
     def backward(self, dy, ctx):
+        """Nothing to compute: dx is a view of dy."""
         return ctx.dx
 
 
@@ -59,6 +62,7 @@ class Squeeze(Layer):
         self.axis = integer(axis, "axis", "Squeeze")
 
     def build(self, x: Spec, b) -> Spec:
+        """A view of the input without its size-1 ``axis``."""
         a = axis_of(self.axis, len(x.shape), "Squeeze")
         if x.shape[a] != 1:
             raise ShapeError(f"Squeeze: axis {self.axis} of {x.shape} has size {x.shape[a]}, not 1")
@@ -76,6 +80,7 @@ class Unsqueeze(Layer):
         self.axis = integer(axis, "axis", "Unsqueeze")
 
     def build(self, x: Spec, b) -> Spec:
+        """A view of the input with a size-1 axis inserted at ``axis``."""
         a = axis_of(self.axis, len(x.shape) + 1, "Unsqueeze")
         return b.view_input(x.shape[:a] + (1,) + x.shape[a:])
 
@@ -98,6 +103,7 @@ class Permute(Layer):
         return dims
 
     def build(self, x: Spec, b) -> Spec:
+        """The output: the input's axes in ``dims`` order."""
         return Spec(tuple(x.shape[d] for d in self._order(len(x.shape))), x.dtype)
 
     def _layout(self, ctx) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
@@ -107,11 +113,13 @@ class Permute(Layer):
                 strides(ctx.y.shape))
 
     def forward(self, x, ctx):
+        """A strided copy of x into the new axis order."""
         shape, xs, ys = _cached(ctx, "_perm", lambda: self._layout(ctx))
         ctx.k.strided_copy(x, ctx.y, shape, 0, xs, 0, ys)
         return ctx.y
 
     def backward(self, dy, ctx):
+        """dy copied back into x's axis order."""
         if ctx.dx is not None:
             shape, xs, ys = _cached(ctx, "_perm", lambda: self._layout(ctx))
             ctx.k.strided_copy(dy, ctx.dx, shape, 0, ys, 0, xs)
@@ -152,6 +160,7 @@ class Concat(Layer):
         self.axis = integer(axis, "axis", "Concat")
 
     def build(self, x: tuple[Spec, ...], b) -> Spec:
+        """The output: the inputs joined along ``axis``; every other axis and the dtype must agree."""
         first = x[0]
         a = axis_of(self.axis, len(first.shape), "Concat")
         for i, s in enumerate(x):
@@ -169,12 +178,14 @@ class Concat(Layer):
         return _pieces(ctx.xs, ctx.y, self.axis, "Concat")
 
     def forward(self, x, ctx):
+        """Each input copied into its stretch of the output."""
         k, y = ctx.k, ctx.y
         for t, (shape, ts, off, ys) in zip(ctx.xs, _cached(ctx, "_cat", lambda: self._layout(ctx))):
             k.strided_copy(t, y, shape, 0, ts, off, ys)
         return y
 
     def backward(self, dy, ctx):
+        """Each input's stretch of dy copied to its gradient."""
         k = ctx.k
         for d, (shape, ts, off, ys) in zip(ctx.dxs, _cached(ctx, "_cat", lambda: self._layout(ctx))):
             if d is not None:
@@ -186,6 +197,7 @@ class Stack(Concat):
     """y = the inputs (all one shape) stacked along a new ``axis`` of the result."""
 
     def build(self, x: tuple[Spec, ...], b) -> Spec:
+        """The output: the inputs, all of one shape, stacked along a new ``axis``."""
         first = x[0]
         a = axis_of(self.axis, len(first.shape) + 1, "Stack")
         for i, s in enumerate(x):
@@ -226,6 +238,7 @@ class Split(Layer):
         return [n // self.sections] * self.sections
 
     def build(self, x: Spec, b) -> tuple[Spec, ...]:
+        """One output per size in ``sizes`` (or per equal section), along ``axis``."""
         a = axis_of(self.axis, len(x.shape), "Split")
         return tuple(Spec(x.shape[:a] + (s,) + x.shape[a + 1:], x.dtype)
                      for s in self._sizes(x.shape[a]))
@@ -235,12 +248,14 @@ class Split(Layer):
         return _pieces(ctx.ys, ctx.x, self.axis, "Split")
 
     def forward(self, x, ctx):
+        """Each piece of x copied to its output."""
         k = ctx.k
         for t, (shape, ts, off, xs) in zip(ctx.ys, _cached(ctx, "_split", lambda: self._layout(ctx))):
             k.strided_copy(x, t, shape, off, xs, 0, ts)
         return ctx.y
 
     def backward(self, dy, ctx):
+        """Each output's gradient copied into its piece of dx."""
         if ctx.dx is not None:
             k = ctx.k
             for d, (shape, ts, off, xs) in zip(ctx.dys, _cached(ctx, "_split",
@@ -260,6 +275,7 @@ class Slice(Layer):
         self.step = positive_int(step, "step", "Slice")
 
     def build(self, x: Spec, b) -> Spec:
+        """The output: ``start:stop:step`` of ``axis``; ShapeError when it is empty."""
         a = axis_of(self.axis, len(x.shape), "Slice")
         n = len(range(*slice(self.start, self.stop, self.step).indices(x.shape[a])))
         if n == 0:
@@ -275,11 +291,13 @@ class Slice(Layer):
         return tuple(ctx.y.shape), first * xs[a], src, strides(ctx.y.shape)
 
     def forward(self, x, ctx):
+        """The slice of x, copied."""
         shape, off, src, ys = _cached(ctx, "_slice", lambda: self._layout(ctx))
         ctx.k.strided_copy(x, ctx.y, shape, off, src, 0, ys)
         return ctx.y
 
     def backward(self, dy, ctx):
+        """dx is 0 but for dy in the sliced positions."""
         if ctx.dx is not None:
             shape, off, src, ys = _cached(ctx, "_slice", lambda: self._layout(ctx))
             ctx.k.fill(ctx.dx, 0.0)

@@ -46,15 +46,19 @@ class Callback:
         """Restore ``state_dict``'s output."""
 
     def get_config(self) -> dict[str, Any]:
+        """The constructor arguments, from which ``from_config`` rebuilds it (JSON values; none here)."""
         return {}
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Callback:
+        """Build one from ``get_config``'s output (a ``[[callbacks]]`` table without its ``type``);
+        ConfigError for a key the constructor does not take."""
         config_keys(cls, config, f"callback {cls.registry_name or cls.__name__}")
         return cls(**config)
 
     @property
     def type_name(self) -> str:
+        """The registered name (``core.EarlyStopping``), the class name for an unregistered one."""
         from ..registry import registered_name
 
         return registered_name(type(self), "callback") or type(self).__name__
@@ -118,6 +122,9 @@ class EarlyStopping(_Monitor):
         self._best_params: np.ndarray | None = None
 
     def on_epoch_end(self, trainer: Any, epoch: int, logs: dict[str, Any]) -> None:
+        """On an improvement of ``monitor``, reset the wait (and copy the weights, with
+        ``restore_best_weights``); else, once the wait exceeds ``patience``, stop the run
+        and put the best weights back."""
         if self._improved(self._value(logs)):
             self.wait = 0
             if self.restore_best_weights:
@@ -134,12 +141,15 @@ class EarlyStopping(_Monitor):
                 np.copyto(trainer.model.params.w, self._best_params)
 
     def state_dict(self) -> dict[str, Any]:
+        """The best value and the epochs waited since it."""
         return {"best": self.best, "wait": self.wait}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore the best value and the wait (the best weights themselves are not checkpointed)."""
         self.best, self.wait = state.get("best"), int(state.get("wait", 0))
 
     def get_config(self) -> dict[str, Any]:
+        """The constructor arguments, from which ``from_config`` rebuilds an equal callback."""
         return {"monitor": self.monitor, "patience": self.patience, "min_delta": self.min_delta,
                 "mode": self.mode, "restore_best_weights": self.restore_best_weights}
 
@@ -162,6 +172,9 @@ class ReduceLROnPlateau(_Monitor):
         self.wait = self.cooling = 0
 
     def on_epoch_end(self, trainer: Any, epoch: int, logs: dict[str, Any]) -> None:
+        """Count the cooldown down; after more than ``patience`` epochs without improvement (outside
+        a cooldown), set ``trainer.lr_scale`` so the lr becomes ``factor`` times what it was
+        (not below ``min_lr``), then start a cooldown."""
         if self.cooling:
             self.cooling -= 1
         if self._improved(self._value(logs)):
@@ -177,13 +190,16 @@ class ReduceLROnPlateau(_Monitor):
             self.wait, self.cooling = 0, self.cooldown
 
     def state_dict(self) -> dict[str, Any]:
+        """The best value, the epochs waited and the cooldown epochs left."""
         return {"best": self.best, "wait": self.wait, "cooling": self.cooling}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore the best value, the wait and the cooldown epochs left."""
         self.best = state.get("best")
         self.wait, self.cooling = int(state.get("wait", 0)), int(state.get("cooling", 0))
 
     def get_config(self) -> dict[str, Any]:
+        """The constructor arguments, from which ``from_config`` rebuilds an equal callback."""
         return {"monitor": self.monitor, "factor": self.factor, "patience": self.patience,
                 "min_delta": self.min_delta, "cooldown": self.cooldown, "min_lr": self.min_lr,
                 "mode": self.mode}
@@ -206,18 +222,23 @@ class ModelCheckpoint(_Monitor):
         self.saved_epoch = 0
 
     def on_epoch_end(self, trainer: Any, epoch: int, logs: dict[str, Any]) -> None:
+        """Save the Trainer's checkpoint into ``directory`` when ``monitor`` improved (after every
+        epoch without ``save_best_only``), and note the epoch."""
         improved = self._improved(self._value(logs))
         if improved or not self.save_best_only:
             trainer.save_checkpoint(self.directory)
             self.saved_epoch = epoch
 
     def state_dict(self) -> dict[str, Any]:
+        """The best value and the last epoch saved."""
         return {"best": self.best, "saved_epoch": self.saved_epoch}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore the best value and the last epoch saved."""
         self.best, self.saved_epoch = state.get("best"), int(state.get("saved_epoch", 0))
 
     def get_config(self) -> dict[str, Any]:
+        """The constructor arguments, from which ``from_config`` rebuilds an equal callback."""
         return {"directory": self.directory, "monitor": self.monitor,
                 "save_best_only": self.save_best_only, "mode": self.mode,
                 "min_delta": self.min_delta}

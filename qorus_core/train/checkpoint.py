@@ -207,6 +207,8 @@ class CheckpointData:
 
     @property
     def optimizer_state(self) -> dict[str, Any]:
+        """The optimizer's saved ``state_dict`` (``type``, ``steps``): the optimizer file's metadata,
+        JSON-decoded and checked; CheckpointError when it is corrupt."""
         where = self.optimizer.path
         meta = dict(self.optimizer.metadata)
         meta.pop("format", None)

@@ -1,5 +1,5 @@
 """``qorus train CONFIG.toml [--out DIR] [--epochs N] [--data SOURCE] [--kernels c|numpy] [--resume]
-[--trust-code]``.
+[--trust-code]``; ``mpirun -n N qorus train ...`` trains data-parallel on N ranks.
 
 The core plugin registers ``_setup`` and ``_run`` (``builtin_plugin.py``); this module does
 not import the CLI.
@@ -29,16 +29,21 @@ def _setup(p: argparse.ArgumentParser) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from ..distributed import run_or_abort, world
     from .config import run_training
 
     out = Path(args.out) if args.out else Path("runs") / Path(args.config).stem
-    m = run_training(args.config, out, epochs=args.epochs, kernels=args.kernels,
-                     progress=not args.no_progress, resume=args.resume, data=args.data,
-                     allow_import=args.trust_code)
+    comm = world()
+    m = run_or_abort(comm, lambda: run_training(
+        args.config, out, epochs=args.epochs, kernels=args.kernels, progress=not args.no_progress,
+        resume=args.resume, data=args.data, allow_import=args.trust_code))
+    if not comm.is_main:
+        return 0
     parts = [f"{split} " + " ".join(f"{k} {v:.4f}" for k, v in m[split].items())
              for split in ("train", "validation", "test") if m[split]]
+    ranks = f", {m['world_size']} ranks" if m["world_size"] > 1 else ""
     print(f"{m['epochs']} epochs in {m['seconds']:.2f}s, {m['parameters']:,} parameters, "
-          f"kernels {m['kernels']}")
+          f"kernels {m['kernels']}{ranks}")
     print("\n".join(parts))
     if m.get("unigram_baseline"):
         print(f"unigram baseline (train byte frequencies on validation) loss "

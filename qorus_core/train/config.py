@@ -407,7 +407,10 @@ def run_training(config_path: str | os.PathLike, out_dir: str | os.PathLike,
     byte frequencies). ``data`` overrides [data] source (see ``override_data``); plugins'
     ``qorus_train_finished`` hooks run at the end, printing through ``echo``; a hook that
     fails is reported naming its plugin, listed under ``hook_errors`` in the returned dict
-    (not in metrics.json), and does not undo the run. ``allow_import``: see ``build``."""
+    (not in metrics.json), and does not undo the run. ``allow_import``: see ``build``.
+
+    Under ``mpirun`` every rank calls it alike (data-parallel, see ``Trainer``); rank 0
+    alone writes the checkpoint and metrics.json (with ``world_size``) and runs the hooks."""
     cfg = load_config(config_path)
     if data is not None:
         override_data(cfg, data)
@@ -424,6 +427,7 @@ def run_training(config_path: str | os.PathLike, out_dir: str | os.PathLike,
     metrics = {
         "config": str(cfg.path), "epochs": trainer.epoch, "seconds": round(seconds, 3),
         "parameters": model.num_parameters, "kernels": model.kernels.name,
+        "world_size": trainer.comm.size,
         "train": trainer.evaluate(xt, yt),
         "validation": trainer.evaluate(xv, yv) if xv_n else None,
         "test": trainer.evaluate(xs, ys) if xs_n else None,
@@ -433,6 +437,8 @@ def run_training(config_path: str | os.PathLike, out_dir: str | os.PathLike,
     if str(cfg.data["source"]).startswith("text:") and xv_n:
         metrics["unigram_baseline"] = {"validation": unigram_cross_entropy(
             yt, yv, int(model.output_shape[-1]))}
+    if not trainer.comm.is_main:
+        return metrics
     write_atomic(out / "metrics.json", [json.dumps(metrics, indent=1).encode("utf-8")])
     failures = train_finished(model, cfg, out, echo or print)
     if failures:

@@ -31,11 +31,19 @@ class Loss:
         raise NotImplementedError
 
     def __call__(self, y: Tensor, target: Tensor, dy: Tensor | None, k: Any) -> float:
+        """The batch's loss of ``y`` against ``target`` (a mean), through kernel set ``k``; writes
+        ``dL/dy`` into ``dy`` when given."""
         raise NotImplementedError  # pragma: no cover - abstract
 
     def metric_sums(self, y: Tensor, target: Tensor, k: Any) -> tuple[float, ...]:
         """Sum over the batch of each metric in ``metrics`` (the Trainer divides by samples)."""
         return ()
+
+    def mean_count(self, target: Tensor) -> float:
+        """How many terms this batch's loss is the mean of, up to a constant factor (default:
+        its rows). Data-parallel ranks weigh their losses and gradients by it, so that the
+        ranks together compute the mean one process would over the whole batch."""
+        return float(target.shape[0])
 
     def check_targets(self, y: np.ndarray, output_shape: tuple[int, ...], what: str = "targets"
                       ) -> np.ndarray:
@@ -73,10 +81,12 @@ class Loss:
         return registered_name(type(self), "loss") or type(self).__name__
 
     def get_config(self) -> dict[str, Any]:
+        """The constructor arguments, from which ``from_config`` rebuilds it (none here)."""
         return {}
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Loss:
+        """Build one from ``get_config``'s output; ConfigError for an unknown key or a bad value."""
         config_keys(cls, config, f"loss {cls.registry_name or cls.__name__}")
         try:
             return cls(**config)
@@ -93,9 +103,11 @@ class MSELoss(Loss):
     """Mean squared error over all output elements (torch's ``mse_loss``, reduction='mean')."""
 
     def target_spec(self, output_shape: tuple[int, ...]) -> Spec:
+        """Float targets of the output's shape."""
         return Spec(tuple(output_shape), "f32")
 
     def __call__(self, y: Tensor, target: Tensor, dy: Tensor | None, k: Any) -> float:
+        """The mean squared error of ``y`` against ``target``; writes its gradient into ``dy`` when given."""
         return k.mse(y, target, dy)
 
 
@@ -104,9 +116,12 @@ class L1Loss(Loss):
     the gradient at y == target is 0."""
 
     def target_spec(self, output_shape: tuple[int, ...]) -> Spec:
+        """Float targets of the output's shape."""
         return Spec(tuple(output_shape), "f32")
 
     def __call__(self, y: Tensor, target: Tensor, dy: Tensor | None, k: Any) -> float:
+        """The mean absolute error of ``y`` against ``target``; writes its gradient (sign / n) into ``dy``
+        when given."""
         return k.l1(y, target, dy)
 
 
@@ -118,12 +133,16 @@ class HuberLoss(Loss):
         self.delta = real(delta, "delta", "Huber", lo=0.0, lo_open=True)
 
     def target_spec(self, output_shape: tuple[int, ...]) -> Spec:
+        """Float targets of the output's shape."""
         return Spec(tuple(output_shape), "f32")
 
     def __call__(self, y: Tensor, target: Tensor, dy: Tensor | None, k: Any) -> float:
+        """The mean Huber loss of ``y`` against ``target`` at ``delta``; writes its gradient into ``dy``
+        when given."""
         return k.huber(y, target, dy, self.delta)
 
     def get_config(self) -> dict[str, Any]:
+        """``delta``."""
         return {"delta": self.delta}
 
 
@@ -139,6 +158,8 @@ class BCEWithLogitsLoss(Loss):
             Tensor(np.array(self.pos_weight, np.float32), "pos_weight")
 
     def target_spec(self, output_shape: tuple[int, ...]) -> Spec:
+        """Float targets of the output's shape; ShapeError when ``pos_weight`` does not have one
+        weight per entry of the output's last dimension."""
         if self.pos_weight is not None and (not output_shape
                                             or output_shape[-1] != len(self.pos_weight)):
             raise ShapeError(f"BCEWithLogits: pos_weight has {len(self.pos_weight)} weights, the "
@@ -148,6 +169,7 @@ class BCEWithLogitsLoss(Loss):
 
     def check_targets(self, y: np.ndarray, output_shape: tuple[int, ...], what: str = "targets"
                       ) -> np.ndarray:
+        """The base checks, then every target a probability in [0, 1] (NaN refused)."""
         out = super().check_targets(y, output_shape, what)
         with np.errstate(invalid="ignore"):
             bad = ~((out >= 0.0) & (out <= 1.0))          # NaN too
@@ -157,9 +179,12 @@ class BCEWithLogitsLoss(Loss):
         return out
 
     def __call__(self, y: Tensor, target: Tensor, dy: Tensor | None, k: Any) -> float:
+        """The mean binary cross-entropy of logits ``y`` against ``target`` (``pos_weight`` applied);
+        writes its gradient into ``dy`` when given."""
         return k.bce_with_logits(y, target, dy, self._pw)
 
     def get_config(self) -> dict[str, Any]:
+        """``pos_weight``, as a list (or None)."""
         return {"pos_weight": None if self.pos_weight is None else list(self.pos_weight)}
 
 
@@ -172,10 +197,12 @@ class KLDivLoss(Loss):
         self.log_target = boolean(log_target, "log_target", "KLDiv")
 
     def target_spec(self, output_shape: tuple[int, ...]) -> Spec:
+        """Float targets of the output's shape."""
         return Spec(tuple(output_shape), "f32")
 
     def check_targets(self, y: np.ndarray, output_shape: tuple[int, ...], what: str = "targets"
                       ) -> np.ndarray:
+        """The base checks, then finite log-probabilities (``log_target``) or finite probabilities >= 0."""
         out = super().check_targets(y, output_shape, what)
         with np.errstate(invalid="ignore"):
             bad = ~np.isfinite(out) if self.log_target else ~((out >= 0.0) & (out < np.inf))
@@ -186,9 +213,12 @@ class KLDivLoss(Loss):
         return out
 
     def __call__(self, y: Tensor, target: Tensor, dy: Tensor | None, k: Any) -> float:
+        """KL(``target`` || exp(``y``)) summed and divided by the batch's samples; writes its gradient
+        into ``dy`` when given."""
         return k.kl_div(y, target, dy, self.log_target)
 
     def get_config(self) -> dict[str, Any]:
+        """``log_target``."""
         return {"log_target": self.log_target}
 
 
@@ -212,12 +242,15 @@ class CrossEntropyLoss(Loss):
                                     want="an int that fits int32")
 
     def target_spec(self, output_shape: tuple[int, ...]) -> Spec:
+        """int32 class indices of the output's shape less its class dimension; ShapeError for a
+        0-d output."""
         if len(output_shape) < 1:
             raise ShapeError(f"CrossEntropy: model output needs a class dimension, got {output_shape}")
         return Spec(tuple(output_shape[:-1]), "i32")
 
     def check_targets(self, y: np.ndarray, output_shape: tuple[int, ...], what: str = "targets"
                       ) -> np.ndarray:
+        """The base checks, then every index in ``[0, C)`` unless it is ``ignore_index``."""
         out = super().check_targets(y, output_shape, what)
         c = output_shape[-1]
         kept = out != self.ignore_index
@@ -230,19 +263,32 @@ class CrossEntropyLoss(Loss):
         return out
 
     def __call__(self, y: Tensor, target: Tensor, dy: Tensor | None, k: Any) -> float:
+        """The mean cross-entropy of logits ``y`` against class indices ``target`` (``label_smoothing``;
+        ``ignore_index`` rows skipped); writes its gradient into ``dy`` when given."""
         return k.cross_entropy(y, target, dy, self.label_smoothing, self.ignore_index)
 
+    def _ignored(self, target: Tensor) -> int:
+        tg, ign = target.a, self.ignore_index
+        return int(np.count_nonzero(tg == ign)) if tg.min() <= ign <= tg.max() else 0
+
+    def mean_count(self, target: Tensor) -> float:
+        """The targets not ignored: the loss is their mean."""
+        return float(target.size - self._ignored(target))
+
     def metric_sums(self, y: Tensor, target: Tensor, k: Any) -> tuple[float, ...]:
+        """``(accuracy sum,)``: the correct rows per sample; with ignored rows, the accuracy over
+        the rows kept times the batch's samples."""
         correct = k.count_correct(y, target, self.ignore_index)
         rows_per_sample = target.size // target.shape[0]   # > 1 for sequence outputs
-        tg, ign = target.a, self.ignore_index
-        ignored = int(np.count_nonzero(tg == ign)) if tg.min() <= ign <= tg.max() else 0
+        ignored = self._ignored(target)
         if not ignored:
             return (correct if rows_per_sample == 1 else correct / rows_per_sample,)
         kept = target.size - ignored
         return (target.shape[0] * correct / kept if kept else 0.0,)
 
     def get_config(self) -> dict[str, Any]:
+        """``label_smoothing``, and ``ignore_index`` unless it is the default -100 (so configs saved
+        before it stay equal)."""
         config: dict[str, Any] = {"label_smoothing": self.label_smoothing}
         if self.ignore_index != -100:                        # configs saved before it stay equal
             config["ignore_index"] = self.ignore_index

@@ -38,24 +38,48 @@ class Metric:
     (a report's key), ``type_name`` the kind (what ``get_metric`` takes)."""
 
     type_name: ClassVar[str] = ""
+    #: the attributes ``update`` adds into (numbers or arrays, None before any update): the
+    #: ranks of a data-parallel job add theirs up (``counts``, ``add_counts``)
+    counters: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self) -> None:
         self.reset()
 
+    def counts(self) -> dict[str, Any]:
+        """This metric's counters, to add into another's (``add_counts``)."""
+        if not self.counters:
+            from ..distributed import DistributedError
+
+            raise DistributedError(f"metric {type(self).__name__} declares no counters, so the "
+                                   "ranks of a data-parallel job cannot add it up")
+        return {name: getattr(self, name) for name in self.counters}
+
+    def add_counts(self, counts: dict[str, Any]) -> None:
+        """Add counters from ``counts`` (another rank's) into this metric's."""
+        for name, value in counts.items():
+            mine = getattr(self, name)
+            if value is not None:
+                setattr(self, name, value if mine is None else mine + value)
+
     @property
     def name(self) -> str:
+        """The key of this metric's value in a report: ``type_name`` unless a subclass says otherwise."""
         return self.type_name
 
     def reset(self) -> None:  # pragma: no cover - abstract
+        """Forget every batch seen: the counters back to their start."""
         raise NotImplementedError
 
     def update(self, y: np.ndarray, target: np.ndarray, mask: np.ndarray | None = None) -> None:
+        """Add one batch: outputs ``y`` against ``target``, ``mask`` (optional) selecting what counts."""
         raise NotImplementedError  # pragma: no cover - abstract
 
     def result(self) -> float:  # pragma: no cover - abstract
+        """The value over every batch since ``reset`` (NaN when nothing was counted)."""
         raise NotImplementedError
 
     def get_config(self) -> dict[str, Any]:
+        """The constructor arguments (``get_metric`` takes them beside ``type``); ``repr`` shows them."""
         return {}
 
     def __repr__(self) -> str:
@@ -152,17 +176,22 @@ class Accuracy(_ClassMetric):
     whose prediction ``y > threshold`` agrees with ``target > 0.5``."""
 
     type_name = "accuracy"
+    counters = ("correct", "count")
 
     def reset(self) -> None:
+        """Zero the hits and the rows counted."""
         self.correct, self.count = 0, 0
 
     def update(self, y: np.ndarray, target: np.ndarray, mask: np.ndarray | None = None) -> None:
+        """Count the batch's selected rows, and those whose argmax (binary: thresholded prediction) hits
+        the target."""
         yr, pred, tr = self._rows(y, target, mask)
         hits = pred == tr if yr is None else np.argmax(yr, axis=-1) == tr
         self.correct += int(np.count_nonzero(hits))
         self.count += int(hits.size)
 
     def result(self) -> float:
+        """``correct / count``; NaN before any row."""
         return _ratio(self.correct, self.count)
 
 
@@ -172,6 +201,7 @@ class TopKAccuracy(_ClassMetric):
 
     type_name = "top_k_accuracy"
     binary_ok = False
+    counters = ("correct", "count")
 
     def __init__(self, k: int = 5, ignore_index: int | None = None) -> None:
         self.k = positive_int(k, "k", "metric top_k_accuracy")
@@ -179,12 +209,16 @@ class TopKAccuracy(_ClassMetric):
 
     @property
     def name(self) -> str:
+        """``top<k>_accuracy``, e.g. ``top5_accuracy``."""
         return f"top{self.k}_accuracy"
 
     def reset(self) -> None:
+        """Zero the hits and the rows counted."""
         self.correct, self.count = 0, 0
 
     def update(self, y: np.ndarray, target: np.ndarray, mask: np.ndarray | None = None) -> None:
+        """Count the batch's selected rows, and those with fewer than ``k`` classes scoring above
+        the target."""
         yr, _, tr = self._rows(y, target, mask)
         score = np.take_along_axis(yr, tr[:, None], axis=1)
         above = np.count_nonzero(yr > score, axis=1)       # classes ranked above the target
@@ -192,14 +226,28 @@ class TopKAccuracy(_ClassMetric):
         self.count += int(tr.size)
 
     def result(self) -> float:
+        """``correct / count``; NaN before any row."""
         return _ratio(self.correct, self.count)
 
     def get_config(self) -> dict[str, Any]:
+        """``k`` and ``ignore_index`` (no ``threshold``: never binary)."""
         return {"k": self.k, "ignore_index": self.ignore_index}
 
 
 class _Confusion(_ClassMetric):
     """Per-class true positives, false positives and false negatives; binary: of class 1."""
+
+    counters = ("tp", "fp", "fn", "binary")
+
+    def add_counts(self, counts: dict[str, Any]) -> None:
+        if counts["tp"] is None:
+            return
+        if self.tp is not None and (counts["binary"], counts["tp"].size) != (self.binary,
+                                                                          self.tp.size):
+            raise ShapeError(f"metric {self.type_name}: another rank counted "
+                             f"{counts['tp'].size} classes, this one {self.tp.size}")
+        self.binary = counts["binary"]
+        super().add_counts({k: counts[k] for k in ("tp", "fp", "fn")})
 
     def reset(self) -> None:
         self.tp = self.fp = self.fn = None
@@ -277,14 +325,18 @@ class Perplexity(_ClassMetric):
 
     type_name = "perplexity"
     binary_ok = False
+    counters = ("total", "count")
 
     def __init__(self, ignore_index: int | None = -100) -> None:
         super().__init__(ignore_index=ignore_index)
 
     def reset(self) -> None:
+        """Zero the summed cross-entropy and the rows counted."""
         self.total, self.count = 0.0, 0
 
     def update(self, y: np.ndarray, target: np.ndarray, mask: np.ndarray | None = None) -> None:
+        """Add the cross-entropy of the batch's selected rows (a stable log-sum-exp, in float64)
+        and count them."""
         yr, _, tr = self._rows(y, target, mask)
         x = yr.astype(np.float64)
         mx = x.max(axis=1, keepdims=True) if x.size else np.zeros((0, 1))
@@ -293,15 +345,19 @@ class Perplexity(_ClassMetric):
         self.count += int(tr.size)
 
     def result(self) -> float:
+        """exp of the mean cross-entropy per row; NaN before any row."""
         return math.exp(self.total / self.count) if self.count else float("nan")
 
     def get_config(self) -> dict[str, Any]:
+        """``ignore_index``."""
         return {"ignore_index": self.ignore_index}
 
 
 # ----------------------------------------------------------------------------- regression
 class _Elementwise(Metric):
     """Over every element of outputs and targets of one shape (the mask selects elements)."""
+
+    counters = ("total", "count")
 
     def reset(self) -> None:
         self.total, self.count = 0.0, 0

@@ -29,6 +29,7 @@ class Optimizer:
 
     @property
     def slots(self) -> int:
+        """How many state buffers the model reserves for it (``len(slot_names)``)."""
         return len(self.slot_names)
 
     def bind(self, model: Any) -> Optimizer:
@@ -52,9 +53,11 @@ class Optimizer:
         raise NotImplementedError
 
     def state_dict(self) -> dict[str, Any]:
+        """The type name and the step count (the buffers are saved with the model's arena)."""
         return {"type": self.type_name, "steps": self.steps}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore the step count; the state buffers are copied in separately (``restore_optimizer``)."""
         self.steps = int(state["steps"])
 
     @property
@@ -65,10 +68,13 @@ class Optimizer:
         return registered_name(type(self), "optimizer") or type(self).__name__
 
     def get_config(self) -> dict[str, Any]:  # pragma: no cover - abstract
+        """The constructor arguments (``lr`` and the hyperparameters), from which ``from_config``
+        rebuilds it."""
         raise NotImplementedError
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Optimizer:
+        """Build one from ``get_config``'s output; ConfigError for an unknown key or a bad value."""
         config_keys(cls, config, f"optimizer {cls.registry_name or cls.__name__}")
         try:
             return cls(**config)
@@ -101,6 +107,7 @@ class SGD(Optimizer):
                    self.weight_decay, self.nesterov, self.steps == 1)
 
     def get_config(self) -> dict[str, Any]:
+        """``lr``, ``momentum``, ``dampening``, ``weight_decay`` and ``nesterov``."""
         return {"lr": self.lr, "momentum": self.momentum, "dampening": self.dampening,
                 "weight_decay": self.weight_decay, "nesterov": self.nesterov}
 
@@ -128,6 +135,7 @@ class Adam(Optimizer):
                     self.steps, self.decoupled)
 
     def get_config(self) -> dict[str, Any]:
+        """``lr``, ``betas`` (as a list), ``eps`` and ``weight_decay`` (AdamW's too)."""
         return {"lr": self.lr, "betas": list(self.betas), "eps": self.eps,
                 "weight_decay": self.weight_decay}
 

@@ -27,12 +27,15 @@ class Progress:
         self._total = 1
 
     def start(self, epoch: int, epochs: int, total: int) -> None:
+        """Begin epoch ``epoch`` of ``epochs``, of ``total`` samples: start its clock and label."""
         self._t0 = time.perf_counter()
         self._next = 0.0
         self._label = f"epoch {epoch}/{epochs}"
         self._total = max(1, total)
 
     def update(self, done: int, loss: float) -> None:
+        """Redraw the bar at ``done`` samples with the running ``loss`` (live only; at most every ``interval``
+        seconds, the last sample always)."""
         if not self.live:
             return
         now = time.perf_counter()
@@ -47,6 +50,7 @@ class Progress:
         self.stream.flush()
 
     def end(self, summary: str) -> None:
+        """Write the epoch's ``summary`` line (over the bar when live); nothing when disabled."""
         if not self.enabled:
             return
         if self.live:

@@ -38,6 +38,7 @@ class Schedule:
         return min(1.0, (step + 1) / self.warmup_steps) if self.warmup_steps else 1.0
 
     def __call__(self, step: int) -> float:  # pragma: no cover - abstract
+        """The lr for update ``step`` (counted from 0)."""
         raise NotImplementedError
 
     def _peak(self) -> float:
@@ -46,6 +47,7 @@ class Schedule:
         return self.lr
 
     def get_config(self) -> dict[str, Any]:
+        """``type``, ``lr`` and ``warmup_steps``: what ``make_schedule`` takes."""
         return {"type": self.name, "lr": self.lr, "warmup_steps": self.warmup_steps}
 
     def __repr__(self) -> str:
@@ -58,6 +60,7 @@ class Constant(Schedule):
     name = "constant"
 
     def __call__(self, step: int) -> float:
+        """The lr at ``step``: ``lr``, ramped up linearly during the warm-up."""
         return self._peak() * self._warmup(step)
 
 
@@ -80,6 +83,8 @@ class Cosine(Schedule):
         self.min_lr = real(min_lr, "min_lr", "schedule cosine", lo=0.0)
 
     def __call__(self, step: int) -> float:
+        """The lr at ``step``: linear warm-up, then a half cosine from ``lr`` down to ``min_lr``
+        at ``total_steps`` (``min_lr`` after it)."""
         peak = self._peak()
         if step < self.warmup_steps:
             return peak * self._warmup(step)
@@ -90,6 +95,7 @@ class Cosine(Schedule):
         return self.min_lr + (peak - self.min_lr) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
     def get_config(self) -> dict[str, Any]:
+        """The base config plus ``total_steps`` and ``min_lr``."""
         return {**super().get_config(), "total_steps": self.total_steps, "min_lr": self.min_lr}
 
 

@@ -6,6 +6,11 @@ its weight; an output without a loss gets a zero gradient), backward, optional
 clipping and one optimizer kernel call. Shuffling draws one in-place permutation per epoch
 from a seeded Generator whose state is checkpointed, so a resumed run is bit-identical to an
 uninterrupted one. The last partial batch runs through its own cached plan.
+
+Under ``mpirun`` (or given a ``comm`` of several ranks) the Trainer trains data-parallel:
+``batch_size`` is the global batch, each rank computes its shard and the gradients are summed
+over the ranks before the optimizer step (``data_parallel.py``). Rank 0 alone prints progress
+and writes checkpoints; an exception on any rank ends the whole job (``run_or_abort``).
 """
 
 from __future__ import annotations
@@ -18,11 +23,13 @@ from typing import Any
 
 import numpy as np
 
+from ..distributed import Communicator, run_or_abort, world
 from ..errors import CheckpointError, ConfigError, DataError, NumericsError, ShapeError
 from ..tensor import DTYPES, Tensor
 from ..validate import boolean, maybe, nonneg_int, positive_int, real
 from .callbacks import Callback, make_callback
 from .checkpoint import read_checkpoint, restore_model, restore_optimizer, save_checkpoint
+from .data_parallel import DataParallel
 from .losses import Loss
 from .metrics import Metric, get_metric
 from .optimizers import Optimizer, clip_grad_norm
@@ -36,7 +43,12 @@ class Trainer:
     A model of several outputs takes ``loss`` as a dict of output name -> Loss (outputs left
     out are not trained on) and ``loss_weights`` (name -> weight, default 1): the loss is
     the weighted sum, and the history reports each output's as ``<name>_loss`` (and its
-    metrics as ``<name>_<metric>``). Inputs and targets are then dicts of arrays by name."""
+    metrics as ``<name>_<metric>``). Inputs and targets are then dicts of arrays by name.
+
+    ``comm``: the data-parallel job (default ``distributed.world()``: the ranks ``mpirun``
+    started, or this process alone); every rank passes the same data and settings.
+    ``check_sync_every``: compare the parameters across ranks every that many steps (a
+    debugging aid; default ``QORUS_CHECK_SYNC`` or never)."""
 
     def __init__(self, model: Any, loss: Loss | dict[str, Loss], optimizer: Optimizer,
                  schedule: Schedule | None = None,
@@ -46,7 +58,8 @@ class Trainer:
                  eval_batch_size: int | None = None,
                  loss_weights: dict[str, float] | None = None,
                  callbacks: list[Callback | dict[str, Any]] | None = None,
-                 metrics: list[Any] | dict[str, list[Any]] | None = None) -> None:
+                 metrics: list[Any] | dict[str, list[Any]] | None = None,
+                 comm: Communicator | None = None, check_sync_every: int | None = None) -> None:
         self.losses, self.loss_weights = _losses(model, loss, loss_weights)
         single = len(self.losses) == 1 and len(model.output_names) == 1
         for name, value, needs in (*(("loss" if single else f"loss for output {o!r}", l,
@@ -70,8 +83,17 @@ class Trainer:
             raise ConfigError(f"Trainer: checkpoint_dir must be a path, got {checkpoint_dir!r}")
         self.checkpoint_dir = checkpoint_dir
         self.checkpoint_every = maybe(positive_int, checkpoint_every, "checkpoint_every", "Trainer")
+        if comm is not None and not isinstance(comm, Communicator):
+            raise ConfigError(f"Trainer: comm must be a qorus Communicator, got {comm!r}")
+        self.comm = comm if comm is not None else world()
         self.progress = (progress if isinstance(progress, Progress)
                          else Progress(boolean(progress, "progress", "Trainer")))
+        if not self.comm.is_main:
+            self.progress = Progress(False)
+        if check_sync_every is None and os.environ.get("QORUS_CHECK_SYNC"):
+            check_sync_every = os.environ["QORUS_CHECK_SYNC"]
+        check = maybe(positive_int, _int_or_none(check_sync_every), "check_sync_every", "Trainer")
+        model.run.comm = self.comm
         if optimizer.model is not model:
             optimizer.bind(model)           # reserve state before any plan is compiled
         self.rng = np.random.default_rng(self.seed)
@@ -87,6 +109,8 @@ class Trainer:
         self._targets: dict[tuple[int, str], Tensor] = {}
         self._specs = {o: l.target_spec(model.output_specs[o].shape) for o, l in self.losses.items()}
         self.loss = next(iter(self.losses.values())) if len(self.losses) == 1 else None
+        self._values = [0.0] * len(self.losses)    # this batch's mean of each loss
+        self.dp = DataParallel(self.comm, self.losses, check) if self.comm.size > 1 else None
 
     # ----------------------------------------------------------------- data
     def _prepare(self, x: Any, y: Any, what: str) -> tuple[list[np.ndarray], dict[str, np.ndarray]]:
@@ -141,10 +165,10 @@ class Trainer:
         ``sums`` (in ``_metric_names`` order); in training writes every output's dy."""
         k, total, i = self.model.kernels, 0.0, 0
         single = len(self.losses) == 1 and len(self.model.output_names) == 1
-        for o, loss_fn in self.losses.items():
+        for j, (o, loss_fn) in enumerate(self.losses.items()):
             y, tgt = plan.outputs[o], self._targets[(rows, o)]
             dy = plan.doutputs[o] if train else None
-            value = loss_fn(y, tgt, dy, k)
+            value = self._values[j] = loss_fn(y, tgt, dy, k)
             w = self.loss_weights[o]
             if dy is not None and w != 1.0:
                 k.scale(dy, w)
@@ -169,6 +193,11 @@ class Trainer:
         schedule of the full run); returns the history, one dict per epoch. ``resume_from``
         continues a checkpointed run exactly where it stopped. With ``checkpoint_dir`` a
         checkpoint is saved every ``checkpoint_every`` epochs and when the run stops."""
+        return run_or_abort(self.comm, lambda: self._fit(x, y, val, resume_from, until_epoch))
+
+    def _fit(self, x: Any, y: Any, val: tuple[Any, Any] | None,
+             resume_from: str | os.PathLike | None, until_epoch: int | None
+             ) -> list[dict[str, Any]]:
         x, y = self._prepare(x, y, "training")
         xv, yv = self._prepare(val[0], val[1], "validation") if val is not None else (None, None)
         n, bs = len(x[0]), self.batch_size
@@ -210,8 +239,7 @@ class Trainer:
 
     def _epoch(self, x: list[np.ndarray], y: dict[str, np.ndarray], perm: np.ndarray
                ) -> dict[str, float]:
-        model, bs = self.model, self.batch_size
-        opt, sched, clip = self.optimizer, self.schedule, self.clip_norm
+        bs, opt, sched, clip = self.batch_size, self.optimizer, self.schedule, self.clip_norm
         n = len(x[0])
         names = self._metric_names()
         sums = [0.0] * len(names)
@@ -220,56 +248,100 @@ class Trainer:
         self.progress.start(self.epoch + 1, self.epochs, n)
         for start in range(0, n, bs):
             rows = min(bs, n - start)
-            plan = model.plan(rows, train=True)
-            idx = perm[start:start + rows]
-            for name, a in zip(model.input_names, x):
-                np.take(a, idx, axis=0, out=plan.inputs[name].a, mode="clip")
-            for o, a in y.items():
-                np.take(a, idx, axis=0, out=self._target(rows, o).a, mode="clip")
-            plan.forward()
-            loss = self._losses_on(plan, rows, True, sums)
-            if not math.isfinite(loss):
-                raise NumericsError(f"loss is {loss} at step {self.global_step} (epoch "
-                                    f"{self.epoch + 1}, rows {start}..{start + rows - 1})")
-            model.zero_grad()
-            plan.backward()
+            loss = self._step(x, y, perm, start, rows, sums)
             if clip is not None:
-                clip_grad_norm(model, clip, step=self.global_step)
+                clip_grad_norm(self.model, clip, step=self.global_step)
             lr = (sched(self.global_step) if sched is not None else opt.lr) * self.lr_scale
             opt.step(lr)
-            model.run.step += 1
+            self.model.run.step += 1
             self.global_step += 1
+            if self.dp is not None:
+                self.dp.check_in_sync(self.model, self.global_step)
             total += loss * rows
             self.progress.update(start + rows, total / (start + rows))
+        if self.dp is not None:
+            sums = self.dp.sum_floats(sums, "the training metrics' all-reduce")
         out = {"loss": total / n, "lr": lr}
         out.update({name: s / n for name, s in zip(names, sums)})
         return out
 
+    def _step(self, x: list[np.ndarray], y: dict[str, np.ndarray], perm: np.ndarray,
+              start: int, rows: int, sums: list[float]) -> float:
+        """Forward, losses and backward of the global batch ``perm[start:start + rows]`` (this
+        rank's shard of it); leaves the batch's gradient in the model's grads and returns
+        the batch's loss."""
+        model, dp = self.model, self.dp
+        lo, hi = dp.shard(start, rows) if dp is not None else (start, start + rows)
+        plan = model.plan(hi - lo, train=True) if hi > lo else None
+        loss = 0.0
+        if plan is not None:
+            idx = perm[lo:hi]
+            for name, a in zip(model.input_names, x):
+                np.take(a, idx, axis=0, out=plan.inputs[name].a, mode="clip")
+            for o, a in y.items():
+                np.take(a, idx, axis=0, out=self._target(hi - lo, o).a, mode="clip")
+            model.run.row_offset = lo - start
+            plan.forward()
+            loss = self._losses_on(plan, hi - lo, True, sums)
+        if dp is not None:
+            loss = dp.global_losses(plan, lambda o: self._targets[(hi - lo, o)], self._values,
+                                    self.loss_weights, model.kernels)
+        if not math.isfinite(loss):
+            raise NumericsError(f"loss is {loss} at step {self.global_step} (epoch "
+                                f"{self.epoch + 1}, rows {start}..{start + rows - 1})")
+        model.zero_grad()
+        if plan is not None:
+            plan.backward()
+        if dp is not None:
+            dp.allreduce_grads(model)
+        return loss
+
     # ----------------------------------------------------------------- inference
     def _evaluate(self, x: list[np.ndarray], y: dict[str, np.ndarray]) -> dict[str, float]:
-        model, bs = self.model, self.eval_batch_size
+        """Losses and metrics over ``x, y``. Each loss is the mean over all its terms (batches
+        weighed by ``Loss.mean_count``: ignored targets count in no batch), so the value does
+        not depend on how the set is cut into batches, or into the shards of the ranks of a
+        data-parallel job (each evaluates its contiguous shard with rank 0's state buffers,
+        and the sums are added up over the ranks)."""
+        model, bs, dp = self.model, self.eval_batch_size, self.dp
         n = len(x[0])
-        total = 0.0
+        num, den = [0.0] * len(self.losses), [0.0] * len(self.losses)
         names = self._metric_names()
         sums = [0.0] * len(names)
         for ms in self.metrics.values():
             for metric in ms:
                 metric.reset()
-        for start in range(0, n, bs):
-            rows = min(bs, n - start)
+        lo, hi = (0, n) if dp is None else dp.shard(0, n)
+        if dp is not None:
+            dp.sync_buffers(model)
+        for start in range(lo, hi, bs):
+            rows = min(bs, hi - start)
             plan = model.plan(rows, train=False)
             for name, a in zip(model.input_names, x):
                 np.copyto(plan.inputs[name].a, a[start:start + rows])
             for o, a in y.items():
                 np.copyto(self._target(rows, o).a, a[start:start + rows])
             plan.forward()
-            total += self._losses_on(plan, rows, False, sums) * rows
+            self._losses_on(plan, rows, False, sums)
+            for j, (o, loss_fn) in enumerate(self.losses.items()):
+                count = loss_fn.mean_count(self._targets[(rows, o)])
+                num[j] += self._values[j] * count
+                den[j] += count
             for o, ms in self.metrics.items():
                 for metric in ms:
                     metric.update(plan.outputs[o].a, y[o][start:start + rows] if o in y else None)
-        out = {"loss": total / n}
+        if dp is not None:
+            both = dp.sum_floats(num + den + sums, "the evaluation all-reduce")
+            L = len(num)
+            num, den, sums = both[:L], both[L:2 * L], both[2 * L:]
+        means = {o: num[j] / den[j] if den[j] else 0.0 for j, o in enumerate(self.losses)}
+        out = {"loss": sum(self.loss_weights[o] * v for o, v in means.items())}
         out.update({name: s / n for name, s in zip(names, sums)})
         single = len(self.model.output_names) == 1
+        if not (single and len(self.losses) == 1):
+            out.update({f"{o}_loss": v for o, v in means.items()})
+        if dp is not None:
+            dp.reduce_metrics(self.metrics)
         for o, ms in self.metrics.items():
             for metric in ms:
                 out[metric.name if single else f"{o}_{metric.name}"] = metric.result()
@@ -278,8 +350,9 @@ class Trainer:
     def evaluate(self, x: Any, y: Any) -> dict[str, float]:
         """Mean loss, the loss's metrics (e.g. accuracy) and the ``metrics`` asked for, over
         ``x, y`` in inference mode. Those metrics are computed on evaluation and validation
-        data only: the training steps stay allocation-free."""
-        return self._evaluate(*self._prepare(x, y, "evaluation"))
+        data only: the training steps stay allocation-free. Data-parallel, every rank calls it
+        with the same data and gets the whole set's values."""
+        return run_or_abort(self.comm, lambda: self._evaluate(*self._prepare(x, y, "evaluation")))
 
     def predict(self, x: Any) -> Any:
         """Model outputs for ``x`` (inference plans, in chunks of ``eval_batch_size``)."""
@@ -287,11 +360,15 @@ class Trainer:
 
     # ----------------------------------------------------------------- state
     def state_dict(self) -> dict[str, Any]:
+        """Where the run stands, for a checkpoint: epoch, global step, shuffling RNG, history, ``lr_scale``
+        and each callback's state."""
         return {"epoch": self.epoch, "global_step": self.global_step,
                 "rng": self.rng.bit_generator.state, "history": self.history,
                 "lr_scale": self.lr_scale, "callbacks": [cb.state_dict() for cb in self.callbacks]}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore ``state_dict``'s output; CheckpointError when it holds the state of another
+        number of callbacks."""
         self.epoch, self.global_step = int(state["epoch"]), int(state["global_step"])
         self.rng = np.random.default_rng()
         self.rng.bit_generator.state = state["rng"]
@@ -319,7 +396,11 @@ class Trainer:
         }
 
     def save_checkpoint(self, directory: str | os.PathLike) -> None:
-        save_checkpoint(directory, self.model, self.optimizer, self.state_dict(), self.get_config())
+        """Write model, optimizer and trainer state to ``directory`` (atomically); in a
+        data-parallel job only rank 0 writes (every rank holds the same state)."""
+        if self.comm.is_main:
+            save_checkpoint(directory, self.model, self.optimizer, self.state_dict(),
+                            self.get_config())
 
     def resume(self, directory: str | os.PathLike) -> None:
         """Load weights, optimizer state and this Trainer's state from a checkpoint."""
@@ -386,3 +467,10 @@ def _losses(model: Any, loss: Any, weights: Any) -> tuple[dict[str, Loss], dict[
                           f"(losses: {list(losses)})")
     return losses, {o: real(weights.get(o, 1.0), f"loss_weights[{o!r}]", "Trainer", lo=0.0)
                     for o in losses}
+
+
+def _int_or_none(value: Any) -> Any:
+    """``QORUS_CHECK_SYNC``'s text as an int (other values go to the validator as they are)."""
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    return value

@@ -174,4 +174,4 @@ int qr_simd_family_path(int family) {
 }
 
 /* the same string as qorus_core/kernels/decl LIB_VERSION */
-const char *qr_version(void) { return "qorus-kernels 0.6"; }
+const char *qr_version(void) { return "qorus-kernels 0.7"; }

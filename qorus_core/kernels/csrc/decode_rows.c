@@ -5,11 +5,14 @@
  * cos/sin table entries, the same key chunks and merge order as a one-row qr_attention_decode
  * of that length), so a sequence decodes the same batched or not; the rows share one parallel
  * region. pos and slot are int32 [B]; a position or slot out of range is QR_ETARGET, checked
- * for every row before anything is written. */
+ * for every row before anything is written. The products (qr_linears_rows_f32, at the end)
+ * give each row what the one-row decode product gives it, reading each weight once. */
 #include <math.h>
 #include <string.h>
 
+#include "decode_rows_internal.h"
 #include "fused_internal.h"
+#include "quant_internal.h"
 
 #define QR_ROWS_MAX 64   /* rows of one step */
 
@@ -138,5 +141,172 @@ int qr_attention_decode_rows_f32(const float *q, const float *k_cache, const flo
     for (int64_t b = 0; b < B; b++)
         if (atomic_load(&row[b].err)) return QR_ENOMEM;
     if (parts) qr_par_items(adr_merge, &c, B * Hkv, mwork);
+    return QR_OK;
+}
+
+/* ------------------------------------------------------------------ products */
+/* y_i[M, n_i] = x[M, K] W_i^T for up to three weights of one format sharing the rows x (q/k/v,
+ * gate/up), each row exactly as qr_matmul_<fmt>_f32 computes it with M = 1 (the decode step of
+ * that sequence alone: its q8 row, its sums in their order), with x quantized once and one
+ * parallel region over the rows of all the weights. Q8_0 / Q4_0 / Q4_1 on the AVX-512 and
+ * AVX2 tiers take the tier's mrows kernels (decode_rows_avx512.c / _avx2.c: each weight row
+ * unpacked once for every activation row), every quantized format on the portable tier the
+ * format's dot kernel over all the rows at once (the decode kernel, row by row within);
+ * anything else (F16, BF16, the K-quants on a SIMD tier) quant.c's qr_matmul_rows_f32, weight
+ * by weight. Each output depends on its row alone: the same for any thread count. */
+#define QR_LR_MAX 3
+#define QR_PORTABLE_ROWS 4   /* rows a portable dot kernel call takes (quant.c's QR_QMAX_ROWS) */
+
+/* quant.c's quantize_q8_row (the portable tier's decode rows): q | d | s, bit for bit */
+static void quantize_q8_row(const float *x, int64_t k, uint8_t *row) {
+    const int64_t nb = k / QR_QK;
+    int8_t *q = (int8_t *)row;
+    float *d = (float *)(row + nb * QR_QK), *s = d + nb;
+    for (int64_t b = 0; b < nb; b++) {
+        const float *xb = x + b * QR_QK;
+        float amax = 0.0f;
+        int finite = 1;
+        for (int j = 0; j < QR_QK; j++) {
+            float a = xb[j] < 0.0f ? -xb[j] : xb[j];
+            amax = a > amax ? a : amax;
+            finite &= xb[j] - xb[j] == 0.0f;
+        }
+        if (!finite) {   /* NaN / inf: the block's scale is NaN, so are the outputs */
+            memset(q + b * QR_QK, 0, QR_QK);
+            d[b] = s[b] = __builtin_nanf("");
+            continue;
+        }
+        float db = amax / 127.0f, id = db != 0.0f ? 1.0f / db : 0.0f;
+        int32_t sum = 0;
+        for (int j = 0; j < QR_QK; j++) {
+            int32_t qi = qr__round_q8(xb[j] * id);
+            q[b * QR_QK + j] = (int8_t)qi;
+            sum += qi;
+        }
+        d[b] = db;
+        s[b] = db * (float)sum;
+    }
+}
+
+static size_t portable_stride(int64_t nb) { return ((size_t)nb * 48 + 63) & ~(size_t)63; }
+
+/* the mrows path a format takes on a tier: the tier, or -1 (quant.c's decode rows) */
+static int lr_path(int qtype, int tier) {
+    const int fast = qtype == QR_QTYPE_Q8_0 || qtype == QR_QTYPE_Q4_0 || qtype == QR_QTYPE_Q4_1;
+    (void)fast;   /* a build without SIMD tiers */
+#ifdef QR_HAVE_QUANT_AVX512
+    if (tier == QR_SIMD_AVX512) return fast ? tier : -1;
+#endif
+#ifdef QR_HAVE_AVX2_BUILD
+    if (tier == QR_SIMD_AVX2) return fast ? tier : -1;
+#endif
+    if (tier != QR_SIMD_PORTABLE || qtype == QR_QTYPE_F16 || qtype == QR_QTYPE_BF16) return -1;
+    return qr__qformat(qtype) && qr__qformat(qtype)->qdot ? QR_SIMD_PORTABLE : -1;
+}
+
+typedef struct {
+    int n, path, qtype;
+    int64_t M, nb;
+    size_t wrow, xs;                 /* xs: the portable rows' stride */
+    const uint8_t *acts;
+    int64_t first[QR_LR_MAX + 1];    /* first row of weight i in the joint range */
+    const uint8_t *w[QR_LR_MAX];
+    float *y[QR_LR_MAX];
+    qr_qdot_fn qdot;                 /* the portable path's */
+} lr_ctx;
+
+/* rows [lo, hi) of weight i against every activation row */
+static void lr_rows(const lr_ctx *c, int i, int64_t lo, int64_t hi) {
+    const uint8_t *w = c->w[i] + lo * c->wrow;
+    const int64_t ldy = c->first[i + 1] - c->first[i];
+    float *y = c->y[i] + lo;
+#ifdef QR_HAVE_QUANT_AVX512
+    if (c->path == QR_SIMD_AVX512) {
+        qr__mrows_avx512(c->qtype, c->nb, w, c->wrow, hi - lo, c->acts, c->M, y, ldy);
+        return;
+    }
+#endif
+#ifdef QR_HAVE_AVX2_BUILD
+    if (c->path == QR_SIMD_AVX2) {
+        qr__mrows_avx2(c->qtype, c->nb, w, c->wrow, hi - lo, c->acts, c->M, y, ldy);
+        return;
+    }
+#endif
+    float out[QR_PORTABLE_ROWS];
+    for (int64_t r = 0; r < hi - lo; r++)
+        for (int64_t m = 0; m < c->M; m += QR_PORTABLE_ROWS) {
+            const int mx = c->M - m < QR_PORTABLE_ROWS ? (int)(c->M - m) : QR_PORTABLE_ROWS;
+            c->qdot(c->nb, w + r * c->wrow, c->acts + (size_t)m * c->xs, c->xs, mx, out);
+            for (int j = 0; j < mx; j++) y[(m + j) * ldy + r] = out[j];
+        }
+}
+
+static void lr_task(void *p, int task, int ntasks) {
+    const lr_ctx *c = p;
+    const int64_t R = c->first[c->n], g0 = R * task / ntasks, g1 = R * (task + 1) / ntasks;
+    for (int i = 0; i < c->n; i++) {
+        const int64_t lo = (g0 > c->first[i] ? g0 : c->first[i]) - c->first[i];
+        const int64_t hi = (g1 < c->first[i + 1] ? g1 : c->first[i + 1]) - c->first[i];
+        if (lo < hi) lr_rows(c, i, lo, hi);
+    }
+}
+
+int qr_linears_rows_f32(const float *x, int64_t M, int64_t K, int qtype, const void *w0,
+                        float *y0, int64_t n0, const void *w1, float *y1, int64_t n1,
+                        const void *w2, float *y2, int64_t n2) {
+    const void *ws[QR_LR_MAX] = {w0, w1, w2};
+    float *ys[QR_LR_MAX] = {y0, y1, y2};
+    const int64_t Ns[QR_LR_MAX] = {n0, n1, n2};
+    const int64_t rb = qr_quant_row_bytes(qtype, K);
+    const int n = !w0 ? 0 : !w1 ? 1 : !w2 ? 2 : 3;
+    if (rb < 0 || M < 0 || K < 0) return QR_EARG;
+    lr_ctx c = {.n = n, .qtype = qtype, .M = M, .nb = K / QR_QK, .wrow = (size_t)rb};
+    for (int i = 0; i < n; i++) {
+        if (Ns[i] < 0) return QR_EARG;
+        if (M > 0 && Ns[i] > 0 && (!ys[i] || (K > 0 && !x))) return QR_EARG;
+        c.first[i + 1] = c.first[i] + Ns[i];
+        c.w[i] = ws[i];
+        c.y[i] = ys[i];
+    }
+    if (M == 0 || c.first[n] == 0) return QR_OK;
+    if (K == 0) {
+        for (int i = 0; i < n; i++)
+            if (Ns[i]) qr_fill_f32(ys[i], M * Ns[i], 0.0f);
+        return QR_OK;
+    }
+    c.path = lr_path(qtype, qr__quant_tier());
+    if (c.path < 0) {   /* quant.c's decode rows, weight by weight */
+        for (int i = 0; i < n; i++) {
+            const int rc = Ns[i] ? qr_matmul_rows_f32(x, qtype, ws[i], ys[i], M, Ns[i], K) : QR_OK;
+            if (rc != QR_OK) return rc;
+        }
+        return QR_OK;
+    }
+    uint8_t *acts = NULL;   /* the rows quantized once, in the layout the path reads */
+#ifdef QR_HAVE_QUANT_AVX512
+    if (c.path == QR_SIMD_AVX512) {
+        if (!(acts = qr_scratch(2, qr__mrows_acts_bytes_avx512(qtype, M, K)))) return QR_ENOMEM;
+        qr__mrows_acts_avx512(qtype, x, M, K, acts);
+    }
+#endif
+#ifdef QR_HAVE_AVX2_BUILD
+    if (c.path == QR_SIMD_AVX2) {
+        if (!(acts = qr_scratch(2, qr__mrows_acts_bytes_avx2(qtype, M, K)))) return QR_ENOMEM;
+        qr__mrows_acts_avx2(qtype, x, M, K, acts);
+    }
+#endif
+    if (c.path == QR_SIMD_PORTABLE) {
+        c.xs = portable_stride(c.nb);
+        c.qdot = qr__qformat(qtype)->qdot;
+        if (!(acts = qr_scratch(2, (size_t)M * c.xs))) return QR_ENOMEM;
+        for (int64_t m = 0; m < M; m++) quantize_q8_row(x + m * K, K, acts + (size_t)m * c.xs);
+    }
+    c.acts = acts;
+    /* as the decode products split: down to 16 KiB of weights a task, 2 tasks a thread
+     * claimed dynamically (an output depends on its row alone, not on the split) */
+    int nt = qr_tasks_for((size_t)c.first[n] * c.wrow, (size_t)1 << 14);
+    if (nt > 1) nt *= 2;
+    if (nt > c.first[n]) nt = (int)c.first[n];
+    qr_parallel(lr_task, &c, nt);
     return QR_OK;
 }

@@ -364,6 +364,33 @@ QR_API int qr_matmul_qf_q4_1_f32(const float *x, const void *w, float *y, int64_
                                  int64_t K);
 QR_API int qr_matmul_qf_f16_f32(const float *x, const void *w, float *y, int64_t M, int64_t N,
                                 int64_t K);
+/* y[M,N] = x[M,K] @ W^T with 8-bit activations for several rows (a prompt; quant_prompt.c):
+ * each row of x quantized once as qr_matmul_<fmt>_f32 does, every output exactly what the
+ * portable one-row kernel gives for its row (exact integer block sums, summed block after
+ * block in float32), on every SIMD tier and thread count. Q8_0, Q4_0, Q4_1 and Q6_K run an
+ * integer GEMM (AVX-512 VNNI, AVX2); the other block formats the one-row kernel, row by row.
+ * The block formats only (F16, BF16: not declared). */
+#define QR_PROMPT_Q_DECL(fmt)                                                               \
+    QR_API int qr_matmul_qp_##fmt##_f32(const float *x, const void *w, float *y, int64_t M, \
+                                        int64_t N, int64_t K);
+QR_PROMPT_Q_DECL(q8_0)
+QR_PROMPT_Q_DECL(q4_0)
+QR_PROMPT_Q_DECL(q4_1)
+QR_PROMPT_Q_DECL(q5_0)
+QR_PROMPT_Q_DECL(q5_1)
+QR_PROMPT_Q_DECL(iq4_nl)
+QR_PROMPT_Q_DECL(q2_k)
+QR_PROMPT_Q_DECL(q3_k)
+QR_PROMPT_Q_DECL(q4_k)
+QR_PROMPT_Q_DECL(q5_k)
+QR_PROMPT_Q_DECL(q6_k)
+/* qr_matmul_qp_<fmt>_f32 for up to three weights sharing x [M, K] (a prompt's q/k/v or
+ * gate/up projections): y_i [M, n_i] = x @ W_i^T, W_i in block format t_i (a NULL w ends the
+ * list), x quantized once and one parallel region over the weights' tiles; each y_i the bits
+ * qr_matmul_qp_<fmt>_f32 gives it alone. */
+QR_API int qr_linears_qp_f32(const float *x, int64_t M, int64_t K, int t0, const void *w0,
+                             float *y0, int64_t n0, int t1, const void *w1, float *y1,
+                             int64_t n1, int t2, const void *w2, float *y2, int64_t n2);
 /* y[n,K] = dequantize(W[ids[i], :]) (an embedding lookup in a quantized table W[vocab,K]);
  * QR_ETARGET for an id outside [0, vocab). */
 QR_API int qr_get_rows_q8_0(const void *w, const int32_t *ids, float *y, int64_t n, int64_t vocab,
@@ -466,6 +493,13 @@ QR_API int qr_attention_decode_rows_f32(const float *q, const float *k_cache,
                                         const float *v_cache, float *out, const int32_t *slot,
                                         const int32_t *pos, int64_t B, int64_t H, int64_t Hkv,
                                         int64_t D, int64_t S, int64_t L, float scale);
+/* The products of a batched decode step: y_i[M, n_i] = x[M, K] W_i^T for the weights listed
+ * (one format, qtype; a NULL w ends the list, up to three: q/k/v, gate/up), each row exactly
+ * as qr_matmul_<fmt>_f32 computes it with M = 1, x quantized once, each weight read once for
+ * all M rows, one parallel region over the rows of all of them. */
+QR_API int qr_linears_rows_f32(const float *x, int64_t M, int64_t K, int qtype, const void *w0,
+                               float *y0, int64_t n0, const void *w1, float *y1, int64_t n1,
+                               const void *w2, float *y2, int64_t n2);
 /* ------------------------------------------------------------------ end fused */
 
 /* ------------------------------------------------------------------ replay (replay.c) */

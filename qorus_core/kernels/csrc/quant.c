@@ -71,6 +71,17 @@ static void quantize_q8_row(const float *x, int64_t k, uint8_t *row) {
     }
 }
 
+void qr__quantize_q8_natural(const float *x, int64_t k, uint8_t *row, int tier) {
+#ifdef QR_HAVE_AVX2_BUILD
+    if (tier >= QR_SIMD_AVX2) {   /* bit-identical to the portable one */
+        qr__quantize_q8_row_avx2(x, k, row, 0);
+        return;
+    }
+#endif
+    (void)tier;
+    quantize_q8_row(x, k, row);
+}
+
 typedef struct { const float *x; uint8_t *xq; int64_t k; size_t stride; int tier, layout; } q8_ctx;
 
 static void q8_rows(void *p, int64_t lo, int64_t hi) {

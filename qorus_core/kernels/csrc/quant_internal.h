@@ -115,6 +115,9 @@ void qr__dequantize_row_avx512(int qtype, const uint8_t *w, float *y, int64_t nb
 
 /* ------------------------------------------------------------------ shared by the formats
  * (quant_formats.c) and the products (quant.c) */
+/* one q8 row in the natural layout (q | d | s) from x[k] (k a multiple of 32), the same bits
+ * on every tier (quant.c; the prompt product's activations, quant_prompt.c) */
+void qr__quantize_q8_natural(const float *x, int64_t k, uint8_t *row, int tier);
 /* the tier the quant kernels run (cpu.c's family table says the same) */
 int qr__quant_tier(void);
 /* rows [0, rows) of a quantized weight (qtype, rb bytes a row) dequantized into y [rows, k],

@@ -19,8 +19,8 @@ enum {
     /* the other weight formats: matmul, then get_rows, in quant_kformats.c's order */
     OP_MATMUL_Q5_0, OP_MATMUL_Q5_1, OP_MATMUL_Q2_K, OP_MATMUL_Q3_K, OP_MATMUL_Q4_K, OP_MATMUL_Q5_K, OP_MATMUL_Q6_K, OP_MATMUL_IQ4_NL, OP_MATMUL_BF16,
     OP_GET_ROWS_Q5_0, OP_GET_ROWS_Q5_1, OP_GET_ROWS_Q2_K, OP_GET_ROWS_Q3_K, OP_GET_ROWS_Q4_K, OP_GET_ROWS_Q5_K, OP_GET_ROWS_Q6_K, OP_GET_ROWS_IQ4_NL, OP_GET_ROWS_BF16,
-    /* a batched decode step (decode_rows.c, quant.c's decode rows) */
-    OP_MATMUL_ROWS, OP_ROPE_ROWS, OP_KV_STORE_ROWS, OP_ATTENTION_DECODE_ROWS,
+    /* a batched decode step (decode_rows.c) */
+    OP_LINEARS_ROWS, OP_ROPE_ROWS, OP_KV_STORE_ROWS, OP_ATTENTION_DECODE_ROWS,
     OP_COUNT
 };
 
@@ -33,7 +33,7 @@ static const char *const op_names[OP_COUNT] = {
     "qr_add_bcast_f32",
     "qr_matmul_q5_0_f32", "qr_matmul_q5_1_f32", "qr_matmul_q2_k_f32", "qr_matmul_q3_k_f32", "qr_matmul_q4_k_f32", "qr_matmul_q5_k_f32", "qr_matmul_q6_k_f32", "qr_matmul_iq4_nl_f32", "qr_matmul_bf16_f32",
     "qr_get_rows_q5_0", "qr_get_rows_q5_1", "qr_get_rows_q2_k", "qr_get_rows_q3_k", "qr_get_rows_q4_k", "qr_get_rows_q5_k", "qr_get_rows_q6_k", "qr_get_rows_iq4_nl", "qr_get_rows_bf16",
-    "qr_matmul_rows_f32", "qr_rope_rows_f32", "qr_kv_store_rows_f32",
+    "qr_linears_rows_f32", "qr_rope_rows_f32", "qr_kv_store_rows_f32",
     "qr_attention_decode_rows_f32",
 };
 
@@ -104,7 +104,9 @@ static int run_one(const qr_call *c, const int64_t *a) {
     case OP_COPY: return qr_copy_f32(P(0), P(1), L(2));
     case OP_BIAS_ADD: return qr_bias_add_f32(P(0), P(1), L(2), L(3));
     case OP_ADD_BCAST: return qr_add_bcast_f32(P(0), P(1), P(2), L(3), L(4));
-    case OP_MATMUL_ROWS: return qr_matmul_rows_f32(P(0), I(1), P(2), P(3), L(4), L(5), L(6));
+    case OP_LINEARS_ROWS:
+        return qr_linears_rows_f32(P(0), L(1), L(2), I(3), P(4), P(5), L(6), P(7), P(8), L(9),
+                                   P(10), P(11), L(12));
     case OP_ROPE_ROWS:
         return qr_rope_rows_f32(P(0), P(1), P(2), L(3), L(4), L(5), L(6), F(0), I(7));
     case OP_KV_STORE_ROWS:

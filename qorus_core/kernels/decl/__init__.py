@@ -39,7 +39,7 @@ __all__ = ["TABLE", "LIB_VERSION", "Kernel", "get", "families"]
 
 #: what ``qr_version()`` of the C library must return: a library built from other sources
 #: (older, or newer) is refused at load. Bump it with csrc/cpu.c's qr_version.
-LIB_VERSION = "qorus-kernels 0.6"
+LIB_VERSION = "qorus-kernels 0.7"
 
 TABLE: tuple[Kernel, ...] = tuple(DECLARED.values())
 

@@ -78,6 +78,8 @@ def check_masked_call(kernel: str, q: Tensor, k: Tensor, v: Tensor, kpm, bias, o
 def check_masked_bwd(kernel: str, q: Tensor, k: Tensor, v: Tensor, kpm, bias, out: Tensor,
                      lse: Tensor, dout: Tensor, dq: Tensor, dk: Tensor, dv: Tensor, scale,
                      n_heads, n_kv_heads, causal, dropout_p, seed) -> tuple:
+    """The dimensions, scale, mask strides and dropout arguments of a masked attention backward, or
+    KernelError."""
     dims = check_attention(kernel, q, k, v, out, lse, n_heads, n_kv_heads, causal,
                            (dout, dq, dk, dv))
     sb, sh, _ = check_masks(kernel, q, kpm, bias, dims)

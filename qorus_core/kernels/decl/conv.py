@@ -159,10 +159,12 @@ _POOL_DIMS = "B C H W R S sh sw ph pw dh ddw Ho Wo"
 
 
 def check_conv2d(kernel: str, x, w, bias, y, stride, padding, dilation, groups):
+    """The dimensions of a conv2d call (``conv_dims``), or KernelError."""
     return conv_dims(kernel, x, w, y, stride, padding, dilation, groups, bias)
 
 
 def check_conv2d_bwd(kernel: str, x, w, dy, dx, dw, db, stride, padding, dilation, groups):
+    """The dimensions of a conv2d backward; dw must be shaped like w and dx like x."""
     d = conv_dims(kernel, x, w, dy, stride, padding, dilation, groups, db)
     if dw.shape != w.shape or (dx is not None and dx.shape != x.shape):
         raise KernelError(f"{kernel}: dw {dw.shape} must be like w {w.shape}, dx "
@@ -171,6 +173,7 @@ def check_conv2d_bwd(kernel: str, x, w, dy, dx, dw, db, stride, padding, dilatio
 
 
 def check_maxpool2d(name: str, x, y, argmax, size, stride, padding, dilation, ceil_mode):
+    """The dimensions of a max pool; argmax must be int32, one entry per output."""
     d = pool_dims(name, x, y, size, stride, padding, dilation, ceil_mode)
     if argmax.dtype != "i32" or argmax.size != y.size:
         raise KernelError(f"{name}: argmax {argmax.shape} ({argmax.dtype}) must be int32 "
@@ -195,21 +198,25 @@ def _argmax_error(kernel: str, rc: int, dy, argmax, dx) -> KernelError:
 
 
 def check_avgpool2d(name: str, x, y, size, stride, padding, ceil_mode, count_include_pad):
+    """The dimensions of an average pool, or KernelError."""
     return pool_dims(name, x, y, size, stride, padding, (1, 1), ceil_mode)
 
 
 def check_avgpool2d_bwd(name: str, dy, dx, size, stride, padding, ceil_mode,
                         count_include_pad):
+    """The dimensions of an average pool's backward (dx in x's place)."""
     return pool_dims(name, dx, dy, size, stride, padding, (1, 1), ceil_mode)
 
 
 def check_batchnorm2d(kernel: str, x, weight, bias, y, mean, rstd, running_mean, running_var,
                       eps, momentum, train):
+    """The dimensions of a BatchNorm2d forward (``check_batchnorm``), or KernelError."""
     return check_batchnorm(x, weight, bias, y, mean, rstd, running_mean, running_var, eps,
                            momentum, train)
 
 
 def check_batchnorm2d_bwd(kernel: str, x, weight, mean, rstd, dy, dx, dweight, dbias):
+    """The dimensions of a BatchNorm2d backward, or KernelError."""
     return bn_dims(kernel, x, [dy, dx], [weight, mean, rstd, dweight, dbias])
 
 

@@ -41,11 +41,13 @@ def convt_dims(kernel: str, x: Tensor, w: Tensor, y: Tensor, stride, padding, di
 
 
 def check_conv_transpose2d(kernel: str, x, w, bias, y, stride, padding, dilation, groups):
+    """The dimensions of a transposed convolution, or KernelError."""
     return convt_dims(kernel, x, w, y, stride, padding, dilation, groups, bias)
 
 
 def check_conv_transpose2d_bwd(kernel: str, x, w, dy, dx, dw, db, stride, padding, dilation,
                                groups):
+    """The dimensions of a transposed convolution's backward; dw shaped like w, dx like x."""
     d = convt_dims(kernel, x, w, dy, stride, padding, dilation, groups, db)
     if dw.shape != w.shape or (dx is not None and dx.shape != x.shape):
         raise KernelError(f"{kernel}: dw {dw.shape} must be like w {w.shape}, dx "

@@ -1,5 +1,6 @@
-"""A decode step over several sequences at once (csrc/decode_rows.c, and quant.c's
-``qr_matmul_rows_f32``): a server's slots advance together in one pass over the weights.
+"""A decode step over several sequences at once (csrc/decode_rows.c and its SIMD tiers,
+decode_rows_avx512.c / _avx2.c): a server's slots advance together in one pass over the
+weights.
 
 Row b of the step has its own position ``pos[b]`` and KV-cache slot ``slot[b]`` (int32 [B],
 B <= ``ROWS_MAX``), and every kernel gives it exactly what the one-row kernels give it alone
@@ -11,11 +12,13 @@ so a sequence decodes the same batched or not. A slot or position out of range i
 from __future__ import annotations
 
 import operator
+from collections.abc import Sequence
 
 import numpy as np
 
 from ...errors import KernelError
 from ...tensor import Tensor
+from ..numpy_quant import QWeight
 from .fused import FAMILY, _scale, attention_decode, rope, rope_dims
 from .quant import _QT, _k, check_mm
 from .quant import FAMILY as QUANT
@@ -208,11 +211,16 @@ def attention_decode_rows(self, q: Tensor, k_cache: Tensor, v_cache: Tensor, out
                                Tensor(O[b:b + 1]), p + 1, scale, H, Hkv)
 
 
-# ----------------------------------------------------------------------------- matmul_rows
+# ----------------------------------------------------------------------------- products
+_NO_WEIGHT = (None, None, 0)   # an unused weight of qr_linears_rows_f32
+
+
 @kernel(QUANT, "x w:qweight y:out", check=check_mm, dims="m n k", replay=True,
-        c="qr_matmul_rows_f32(x, w.code:int, w, y, m, n, k)", tol=(1e-5, 1e-5),
+        c="qr_linears_rows_f32(x, m, k, w.code:int, w, y, n, 0:ptr, 0:ptr, 0:i64, 0:ptr, "
+          "0:ptr, 0:i64)", tol=(1e-5, 1e-5),
         examples=[dict(x=(3, _k(t, 64)), w=(t, 9, _k(t, 64)), y=(3, 9)) for t in _QT]
-        + [dict(x=(1, _k(t, 64)), w=(t, 5, _k(t, 64)), y=(1, 5)) for t in _QT[:2]],
+        + [dict(x=(1, _k(t, 64)), w=(t, 5, _k(t, 64)), y=(1, 5)) for t in _QT[:2]]
+        + [dict(x=(11, 96), w=(t, 21, 96), y=(11, 21)) for t in ("q8_0", "q4_0", "q4_1")],
         bad=[("matmul_rows: x .* expected x", dict(x=(2, 96)))])
 def matmul_rows(self, x: Tensor, w, y: Tensor) -> None:
     """y [M, N] = x [M, K] @ W^T for a quantized W [N, K], each row exactly as ``matmul_q``
@@ -222,3 +230,57 @@ def matmul_rows(self, x: Tensor, w, y: Tensor) -> None:
     X, Y = x.a.reshape(M, K), y.w.reshape(M, N)
     for m in range(M):
         self.matmul_q(Tensor(X[m:m + 1]), w, Tensor(Y[m:m + 1]))
+
+
+def check_linears_rows(kernel: str, x: Tensor, ws: Sequence, ys: Sequence[Tensor]) -> None:
+    """One output per weight, each a QWeight product of x's rows (``matmul_rows``'s shapes)."""
+    if len(ws) != len(ys):
+        raise KernelError(f"{kernel}: {len(ws)} weights but {len(ys)} outputs")
+    for i, (w, y) in enumerate(zip(ws, ys)):
+        if not isinstance(y, Tensor):
+            raise KernelError(f"{kernel}: ys[{i}] must be a Tensor, got {type(y).__name__}")
+        if not isinstance(w, QWeight):
+            raise KernelError(f"{kernel}: ws[{i}] must be a QWeight, got {type(w).__name__}")
+        check_mm(kernel, x, w, y)
+
+
+@kernel(QUANT, "x ws:qweight* ys:out*", check=check_linears_rows, replay=True,
+        tol=(1e-5, 1e-5),
+        c="qr_linears_rows_f32(x, m:i64, k:i64, t:int, w0:ptr, y0:ptr, n0:i64, w1:ptr, y1:ptr, "
+          "n1:i64, w2:ptr, y2:ptr, n2:i64)",
+        examples=[dict(x=(3, 64), ws=[("q4_1", 5, 64), ("q4_1", 3, 64), ("q4_1", 4, 64)],
+                       ys=[(3, 5), (3, 3), (3, 4)]),
+                  dict(x=(5, 256), ws=[("q8_0", 7, 256), ("q6_k", 3, 256), ("q6_k", 2, 256),
+                                       ("q4_0", 9, 256)], ys=[(5, 7), (5, 3), (5, 2), (5, 9)])],
+        bad=[("linears_rows: 2 weights but 1 outputs",
+              dict(ws=[("q8_0", 5, 64), ("q8_0", 3, 64)], ys=[(3, 5)]))])
+def linears_rows(self, x: Tensor, ws: Sequence, ys: Sequence[Tensor]) -> None:
+    """``matmul_rows(x, ws[i], ys[i])`` for each quantized weight: the projections of one
+    input in a batched decode step (q/k/v, gate/up), each row exactly as ``matmul_q`` gives it
+    alone. The C set quantizes x once and runs the weights of one format (up to three in a
+    row) in one call, one parallel region over all their rows; the results are the same."""
+    check_linears_rows("linears_rows", x, ws, ys)
+    for y in ys:          # every output writeable before the first is written
+        y.w  # noqa: B018
+    for w, y in zip(ws, ys):
+        self.matmul_rows(x, w, y)
+
+
+@linears_rows.c_method
+def linears_rows(self, x: Tensor, ws: Sequence, ys: Sequence[Tensor]) -> None:  # noqa: F811
+    """The C set's: each run of weights of one format (three at most) one C call."""
+    check_linears_rows("linears_rows", x, ws, ys)
+    outs = [y.wp for y in ys]        # every output writeable before the first is written
+    i, M, K = 0, x.rows, x.cols
+    while i < len(ws):               # consecutive weights of one format, three at most a call
+        j = i + 1
+        while j < len(ws) and j - i < 3 and ws[j].code == ws[i].code:
+            j += 1
+        args = []
+        for w, y in zip(ws[i:j], outs[i:j]):
+            args += (w.p, y, w.n)
+        rc = self._qr_linears_rows_f32(x.p, M, K, ws[i].code, *args,
+                                       *_NO_WEIGHT * (3 - (j - i)))
+        if rc:
+            raise KernelError(f"linears_rows: C kernel returned {rc}")
+        i = j

@@ -288,6 +288,7 @@ def _mask(Tq: int, Tk: int) -> np.ndarray:
 
 
 def check_softmax_masked(kernel: str, x: Tensor, y: Tensor, scale, causal) -> tuple[int, int, int]:
+    """(G, Tq, Tk) of a masked softmax: x ``[G, Tq, Tk]`` and y alike."""
     G, Tq, Tk = masked_dims(kernel, x, causal)
     if y.size != x.size or y.cols != Tk:
         raise KernelError(f"{kernel}: x {x.shape}, y {y.shape} must match")
@@ -317,6 +318,7 @@ def softmax_masked(self, x: Tensor, y: Tensor, scale: float = 1.0, causal: bool 
 
 def check_softmax_masked_bwd(kernel: str, y: Tensor, dy: Tensor, dx: Tensor, scale,
                              causal) -> tuple[int, int, int]:
+    """(G, Tq, Tk) of a masked softmax's backward: y, dy and dx alike."""
     G, Tq, Tk = masked_dims(kernel, y, causal)
     if not (y.size == dy.size == dx.size and y.cols == dy.cols == dx.cols):
         raise KernelError(f"{kernel}: y {y.shape}, dy {dy.shape}, dx {dx.shape} must match")
@@ -406,6 +408,7 @@ def attention(self, q: Tensor, k: Tensor, v: Tensor, out: Tensor, lse: Tensor,
 def check_attention_bwd(kernel: str, q: Tensor, k: Tensor, v: Tensor, out: Tensor, lse: Tensor,
                         dout: Tensor, dq: Tensor, dk: Tensor, dv: Tensor, scale, n_heads,
                         n_kv_heads, causal) -> tuple:
+    """The dimensions and scale of an attention backward, or KernelError."""
     dims = check_attention(kernel, q, k, v, out, lse, n_heads, n_kv_heads, causal,
                            (dout, dq, dk, dv))
     return (*dims, _scale(scale, dims[5]))

@@ -40,6 +40,7 @@ def gn_dims(kernel: str, x: Tensor, groups: int, like: list[Tensor | None],
 
 
 def check_groupnorm(kernel: str, x, weight, bias, y, mean, rstd, num_groups, eps):
+    """The dimensions of a GroupNorm forward; eps must be positive."""
     d = gn_dims(kernel, x, num_groups, [y], [weight, bias], [mean, rstd])
     if not eps > 0:
         raise KernelError(f"{kernel}: eps={eps} must be > 0")
@@ -47,6 +48,7 @@ def check_groupnorm(kernel: str, x, weight, bias, y, mean, rstd, num_groups, eps
 
 
 def check_groupnorm_bwd(kernel: str, x, weight, mean, rstd, dy, dx, dweight, dbias, num_groups):
+    """The dimensions of a GroupNorm backward, or KernelError."""
     return gn_dims(kernel, x, num_groups, [dy, dx], [weight, dweight, dbias], [mean, rstd])
 
 

@@ -26,6 +26,7 @@ _LOSS_TOL = (1e-5, 1e-7)
 
 def check_cross_entropy(kernel: str, logits: Tensor, targets: Tensor, dlogits: Tensor | None,
                         label_smoothing, ignore_index) -> tuple[int, int]:
+    """(rows, classes) of a cross-entropy call: one target per row of logits, dlogits like logits."""
     n, c = logits.rows, logits.cols
     if n == 0 or c == 0:
         raise KernelError(f"{kernel}: empty logits {logits.shape}")
@@ -157,6 +158,7 @@ def cross_entropy(self, logits: Tensor, targets: Tensor, dlogits: Tensor | None,
 
 
 def check_mse(kernel: str, pred: Tensor, target: Tensor, dpred: Tensor | None) -> int:
+    """The element count of an MSE call: pred, target and dpred of one size."""
     if pred.size == 0:
         raise KernelError(f"{kernel}: empty pred {pred.shape}")
     if target.size != pred.size or (dpred is not None and dpred.size != pred.size):
@@ -181,6 +183,7 @@ def mse(self, pred: Tensor, target: Tensor, dpred: Tensor | None) -> float:
 
 
 def check_l1(kernel: str, y: Tensor, target: Tensor, dy: Tensor | None) -> int:
+    """The element count of an L1 call: y, target and dy of one size."""
     if y.size == 0:
         raise KernelError(f"{kernel}: empty y {y.shape}")
     if target.size != y.size or (dy is not None and dy.size != y.size):
@@ -212,6 +215,7 @@ def l1(self, y: Tensor, target: Tensor, dy: Tensor | None) -> float:
 
 
 def check_huber(kernel: str, y: Tensor, target: Tensor, dy: Tensor | None, delta) -> int:
+    """The element count of a Huber call; delta must be positive."""
     n = check_l1(kernel, y, target, dy)
     if not delta > 0:
         raise KernelError(f"{kernel}: delta={delta} must be > 0")
@@ -263,6 +267,8 @@ def _loss_cell() -> tuple[ctypes.c_double, int]:
 
 def check_bce_with_logits(kernel: str, logits: Tensor, targets: Tensor, dlogits: Tensor | None,
                           pos_weight: Tensor | None) -> tuple[int, int]:
+    """(rows, cols) of a BCE-with-logits call: logits, targets and dlogits of one size, pos_weight one
+    per column."""
     if logits.size == 0:
         raise KernelError(f"{kernel}: empty logits {logits.shape}")
     if targets.size != logits.size or (dlogits is not None and dlogits.size != logits.size):
@@ -348,6 +354,7 @@ def bce_with_logits(self, logits: Tensor, targets: Tensor, dlogits: Tensor | Non
 @bce_with_logits.c_method
 def bce_with_logits(self, logits: Tensor, targets: Tensor, dlogits: Tensor | None,  # noqa: F811
                     pos_weight: Tensor | None = None) -> float:
+    """The C method: float32 operands in one C call, anything else on the NumPy set."""
     if logits.dtype != "f32" or targets.dtype != "f32" or \
             (dlogits is not None and dlogits.dtype != "f32") or \
             (pos_weight is not None and pos_weight.dtype != "f32"):
@@ -363,6 +370,7 @@ def bce_with_logits(self, logits: Tensor, targets: Tensor, dlogits: Tensor | Non
 
 def check_kl_div(kernel: str, input: Tensor, target: Tensor, dy: Tensor | None,
                  log_target) -> tuple[int, int]:
+    """(elements, batch) of a KL-divergence call: input and target of one shape."""
     if input.size == 0:
         raise KernelError(f"{kernel}: empty input {input.shape}")
     if target.shape != input.shape:
@@ -424,6 +432,7 @@ def kl_div(self, input: Tensor, target: Tensor, dy: Tensor | None,
 @kl_div.c_method
 def kl_div(self, input: Tensor, target: Tensor, dy: Tensor | None,  # noqa: F811
            log_target: bool = False) -> float:
+    """The C method: float32 operands in one C call, anything else on the NumPy set."""
     if input.dtype != "f32" or target.dtype != "f32" or (dy is not None and dy.dtype != "f32"):
         return self.fallback.kl_div(input, target, dy, log_target)
     n, batch = check_kl_div("kl_div", input, target, dy, log_target)

@@ -17,6 +17,7 @@ FAMILY = "optim"
 
 def check_sgd(kernel: str, p: Tensor, g: Tensor, buf: Tensor, lr, momentum, dampening,
               weight_decay, nesterov, first) -> int:
+    """The element count of an SGD step: p, g (and buf with momentum) of one size."""
     if g.size != p.size or (momentum and buf.size != p.size):
         raise sizes_error(kernel, "must have the same size", p=p, g=g, buf=buf)
     return p.size
@@ -61,6 +62,7 @@ def sgd_step(self, p: Tensor, g: Tensor, buf: Tensor, lr: float, momentum: float
 
 def check_adam(kernel: str, p: Tensor, g: Tensor, m: Tensor, v: Tensor, lr, beta1, beta2, eps,
                weight_decay, step, decoupled) -> int:
+    """The element count of an Adam(W) step: p, g, m, v of one size, step counted from 1."""
     if not (g.size == m.size == v.size == p.size):
         raise sizes_error(kernel, "must have the same size", p=p, g=g, m=m, v=v)
     if operator.index(step) < 1:

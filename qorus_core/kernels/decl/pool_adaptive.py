@@ -33,10 +33,12 @@ def check_adaptive(kernel: str, x: Tensor, y: Tensor) -> tuple[int, int, int, in
 
 
 def check_adaptive_bwd(kernel: str, dy: Tensor, dx: Tensor):
+    """The dimensions of an adaptive pool's backward (dx in x's place)."""
     return check_adaptive(kernel, dx, dy)
 
 
 def check_adaptive_max(kernel: str, x: Tensor, y: Tensor, argmax: Tensor):
+    """The dimensions of an adaptive max pool; argmax int32, shaped like y."""
     d = check_adaptive(kernel, x, y)
     if argmax.dtype != "i32" or argmax.shape != y.shape:
         raise KernelError(f"{kernel}: argmax {argmax.shape} ({argmax.dtype}) must be int32 "

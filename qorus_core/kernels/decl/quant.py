@@ -43,6 +43,7 @@ def _k(qtype: str, k: int) -> int:
 
 # ----------------------------------------------------------------------------- checks
 def q_weight(w, kernel: str) -> None:
+    """KernelError unless ``w`` is a ``QWeight``."""
     if not isinstance(w, QWeight):   # immutable, its size checked when made
         raise KernelError(f"{kernel}: w must be a QWeight, got {type(w).__name__}")
 
@@ -70,6 +71,7 @@ def check_quantize(kernel: str, x: Tensor, out, qtype):
 
 
 def check_dequantize(kernel: str, w: QWeight, y: Tensor) -> tuple[int, int]:
+    """(n, k) of a dequantize call: y float32 with ``n * k`` values."""
     q_weight(w, kernel)
     if y.dtype != "f32" or y.size != w.n * w.k:
         raise KernelError(f"{kernel}: y {y.shape} {y.dtype} must be float32 with {w.n * w.k} "
@@ -227,7 +229,123 @@ def matmul_q(self, x: Tensor, w: QWeight, y: Tensor) -> None:
         Y[:, n0:n1] = acc
 
 
-_NO_WEIGHT = (0, None, None, 0)   # an unused slot of qr_matmul_q3_f32
+#: the block formats (matmul_qp's): every format but the float ones
+_BLOCK = tuple(t for t in _QT if t not in FLOAT_FORMATS)
+
+
+def check_mm_blocks(kernel: str, x: Tensor, w: QWeight, y: Tensor) -> tuple[int, int, int]:
+    """check_mm for a weight in a block format (8-bit activations: not F16 / BF16)."""
+    q_weight(w, kernel)
+    if w.qtype not in _BLOCK:
+        raise KernelError(f"{kernel}: a {w.qtype} weight has no 8-bit activation product "
+                          f"(block formats: {', '.join(_BLOCK)}); matmul_qf multiplies it")
+    return check_mm(kernel, x, w, y)
+
+
+@kernel(FAMILY, "x w:qweight y:out", check=check_mm_blocks, dims="m n k", variant="w.qtype",
+        c=_per_qtype("qr_matmul_qp_{t}_f32(x, w, y, m, n, k)", _BLOCK), tol=EXACT,
+        examples=[dict(x=(3, _k(t, 64)), w=(t, 5, _k(t, 64)), y=(3, 5)) for t in _BLOCK]
+        + [dict(x=(21, k), w=(t, 19, k), y=(21, 19))       # 16-row panels and a tail
+           for t, k in (("q8_0", 96), ("q4_0", 96), ("q4_1", 96), ("q6_k", 512))],
+        bad=[("matmul_qp: a f16 weight has no 8-bit", dict(w=("f16", 5, 64))),
+             ("matmul_qp: x .* expected x", dict(x=(3, 96)))])
+def matmul_qp(self, x: Tensor, w: QWeight, y: Tensor) -> None:
+    """y [M, N] = x [M, K] @ W^T with 8-bit activations for several rows (a prompt): each row
+    of x quantized to 8-bit blocks of 32 as ``matmul_q`` does, and every output exactly what
+    the portable one-row kernel gives for its row (``matmul_q`` on the portable tier, M = 1):
+    per block an exact integer dot product (sub-block scales folded in), then, block after
+    block, ``acc = acc + (D_w * d_x) * sum`` in float32 (Q4_1: its ``m_w * s_x`` terms summed
+    apart and added last; the formats with offsets: less ``d_x`` times the offsets times x's
+    half-block sums), so the result is the same bits on every SIMD tier, for every thread
+    count and on both kernel sets. The C set runs Q8_0, Q4_0, Q4_1 and Q6_K as an integer GEMM
+    (AVX-512 VNNI, AVX2); the other block formats row by row. Block formats only (F16 / BF16
+    weights: matmul_qf)."""
+    M, N, K = check_mm_blocks("matmul_qp", x, w, y)
+    Y = y.w.reshape(M, N)
+    if M * N == 0:
+        return
+    if K == 0:
+        Y[...] = 0
+        return
+    qx, dx, sx = quantize_q8_rows(x.a.reshape(M, K))
+    nb = K // 32
+    qxt = np.ascontiguousarray(qx.transpose(1, 0, 2))             # [nb, M, 32]
+    halves = qx.reshape(M, nb, 2, 16).sum(axis=3, dtype=np.float32)   # exact int sums [M, nb, 2]
+    step = max(1, (1 << 22) // max(1, nb * M * 8))                # bounded temporaries
+    for n0 in range(0, N, step):
+        n1 = min(N, n0 + step)
+        qw, dw, mins = _unpack(w.qtype, w.a[n0 * w.row_bytes:n1 * w.row_bytes], n1 - n0, K)
+        sumi = np.matmul(qxt, qw.transpose(1, 2, 0))              # [nb, M, n] exact ints
+        acc = np.zeros((M, n1 - n0), np.float32)
+        accm = np.zeros_like(acc)
+        for b in range(nb):                                       # the one-row kernel's order
+            part = (dw[None, :, b] * dx[:, b, None]) * sumi[b]
+            if mins is None:
+                acc = acc + part
+            elif w.qtype == "q4_1":                               # value d q + m: m * s_x
+                accm = accm + (-mins[None, :, b, 0]) * sx[:, b, None]
+                acc = acc + part
+            else:                                                 # value D qs - mn[half]
+                off = (mins[None, :, b, 0] * halves[:, b, 0, None]
+                       + mins[None, :, b, 16] * halves[:, b, 1, None])
+                acc = acc + (part - dx[:, b, None] * off)
+        Y[:, n0:n1] = acc + accm if w.qtype == "q4_1" else acc
+
+
+def check_linears_qp(kernel: str, x: Tensor, ws: Sequence, ys: Sequence[Tensor]) -> None:
+    """One output per weight, each a block-format QWeight product of x's rows."""
+    if len(ws) != len(ys):
+        raise KernelError(f"{kernel}: {len(ws)} weights but {len(ys)} outputs")
+    for i, (w, y) in enumerate(zip(ws, ys)):
+        if not isinstance(y, Tensor):
+            raise KernelError(f"{kernel}: ys[{i}] must be a Tensor, got {type(y).__name__}")
+        if not isinstance(w, QWeight):
+            raise KernelError(f"{kernel}: ws[{i}] must be a QWeight, got {type(w).__name__}")
+        check_mm_blocks(kernel, x, w, y)
+
+
+_NO_WEIGHT = (0, None, None, 0)   # an unused slot of qr_matmul_q3_f32 / qr_linears_qp_f32
+
+
+@kernel(FAMILY, "x ws:qweight* ys:out*", check=check_linears_qp, tol=EXACT,
+        c="qr_linears_qp_f32(x, m:i64, k:i64, t0:int, w0:ptr, y0:ptr, n0:i64, t1:int, w1:ptr, "
+          "y1:ptr, n1:i64, t2:int, w2:ptr, y2:ptr, n2:i64)",
+        examples=[dict(x=(3, 64), ws=[("q4_1", 5, 64), ("q4_1", 3, 64), ("q4_1", 4, 64)],
+                       ys=[(3, 5), (3, 3), (3, 4)]),
+                  dict(x=(19, 256), ws=[("q8_0", 7, 256), ("q6_k", 11, 256), ("q5_0", 2, 256),
+                                        ("q4_0", 9, 256)],
+                       ys=[(19, 7), (19, 11), (19, 2), (19, 9)])],
+        bad=[("linears_qp: 2 weights but 1 outputs",
+              dict(ws=[("q8_0", 5, 64), ("q8_0", 3, 64)], ys=[(3, 5)])),
+             ("linears_qp: a bf16 weight has no 8-bit",
+              dict(ws=[("q8_0", 5, 64), ("bf16", 3, 64), ("q4_1", 4, 64)]))])
+def linears_qp(self, x: Tensor, ws: Sequence, ys: Sequence[Tensor]) -> None:
+    """``matmul_qp(x, ws[i], ys[i])`` for each block-format weight: the projections of one
+    input in a prompt (q/k/v, gate/up). The C set quantizes x once and runs up to three
+    weights a call (of any block formats) in one parallel region over their tiles; the
+    results are the same bits."""
+    check_linears_qp("linears_qp", x, ws, ys)
+    for y in ys:          # every output writeable before the first is written
+        y.w  # noqa: B018
+    for w, y in zip(ws, ys):
+        self.matmul_qp(x, w, y)
+
+
+@linears_qp.c_method
+def linears_qp(self, x: Tensor, ws: Sequence, ys: Sequence[Tensor]) -> None:  # noqa: F811
+    """The C method: x quantized once for each three weights."""
+    check_linears_qp("linears_qp", x, ws, ys)
+    if x.dtype != "f32":
+        raise KernelError(f"linears_qp: x {x.shape} must be float32")
+    outs = [y.wp for y in ys]        # every output writeable before the first is written
+    for i in range(0, len(ws), 3):
+        args = []
+        for w, y in zip(ws[i:i + 3], outs[i:i + 3]):
+            args += (w.code, w.p, y, w.n)
+        rc = self._qr_linears_qp_f32(x.p, x.rows, x.cols, *args,
+                                     *_NO_WEIGHT * (3 - len(ws[i:i + 3])))
+        if rc:
+            raise KernelError(f"linears_qp: C kernel returned {rc}")
 
 
 @kernel(FAMILY, "x ws:weight* ys:out*", check=check_linears, replay=True, tol=_MM_TOL,
@@ -242,6 +360,7 @@ def linears(self, x: Tensor, ws: Sequence, ys: Sequence[Tensor]) -> None:
     """``linear(x, ws[i], ys[i])`` for each weight (a Tensor [N, K] or a QWeight):
     projections of one input (q/k/v, gate/up). The C set runs a decode row (one row, up to
     three QWeights) as one call: x quantized once, one parallel region over all the rows;
+    and a prompt's rows whose weights are all of the INT8_PROMPT formats as ``linears_qp``;
     the results are the same."""
     for y in ys:          # every output writeable before the first is written
         y.w  # noqa: B018
@@ -251,7 +370,12 @@ def linears(self, x: Tensor, ws: Sequence, ys: Sequence[Tensor]) -> None:
 
 @linears.c_method
 def linears(self, x: Tensor, ws: Sequence, ys: Sequence[Tensor]) -> None:  # noqa: F811
+    """The C method: a one-row float32 input and up to three QWeights in one call (x quantized once),
+    anything else weight by weight."""
     check_linears("linears", x, ws, ys)
+    if (x.rows > 1 and ws and x.dtype == "f32"
+            and all(isinstance(w, QWeight) and w.qtype in self._int8_prompt for w in ws)):
+        return self.linears_qp(x, ws, ys)            # a prompt: x quantized once
     if x.rows != 1 or not 0 < len(ws) <= 3 or x.dtype != "f32":
         return linears.numpy(self, x, ws, ys)        # each on this set: gemm / matmul_q(f)
     args = []

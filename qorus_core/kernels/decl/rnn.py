@@ -60,6 +60,7 @@ def _sig(x: np.ndarray, out: np.ndarray) -> np.ndarray:
 
 
 def check_seq_transpose(kernel: str, x: Tensor, y: Tensor) -> tuple[int, int, int]:
+    """The dimensions of a batch-major/time-major transpose; x and y must not overlap."""
     dims = transpose_dims(kernel, x, y)
     if x.p < y.p + 4 * y.size and y.p < x.p + 4 * x.size:
         raise KernelError(f"{kernel}: x {x.shape} and y {y.shape} overlap")

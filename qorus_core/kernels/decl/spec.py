@@ -65,6 +65,7 @@ class Operand:
 
     @property
     def written(self) -> bool:
+        """Whether the kernel writes the operand (role ``out`` or ``inout``)."""
         return self.role != "in"
 
     @property
@@ -199,6 +200,8 @@ class Rule:
         self.cond, self.dims, self.what = cond, dims, what
 
     def parts(self, k: Kernel) -> tuple[str, list[str], str]:
+        """(condition, dims, raise statement): the source the generated method inlines for this
+        check."""
         ts = [o for o in k.operands if o.tensor]
         ref = next((o for o in reversed(ts) if not o.optional), None)
         if ref is None:
@@ -222,6 +225,7 @@ class Fit(Rule):
         self.dims, self.fits, self.what = dims, fits, what
 
     def parts(self, k: Kernel) -> tuple[str, list[str], str]:
+        """(condition, dims, raise statement) of the fit check, inlined by the generated method."""
         terms = [_guard(k.operand(name), cond.format(t=name))
                  for names, cond in self.fits.items() for name in names.split()]
         what = f"{self.what!r}.format({', '.join(f'{d}={d}' for d in self.dims)})"
@@ -241,6 +245,8 @@ class Inline(Rule):
         self.dims, self.cond, self.check = dims, cond, check
 
     def parts(self, k: Kernel) -> tuple[str, list[str], str]:
+        """(condition, dims, raise statement): the inline condition, falling back to the full check to
+        raise."""
         return self.cond, list(self.dims.values()), \
             (f"_full(kernel, {', '.join(k.params)}); raise AssertionError(f'{{kernel}}: its "
              f"inline check and {self.check.__name__} disagree')")
@@ -301,14 +307,17 @@ class Kernel:
 
     @property
     def symbols(self) -> tuple[CSym, ...]:
+        """The C symbols, one per variant."""
         return tuple(self.c.values())
 
     @property
     def scalars(self) -> tuple[str, ...]:
+        """The parameters that are not tensor operands, in order."""
         names = {o.name for o in self.operands}
         return tuple(p for p in self.params if p not in names)
 
     def operand(self, name: str) -> Operand:
+        """The operand named ``name`` (ValueError if none)."""
         for o in self.operands:
             if o.name == name:
                 return o

@@ -372,7 +372,7 @@ def gather_axis_bwd(self, dy: Tensor, idx: Tensor, dx: Tensor) -> None:
 # ----------------------------------------------------------------------------- bmm
 def check_bmm(kernel: str, a: Tensor, b: Tensor, c: Tensor, trans_a, trans_b, alpha,
               beta) -> tuple[int, int, int, int]:
-    """(batch, M, N, K) of op(A[i]) [M, K] @ op(B[i]) [K, N] -> C[i] [M, N], or KernelError."""
+    """(batch, M, N, K) of ``op(A[i]) [M, K] @ op(B[i]) [K, N] -> C[i] [M, N]``, or KernelError."""
     if len(a.shape) != 3 or len(b.shape) != 3 or len(c.shape) != 3:
         raise sizes_error(kernel, "must be 3-D (batch, rows, cols)", a=a, b=b, c=c)
     _f32(kernel, a=a, b=b, c=c)

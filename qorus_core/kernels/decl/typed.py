@@ -45,7 +45,7 @@ Pair = tuple[int, int]
 
 class KernelSet(Protocol):
     """What ``get_kernels`` returns (``NumpyKernels`` or ``CKernels``): every kernel of the
-    table, the two weight dispatchers and the NumPy code's scratch arrays."""
+    table, the weight dispatchers and the NumPy code's scratch arrays."""
 
     name: str
 '''
@@ -79,7 +79,7 @@ def _method(name: str, fn: Callable, doc: str) -> str:
 def render() -> str:
     """The source of ``kernel_set.py``."""
     methods = [_method(k.name, k.numpy, k.doc) for k in TABLE]
-    for n in ("linear", "embedding_rows", "scratch"):
+    for n in ("linear", "prompt_linear", "embedding_rows", "scratch"):
         fn = getattr(WeightDispatch, n)
         methods.append(_method(n, fn, inspect.cleandoc(fn.__doc__)))
     return _HEAD + "".join(f"\n{m}" for m in methods)

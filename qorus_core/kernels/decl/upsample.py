@@ -38,6 +38,7 @@ def check_upsample2d(kernel: str, x: Tensor, y: Tensor, mode: str, align_corners
 
 
 def check_upsample2d_bwd(kernel: str, dy, dx, mode, align_corners, scale_h, scale_w):
+    """The dimensions of an upsample's backward (dx in x's place)."""
     return check_upsample2d(kernel, dx, dy, mode, align_corners, scale_h, scale_w)
 
 

@@ -1,10 +1,10 @@
 """``LLM``: llama-cpp-python's ``Llama`` interface over Qorus models, returning OpenAI-shaped
-dicts.
+dicts::
 
->>> llm = LLM("SmolLM2-135M-Instruct.Q4_1.gguf", n_ctx=2048, seed=0)
->>> out = llm.create_chat_completion(messages=[{"role": "user", "content": "Hi"}], max_tokens=32)
->>> out["choices"][0]["message"]["content"], out["usage"]["completion_tokens"]
->>> for chunk in llm.create_chat_completion(messages=..., stream=True): ...
+    llm = LLM("SmolLM2-135M-Instruct.Q4_1.gguf", n_ctx=2048, seed=0)
+    out = llm.create_chat_completion(messages=[{"role": "user", "content": "Hi"}], max_tokens=32)
+    out["choices"][0]["message"]["content"], out["usage"]["completion_tokens"]
+    for chunk in llm.create_chat_completion(messages=..., stream=True): ...
 
 ``path`` is anything ``models.load_llm`` opens (a GGUF of a supported architecture, a Hugging
 Face decoder directory), or a Hugging Face encoder directory (BERT-class: ``hf_encoder``),
@@ -87,10 +87,12 @@ class LLM:
     # ----------------------------------------------------------------- helpers
     @property
     def tokenizer(self):
+        """The decoder's tokenizer (RequestError for an encoder-only model)."""
         return self._decoder().tokenizer
 
     @property
     def vocab_size(self) -> int:
+        """The number of logits a decode step gives."""
         return int(self._decoder().model.output_shape[-1])
 
     def _decoder(self):

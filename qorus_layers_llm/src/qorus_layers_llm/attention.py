@@ -52,6 +52,9 @@ class CausalSelfAttention(Layer):
         return self.n_heads if self.n_kv_heads is None else self.n_kv_heads
 
     def build(self, x: Spec, b) -> Spec:
+        """Check ``[B, T, d_model]``; declare ``wq``, ``wk``, ``wv`` (grouped-query: ``n_kv_heads``
+        key/value heads), ``wo`` and the biases, the rotary tables with ``rope``, a KV cache of
+        ``max_len`` positions for inference, and the buffers backward reads."""
         if len(x.shape) != 3 or x.shape[2] != self.d_model:
             raise ShapeError(f"expects [B, T, {self.d_model}], got {x.shape}")
         B, T, d = x.shape
@@ -83,6 +86,8 @@ class CausalSelfAttention(Layer):
         return x
 
     def forward(self, x, ctx):
+        """q, k, v in one call over x, RoPE, the KV cache written at the sequence's position
+        (inference), causal flash attention, then the output projection."""
         k = ctx.k
         H, Hkv = self.n_heads, self._hkv
         # q (R, H*D) = x wq^T, k (R, Hkv*D) = x wk^T, v (R, Hkv*D) = x wv^T: one call
@@ -158,6 +163,8 @@ class CausalSelfAttention(Layer):
         k.attention_decode_rows(q4, ctx.k_cache, ctx.v_cache, ctx.att, slot, pos, None, H, Hkv)
 
     def backward(self, dy, ctx):
+        """The attention backward (flash: recomputed from the saved log-sum-exp), RoPE's inverse, then
+        the projections: dx written, every weight's gradient added into."""
         k = ctx.k
         H, Hkv = self.n_heads, self._hkv
         k.gemm(dy, ctx.att, ctx.dwo, trans_a=True, beta=1.0)  # dwo += dy^T att

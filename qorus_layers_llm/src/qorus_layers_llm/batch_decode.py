@@ -8,7 +8,8 @@ chunks, its position) whose KV caches are row ``slot`` of caches shared by every
 token to each given slot at that slot's own position, through a plan of ``len(slots)`` rows
 whose attention layers read ``run.rows`` (each row's slot and position: ``rope_rows``,
 ``kv_store_rows``, ``attention_decode_rows``) and whose products take each row as a decode
-step takes it (``matmul_rows`` for quantized weights; float32 weights through the GEMM in
+step takes it (``matmul_rows`` / ``linears_rows`` for quantized weights: each weight read
+once for every row, q/k/v and gate/up in one call; float32 weights through the GEMM in
 groups of at most four rows, its GEMV path, one row at a time on the NumPy kernels), so
 every sequence gets exactly the logits it gets decoded alone. After warm-up a step
 allocates nothing: the plans (one per row count), their row arrays and, on the C kernels,
@@ -107,15 +108,27 @@ def _rows_linear(self, x: Tensor, w, y: Tensor) -> None:
         self.gemm(xg, w, yg, trans_b=True)
 
 
+def _rows_linears(self, x: Tensor, ws, ys) -> None:
+    """``linears`` of a batched step: quantized weights through ``linears_rows`` (x quantized
+    once, one parallel region for q/k/v or gate/up), each row as its decode step has it."""
+    if all(isinstance(w, QWeight) for w in ws):
+        self.linears_rows(x, ws, ys)
+        return
+    for w, y in zip(ws, ys):
+        _rows_linear(self, x, w, y)
+
+
 _ROWS_SETS: dict[type, type] = {}
 
 
 def rows_kernels(kernels):
-    """A copy of ``kernels`` whose ``linear`` computes each row as a decode step does."""
+    """A copy of ``kernels`` whose ``linear`` and ``linears`` compute each row as a decode
+    step does."""
     cls = type(kernels)
     sub = _ROWS_SETS.get(cls)
     if sub is None:
-        sub = _ROWS_SETS[cls] = type(f"{cls.__name__}Rows", (cls,), {"linear": _rows_linear})
+        sub = _ROWS_SETS[cls] = type(f"{cls.__name__}Rows", (cls,),
+                                     {"linear": _rows_linear, "linears": _rows_linears})
     out = copy(kernels)
     out.__class__ = sub
     out.rows_group = GEMV_ROWS if getattr(kernels, "name", "") == "c" else 1

@@ -30,6 +30,7 @@ TABLE_SIZE = 1 << 15
 
 
 def is_cjk(c: str) -> bool:
+    """Whether ``c`` is a CJK ideograph, which BERT splits into a word of its own."""
     cp = ord(c)
     return any(lo <= cp <= hi for lo, hi in CJK_RANGES)
 
@@ -101,4 +102,5 @@ class BasicTokenizer:
         return [w for w in _WS_SPLIT.split(text.translate(self._punct)) if w]
 
     def __call__(self, text: str) -> list[str]:
+        """The words of ``text``: normalized, then split on whitespace and punctuation."""
         return self.split(self.normalize(text))

@@ -56,6 +56,7 @@ class TransformerBlock(Composite):
                 "norm2": norm_layer(self.norm, self.d_model, self.eps), "ffn": ffn}
 
     def build(self, x, b):
+        """Pre-norm: ``h = x + attn(norm1(x))``, then ``h + ffn(norm2(h))``."""
         if len(x.shape) != 3 or x.shape[2] != self.d_model:
             raise ShapeError(f"{b.path or 'TransformerBlock'}: expects [B, T, {self.d_model}], "
                              f"got {x.shape}")

@@ -74,6 +74,8 @@ class ByteBPETokenizer(Tokenizer):
         return out
 
     def token_bytes(self, token_id: int) -> bytes:
+        """The bytes token ``token_id`` stands for (control and user-defined tokens: their text in
+        UTF-8), for streaming text that may split a character."""
         text = self.tokens[token_id]
         if self.types[token_id] in (CONTROL, USER_DEFINED):
             return text.encode("utf-8")

@@ -153,6 +153,8 @@ class TextStream:
         self._dec = codecs.getincrementaldecoder("utf-8")(errors="replace")
 
     def push(self, token: int) -> None:
+        """Decode one more token and pass the complete characters it finishes to ``on_text`` (special
+        tokens are not shown)."""
         if self.on_text is None or token in self.tok.special_ids:
             return
         text = self._dec.decode(self.tok.token_bytes(token))
@@ -160,6 +162,7 @@ class TextStream:
             self.on_text(text)
 
     def flush(self) -> None:
+        """Pass on what is left of a character cut short (at the end of a reply)."""
         if self.on_text is not None:
             text = self._dec.decode(b"", final=True)
             if text:

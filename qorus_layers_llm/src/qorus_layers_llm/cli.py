@@ -174,6 +174,8 @@ def _run_serve(args: argparse.Namespace) -> int:
 
 
 def register(add_command) -> None:
+    """Add ``generate``, ``chat``, ``embed`` and ``serve`` to the ``qorus`` command (``add_command`` of
+    ``qorus_register_commands``)."""
     add_command("generate", "continue a prompt with a language model (GGUF or Hugging Face)",
                 _setup_generate, _run_generate)
     add_command("chat", "chat with a language model, GGUF or Hugging Face (its chat template, "

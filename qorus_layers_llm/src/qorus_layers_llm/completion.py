@@ -43,10 +43,12 @@ class Completion:
 
     @property
     def done(self) -> bool:
+        """Whether the completion has finished (``finish_reason`` set)."""
         return self.finish_reason is not None
 
     @property
     def completion_tokens(self) -> int:
+        """The number of tokens generated so far."""
         return len(self.tokens)
 
     def advance(self, logits: np.ndarray) -> str:
@@ -83,6 +85,7 @@ class Completion:
         self.next_token = None
 
     def usage(self) -> dict[str, int]:
+        """OpenAI's ``usage`` dict: prompt, completion and total tokens."""
         return {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
                 "total_tokens": self.prompt_tokens + self.completion_tokens}
 

@@ -18,15 +18,19 @@ class Embedding(Layer):
         self.embedding_dim = positive_int(embedding_dim, "embedding_dim", "llm.Embedding")
 
     def build(self, x: Spec, b) -> Spec:
+        """int32 ids ``[...]`` -> ``[..., embedding_dim]``; declares ``weight`` ``(num_embeddings,
+        embedding_dim)``, N(0, 1) as PyTorch's."""
         if x.dtype != "i32":
             raise ShapeError(f"expects int32 token ids, got {x.dtype}")
         b.param("weight", (self.num_embeddings, self.embedding_dim), normal(1.0))  # (V, D)
         return Spec(x.shape + (self.embedding_dim,))
 
     def forward(self, x, ctx):
+        """The rows of ``weight`` at the ids (float32 or quantized weights)."""
         ctx.k.embedding_rows(x, ctx.weight, ctx.y)   # y (..., D) = weight[x] (f32 or quantized)
         return ctx.y
 
     def backward(self, dy, ctx):
+        """dy added into the rows of ``dweight`` at the ids; the ids take no gradient."""
         ctx.k.embedding_bwd(ctx.x, dy, ctx.dweight)
         return None                                # ids have no gradient

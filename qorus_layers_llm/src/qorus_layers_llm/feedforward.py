@@ -38,6 +38,7 @@ class FeedForward(Composite):
                                  "out_features": self.d_model, "bias": self.bias}))
 
     def build(self, x, b):
+        """``proj(act(fc(x)))`` over the last dimension."""
         if x.shape[-1] != self.d_model:
             raise ShapeError(f"{b.path or 'FeedForward'}: expected last dimension {self.d_model}, "
                              f"got {x.shape}")

@@ -20,6 +20,8 @@ class GeGLUFeedForward(Layer):
         self.hidden = positive_int(hidden, "hidden", "llm.GeGLUFeedForward")
 
     def build(self, x: Spec, b) -> Spec:
+        """Declare ``w_gate``, ``w_up`` ``(hidden, d_model)`` and ``w_down`` ``(d_model, hidden)``, and
+        the activations backward reads."""
         d, h = self.d_model, self.hidden
         if x.shape[-1] != d:
             raise ShapeError(f"expected last dimension {d}, got {x.shape}")
@@ -38,6 +40,7 @@ class GeGLUFeedForward(Layer):
         return x
 
     def forward(self, x, ctx):
+        """``w_down(gelu_tanh(x w_gate^T) * x w_up^T)``; the two input projections in one call."""
         k = ctx.k
         k.linears(x, (ctx.w_gate, ctx.w_up), (ctx.gate, ctx.up))   # x read once
         k.gelu(ctx.gate, ctx.g, True)
@@ -46,6 +49,8 @@ class GeGLUFeedForward(Layer):
         return ctx.y
 
     def backward(self, dy, ctx):
+        """Through the product and the GELU back to x: dx written, every weight's gradient added
+        into."""
         k = ctx.k
         k.gemm(dy, ctx.act, ctx.dw_down, trans_a=True, beta=1.0)   # dw_down += dy^T act
         k.gemm(dy, ctx.w_down, ctx.dact)                            # dact = dy w_down

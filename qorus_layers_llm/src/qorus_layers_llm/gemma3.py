@@ -131,6 +131,7 @@ class Gemma3HParams:
         return hp
 
     def is_local(self, i: int) -> bool:
+        """Whether block ``i`` attends within the sliding window (five local blocks to one global)."""
         return self.window is not None and (i + 1) % WINDOW_PATTERN != 0
 
     def tensor_shapes(self) -> Iterator[tuple[str, tuple[int, ...]]]:
@@ -172,6 +173,8 @@ class Gemma3HParams:
         return total
 
     def network(self, context: int) -> Gemma3:
+        """The ``llm.Gemma3`` these hyperparameters describe, with a KV cache of ``context``
+        positions."""
         return Gemma3(self.vocab_size, self.d_model, self.n_layers, self.n_heads, context,
                       n_kv_heads=self.n_kv_heads, head_dim=self.head_dim, d_ff=self.d_ff,
                       window=self.window, window_pattern=WINDOW_PATTERN,

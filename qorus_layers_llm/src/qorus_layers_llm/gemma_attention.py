@@ -63,6 +63,8 @@ class GemmaAttention(CausalSelfAttention):
         return 1.0 / math.sqrt(self._dh) if self.scale is None else self.scale
 
     def build(self, x: Spec, b) -> Spec:
+        """As ``CausalSelfAttention``'s, with ``head_dim`` heads, RMSNorm'd queries and keys
+        (``q_norm``, ``k_norm``) and an optional sliding window."""
         if len(x.shape) != 3 or x.shape[2] != self.d_model:
             raise ShapeError(f"expects [B, T, {self.d_model}], got {x.shape}")
         B, T, d = x.shape
@@ -99,6 +101,8 @@ class GemmaAttention(CausalSelfAttention):
         return x
 
     def forward(self, x, ctx):
+        """q, k, v in one call, RMSNorm of q and k per head, RoPE, the KV cache, then attention (banded
+        within the window) and the output projection."""
         k = ctx.k
         H, Hkv, D = self.n_heads, self._hkv, self._dh
         k.linears(x, (ctx.wq, ctx.wk, ctx.wv), (ctx.q_raw, ctx.k_raw, ctx.vv))
@@ -163,6 +167,8 @@ class GemmaAttention(CausalSelfAttention):
                                 True)
 
     def backward(self, dy, ctx):
+        """Back through attention, RoPE and the q/k norms to x: dx written, every weight's gradient
+        added into."""
         k = ctx.k
         H, Hkv = self.n_heads, self._hkv
         k.gemm(dy, ctx.att, ctx.dwo, trans_a=True, beta=1.0)  # dwo += dy^T att

@@ -48,6 +48,8 @@ class GemmaBlock(Composite):
                 "ffn": GeGLUFeedForward(d, self.d_ff or 4 * d), "post_ffn_norm": norm()}
 
     def build(self, x, b):
+        """Gemma's sandwich norms: ``h = x + post_attn_norm(attn(norm1(x)))``, then ``h +
+        post_ffn_norm(ffn(norm2(h)))``."""
         if len(x.shape) != 3 or x.shape[2] != self.d_model:
             raise ShapeError(f"{b.path or 'GemmaBlock'}: expects [B, T, {self.d_model}], "
                              f"got {x.shape}")

@@ -62,11 +62,14 @@ class Gemma3(Composite):
         return self.window if self.is_local(i) and self.window < self.max_len else None
 
     def block(self, i: int) -> GemmaBlock:
+        """Block ``i``: local (sliding window, the local RoPE base) or global."""
         return GemmaBlock(self.d_model, self.n_heads, self.n_kv_heads, self.head_dim, self.d_ff,
                           self.rope_theta_local if self.is_local(i) else self.rope_theta,
                           self.layer_window(i), self.eps, self.attn_scale, self.max_len)
 
     def build(self, x, b):
+        """Scaled token embeddings, the blocks, the final RMSNorm and the (tied) head over int32 ids
+        ``[B, T]``."""
         if len(x.shape) != 2 or x.dtype != "i32":
             raise ShapeError(f"Gemma3 expects int32 token ids [B, T], got {x.shape} {x.dtype}")
         if x.shape[1] > self.max_len:

@@ -45,9 +45,11 @@ class MetadataReader:
         return key in self.md
 
     def fail(self, key: str, msg: str) -> QorusError:
+        """The error for a bad value of ``key`` (the file and the key named)."""
         return self.error(f"{self.path}: metadata {key}: {msg}")
 
     def missing(self, key: str) -> QorusError:
+        """The error for a required ``key`` the file lacks."""
         return self.error(f"{self.path}: metadata {key} is missing{self.missing_hint}")
 
     def integer(self, key: str, default: int | None = None, lo: int = 1) -> int:
@@ -84,12 +86,14 @@ class MetadataReader:
         return int(v)
 
     def flag(self, key: str, default: bool) -> bool:
+        """A boolean, ``default`` when absent."""
         v = self.md.get(key, default)
         if not isinstance(v, (bool, np.bool_)):
             raise self.fail(key, f"expected a bool, got {describe(v)}")
         return bool(v)
 
     def string(self, key: str, default: str | None = None, required: bool = False) -> str | None:
+        """A string; ``default`` when absent unless ``required``."""
         if key not in self.md:
             if required:
                 raise self.missing(key)

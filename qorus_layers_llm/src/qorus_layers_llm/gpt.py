@@ -66,12 +66,15 @@ class GPT(Composite):
         self.block()             # bad block settings fail here, when the model is made
 
     def block(self) -> TransformerBlock:
+        """One transformer block of this model's settings (every block alike)."""
         return TransformerBlock(self.d_model, self.n_heads, self.n_kv_heads, self.d_ff, self.norm,
                                 self.ffn, rope=self.positional == "rope", rope_theta=self.rope_theta,
                                 max_len=self.max_len, eps=self.eps, bias=self.bias,
                                 rope_half_split=self.rope_half_split)
 
     def build(self, x, b):
+        """Token embeddings (and learned positions), ``n_layers`` blocks, the final norm and the head
+        (tied to the embeddings when asked) over int32 ids ``[B, T]``: logits ``[B, T, vocab_size]``."""
         if len(x.shape) != 2 or x.dtype != "i32":
             raise ShapeError(f"GPT expects int32 token ids [B, T], got {x.shape} {x.dtype}")
         if x.shape[1] > self.max_len:

@@ -57,6 +57,7 @@ class GPT2HParams:
 
     @classmethod
     def from_gguf(cls, f: GGUFFile) -> GPT2HParams:
+        """The hyperparameters a gpt2 GGUF's metadata gives, each checked (the key named when wrong)."""
         md = MetadataReader(f, GGUFError)
         k = "gpt2."
         d, heads = md.integer(k + "embedding_length"), md.integer(k + "attention.head_count")
@@ -92,6 +93,8 @@ class GPT2HParams:
                 yield f"blk.{i}.{name}", shape
 
     def check_tensors(self, f: GGUFFile) -> None:
+        """GGUFError naming the first tensor that is missing or not of the shape the metadata
+        implies."""
         for name, shape in self.tensor_shapes():
             if name not in f.tensors:
                 raise GGUFError(f"{f.path}: tensor {name!r} is missing (metadata gpt2.block_count "
@@ -101,6 +104,8 @@ class GPT2HParams:
                                 f"the metadata implies {shape}")
 
     def network(self, context: int) -> GPT:
+        """The GPT-2 layout of ``llm.GPT`` (learned positions, LayerNorm, tanh-GELU, biases) with
+        ``context`` positions."""
         return GPT(self.vocab_size, self.d_model, self.n_layers, self.n_heads, max_len=context,
                    d_ff=self.d_ff, positional="learned", norm="layernorm", ffn="gelu_tanh",
                    tie_embeddings=self.tied, eps=self.eps, bias=True)

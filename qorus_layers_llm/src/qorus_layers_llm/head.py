@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-from qorus_core import QWeight
 from qorus_core.validate import boolean, positive_int
 from qorus_layers_mlp import Linear
 
@@ -15,8 +14,9 @@ class LMHead(Linear):
 
     Where the run reads only the last position (``ctx.run.last_position_only``: a
     generator's prompt chunk), the inference forward computes that position's logits alone,
-    with the float32 activations a prompt's products use: the vocabulary product of the
-    other positions (a fifth of a small model's prompt work) is skipped."""
+    by ``k.prompt_linear`` (the product a prompt's rows take, so the row gets the bits a full
+    pass gives it): the vocabulary product of the other positions (a fifth of a small
+    model's prompt work) is skipped."""
 
     def __init__(self, d_model: int, vocab_size: int, bias: bool = False) -> None:
         self.d_model = positive_int(d_model, "d_model", "llm.LMHead")
@@ -24,6 +24,8 @@ class LMHead(Linear):
         super().__init__(self.d_model, self.vocab_size, boolean(bias, "bias", "llm.LMHead"))
 
     def forward(self, x, ctx):
+        """The logits: of every position in training, of each sequence's last position only when the run
+        asks for it (a prompt's next token), as a prompt's rows."""
         if ctx.train or not ctx.run.last_position_only or len(x.shape) != 3 or x.shape[1] == 1:
             return super().forward(x, ctx)
         B, T, d = x.shape
@@ -31,10 +33,7 @@ class LMHead(Linear):
         for b in range(B):                       # the last position of each sequence
             row = b * T + T - 1
             xr, yr = ctx.view(x, (1, d), row * d), ctx.view(ctx.y, (1, V), row * V)
-            if isinstance(ctx.weight, QWeight):  # float32 activations, as a prompt's rows
-                ctx.k.matmul_qf(xr, ctx.weight, yr)
-            else:
-                ctx.k.linear(xr, ctx.weight, yr)
+            ctx.k.prompt_linear(xr, ctx.weight, yr)   # as a prompt's rows, not a decode row
             if self.bias:
                 ctx.k.bias_add(yr, ctx.bias)
         return ctx.y

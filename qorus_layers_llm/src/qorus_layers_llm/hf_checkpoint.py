@@ -54,6 +54,7 @@ def field(cfg: dict[str, Any], name: str, path: Path, kind: type = int,
 
 
 def model_dir(path: str | os.PathLike) -> Path:
+    """``path`` as a directory; CheckpointError when it is not one."""
     d = Path(path)
     if not d.is_dir():
         raise CheckpointError(f"{d}: not a model directory (expected config.json and "

@@ -56,6 +56,7 @@ class Getter:
         self.st, self.key, self.order, self.transform = st, key, order, transform
 
     def __call__(self) -> np.ndarray:
+        """The tensor, read now as float32 (and transformed): convert reads one tensor at a time."""
         a = np.asarray(self.st.get(self.key), dtype=np.float32)
         return self.transform(a) if self.transform is not None else a
 

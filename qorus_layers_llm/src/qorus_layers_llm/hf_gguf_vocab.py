@@ -82,9 +82,11 @@ class TokenizerJSON:
         self.added = self._added_tokens()
 
     def error(self, name: str, msg: str) -> ConfigError:
+        """The error for field ``name`` of tokenizer.json (the file named)."""
         return ConfigError(f"{self.path}: field {name!r} {msg}")
 
     def obj(self, name: str, required: bool = True) -> dict[str, Any]:
+        """Field ``name`` as an object; ``{}`` when absent and not ``required``."""
         v = self.data.get(name)
         if v is None and not required:
             return {}

@@ -57,6 +57,7 @@ class HFChatTokenizer:
 
     @property
     def vocab_size(self) -> int:
+        """The number of tokens, added ones included."""
         return len(self.tokens)
 
     def encode(self, text: str, add_bos: bool | None = None) -> list[int]:

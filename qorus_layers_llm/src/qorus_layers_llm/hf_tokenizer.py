@@ -55,16 +55,20 @@ class HFTokenizer:
 
     @property
     def vocab_size(self) -> int:
+        """The number of tokens, added ones included."""
         return self.tok.get_vocab_size(with_added_tokens=True)
 
     @property
     def pad_id(self) -> int | None:
+        """The padding token's id, or None."""
         return self.special_tokens.get("pad")
 
     def token_to_id(self, token: str) -> int | None:
+        """The id of ``token``, or None when the vocabulary lacks it."""
         return self.tok.token_to_id(token)
 
     def id_to_token(self, token_id: int) -> str:
+        """The token of id ``token_id`` (ConfigError for an id out of range)."""
         self._check_ids([token_id])
         return self.tok.id_to_token(int(token_id))
 

@@ -145,6 +145,7 @@ class LlamaHParams:
 
     @property
     def head_dim(self) -> int:
+        """``d_model // n_heads``."""
         return self.d_model // self.n_heads
 
     def tensor_shapes(self) -> Iterator[tuple[str, tuple[int, ...]]]:
@@ -215,6 +216,8 @@ class LlamaHParams:
         return min(self.context_length, DEFAULT_CONTEXT, self.sliding_window or DEFAULT_CONTEXT)
 
     def network(self, context: int) -> GPT:
+        """The ``llm.GPT`` these hyperparameters describe (RoPE, RMSNorm, SwiGLU, grouped-query
+        attention, the architecture's biases and RoPE order), with ``context`` positions."""
         spec = ARCHS[self.arch]
         return GPT(self.vocab_size, self.d_model, self.n_layers, self.n_heads, max_len=context,
                    d_ff=self.d_ff, n_kv_heads=self.n_kv_heads, positional="rope", norm="rmsnorm",

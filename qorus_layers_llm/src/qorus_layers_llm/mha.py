@@ -60,6 +60,8 @@ class ProjectedAttention(Layer):
             raise ConfigError(f"{name}: RoPE needs an even head size, got {self.d_model // self._H}")
 
     def build(self, xs: tuple, b) -> Spec:
+        """Check query ``[B, T, d]``, key_value ``[B, S, d]`` and the masks; declare PyTorch's
+        ``in_proj_weight`` ``(3d, d)`` and ``in_proj_bias``, and the per-head buffers backward reads."""
         q, kv, kpm, am = xs
         d, H, Hkv = self.d_model, self._H, self._Hkv
         D = d // H
@@ -117,6 +119,8 @@ class ProjectedAttention(Layer):
         return out
 
     def forward(self, x, ctx):
+        """q, k, v projected (self-attention: one call), then masked flash attention (key padding, an
+        additive or boolean mask, causal, dropout) per head."""
         k, d = ctx.k, self.d_model
         query, kv, kpm, am = ctx.xs
         wq, wk, wv = self._slices(ctx, ctx.in_proj_weight, d)
@@ -143,8 +147,9 @@ class ProjectedAttention(Layer):
         if not (ctx.train and self.dropout):
             return 0.0, 0
         if ctx.__dict__.get("drop_step") != ctx.run.step:
-            seed = self.seed * 0x9E3779B1 + ctx.index * 0x85EBCA77 + ctx.run.step * 0xC2B2AE3D
-            ctx.__dict__["drop_seed"], ctx.__dict__["drop_step"] = seed & 0xFFFFFFFF, ctx.run.step
+            per_row = ctx.lse.size // ctx.lse.shape[0] * ctx.kh.shape[1]     # H * Tq * Tk
+            seed = ctx.run.dropout_seed(self.seed, ctx.index, per_row)
+            ctx.__dict__["drop_seed"], ctx.__dict__["drop_step"] = seed, ctx.run.step
         return self.dropout, ctx.__dict__["drop_seed"]
 
     @staticmethod
@@ -159,6 +164,8 @@ class ProjectedAttention(Layer):
         return ctx.mask_f
 
     def backward(self, dy, ctx):
+        """The attention backward, then the input projections: query and key_value gradients written,
+        the weights' added into; the mask takes none."""
         k, d = ctx.k, self.d_model
         query, kv, kpm, am = ctx.xs
         if len(ctx.dxs) > 3 and ctx.dxs[3] is not None:
@@ -228,5 +235,7 @@ class MultiHeadAttention(Composite):
         return core, out
 
     def build(self, xs, b):
+        """``out_proj(attention(query, key_value, masks))``, PyTorch's ``nn.MultiheadAttention``
+        parameter names."""
         core, out = self.children()
         return b.call(out, b.call(core, xs, ""), "out_proj")

@@ -15,6 +15,7 @@ def new_id(prefix: str) -> str:
 
 
 def now() -> int:
+    """The current time in whole seconds, OpenAI's ``created``."""
     return int(time.time())
 
 
@@ -70,6 +71,7 @@ class Shape:
 
 
 def embeddings(vectors, model: str, prompt_tokens: int) -> dict[str, Any]:
+    """OpenAI's ``/v1/embeddings`` response for ``vectors``."""
     return {"object": "list",
             "data": [{"object": "embedding", "embedding": [float(v) for v in row], "index": i}
                      for i, row in enumerate(vectors)],
@@ -77,6 +79,7 @@ def embeddings(vectors, model: str, prompt_tokens: int) -> dict[str, Any]:
 
 
 def model_list(model: str, created: int) -> dict[str, Any]:
+    """OpenAI's ``/v1/models`` response: the one model served."""
     return {"object": "list",
             "data": [{"id": model, "object": "model", "created": created, "owned_by": "qorus"}]}
 

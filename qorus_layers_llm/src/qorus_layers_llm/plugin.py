@@ -35,6 +35,8 @@ LAYERS = (Embedding, RMSNorm, RotaryEmbedding, CausalSelfAttention, SwiGLUFeedFo
 
 @hookimpl
 def qorus_register_layers(register) -> None:
+    """The ``llm.*`` layers: embeddings, norms, attention, feed-forward and transformer blocks, GPT,
+    Gemma3, pooling."""
     for cls in LAYERS:
         register(cls)
 

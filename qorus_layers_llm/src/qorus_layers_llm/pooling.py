@@ -15,6 +15,8 @@ class MeanPool(Layer):
     replayable = True   # inference forward: kernel calls only
 
     def build(self, xs: tuple, b) -> Spec:
+        """``[B, T, d]`` (and an optional ``key_padding_mask`` ``[B, T]``, True at padding) -> ``[B,
+        d]``."""
         x, pad = xs
         where = b.path or "MeanPool"
         if len(x.shape) != 3 or x.dtype != "f32":
@@ -25,10 +27,12 @@ class MeanPool(Layer):
         return Spec((x.shape[0], x.shape[2]))
 
     def forward(self, x, ctx):
+        """The mean over the unpadded positions of each sequence."""
         ctx.k.masked_mean(x, ctx.xs[1], ctx.y)
         return ctx.y
 
     def backward(self, dy, ctx):
+        """dy shared evenly among each sequence's unpadded positions."""
         if ctx.dx is not None:
             ctx.k.masked_mean_bwd(dy, ctx.xs[1], ctx.dx)
         return ctx.dx

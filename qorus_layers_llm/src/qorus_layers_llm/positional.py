@@ -24,6 +24,8 @@ class PositionalEmbedding(Layer):
         self.init_std = real(init_std, "init_std", name, lo=0.0)
 
     def build(self, x: Spec, b) -> Spec:
+        """Check ``[B, T, d_model]`` with ``T <= max_len``; declare ``weight`` ``(max_len,
+        d_model)``."""
         if len(x.shape) != 3 or x.shape[2] != self.d_model:
             raise ShapeError(f"expects [B, T, {self.d_model}], got {x.shape}")
         if x.shape[1] > self.max_len:
@@ -41,12 +43,14 @@ class PositionalEmbedding(Layer):
     # x, y seen as [B, T*d] rows, the table's rows pos..pos+T as one [T*d] vector: ctx.view
     # caches each (one per position seen when decoding, at most max_len), so no array is made
     def forward(self, x, ctx):
+        """x plus the rows of the positions it covers (from the sequence's position in decoding)."""
         B, T, d = x.shape
         rows = ctx.view(ctx.weight, (T * d,), self._start(ctx, T) * d)
         ctx.k.add_bcast(ctx.view(x, (B, T * d)), rows, ctx.view(ctx.y, (B, T * d)))
         return ctx.y
 
     def backward(self, dy, ctx):
+        """dx = dy; each position's row gradient added into as the sum over the batch."""
         B, T, d = dy.shape
         drows = ctx.view(ctx.dweight, (T * d,), self._start(ctx, T) * d)
         dx = None if ctx.dx is None else ctx.view(ctx.dx, (B, T * d))

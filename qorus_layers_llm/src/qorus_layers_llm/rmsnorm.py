@@ -18,6 +18,8 @@ class RMSNorm(Layer):
         self.eps = real(eps, "eps", "llm.RMSNorm", lo=0.0)
 
     def build(self, x: Spec, b) -> Spec:
+        """Declare ``weight`` ``(d,)`` (ones) over the last dimension, and each row's 1/rms saved for
+        backward."""
         d = x.shape[-1]
         if self.dim is not None and d != self.dim:
             raise ShapeError(f"expected last dimension {self.dim}, got {d}")
@@ -26,9 +28,11 @@ class RMSNorm(Layer):
         return x
 
     def forward(self, x, ctx):
+        """``x / rms(x) * weight``, row by row."""
         ctx.k.rmsnorm(x, ctx.weight, ctx.y, ctx.rstd, self.eps)
         return ctx.y
 
     def backward(self, dy, ctx):
+        """dx written, dweight added into, from the saved 1/rms."""
         ctx.k.rmsnorm_bwd(ctx.x, ctx.weight, ctx.rstd, dy, ctx.dx, ctx.dweight)
         return ctx.dx

@@ -31,6 +31,8 @@ class RotaryEmbedding(Layer):
         self.half_split = boolean(half_split, "half_split", name)
 
     def build(self, x: Spec, b) -> Spec:
+        """Check ``[B, T, H, D]`` or ``[B, T, H * D]`` for ``n_heads`` heads of even size; the output
+        has the input's shape."""
         H = self.n_heads
         if len(x.shape) == 4:
             if x.shape[2] != H:
@@ -49,11 +51,13 @@ class RotaryEmbedding(Layer):
         return x
 
     def forward(self, x, ctx):
+        """Rotate each head's pairs by their position's angles."""
         ctx.k.rope(heads_view(ctx, x, self.n_heads), heads_view(ctx, ctx.y, self.n_heads), 0,
                    self.theta, self.half_split)
         return ctx.y
 
     def backward(self, dy, ctx):
+        """The inverse rotation of dy."""
         if ctx.dx is not None:
             ctx.k.rope_bwd(heads_view(ctx, dy, self.n_heads), heads_view(ctx, ctx.dx, self.n_heads), 0,
                            self.theta, self.half_split)

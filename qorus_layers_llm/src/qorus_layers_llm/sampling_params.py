@@ -76,6 +76,7 @@ class SamplingParams:
 
     @property
     def greedy(self) -> bool:
+        """Whether sampling is argmax (temperature 0)."""
         return self.temperature == 0.0
 
 

@@ -26,6 +26,8 @@ class ScaledEmbedding(Embedding):
         self.init_std = real(init_std, "init_std", "llm.ScaledEmbedding", lo=0.0)
 
     def build(self, x: Spec, b) -> Spec:
+        """As ``Embedding``'s, with the scale held in a state tensor of the output's shape (so the
+        forward is replayable kernel calls)."""
         if x.dtype != "i32":
             raise ShapeError(f"expects int32 token ids, got {x.dtype}")
         b.param("weight", (self.num_embeddings, self.embedding_dim), normal(self.init_std))
@@ -36,11 +38,13 @@ class ScaledEmbedding(Embedding):
         return Spec(y)
 
     def forward(self, x, ctx):
+        """The embedding rows times ``scale``."""
         ctx.k.embedding_rows(x, ctx.weight, ctx.y)   # f32 or quantized rows
         ctx.k.mul(ctx.y, ctx.factor, ctx.y)
         return ctx.y
 
     def backward(self, dy, ctx):
+        """``scale * dy`` added into the rows of ``dweight``; the ids take no gradient."""
         ctx.k.mul(dy, ctx.factor, ctx.dy_scaled)
         ctx.k.embedding_bwd(ctx.x, ctx.dy_scaled, ctx.dweight)
         return None                                # ids have no gradient

@@ -82,6 +82,7 @@ def make_server(llm, parallel: int = 1, api_key: str | None = None, max_queue: i
 
 # ----------------------------------------------------------------------------- the command
 def setup(p: argparse.ArgumentParser) -> None:
+    """``qorus serve``'s options."""
     p.add_argument("model", help="a GGUF file, a Hugging Face decoder directory, or an encoder "
                    "directory (embeddings only)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1)")
@@ -103,6 +104,7 @@ def setup(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Load the model and serve it until SIGINT/SIGTERM (then drain); the exit status."""
     from qorus_core.validate import integer
 
     from .api import LLM

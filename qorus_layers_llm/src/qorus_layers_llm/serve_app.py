@@ -47,6 +47,8 @@ def _json(item: Any) -> bytes:
 
 
 def error_response(exc: RequestError) -> JSONResponse:
+    """The OpenAI-shaped error body of ``exc`` with its status (and Retry-After or
+    WWW-Authenticate where it calls for one)."""
     headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, OverloadedError) else None
     if isinstance(exc, AuthError):
         headers = {"WWW-Authenticate": "Bearer"}
@@ -101,6 +103,8 @@ class EventStream(Response):
         self.events, self.on_close = events, on_close
 
     async def __call__(self, scope, receive, send) -> None:
+        """The ASGI response: each event as ``data:``, then ``[DONE]``; it stops early when the
+        client disconnects, and calls ``on_close`` at the end either way."""
         async def body() -> None:
             await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
             async for item in self.events:
@@ -179,6 +183,7 @@ class ServeApp:
 
     # ----------------------------------------------------------------- endpoints
     async def health(self, request: Request) -> Response:
+        """``GET /health``: ok (200) or draining (503), the model and the slots' status."""
         body: dict[str, Any] = {"status": "draining" if self.draining else "ok",
                                 "model": self.llm.model_name}
         if self.scheduler is not None:
@@ -186,12 +191,15 @@ class ServeApp:
         return JSONResponse(body, status_code=503 if self.draining else 200)
 
     async def models(self, request: Request) -> Response:
+        """``GET /v1/models``: the one model served."""
         return JSONResponse(model_list(self.llm.model_name, self.created))
 
     async def chat(self, request: Request) -> Response:
+        """``POST /v1/chat/completions`` (streamed with ``stream: true``)."""
         return await self._complete(request, "chat")
 
     async def completions(self, request: Request) -> Response:
+        """``POST /v1/completions`` (streamed with ``stream: true``)."""
         return await self._complete(request, "text")
 
     async def _complete(self, request: Request, kind: str) -> Response:
@@ -255,6 +263,7 @@ class ServeApp:
                             status_code=500)
 
     async def embeddings(self, request: Request) -> Response:
+        """``POST /v1/embeddings``: one vector per input text, encoded off the event loop."""
         body = await self._body(request)
         if not isinstance(body, dict) or "input" not in body:
             raise RequestError("input is required", "input")
@@ -264,6 +273,8 @@ class ServeApp:
 
     # ----------------------------------------------------------------- the app
     def app(self, lifespan=None) -> Starlette:
+        """The Starlette app: the routes, each /v1/ one behind the guard (the API key, and
+        503 while draining), and OpenAI-shaped errors for unknown paths."""
         g = self._guard
         routes = [Route("/health", self.health, methods=["GET"]),
                   Route("/v1/models", g(self.models), methods=["GET"]),

@@ -54,6 +54,7 @@ class Slot:
 
     @property
     def decoding(self) -> bool:
+        """The slot holds a request whose prompt is all fed: it takes a decode step."""
         return self.job is not None and not self.pieces
 
 
@@ -116,11 +117,14 @@ class Scheduler:
             self._paused = True
 
     def resume(self) -> None:
+        """Let the worker step again after ``pause``."""
         with self._cv:
             self._paused = False
             self._cv.notify_all()
 
     def status(self) -> dict[str, Any]:
+        """Slots idle and processing, requests queued, whether steps are batched (and why
+        not) and the counters, for ``/health``."""
         with self._cv:
             busy = sum(s.job is not None for s in self.slots)
             return {"slots_idle": len(self.slots) - busy, "slots_processing": busy,

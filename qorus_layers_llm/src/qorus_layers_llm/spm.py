@@ -84,6 +84,8 @@ class SentencePieceTokenizer(Tokenizer):
         return ids
 
     def token_bytes(self, token_id: int) -> bytes:
+        """The bytes of token ``token_id``: a byte token's byte, a piece's text with U+2581 as a
+        space."""
         t = self.tokens[token_id]
         if self.types[token_id] == BYTE:
             return bytes([self._byte_of[token_id]])
@@ -92,6 +94,7 @@ class SentencePieceTokenizer(Tokenizer):
         return t.replace(SPACE, " ").encode("utf-8")
 
     def decode(self, ids, skip_special: bool = False) -> str:
+        """The text of ``ids``, without the dummy space prefix the encoder added."""
         text = super().decode(ids, skip_special)
         return text[1:] if self.add_space_prefix and text.startswith(" ") else text  # dummy prefix
 

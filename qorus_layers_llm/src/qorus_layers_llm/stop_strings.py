@@ -18,6 +18,8 @@ class StopMatcher:
         self.stopped = False
 
     def push(self, text: str) -> str:
+        """Add generated ``text``; returns what can be shown now: text up to a stop string (then nothing
+        more), holding back a tail that may begin one."""
         if self.stopped:
             return ""
         if not self.stops:
@@ -42,5 +44,6 @@ class StopMatcher:
         return best
 
     def flush(self) -> str:
+        """The held-back tail at the end of generation (nothing once stopped)."""
         out, self._held = ("" if self.stopped else self._held), ""
         return out

@@ -19,6 +19,8 @@ class SwiGLUFeedForward(Layer):
         self.hidden = positive_int(hidden, "hidden", "llm.SwiGLUFeedForward")
 
     def build(self, x: Spec, b) -> Spec:
+        """Declare ``w_gate``, ``w_up`` ``(hidden, d_model)`` and ``w_down`` ``(d_model, hidden)``
+        (llama's names), and the activations backward reads."""
         d, h = self.d_model, self.hidden
         if x.shape[-1] != d:
             raise ShapeError(f"expected last dimension {d}, got {x.shape}")
@@ -35,6 +37,7 @@ class SwiGLUFeedForward(Layer):
         return x
 
     def forward(self, x, ctx):
+        """``w_down(silu(x w_gate^T) * x w_up^T)``; the two input projections in one call."""
         k = ctx.k
         # gate (R, h) = x w_gate^T, up (R, h) = x w_up^T (one call: x read once)
         k.linears(x, (ctx.w_gate, ctx.w_up), (ctx.gate, ctx.up))
@@ -43,6 +46,7 @@ class SwiGLUFeedForward(Layer):
         return ctx.y
 
     def backward(self, dy, ctx):
+        """Through the gated product back to x: dx written, every weight's gradient added into."""
         k = ctx.k
         k.gemm(dy, ctx.act, ctx.dw_down, trans_a=True, beta=1.0)   # dw_down += dy^T act
         k.gemm(dy, ctx.w_down, ctx.dact)                            # dact = dy w_down

@@ -481,10 +481,14 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
                             _qorus_concat=_concat_filter, _qorus_value=_value_filter)
 
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        """A binary operator, refused when its result would pass the size limits (a string repeated a
+        billion times)."""
         _check_binop(operator, left, right)
         return super().call_binop(context, operator, left, right)
 
     def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805
+        """A call from the template, counted against the step limit; its result checked against the size
+        limits."""
         _tick()
         owner = getattr(__obj, "__self__", None)     # str methods, Markup's wrappers too
         if isinstance(owner, str) and getattr(__obj, "__name__", None) in _STR_METHODS:
@@ -495,6 +499,7 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
         return out
 
     def wrap_str_format(self, value: Any) -> Any:
+        """``str.format`` from a template, bounded like every other call."""
         wrapper = super().wrap_str_format(value)
         if wrapper is None:
             return None

@@ -56,6 +56,7 @@ class Tokenizer:
 
     @property
     def vocab_size(self) -> int:
+        """The number of tokens."""
         return len(self.tokens)
 
     # ----------------------------------------------------------------- encoding
@@ -99,6 +100,7 @@ class Tokenizer:
         return out.decode("utf-8", errors="replace")
 
     def check_ids(self, ids: list[int]) -> None:
+        """DataError naming the first id outside the vocabulary."""
         for i in ids:
             if not 0 <= int(i) < len(self.tokens):
                 raise DataError(f"token id {i} outside [0, {len(self.tokens)})")

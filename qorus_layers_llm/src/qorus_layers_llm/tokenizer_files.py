@@ -44,9 +44,11 @@ class ConfigFields:
 
     @staticmethod
     def load(path: str | os.PathLike | None) -> ConfigFields:
+        """The fields of the JSON file at ``path`` (none when ``path`` is None)."""
         return ConfigFields(read_json(path) if path is not None else {}, path)
 
     def error(self, name: str, msg: str) -> ConfigError:
+        """The error for field ``name`` (the file named)."""
         return ConfigError(f"{self.path}: field {name!r} {msg}")
 
     def flag(self, name: str, default: Any) -> Any:

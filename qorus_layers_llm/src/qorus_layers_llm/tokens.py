@@ -22,12 +22,15 @@ class LearnedTokens(Layer):
         self.init_std = real(init_std, "init_std", name, lo=0.0)
 
     def build(self, x: Spec, b) -> Spec:
+        """``[B, ...] -> [B, n, d_model]``: ``n`` learned vectors (a class token) per example; the input
+        only gives the batch size."""
         b.param("weight", (self.n, self.d_model), normal(self.init_std))   # (n, d)
         b.no_input_grad()
         return Spec((x.shape[0], self.n, self.d_model))
 
     # y seen as [B, n * d] rows, the weight as one [n * d] vector (ctx.view: made once)
     def forward(self, x, ctx):
+        """The same ``n`` rows for every example."""
         B, nd = ctx.y.shape[0], self.n * self.d_model
         y = ctx.view(ctx.y, (B, nd))
         ctx.k.fill(y, 0.0)
@@ -35,6 +38,7 @@ class LearnedTokens(Layer):
         return ctx.y
 
     def backward(self, dy, ctx):
+        """dweight added into as the sum of dy over the batch; the input takes no gradient."""
         B, nd = dy.shape[0], self.n * self.d_model
         ctx.k.col_sum(ctx.view(dy, (B, nd)), ctx.view(ctx.dweight, (nd,)), beta=1.0)
         return None

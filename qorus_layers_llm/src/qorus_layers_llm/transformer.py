@@ -49,6 +49,8 @@ class TransformerEncoder(_Stack):
     inputs = ("src", "src_key_padding_mask?", "src_mask?")
 
     def build(self, xs, b):
+        """``src`` through ``num_layers`` encoder layers (with the padding and attention masks), then
+        the final norm."""
         h, kpm, mask = xs
         for i in range(self.num_layers):
             h = b.call(self.block(), (h, kpm, mask), f"layers.{i}")
@@ -64,6 +66,8 @@ class TransformerDecoder(_Stack):
               "tgt_mask?", "memory_mask?")
 
     def build(self, xs, b):
+        """``tgt`` through ``num_layers`` decoder layers attending to ``memory``, then the final
+        norm."""
         h, memory, *masks = xs
         for i in range(self.num_layers):
             h = b.call(self.block(), (h, memory, *masks), f"layers.{i}")
@@ -104,6 +108,7 @@ class Transformer(Composite):
                                    causal=self.causal, norm=True))
 
     def build(self, xs, b):
+        """The encoder over ``src``, then the decoder over ``tgt`` attending to its output."""
         src, tgt, src_mask, tgt_mask, mem_mask, src_kpm, tgt_kpm, mem_kpm = xs
         encoder, decoder = self.children()
         memory = b.call(encoder, (src, src_kpm, src_mask), "encoder")

@@ -88,6 +88,8 @@ class TransformerEncoderLayer(_Block):
     inputs = ("src", "src_key_padding_mask?", "src_mask?")
 
     def build(self, xs, b):
+        """Self-attention then feed-forward, each with dropout and a residual, LayerNorm before
+        (``norm_first``) or after each, as PyTorch's."""
         src, kpm, mask = xs
         self._check(src, b, "src")
         attn, drop = self.attention(self.causal), self.drop()
@@ -109,6 +111,8 @@ class TransformerDecoderLayer(_Block):
               "tgt_mask?", "memory_mask?")
 
     def build(self, xs, b):
+        """Self-attention, cross-attention over ``memory``, then feed-forward, each with dropout and a
+        residual, as PyTorch's."""
         tgt, memory, tkpm, mkpm, tmask, mmask = xs
         self._check(tgt, b, "tgt")
         self._check(memory, b, "memory")

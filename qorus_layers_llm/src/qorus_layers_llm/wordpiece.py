@@ -96,28 +96,35 @@ class WordPieceTokenizer:
     # ----------------------------------------------------------------- properties
     @property
     def vocab_size(self) -> int:
+        """The number of tokens."""
         return len(self.tokens)
 
     @property
     def pad_id(self) -> int | None:
+        """The ``[PAD]`` id, or None."""
         return self.special_tokens.get("pad")
 
     @property
     def unk_id(self) -> int:
+        """The ``[UNK]`` id."""
         return self.special_tokens["unk"]
 
     @property
     def cls_id(self) -> int:
+        """The ``[CLS]`` id."""
         return self.special_tokens["cls"]
 
     @property
     def sep_id(self) -> int:
+        """The ``[SEP]`` id."""
         return self.special_tokens["sep"]
 
     def token_to_id(self, token: str) -> int | None:
+        """The id of ``token``, or None."""
         return self.vocab.get(token)
 
     def id_to_token(self, token_id: int) -> str:
+        """The token of id ``token_id`` (DataError for an id out of range)."""
         self._check_ids([token_id])
         return self.tokens[int(token_id)]
 

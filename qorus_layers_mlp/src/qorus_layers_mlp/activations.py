@@ -126,12 +126,15 @@ class GELU(Layer):
         self._tanh = approximate == "tanh"
 
     def build(self, x: Spec, b) -> Spec:
+        """The output: the input's shape."""
         return x
 
     def forward(self, x, ctx):
+        """GELU, exact (erf) or the tanh approximation."""
         ctx.k.gelu(x, ctx.y, self._tanh)
         return ctx.y
 
     def backward(self, dy, ctx):
+        """dx from the saved input."""
         ctx.k.gelu_bwd(ctx.x, dy, ctx.dx, self._tanh)
         return ctx.dx

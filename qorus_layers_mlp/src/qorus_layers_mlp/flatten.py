@@ -16,6 +16,7 @@ class Flatten(Layer):
                                  want="an int >= 1 (the batch dimension stays)")
 
     def build(self, x: Spec, b) -> Spec:
+        """A view of the input with the dimensions from ``start_dim`` on merged into one."""
         keep = x.shape[:self.start_dim]
         rest = 1
         for d in x.shape[self.start_dim:]:
@@ -23,7 +24,9 @@ class Flatten(Layer):
         return b.view_input(keep + (rest,))
 
     def forward(self, x, ctx):
+        """Nothing to compute: the output is a view of the input."""
         return ctx.y
 
     def backward(self, dy, ctx):
+        """Nothing to compute: dx is a view of dy."""
         return ctx.dx

@@ -29,6 +29,7 @@ class GLU(Layer):
         return d
 
     def build(self, x: Spec, b) -> Spec:
+        """The output: the input with dimension ``dim`` halved (it must be even)."""
         d = self._axis(x.shape)
         if x.shape[d] % 2:
             raise ShapeError(f"dim {self.dim} of input {x.shape} has odd size {x.shape[d]}: "
@@ -45,10 +46,12 @@ class GLU(Layer):
         return ctx.view(wide, (rows, 2 * m)), ctx.view(half, (rows, m))
 
     def forward(self, x, ctx):
+        """``a * sigmoid(b)`` of the two halves ``a``, ``b`` along ``dim``."""
         ctx.k.glu(*self._views(ctx, x, ctx.y))
         return ctx.y
 
     def backward(self, dy, ctx):
+        """Both halves' gradients written into dx."""
         if ctx.dx is None:
             return None
         xv, dyv = self._views(ctx, ctx.x, dy)

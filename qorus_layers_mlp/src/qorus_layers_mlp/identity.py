@@ -11,10 +11,13 @@ class Identity(Layer):
     replayable = True   # inference forward: kernel calls only
 
     def build(self, x: Spec, b) -> Spec:
+        """The output is a view of the input."""
         return b.view_input(x.shape)
 
     def forward(self, x, ctx):
+        """Nothing to compute."""
         return ctx.y
 
     def backward(self, dy, ctx):
+        """Nothing to compute: dx is a view of dy."""
         return ctx.dx

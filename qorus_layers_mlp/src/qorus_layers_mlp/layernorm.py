@@ -26,6 +26,8 @@ class LayerNorm(Layer):
         self._has_bias = self.elementwise_affine and self.bias
 
     def build(self, x: Spec, b) -> Spec:
+        """Declare ``weight`` (ones) and ``bias`` (zeros) ``(d,)`` over the last dimension when affine,
+        and each row's mean and 1/std saved for backward."""
         d = x.shape[-1]
         if self.normalized_shape is not None and d != self.normalized_shape:
             raise ShapeError(f"expected last dimension {self.normalized_shape}, got {d}")
@@ -39,12 +41,14 @@ class LayerNorm(Layer):
         return x
 
     def forward(self, x, ctx):
+        """``(x - mean) / sqrt(var + eps) * weight + bias``, row by row."""
         w = ctx.weight if self.elementwise_affine else None
         bias = ctx.bias if self._has_bias else None
         ctx.k.layernorm(x, w, bias, ctx.y, ctx.mean, ctx.rstd, self.eps)
         return ctx.y
 
     def backward(self, dy, ctx):
+        """dx written, dweight and dbias added into, from the saved statistics."""
         affine = self.elementwise_affine
         ctx.k.layernorm_bwd(ctx.x, ctx.weight if affine else None, ctx.mean, ctx.rstd, dy,
                             ctx.dx, ctx.dweight if affine else None,

@@ -20,6 +20,8 @@ class Linear(Layer):
         self.bias = boolean(bias, "bias", "mlp.Linear")
 
     def build(self, x: Spec, b) -> Spec:
+        """``(..., in) -> (..., out_features)``; declares ``weight`` ``(out, in)`` and ``bias``
+        ``(out,)``, PyTorch's names and default initialization."""
         n_in = x.shape[-1]
         if self.in_features is not None and n_in != self.in_features:
             raise ShapeError(f"expected {self.in_features} input features, got {n_in}")
@@ -29,12 +31,14 @@ class Linear(Layer):
         return Spec(x.shape[:-1] + (self.out_features,))
 
     def forward(self, x, ctx):
+        """``y = x W^T + b`` (W float32 or quantized)."""
         ctx.k.linear(x, ctx.weight, ctx.y)                      # y (R, out) = x (R, in) W^T
         if self.bias:
             ctx.k.bias_add(ctx.y, ctx.bias)
         return ctx.y
 
     def backward(self, dy, ctx):
+        """``dW += dy^T x``, ``db += sum over rows of dy``, ``dx = dy W`` (when wanted)."""
         k = ctx.k
         k.gemm(dy, ctx.x, ctx.dweight, trans_a=True, beta=1.0)  # dW (out, in) += dy^T x
         if self.bias:

@@ -30,5 +30,6 @@ LAYERS = (Linear, ReLU, GELU, SiLU, Tanh, Sigmoid, Softmax, LeakyReLU, ELU, Soft
 
 @hookimpl
 def qorus_register_layers(register) -> None:
+    """The ``mlp.*`` layers: Linear, the activations, GLU, LayerNorm, Dropout, Flatten, Identity."""
     for cls in LAYERS:
         register(cls)

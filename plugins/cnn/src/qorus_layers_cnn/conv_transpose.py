@@ -47,6 +47,9 @@ class ConvTransposeNd(Layer):
         self.groups, self.bias = groups, boolean(bias, "bias", name)
 
     def build(self, x: Spec, b) -> Spec:
+        """Check the channels, declare ``weight`` ``(C_in, C_out / groups, *kernel)`` and ``bias``; the
+        output's spatial size is PyTorch's ``(H - 1) * stride - 2 * padding + dilation * (k - 1) +
+        output_padding + 1``."""
         B, C, H, W = planes(x, self.rank)
         if self.in_channels is not None and C != self.in_channels:
             raise ShapeError(f"expected {self.in_channels} input channels, got {C}")
@@ -67,6 +70,7 @@ class ConvTransposeNd(Layer):
         return Spec(out if self.rank == 2 else out[:2] + out[3:])
 
     def forward(self, x, ctx):
+        """One transposed-convolution kernel call into the planned output."""
         r = self.rank
         ctx.k.conv_transpose2d(as4d(ctx, x, r), as4d(ctx, ctx.weight, r),
                                ctx.bias if self.bias else None, as4d(ctx, ctx.y, r), self._s,
@@ -74,6 +78,7 @@ class ConvTransposeNd(Layer):
         return ctx.y
 
     def backward(self, dy, ctx):
+        """dx written, dweight and dbias added into, in one kernel call."""
         r = self.rank
         ctx.k.conv_transpose2d_bwd(as4d(ctx, ctx.x, r), as4d(ctx, ctx.weight, r),
                                    as4d(ctx, dy, r), as4d(ctx, ctx.dx, r),

@@ -27,6 +27,8 @@ class GroupNorm(Layer):
         self.affine = boolean(affine, "affine", name)
 
     def build(self, x: Spec, b) -> Spec:
+        """Check ``[batch, num_channels, *]``; declare ``weight`` and ``bias`` ``(C,)`` when affine, and
+        the per-group mean and 1/std saved for backward."""
         if len(x.shape) < 2:
             raise ShapeError(f"expected [batch, channels, *], got rank {len(x.shape)}")
         B, C = x.shape[:2]
@@ -42,11 +44,13 @@ class GroupNorm(Layer):
         return x
 
     def forward(self, x, ctx):
+        """Normalize each group of channels over it and the spatial positions, then scale and shift."""
         w, bias = (ctx.weight, ctx.bias) if self.affine else (None, None)
         ctx.k.groupnorm(x, w, bias, ctx.y, ctx.mean, ctx.rstd, self.num_groups, self.eps)
         return ctx.y
 
     def backward(self, dy, ctx):
+        """dx written, dweight and dbias added into, from the saved statistics."""
         w, dw, db = (ctx.weight, ctx.dweight, ctx.dbias) if self.affine else (None, None, None)
         ctx.k.groupnorm_bwd(ctx.x, w, ctx.mean, ctx.rstd, dy, ctx.dx, dw, db, self.num_groups)
         return ctx.dx

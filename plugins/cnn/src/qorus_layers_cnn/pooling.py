@@ -131,15 +131,18 @@ class GlobalAvgPool2d(Layer):
     """Mean over the whole plane [B, C, H, W] -> [B, C] (nn.AdaptiveAvgPool2d(1) + flatten)."""
 
     def build(self, x: Spec, b) -> Spec:
+        """``[B, C, H, W] -> [B, C]``."""
         B, C, _, _ = nchw(x)
         return Spec((B, C))
 
     def forward(self, x, ctx):
+        """The mean over each channel's plane: an average pool of the whole plane."""
         hw = x.shape[2:]
         ctx.k.avgpool2d(x, ctx.y, hw, hw, (0, 0))
         return ctx.y
 
     def backward(self, dy, ctx):
+        """Spread each channel's gradient evenly over its plane (nothing when dx is not wanted)."""
         if ctx.dx is not None:
             hw = ctx.dx.shape[2:]
             ctx.k.avgpool2d_bwd(dy, ctx.dx, hw, hw, (0, 0))
@@ -150,13 +153,16 @@ class Flatten(Layer):
     """[B, ...] -> [B, prod(...)]: a zero-copy view of the input (PyTorch's nn.Flatten())."""
 
     def build(self, x: Spec, b) -> Spec:
+        """``[B, ...] -> [B, prod(...)]`` as a view of the input's memory."""
         if len(x.shape) < 2:
             raise ShapeError(f"expected [batch, ...] with at least one feature dimension, got "
                              f"rank {len(x.shape)}")
         return b.view_input((x.shape[0], x.size // x.shape[0]))
 
     def forward(self, x, ctx):
+        """Nothing to compute: the output is a view of the input."""
         return ctx.y
 
     def backward(self, dy, ctx):
+        """Nothing to compute: dx is a view of dy."""
         return ctx.dx

@@ -46,6 +46,8 @@ class Upsample(Layer):
                              self._f[0] if self._f[0] == self._f[1] else list(self._f))
 
     def build(self, x: Spec, b) -> Spec:
+        """The output size: ``size``, or the input's times ``scale_factor`` (floored); ShapeError when
+        nothing is left."""
         B, C, H, W = nchw(x)
         if self._size is not None:
             Ho, Wo = self._size
@@ -61,10 +63,12 @@ class Upsample(Layer):
         return self.mode, bool(self.align_corners), sh, sw
 
     def forward(self, x, ctx):
+        """Nearest or bilinear resampling into the planned output."""
         ctx.k.upsample2d(x, ctx.y, *self._args())
         return ctx.y
 
     def backward(self, dy, ctx):
+        """Each output gradient added back to the input positions it was sampled from."""
         if ctx.dx is not None:
             ctx.k.upsample2d_bwd(dy, ctx.dx, *self._args())
         return ctx.dx

@@ -68,6 +68,7 @@ class Recurrent(Layer):
 
     @property
     def num_directions(self) -> int:
+        """2 for a bidirectional layer, else 1."""
         return 2 if self.bidirectional else 1
 
     def _split(self, xs: tuple) -> tuple[Any, Any, Any, Any]:
@@ -83,6 +84,9 @@ class Recurrent(Layer):
 
     # ----------------------------------------------------------------- build
     def build(self, x: Any, b: Any) -> Spec | tuple[Spec, ...]:
+        """Check ``[batch, time, input_size]`` and the optional state and lengths inputs; declare the
+        weights of every layer and direction (PyTorch's names and gate layout) and the time-major
+        buffers the recurrence runs on."""
         x, h0, c0, lengths = self._split((x,) if isinstance(x, Spec) else x)
         if x is None or len(x.shape) != 3 or x.dtype != "f32":
             got = "nothing" if x is None else f"{x.dtype} {x.shape}"
@@ -108,6 +112,8 @@ class Recurrent(Layer):
 
     # ----------------------------------------------------------------- forward
     def forward(self, x: Tensor, ctx: Any) -> Tensor:
+        """Run the layers over time (both directions when bidirectional), stopping each sequence at its
+        length; returns the sequence or the final state as configured."""
         k, S = ctx.k, self._views(ctx)
         _, h0, c0, lengths = self._split(ctx.xs)
         if lengths is not None:                   # checked before anything is written
@@ -115,9 +121,11 @@ class Recurrent(Layer):
         k.seq_transpose(x, ctx.xt)
         self._load_state(k, S, ctx, h0, c0)
         if S.drop is not None:                    # one mask for every layer boundary
-            seed = (self.dropout_seed * 0x9E3779B1 + ctx.index * 0x85EBCA77
-                    + ctx.run.step * 0xC2B2AE3D)
-            k.dropout_mask(ctx.drop, self.dropout, seed & 0xFFFFFFFF)
+            # [L-1, T, B, DH] is time-major: a rank of a data-parallel job draws a stretch of
+            # the stream of its own (disjoint from the other ranks'), not one process's rows
+            per_row = ctx.drop.size // x.shape[0]
+            k.dropout_mask(ctx.drop, self.dropout,
+                           ctx.run.dropout_seed(self.dropout_seed, ctx.index, per_row))
         inp, top = ctx.xt, self.num_layers - 1
         for l in range(self.num_layers):
             S.inp[l] = inp
@@ -200,6 +208,8 @@ class Recurrent(Layer):
 
     # ----------------------------------------------------------------- backward
     def backward(self, dy: Tensor, ctx: Any) -> Tensor | None:
+        """Backpropagation through time, layer by layer from the top: dx and the initial states'
+        gradients written, every weight's gradient added into."""
         k, S = ctx.k, self._views(ctx)
         _, dh0, dc0, _ = self._split(ctx.dxs)
         self._final_state_grads(k, S, ctx, dy)

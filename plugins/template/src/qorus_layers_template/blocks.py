@@ -21,6 +21,8 @@ class ResidualMLP(Composite):
         self.init = float(init)
 
     def build(self, x, b):
+        """``x + down(PReLU(up(LayerNorm(x))))``: the children's parameters are named ``norm.*``,
+        ``up.*``, ``act.*`` and ``down.*``; the graph derives the backward."""
         # x is a symbolic Value; b.call(child, value, name) runs a child layer, and name
         # becomes part of its parameter names ("<path>.up.weight", ...).
         h = b.call(LayerNorm(), x, "norm") if self.norm else x

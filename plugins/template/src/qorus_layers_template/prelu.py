@@ -27,6 +27,8 @@ class PReLU(Layer):
         self.init = float(init)
 
     def build(self, x: Spec, b) -> Spec:
+        """One slope per feature (the last dimension), checked against ``num_parameters``; the output
+        has the input's shape."""
         d = x.shape[-1]
         if self.num_parameters is not None and d != self.num_parameters:
             raise ShapeError(f"expected last dimension {self.num_parameters}, got {d}")
@@ -34,10 +36,12 @@ class PReLU(Layer):
         return x                     # same shape out
 
     def forward(self, x, ctx):
+        """One pass of the plugin's own kernel (``k.tpl.prelu``) into the planned output."""
         ctx.k.tpl.prelu(x, ctx.weight, ctx.y)   # this plugin's own kernel (kernels.py)
         return ctx.y
 
     def backward(self, dy, ctx):
+        """dx written (None: not wanted), dweight added into (None: frozen), in one kernel call."""
         # dweight is *added* into (None when frozen); dx is written (None when the input
         # needs no gradient): the kernel takes either as None
         ctx.k.tpl.prelu_bwd(ctx.x, ctx.weight, dy, ctx.dx, ctx.dweight)
