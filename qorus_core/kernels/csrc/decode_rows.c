@@ -157,37 +157,6 @@ int qr_attention_decode_rows_f32(const float *q, const float *k_cache, const flo
 #define QR_LR_MAX 3
 #define QR_PORTABLE_ROWS 4   /* rows a portable dot kernel call takes (quant.c's QR_QMAX_ROWS) */
 
-/* quant.c's quantize_q8_row (the portable tier's decode rows): q | d | s, bit for bit */
-static void quantize_q8_row(const float *x, int64_t k, uint8_t *row) {
-    const int64_t nb = k / QR_QK;
-    int8_t *q = (int8_t *)row;
-    float *d = (float *)(row + nb * QR_QK), *s = d + nb;
-    for (int64_t b = 0; b < nb; b++) {
-        const float *xb = x + b * QR_QK;
-        float amax = 0.0f;
-        int finite = 1;
-        for (int j = 0; j < QR_QK; j++) {
-            float a = xb[j] < 0.0f ? -xb[j] : xb[j];
-            amax = a > amax ? a : amax;
-            finite &= xb[j] - xb[j] == 0.0f;
-        }
-        if (!finite) {   /* NaN / inf: the block's scale is NaN, so are the outputs */
-            memset(q + b * QR_QK, 0, QR_QK);
-            d[b] = s[b] = __builtin_nanf("");
-            continue;
-        }
-        float db = amax / 127.0f, id = db != 0.0f ? 1.0f / db : 0.0f;
-        int32_t sum = 0;
-        for (int j = 0; j < QR_QK; j++) {
-            int32_t qi = qr__round_q8(xb[j] * id);
-            q[b * QR_QK + j] = (int8_t)qi;
-            sum += qi;
-        }
-        d[b] = db;
-        s[b] = db * (float)sum;
-    }
-}
-
 static size_t portable_stride(int64_t nb) { return ((size_t)nb * 48 + 63) & ~(size_t)63; }
 
 /* the mrows path a format takes on a tier: the tier, or -1 (quant.c's decode rows) */
@@ -299,7 +268,8 @@ int qr_linears_rows_f32(const float *x, int64_t M, int64_t K, int qtype, const v
         c.xs = portable_stride(c.nb);
         c.qdot = qr__qformat(qtype)->qdot;
         if (!(acts = qr_scratch(2, (size_t)M * c.xs))) return QR_ENOMEM;
-        for (int64_t m = 0; m < M; m++) quantize_q8_row(x + m * K, K, acts + (size_t)m * c.xs);
+        for (int64_t m = 0; m < M; m++)   /* the portable tier's decode rows: q | d | s */
+            qr__quantize_q8_natural(x + m * K, K, acts + (size_t)m * c.xs, QR_SIMD_PORTABLE);
     }
     c.acts = acts;
     /* as the decode products split: down to 16 KiB of weights a task, 2 tasks a thread

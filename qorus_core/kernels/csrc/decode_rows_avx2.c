@@ -41,11 +41,6 @@ static inline __m128 load2f(const float *p) {   /* two floats into lanes 0, 1 */
     return _mm_castsi128_ps(_mm_loadl_epi64((const __m128i *)p));
 }
 
-static inline void prefetch_head(const uint8_t *w, size_t bytes) {
-    if (bytes > QR_PF_AHEAD) bytes = QR_PF_AHEAD;
-    for (size_t o = 0; o < bytes; o += 64) _mm_prefetch((const char *)(w + o), _MM_HINT_T0);
-}
-
 /* ------------------------------------------------------------------ Q8_0 (natural layout) */
 #define QR_Q8_BS 34
 
@@ -216,7 +211,7 @@ QR_AI void mrow_n(int fmt, int mx, int64_t nb, const uint8_t *w, const uint8_t *
 QR_AI void mrows(int fmt, int64_t nb, const uint8_t *w, size_t wrow, int64_t n,
                  const uint8_t *acts, int64_t M, float *y, int64_t ldy) {
     const size_t xs = row_stride(nb);
-    prefetch_head(w, (size_t)n * wrow);
+    qr__prefetch_head(w, (size_t)n * wrow);
     __m256 v[QR_MX][8];
     for (int64_t r = 0; r < n; r += 8) {
         const int nr = n - r < 8 ? (int)(n - r) : 8;

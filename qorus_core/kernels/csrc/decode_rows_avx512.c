@@ -45,53 +45,13 @@
 #endif
 
 #define QR_AI static inline __attribute__((always_inline))
+#include "quant_avx512_blocks.h"   /* after the target pragma: see there */
 /* The weight stream's prefetch: into L2, 4 KiB ahead (a thread streams M times slower than
  * the one-row kernels, whose 2 KiB into L1 measured 6% slower steps at M = 4); a range's
- * first 2 KiB into L1 at once */
+ * first QR_PF_HEAD_BYTES into L1 at once (qr__prefetch_head) */
 #define QR_PF_AHEAD 4096
 #define QR_PF_HINT _MM_HINT_T1
-#define QR_PF_HEAD 2048
 #define QR_MX 8                /* activation rows a weight row serves at once */
-
-static inline int32_t ld32(const uint8_t *p) {
-    int32_t v;
-    memcpy(&v, p, 4);
-    return v;
-}
-
-QR_AI __m256 fold512(__m512 v) {   /* 16 lanes -> 8: lane i + lane i + 8 */
-    return _mm256_add_ps(_mm512_castps512_ps256(v),
-                         _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
-}
-
-static inline void prefetch_head(const uint8_t *w, size_t bytes) {
-    if (bytes > QR_PF_HEAD) bytes = QR_PF_HEAD;
-    for (size_t o = 0; o < bytes; o += 64) _mm_prefetch((const char *)(w + o), _MM_HINT_T0);
-}
-
-/* the first 4 bytes of 4 blocks bs apart, as 4 dwords (fp16 d, then m or 2 quant bytes) */
-QR_AI __m128i gather4(const uint8_t *p, size_t bs) {
-    __m128i a = _mm_unpacklo_epi32(_mm_loadu_si32(p), _mm_loadu_si32(p + bs));
-    __m128i b = _mm_unpacklo_epi32(_mm_loadu_si32(p + 2 * bs), _mm_loadu_si32(p + 3 * bs));
-    return _mm_unpacklo_epi64(a, b);
-}
-
-/* 16 bytes at p, p + bs, p + 2 bs, p + 3 bs into the 4 128-bit lanes */
-QR_AI __m512i load4x16(const uint8_t *p, size_t bs) {
-    __m256i a = _mm256_inserti128_si256(
-        _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)p)),
-        _mm_loadu_si128((const __m128i *)(p + bs)), 1);
-    __m256i b = _mm256_inserti128_si256(
-        _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(p + 2 * bs))),
-        _mm_loadu_si128((const __m128i *)(p + 3 * bs)), 1);
-    return _mm512_inserti64x4(_mm512_castsi256_si512(a), b, 1);
-}
-
-/* 32 bytes at p and at p + bs into the two 256-bit halves */
-QR_AI __m512i load2x32(const uint8_t *p, size_t bs) {
-    return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)p)),
-                              _mm256_loadu_si256((const __m256i *)(p + bs)), 1);
-}
 
 /* ------------------------------------------------------------------ acts */
 static int fmt_of(int qtype) {
@@ -189,10 +149,10 @@ QR_AI void q8_mrow(int MX, int64_t nb, const uint8_t *w, const uint8_t *xq, size
         _mm_prefetch(ahead, QR_PF_HINT);
         _mm_prefetch(ahead + 64, QR_PF_HINT);
         _mm_prefetch(ahead + 128, QR_PF_HINT);
-        __m512 f = _mm512_castps256_ps512(_mm256_cvtph_ps(gather4(p, QR_Q8_BS)));
+        __m512 f = _mm512_castps256_ps512(_mm256_cvtph_ps(qr__gather4(p, QR_Q8_BS)));
         __m512 dw01 = _mm512_permutexvar_ps(i01, f), dw23 = _mm512_permutexvar_ps(i23, f);
-        __m512i w01 = _mm512_xor_si512(load2x32(p + 2, QR_Q8_BS), flip);
-        __m512i w23 = _mm512_xor_si512(load2x32(p + 2 + 2 * QR_Q8_BS, QR_Q8_BS), flip);
+        __m512i w01 = _mm512_xor_si512(qr__load2x32(p + 2, QR_Q8_BS), flip);
+        __m512i w23 = _mm512_xor_si512(qr__load2x32(p + 2 + 2 * QR_Q8_BS, QR_Q8_BS), flip);
         for (int j = 0; j < MX; j++) {
             const uint8_t *r = xq + j * xs;
             const __m512i *q = (const __m512i *)(r + b * 32);
@@ -211,7 +171,7 @@ QR_AI void q8_mrow(int MX, int64_t nb, const uint8_t *w, const uint8_t *xq, size
         const uint8_t *p = w + b * QR_Q8_BS;
         __m128i h = _mm_unpacklo_epi32(_mm_loadu_si32(p), _mm_loadu_si32(p + QR_Q8_BS));
         __m512 dw01 = _mm512_permutexvar_ps(i01, _mm512_castps128_ps512(_mm_cvtph_ps(h)));
-        __m512i w01 = _mm512_xor_si512(load2x32(p + 2, QR_Q8_BS), flip);
+        __m512i w01 = _mm512_xor_si512(qr__load2x32(p + 2, QR_Q8_BS), flip);
         for (int j = 0; j < MX; j++) {
             const uint8_t *r = xq + j * xs;
             const __m512i *c = (const __m512i *)((const int32_t *)(r + oc) + 8 * b);
@@ -311,8 +271,8 @@ QR_AI void q4_mrow(int FMT, int MX, int64_t nb, const uint8_t *w, const uint8_t 
             f = _mm256_cvtph_ps(_mm512_castsi512_si128(_mm512_permutexvar_epi32(fi, a)));
             raw = _mm512_permutex2var_epi32(a, ni, b);
         } else {
-            f = _mm256_cvtph_ps(gather4(p, bs));
-            raw = load4x16(p + off, bs);
+            f = _mm256_cvtph_ps(qr__gather4(p, bs));
+            raw = qr__load4x16(p + off, bs);
         }
         q4_quad(FMT, MX, t, f, raw, xq, xs, oc, oe, S4, s4g, acc, corr);
     }
@@ -323,11 +283,11 @@ QR_AI void q4_mrow(int FMT, int MX, int64_t nb, const uint8_t *w, const uint8_t 
         __m512i raw = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)(p + off)));
         raw = _mm512_maskz_mov_epi32(0x000f, raw);
         if (nr > 1) {
-            g = _mm_insert_epi32(g, ld32(p + bs), 1);
+            g = _mm_insert_epi32(g, (int)qr__ld32(p + bs), 1);
             raw = _mm512_inserti32x4(raw, _mm_loadu_si128((const __m128i *)(p + bs + off)), 1);
         }
         if (nr > 2) {
-            g = _mm_insert_epi32(g, ld32(p + 2 * bs), 2);
+            g = _mm_insert_epi32(g, (int)qr__ld32(p + 2 * bs), 2);
             raw = _mm512_inserti32x4(raw, _mm_loadu_si128((const __m128i *)(p + 2 * bs + off)), 2);
         }
         const __m256 f = _mm256_cvtph_ps(g);
@@ -404,7 +364,7 @@ QR_AI void mrows(int fmt, int64_t nb, const uint8_t *w, size_t wrow, int64_t n,
     const size_t xs = qr_x_stride(nb);
     const float *S4 = fmt == 2 ? (const float *)(acts + (size_t)M * xs) : NULL;
     const uint8_t *TP = acts + (size_t)M * xs + s4_bytes(fmt, M, nb);
-    prefetch_head(w, (size_t)n * wrow);
+    qr__prefetch_head(w, (size_t)n * wrow);
     __m512 v[QR_MX / 2][8];
     for (int64_t r = 0; r < n; r += 8) {
         const int nr = n - r < 8 ? (int)(n - r) : 8;

@@ -37,13 +37,6 @@ static inline __m256i unpack_nibbles(const uint8_t *p) {
  * this reaches a plain read's 16. */
 #define QR_PF_AHEAD 2048
 
-/* A decode range's first QR_PF_AHEAD bytes, requested at once: the in-loop prefetch covers
- * the rest, and each task's stream would otherwise start one DRAM latency at a time. */
-static inline void prefetch_head(const uint8_t *w, size_t bytes) {
-    if (bytes > QR_PF_AHEAD) bytes = QR_PF_AHEAD;
-    for (size_t o = 0; o < bytes; o += 64) _mm_prefetch((const char *)(w + o), _MM_HINT_T0);
-}
-
 /* Q8_0 (34-byte blocks: fp16 d, 32 int8): one weight row against MX q8 rows. */
 #define QR_Q8_0_BYTES 34
 QR_ALWAYS_INLINE void qdot8_n(int MX, int64_t nb, const uint8_t *w, const uint8_t *xq, size_t xs,
@@ -329,7 +322,7 @@ QR_ALWAYS_INLINE __m256 qrow_q4(int fmt, int64_t nb, const uint8_t *p, const uin
  * (qdot8_1v, qrow_q4), eight rows' lanes summed at once by hsum8x. */
 QR_ALWAYS_INLINE void qrows8(int fmt, int64_t nb, const uint8_t *w, size_t wrow, int64_t nrows,
                              const uint8_t *xq, float *y) {
-    prefetch_head(w, (size_t)nrows * wrow);
+    qr__prefetch_head(w, (size_t)nrows * wrow);
     for (int64_t r = 0; r < nrows; r += 8) {
         const int n = nrows - r < 8 ? (int)(nrows - r) : 8;
         __m256 v[8];

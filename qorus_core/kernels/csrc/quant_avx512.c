@@ -33,51 +33,11 @@
 #endif
 
 #define QR_AI static inline __attribute__((always_inline))
+#include "quant_avx512_blocks.h"   /* after the target pragma: see there */
 
 /* How far ahead in a decode weight stream to prefetch (as quant_avx2.c: about 2 KB, DRAM
  * latency at one thread's streaming rate) */
 #define QR_PF_AHEAD 2048
-
-static inline int32_t ld32(const uint8_t *p) {
-    int32_t v;
-    memcpy(&v, p, 4);
-    return v;
-}
-
-static inline __m256 fold512(__m512 v) {   /* 16 lanes -> 8 */
-    return _mm256_add_ps(_mm512_castps512_ps256(v),
-                         _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
-}
-
-/* A decode range's first QR_PF_AHEAD bytes, requested at once (see quant_avx2.c). */
-static inline void prefetch_head(const uint8_t *w, size_t bytes) {
-    if (bytes > QR_PF_AHEAD) bytes = QR_PF_AHEAD;
-    for (size_t o = 0; o < bytes; o += 64) _mm_prefetch((const char *)(w + o), _MM_HINT_T0);
-}
-
-/* the first 4 bytes of 4 blocks bs apart, as 4 dwords (fp16 d, then m or 2 quant bytes) */
-QR_AI __m128i gather4(const uint8_t *p, size_t bs) {
-    __m128i a = _mm_unpacklo_epi32(_mm_loadu_si32(p), _mm_loadu_si32(p + bs));
-    __m128i b = _mm_unpacklo_epi32(_mm_loadu_si32(p + 2 * bs), _mm_loadu_si32(p + 3 * bs));
-    return _mm_unpacklo_epi64(a, b);
-}
-
-/* 16 bytes at p, p + bs, p + 2 bs, p + 3 bs into the 4 128-bit lanes */
-QR_AI __m512i load4x16(const uint8_t *p, size_t bs) {
-    __m256i a = _mm256_inserti128_si256(
-        _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)p)),
-        _mm_loadu_si128((const __m128i *)(p + bs)), 1);
-    __m256i b = _mm256_inserti128_si256(
-        _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(p + 2 * bs))),
-        _mm_loadu_si128((const __m128i *)(p + 3 * bs)), 1);
-    return _mm512_inserti64x4(_mm512_castsi256_si512(a), b, 1);
-}
-
-/* 32 bytes at p and at p + bs into the two 256-bit halves */
-QR_AI __m512i load2x32(const uint8_t *p, size_t bs) {
-    return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)p)),
-                              _mm256_loadu_si256((const __m256i *)(p + bs)), 1);
-}
 
 /* ------------------------------------------------------------------ Q8_0 (layout 0) */
 #define QR_Q8_BS 34
@@ -109,10 +69,10 @@ QR_AI void q8x(int MX, int DEC, int64_t nb, const uint8_t *w, const uint8_t *xq,
             _mm_prefetch((const char *)(p + 8 * QR_Q8_BS + 64), _MM_HINT_T0);
             _mm_prefetch((const char *)(p + 8 * QR_Q8_BS + 128), _MM_HINT_T0);
         }
-        __m512 f = _mm512_castps256_ps512(_mm256_cvtph_ps(gather4(p, QR_Q8_BS)));
+        __m512 f = _mm512_castps256_ps512(_mm256_cvtph_ps(qr__gather4(p, QR_Q8_BS)));
         __m512 dw01 = _mm512_permutexvar_ps(i01, f), dw23 = _mm512_permutexvar_ps(i23, f);
-        __m512i w01 = _mm512_xor_si512(load2x32(p + 2, QR_Q8_BS), flip);
-        __m512i w23 = _mm512_xor_si512(load2x32(p + 2 + 2 * QR_Q8_BS, QR_Q8_BS), flip);
+        __m512i w01 = _mm512_xor_si512(qr__load2x32(p + 2, QR_Q8_BS), flip);
+        __m512i w23 = _mm512_xor_si512(qr__load2x32(p + 2 + 2 * QR_Q8_BS, QR_Q8_BS), flip);
         for (int j = 0; j < MX; j++) {
             const uint8_t *r = xq + j * xs;
             const __m512i *q = (const __m512i *)(r + b * 32);
@@ -131,7 +91,7 @@ QR_AI void q8x(int MX, int DEC, int64_t nb, const uint8_t *w, const uint8_t *xq,
         const uint8_t *p = w + b * QR_Q8_BS;
         __m128i h = _mm_unpacklo_epi32(_mm_loadu_si32(p), _mm_loadu_si32(p + QR_Q8_BS));
         __m512 dw01 = _mm512_permutexvar_ps(i01, _mm512_castps128_ps512(_mm_cvtph_ps(h)));
-        __m512i w01 = _mm512_xor_si512(load2x32(p + 2, QR_Q8_BS), flip);
+        __m512i w01 = _mm512_xor_si512(qr__load2x32(p + 2, QR_Q8_BS), flip);
         for (int j = 0; j < MX; j++) {
             const uint8_t *r = xq + j * xs;
             const __m512i *c = (const __m512i *)((const int32_t *)(r + oc) + 8 * b);
@@ -143,7 +103,7 @@ QR_AI void q8x(int MX, int DEC, int64_t nb, const uint8_t *w, const uint8_t *xq,
         }
         b += 2;
     }
-    for (int j = 0; j < MX; j++) res[j] = fold512(_mm512_add_ps(acc[j][0], acc[j][1]));
+    for (int j = 0; j < MX; j++) res[j] = qr__fold512(_mm512_add_ps(acc[j][0], acc[j][1]));
     if (b < nb) {   /* one last block: 8 lanes */
         const uint8_t *p = w + b * QR_Q8_BS;
         const float dw = qr__h2f(p);
@@ -214,7 +174,7 @@ QR_AI void q4x(int FMT, int MX, int DEC, int64_t nb, const uint8_t *w, const uin
     for (int64_t t = 0; t < nq; t++) {
         const uint8_t *p = w + 4 * t * bs;
         q4_prefetch(DEC, p, bs);
-        q4_quad(FMT, MX, t, _mm256_cvtph_ps(gather4(p, bs)), load4x16(p + off, bs), xq, xs, oc,
+        q4_quad(FMT, MX, t, _mm256_cvtph_ps(qr__gather4(p, bs)), qr__load4x16(p + off, bs), xq, xs, oc,
                 oe, ox, acc, corr);
     }
     if (nr) {   /* the last nr blocks: a quad with zeros for the rest */
@@ -223,18 +183,18 @@ QR_AI void q4x(int FMT, int MX, int DEC, int64_t nb, const uint8_t *w, const uin
         __m512i raw = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)(p + off)));
         raw = _mm512_maskz_mov_epi32(0x000f, raw);
         if (nr > 1) {
-            g = _mm_insert_epi32(g, ld32(p + bs), 1);
+            g = _mm_insert_epi32(g, (int)qr__ld32(p + bs), 1);
             raw = _mm512_inserti32x4(raw, _mm_loadu_si128((const __m128i *)(p + bs + off)), 1);
         }
         if (nr > 2) {
-            g = _mm_insert_epi32(g, ld32(p + 2 * bs), 2);
+            g = _mm_insert_epi32(g, (int)qr__ld32(p + 2 * bs), 2);
             raw = _mm512_inserti32x4(raw, _mm_loadu_si128((const __m128i *)(p + 2 * bs + off)), 2);
         }
         q4_quad(FMT, MX, nq, _mm256_cvtph_ps(g), raw, xq, xs, oc, oe, ox, acc, corr);
     }
     const __m256 odd = _mm256_castsi256_ps(_mm256_setr_epi32(0, -1, 0, -1, 0, -1, 0, -1));
     for (int j = 0; j < MX; j++) {
-        res[j] = fold512(acc[j]);
+        res[j] = qr__fold512(acc[j]);
         if (FMT == 2)
             res[j] = _mm256_add_ps(res[j], _mm256_and_ps(corr[j], odd));
     }
@@ -276,7 +236,7 @@ QDOTX(qr__qdot_q4_1_avx512, 2)
  * each row as 8 lanes, eight rows' lanes summed at once (hsum8x), as quant_avx2.c does. */
 QR_AI void qrows_x(int fmt, int64_t nb, const uint8_t *w, size_t wrow, int64_t nrows,
                    const uint8_t *xq, float *y) {
-    prefetch_head(w, (size_t)nrows * wrow);
+    qr__prefetch_head(w, (size_t)nrows * wrow);
     for (int64_t r = 0; r < nrows; r += 8) {
         const int n = nrows - r < 8 ? (int)(nrows - r) : 8;
         __m256 v[8];
@@ -341,7 +301,7 @@ QR_AI void fdot_x(int MX, int64_t k, const uint16_t *w, const float *x, int64_t 
     for (int j = 0; j < MX; j++) {
         __m512 t = acc[j][0];
         for (int a = 1; a < na; a++) t = _mm512_add_ps(t, acc[j][a]);
-        out[j] = qr__hsum256(fold512(t));
+        out[j] = qr__hsum256(qr__fold512(t));
     }
 }
 

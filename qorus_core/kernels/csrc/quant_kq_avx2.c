@@ -34,12 +34,6 @@
 #define QR_ALWAYS_INLINE static inline __attribute__((always_inline))
 #define QR_PF_AHEAD 2048   /* decode prefetch distance (as quant_avx2.c) */
 
-static inline uint32_t ld32(const uint8_t *p) {
-    uint32_t v;
-    memcpy(&v, p, 4);
-    return v;
-}
-
 static inline uint64_t ld64(const uint8_t *p) {
     uint64_t v;
     memcpy(&v, p, 8);
@@ -51,7 +45,7 @@ static inline __m128i ld128(const void *p) { return _mm_loadu_si128((const __m12
 /* 16 bytes into both lanes, 8 bytes into all four quarters, 4 bytes into all eight dwords */
 static inline __m256i bc128(const uint8_t *p) { return _mm256_broadcastsi128_si256(ld128(p)); }
 static inline __m256i bc64(const uint8_t *p) { return _mm256_set1_epi64x((long long)ld64(p)); }
-static inline __m256i bc32(const uint8_t *p) { return _mm256_set1_epi32((int)ld32(p)); }
+static inline __m256i bc32(const uint8_t *p) { return _mm256_set1_epi32((int)qr__ld32(p)); }
 
 static inline __m128 load2f(const float *p) {   /* two floats into lanes 0, 1; 2, 3 zero */
     return _mm_castsi128_ps(_mm_loadl_epi64((const __m128i *)p));
@@ -60,12 +54,6 @@ static inline __m128 load2f(const float *p) {   /* two floats into lanes 0, 1; 2
 /* int32 lanes -> float, the sum of pairs of int16 lanes (madd with ones) */
 static inline __m256 sum16to32f(__m256i p) {
     return _mm256_cvtepi32_ps(_mm256_madd_epi16(p, _mm256_set1_epi16(1)));
-}
-
-/* A decode range's first QR_PF_AHEAD bytes, requested at once (the loops prefetch the rest) */
-static inline void prefetch_head(const uint8_t *w, size_t bytes) {
-    if (bytes > QR_PF_AHEAD) bytes = QR_PF_AHEAD;
-    for (size_t o = 0; o < bytes; o += 64) _mm_prefetch((const char *)(w + o), _MM_HINT_T0);
 }
 
 /* int16 lanes for pshufb: lane 0 / lane 1 each a repeated 16-bit index pair (lo | hi << 8);
@@ -174,7 +162,7 @@ static uint8_t *kq_buf_get(kq_buf *b, int64_t nb, size_t bpb) {
  * ROWEXPR (an expression of `row`), eight rows summed at once. */
 #define KQ_ROWS8(ROWEXPR)                                                                  \
     do {                                                                                   \
-        prefetch_head(w, (size_t)nrows * wrow);                                            \
+        qr__prefetch_head(w, (size_t)nrows * wrow);                                        \
         for (int64_t r = 0; r < nrows; r += 8) {                                           \
             const int n_ = nrows - r < 8 ? (int)(nrows - r) : 8;                           \
             __m256 v_[8];                                                                  \
@@ -473,7 +461,7 @@ static inline __m128i k4_scales(const uint8_t *s) {
 
 /* the 16 6-bit scales of a Q3_K super-block minus 32 (int8, in order); s: its sc[12] */
 static inline __m128i k3_scales(const uint8_t *s) {
-    const uint32_t a0 = ld32(s), a1 = ld32(s + 4), t = ld32(s + 8);
+    const uint32_t a0 = qr__ld32(s), a1 = qr__ld32(s + 4), t = qr__ld32(s + 8);
     const uint32_t k1 = 0x03030303u, k2 = 0x0f0f0f0fu;
     const uint32_t r0 = (a0 & k2) | ((t & k1) << 4);
     const uint32_t r1 = (a1 & k2) | (((t >> 2) & k1) << 4);
@@ -484,7 +472,7 @@ static inline __m128i k3_scales(const uint8_t *s) {
 }
 
 /* fp16 pair (d, dmin) at p as [d dmin d dmin ...] */
-static inline __m256 k_dm(const uint8_t *p) { return _mm256_cvtph_ps(_mm_set1_epi32((int)ld32(p))); }
+static inline __m256 k_dm(const uint8_t *p) { return _mm256_cvtph_ps(_mm_set1_epi32((int)qr__ld32(p))); }
 
 /* ================================================================== Q4_K, Q5_K
  * 144 / 176 bytes: d dmin sc[12] (Q5_K: qh[32]) qs[128]; qs[32 p + l] holds element l of
@@ -1100,7 +1088,7 @@ static void fdot_bf16(int64_t k, const uint16_t *w, const float *x, int64_t ldx,
     QDOT_SWITCH(FDOT_BF, 0)
 }
 static void rows1_bf16(int64_t k, const uint8_t *w, size_t wrow, int64_t nrows, const uint8_t *x, float *y) {
-    prefetch_head(w, (size_t)nrows * wrow);
+    qr__prefetch_head(w, (size_t)nrows * wrow);
     for (int64_t r = 0; r < nrows; r++)
         fdot_bf_n(1, k, (const uint16_t *)(w + r * wrow), (const float *)x, 0, y + r);
 }

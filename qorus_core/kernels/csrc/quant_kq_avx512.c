@@ -48,6 +48,7 @@
 #endif
 
 #define QR_AI static inline __attribute__((always_inline))
+#include "quant_avx512_blocks.h"   /* after the target pragma: see there */
 
 /* how far ahead in a decode weight stream to prefetch (quant_avx512.c's) */
 #define QR_PF_AHEAD 2048
@@ -57,35 +58,11 @@
 
 enum { KQ_Q5_0, KQ_Q5_1, KQ_IQ4NL, KQ_Q2K, KQ_Q3K, KQ_Q4K, KQ_Q5K, KQ_Q6K };
 
-static inline uint32_t ld32(const uint8_t *p) {
-    uint32_t v;
-    memcpy(&v, p, 4);
-    return v;
-}
-
-static inline __m256 fold512(__m512 v) {   /* 16 lanes -> 8 */
-    return _mm256_add_ps(_mm512_castps512_ps256(v),
-                         _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
-}
-
-/* A decode range's first QR_PF_AHEAD bytes, requested at once (see quant_avx2.c). */
-static inline void prefetch_head(const uint8_t *w, size_t bytes) {
-    if (bytes > QR_PF_AHEAD) bytes = QR_PF_AHEAD;
-    for (size_t o = 0; o < bytes; o += 64) _mm_prefetch((const char *)(w + o), _MM_HINT_T0);
-}
-
 /* the lines of one weight unit of n bytes at p, QR_PF_AHEAD on (DEC: the decode stream) or
  * two units on (a prompt's tile, in L2) */
 QR_AI void kq_prefetch(int DEC, const uint8_t *p, size_t n) {
     const uint8_t *a = p + (DEC ? QR_PF_AHEAD : 2 * n);
     for (size_t o = 0; o < n; o += 64) _mm_prefetch((const char *)(a + o), _MM_HINT_T0);
-}
-
-/* the first 4 bytes of 4 blocks bs apart, as 4 dwords (fp16 d, then m or 2 quant bytes) */
-QR_AI __m128i gather4(const uint8_t *p, size_t bs) {
-    __m128i a = _mm_unpacklo_epi32(_mm_loadu_si32(p), _mm_loadu_si32(p + bs));
-    __m128i b = _mm_unpacklo_epi32(_mm_loadu_si32(p + 2 * bs), _mm_loadu_si32(p + 3 * bs));
-    return _mm_unpacklo_epi64(a, b);
 }
 
 /* 32 bytes at p in both 256-bit halves */
@@ -172,8 +149,8 @@ QR_AI __m512i kq_pair_w(int F, const uint8_t *p, int n) {
         return _mm512_shuffle_epi8(tbl, v);
     }
     const size_t oh = F == KQ_Q5_0 ? 2 : 4;
-    uint64_t h = n > 0 ? ld32(p + oh) : 0;
-    if (n > 1) h |= (uint64_t)ld32(p + bs + oh) << 32;
+    uint64_t h = n > 0 ? qr__ld32(p + oh) : 0;
+    if (n > 1) h |= (uint64_t)qr__ld32(p + bs + oh) << 32;
     return _mm512_mask_add_epi8(v, _cvtu64_mask64(h), v, _mm512_set1_epi8(16));
 }
 
@@ -183,11 +160,11 @@ QR_AI void kq_quad(int F, int MX, int NV, const uint8_t *p, int64_t b, const kq_
     const int OFF = F == KQ_Q5_0 ? 16 : F == KQ_IQ4NL ? 128 : 0;
     __m128i g;
     if (NV == 4) {
-        g = gather4(p, bs);
+        g = qr__gather4(p, bs);
     } else {
         g = _mm_loadu_si32(p);
-        if (NV > 1) g = _mm_insert_epi32(g, (int)ld32(p + bs), 1);
-        if (NV > 2) g = _mm_insert_epi32(g, (int)ld32(p + 2 * bs), 2);
+        if (NV > 1) g = _mm_insert_epi32(g, (int)qr__ld32(p + bs), 1);
+        if (NV > 2) g = _mm_insert_epi32(g, (int)qr__ld32(p + 2 * bs), 2);
     }
     const __m256 f = _mm256_cvtph_ps(g);   /* [d0 x0 d1 x1 d2 x2 d3 x3], x: m (Q5_1) */
     const __m128 dw = _mm256_castps256_ps128(
@@ -249,7 +226,7 @@ QR_AI void kq_dot32(int F, int MX, int DEC, int64_t nb, const uint8_t *w, const 
     default: break;
     }
     for (int j = 0; j < MX; j++) {
-        res[j] = fold512(_mm512_add_ps(acc[j][0], acc[j][1]));
+        res[j] = qr__fold512(_mm512_add_ps(acc[j][0], acc[j][1]));
         if (F == KQ_Q5_1) res[j] = _mm256_add_ps(res[j], _mm256_insertf128_ps(_mm256_setzero_ps(), accm[j], 0));
     }
 }
@@ -421,8 +398,8 @@ QR_AI void kq_dot256(int F, int MX, int PREP, int DEC, int64_t nb, const uint8_t
         kq_sb(F, MX, PREP, p, u, x, acc, accm16, accm8);
     }
     for (int j = 0; j < MX; j++) {
-        res[j] = fold512(_mm512_add_ps(acc[j][0], acc[j][1]));
-        if (F == KQ_Q2K) res[j] = _mm256_sub_ps(res[j], fold512(accm16[j]));
+        res[j] = qr__fold512(_mm512_add_ps(acc[j][0], acc[j][1]));
+        if (F == KQ_Q2K) res[j] = _mm256_sub_ps(res[j], qr__fold512(accm16[j]));
         if (F == KQ_Q4K || F == KQ_Q5K) res[j] = _mm256_sub_ps(res[j], accm8[j]);
     }
 }
@@ -589,7 +566,7 @@ QR_AI void kq_quadx(int F, int NV, const uint8_t *p, const kq_xp *x, int64_t t, 
     __m128i g;
     __m512i raw;
     if (NV == 4) {
-        g = gather4(p, bs);
+        g = qr__gather4(p, bs);
         __m256i a = _mm256_inserti128_si256(
             _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(p + oq))),
             _mm_loadu_si128((const __m128i *)(p + bs + oq)), 1);
@@ -601,11 +578,11 @@ QR_AI void kq_quadx(int F, int NV, const uint8_t *p, const kq_xp *x, int64_t t, 
         g = _mm_loadu_si32(p);
         raw = _mm512_maskz_mov_epi32(0x000f, _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)(p + oq))));
         if (NV > 1) {
-            g = _mm_insert_epi32(g, (int)ld32(p + bs), 1);
+            g = _mm_insert_epi32(g, (int)qr__ld32(p + bs), 1);
             raw = _mm512_inserti32x4(raw, _mm_loadu_si128((const __m128i *)(p + bs + oq)), 1);
         }
         if (NV > 2) {
-            g = _mm_insert_epi32(g, (int)ld32(p + 2 * bs), 2);
+            g = _mm_insert_epi32(g, (int)qr__ld32(p + 2 * bs), 2);
             raw = _mm512_inserti32x4(raw, _mm_loadu_si128((const __m128i *)(p + 2 * bs + oq)), 2);
         }
     }
@@ -657,7 +634,7 @@ QR_AI __m256 kq_rowx_quad(int F, int64_t nb, const uint8_t *w, const kq_xp *x) {
     case 1: kq_quadx(F, 1, w + 4 * nq * bs, x, nq, &acc, &corr); break;
     default: break;
     }
-    __m256 r = fold512(acc);
+    __m256 r = qr__fold512(acc);
     if (F == KQ_Q5_1)
         r = _mm256_add_ps(r, _mm256_and_ps(corr, _mm256_castsi256_ps(
                                                      _mm256_setr_epi32(0, -1, 0, -1, 0, -1, 0, -1))));
@@ -795,7 +772,7 @@ QR_AI __m256 kq_rowx_planes(int F, int64_t nb, const uint8_t *w, const kq_xp *x)
             kq_planes_sb(F, p, x, u, S[0], S[1], &tot, &tmin);
         }
     }
-    return fold512(F == KQ_Q2K ? _mm512_sub_ps(tot, tmin) : tot);
+    return qr__fold512(F == KQ_Q2K ? _mm512_sub_ps(tot, tmin) : tot);
 }
 
 /* Q4_K / Q5_K super-blocks against the nibble layout, two at a time (their 6-bit scales
@@ -858,7 +835,7 @@ QR_AI __m256 kq_rowx_nib(int F, int64_t nb, const uint8_t *w, const kq_xp *xp, c
         kq_nib_sb(F, p, kq_scales_k4(_mm_loadu_si128((const __m128i *)(p + 4))),
                   _mm_cvtph_ps(_mm_loadu_si32(p)), xp, x, u, acc, &acc16);
     }
-    return _mm256_sub_ps(fold512(_mm512_add_ps(acc[0], acc[1])),
+    return _mm256_sub_ps(qr__fold512(_mm512_add_ps(acc[0], acc[1])),
                          _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(acc16), 1)));
 }
 
@@ -886,7 +863,7 @@ QR_AI void kq_rows1(int F, int64_t nb, const uint8_t *w, size_t wrow, int64_t nr
                     const uint8_t *xq, float *y, qr_qdot_fn qdot) {
     /* PREP 2: a rewritten row (kq_xp); 1: the natural row with lane starts (Q6_K) */
     const int PREP = F == KQ_Q6K ? 1 : 2;
-    prefetch_head(w, (size_t)nrows * wrow);
+    qr__prefetch_head(w, (size_t)nrows * wrow);
     kq_x x = kq_row(xq, nb);
     kq_xp xp = {0};
     _Alignas(64) uint8_t stack[QR_KQ_STACK_BYTES];
@@ -957,7 +934,7 @@ QR_AI void kq_dequant32(int F, const uint8_t *w, float *y, int64_t k) {
             q0 = _mm512_cvtepi8_epi32(_mm_shuffle_epi8(kv, lo));
             q1 = _mm512_cvtepi8_epi32(_mm_shuffle_epi8(kv, hi));
         } else {
-            const uint32_t h = ld32(w + (F == KQ_Q5_0 ? 2 : 4));
+            const uint32_t h = qr__ld32(w + (F == KQ_Q5_0 ? 2 : 4));
             const __m512i b16 = _mm512_set1_epi32(16);
             q0 = _mm512_cvtepu8_epi32(lo);
             q1 = _mm512_cvtepu8_epi32(hi);
@@ -1120,7 +1097,7 @@ QR_AI void bf_fdot(int MX, int64_t k, const uint16_t *w, const float *x, int64_t
     for (int j = 0; j < MX; j++) {
         __m512 t = acc[j][0];
         for (int a = 1; a < na; a++) t = _mm512_add_ps(t, acc[j][a]);
-        out[j] = qr__hsum256(fold512(t));
+        out[j] = qr__hsum256(qr__fold512(t));
     }
 }
 
@@ -1136,7 +1113,7 @@ static void qr__fdot_bf16_kq512(int64_t k, const uint16_t *w, const float *x, in
 
 static void qr__qrows_bf16_kq512(int64_t k, const uint8_t *w, size_t wrow, int64_t nrows,
                                  const uint8_t *x, float *y) {   /* x: float32 [k] */
-    prefetch_head(w, (size_t)nrows * wrow);
+    qr__prefetch_head(w, (size_t)nrows * wrow);
     for (int64_t r = 0; r < nrows; r++)
         bf_fdot(1, k, (const uint16_t *)(w + r * wrow), (const float *)x, 0, y + r);
 }

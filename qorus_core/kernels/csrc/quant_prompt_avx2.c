@@ -18,18 +18,13 @@
 #include "qorus.h"
 #include "quant_internal.h"
 #include "quant_prompt.h"
+#include "quant_x86.h"
 
 #ifdef QR_HAVE_AVX2_BUILD
 
 #define QR_AI static inline __attribute__((always_inline))
 #define QP_R 8
 #define QP_NJ 4   /* weight rows a pass */
-
-static inline int32_t ld32(const uint8_t *p) {
-    int32_t v;
-    memcpy(&v, p, 4);
-    return v;
-}
 
 /* tile rows j0 .. j0 + NW - 1 (NW <= QP_NJ), FMT (QP_*) known at compile time */
 QR_AI void tile8(int FMT, int NW, int64_t nb, const uint8_t *a, const uint8_t *w, int j0,
@@ -58,7 +53,7 @@ QR_AI void tile8(int FMT, int NW, int64_t nb, const uint8_t *a, const uint8_t *w
                 const __m256i Ah = _mm256_and_si256(_mm256_srli_epi16(A, 4), m4);
                 const __m256i Al = _mm256_and_si256(A, m4);
                 for (int j = 0; j < NW; j++) {
-                    const __m256i wb = _mm256_set1_epi32(ld32(wq + 32 * j + 4 * g));
+                    const __m256i wb = _mm256_set1_epi32((int)qr__ld32(wq + 32 * j + 4 * g));
                     if (FMT == QP_Q8_0) {
                         ph[j] = _mm256_add_epi16(ph[j], _mm256_maddubs_epi16(Ah, wb));
                         p[j] = _mm256_add_epi16(p[j], _mm256_maddubs_epi16(Al, wb));

@@ -17,6 +17,7 @@
 #include "qorus.h"
 #include "quant_internal.h"
 #include "quant_prompt.h"
+#include "quant_x86.h"
 
 #ifdef QR_HAVE_QUANT_AVX512
 
@@ -29,12 +30,6 @@
 
 #define QR_AI static inline __attribute__((always_inline))
 #define QP_R 16
-
-static inline int32_t ld32(const uint8_t *p) {
-    int32_t v;
-    memcpy(&v, p, 4);
-    return v;
-}
 
 /* FMT (QP_*) and NW (1 .. 8) known at compile time. Group by group, each row's integer sum
  * takes its next vpdpbusd: consecutive steps of one sum are NW instructions apart, so their
@@ -55,7 +50,7 @@ QR_AI void tile16(int FMT, int NW, int64_t nb, const uint8_t *a, const uint8_t *
         for (int g = 0; g < 8; g++) {
             const __m512i A = _mm512_load_si512((const void *)(a + 64 * g));
             for (int j = 0; j < NW; j++) {
-                const __m512i wb = _mm512_set1_epi32(ld32(w + 32 * j + 4 * g));
+                const __m512i wb = _mm512_set1_epi32((int)qr__ld32(w + 32 * j + 4 * g));
                 if (FMT == QP_Q6_K && g >= 4) s1[j] = _mm512_dpbusd_epi32(s1[j], A, wb);
                 else s0[j] = _mm512_dpbusd_epi32(s0[j], A, wb);
             }

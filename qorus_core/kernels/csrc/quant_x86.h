@@ -1,12 +1,30 @@
-/* quant_x86.h - private: the small helpers the AVX2 and AVX-512 quant kernels (quant_avx2.c,
- * quant_avx512.c, quant_kq_avx2.c, quant_kq_avx512.c) share. Each tier file includes it and
- * compiles it with its own -m flags (AVX2, FMA and F16C at least). */
+/* quant_x86.h - private: the small helpers the AVX2 and AVX-512 quantized-product kernels
+ * (quant_*_avx2.c, quant_*_avx512.c, decode_rows_*.c) share. Each tier file includes it and
+ * compiles it with its own -m flags (AVX2, FMA and F16C at least); the AVX-512 block loads are
+ * in quant_avx512_blocks.h. */
 #ifndef QORUS_QUANT_X86_H
 #define QORUS_QUANT_X86_H
 
 #include <immintrin.h>
 #include <stdint.h>
 #include <string.h>
+
+/* A decode range's first bytes requested at once: each kernel's in-loop prefetch covers the
+ * rest, and each task's weight stream would otherwise start one DRAM latency at a time. */
+#define QR_PF_HEAD_BYTES 2048
+
+/* 4 bytes of a block (a scale pair, packed high bits), unaligned */
+static inline uint32_t qr__ld32(const uint8_t *p) {
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+/* the first QR_PF_HEAD_BYTES of the `bytes` at w, into L1 */
+static inline void qr__prefetch_head(const uint8_t *w, size_t bytes) {
+    if (bytes > QR_PF_HEAD_BYTES) bytes = QR_PF_HEAD_BYTES;
+    for (size_t o = 0; o < bytes; o += 64) _mm_prefetch((const char *)(w + o), _MM_HINT_T0);
+}
 
 /* an fp16 field of a block (F16C) */
 static inline float qr__h2f(const uint8_t *p) {

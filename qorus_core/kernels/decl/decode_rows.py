@@ -18,9 +18,8 @@ import numpy as np
 
 from ...errors import KernelError
 from ...tensor import Tensor
-from ..numpy_quant import QWeight
 from .fused import FAMILY, _scale, attention_decode, rope, rope_dims
-from .quant import _QT, _k, check_mm
+from .quant import _QT, _k, check_mm, check_weight_list
 from .quant import FAMILY as QUANT
 from .spec import c_error, kernel
 
@@ -234,14 +233,7 @@ def matmul_rows(self, x: Tensor, w, y: Tensor) -> None:
 
 def check_linears_rows(kernel: str, x: Tensor, ws: Sequence, ys: Sequence[Tensor]) -> None:
     """One output per weight, each a QWeight product of x's rows (``matmul_rows``'s shapes)."""
-    if len(ws) != len(ys):
-        raise KernelError(f"{kernel}: {len(ws)} weights but {len(ys)} outputs")
-    for i, (w, y) in enumerate(zip(ws, ys)):
-        if not isinstance(y, Tensor):
-            raise KernelError(f"{kernel}: ys[{i}] must be a Tensor, got {type(y).__name__}")
-        if not isinstance(w, QWeight):
-            raise KernelError(f"{kernel}: ws[{i}] must be a QWeight, got {type(w).__name__}")
-        check_mm(kernel, x, w, y)
+    check_weight_list(kernel, x, ws, ys, check_mm)
 
 
 @kernel(QUANT, "x ws:qweight* ys:out*", check=check_linears_rows, replay=True,

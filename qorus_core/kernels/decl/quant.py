@@ -4,7 +4,8 @@ in ``numpy_quant.py``). Each C kernel has one symbol per qtype (its variants).""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -103,18 +104,33 @@ def check_mm(kernel: str, x: Tensor, w: QWeight, y: Tensor) -> tuple[int, int, i
     return x.rows, w.n, w.k
 
 
-def check_linears(kernel: str, x: Tensor, ws: Sequence, ys: Sequence[Tensor]) -> None:
-    """One output per weight, each product's shapes (a QWeight as matmul_q, a Tensor as
-    the gemm of ``linear``)."""
+def check_weight_list(kernel: str, x: Tensor, ws: Sequence, ys: Sequence[Tensor],
+                      check_pair: Callable[[str, Tensor, Any, Tensor], object],
+                      quantized: bool = True) -> None:
+    """The contract of the several-weights products (``linears``, ``linears_qp``,
+    ``linears_rows``): one Tensor output per weight, each weight a QWeight where
+    ``quantized``, each pair's shapes as ``check_pair(kernel, x, w, y)`` checks them."""
     if len(ws) != len(ys):
         raise KernelError(f"{kernel}: {len(ws)} weights but {len(ys)} outputs")
     for i, (w, y) in enumerate(zip(ws, ys)):
         if not isinstance(y, Tensor):
             raise KernelError(f"{kernel}: ys[{i}] must be a Tensor, got {type(y).__name__}")
-        if isinstance(w, QWeight):
-            check_mm(kernel, x, w, y)
-        else:
-            check_gemm(kernel, x, w, y, False, True, 1.0, 0.0)
+        if quantized and not isinstance(w, QWeight):
+            raise KernelError(f"{kernel}: ws[{i}] must be a QWeight, got {type(w).__name__}")
+        check_pair(kernel, x, w, y)
+
+
+def _check_linear_pair(kernel: str, x: Tensor, w, y: Tensor) -> None:
+    if isinstance(w, QWeight):
+        check_mm(kernel, x, w, y)
+    else:
+        check_gemm(kernel, x, w, y, False, True, 1.0, 0.0)
+
+
+def check_linears(kernel: str, x: Tensor, ws: Sequence, ys: Sequence[Tensor]) -> None:
+    """One output per weight, each product's shapes (a QWeight as matmul_q, a Tensor as
+    the gemm of ``linear``)."""
+    check_weight_list(kernel, x, ws, ys, _check_linear_pair, quantized=False)
 
 
 # ----------------------------------------------------------------------------- kernels
@@ -294,14 +310,7 @@ def matmul_qp(self, x: Tensor, w: QWeight, y: Tensor) -> None:
 
 def check_linears_qp(kernel: str, x: Tensor, ws: Sequence, ys: Sequence[Tensor]) -> None:
     """One output per weight, each a block-format QWeight product of x's rows."""
-    if len(ws) != len(ys):
-        raise KernelError(f"{kernel}: {len(ws)} weights but {len(ys)} outputs")
-    for i, (w, y) in enumerate(zip(ws, ys)):
-        if not isinstance(y, Tensor):
-            raise KernelError(f"{kernel}: ys[{i}] must be a Tensor, got {type(y).__name__}")
-        if not isinstance(w, QWeight):
-            raise KernelError(f"{kernel}: ws[{i}] must be a QWeight, got {type(w).__name__}")
-        check_mm_blocks(kernel, x, w, y)
+    check_weight_list(kernel, x, ws, ys, check_mm_blocks)
 
 
 _NO_WEIGHT = (0, None, None, 0)   # an unused slot of qr_matmul_q3_f32 / qr_linears_qp_f32
