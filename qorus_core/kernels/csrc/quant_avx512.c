@@ -40,81 +40,22 @@
 #define QR_PF_AHEAD 2048
 
 /* ------------------------------------------------------------------ Q8_0 (layout 0) */
-#define QR_Q8_BS 34
-
 /* One Q8_0 weight row against MX q8 rows (layout 0, xs bytes apart): res[j] holds 8 lanes
- * whose sum is row j's dot. Four blocks a step (two zmm of two blocks each), then a pair, then
- * one block. DEC: the decode stream (prefetch far ahead, two accumulators). */
+ * whose sum is row j's dot (qr__q8_blocks_x, then an odd last block). DEC: the decode stream
+ * (prefetched QR_PF_AHEAD bytes on; a prompt's tile, 8 blocks on). */
 QR_AI void q8x(int MX, int DEC, int64_t nb, const uint8_t *w, const uint8_t *xq, size_t xs,
                __m256 *res) {
-    const size_t oc = qr_x_off_c(nb), oe = qr_x_off_e(nb);
-    const __m512i flip = _mm512_set1_epi8((char)0x80);
-    const __m512i i01 = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 2, 2, 2, 2, 2, 2, 2, 2);
-    const __m512i i23 = _mm512_setr_epi32(4, 4, 4, 4, 4, 4, 4, 4, 6, 6, 6, 6, 6, 6, 6, 6);
-    /* two accumulators a row for any MX (two FMA chains), so each row's sums are the
-     * one-row (decode) kernel's whatever the rows served with it: quant.c's decode rows */
-    enum { NA = 2 };
     __m512 acc[QR_QMAX_ROWS_X][2];
-    for (int j = 0; j < MX; j++) acc[j][0] = acc[j][1] = _mm512_setzero_ps();
-    int64_t b = 0;
-    for (; b + 4 <= nb; b += 4) {
-        const uint8_t *p = w + b * QR_Q8_BS;
-        if (DEC) {
-            const char *ahead = (const char *)(p + QR_PF_AHEAD);   /* 4 blocks: 136 B */
-            _mm_prefetch(ahead, _MM_HINT_T0);
-            _mm_prefetch(ahead + 64, _MM_HINT_T0);
-            _mm_prefetch(ahead + 128, _MM_HINT_T0);
-        } else {
-            _mm_prefetch((const char *)(p + 8 * QR_Q8_BS), _MM_HINT_T0);
-            _mm_prefetch((const char *)(p + 8 * QR_Q8_BS + 64), _MM_HINT_T0);
-            _mm_prefetch((const char *)(p + 8 * QR_Q8_BS + 128), _MM_HINT_T0);
-        }
-        __m512 f = _mm512_castps256_ps512(_mm256_cvtph_ps(qr__gather4(p, QR_Q8_BS)));
-        __m512 dw01 = _mm512_permutexvar_ps(i01, f), dw23 = _mm512_permutexvar_ps(i23, f);
-        __m512i w01 = _mm512_xor_si512(qr__load2x32(p + 2, QR_Q8_BS), flip);
-        __m512i w23 = _mm512_xor_si512(qr__load2x32(p + 2 + 2 * QR_Q8_BS, QR_Q8_BS), flip);
-        for (int j = 0; j < MX; j++) {
-            const uint8_t *r = xq + j * xs;
-            const __m512i *q = (const __m512i *)(r + b * 32);
-            const __m512i *c = (const __m512i *)((const int32_t *)(r + oc) + 8 * b);
-            const float *e = (const float *)(r + oe) + 8 * b;
-            __m512i s01 = _mm512_dpbusd_epi32(_mm512_loadu_si512(c), w01, _mm512_loadu_si512(q));
-            __m512i s23 = _mm512_dpbusd_epi32(_mm512_loadu_si512(c + 1), w23,
-                                              _mm512_loadu_si512(q + 1));
-            acc[j][0] = _mm512_fmadd_ps(_mm512_mul_ps(dw01, _mm512_loadu_ps(e)),
-                                        _mm512_cvtepi32_ps(s01), acc[j][0]);
-            acc[j][NA - 1] = _mm512_fmadd_ps(_mm512_mul_ps(dw23, _mm512_loadu_ps(e + 16)),
-                                             _mm512_cvtepi32_ps(s23), acc[j][NA - 1]);
-        }
-    }
-    if (b + 2 <= nb) {
-        const uint8_t *p = w + b * QR_Q8_BS;
-        __m128i h = _mm_unpacklo_epi32(_mm_loadu_si32(p), _mm_loadu_si32(p + QR_Q8_BS));
-        __m512 dw01 = _mm512_permutexvar_ps(i01, _mm512_castps128_ps512(_mm_cvtph_ps(h)));
-        __m512i w01 = _mm512_xor_si512(qr__load2x32(p + 2, QR_Q8_BS), flip);
-        for (int j = 0; j < MX; j++) {
-            const uint8_t *r = xq + j * xs;
-            const __m512i *c = (const __m512i *)((const int32_t *)(r + oc) + 8 * b);
-            __m512i s01 = _mm512_dpbusd_epi32(_mm512_loadu_si512(c), w01,
-                                              _mm512_loadu_si512(r + b * 32));
-            acc[j][0] = _mm512_fmadd_ps(
-                _mm512_mul_ps(dw01, _mm512_loadu_ps((const float *)(r + oe) + 8 * b)),
-                _mm512_cvtepi32_ps(s01), acc[j][0]);
-        }
-        b += 2;
-    }
+    const int64_t b = qr__q8_blocks_x(MX, nb, w, xq, xs, DEC ? QR_PF_AHEAD : 8 * QR_Q8_0_BS,
+                                      _MM_HINT_T0, acc);
     for (int j = 0; j < MX; j++) res[j] = qr__fold512(_mm512_add_ps(acc[j][0], acc[j][1]));
     if (b < nb) {   /* one last block: 8 lanes */
-        const uint8_t *p = w + b * QR_Q8_BS;
-        const float dw = qr__h2f(p);
-        __m256i wv = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(p + 2)),
-                                      _mm256_set1_epi8((char)0x80));
+        const float dw = qr__h2f(w + b * QR_Q8_0_BS);
         for (int j = 0; j < MX; j++) {
             const uint8_t *r = xq + j * xs;
             const float *d = (const float *)(r + qr_x_off_d(nb));
-            __m256i c = _mm256_loadu_si256((const __m256i *)((const int32_t *)(r + oc) + 8 * b));
-            __m256i s = _mm256_dpbusd_epi32(c, wv, _mm256_loadu_si256((const __m256i *)(r + b * 32)));
-            res[j] = _mm256_fmadd_ps(_mm256_set1_ps(dw * d[b]), _mm256_cvtepi32_ps(s), res[j]);
+            res[j] = _mm256_fmadd_ps(_mm256_set1_ps(dw * d[b]),
+                                     _mm256_cvtepi32_ps(qr__q8_last_block_x(nb, b, w, r)), res[j]);
         }
     }
 }

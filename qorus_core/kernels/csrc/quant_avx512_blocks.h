@@ -9,6 +9,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "quant_internal.h"
+
 /* 16 lanes -> 8: lane i + lane i + 8 */
 static inline __attribute__((always_inline)) __m256 qr__fold512(__m512 v) {
     return _mm256_add_ps(_mm512_castps512_ps256(v),
@@ -37,6 +39,78 @@ static inline __attribute__((always_inline)) __m512i qr__load4x16(const uint8_t 
 static inline __attribute__((always_inline)) __m512i qr__load2x32(const uint8_t *p, size_t bs) {
     return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)p)),
                               _mm256_loadu_si256((const __m256i *)(p + bs)), 1);
+}
+
+/* The Q8_0 (34-byte blocks: fp16 d, 32 int8) weight row against MX q8 rows in layout 0
+ * (quant_internal.h's "x" layout, xs bytes apart), all but an odd last block: four blocks a
+ * step (two zmm of two blocks each), then a pair, into two accumulators a row, acc[j][0]
+ * (blocks 4s, 4s + 1 and the pair) and acc[j][1] (blocks 4s + 2, 4s + 3). Each row's lanes are
+ * the same whatever MX and the rows beside it, which makes quant_avx512.c's decode and
+ * decode_rows_avx512.c's batched rows the same bits. The weight stream is prefetched
+ * pf_ahead bytes on, with hint pf_hint (_MM_HINT_T0 or _MM_HINT_T1; constants once inlined).
+ * Returns the blocks done: nb, or nb - 1 where one is left for the caller's 8-lane tail. */
+#define QR_Q8_0_BS 34
+static inline __attribute__((always_inline)) int64_t qr__q8_blocks_x(
+    int MX, int64_t nb, const uint8_t *w, const uint8_t *xq, size_t xs, size_t pf_ahead,
+    int pf_hint, __m512 (*acc)[2]) {
+    const size_t oc = qr_x_off_c(nb), oe = qr_x_off_e(nb);
+    const __m512i flip = _mm512_set1_epi8((char)0x80);
+    const __m512i i01 = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 2, 2, 2, 2, 2, 2, 2, 2);
+    const __m512i i23 = _mm512_setr_epi32(4, 4, 4, 4, 4, 4, 4, 4, 6, 6, 6, 6, 6, 6, 6, 6);
+    for (int j = 0; j < MX; j++) acc[j][0] = acc[j][1] = _mm512_setzero_ps();
+    int64_t b = 0;
+    for (; b + 4 <= nb; b += 4) {
+        const uint8_t *p = w + b * QR_Q8_0_BS;
+        const char *ahead = (const char *)(p + pf_ahead);   /* 4 blocks: 136 B */
+        for (int l = 0; l < 3; l++) {
+            if (pf_hint == _MM_HINT_T1) _mm_prefetch(ahead + 64 * l, _MM_HINT_T1);
+            else _mm_prefetch(ahead + 64 * l, _MM_HINT_T0);
+        }
+        __m512 f = _mm512_castps256_ps512(_mm256_cvtph_ps(qr__gather4(p, QR_Q8_0_BS)));
+        __m512 dw01 = _mm512_permutexvar_ps(i01, f), dw23 = _mm512_permutexvar_ps(i23, f);
+        __m512i w01 = _mm512_xor_si512(qr__load2x32(p + 2, QR_Q8_0_BS), flip);
+        __m512i w23 = _mm512_xor_si512(qr__load2x32(p + 2 + 2 * QR_Q8_0_BS, QR_Q8_0_BS), flip);
+        for (int j = 0; j < MX; j++) {
+            const uint8_t *r = xq + j * xs;
+            const __m512i *q = (const __m512i *)(r + b * 32);
+            const __m512i *c = (const __m512i *)((const int32_t *)(r + oc) + 8 * b);
+            const float *e = (const float *)(r + oe) + 8 * b;
+            __m512i s01 = _mm512_dpbusd_epi32(_mm512_loadu_si512(c), w01, _mm512_loadu_si512(q));
+            __m512i s23 = _mm512_dpbusd_epi32(_mm512_loadu_si512(c + 1), w23,
+                                              _mm512_loadu_si512(q + 1));
+            acc[j][0] = _mm512_fmadd_ps(_mm512_mul_ps(dw01, _mm512_loadu_ps(e)),
+                                        _mm512_cvtepi32_ps(s01), acc[j][0]);
+            acc[j][1] = _mm512_fmadd_ps(_mm512_mul_ps(dw23, _mm512_loadu_ps(e + 16)),
+                                        _mm512_cvtepi32_ps(s23), acc[j][1]);
+        }
+    }
+    if (b + 2 <= nb) {
+        const uint8_t *p = w + b * QR_Q8_0_BS;
+        __m128i h = _mm_unpacklo_epi32(_mm_loadu_si32(p), _mm_loadu_si32(p + QR_Q8_0_BS));
+        __m512 dw01 = _mm512_permutexvar_ps(i01, _mm512_castps128_ps512(_mm_cvtph_ps(h)));
+        __m512i w01 = _mm512_xor_si512(qr__load2x32(p + 2, QR_Q8_0_BS), flip);
+        for (int j = 0; j < MX; j++) {
+            const uint8_t *r = xq + j * xs;
+            const __m512i *c = (const __m512i *)((const int32_t *)(r + oc) + 8 * b);
+            __m512i s01 = _mm512_dpbusd_epi32(_mm512_loadu_si512(c), w01,
+                                              _mm512_loadu_si512(r + b * 32));
+            acc[j][0] = _mm512_fmadd_ps(
+                _mm512_mul_ps(dw01, _mm512_loadu_ps((const float *)(r + oe) + 8 * b)),
+                _mm512_cvtepi32_ps(s01), acc[j][0]);
+        }
+        b += 2;
+    }
+    return b;
+}
+
+/* Row j's 8 lanes of the odd last block b of a Q8_0 row (quant_internal.h's layout 0): the
+ * int32 lane sums, to be scaled by qr__h2f(w + b * 34) * d_x[b] and added */
+static inline __attribute__((always_inline)) __m256i qr__q8_last_block_x(
+    int64_t nb, int64_t b, const uint8_t *w, const uint8_t *r) {
+    const __m256i wv = _mm256_xor_si256(
+        _mm256_loadu_si256((const __m256i *)(w + b * QR_Q8_0_BS + 2)), _mm256_set1_epi8((char)0x80));
+    const __m256i c = _mm256_loadu_si256((const __m256i *)((const int32_t *)(r + qr_x_off_c(nb)) + 8 * b));
+    return _mm256_dpbusd_epi32(c, wv, _mm256_loadu_si256((const __m256i *)(r + b * 32)));
 }
 
 #endif
