@@ -1,5 +1,6 @@
-/* quant_avx512_blocks.h - private: the AVX-512 loads of quantized blocks and the lane fold that
- * quant_avx512.c, quant_kq_avx512.c and decode_rows_avx512.c share. Include it after the file's
+/* quant_avx512_blocks.h - private: the AVX-512 loads of quantized blocks, the lane fold and the
+ * Q8_0 block loop that the AVX-512 quant files (quant_avx512.c, quant_kq_avx512.c,
+ * quant_kq_dequant_avx512.c, decode_rows_avx512.c) share. Include it after the file's
  * `target("avx512vnni")` pragma (and after quant_x86.h), so these helpers compile for, and
  * inline into, that file's AVX-512 kernels only. */
 #ifndef QORUS_QUANT_AVX512_BLOCKS_H

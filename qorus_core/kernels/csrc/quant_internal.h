@@ -218,7 +218,7 @@ QR_QDOT_DECL(q5_k)
 QR_QDOT_DECL(q6_k)
 void qr__fdot_bf16(int64_t k, const uint16_t *w, const float *x, int64_t ldx, int mx, float *out);
 
-/* The SIMD kernels of quant_kformats.c's formats on a tier (quant_kq_avx2.c, quant_kq_avx512.c),
+/* The SIMD kernels of quant_kformats.c's formats on a tier (quant_kq*_avx2.c, quant_kq*_avx512.c),
  * each member NULL where the tier has none for the format (the portable one runs then):
  *   qdot, rows1   dot products with q8 rows in the natural layout (q | d | s, as the portable
  *                 ones read them), within the products' tolerance of the portable ones;
@@ -231,6 +231,7 @@ typedef struct {
     qr_fdot_fn fdot;   /* BF16 */
 } qr_kq_kernels;
 qr_kq_kernels qr__kq_avx2(int qtype);     /* defined where QR_HAVE_AVX2_BUILD */
+qr_kq_kernels qr__kq32_avx2(int qtype);   /* its Q5_0, Q5_1, IQ4_NL and BF16 part */
 qr_kq_kernels qr__kq_avx512(int qtype);   /* defined where QR_HAVE_QUANT_AVX512 */
 
 #endif

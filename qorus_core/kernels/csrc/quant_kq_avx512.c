@@ -24,12 +24,10 @@
  * The result of a row depends on its bytes and the activations alone (not on the range it
  * lies in, nor on the rows beside it): identical for any thread count.
  *
- * Dequantization (matmul_qf's panels, embedding rows): the portable formulas lane for lane, in
- * the same float operation order (exact integers converted; a multiply, then an add or a
- * subtract, never fused, as no product here is exact): the same bits. BF16: the float dot
- * product (fdot / rows1: 16 lanes, 4 accumulators; as quant_avx512.c's F16) and the conversion.
- * VNNI is enabled for this file alone, as in quant_avx512.c (quant.c calls it only where the
- * CPU has AVX512VNNI); nothing here needs more than AVX-512 F/BW/VL/DQ + VNNI (no VBMI). */
+ * Dequantization and the BF16 kernels are quant_kq_dequant_avx512.c's (this table takes them
+ * from there). VNNI is enabled for these two files alone, as in quant_avx512.c (quant.c calls
+ * them only where the CPU has AVX512VNNI); nothing here needs more than AVX-512 F/BW/VL/DQ +
+ * VNNI (no VBMI). */
 #include <immintrin.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,14 +47,13 @@
 
 #define QR_AI static inline __attribute__((always_inline))
 #include "quant_avx512_blocks.h"   /* after the target pragma: see there */
+#include "quant_kq_avx512.h"
 
 /* how far ahead in a decode weight stream to prefetch (quant_avx512.c's) */
 #define QR_PF_AHEAD 2048
 /* rows1's prepared activation row lives on the stack up to this size (K of about 14000 for
  * the 32-value formats, 12000 for Q3_K, 32000 for Q4_K), on the heap past it */
 #define QR_KQ_STACK_BYTES 32768
-
-enum { KQ_Q5_0, KQ_Q5_1, KQ_IQ4NL, KQ_Q2K, KQ_Q3K, KQ_Q4K, KQ_Q5K, KQ_Q6K };
 
 /* the lines of one weight unit of n bytes at p, QR_PF_AHEAD on (DEC: the decode stream) or
  * two units on (a prompt's tile, in L2) */
@@ -125,8 +122,6 @@ static void kq_prepare_c(int off, int64_t nb, const kq_x *x, int32_t *c) {
  * IQ4_NL: the nibble indexes the table plus 128 (vpshufb, lane-local). Per row: the lane
  * scale (d_w * d_x of its block), Q5_1's m * s. NV < 4: the last 1-3 blocks of a row, the
  * missing ones read as zeros on both sides. */
-QR_AI int kq_bs(int F) { return F == KQ_Q5_0 ? 22 : F == KQ_Q5_1 ? 24 : 18; }
-
 /* 16 quant bytes of blocks at p (n of 2 present) as [qs0 | qs0 | qs1 | qs1] */
 QR_AI __m512i kq_pair_qs(const uint8_t *p, size_t bs, int n) {
     if (n <= 0) return _mm512_setzero_si512();
@@ -235,22 +230,6 @@ QR_AI void kq_dot32(int F, int MX, int DEC, int64_t nb, const uint8_t *w, const 
 /* Zmm t (t < 4) of a super-block: its values 64t .. 64t + 63, unsigned (see each format);
  * ws: the sub-block scales D * sc (16 floats: Q2_K, Q3_K, Q6_K; 8: Q4_K, Q5_K), wm: the
  * mins dmin * m (Q2_K 16, Q4_K / Q5_K 8). */
-QR_AI int kq_sbs(int F) {
-    return F == KQ_Q2K ? 84 : F == KQ_Q3K ? 110 : F == KQ_Q4K ? 144 : F == KQ_Q5K ? 176 : 210;
-}
-
-/* Q4_K / Q5_K scales: the 8 6-bit scales and mins of sc[12] as bytes [sc0..7 | m0..7]
- * (scale_min_k4; v: 16 bytes from sc) */
-QR_AI __m128i kq_scales_k4(__m128i v) {
-    const __m128i m6 = _mm_set1_epi8(63), m4 = _mm_set1_epi8(15), m2 = _mm_set1_epi8(3);
-    __m128i lo = _mm_and_si128(v, m6);                                     /* [sc0-3 m0-3 ..] */
-    __m128i u2 = _mm_shuffle_epi32(v, _MM_SHUFFLE(2, 2, 2, 2));
-    u2 = _mm_and_si128(_mm_srlv_epi32(u2, _mm_setr_epi32(0, 4, 0, 0)), m4);  /* [u2&f, u2>>4&f] */
-    __m128i t = _mm_slli_epi32(_mm_and_si128(_mm_srli_epi32(v, 6), m2), 4);
-    __m128i hi = _mm_or_si128(u2, t);                                      /* [sc4-7, m4-7] */
-    return _mm_unpacklo_epi32(lo, hi);                                     /* sc0-3 sc4-7 m.. */
-}
-
 /* kq_scales_k4 for two super-blocks at once (one in each 128-bit lane) */
 QR_AI __m256i kq_scales_k4x2(__m256i v) {
     const __m256i m6 = _mm256_set1_epi8(63), m4 = _mm256_set1_epi8(15), m2 = _mm256_set1_epi8(3);
@@ -259,18 +238,6 @@ QR_AI __m256i kq_scales_k4x2(__m256i v) {
     u2 = _mm256_and_si256(_mm256_srlv_epi32(u2, _mm256_setr_epi32(0, 4, 0, 0, 0, 4, 0, 0)), m4);
     __m256i t = _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(v, 6), m2), 4);
     return _mm256_unpacklo_epi32(lo, _mm256_or_si256(u2, t));
-}
-
-/* Q3_K scales: the 16 6-bit scales (scale_q3k, unbiased: 0..63) as bytes; v: 16 bytes from
- * sc - 2 (the block's bytes 94 .. 109: a whole-block load) */
-QR_AI __m128i kq_scales_q3k(__m128i v) {
-    const __m128i a01 = _mm_shuffle_epi8(v, _mm_setr_epi8(2, 3, 4, 5, 6, 7, 8, 9, 2, 3, 4, 5, 6,
-                                                          7, 8, 9));   /* [a0 a1 a0 a1] */
-    const __m128i a2 = _mm_shuffle_epi8(v, _mm_setr_epi8(10, 11, 12, 13, 10, 11, 12, 13, 10, 11,
-                                                         12, 13, 10, 11, 12, 13));
-    __m128i lo = _mm_and_si128(_mm_srlv_epi32(a01, _mm_setr_epi32(0, 0, 4, 4)), _mm_set1_epi8(15));
-    __m128i hi = _mm_and_si128(_mm_srlv_epi32(a2, _mm_setr_epi32(0, 2, 4, 6)), _mm_set1_epi8(3));
-    return _mm_or_si128(lo, _mm_slli_epi32(hi, 4));
 }
 
 /* one super-block at sb: wv[4], ws16 / ws8, wm16 / wm8 */
@@ -916,226 +883,12 @@ KQ_ENTRY(q4_k, KQ_Q4K)
 KQ_ENTRY(q5_k, KQ_Q5K)
 KQ_ENTRY(q6_k, KQ_Q6K)
 
-/* ------------------------------------------------------------------ dequantization */
-/* y[k] = a row of 32-value blocks: the block dequantizers' expressions per lane
- *   Q5_0 d * (float)(q - 16), Q5_1 d * (float)q + m, IQ4_NL d * (float)KV[nib] */
-QR_AI void kq_dequant32(int F, const uint8_t *w, float *y, int64_t k) {
-    const size_t bs = kq_bs(F);
-    const __m128i m4 = _mm_set1_epi8(15);
-    const __m128i kv = _mm_setr_epi8(-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53,
-                                     69, 89, 113);
-    for (int64_t b = 0; b < k / QR_QK; b++, w += bs, y += QR_QK) {
-        const __m512 d = _mm512_set1_ps(qr__h2f(w));
-        const size_t oq = F == KQ_Q5_0 ? 6 : F == KQ_Q5_1 ? 8 : 2;
-        const __m128i raw = _mm_loadu_si128((const __m128i *)(w + oq));
-        const __m128i lo = _mm_and_si128(raw, m4), hi = _mm_and_si128(_mm_srli_epi16(raw, 4), m4);
-        __m512i q0, q1;
-        if (F == KQ_IQ4NL) {
-            q0 = _mm512_cvtepi8_epi32(_mm_shuffle_epi8(kv, lo));
-            q1 = _mm512_cvtepi8_epi32(_mm_shuffle_epi8(kv, hi));
-        } else {
-            const uint32_t h = qr__ld32(w + (F == KQ_Q5_0 ? 2 : 4));
-            const __m512i b16 = _mm512_set1_epi32(16);
-            q0 = _mm512_cvtepu8_epi32(lo);
-            q1 = _mm512_cvtepu8_epi32(hi);
-            q0 = _mm512_mask_or_epi32(q0, (__mmask16)h, q0, b16);
-            q1 = _mm512_mask_or_epi32(q1, (__mmask16)(h >> 16), q1, b16);
-            if (F == KQ_Q5_0) {
-                q0 = _mm512_sub_epi32(q0, b16);
-                q1 = _mm512_sub_epi32(q1, b16);
-            }
-        }
-        __m512 y0 = _mm512_mul_ps(d, _mm512_cvtepi32_ps(q0));
-        __m512 y1 = _mm512_mul_ps(d, _mm512_cvtepi32_ps(q1));
-        if (F == KQ_Q5_1) {
-            const __m512 m = _mm512_set1_ps(qr__h2f(w + 2));
-            y0 = _mm512_add_ps(y0, m);
-            y1 = _mm512_add_ps(y1, m);
-        }
-        _mm512_storeu_ps(y, y0);
-        _mm512_storeu_ps(y + 16, y1);
-    }
-}
-
-/* the super-block formats: per sub-block j, dl = d * (float)sc_j (and ml = dmin * (float)m_j)
- * in vectors, stored and broadcast back (a load each); y = dl * (float)q (- ml) per lane */
-QR_AI void kq_dequant256(int F, const uint8_t *w, float *y, int64_t k) {
-    const size_t bs = kq_sbs(F);
-    _Alignas(64) float dl[16], ml[16];
-    for (int64_t u = 0; u < k / 256; u++, w += bs, y += 256) {
-        if (F == KQ_Q2K) {
-            const __m512i s = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)w));
-            _mm512_store_ps(dl, _mm512_mul_ps(_mm512_set1_ps(qr__h2f(w + 80)),
-                                              _mm512_cvtepi32_ps(_mm512_and_si512(s, _mm512_set1_epi32(15)))));
-            _mm512_store_ps(ml, _mm512_mul_ps(_mm512_set1_ps(qr__h2f(w + 82)),
-                                              _mm512_cvtepi32_ps(_mm512_srli_epi32(s, 4))));
-            for (int i = 0; i < 2; i++)
-                for (int h = 0; h < 2; h++) {   /* qs[32i + 16h ..][16] >> 2s: sub-block 8i + 2s + h */
-                    const __m512i r = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(w + 16 + 32 * i + 16 * h)));
-                    for (int s = 0; s < 4; s++) {
-                        const int j = 8 * i + 2 * s + h;
-                        const __m512i q = _mm512_and_si512(_mm512_srli_epi32(r, 2 * s), _mm512_set1_epi32(3));
-                        _mm512_storeu_ps(y + 16 * j, _mm512_sub_ps(_mm512_mul_ps(_mm512_set1_ps(dl[j]), _mm512_cvtepi32_ps(q)),
-                                                                   _mm512_set1_ps(ml[j])));
-                    }
-                }
-        } else if (F == KQ_Q3K) {
-            const __m512i s6 = _mm512_cvtepu8_epi32(kq_scales_q3k(_mm_loadu_si128((const __m128i *)(w + 94))));
-            _mm512_store_ps(dl, _mm512_mul_ps(_mm512_set1_ps(qr__h2f(w + 108)),
-                                              _mm512_cvtepi32_ps(_mm512_sub_epi32(s6, _mm512_set1_epi32(32)))));
-            for (int h = 0; h < 2; h++) {
-                const __m512i hm = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(w + 16 * h)));
-                for (int i = 0; i < 2; i++) {
-                    const __m512i r = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(w + 32 + 32 * i + 16 * h)));
-                    for (int s = 0; s < 4; s++) {   /* e = 128i + 32s + 16h + l: sub-block 8i + 2s + h */
-                        const int j = 8 * i + 2 * s + h;
-                        __m512i q = _mm512_and_si512(_mm512_srli_epi32(r, 2 * s), _mm512_set1_epi32(3));
-                        const __mmask16 clear = _mm512_testn_epi32_mask(hm, _mm512_set1_epi32(1 << (4 * i + s)));
-                        q = _mm512_mask_sub_epi32(q, clear, q, _mm512_set1_epi32(4));
-                        _mm512_storeu_ps(y + 16 * j, _mm512_mul_ps(_mm512_set1_ps(dl[j]), _mm512_cvtepi32_ps(q)));
-                    }
-                }
-            }
-        } else if (F == KQ_Q6K) {
-            const __m512i sc = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(w + 192)));
-            _mm512_store_ps(dl, _mm512_mul_ps(_mm512_set1_ps(qr__h2f(w + 208)), _mm512_cvtepi32_ps(sc)));
-            for (int i = 0; i < 2; i++)
-                for (int g = 0; g < 2; g++) {   /* l = 16g + .. < 32 of the 32-byte qh row */
-                    const __m512i hr = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(w + 128 + 32 * i + 16 * g)));
-                    for (int lh = 0; lh < 2; lh++) {   /* ql byte l' = 16g + 32lh (< 64) */
-                        const __m512i lr = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(w + 64 * i + 16 * g + 32 * lh)));
-                        for (int h = 0; h < 2; h++) {
-                            /* e = 128i + 64h + 32lh + 16g + l: s = 2h + lh */
-                            const int s = 2 * h + lh, j = 8 * i + 2 * s + g;
-                            const __m512i lo = h ? _mm512_srli_epi32(lr, 4) : _mm512_and_si512(lr, _mm512_set1_epi32(15));
-                            const __m512i hi = _mm512_and_si512(_mm512_srli_epi32(hr, 2 * s), _mm512_set1_epi32(3));
-                            const __m512i q = _mm512_sub_epi32(_mm512_or_si512(lo, _mm512_slli_epi32(hi, 4)),
-                                                               _mm512_set1_epi32(32));
-                            _mm512_storeu_ps(y + 16 * j, _mm512_mul_ps(_mm512_set1_ps(dl[j]), _mm512_cvtepi32_ps(q)));
-                        }
-                    }
-                }
-        } else {   /* Q4_K, Q5_K: sub-blocks of 32 */
-            const __m512i scm = _mm512_cvtepu8_epi32(kq_scales_k4(_mm_loadu_si128((const __m128i *)(w + 4))));
-            const __m512 dd = _mm512_permutexvar_ps(
-                _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1),
-                _mm512_castps128_ps512(_mm_cvtph_ps(_mm_loadu_si32(w))));
-            _mm512_store_ps(dl, _mm512_mul_ps(dd, _mm512_cvtepi32_ps(scm)));   /* dl[0..7] | ml */
-            const uint8_t *qs = w + (F == KQ_Q4K ? 16 : 48);
-            for (int i = 0; i < 4; i++)
-                for (int g = 0; g < 2; g++) {   /* qs[32i + 16g ..][16]: e = 64i + 32h + 16g + l */
-                    const __m512i r = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(qs + 32 * i + 16 * g)));
-                    __m512i qh = _mm512_setzero_si512();
-                    if (F == KQ_Q5K) qh = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(w + 16 + 16 * g)));
-                    for (int h = 0; h < 2; h++) {
-                        const int j = 2 * i + h;
-                        __m512i q = h ? _mm512_srli_epi32(r, 4) : _mm512_and_si512(r, _mm512_set1_epi32(15));
-                        if (F == KQ_Q5K)
-                            q = _mm512_mask_or_epi32(q, _mm512_test_epi32_mask(qh, _mm512_set1_epi32(1 << j)), q,
-                                                     _mm512_set1_epi32(16));
-                        _mm512_storeu_ps(y + 64 * i + 32 * h + 16 * g,
-                                         _mm512_sub_ps(_mm512_mul_ps(_mm512_set1_ps(dl[j]), _mm512_cvtepi32_ps(q)),
-                                                       _mm512_set1_ps(dl[8 + j])));
-                    }
-                }
-        }
-    }
-}
-
-#define KQ_DEQUANT(name, F)                                                                 \
-    static void qr__dequant_##name##_kq512(const uint8_t *w, float *y, int64_t k) {           \
-        if ((F) <= KQ_IQ4NL) kq_dequant32(F, w, y, k);                                      \
-        else kq_dequant256(F, w, y, k);                                                     \
-    }
-KQ_DEQUANT(q5_0, KQ_Q5_0)
-KQ_DEQUANT(q5_1, KQ_Q5_1)
-KQ_DEQUANT(iq4_nl, KQ_IQ4NL)
-KQ_DEQUANT(q2_k, KQ_Q2K)
-KQ_DEQUANT(q3_k, KQ_Q3K)
-KQ_DEQUANT(q4_k, KQ_Q4K)
-KQ_DEQUANT(q5_k, KQ_Q5K)
-KQ_DEQUANT(q6_k, KQ_Q6K)
-
-/* ------------------------------------------------------------------ BF16 */
-/* 16 bf16 at w as floats (the top halves of float32s) */
-QR_AI __m512 bf16x16(const uint16_t *w) {
-    return _mm512_castsi512_ps(
-        _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)w)), 16));
-}
-
-/* BF16 weights against MX float rows: 16 a step, 4 accumulators (MX = 1) or 2 a row; the last
- * 1-15 values through masked loads (quant_avx512.c's F16 kernel with the bf16 conversion) */
-QR_AI void bf_fdot(int MX, int64_t k, const uint16_t *w, const float *x, int64_t ldx,
-                   float *out) {
-    enum { NA = 4 };
-    const int na = MX == 1 ? 4 : 2;
-    __m512 acc[QR_QMAX_ROWS][NA];
-    for (int j = 0; j < MX; j++)
-        for (int a = 0; a < na; a++) acc[j][a] = _mm512_setzero_ps();
-    int64_t i = 0;
-    for (; i + 16 * na <= k; i += 16 * na) {
-        _mm_prefetch((const char *)(w + i + 512), _MM_HINT_T0);   /* 1 KiB ahead */
-        if (na == 4) _mm_prefetch((const char *)(w + i + 544), _MM_HINT_T0);
-        for (int a = 0; a < na; a++) {
-            const __m512 wv = bf16x16(w + i + 16 * a);
-            for (int j = 0; j < MX; j++)
-                acc[j][a] = _mm512_fmadd_ps(wv, _mm512_loadu_ps(x + j * ldx + i + 16 * a), acc[j][a]);
-        }
-    }
-    for (; i + 16 <= k; i += 16) {
-        const __m512 wv = bf16x16(w + i);
-        for (int j = 0; j < MX; j++)
-            acc[j][0] = _mm512_fmadd_ps(wv, _mm512_loadu_ps(x + j * ldx + i), acc[j][0]);
-    }
-    if (i < k) {
-        const __mmask16 m = (__mmask16)((1u << (k - i)) - 1);
-        const __m512 wv = _mm512_castsi512_ps(
-            _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, w + i)), 16));
-        for (int j = 0; j < MX; j++)
-            acc[j][0] = _mm512_fmadd_ps(wv, _mm512_maskz_loadu_ps(m, x + j * ldx + i), acc[j][0]);
-    }
-    for (int j = 0; j < MX; j++) {
-        __m512 t = acc[j][0];
-        for (int a = 1; a < na; a++) t = _mm512_add_ps(t, acc[j][a]);
-        out[j] = qr__hsum256(qr__fold512(t));
-    }
-}
-
-static void qr__fdot_bf16_kq512(int64_t k, const uint16_t *w, const float *x, int64_t ldx, int mx,
-                                float *out) {
-    switch (mx) {
-    case 1: bf_fdot(1, k, w, x, ldx, out); break;
-    case 2: bf_fdot(2, k, w, x, ldx, out); break;
-    case 3: bf_fdot(3, k, w, x, ldx, out); break;
-    default: bf_fdot(4, k, w, x, ldx, out); break;
-    }
-}
-
-static void qr__qrows_bf16_kq512(int64_t k, const uint8_t *w, size_t wrow, int64_t nrows,
-                                 const uint8_t *x, float *y) {   /* x: float32 [k] */
-    qr__prefetch_head(w, (size_t)nrows * wrow);
-    for (int64_t r = 0; r < nrows; r++)
-        bf_fdot(1, k, (const uint16_t *)(w + r * wrow), (const float *)x, 0, y + r);
-}
-
-static void qr__dequant_bf16_kq512(const uint8_t *w, float *y, int64_t k) {
-    const uint16_t *h = (const uint16_t *)w;
-    int64_t i = 0;
-    for (; i + 16 <= k; i += 16) _mm512_storeu_ps(y + i, bf16x16(h + i));
-    if (i < k) {
-        const __mmask16 m = (__mmask16)((1u << (k - i)) - 1);
-        _mm512_mask_storeu_ps(y + i, m, _mm512_castsi512_ps(_mm512_slli_epi32(
-                                            _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, h + i)), 16)));
-    }
-}
-
 /* ------------------------------------------------------------------ the table */
 qr_kq_kernels qr__kq_avx512(int qtype) {
-    qr_kq_kernels k = {0};
+    qr_kq_kernels k = qr__kq_dequant_avx512(qtype);   /* dequant_row; BF16's fdot, rows1 */
 #define KQ_SET(name)                                                                        \
     k.qdot = qr__qdot_##name##_kq512;                                                       \
     k.rows1 = qr__qrows_##name##_kq512;                                                     \
-    k.dequant_row = qr__dequant_##name##_kq512;                                             \
     break;
     switch (qtype) {
     case QR_QTYPE_Q5_0: KQ_SET(q5_0)
@@ -1146,11 +899,6 @@ qr_kq_kernels qr__kq_avx512(int qtype) {
     case QR_QTYPE_Q4_K: KQ_SET(q4_k)
     case QR_QTYPE_Q5_K: KQ_SET(q5_k)
     case QR_QTYPE_Q6_K: KQ_SET(q6_k)
-    case QR_QTYPE_BF16:
-        k.fdot = qr__fdot_bf16_kq512;
-        k.rows1 = qr__qrows_bf16_kq512;
-        k.dequant_row = qr__dequant_bf16_kq512;
-        break;
     default: break;
     }
 #undef KQ_SET
