@@ -13,8 +13,10 @@ $(BIN)/qorus: pyproject.toml setup.py qorus_layers_mlp/pyproject.toml qorus_laye
 	@if [ -f $(VENV) ]; then rm $(VENV); fi
 	$(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
+	@# setuptools>=77 in the venv too: the docs tests build the tutorial's package (an SPDX
+	@# license string) without build isolation
 	$(BIN)/python -m pip install -q -e . -e ./qorus_layers_mlp -e ./qorus_layers_llm -e ./plugins/template \
-		-e ./plugins/cnn -e ./plugins/rnn pytest scikit-learn matplotlib sybil==10.1.0
+		-e ./plugins/cnn -e ./plugins/rnn pytest scikit-learn matplotlib sybil==10.1.0 "setuptools>=77"
 	touch $@
 
 dev: $(BIN)/qorus
