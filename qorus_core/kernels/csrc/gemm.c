@@ -171,7 +171,7 @@ static const qr_gemm_kernel *tier_kernel(void) {
 }
 
 /* c[mv, nv] (row stride ldc) = alpha * Ap_panel @ Bp_panel + beta * c for one micro-tile,
- * the edge ones (mv < mr or nv < nr) through ukr_rows or the tmp tile [mr, nr] */
+ * the edge ones (mv < mr or nv < nr) through ukr_rows, ukr_edge or the tmp tile [mr, nr] */
 static void run_tile(const qr_gemm_kernel *kr, int64_t kc, const float *apan, const float *bpan,
                      float *c, int64_t ldc, int64_t mv, int64_t nv, float alpha, float beta,
                      float *tmp) {
@@ -182,6 +182,10 @@ static void run_tile(const qr_gemm_kernel *kr, int64_t kc, const float *apan, co
     }
     if (kr->ukr_rows && nv == nr) {     /* edge rows, full width */
         kr->ukr_rows((int)mv, kc, apan, bpan, c, ldc, alpha, beta);
+        return;
+    }
+    if (kr->ukr_edge) {                 /* edge columns */
+        kr->ukr_edge((int)mv, (int)nv, kc, apan, bpan, c, ldc, alpha, beta);
         return;
     }
     if (kr->ukr_rows) kr->ukr_rows((int)mv, kc, apan, bpan, tmp, nr, alpha, 0.0f);

@@ -1,6 +1,6 @@
 /* gemm_avx2.c - AVX2/FMA GEMM kernels: a 6x16 register-blocked micro-kernel and packers (the
- * pieces shared with the AVX-512 kernel: gemm_x86.h). Compiled with -mavx2 -mfma -mf16c;
- * called only when cpu.c reports AVX2 and FMA. */
+ * pieces shared with the AVX-512 kernel, the 6-row A packer among them: gemm_x86.h). Compiled
+ * with -mavx2 -mfma -mf16c; called only when cpu.c reports AVX2 and FMA. */
 #include <string.h>
 
 #include "gemm_x86.h"
@@ -127,43 +127,10 @@ static void ukr_rows(int rows, int64_t kc, const float *ap, const float *bp, flo
     }
 }
 
-/* Ap panels of 6 rows. Not transposed (A[M,K]): gather 6 rows, 8 k at a time, by 8x8
- * transposes (rows 6, 7 zero) and overlapping 8-wide stores (the slack absorbs the last).
- * Transposed (A[K,M]): each k is 6 contiguous floats. */
+/* Ap panels of 6 rows: gemm_x86.h's packer. */
 static void pack_a_6(int trans, const float *A, int64_t lda, int64_t i0, int64_t mc, int64_t p0,
                      int64_t kc, float *ap) {
-    for (int64_t ib = 0; ib < mc; ib += MR, ap += kc * MR) {
-        int64_t rows = mc - ib < MR ? mc - ib : MR;
-        if (trans) {
-            const float *s = A + p0 * lda + i0 + ib;
-            if (rows == MR) {
-                for (int64_t p = 0; p < kc; p++, s += lda) {
-                    _mm_storeu_ps(ap + p * MR, _mm_loadu_ps(s));
-                    _mm_storel_pi((__m64 *)(ap + p * MR + 4), _mm_loadl_pi(_mm_setzero_ps(),
-                                                                           (const __m64 *)(s + 4)));
-                }
-            } else {
-                for (int64_t p = 0; p < kc; p++, s += lda) {
-                    for (int64_t i = 0; i < rows; i++) ap[p * MR + i] = s[i];
-                    for (int64_t i = rows; i < MR; i++) ap[p * MR + i] = 0.0f;
-                }
-            }
-            continue;
-        }
-        const float *s[MR];
-        for (int64_t i = 0; i < MR; i++) s[i] = A + (i0 + ib + (i < rows ? i : 0)) * lda + p0;
-        int64_t p = 0;
-        for (; p + 8 <= kc; p += 8) {
-            __m256 r[8];
-            for (int i = 0; i < MR; i++)
-                r[i] = i < rows ? _mm256_loadu_ps(s[i] + p) : _mm256_setzero_ps();
-            r[6] = r[7] = _mm256_setzero_ps();
-            qr__transpose8(r);
-            for (int q = 0; q < 8; q++) _mm256_storeu_ps(ap + (p + q) * MR, r[q]);
-        }
-        for (; p < kc; p++)
-            for (int64_t i = 0; i < MR; i++) ap[p * MR + i] = i < rows ? s[i][p] : 0.0f;
-    }
+    qr__pack_a6(trans, A, lda, i0, mc, p0, kc, ap);
 }
 
 /* Bp panels of 16 columns. Not transposed (B[K,N]): two 8-wide copies per k.

@@ -30,6 +30,10 @@ typedef struct qr_gemm_kernel {
     /* optional: the micro-kernel for the first `rows` < mr rows only (same rounding as ukr) */
     void (*ukr_rows)(int rows, int64_t kc, const float *ap, const float *bp, float *c,
                      int64_t ldc, float alpha, float beta);
+    /* optional: c[rows, cols] for rows <= mr, cols < nr (the right edge of C), written in
+     * place (same rounding as ukr); without it the driver goes through an mr x nr tile */
+    void (*ukr_edge)(int rows, int cols, int64_t kc, const float *ap, const float *bp,
+                     float *c, int64_t ldc, float alpha, float beta);
 } qr_gemm_kernel;
 
 #define QR_SKINNY_M 4

@@ -1,7 +1,8 @@
 /* gemm_x86.h - private: what the AVX2 and AVX-512 GEMM kernels (gemm_avx2.c, gemm_avx512.c)
- * share: the 8x8 transpose, the packer of a B^T panel, and the skinny (M <= 4) column driver.
- * Each tier file includes it and compiles it with its own -m flags. The micro-kernels, the A
- * packers and the skinny tiles stay per tier: their register blocking and masks differ. */
+ * share: the 8x8 transpose, the 6-row A packer, the packer of a B^T panel, and the skinny
+ * (M <= 4) column driver. Each tier file includes it and compiles it with its own -m flags.
+ * The micro-kernels, the B packers and the skinny tiles stay per tier: their register
+ * blocking and masks differ. */
 #ifndef QORUS_GEMM_X86_H
 #define QORUS_GEMM_X86_H
 
@@ -27,7 +28,47 @@ QR_AI void qr__transpose8(__m256 r[8]) {
     r[6] = _mm256_permute2f128_ps(s2, s6, 0x31); r[7] = _mm256_permute2f128_ps(s3, s7, 0x31);
 }
 
-#define QR_GEMM_MAX_NR 32   /* the widest Bp panel (AVX-512: 32 columns) */
+#define QR_GEMM_MAX_NR 64   /* the widest Bp panel (AVX-512: 64 columns) */
+
+/* Ap panels of 6 rows. Not transposed (A[M,K]): gather 6 rows, 8 k at a time, by 8x8
+ * transposes (rows 6, 7 zero) and overlapping 8-wide stores (the slack absorbs the last).
+ * Transposed (A[K,M]): each k is 6 contiguous floats. Both tiers use 6-row panels. */
+QR_AI void qr__pack_a6(int trans, const float *A, int64_t lda, int64_t i0, int64_t mc,
+                       int64_t p0, int64_t kc, float *ap) {
+    enum { MR = 6 };
+    for (int64_t ib = 0; ib < mc; ib += MR, ap += kc * MR) {
+        int64_t rows = mc - ib < MR ? mc - ib : MR;
+        if (trans) {
+            const float *s = A + p0 * lda + i0 + ib;
+            if (rows == MR) {
+                for (int64_t p = 0; p < kc; p++, s += lda) {
+                    _mm_storeu_ps(ap + p * MR, _mm_loadu_ps(s));
+                    _mm_storel_pi((__m64 *)(ap + p * MR + 4), _mm_loadl_pi(_mm_setzero_ps(),
+                                                                           (const __m64 *)(s + 4)));
+                }
+            } else {
+                for (int64_t p = 0; p < kc; p++, s += lda) {
+                    for (int64_t i = 0; i < rows; i++) ap[p * MR + i] = s[i];
+                    for (int64_t i = rows; i < MR; i++) ap[p * MR + i] = 0.0f;
+                }
+            }
+            continue;
+        }
+        const float *s[MR];
+        for (int64_t i = 0; i < MR; i++) s[i] = A + (i0 + ib + (i < rows ? i : 0)) * lda + p0;
+        int64_t p = 0;
+        for (; p + 8 <= kc; p += 8) {
+            __m256 r[8];
+            for (int i = 0; i < MR; i++)
+                r[i] = i < rows ? _mm256_loadu_ps(s[i] + p) : _mm256_setzero_ps();
+            r[6] = r[7] = _mm256_setzero_ps();
+            qr__transpose8(r);
+            for (int q = 0; q < 8; q++) _mm256_storeu_ps(ap + (p + q) * MR, r[q]);
+        }
+        for (; p < kc; p++)
+            for (int64_t i = 0; i < MR; i++) ap[p * MR + i] = i < rows ? s[i][p] : 0.0f;
+    }
+}
 
 /* One Bp panel of nr (a multiple of 8, a constant in every call) columns from B stored [N,K]
  * (the transposed case): rows s of B are columns j0..j0+cols of op(B), read 8 k at a time and
