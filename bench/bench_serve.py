@@ -19,7 +19,11 @@ The server runs as ``qorus serve`` in a subprocess, the clients here.
    ("whole": completion tokens after each stream's first, from the first stream's first
    token to the last stream's last); its ratio to one stream, and the bandwidth bound: S
    tokens per pass over the weights, (read bandwidth measured here, the best of 3 passes
-   over 256 MiB) / (weight bytes).
+   over 256 MiB) / (weight bytes). The stream clients are plain sockets speaking HTTP/1.0
+   (the body unframed until the server closes), each read timestamped and parsed after the
+   stream ends (``post_stream``): on a 2-core host the clients share the cores with the
+   server, and an HTTP client parsing every event as it comes (httpx: about a quarter of a
+   core for 4 streams) would slow the S-stream runs most.
 
 Bounded: every request has a timeout (--timeout), the whole run a deadline (--deadline).
 On a shared host the figures drift; compare the ratios measured in one run.
@@ -28,9 +32,11 @@ On a shared host the figures drift; compare the ratios measured in one run.
 from __future__ import annotations
 
 import argparse
+import bisect
 import json
 import os
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -124,11 +130,54 @@ def load_test(srv: Server, args) -> dict:
             "tok_s": sum(r[2] for r in results) / wall}
 
 
+def post_stream(url: str, body: dict, timeout: float) -> list[tuple[float, bytes]]:
+    """POST ``body`` to ``url`` (``http://host:port/path``) as HTTP/1.0, so the response
+    body comes unframed until the server closes; each read as it arrives: (time, bytes). A
+    socket and one append a read: on a 2-core host the clients share the cores with the
+    server they measure, and an HTTP client's parsing of every event (httpx: h11 and a line
+    splitter, about 0.25 of a core for 4 streams) weighs on S streams S times."""
+    host, _, path = url.removeprefix("http://").partition("/")
+    name, _, port = host.rpartition(":")
+    data = json.dumps(body).encode()
+    head = (f"POST /{path} HTTP/1.0\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(data)}\r\n\r\n").encode()
+    got: list[tuple[float, bytes]] = []
+    with socket.create_connection((name, int(port)), timeout=timeout) as sock:
+        sock.sendall(head + data)
+        while chunk := sock.recv(1 << 16):
+            got.append((time.perf_counter(), chunk))
+    return got
+
+
+def sse_content_times(got: list[tuple[float, bytes]]) -> tuple[list[float], int]:
+    """The arrival time of each content event of a chat stream read as ``got`` (see
+    ``post_stream``; an event's time is the read that completed it) and the usage's
+    completion tokens: parsed after the stream has ended."""
+    raw = b"".join(d for _, d in got)
+    if raw.split(b"\r\n", 1)[0].split()[1:2] != [b"200"]:
+        raise RuntimeError(f"the stream was refused: {raw[:300]!r}")
+    start = raw.index(b"\r\n\r\n") + 4
+    ends, off = [], 0                                  # each read's end offset in raw
+    for _, d in got:
+        off += len(d)
+        ends.append(off)
+    seen: list[float] = []
+    n_tok, pos = 0, start
+    while (cut := raw.find(b"\n\n", pos)) >= 0:
+        ev_raw, pos = raw[pos:cut], cut + 2
+        if not ev_raw.startswith(b"data: {"):
+            continue
+        ev = json.loads(ev_raw[6:])
+        if ev.get("usage"):
+            n_tok = ev["usage"]["completion_tokens"]
+        elif ev["choices"] and ev["choices"][0]["delta"].get("content"):
+            seen.append(got[bisect.bisect_left(ends, cut + 2)][0])
+    return seen, n_tok
+
+
 def streams(srv: Server, n: int, tokens: int, ban: dict, timeout: float) -> dict[str, float]:
     """Aggregate generation tokens/s of ``n`` concurrent streams of ``tokens`` tokens:
     "steady" (while all n generate) and "whole" (see the module docstring)."""
-    import httpx
-
     times: list[list[float]] = []                  # each stream's content events
     counts: list[int] = []
     lock = threading.Lock()
@@ -137,19 +186,8 @@ def streams(srv: Server, n: int, tokens: int, ban: dict, timeout: float) -> dict
         body = {"messages": [{"role": "user", "content": f"Count slowly, stream {i}."}],
                 "max_tokens": tokens, "temperature": 0, "stream": True, "logit_bias": ban,
                 "stream_options": {"include_usage": True}}
-        seen: list[float] = []
-        n_tok = 0
-        with httpx.stream("POST", srv.url + "/v1/chat/completions", json=body,
-                          timeout=timeout) as r:
-            r.raise_for_status()
-            for line in r.iter_lines():
-                if not line.startswith("data: {"):
-                    continue
-                ev = json.loads(line[6:])
-                if ev.get("usage"):
-                    n_tok = ev["usage"]["completion_tokens"]
-                elif ev["choices"] and ev["choices"][0]["delta"].get("content"):
-                    seen.append(time.perf_counter())
+        got = post_stream(srv.url + "/v1/chat/completions", body, timeout)
+        seen, n_tok = sse_content_times(got)
         with lock:
             times.append(seen)
             counts.append(n_tok)

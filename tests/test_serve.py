@@ -306,3 +306,69 @@ def test_sigterm_lets_the_running_stream_finish(tiny):
         if proc.poll() is None:
             proc.kill()
         proc.stderr.close()
+
+
+class Recorder:
+    """A scheduler channel that keeps each post (one phase's events) and delivers them."""
+
+    def __init__(self) -> None:
+        self.posts: list[list[tuple[int, str]]] = []
+
+    def post(self, items) -> None:
+        self.posts.append([(sink.index, kind) for sink, kind, _ in items])
+        for sink, kind, value in items:
+            sink(kind, value)
+
+
+class Collect:
+    """One job's events: its text and how it ended."""
+
+    def __init__(self, index: int) -> None:
+        self.index, self.text, self.end = index, [], threading.Event()
+        self.kinds: list[str] = []
+
+    def __call__(self, kind: str, value) -> None:
+        self.kinds.append(kind)
+        if kind == "text":
+            self.text.append(value)
+        else:
+            self.end.set()
+
+
+@pytest.mark.parametrize("batched", [True, False], ids=["batched", "in-turn"])
+def test_a_steps_events_come_in_one_post_and_prompts_start_together(tiny, alone, batched):
+    from qorus_layers_llm.generate import prompt_chunks
+    from qorus_layers_llm.serve_scheduler import Job, Scheduler
+
+    llm = LLM(tiny, n_ctx=512)
+    body = {"max_tokens": 6, "temperature": 0, "logit_bias": NO_EOS}
+    words = ["a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k", "l", "m", "n", "o", "p"]
+    by_len: dict[int, list[str]] = {}
+    for w in words:                                   # four prompts of one length
+        p = f"the tin man and the ant {w} ran"
+        by_len.setdefault(len(llm.parse("text", {"prompt": p, **body}).ids), []).append(p)
+    n, prompts = max(((n, ps) for n, ps in by_len.items()), key=lambda x: len(x[1]))
+    prompts = prompts[:4]
+    assert len(prompts) == 4 and len(prompt_chunks(n, 32)) >= 2, by_len
+    sch = Scheduler(llm, parallel=4, max_chunk=32, batched=batched)   # two chunks or more each
+    ch, sinks = Recorder(), [Collect(i) for i in range(4)]
+    try:
+        sch.pause()
+        for p, sink in zip(prompts, sinks):
+            sch.submit(Job(llm.parse("text", {"prompt": p, **body}), 0, sink, ch))
+        sch.resume()
+        for sink in sinks:
+            assert sink.end.wait(WAIT)
+    finally:
+        sch.close()
+    # every prompt's chunks ran in the same turns, so the four started in one turn and
+    # ended in one step: at most one post a phase (the first tokens, then 5 decode steps),
+    # each with at most one piece of text a job, and the four "done" in the last
+    assert 2 <= len(ch.posts) <= 6, ch.posts
+    assert all(len({i for i, k in post if k == "text"}) == len([k for _, k in post if k == "text"])
+               for post in ch.posts)
+    assert sorted(i for i, k in ch.posts[-1] if k == "done") == [0, 1, 2, 3], ch.posts
+    for p, sink in zip(prompts, sinks):
+        assert sink.kinds[-1] == "done"
+        want = alone.create_completion(p, **body)["choices"][0]["text"]
+        assert "".join(sink.text) == want

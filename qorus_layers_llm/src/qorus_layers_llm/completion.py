@@ -3,6 +3,8 @@ generator, ``qorus serve``'s scheduler on a slot): each ``advance(logits)`` samp
 through the request's ``LogitsProcessor`` and ``Sampler``, decides whether generation ends
 (an end-of-turn token, a stop string, ``max_tokens``, a full context) and returns the new
 text, UTF-8 characters cut across tokens and text that may start a stop string held back.
+``advance`` is ``sample`` (the draw) then ``emit`` (the text and the end), which a batched
+server calls for all rows in that order.
 
 ``finish_reason`` is OpenAI's: "stop" (an end token or a stop string) or "length". The end
 token is not part of the completion (nor counted); ``next_token`` is what to feed next.
@@ -13,6 +15,8 @@ from __future__ import annotations
 import codecs
 
 import numpy as np
+
+from qorus_core.errors import ConfigError
 
 from .logit_processors import LogitsProcessor
 from .request_error import ContextLengthError, RequestError
@@ -39,6 +43,7 @@ class Completion:
         self.tokens: list[int] = []
         self.text: list[str] = []
         self.next_token: int | None = None
+        self._drawn: int | None = None               # sampled, its text not yet emitted
         self.finish_reason: str | None = None
 
     @property
@@ -52,9 +57,26 @@ class Completion:
         return len(self.tokens)
 
     def advance(self, logits: np.ndarray) -> str:
-        """Sample the next token from ``logits`` [V]; the text it adds (maybe "")."""
+        """Sample the next token from ``logits`` [V]; the text it adds (maybe ""):
+        ``sample`` then ``emit``."""
+        self.sample(logits)
+        return self.emit()
+
+    def sample(self, logits: np.ndarray) -> int:
+        """Draw the next token from ``logits`` [V] (``next_token``, what a batched step feeds
+        next, before any text work); ``emit`` then ends the request or gives its text. A
+        server samples every row of a step first, so the rows' serial text work does not
+        come between their draws."""
         token = self.sampler.sample(self.proc.apply(logits))
-        self.next_token = token
+        self.next_token = self._drawn = token
+        return token
+
+    def emit(self) -> str:
+        """The text the token drawn by ``sample`` adds (maybe ""), with the end it makes:
+        an end token, a stop string or ``max_tokens``/the context (``next_token`` None)."""
+        token, self._drawn = self._drawn, None
+        if token is None:
+            raise ConfigError("Completion.emit: no token drawn (call sample first, once per emit)")
         if token in self.tok.stop_ids:
             return self._finish("stop", "")
         self.tokens.append(token)

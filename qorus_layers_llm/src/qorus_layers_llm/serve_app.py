@@ -9,7 +9,8 @@ or wrong key (``Authorization: Bearer KEY``, where the server has one), 404 an u
 queue is full or the server is draining, 500 anything else.
 
 Generation runs on the scheduler's worker thread; each request gets its pieces of text
-through an ``asyncio.Queue``. A client that disconnects (streaming or not) cancels its job,
+through an ``asyncio.Queue``, every request's events of a decode step handed to the event
+loop in one wake-up (``LoopChannel``). A client that disconnects (streaming or not) cancels its job,
 which frees its slot before the next decode step.
 """
 
@@ -55,21 +56,38 @@ def error_response(exc: RequestError) -> JSONResponse:
     return JSONResponse(exc.body(), status_code=exc.status, headers=headers)
 
 
+class LoopChannel:
+    """The scheduler's events for the requests of one event loop: each phase's, every
+    request's, in one ``call_soon_threadsafe`` (one wake-up of the loop a decode step, not
+    one a token), each put on its request's queue there."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+
+    def post(self, items: list) -> None:
+        """On the worker thread: hand ``items`` ((sink, kind, value), in order) to the loop."""
+        try:
+            self.loop.call_soon_threadsafe(_deliver, items)
+        except RuntimeError:                                # the loop has closed: nobody reads
+            pass
+
+
+def _deliver(items: list) -> None:
+    for sink, kind, value in items:
+        sink(kind, value)
+
+
 class _Job:
     """A request's link to the scheduler: the job and the queue its events arrive on."""
 
     def __init__(self, state, req, seed: int) -> None:
-        loop = asyncio.get_running_loop()
         self.queue: asyncio.Queue = asyncio.Queue()
         self.scheduler = state.scheduler
 
-        def sink(kind: str, value: Any) -> None:            # on the worker thread
-            try:
-                loop.call_soon_threadsafe(self.queue.put_nowait, (kind, value))
-            except RuntimeError:                            # the loop has closed: nobody reads
-                pass
+        def sink(kind: str, value: Any) -> None:            # on the event loop's thread
+            self.queue.put_nowait((kind, value))
 
-        self.job = Job(req, seed, sink)
+        self.job = Job(req, seed, sink, state.channel(asyncio.get_running_loop()))
         self.finished = False
 
     async def events(self) -> AsyncIterator[tuple[str, Any]]:
@@ -140,6 +158,14 @@ class ServeApp:
         self.api_key, self.max_body = api_key, max_body
         self.draining = False
         self.created = now()
+        self._channels: dict[int, LoopChannel] = {}
+
+    def channel(self, loop: asyncio.AbstractEventLoop) -> LoopChannel:
+        """The scheduler's channel to ``loop`` (made on first use)."""
+        ch = self._channels.get(id(loop))
+        if ch is None or ch.loop is not loop:
+            ch = self._channels[id(loop)] = LoopChannel(loop)
+        return ch
 
     # ----------------------------------------------------------------- plumbing
     def _check_key(self, request: Request) -> None:
