@@ -67,7 +67,8 @@ BENCHES: dict[str, Bench] = {
                 "flock /tmp/qorus-bench.lock python bench/bench_dp.py --runs 5 --steps 20 --json",
                 ("speedup 2 ranks", "speedup 2 threads")),
     "kernels": Bench("Every kernel family against the measured peak",
-                     "flock /tmp/qorus-bench.lock qorus bench kernels --threads 2 --json"),
+                     "flock /tmp/qorus-bench.lock qorus bench kernels --threads 2 --json",
+                     ("c_vs_numpy", "c_vs_torch"), ("kernel", "case")),
 }
 
 
@@ -110,15 +111,34 @@ def flatten(data: Any, prefix: str = "") -> list[tuple[str, Any]]:
     return [(prefix[:-1], data)]
 
 
+def context(data: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    """(dotted path, cell) of every leaf of a nested mapping, a list of scalars kept as one
+    comma-separated cell (the kernel benchmark's ``machine.cpu_features``)."""
+    out: list[tuple[str, Any]] = []
+    for k, v in data.items():
+        if isinstance(v, Mapping):
+            out += context(v, f"{prefix}{k}.")
+        elif isinstance(v, list) and all(not isinstance(x, (Mapping, list)) for x in v):
+            out.append((f"{prefix}{k}", ", ".join(_fmt(x) for x in v)))
+        else:
+            out += flatten(v, f"{prefix}{k}.")
+    return out
+
+
 def tables(name: str, data: Any) -> list[str]:
-    """Markdown: the result's context (its top-level scalars) and its rows as a table."""
+    """Markdown: the result's context (its top-level scalars, and beside rows each nested
+    mapping, such as the kernel benchmark's ``machine``, as a table) and its rows as a table."""
     out: list[str] = []
+    shaped = rows_of(data)
     if isinstance(data, Mapping):
         meta = [(k, v) for k, v in data.items() if k != "command" and k != "rows"
                 and (isinstance(v, (int, float, str, bool)) or v is None)]
         if meta:
             out += ["; ".join(f"{k}: {_fmt(v)}" for k, v in meta) + ".", ""]
-    shaped = rows_of(data)
+        if shaped is not None:
+            for key, sub in data.items():
+                if key != "rows" and isinstance(sub, Mapping) and sub:
+                    out += [f"`{key}`:", "", *_table(["value", "figure"], context(sub)), ""]
     if shaped is None:
         leaves = [(k, v) for k, v in flatten(data) if k != "command"]
         return out + _table(["value", "figure"], leaves) + [""]
@@ -127,9 +147,18 @@ def tables(name: str, data: Any) -> list[str]:
     return out + _table(cols, [[r.get(c, "") for c in cols] for r in rows]) + [""]
 
 
+def _value(v: Any) -> float:
+    """A plotted figure; NaN (drawn as no bar) where the row has none (``None``: the peer
+    was not measured) or a non-number."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return float("nan")
+    return float(v)
+
+
 def figure(name: str, data: Any, bench: Bench | None = None) -> bytes | None:
     """A PNG of horizontal bars, one panel per plotted metric (``bench.metrics`` present in
-    the rows), one bar per row; None when nothing can be plotted."""
+    the rows), one bar per row (none where the row lacks the figure), a log axis where the
+    figures span more than 30x; None when nothing can be plotted."""
     shaped = rows_of(data)
     if shaped is None:
         return None
@@ -150,8 +179,11 @@ def figure(name: str, data: Any, bench: Bench | None = None) -> bytes | None:
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.5 * len(metrics), 0.4 * len(rows) + 1.2),
                              squeeze=False)
     for ax, metric in zip(axes[0], metrics):
-        values = [float(r.get(metric, 0.0) or 0.0) for r in rows]
+        values = [_value(r.get(metric)) for r in rows]   # unmeasured: no bar, not a zero
         ax.barh(range(len(rows)), values, color="#3f6fb5")
+        shown = [v for v in values if v == v]             # (NaN != NaN)
+        if shown and min(shown) > 0 and max(shown) > 30 * min(shown):
+            ax.set_xscale("log")                          # ratios from 1x to 100x: all readable
         ax.set_yticks(range(len(rows)), labels, fontsize=8)
         ax.invert_yaxis()
         ax.set_title(metric, fontsize=9)
