@@ -80,6 +80,27 @@ def test_perf_tables_and_figures_from_bench_json(gen_perf, tmp_path):
     assert f"{gen_perf.BENCHES['mlp'].command} > docs/perf/mlp.json" in page
 
 
+#: qorus bench kernels --json: rows of kernels beside a nested ``machine`` mapping
+KERNELS = {"threads": 2, "machine": {"cpu_features": ["avx2", "avx512f"], "peak_gflops": 493.0,
+                                     "memory": {"bandwidth_GBs": 28.6}},
+           "rows": [{"kernel": "gemm", "case": "1024^3", "c_vs_numpy": 1.04, "c_vs_torch": 0.9},
+                    {"kernel": "matmul_q", "case": "q4_0", "c_vs_numpy": 88.0,
+                     "c_vs_torch": None}]}
+
+
+def test_nested_context_and_unmeasured_peers(gen_perf):
+    kernels = "\n".join(gen_perf.tables("kernels", KERNELS))
+    assert "`machine`:" in kernels
+    assert "| cpu_features | avx2, avx512f |" in kernels
+    assert "| memory.bandwidth_GBs | 28.6 |" in kernels
+    assert "| matmul_q | q4_0 | 88 | None |" in kernels
+    # a peer that was not measured is no bar (NaN), not a bar at 0
+    assert gen_perf._value(None) != gen_perf._value(None)
+    assert gen_perf._value(True) != gen_perf._value(True) and gen_perf._value(2) == 2.0
+    png = gen_perf.figure("kernels", KERNELS, gen_perf.BENCHES["kernels"])
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 def test_a_result_names_its_own_command(gen_perf):
     data = dict(MLP, command="python bench/bench_mlp.py --threads 1 --json")
     section = "\n".join(gen_perf.section("mlp", data, gen_perf.BENCHES["mlp"], None))
