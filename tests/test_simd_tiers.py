@@ -60,6 +60,19 @@ def need(ck, tier: str) -> None:
                 + (f"the CPU lacks {', '.join(missing)}" if missing else "not compiled in"))
 
 
+def test_every_tier_this_cpu_has_is_compiled_in(ck):
+    """A tier file that does not compile only warns at build time (setup.py builds the library
+    without that tier, and its tests above skip as "not compiled in"), so a compile break of an
+    AVX-512 file would pass unnoticed. CI sets ``QORUS_REQUIRE_TIERS=1``, which makes a tier
+    this CPU has but the library lacks a failure here rather than a skip."""
+    lacking = [t for i, t in enumerate(simd.TIERS)
+               if i > ck._simd_compiled() and not simd.missing_features(ck._lib, t)]
+    if lacking and os.environ.get("QORUS_REQUIRE_TIERS") != "1":
+        pytest.skip(f"the CPU has {', '.join(lacking)} but the library was built without it "
+                    "(see the build's warning)")
+    assert not lacking, f"the CPU has {', '.join(lacking)} but the library was built without it"
+
+
 def inputs(n: int, seed: int, scale: float = 4.0) -> np.ndarray:
     x = (np.random.default_rng(seed).standard_normal(n) * scale).astype(np.float32)
     k = min(n, EDGE.size)
