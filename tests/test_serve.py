@@ -372,3 +372,36 @@ def test_a_steps_events_come_in_one_post_and_prompts_start_together(tiny, alone,
         assert sink.kinds[-1] == "done"
         want = alone.create_completion(p, **body)["choices"][0]["text"]
         assert "".join(sink.text) == want
+
+
+def test_a_request_that_fails_to_start_fails_alone(tiny, monkeypatch):
+    """An error while a request takes its slot (before its first chunk) ends that request
+    with ("error", exc); the worker thread lives on and serves the next one."""
+    from qorus_layers_llm import serve_scheduler
+    from qorus_layers_llm.serve_scheduler import Job, Scheduler
+
+    llm = LLM(tiny, n_ctx=512)
+    body = {"max_tokens": 3, "temperature": 0}
+    real = serve_scheduler.Completion
+    calls = []
+
+    def flaky(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("no completion for you")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(serve_scheduler, "Completion", flaky)
+    sch = Scheduler(llm, parallel=1, max_chunk=32)
+    first, second = Collect(0), Collect(1)
+    errors = []
+    try:
+        sch.submit(Job(llm.parse("text", {"prompt": "the tin man", **body}), 0,
+                       lambda k, v: (errors.append(v) if k == "error" else None, first(k, v))))
+        assert first.end.wait(WAIT)
+        sch.submit(Job(llm.parse("text", {"prompt": "the tin man", **body}), 0, second))
+        assert second.end.wait(WAIT)
+    finally:
+        sch.close()
+    assert first.kinds == ["error"] and str(errors[0]) == "no completion for you"
+    assert second.kinds[-1] == "done" and sch.stats["failed"] == 1

@@ -223,18 +223,9 @@ QR_AI void q4_mrow(int FMT, int MX, int64_t nb, const uint8_t *w, const uint8_t 
     }
     int paired = 0;   /* res2 made (by the half quad) */
     if (nr) {   /* the last nr blocks: a quad with zeros for the rest */
-        const uint8_t *p = w + 4 * nq * bs;
-        __m128i g = _mm_loadu_si32(p);
-        __m512i raw = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)(p + off)));
-        raw = _mm512_maskz_mov_epi32(0x000f, raw);
-        if (nr > 1) {
-            g = _mm_insert_epi32(g, (int)qr__ld32(p + bs), 1);
-            raw = _mm512_inserti32x4(raw, _mm_loadu_si128((const __m128i *)(p + bs + off)), 1);
-        }
-        if (nr > 2) {
-            g = _mm_insert_epi32(g, (int)qr__ld32(p + 2 * bs), 2);
-            raw = _mm512_inserti32x4(raw, _mm_loadu_si128((const __m128i *)(p + 2 * bs + off)), 2);
-        }
+        __m128i g;
+        __m512i raw;
+        qr__q4_tail_quad(w + 4 * nq * bs, bs, off, nr, &g, &raw);
         const __m256 f = _mm256_cvtph_ps(g);
         if (nr > 2) {
             q4_quad(FMT, MX, nq, f, raw, xq, xs, oc, oe, S4, s4g, acc, corr);

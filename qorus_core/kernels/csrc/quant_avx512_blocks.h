@@ -42,6 +42,26 @@ static inline __attribute__((always_inline)) __m512i qr__load2x32(const uint8_t 
                               _mm256_loadu_si256((const __m256i *)(p + bs)), 1);
 }
 
+/* The last nr (1 .. 3) blocks of a Q4 row at p (bs bytes apart, nibbles at off) as a quad with
+ * zeros for the missing blocks: *g their first dwords (fp16 d, then m or junk), *raw their 16
+ * nibble bytes in 128-bit lanes 0 .. nr - 1 (the missing blocks' bytes are never read) */
+static inline __attribute__((always_inline)) void qr__q4_tail_quad(
+    const uint8_t *p, size_t bs, size_t off, int64_t nr, __m128i *g, __m512i *raw) {
+    __m128i d = _mm_loadu_si32(p);
+    __m512i q = _mm512_maskz_mov_epi32(
+        0x000f, _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)(p + off))));
+    if (nr > 1) {
+        d = _mm_insert_epi32(d, (int)qr__ld32(p + bs), 1);
+        q = _mm512_inserti32x4(q, _mm_loadu_si128((const __m128i *)(p + bs + off)), 1);
+    }
+    if (nr > 2) {
+        d = _mm_insert_epi32(d, (int)qr__ld32(p + 2 * bs), 2);
+        q = _mm512_inserti32x4(q, _mm_loadu_si128((const __m128i *)(p + 2 * bs + off)), 2);
+    }
+    *g = d;
+    *raw = q;
+}
+
 /* The Q8_0 (34-byte blocks: fp16 d, 32 int8) weight row against MX q8 rows in layout 0
  * (quant_internal.h's "x" layout, xs bytes apart), all but an odd last block: four blocks a
  * step (two zmm of two blocks each), then a pair, into two accumulators a row, acc[j][0]

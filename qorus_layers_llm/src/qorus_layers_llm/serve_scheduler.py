@@ -202,8 +202,12 @@ class Scheduler:
                     job = self._queue.popleft()
                     if job.cancelled:
                         self._end(job, "cancelled")
-                    else:
+                        continue
+                    try:
                         self._start(slot, job)
+                    except Exception as exc:  # noqa: BLE001 - the request fails, not the worker
+                        slot.job = job
+                        self._fail(slot, exc)
 
     def _start(self, slot: Slot, job: Job) -> None:
         req = job.req
