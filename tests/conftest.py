@@ -11,6 +11,13 @@ from qorus_core.kernels import NumpyKernels, c_status, get_kernels
 KERNEL_SETS = ["numpy"] + (["c"] if c_status()[0] else [])
 
 
+def pytest_configure(config) -> None:
+    """The oracle gate (tests/oracle_gate.py): `tox -e parity` runs only the oracle tests."""
+    import oracle_gate
+
+    oracle_gate.register(config)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def int8_prompt_path():
     """The suite runs the opt-in 8-bit prompt products (``QORUS_INT8_PROMPTS=1``: the class
